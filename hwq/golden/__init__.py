@@ -1,0 +1,1 @@
+"""hwq.golden: the arithmetic spec and golden model."""

@@ -1,0 +1,1 @@
+"""hwq.layout: memory layout of weights and parameters; the network -> Program compiler."""

@@ -1,0 +1,1 @@
+"""hwq.workloads: reference models and data sets (generated or bundled; nothing downloaded)."""

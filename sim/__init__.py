@@ -1,0 +1,1 @@
+"""hwq.sim: Verilator builds (cached), cocotb testbenches and the ``simulate()`` API."""

@@ -1,0 +1,32 @@
+"""The package layout of DESIGN.md section 1: four folders, one import namespace."""
+
+import importlib
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _declared():
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    return cfg["package-dir"], set(cfg["packages"])
+
+
+def test_every_package_folder_is_declared():
+    package_dir, packages = _declared()
+    found = set()
+    for name, folder in package_dir.items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / folder).parts
+            found.add(".".join((name, *rel)))
+    # a sub-folder of hwq/ that another mapping owns would be counted twice; none does
+    assert found == packages
+
+
+def test_parts_import_under_one_namespace():
+    for name in ("hwq", "hwq.golden", "hwq.rtl", "hwq.sim", "hwq.host"):
+        module = importlib.import_module(name)
+        assert module.__name__ == name
+    assert Path(importlib.import_module("hwq.rtl").__file__).parent.name == "rtl"
+    assert Path(importlib.import_module("hwq.sim").__file__).parent.name == "sim"
+    assert Path(importlib.import_module("hwq.host").__file__).parent.name == "host"
