@@ -18,4 +18,4 @@ class ToolchainError(HwqError):
 
 
 class ArtifactError(HwqError, ValueError):
-    """A saved artifact (network, program) is truncated, corrupted, tampered or of a wrong version."""
+    """A saved artifact (network, program) is truncated, corrupted, tampered or wrong-version."""

@@ -1,0 +1,80 @@
+"""Core configuration: one object drives the RTL, layout compiler, cycle model and host."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar, Literal
+
+from hwq.golden._checks import check_int
+
+PeType = Literal["shift_add", "bit_serial", "multiply"]
+PE_TYPES: tuple[str, ...] = ("shift_add", "bit_serial", "multiply")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CoreConfig:
+    """Parameters of one accelerator core.
+
+    Parameters
+    ----------
+    pe : {"shift_add", "bit_serial", "multiply"}
+        ``shift_add`` takes POT weights (no multiplier); ``bit_serial`` INT/CODEBOOK weights,
+        one bit-plane per cycle; ``multiply`` INT/CODEBOOK weights on plain multipliers.
+    lanes : int
+        output channels computed in parallel (P), 1..256.
+    simd : int
+        inputs per lane per cycle (S), 1..256.
+    act_bits : int
+        activation width, 2..16 (signed).
+    weight_bits : int
+        widest weight code the datapath takes: POT 2..7 for shift_add, INT 2..8 otherwise.
+    acc_bits : int
+        accumulator width, 8..48; a layer whose bound needs more is refused.
+    act_depth, weight_depth, param_depth : int
+        words in each activation buffer, the weight memory and the parameter memory.
+    """
+
+    pe: str
+    lanes: int = 8
+    simd: int = 8
+    act_bits: int = 8
+    weight_bits: int = 4
+    acc_bits: int = 32
+    act_depth: int = 4096
+    weight_depth: int = 16384
+    param_depth: int = 1024
+
+    WEIGHT_BITS: ClassVar[dict[str, tuple[int, int]]] = {
+        "shift_add": (2, 7), "bit_serial": (2, 8), "multiply": (2, 8),
+    }
+
+    def __post_init__(self) -> None:
+        if self.pe not in PE_TYPES:
+            raise ValueError(f"PE type must be one of {', '.join(PE_TYPES)}, not {self.pe!r}")
+        check_int(self.lanes, "Lanes", 1, 256)
+        check_int(self.simd, "SIMD width", 1, 256)
+        check_int(self.act_bits, "Activation bit width", 2, 16)
+        check_int(self.weight_bits, f"Weight bit width for the {self.pe} PE",
+                  *self.WEIGHT_BITS[self.pe])
+        check_int(self.acc_bits, "Accumulator bit width", 8, 48)
+        check_int(self.act_depth, "Activation buffer depth", 16, 1 << 20)
+        check_int(self.weight_depth, "Weight memory depth", 16, 1 << 22)
+        check_int(self.param_depth, "Parameter memory depth", 16, 1 << 20)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CoreConfig:
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"Unknown core config field(s) {unknown}; allowed: {sorted(known)}")
+        return cls(**d)
+
+    def fingerprint(self) -> str:
+        """Short stable hash; a Program built for one config refuses to run on another."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]

@@ -1,0 +1,71 @@
+"""Input validation shared by the golden model: one message template everywhere."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+INT64_MAX = 2**63 - 1
+
+
+def check_int(value: object, name: str, lo: int, hi: int) -> int:
+    """Return ``value`` as an ``int`` if it is an integer in ``lo..hi``, else raise.
+
+    >>> check_int(4, "Weight bit width", 2, 8)
+    4
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer in {lo}..{hi}, not {value!r}")
+    if not lo <= int(value) <= hi:
+        raise ValueError(f"{name} must be an integer in {lo}..{hi}, not {value!r}")
+    return int(value)
+
+
+def as_int_array(x: object, name: str) -> np.ndarray:
+    """``x`` as an int64 array; float, bool, object or out-of-int64 input is refused."""
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be an integer array, not dtype {arr.dtype}")
+    if arr.dtype == np.uint64 and arr.size and int(arr.max()) > INT64_MAX:
+        raise ValueError(f"{name} has values above the int64 range (max {int(arr.max())})")
+    return arr.astype(np.int64, copy=False)
+
+
+def check_range(arr: np.ndarray, lo: int, hi: int, name: str, allowed: str) -> None:
+    """Raise ``ValueError`` naming the first value of ``arr`` outside ``lo..hi``."""
+    if arr.size == 0:
+        return
+    bad = (arr < lo) | (arr > hi)
+    if bad.any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(
+            f"{name} must be {allowed} ({lo}..{hi}); {int(bad.sum())} value(s) are not, "
+            f"first {int(arr[index])} at index {index}"
+        )
+
+
+def check_ndim(arr: np.ndarray, ndim: int, name: str, layout: str) -> None:
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions {layout}, not shape {arr.shape}")
+
+
+def signed_range(bits: int) -> tuple[int, int]:
+    """Range of a ``bits``-bit two's complement integer.
+
+    >>> signed_range(8)
+    (-128, 127)
+    """
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+def signed_bits_for(lo: int, hi: int) -> int:
+    """Fewest bits of a two's complement integer that holds every value in ``lo..hi``.
+
+    >>> signed_bits_for(-128, 127), signed_bits_for(0, 128), signed_bits_for(0, 0)
+    (8, 9, 1)
+    """
+    bits = 1
+    while not (-(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1):
+        bits += 1
+    return bits

@@ -1,0 +1,171 @@
+"""Requantization: accumulator -> activation, and float scale -> integer (M, S).
+
+The hardware computes, per output channel ``c`` (DESIGN.md section 3)::
+
+    y = clamp(((acc + bias[c]) * M[c] + 2**(S[c] - 1)) >> S[c], lo, hi)
+
+with ``>>`` an arithmetic (floor) shift, ``M`` a positive integer of at most
+``M_BITS = 24`` bits and ``S`` in 1..62. Adding ``2**(S-1)`` before the floor shift
+rounds half up (ties toward +infinity). ``lo = 0`` gives ReLU.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from hwq.golden._checks import INT64_MAX, as_int_array, check_int, check_range, signed_range
+
+M_BITS = 24
+M_MAX = (1 << M_BITS) - 1
+S_MIN, S_MAX = 1, 62
+
+
+class Multiplier(NamedTuple):
+    """Integer form ``M * 2**-S`` of a float scale, and its absolute error bound."""
+
+    M: np.ndarray  # int64, 1..2**24 - 1
+    S: np.ndarray  # int64, 1..62
+    error_bound: np.ndarray  # float64: |M * 2**-S - scale| <= 2**-(S + 1)
+
+
+def multiplier_from_scale(scale: object) -> Multiplier:
+    """Convert positive float scales to ``(M, S)`` with ``M * 2**-S`` nearest to ``scale``.
+
+    ``M`` is normalized to 24 significant bits (``2**23 <= M < 2**24``) whenever ``S``
+    stays within 1..62, so the relative error is at most ``2**-24``; the absolute error
+    is at most ``2**-(S+1)``, hence the requantized value ``(acc + bias) * M * 2**-S``
+    differs from ``(acc + bias) * scale`` by at most ``|acc + bias| * 2**-(S+1)``.
+    Scales below about ``2**-62`` keep ``S = 62`` with a smaller ``M``. Rounding of
+    ``M`` is to nearest, ties to even.
+
+    >>> m = multiplier_from_scale([0.5, 0.1, 3.0])
+    >>> m.M.tolist(), m.S.tolist()
+    ([8388608, 13421773, 12582912], [24, 27, 22])
+
+    Raises
+    ------
+    ValueError
+        a scale that is not finite and positive, at least ``2**23 - 0.25`` (S would be < 1), or
+        so small that ``M`` would round to 0.
+    """
+    r = np.asarray(scale, dtype=np.float64)
+    bad = ~np.isfinite(r) | (r <= 0)
+    if bad.any():
+        raise ValueError(
+            "Requant scale must be a finite positive float, not "
+            f"{float(r[bad].ravel()[0])!r}"
+        )
+    scale_limit = (M_MAX + 0.5) / 2  # largest scale whose M at S = 1 rounds to <= M_MAX
+    too_large = r >= scale_limit
+    if too_large.any():
+        raise ValueError(
+            f"Requant scale must be below {scale_limit} (M < 2**{M_BITS} with S >= 1), not "
+            f"{float(r[too_large].ravel()[0])!r}"
+        )
+    mant, exp = np.frexp(r)  # r = mant * 2**exp, 0.5 <= mant < 1
+    shift = M_BITS - exp.astype(np.int64)
+    m = np.rint(mant * float(1 << M_BITS)).astype(np.int64)
+    carry = m > M_MAX  # mantissa rounded up to 2**24
+    m = np.where(carry, m >> 1, m)
+    shift = np.where(carry, shift - 1, shift)
+    # very small scales: saturate S at 62, denormalized M
+    small = shift > S_MAX
+    if small.any():
+        m = np.where(small, np.rint(np.ldexp(r, S_MAX)).astype(np.int64), m)
+        shift = np.where(small, S_MAX, shift)
+        if (m <= 0).any():
+            raise ValueError(
+                f"Requant scale must be above 2**-{S_MAX + 1} so that M >= 1, not "
+                f"{float(r[m <= 0].ravel()[0])!r}"
+            )
+    # shift >= 1: the scale limit keeps exp <= 23, and a carry at exp = 23 cannot happen
+    return Multiplier(M=m, S=shift, error_bound=np.ldexp(0.5, -shift))
+
+
+def requantize(
+    acc: object,
+    bias: object,
+    M: object,
+    S: object,
+    *,
+    lo: int,
+    hi: int,
+    axis: int = 1,
+) -> np.ndarray:
+    """Requantize accumulators per output channel.
+
+    Parameters
+    ----------
+    acc : int array
+        accumulators, the channel on ``axis`` (``(N, C)`` or ``(N, C, H, W)``).
+    bias : int array, shape (C,)
+        in accumulator units (int32 range).
+    M, S : int arrays, shape (C,)
+        multiplier ``1..2**24-1`` and shift ``1..62``.
+    lo, hi : int
+        clamp bounds of the output activations (``lo = 0``: ReLU).
+
+    Returns
+    -------
+    int64 array of ``acc``'s shape with values in ``lo..hi``.
+    """
+    a = as_int_array(acc, "Accumulators")
+    if a.ndim < 2:
+        raise ValueError(f"Accumulators must have a channel axis (ndim >= 2), not shape {a.shape}")
+    channels = a.shape[axis]
+    b = _per_channel(bias, channels, "Bias")
+    m = _per_channel(M, channels, "Requant multiplier M")
+    s = _per_channel(S, channels, "Requant shift S")
+    lo_b, hi_b = signed_range(32)
+    check_range(b, lo_b, hi_b, "Bias", "int32")
+    check_range(m, 1, M_MAX, "Requant multiplier M", f"a positive {M_BITS}-bit integer")
+    check_range(s, S_MIN, S_MAX, "Requant shift S", "a shift")
+    lo = check_int(lo, "Clamp low bound", -(1 << 62), 1 << 62)
+    hi = check_int(hi, "Clamp high bound", lo, 1 << 62)
+
+    shape = [1] * a.ndim
+    shape[axis] = channels
+    b, m, s = (v.reshape(shape) for v in (b, m, s))
+    peak = max(-int(a.min()), int(a.max())) if a.size else 0
+    if peak >= 1 << 62:
+        raise ValueError(f"Accumulators must be below 2**62 in magnitude, not {peak}")
+    t = a + b
+    # |t * M| must fit int64; then ((t*M >> 1) + 2**(S-2)) >> (S-1) equals the spec's
+    # ((t*M) + 2**(S-1)) >> S exactly for S >= 2 (the dropped bit cannot carry).
+    limit = INT64_MAX // m
+    if (np.abs(t) > limit).any():
+        raise ValueError(
+            "Requant product (acc + bias) * M overflows 64 bits; max |acc + bias| is "
+            f"{int(np.abs(t).max())}: the accumulator bound of this layer is too large"
+        )
+    p = t * m
+    half = p >> 1
+    y = np.where(
+        s == 1,
+        half + (p & 1),  # (p + 1) >> 1 without overflow
+        (half + np.left_shift(1, np.maximum(s - 2, 0))) >> np.maximum(s - 1, 0),
+    )
+    return np.clip(y, lo, hi)
+
+
+def _per_channel(v: object, channels: int, name: str) -> np.ndarray:
+    arr = as_int_array(v, name)
+    if arr.ndim == 0:
+        arr = np.full(channels, int(arr), dtype=np.int64)
+    if arr.shape != (channels,):
+        raise ValueError(f"{name} must have one value per channel, shape ({channels},), "
+                         f"not {arr.shape}")
+    return arr
+
+
+def requantize_reference(acc: int, bias: int, M: int, S: int, lo: int, hi: int) -> int:
+    """The spec in plain Python integers (unbounded): the test oracle.
+
+    >>> requantize_reference(3, 0, 1, 1, -128, 127)   # 1.5 rounds half up to 2
+    2
+    >>> requantize_reference(-3, 0, 1, 1, -128, 127)  # -1.5 rounds half up to -1
+    -1
+    """
+    return min(max(((acc + bias) * M + (1 << (S - 1))) >> S, lo), hi)
