@@ -23,6 +23,7 @@ from hwq.golden.formats import (
     make_format,
 )
 from hwq.golden.gemm import int_matmul
+from hwq.golden.network import quantize_input, run, run_op
 from hwq.golden.ops import (
     accumulator_bits,
     accumulator_range,
@@ -65,6 +66,9 @@ __all__ = [
     "maxpool2d",
     "multiplier_from_scale",
     "plane_coefficients",
+    "quantize_input",
+    "run",
+    "run_op",
     "requantize",
     "requantize_reference",
     "shift_add_linear",

@@ -1,0 +1,197 @@
+"""Save and load a :class:`~hwq.ir.QuantizedNetwork` as ONE safetensors file.
+
+Tensors are stored under ``ops.<i>.<field>`` with the smallest integer dtype that holds
+them; a JSON manifest in the safetensors metadata (key ``hwq``) holds the format
+version, the hwq version, the ops and their parameters, and a SHA-256 of every tensor.
+Loading validates everything (the file's structure, version, tensor set, checksums,
+then the network itself) and raises :class:`~hwq.errors.ArtifactError` naming the file
+and the problem, so a truncated, corrupted, tampered or wrong-version file never becomes
+a wrong network. Writes are atomic (temporary file + ``os.replace``). No pickle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load as st_load
+from safetensors.numpy import save as st_save
+
+from hwq import __version__
+from hwq.errors import ArtifactError
+from hwq.ir import Conv2d, Flatten, Linear, MaxPool2d, QuantizedNetwork, Requant, WeightSpec
+
+FORMAT = "hwq.QuantizedNetwork"
+FORMAT_VERSION = 1
+_OPS = {"conv2d": Conv2d, "linear": Linear, "maxpool2d": MaxPool2d, "flatten": Flatten}
+
+
+def _compact(a: np.ndarray) -> np.ndarray:
+    for dtype in (np.int8, np.int16, np.int32, np.int64):
+        info = np.iinfo(dtype)
+        if a.size == 0 or (info.min <= int(a.min()) and int(a.max()) <= info.max):
+            return np.ascontiguousarray(a.astype(dtype))
+    raise AssertionError("unreachable: int64 holds every IR tensor")
+
+
+def _digest(a: np.ndarray) -> str:
+    h = hashlib.sha256()
+    h.update(f"{a.dtype.str}{a.shape}".encode())
+    h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def to_bytes(network: QuantizedNetwork) -> bytes:
+    """The safetensors bytes of ``network`` (what :func:`save` writes)."""
+    network.validate()
+    tensors: dict[str, np.ndarray] = {}
+    ops: list[dict[str, Any]] = []
+    for i, op in enumerate(network.ops):
+        entry: dict[str, Any] = {"kind": op.kind, "name": op.name}
+        if isinstance(op, Conv2d | Linear):
+            fields = {"weight": op.weight, "bits": op.spec.bits, "bias": op.requant.bias,
+                      "M": op.requant.M, "S": op.requant.S}
+            if op.spec.table is not None:
+                fields["table"] = op.spec.table
+            entry.update(spec=op.spec.to_manifest(), lo=op.requant.lo, hi=op.requant.hi,
+                         out_scale=float(op.out_scale))
+            if isinstance(op, Conv2d):
+                entry.update(stride=op.stride, padding=op.padding)
+            entry["tensors"] = {}
+            for field_, value in fields.items():
+                key = f"ops.{i}.{field_}"
+                tensors[key] = _compact(np.asarray(value))
+                entry["tensors"][field_] = key
+        ops.append(entry)
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "hwq_version": __version__,
+        "input_shape": list(network.input_shape),
+        "act_bits": network.act_bits,
+        "input_scale": float(network.input_scale),
+        "meta": network.meta,
+        "ops": ops,
+        "checksums": {k: _digest(v) for k, v in tensors.items()},
+    }
+    return st_save(tensors, metadata={"hwq": json.dumps(manifest, sort_keys=True)})
+
+
+def save(network: QuantizedNetwork, path: str | os.PathLike) -> Path:
+    """Write ``network`` to ``path`` atomically; returns the path."""
+    path = Path(path)
+    data = to_bytes(network)
+    atomic_write(path, data)
+    return path
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(path: str | os.PathLike) -> QuantizedNetwork:
+    """Read and fully validate a network written by :func:`save`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No network file at {path}")
+    return from_bytes(path.read_bytes(), source=str(path))
+
+
+def _header_metadata(data: bytes, source: str) -> dict[str, str]:
+    if len(data) < 8:
+        raise ArtifactError(f"{source}: not a safetensors file (only {len(data)} bytes)")
+    n = int.from_bytes(data[:8], "little")
+    if n > len(data) - 8:
+        raise ArtifactError(f"{source}: truncated (header of {n} bytes, file of {len(data)})")
+    try:
+        header = json.loads(data[8 : 8 + n])
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{source}: corrupted safetensors header ({exc})") from None
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(meta, dict) or "hwq" not in meta:
+        raise ArtifactError(f"{source}: not an hwq network (no 'hwq' manifest in the metadata)")
+    return meta
+
+
+def from_bytes(data: bytes, *, source: str = "<bytes>") -> QuantizedNetwork:
+    """Inverse of :func:`to_bytes`, with every check of :func:`load`."""
+    meta = _header_metadata(data, source)
+    try:
+        manifest = json.loads(meta["hwq"])
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{source}: corrupted manifest ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ArtifactError(f"{source}: not an hwq network (format "
+                            f"{manifest.get('format') if isinstance(manifest, dict) else None!r})")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ArtifactError(
+            f"{source}: network format version {version!r} is not supported by hwq "
+            f"{__version__} (reads version {FORMAT_VERSION}); written by hwq "
+            f"{manifest.get('hwq_version', '?')}"
+        )
+    try:
+        tensors = st_load(data)
+    except (SafetensorError, ValueError, OSError) as exc:
+        raise ArtifactError(f"{source}: corrupted or truncated tensor data ({exc})") from None
+    checksums = manifest.get("checksums", {})
+    if set(checksums) != set(tensors):
+        missing = sorted(set(checksums) - set(tensors))
+        extra = sorted(set(tensors) - set(checksums))
+        raise ArtifactError(f"{source}: tensor set does not match the manifest "
+                            f"(missing {missing}, unexpected {extra})")
+    for key, digest in checksums.items():
+        if _digest(tensors[key]) != digest:
+            raise ArtifactError(f"{source}: checksum mismatch in tensor {key!r} "
+                                "(the file was modified or corrupted)")
+    try:
+        return _build(manifest, tensors)
+    except ArtifactError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"{source}: invalid network: {exc}") from None
+
+
+def _build(manifest: dict[str, Any], tensors: dict[str, np.ndarray]) -> QuantizedNetwork:
+    ops = []
+    for entry in manifest["ops"]:
+        kind = entry["kind"]
+        if kind not in _OPS:
+            raise ValueError(f"unknown op kind {kind!r}")
+        if kind in ("maxpool2d", "flatten"):
+            ops.append(_OPS[kind](name=entry["name"]))
+            continue
+        t = {f: tensors[key].astype(np.int64) for f, key in entry["tensors"].items()}
+        spec = WeightSpec(kind=entry["spec"]["kind"], bits=t["bits"], table=t.get("table"),
+                          table_bits=int(entry["spec"]["table_bits"]))
+        rq = Requant(bias=t["bias"], M=t["M"], S=t["S"], lo=int(entry["lo"]), hi=int(entry["hi"]))
+        common = dict(name=entry["name"], weight=t["weight"], spec=spec, requant=rq,
+                      out_scale=float(entry["out_scale"]))
+        if kind == "conv2d":
+            ops.append(Conv2d(stride=int(entry["stride"]), padding=int(entry["padding"]), **common))
+        else:
+            ops.append(Linear(**common))
+    return QuantizedNetwork(
+        input_shape=tuple(manifest["input_shape"]),
+        act_bits=int(manifest["act_bits"]),
+        input_scale=float(manifest["input_scale"]),
+        ops=ops,
+        meta=manifest.get("meta", {}),
+    )
