@@ -211,7 +211,8 @@ class QuantizedNetwork:
         object.__setattr__(self, "input_shape", tuple(int(s) for s in self.input_shape))
         check_int(self.act_bits, "Activation bit width", 2, 16)
         if not (np.isfinite(self.input_scale) and self.input_scale > 0):
-            raise ValueError(f"Input scale must be a finite positive float, not {self.input_scale!r}")
+            raise ValueError(
+                f"Input scale must be a finite positive float, not {self.input_scale!r}")
         names = [op.name for op in self.ops]
         if len(set(names)) != len(names):
             raise ValueError(f"Op names must be unique, not {names}")

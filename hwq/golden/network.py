@@ -47,8 +47,8 @@ def run(network: QuantizedNetwork, x: object, *, trace: bool = False):
     """
     xa = as_int_array(x, "Network input")
     if xa.shape[1:] != network.input_shape:
-        raise ValueError(f"Network input must have shape (N, {', '.join(map(str, network.input_shape))}),"
-                         f" not {xa.shape}")
+        want = ", ".join(map(str, network.input_shape))
+        raise ValueError(f"Network input must have shape (N, {want}), not {xa.shape}")
     check_range(xa, *network.act_range, "Network input", f"{network.act_bits}-bit signed")
     outputs = []
     for op in network.ops:
