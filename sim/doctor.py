@@ -26,9 +26,9 @@ from .toolchain import versions as tool_versions
 
 __all__ = ["TOPLEVEL", "Check", "DoctorReport", "configure", "diagnose", "doctor_design", "run"]
 
-#: Verilog module name of the self-check design.
 #: Compile the C++ model with two jobs: compiling Verilator's runtime is most of the cost.
 FAST_COMPILE = ("-j", "2")
+#: Verilog module name of the self-check design.
 TOPLEVEL = "hwq_doctor_adder"
 
 #: cocotb module (inside this package) that tests the self-check design.
