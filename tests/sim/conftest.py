@@ -53,4 +53,5 @@ def doctor_build(sim_cache_dir: Path, doctor_verilog: str) -> sim_build.Verilato
     with tempfile.TemporaryDirectory() as folder:
         source = Path(folder) / f"{doctor.TOPLEVEL}.v"
         source.write_text(doctor_verilog)
-        return sim_build.build(source, doctor.TOPLEVEL, cache_dir=sim_cache_dir, waves=False)
+        return sim_build.build(source, doctor.TOPLEVEL, cache_dir=sim_cache_dir, waves=False,
+                               build_args=doctor.FAST_COMPILE)
