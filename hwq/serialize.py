@@ -2,7 +2,8 @@
 
 Tensors are stored under ``ops.<i>.<field>`` with the smallest integer dtype that holds
 them; a JSON manifest in the safetensors metadata (key ``hwq``) holds the format
-version, the hwq version, the ops and their parameters, and a SHA-256 of every tensor.
+version, the hwq version, the ops and their parameters, a SHA-256 of every tensor, and a
+SHA-256 of the manifest itself (``manifest_sha256``, over its other fields).
 Loading validates everything (the file's structure, version, tensor set, checksums,
 then the network itself) and raises :class:`~hwq.errors.ArtifactError` naming the file
 and the problem, so a truncated, corrupted, tampered or wrong-version file never becomes
@@ -29,6 +30,9 @@ from hwq.ir import Conv2d, Flatten, Linear, MaxPool2d, QuantizedNetwork, Requant
 
 FORMAT = "hwq.QuantizedNetwork"
 FORMAT_VERSION = 1
+#: Manifest field holding the SHA-256 of the rest of the manifest (canonical JSON), so that
+#: no change to the header goes unnoticed.
+MANIFEST_DIGEST = "manifest_sha256"
 _OPS = {"conv2d": Conv2d, "linear": Linear, "maxpool2d": MaxPool2d, "flatten": Flatten}
 
 
@@ -80,7 +84,14 @@ def to_bytes(network: QuantizedNetwork) -> bytes:
         "ops": ops,
         "checksums": {k: _digest(v) for k, v in tensors.items()},
     }
+    manifest[MANIFEST_DIGEST] = _manifest_digest(manifest)
     return st_save(tensors, metadata={"hwq": json.dumps(manifest, sort_keys=True)})
+
+
+def _manifest_digest(manifest: dict[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of the manifest without its own digest."""
+    body = {k: v for k, v in manifest.items() if k != MANIFEST_DIGEST}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def save(network: QuantizedNetwork, path: str | os.PathLike) -> Path:
@@ -118,6 +129,9 @@ def _header_metadata(data: bytes, source: str) -> dict[str, str]:
     if len(data) < 8:
         raise ArtifactError(f"{source}: not a safetensors file (only {len(data)} bytes)")
     n = int.from_bytes(data[:8], "little")
+    if data[8:9] != b"{":  # safetensors: an 8-byte length, then a JSON object
+        raise ArtifactError(f"{source}: not a safetensors file (no JSON header after the "
+                            "8-byte length)")
     if n > len(data) - 8:
         raise ArtifactError(f"{source}: truncated (header of {n} bytes, file of {len(data)})")
     try:
@@ -147,6 +161,9 @@ def from_bytes(data: bytes, *, source: str = "<bytes>") -> QuantizedNetwork:
             f"{__version__} (reads version {FORMAT_VERSION}); written by hwq "
             f"{manifest.get('hwq_version', '?')}"
         )
+    if manifest.get(MANIFEST_DIGEST) != _manifest_digest(manifest):
+        raise ArtifactError(f"{source}: manifest checksum mismatch (the header was modified "
+                            "or corrupted)")
     try:
         tensors = st_load(data)
     except (SafetensorError, ValueError, OSError) as exc:

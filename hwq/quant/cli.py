@@ -1,0 +1,97 @@
+"""``hwq quantize``: quantize a model and write its integer network (.safetensors).
+
+Example::
+
+    hwq quantize --model digits --method uniform --bits 4 -o net.safetensors
+    hwq quantize --model digits --method uniform-qat --bits 2 --epochs 10 -o net.safetensors --json
+
+Prints the fp32 accuracy, the quantized accuracy of the integer network (run by the golden
+model), the weight storage and the compression ratio; ``--json`` prints them as one object.
+Exit 0 on success, 2 on bad usage (unknown or unavailable method, unsupported ``--bits``),
+1 if the torch fake-quant model and the integer network disagree (an internal check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from hwq.cli import emit
+from hwq.quant.api import WORKLOADS, quantize
+from hwq.quant.fakequant import CALIBRATIONS
+from hwq.quant.methods import METHODS, get_method
+from hwq.serialize import save
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``hwq quantize`` to ``parser``."""
+    methods = ", ".join(f"{name} ({m.bits[0]}..{m.bits[1]} bits)" if m.bits[0] != m.bits[1]
+                        else f"{name} ({m.bits[0]} bits)" for name, m in METHODS.items())
+    parser.add_argument("--model", default="digits", metavar="NAME",
+                        help=f"workload: {', '.join(WORKLOADS)} (default: digits)")
+    parser.add_argument("--method", default="uniform", metavar="METHOD",
+                        help=f"one of: {methods} (default: uniform)")
+    parser.add_argument("--bits", type=int, required=True, help="weight bit width")
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="FILE",
+                        help="where to write the QuantizedNetwork (.safetensors)")
+    parser.add_argument("--act-bits", type=int, default=8, metavar="A",
+                        help="activation bit width, 2..16 (default: 8)")
+    parser.add_argument("--epochs", type=int, default=None, metavar="N",
+                        help="training epochs (retraining methods; default: the method's)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="learning rate (retraining methods; default: the method's)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--calibration", default="max", metavar="C",
+                        help=f"activation calibration: {', '.join(CALIBRATIONS)} (default: max)")
+    parser.add_argument("--percentile", type=float, default=99.99,
+                        help="percentile of |activation| for --calibration percentile "
+                             "(default: 99.99)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false",
+                        help="no progress bars on stderr")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``hwq quantize``; returns the exit code (errors are raised, see hwq.cli)."""
+    method = get_method(args.method)  # ValueError naming the allowed methods
+    method.check_bits(args.method, args.bits)
+    if args.model not in WORKLOADS:
+        raise ValueError(f"Unknown model {args.model!r}; allowed: {', '.join(WORKLOADS)}")
+    if args.calibration not in CALIBRATIONS:
+        raise ValueError(f"Calibration must be one of {', '.join(CALIBRATIONS)}, "
+                         f"not {args.calibration!r}")
+    options = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr)) if v is not None}
+    if options and not method.retrains:
+        flags = " and ".join(f"--{k}" for k in options)
+        verb = "apply" if len(options) > 1 else "applies"
+        raise ValueError(f"{flags} {verb} only to retraining methods "
+                         f"({', '.join(n for n, m in METHODS.items() if m.retrains)}), "
+                         f"not {args.method!r}")
+    if args.output.is_dir():
+        raise IsADirectoryError(f"Output {args.output} is a directory; give a file name")
+
+    result = quantize(args.model, args.method, bits=args.bits, act_bits=args.act_bits,
+                      seed=args.seed, progress=args.progress, calibration=args.calibration,
+                      percentile=args.percentile, **options)
+    result.network.meta["model"] = args.model
+    path = save(result.network, args.output)
+
+    data = {"ok": result.output_mismatches == 0, "model": args.model, **result.to_dict(),
+            "output": str(path)}
+    kib = result.weight_bits_total / 8 / 1024
+    text = "\n".join([
+        f"{args.model}: {args.method}, {args.bits}-bit weights, {args.act_bits}-bit activations "
+        f"-> {path}",
+        f"  fp32 accuracy        {result.fp32_accuracy:6.2f} %",
+        f"  quantized accuracy   {result.accuracy:6.2f} %  (integer network, golden model; "
+        f"fake-quant torch {result.fake_quant_accuracy:.2f} %)",
+        f"  weight storage       {result.weight_bits_total} bits ({kib:.1f} KiB) for "
+        f"{result.weight_count} weights",
+        f"  compression ratio    {result.compression_ratio:.2f}x vs fp32 weights",
+    ])
+    emit(args, data, text)
+    if result.output_mismatches:  # one JSON object with "ok": false, the error on stderr
+        print(f"hwq quantize: error: the torch fake-quant model and the integer network "
+              f"disagree on {result.output_mismatches} test images", file=sys.stderr)
+        return 1
+    return 0

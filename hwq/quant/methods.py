@@ -1,0 +1,92 @@
+"""The registry of weight-quantization methods, by name.
+
+Each entry points at a function with the signature of :mod:`hwq.quant.base`
+(``quantize_<method>(model, data, *, bits, seed, progress, **options)``), given as
+``"module:function"`` and imported only when the method is used, so a method whose module
+is missing (not written yet, or an optional dependency absent) makes only that method
+unavailable. Adding a method is one line in :data:`METHODS`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = ["METHODS", "Method", "MethodUnavailable", "get_method", "method_names"]
+
+
+class MethodUnavailable(ValueError):
+    """A registered method whose implementation cannot be imported."""
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered quantization method.
+
+    Parameters
+    ----------
+    target : str
+        ``"package.module:function"``, the function implementing the method.
+    bits : (int, int)
+        smallest and largest weight code width the method accepts.
+    retrains : bool
+        whether the method trains (and so takes ``epochs``/``lr`` options).
+    summary : str
+        one line for ``--help`` and reports.
+    """
+
+    target: str
+    bits: tuple[int, int]
+    retrains: bool
+    summary: str
+
+    def load(self) -> Callable[..., dict]:
+        """Import and return the implementing function."""
+        module_name, _, func_name = self.target.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:  # not written yet, or a missing dependency
+            raise MethodUnavailable(f"is not available in this hwq (module "
+                                    f"{exc.name or module_name} is missing)") from None
+        func = getattr(module, func_name, None)
+        if func is None:
+            raise MethodUnavailable(f"is not available in this hwq ({module_name} has no "
+                                    f"{func_name})")
+        return func
+
+    def check_bits(self, name: str, bits: object) -> int:
+        """``bits`` as an int if the method takes it, else ``ValueError`` naming the range."""
+        lo, hi = self.bits
+        if isinstance(bits, bool) or not isinstance(bits, int) or not lo <= bits <= hi:
+            allowed = f"{lo}" if lo == hi else f"{lo}..{hi}"
+            raise ValueError(f"Method {name!r} takes --bits {allowed}, not {bits!r}")
+        return bits
+
+
+#: name -> method. INQ gives POT(b) weights; SLQ/MLQ CODEBOOK weights (MLQ is ternary: 2 bits).
+METHODS: dict[str, Method] = {
+    "uniform": Method("hwq.quant.uniform:quantize_uniform", (2, 8), False,
+                      "per-channel symmetric INT(b), post-training rounding"),
+    "uniform-qat": Method("hwq.quant.uniform:quantize_uniform_qat", (2, 8), True,
+                          "per-channel symmetric INT(b), quantization-aware training (STE)"),
+    "inq": Method("hwq.quant.inq:quantize_inq", (2, 7), True,
+                  "incremental network quantization to powers of two (Zhou et al. 2017)"),
+    "slq": Method("hwq.quant.slq:quantize_slq", (2, 8), True,
+                  "single-level k-means weight sharing, loss-based partition (Xu et al. 2018)"),
+    "mlq": Method("hwq.quant.slq:quantize_mlq", (2, 2), True,
+                  "multi-level (ternary) quantization, layer by layer (Xu et al. 2018)"),
+}
+
+
+def method_names() -> list[str]:
+    """Every registered method name, available or not."""
+    return list(METHODS)
+
+
+def get_method(name: str) -> Method:
+    """The registered method called ``name``, or ``ValueError`` listing the allowed names."""
+    if not isinstance(name, str) or name not in METHODS:
+        raise ValueError(f"Unknown quantization method {name!r}; allowed: "
+                         f"{', '.join(METHODS)}")
+    return METHODS[name]

@@ -1,0 +1,172 @@
+"""``hwq quantize`` and :func:`hwq.quant.quantize`: results, JSON fields, exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from hwq import golden
+from hwq.cli import main
+from hwq.quant import methods
+from hwq.quant.api import quantize
+from hwq.serialize import load
+
+WEIGHTS = 15248  # conv + linear weights of the digits model
+
+
+@pytest.fixture
+def cli(digits_reference, digits_cache_dir, monkeypatch, capsys):
+    """Run ``hwq quantize ...`` in-process on the session's cached digits model."""
+    monkeypatch.setenv("HWQ_CACHE_DIR", str(digits_cache_dir))
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = main(["quantize", *argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def _golden_accuracy(path, data) -> float:
+    net = load(path)
+    xi = golden.quantize_input(data.x_test.numpy(), net.input_scale, net.act_bits)
+    out = golden.run(net, xi)
+    return 100.0 * float((out.argmax(1) == data.y_test.numpy()).sum()) / len(data.y_test)
+
+
+def test_json_result_of_uniform_4_bits(cli, tmp_path, digits_data):
+    path = tmp_path / "net.safetensors"
+    code, out, err = cli("--method", "uniform", "--bits", "4", "-o", str(path), "--json",
+                         "--no-progress")
+    assert code == 0
+    assert err == ""
+    data = json.loads(out)  # exactly one JSON object
+    assert out.count("\n") == 1
+    assert {"fp32_accuracy", "accuracy", "weight_bits_total", "compression_ratio", "method",
+            "bits", "fake_quant_accuracy", "output"} <= set(data)
+    assert data["ok"] is True and data["model"] == "digits"
+    assert (data["method"], data["bits"], data["act_bits"], data["seed"]) == ("uniform", 4, 8, 0)
+    assert data["weight_bits_total"] == 4 * WEIGHTS
+    assert data["weight_count"] == WEIGHTS
+    assert data["compression_ratio"] == 8.0
+    assert data["output"] == str(path)
+    assert data["output_mismatches"] == 0
+    assert data["accuracy"] == data["fake_quant_accuracy"]
+    assert data["fp32_accuracy"] >= 98.0 and data["accuracy"] >= 97.0
+    # the file holds the network that was measured
+    assert _golden_accuracy(path, digits_data) == data["accuracy"]
+    meta = load(path).meta
+    assert (meta["method"], meta["bits"], meta["model"]) == ("uniform", 4, "digits")
+    assert meta["accuracy"] == data["accuracy"]
+    assert [p.name for p in tmp_path.iterdir()] == ["net.safetensors"]  # no temp file left
+
+
+def test_text_result(cli, tmp_path):
+    path = tmp_path / "net8.safetensors"
+    code, out, err = cli("--bits", "8", "-o", str(path), "--calibration", "percentile")
+    assert code == 0 and err == ""
+    lines = out.splitlines()
+    assert lines[0] == f"digits: uniform, 8-bit weights, 8-bit activations -> {path}"
+    assert lines[1].startswith("  fp32 accuracy ")
+    assert lines[2].startswith("  quantized accuracy ") and "golden model" in lines[2]
+    assert lines[3] == f"  weight storage       {8 * WEIGHTS} bits (14.9 KiB) for {WEIGHTS} weights"
+    assert lines[4] == "  compression ratio    4.00x vs fp32 weights"
+    assert load(path).meta["options"] == {"calibration": "percentile", "percentile": 99.99}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--bits", "9"], "Method 'uniform' takes --bits 2..8, not 9"),
+    (["--bits", "1"], "Method 'uniform' takes --bits 2..8, not 1"),
+    (["--method", "uniform-qat", "--bits", "0"], "Method 'uniform-qat' takes --bits 2..8, not 0"),
+    (["--method", "inq", "--bits", "8"], "Method 'inq' takes --bits 2..7, not 8"),
+    (["--method", "mlq", "--bits", "3"], "Method 'mlq' takes --bits 2, not 3"),
+    (["--method", "foo", "--bits", "4"],
+     "Unknown quantization method 'foo'; allowed: uniform, uniform-qat, inq, slq, mlq"),
+    (["--bits", "4", "--epochs", "3"],
+     "--epochs applies only to retraining methods (uniform-qat, inq, slq, mlq), not 'uniform'"),
+    (["--bits", "4", "--calibration", "kl"],
+     "Calibration must be one of max, percentile, not 'kl'"),
+    (["--bits", "4", "--act-bits", "17"], "Activation bits must be an integer in 2..16, not 17"),
+    (["--bits", "4", "--model", "cifar"], "Unknown model 'cifar'; allowed: digits"),
+])
+def test_bad_usage_exits_2_with_one_line(cli, tmp_path, argv, message):
+    path = tmp_path / "net.safetensors"
+    code, out, err = cli(*argv, "-o", str(path), "--no-progress")
+    assert code == 2
+    assert out == ""
+    assert err == f"hwq quantize: error: {message}\n"
+    assert not path.exists()
+
+
+def test_bad_usage_with_json(cli, tmp_path):
+    code, out, err = cli("--bits", "9", "-o", str(tmp_path / "n.safetensors"), "--json")
+    assert code == 2
+    assert json.loads(out) == {"ok": False, "exit_code": 2,
+                               "error": "Method 'uniform' takes --bits 2..8, not 9"}
+    assert err.count("\n") == 1
+
+
+def test_unparsable_bits_is_an_argparse_error(cli, tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["quantize", "--bits", "four", "-o", str(tmp_path / "n.safetensors")])
+    assert info.value.code == 2
+    assert "argument --bits: invalid int value: 'four'" in capsys.readouterr().err
+
+
+def test_unavailable_method(cli, tmp_path, monkeypatch):
+    missing = methods.Method("hwq.quant._not_written_yet:quantize_inq", (2, 7), True, "INQ")
+    monkeypatch.setitem(methods.METHODS, "inq", missing)
+    code, out, err = cli("--method", "inq", "--bits", "4", "-o", str(tmp_path / "n.safetensors"))
+    assert code == 2
+    assert err == ("hwq quantize: error: Method 'inq' is not available in this hwq "
+                   "(module hwq.quant._not_written_yet is missing)\n")
+
+
+def test_output_directory_is_refused(cli, tmp_path):
+    code, _, err = cli("--bits", "4", "-o", str(tmp_path))
+    assert code == 2
+    assert err == f"hwq quantize: error: Output {tmp_path} is a directory; give a file name\n"
+
+
+def test_qat_through_the_cli(cli, tmp_path, digits_data):
+    path = tmp_path / "qat.safetensors"
+    code, out, err = cli("--method", "uniform-qat", "--bits", "3", "--epochs", "1", "--lr",
+                         "0.01", "--seed", "1", "-o", str(path), "--json")
+    assert code == 0
+    assert "uniform-qat 3b" in err  # the training progress bar, on stderr
+    data = json.loads(out)
+    assert (data["method"], data["bits"], data["seed"]) == ("uniform-qat", 3, 1)
+    assert data["options"]["epochs"] == 1 and data["options"]["lr"] == 0.01
+    assert data["weight_bits_total"] == 3 * WEIGHTS
+    assert data["compression_ratio"] == 32 / 3
+    assert data["output_mismatches"] == 0
+    assert _golden_accuracy(path, digits_data) == data["accuracy"] >= 95.0
+
+
+def test_quantize_api_validates_before_work(digits_model, digits_data):
+    with pytest.raises(ValueError, match=r"Unknown quantization method 'gptq'; allowed: "
+                                         r"uniform, uniform-qat, inq, slq, mlq"):
+        quantize(digits_model, "gptq", bits=4, data=digits_data)
+    with pytest.raises(ValueError, match=r"quantize needs data"):
+        quantize(digits_model, "uniform", bits=4)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'epochs'"):
+        quantize(digits_model, "uniform", bits=4, data=digits_data, epochs=3, progress=False)
+
+
+def test_quantize_api_result(digits_model, digits_data):
+    result = quantize(digits_model, "uniform", bits=5, data=digits_data, act_bits=6,
+                      progress=False)
+    assert result.network.act_bits == 6
+    assert result.weight_bits_total == result.network.weight_storage_bits() == 5 * WEIGHTS
+    assert result.compression_ratio == 32 / 5
+    assert result.output_mismatches == 0
+    assert result.fake_quant_accuracy == result.accuracy
+    assert abs(result.fake_quant_float_accuracy - result.accuracy) <= 0.2
+    assert set(result.timings) == {"load", "fold", "method", "integerize", "evaluate", "total"}
+    summary = result.to_dict()
+    assert json.loads(json.dumps(summary)) == summary
+    for name, qw in result.qweights.items():
+        np.testing.assert_array_equal(
+            next(op for op in result.network.ops if op.name == name).weight, qw.values)
