@@ -35,7 +35,9 @@ def random_weights(rng: np.random.Generator, shape: tuple[int, ...], kind: str, 
         lo = -(1 << (b - 1))
         return rng.integers(lo, -lo, dtype=np.int64)  # upper bound exclusive: 2**(b-1) - 1
     if kind == "pot":
-        max_e = (1 << (b - 1)) - 2
+        # exponents capped at 14: POT(6)/POT(7) allow shifts up to 62, whose products no
+        # accumulator of a real core holds; the cap keeps every layer within 48 bits
+        max_e = np.minimum((1 << (b - 1)) - 2, 14)
         e = rng.integers(-1, max_e + 1)
         sign = rng.choice(np.array([-1, 1]), size=shape)
         return np.where(e < 0, 0, sign * np.left_shift(1, np.maximum(e, 0))).astype(np.int64)
@@ -99,7 +101,8 @@ def random_network(
             w_rms = float(np.sqrt(np.mean(w.astype(np.float64) ** 2))) or 1.0
             typical = np.sqrt(k_total) * w_rms * (hi_a / 2)
             m = multiplier_from_scale(np.full(c_out, (hi_a / 2) / typical))
-            bias = rng.integers(-int(typical) // 4 - 1, int(typical) // 4 + 1, size=c_out)
+            spread = min(int(typical) // 4 + 1, 1 << 30)
+            bias = rng.integers(-spread, spread, size=c_out)
             rq = Requant(bias=bias, M=m.M, S=m.S, lo=0 if relu else lo_a, hi=hi_a)
             spec = WeightSpec(kind=kind, bits=b, table=table)
             if layer[0] == "conv":
