@@ -32,8 +32,18 @@ class CoreConfig:
         widest weight code the datapath takes: POT 2..7 for shift_add, INT 2..8 otherwise.
     acc_bits : int
         accumulator width, 8..48; a layer whose bound needs more is refused.
+    table_bits : int
+        width of CODEBOOK table entries the datapath takes, 2..8 (``multiply`` decodes
+        codebook indices through the table on the fly; ``bit_serial`` gets codebook layers
+        expanded to INT bit-planes at compile time; ``shift_add`` takes no codebook).
     act_depth, weight_depth, param_depth : int
-        words in each activation buffer, the weight memory and the parameter memory.
+        words in the activation memory (both ping-pong regions), the weight memory and
+        the parameter memory.
+    desc_depth : int
+        layer descriptors the core holds (the most layers one program may run), 2..1024.
+
+    ``lanes`` and ``simd`` must divide one another (``max % min == 0``) so that a group of
+    ``lanes`` outputs fills whole activation words or a whole fraction of one.
     """
 
     pe: str
@@ -42,9 +52,11 @@ class CoreConfig:
     act_bits: int = 8
     weight_bits: int = 4
     acc_bits: int = 32
+    table_bits: int = 8
     act_depth: int = 4096
     weight_depth: int = 16384
     param_depth: int = 1024
+    desc_depth: int = 32
 
     WEIGHT_BITS: ClassVar[dict[str, tuple[int, int]]] = {
         "shift_add": (2, 7), "bit_serial": (2, 8), "multiply": (2, 8),
@@ -59,9 +71,21 @@ class CoreConfig:
         check_int(self.weight_bits, f"Weight bit width for the {self.pe} PE",
                   *self.WEIGHT_BITS[self.pe])
         check_int(self.acc_bits, "Accumulator bit width", 8, 48)
+        check_int(self.table_bits, "Codebook table entry bit width", 2, 8)
         check_int(self.act_depth, "Activation buffer depth", 16, 1 << 20)
         check_int(self.weight_depth, "Weight memory depth", 16, 1 << 22)
         check_int(self.param_depth, "Parameter memory depth", 16, 1 << 20)
+        check_int(self.desc_depth, "Descriptor memory depth", 2, 1024)
+        if max(self.lanes, self.simd) % min(self.lanes, self.simd):
+            raise ValueError(
+                "Lanes and SIMD width must divide one another, not "
+                f"lanes={self.lanes!r}, simd={self.simd!r}"
+            )
+
+    @property
+    def formats(self) -> tuple[str, ...]:
+        """Weight formats this core runs: POT on shift_add, INT and CODEBOOK otherwise."""
+        return ("pot",) if self.pe == "shift_add" else ("int", "codebook")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

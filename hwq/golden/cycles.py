@@ -1,41 +1,67 @@
-"""Cycle model: the cycles each op takes on a core, per PE type (first version).
+"""Cycle model: the cycles each layer takes on an hwq core, per PE type.
 
-Dataflow it models (DESIGN.md section 5): the array computes ``lanes`` (P) output
-channels of one output position at a time; each cycle it consumes one *tile* of
-``simd`` (S) inputs for each of the P lanes. For one position and one group of P
-channels, a layer walks its ``k_tiles`` input tiles:
+The core (``hwq.rtl``) runs every conv2d and linear layer as one loop over output positions;
+at each position it streams the layer's *micro-ops* through the ``lanes x simd`` array, one
+per cycle, with no stall (the pipeline never back-pressures; see ``hwq.rtl.core``). A layer
+with ``groups = ceil(C_out / lanes)`` groups of output channels and, per group, the input
+*tiles* of ``simd`` inputs (one per kernel tap and channel tile ``ct``,
+``k_tiles = KH * KW * ceil(C_in / simd)``; a linear layer after a flatten of ``(C, H, W)``
+has ``H * W * ceil(C / simd)``) costs::
 
-* conv2d: ``k_tiles = k * k * ceil(C_in / S)`` (channels are padded per kernel tap),
-* linear: ``k_tiles = ceil(K / S)``.
+    cycles = positions * sum_g max(words(g), min_group) + matmul_overhead + min_group - 1
 
-A tile costs 1 cycle on the ``multiply`` and ``shift_add`` arrays and ``b`` cycles on
-the ``bit_serial`` array, ``b`` the bit width of that tile (one bit-plane per cycle; a
-tile's width is the widest of its P channels). An all-zero tile that the layout marks
-as skipped costs 0. Each (position, group) adds ``group_overhead`` cycles (pipeline
-fill and requant/write-back) and each layer ``layer_overhead`` cycles (descriptor
-fetch, setup). Maxpool 2x2 reads four words per output word (``ceil(C / S)`` words per
-position) and flatten is a relayout that costs nothing.
+``words(g)``, the micro-ops of group ``g``:
 
-The RTL fixes the two overhead constants; the tests assert that the simulated core's
-cycle counters equal this model.
+* ``shift_add``, ``multiply``: one per tile that is not all zero (all-zero tiles skipped);
+* ``bit_serial``: per tile, one per *non-zero bit-plane* of its ``b``-bit two's complement
+  codes, ``b`` the narrowest width holding the tile's values (so ``<= b`` cycles; a tile of
+  narrower weights, or one with no negative weight, costs fewer cycles); all-zero tiles cost 0.
+
+``min_group = max(1, lanes // simd)``: a group is at least one micro-op (a group of all-zero
+weights still produces its bias-only outputs), and at least the ``lanes / simd`` cycles its
+write-back takes when ``lanes > simd``. A 2x2 max pool reads four words per output word::
+
+    cycles = out_positions * ceil(C / simd) * 4 + pool_overhead
+
+Flatten costs nothing: the layout compiler folds it into the next linear layer's weights.
+A run adds ``run_overhead`` cycles (start and done). The overhead constants are the RTL's
+pipeline depth and control states; :data:`OVERHEADS` holds them, and the tests assert that
+the simulated core's per-layer cycle counters equal this model exactly.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hwq.golden._checks import check_int
 
+if TYPE_CHECKING:
+    from hwq.ir import QuantizedNetwork
+
+PE_TYPES = ("shift_add", "bit_serial", "multiply")
+
 
 @dataclass(frozen=True)
 class Overheads:
-    """Fixed costs of the core's control (set by the RTL)."""
+    """Fixed costs of the core's control, in cycles (set by the RTL).
 
-    group: int = 0
-    layer: int = 0
+    ``matmul`` and ``pool``: per layer (descriptor fetch, pipeline fill and drain);
+    ``run``: per start (start to first descriptor, done flag).
+    """
+
+    matmul: int = 0
+    pool: int = 0
+    run: int = 0
+
+
+#: The constants of ``hwq.rtl.core.Core``: matmul = descriptor read 1 + address generator
+#: start 1 + pipeline 6 (weight fetch, act fetch, dot, accumulate, requant x2); pool =
+#: 1 + 1 + 3 (weight fetch, act fetch, max); the write is in the last cycle.
+OVERHEADS = Overheads(matmul=8, pool=5, run=0)
 
 
 def matmul_tiles(out_channels: int, k_tiles: int, lanes: int) -> tuple[int, int]:
@@ -44,66 +70,136 @@ def matmul_tiles(out_channels: int, k_tiles: int, lanes: int) -> tuple[int, int]
 
 
 def conv2d_k_tiles(in_channels: int, kernel: int, simd: int) -> int:
+    """Input tiles of a conv: ``kernel**2 * ceil(C_in / simd)`` (channels padded per tap)."""
     return kernel * kernel * math.ceil(in_channels / simd)
 
 
-def linear_k_tiles(features: int, simd: int) -> int:
-    return math.ceil(features / simd)
+def linear_k_tiles(features: int, simd: int, spatial: int = 1) -> int:
+    """Input tiles of a linear layer on ``features = C * spatial`` inputs.
+
+    ``spatial`` is ``H * W`` when the layer follows a flatten of ``(C, H, W)`` (channels are
+    padded per position), 1 otherwise.
+    """
+    return spatial * math.ceil(features // spatial / simd)
 
 
-def matmul_cycles(
-    *,
-    pe: str,
-    positions: int,
-    groups: int,
-    k_tiles: int,
-    tile_bits: np.ndarray | int | None = None,
-    tile_skipped: np.ndarray | None = None,
-    overheads: Overheads = Overheads(),
-) -> int:
-    """Cycles of a conv2d or linear layer.
+def min_group_words(lanes: int, simd: int) -> int:
+    """Fewest micro-ops per group: ``max(1, lanes // simd)`` (write-back of wide groups)."""
+    return max(1, lanes // simd)
 
-    Parameters
-    ----------
-    pe : {"shift_add", "bit_serial", "multiply"}
-    positions : int
-        output positions per inference (``H_out * W_out``; 1 for linear).
-    groups, k_tiles : int
-        from :func:`matmul_tiles`.
-    tile_bits : int or int array (groups, k_tiles), optional
-        bit width of each tile (bit_serial only; required there).
-    tile_skipped : bool array (groups, k_tiles), optional
-        tiles the layout marks all-zero and skips.
+
+def weight_tiles(w: np.ndarray, lanes: int, simd: int) -> np.ndarray:
+    """Weights ``(C_out, C_in, KH, KW)`` as tiles ``(groups, KH, KW, ct, lanes, simd)``.
+
+    Output channels are padded to a multiple of ``lanes`` and input channels to a multiple
+    of ``simd`` with zeros. The tiles are in the order the core walks them.
+    """
+    c_out, c_in, kh, kw = w.shape
+    groups, cts = math.ceil(c_out / lanes), math.ceil(c_in / simd)
+    pad = np.zeros((groups * lanes, cts * simd, kh, kw), dtype=np.int64)
+    pad[:c_out, :c_in] = w
+    return pad.reshape(groups, lanes, cts, simd, kh, kw).transpose(0, 4, 5, 2, 1, 3)
+
+
+def tile_planes(tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bit width and non-zero bit-planes of each ``(lanes, simd)`` tile (bit_serial).
+
+    Returns ``(bits, planes)``: ``bits[...]`` the narrowest two's complement width holding
+    the tile (0 for an all-zero tile), ``planes[..., i]`` whether plane ``i`` (0..7) of the
+    ``bits``-bit codes has a one.
+
+    >>> t = np.array([[[[3, -1]]], [[[0, 0]]], [[[4, 2]]]])   # three 1x2 tiles
+    >>> bits, planes = tile_planes(t)
+    >>> bits.ravel().tolist(), planes.sum(axis=-1).ravel().tolist()
+    ([3, 0, 4], [3, 0, 2])
+    """
+    t = np.asarray(tiles, dtype=np.int64)
+    lo, hi = t.min(axis=(-2, -1)), t.max(axis=(-2, -1))
+    # narrowest b with -2**(b-1) <= lo and hi <= 2**(b-1) - 1
+    need = np.maximum(np.where(lo < 0, _bit_length(-lo - 1) + 1, 1), _bit_length(hi) + 1)
+    bits = np.where((lo == 0) & (hi == 0), 0, need)
+    codes = t & ((1 << np.maximum(bits, 1)) - 1)[..., None, None]
+    planes = np.stack([((codes >> i) & 1).any(axis=(-2, -1)) for i in range(8)], axis=-1)
+    return bits, planes & (np.arange(8) < bits[..., None])
+
+
+def _bit_length(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=np.int64)
+    out = np.zeros(v.shape, dtype=np.int64)
+    for i in range(63):
+        out = np.where(v >> i > 0, i + 1, out)
+    return out
+
+
+def group_words(pe: str, tiles: np.ndarray) -> np.ndarray:
+    """Micro-ops of each group (before the ``min_group`` floor), shape ``(groups,)``."""
+    if pe not in PE_TYPES:
+        raise ValueError(f"PE type must be one of {', '.join(PE_TYPES)}, not {pe!r}")
+    g = tiles.shape[0]
+    if pe == "bit_serial":
+        return tile_planes(tiles)[1].reshape(g, -1).sum(axis=1)
+    return (tiles != 0).any(axis=(-2, -1)).reshape(g, -1).sum(axis=1)
+
+
+def matmul_cycles(*, positions: int, words: np.ndarray | list[int], lanes: int, simd: int,
+                  overheads: Overheads = OVERHEADS) -> int:
+    """Cycles of a conv2d or linear layer from its per-group micro-op counts.
+
+    >>> matmul_cycles(positions=16, words=[9, 0, 4], lanes=8, simd=8,
+    ...               overheads=Overheads(matmul=5))
+    229
     """
     positions = check_int(positions, "Output positions", 1, 1 << 40)
-    groups = check_int(groups, "Channel groups", 1, 1 << 30)
-    k_tiles = check_int(k_tiles, "Input tiles", 1, 1 << 30)
-    if pe == "bit_serial":
-        if tile_bits is None:
-            raise ValueError("bit_serial cycle model needs tile_bits (bits of each tile)")
-        cost = np.broadcast_to(np.asarray(tile_bits, dtype=np.int64), (groups, k_tiles))
-    elif pe in ("shift_add", "multiply"):
-        cost = np.ones((groups, k_tiles), dtype=np.int64)
-    else:
-        raise ValueError(f"PE type must be one of shift_add, bit_serial, multiply, not {pe!r}")
-    if tile_skipped is not None:
-        skipped = np.asarray(tile_skipped, dtype=bool)
-        if skipped.shape != (groups, k_tiles):
-            raise ValueError(
-                f"tile_skipped must have shape ({groups}, {k_tiles}), not {skipped.shape}"
-            )
-        cost = np.where(skipped, 0, cost)
-    per_position = int(cost.sum()) + groups * overheads.group
-    return positions * per_position + overheads.layer
+    floor = min_group_words(lanes, simd)
+    w = np.maximum(np.asarray(words, dtype=np.int64), floor)
+    # the write-back of the layer's last group takes `floor` cycles
+    return positions * int(w.sum()) + overheads.matmul + floor - 1
 
 
 def maxpool_cycles(*, channels: int, out_positions: int, simd: int,
-                   overheads: Overheads = Overheads()) -> int:
-    """Cycles of a 2x2/2 maxpool: four reads per output word, ``ceil(C/S)`` words per position."""
+                   overheads: Overheads = OVERHEADS) -> int:
+    """Cycles of a 2x2/2 maxpool: four reads per output word, ``ceil(C/S)`` words per position.
+
+    >>> maxpool_cycles(channels=20, out_positions=4, simd=8, overheads=Overheads())
+    48
+    """
     words = math.ceil(check_int(channels, "Channels", 1, 1 << 30) / simd)
-    return out_positions * words * (4 + overheads.group) + overheads.layer
+    return out_positions * words * 4 + overheads.pool
 
 
 def flatten_cycles() -> int:
     """Flatten is a relayout the layout compiler folds into the next layer's weights."""
     return 0
+
+
+def network_cycles(network: QuantizedNetwork, config: Any,
+                   overheads: Overheads = OVERHEADS) -> list[dict[str, Any]]:
+    """Model cycles of every op of ``network`` on a core ``config`` (a ``CoreConfig``).
+
+    Returns one dict per op: ``name``, ``kind``, ``cycles`` (0 for flatten) and, for conv
+    and linear, ``words`` (micro-ops per group) and ``positions``.
+    """
+    lanes, simd, pe = config.lanes, config.simd, config.pe
+    shape = tuple(network.input_shape)
+    if len(shape) == 1:
+        shape = (shape[0], 1, 1)
+    out = []
+    for op, out_shape in zip(network.ops, network.shapes(), strict=True):
+        entry: dict[str, Any] = {"name": op.name, "kind": op.kind}
+        if op.kind in ("conv2d", "linear"):
+            w = op.weight if op.kind == "conv2d" else op.weight.reshape(-1, *shape)
+            words = group_words(pe, weight_tiles(w, lanes, simd))
+            positions = out_shape[1] * out_shape[2] if op.kind == "conv2d" else 1
+            entry.update(words=words.tolist(), positions=positions,
+                         cycles=matmul_cycles(positions=positions, words=words, lanes=lanes,
+                                              simd=simd, overheads=overheads))
+            shape = out_shape if op.kind == "conv2d" else (out_shape[0], 1, 1)
+        elif op.kind == "maxpool2d":
+            entry["cycles"] = maxpool_cycles(channels=shape[0], simd=simd, overheads=overheads,
+                                             out_positions=out_shape[1] * out_shape[2])
+            shape = out_shape
+        else:  # flatten: the tensor keeps its (C, H, W) layout in memory
+            entry["cycles"] = flatten_cycles()
+        out.append(entry)
+    return out
+

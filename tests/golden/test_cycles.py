@@ -1,42 +1,69 @@
 import numpy as np
 import pytest
 
+from hwq.config import CoreConfig
 from hwq.golden import cycles
+from hwq.testing import random_network
 
 
 def test_conv_and_linear_tiles():
     assert cycles.conv2d_k_tiles(in_channels=3, kernel=3, simd=8) == 9
     assert cycles.conv2d_k_tiles(in_channels=17, kernel=3, simd=8) == 27
     assert cycles.linear_k_tiles(130, 8) == 17
+    assert cycles.linear_k_tiles(5 * 4, 8, spatial=4) == 4   # after a flatten of (5, 2, 2)
     assert cycles.matmul_tiles(out_channels=10, k_tiles=5, lanes=4) == (3, 5)
 
 
-@pytest.mark.parametrize("pe", ["shift_add", "multiply"])
-def test_one_cycle_per_tile(pe):
-    ov = cycles.Overheads(group=3, layer=10)
-    # 4x4 output positions, 3 groups, 9 tiles: 16 * (27 + 3*3) + 10
-    assert cycles.matmul_cycles(pe=pe, positions=16, groups=3, k_tiles=9, overheads=ov) == 16 * 36 + 10
+def test_min_group_words():
+    assert cycles.min_group_words(8, 8) == 1
+    assert cycles.min_group_words(2, 8) == 1
+    assert cycles.min_group_words(8, 2) == 4
 
 
-def test_bit_serial_costs_bits_per_tile_and_skips():
-    bits = np.array([[4, 4, 2], [8, 1, 1]])
-    skipped = np.array([[False, True, False], [False, False, False]])
-    got = cycles.matmul_cycles(pe="bit_serial", positions=5, groups=2, k_tiles=3,
-                               tile_bits=bits, tile_skipped=skipped,
-                               overheads=cycles.Overheads(group=1, layer=2))
-    assert got == 5 * ((4 + 0 + 2) + (8 + 1 + 1) + 2) + 2
-    assert cycles.matmul_cycles(pe="bit_serial", positions=1, groups=1, k_tiles=4, tile_bits=3) == 12
+def test_matmul_cycles_formula():
+    ov = cycles.Overheads(matmul=10)
+    # 16 positions, groups of 9, 0 (floored to 1) and 4 micro-ops
+    assert cycles.matmul_cycles(positions=16, words=[9, 0, 4], lanes=4, simd=4,
+                                overheads=ov) == 16 * 14 + 10
+    # lanes > simd: every group costs at least lanes / simd, plus the last write-back
+    assert cycles.matmul_cycles(positions=2, words=[1, 5], lanes=8, simd=2,
+                                overheads=ov) == 2 * (4 + 5) + 10 + 3
+
+
+def test_tile_planes():
+    t = np.zeros((2, 2, 2))
+    t[0] = [[3, -1], [0, 0]]            # 3 bits, planes 0, 1, 2
+    t[1] = [[4, 2], [0, 6]]             # 4 bits, planes 1, 2 (no sign plane, no plane 0)
+    bits, planes = cycles.tile_planes(t)
+    assert bits.tolist() == [3, 4]
+    assert planes.sum(axis=-1).tolist() == [3, 2]
+    assert cycles.tile_planes(np.zeros((1, 2, 2)))[0].tolist() == [0]
+    assert cycles.tile_planes(np.full((1, 1, 1), -128))[0].tolist() == [8]
+
+
+def test_group_words_per_pe():
+    tiles = np.zeros((2, 1, 1, 2, 2, 2), dtype=np.int64)     # 2 groups, 2 tiles each
+    tiles[0, 0, 0, 0] = [[1, -2], [3, 0]]                    # 3 bits: planes 0, 1, 2
+    tiles[1, 0, 0, 1] = [[1, 1], [1, 1]]                     # 2 bits: plane 0
+    assert cycles.group_words("multiply", tiles).tolist() == [1, 1]
+    assert cycles.group_words("bit_serial", tiles).tolist() == [3, 1]
+    with pytest.raises(ValueError, match="PE type must be one of shift_add, bit_serial, "
+                                         "multiply, not 'fpu'"):
+        cycles.group_words("fpu", tiles)
 
 
 def test_maxpool_flatten():
-    assert cycles.maxpool_cycles(channels=20, out_positions=4, simd=8) == 4 * 3 * 4
+    ov = cycles.Overheads()
+    assert cycles.maxpool_cycles(channels=20, out_positions=4, simd=8, overheads=ov) == 4 * 3 * 4
     assert cycles.flatten_cycles() == 0
 
 
-def test_bad_arguments():
-    with pytest.raises(ValueError, match="needs tile_bits"):
-        cycles.matmul_cycles(pe="bit_serial", positions=1, groups=1, k_tiles=1)
-    with pytest.raises(ValueError, match="PE type must be one of shift_add, bit_serial, multiply, not 'fpu'"):
-        cycles.matmul_cycles(pe="fpu", positions=1, groups=1, k_tiles=1)
-    with pytest.raises(ValueError, match=r"tile_skipped must have shape \(1, 2\), not \(2,\)"):
-        cycles.matmul_cycles(pe="multiply", positions=1, groups=1, k_tiles=2, tile_skipped=np.zeros(2, bool))
+def test_network_cycles_sums_layers():
+    net = random_network(np.random.default_rng(0), kind="int", bits=4)
+    per_op = cycles.network_cycles(net, CoreConfig(pe="multiply", lanes=4, simd=4))
+    assert [c["kind"] for c in per_op] == ["conv2d", "conv2d", "maxpool2d", "flatten", "linear"]
+    conv0 = per_op[0]
+    assert conv0["positions"] == 64 and len(conv0["words"]) == 2
+    assert conv0["cycles"] == 64 * sum(max(w, 1) for w in conv0["words"]) + \
+        cycles.OVERHEADS.matmul
+    assert per_op[3]["cycles"] == 0

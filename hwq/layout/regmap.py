@@ -1,0 +1,157 @@
+"""The core's register map, described once: RTL block, host constants and docs come from it.
+
+Registers are 32 bits on AXI4-Lite (ports ``s_axil__*``), word aligned. Pure Python: the
+host runtime imports this module; ``hwq.rtl.axil`` builds the Amaranth register block from
+:data:`REGISTERS`; :func:`markdown` renders the table and :func:`python_constants` a
+stand-alone constants module.
+
+Access kinds: ``ro`` (the core drives the value; a read may have a side effect, e.g.
+``BULK_RDATA``), ``rw`` (stored in the block, byte enables honoured), ``wo`` (a write is a
+command; reads return 0).
+
+How a host runs a network (see also ``hwq.host``)::
+
+    check ID, VERSION, FINGERPRINT_LO/HI against the Program
+    for each image (desc, weight, param) and the input activations:
+        BULK_SEL = memory id; BULK_ADDR = first word
+        write every word as ``chunks`` 32-bit chunks, LSB chunk first, to BULK_WDATA
+        (or as beats on the AXI-Stream port s_axis__tdata/tvalid/tready, same order)
+    CTRL = START                      (clears DONE; the core runs every layer)
+    wait for STATUS.DONE (or the irq line, with IRQ_ENABLE = 1)
+    BULK_SEL = act; BULK_ADDR = output base; read chunks from BULK_RDATA
+    CYCLES, and LAYER_SEL = i / LAYER_CYCLES for each layer i
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+from hwq.layout.words import MEMORY_IDS
+
+#: ``ID`` register value: ASCII "HWQC".
+CORE_ID = 0x4857_5143
+#: ``VERSION`` register value: register map major.minor as ``major << 16 | minor``.
+MAP_VERSION = (1, 0)
+#: ``CONFIG0.pe`` codes.
+PE_CODES = {"shift_add": 0, "bit_serial": 1, "multiply": 2}
+
+
+@dataclass(frozen=True)
+class BitField:
+    name: str
+    lsb: int
+    width: int
+    doc: str
+
+
+@dataclass(frozen=True)
+class Register:
+    name: str
+    offset: int
+    access: str
+    doc: str
+    fields: tuple[BitField, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.access not in ("ro", "rw", "wo"):
+            raise ValueError(f"Register access must be ro, rw or wo, not {self.access!r}")
+        if self.offset % 4:
+            raise ValueError(f"Register offset must be word aligned, not {self.offset:#x}")
+
+
+REGISTERS: tuple[Register, ...] = (
+    Register("ID", 0x00, "ro", f"Core identifier, always {CORE_ID:#010x} (\"HWQC\")."),
+    Register("VERSION", 0x04, "ro", "Register map version: (major << 16) + minor."),
+    Register("FINGERPRINT_LO", 0x08, "ro",
+             "CoreConfig.fingerprint() (16 hex digits), low 32 bits."),
+    Register("FINGERPRINT_HI", 0x0C, "ro", "CoreConfig.fingerprint(), high 32 bits."),
+    Register("CTRL", 0x10, "wo", "Commands (write 1 to a bit).", (
+        BitField("START", 0, 1, "run the program from descriptor 0; clears DONE"),
+        BitField("CLEAR_DONE", 1, 1, "clear DONE (and the interrupt)"),
+    )),
+    Register("STATUS", 0x14, "ro", "Core state.", (
+        BitField("BUSY", 0, 1, "a program is running"),
+        BitField("DONE", 1, 1, "the last run finished (sticky until START or CLEAR_DONE)"),
+    )),
+    Register("IRQ_ENABLE", 0x18, "rw", "Interrupt enable.", (
+        BitField("DONE", 0, 1, "raise irq while STATUS.DONE is set"),
+    )),
+    Register("CYCLES", 0x1C, "ro", "Cycles of the last run, START to DONE."),
+    Register("LAYER_SEL", 0x20, "rw", "Layer index whose counter LAYER_CYCLES shows."),
+    Register("LAYER_CYCLES", 0x24, "ro", "Cycles of layer LAYER_SEL in the last run."),
+    Register("LAYERS_DONE", 0x28, "ro", "Layers finished in the current or last run."),
+    Register("BULK_SEL", 0x30, "rw", "Memory of the bulk path: "
+             + ", ".join(f"{v} = {k}" for k, v in MEMORY_IDS.items()) + "."),
+    Register("BULK_ADDR", 0x34, "rw",
+             "Word address of the bulk path; a write also restarts the chunk count. "
+             "Advances by one after each whole word written or read."),
+    Register("BULK_WDATA", 0x38, "wo",
+             "Next 32-bit chunk of the word at BULK_ADDR (LSB chunk first); the last chunk "
+             "of a word writes it."),
+    Register("BULK_RDATA", 0x3C, "ro",
+             "Next 32-bit chunk of the activation word at BULK_ADDR (act memory only, core "
+             "idle)."),
+    Register("CONFIG0", 0x40, "ro", "Core parameters.", (
+        BitField("PE", 0, 2, "PE type: " + ", ".join(f"{v} = {k}" for k, v in PE_CODES.items())),
+        BitField("LANES", 8, 9, "lanes P"),
+        BitField("SIMD", 20, 9, "SIMD width S"),
+    )),
+    Register("CONFIG1", 0x44, "ro", "Core parameters.", (
+        BitField("ACT_BITS", 0, 5, "activation bits"),
+        BitField("WEIGHT_BITS", 8, 4, "weight code bits"),
+        BitField("ACC_BITS", 16, 6, "accumulator bits"),
+    )),
+)
+
+#: Register offsets by name: ``ADDR.CTRL == 0x10``.
+ADDR = SimpleNamespace(**{r.name: r.offset for r in REGISTERS})
+#: Bit masks by ``REGISTER_FIELD`` name: ``BIT.CTRL_START == 1``.
+BIT = SimpleNamespace(**{f"{r.name}_{f.name}": ((1 << f.width) - 1) << f.lsb
+                         for r in REGISTERS for f in r.fields})
+#: Bulk-path memory numbers: ``MEM.act == 3``.
+MEM = SimpleNamespace(**MEMORY_IDS)
+#: Bytes of address space the block decodes.
+ADDR_WIDTH = 8
+
+
+def register(name: str) -> Register:
+    for r in REGISTERS:
+        if r.name == name:
+            return r
+    raise KeyError(f"No register {name!r}; registers: {[r.name for r in REGISTERS]}")
+
+
+def version_word() -> int:
+    return MAP_VERSION[0] << 16 | MAP_VERSION[1]
+
+
+def fingerprint_words(fingerprint: str) -> tuple[int, int]:
+    """``(FINGERPRINT_LO, FINGERPRINT_HI)`` of a 16-hex-digit fingerprint."""
+    value = int(fingerprint, 16)
+    return value & 0xFFFF_FFFF, value >> 32
+
+
+def markdown() -> str:
+    """The register table in Markdown."""
+    lines = ["| offset | name | access | description |", "|---|---|---|---|"]
+    for r in REGISTERS:
+        doc = r.doc
+        if r.fields:
+            doc += " " + "; ".join(
+                f"`{f.name}` [{f.lsb + f.width - 1}:{f.lsb}] {f.doc}" if f.width > 1
+                else f"`{f.name}` [{f.lsb}] {f.doc}" for f in r.fields)
+        lines.append(f"| `{r.offset:#04x}` | `{r.name}` | {r.access} | {doc} |")
+    return "\n".join(lines) + "\n"
+
+
+def python_constants() -> str:
+    """A stand-alone Python module with every offset and bit mask (for firmware scripts)."""
+    out = ['"""hwq core registers (generated by hwq.layout.regmap; do not edit)."""', ""]
+    out.append(f"CORE_ID = {CORE_ID:#010x}")
+    out.append(f"MAP_VERSION = {version_word():#010x}")
+    out += [f"{r.name} = {r.offset:#04x}" for r in REGISTERS]
+    out += [f"{r.name}_{f.name} = {((1 << f.width) - 1) << f.lsb:#x}"
+            for r in REGISTERS for f in r.fields]
+    out += [f"MEM_{k.upper()} = {v}" for k, v in MEMORY_IDS.items()]
+    return "\n".join(out) + "\n"

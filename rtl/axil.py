@@ -1,0 +1,117 @@
+"""AXI4-Lite slave register block, generated from :mod:`hwq.layout.regmap`.
+
+:func:`axil_signature` is the bus as the master sees it (a slave port is
+``In(axil_signature(...))``; Amaranth names its Verilog ports ``s_axil__awaddr`` etc.,
+which cocotbext-axi finds with ``AxiLiteBus.from_prefix(dut, "s_axil_")``). No ``awprot``/
+``arprot`` (optional in AXI4-Lite and unused here).
+
+:class:`RegisterBlock` holds no register state: for each register it offers the value to
+read (``<name>_r``, In, for ``ro``/``rw``), the written value and a write strobe
+(``<name>_w``/``<name>_we``, Out, for ``rw``/``wo``) and, when asked, a read strobe
+(``<name>_re``); the core keeps the state. Port widths are the registers' field widths.
+Writes honour ``wstrb`` (bytes not enabled keep the ``_r`` value). Unmapped addresses read
+0 and ignore writes; responses are always OKAY.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from hwq.layout.regmap import ADDR_WIDTH, REGISTERS, Register
+
+__all__ = ["RegisterBlock", "axil_signature", "register_width"]
+
+
+def axil_signature(*, addr_width: int = ADDR_WIDTH, data_width: int = 32) -> wiring.Signature:
+    """AXI4-Lite from the master's side (``Out`` = driven by the master)."""
+    return wiring.Signature({
+        "awaddr": Out(addr_width), "awvalid": Out(1), "awready": In(1),
+        "wdata": Out(data_width), "wstrb": Out(data_width // 8), "wvalid": Out(1),
+        "wready": In(1),
+        "bresp": In(2), "bvalid": In(1), "bready": Out(1),
+        "araddr": Out(addr_width), "arvalid": Out(1), "arready": In(1),
+        "rdata": In(data_width), "rresp": In(2), "rvalid": In(1), "rready": Out(1),
+    })
+
+
+def register_width(reg: Register) -> int:
+    """Bits a register implements: up to its highest field, or all 32."""
+    if not reg.fields:
+        return 32
+    return max(f.lsb + f.width for f in reg.fields)
+
+
+class RegisterBlock(wiring.Component):
+    """The AXI4-Lite slave of ``registers`` (default: the whole register map).
+
+    Parameters
+    ----------
+    registers : iterable of Register
+    read_strobes : iterable of str
+        names of registers whose reads have a side effect; they get a ``<name>_re`` port.
+    """
+
+    def __init__(self, *, registers: Iterable[Register] = REGISTERS,
+                 read_strobes: Iterable[str] = ()) -> None:
+        self.registers = tuple(registers)
+        names = {r.name for r in self.registers}
+        self.read_strobes = tuple(read_strobes)
+        for name in self.read_strobes:
+            if name not in names:
+                raise ValueError(f"Read strobe register must be one of {sorted(names)}, "
+                                 f"not {name!r}")
+        ports: dict[str, object] = {"s_axil": In(axil_signature())}
+        for r in self.registers:
+            n, wd = r.name.lower(), register_width(r)
+            if r.access in ("ro", "rw"):
+                ports[f"{n}_r"] = In(wd)
+            if r.access in ("rw", "wo"):
+                ports[f"{n}_w"] = Out(wd)
+                ports[f"{n}_we"] = Out(1)
+            if r.name in self.read_strobes:
+                ports[f"{n}_re"] = Out(1)
+        super().__init__(ports)
+
+    def elaborate(self, platform):
+        m = Module()
+        bus = self.s_axil
+        # write: take address and data together, answer with one OKAY response
+        take_w = Signal()
+        m.d.comb += [take_w.eq(bus.awvalid & bus.wvalid & ~bus.bvalid),
+                     bus.awready.eq(take_w), bus.wready.eq(take_w), bus.bresp.eq(0),
+                     bus.rresp.eq(0)]
+        with m.If(bus.bvalid & bus.bready):
+            m.d.sync += bus.bvalid.eq(0)
+        with m.If(take_w):
+            m.d.sync += bus.bvalid.eq(1)
+        mask = Signal(32)
+        for b in range(4):
+            m.d.comb += mask[8 * b:8 * b + 8].eq(bus.wstrb[b].replicate(8))
+        # read: the value is sampled when the address is taken, answered the next cycle
+        take_r = Signal()
+        m.d.comb += [take_r.eq(bus.arvalid & ~bus.rvalid), bus.arready.eq(take_r)]
+        with m.If(bus.rvalid & bus.rready):
+            m.d.sync += bus.rvalid.eq(0)
+        with m.If(take_r):
+            m.d.sync += [bus.rvalid.eq(1), bus.rdata.eq(0)]
+        word_w = bus.awaddr[2:]
+        word_r = bus.araddr[2:]
+        for r in self.registers:
+            n, wd = r.name.lower(), register_width(r)
+            index = r.offset >> 2
+            if r.access in ("ro", "rw"):
+                with m.If(take_r & (word_r == index)):
+                    m.d.sync += bus.rdata.eq(getattr(self, f"{n}_r"))
+            if r.name in self.read_strobes:
+                m.d.comb += getattr(self, f"{n}_re").eq(take_r & (word_r == index))
+            if r.access in ("rw", "wo"):
+                old = getattr(self, f"{n}_r") if r.access == "rw" else 0
+                m.d.comb += [
+                    getattr(self, f"{n}_we").eq(take_w & (word_w == index)),
+                    getattr(self, f"{n}_w").eq(((bus.wdata & mask) | (old & ~mask))[:wd]),
+                ]
+        return m

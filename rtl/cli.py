@@ -1,0 +1,69 @@
+"""``hwq rtl``: write the Verilog of a core configuration.
+
+    hwq rtl --pe bit_serial --lanes 8 --simd 8 -o build/rtl [--lint] [--json]
+
+writes ``DIR/hwq_core.v`` (top module ``hwq_core``), ``DIR/hwq_regs.md`` (register table),
+``DIR/hwq_regs.py`` (register constants) and ``DIR/hwq_config.json`` (the CoreConfig, its
+fingerprint and the memory word widths). ``--program FILE`` preloads a compiled Program
+(``--readmemh``: as ``$readmemh`` files). ``--lint`` runs ``verilator --lint-only -Wall``
+with the documented waivers (:mod:`hwq.rtl.lint`) and fails on any warning.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from hwq.config import PE_TYPES, CoreConfig
+from hwq.errors import CheckFailed
+
+_INT_FIELDS = ("lanes", "simd", "act_bits", "weight_bits", "acc_bits", "table_bits",
+               "act_depth", "weight_depth", "param_depth", "desc_depth")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pe", required=True, choices=PE_TYPES, help="PE type")
+    defaults = CoreConfig(pe="multiply")
+    for name in _INT_FIELDS:
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int,
+                            default=getattr(defaults, name),
+                            help=f"{name} (default {getattr(defaults, name)})")
+    parser.add_argument("-o", "--output", required=True, metavar="DIR",
+                        help="folder for hwq_core.v, hwq_regs.md, hwq_regs.py, hwq_config.json")
+    parser.add_argument("--program", metavar="FILE",
+                        help="preload this compiled Program (.hwqp) into the memories")
+    parser.add_argument("--readmemh", action="store_true",
+                        help="with --program: initialize memories by $readmemh files")
+    parser.add_argument("--lint", action="store_true",
+                        help="run verilator --lint-only -Wall (documented waivers only)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from hwq.cli import emit
+    from hwq.layout.program import Program
+    from hwq.rtl.generate import write
+
+    config = CoreConfig(pe=args.pe, **{name: getattr(args, name) for name in _INT_FIELDS})
+    program = None
+    if args.program:
+        program = Program.load(args.program)
+        program.check_config(config)
+    summary = write(config, args.output, program=program, readmemh=args.readmemh)
+    summary["ok"] = True
+    text = [f"wrote {summary['paths']['verilog']} ({summary['lines']} lines), "
+            f"{config.pe} lanes {config.lanes} simd {config.simd}, "
+            f"fingerprint {summary['fingerprint']}"]
+    if args.lint:
+        from hwq.rtl.lint import lint
+
+        result = lint(summary["paths"]["verilog"])
+        summary["lint"] = {"ok": result["ok"], "warnings": result["warnings"],
+                           "waived_rules": sorted(result["waivers"])}
+        summary["ok"] = result["ok"]
+        text.append("lint: clean (verilator -Wall, waivers: "
+                    f"{', '.join(sorted(result['waivers']))})" if result["ok"]
+                    else "lint: " + "\n".join(result["warnings"]))
+        if not result["ok"]:
+            emit(args, summary, "\n".join(text))
+            raise CheckFailed(f"verilator lint reported {len(result['warnings'])} warning(s)")
+    emit(args, summary, "\n".join(text))
+    return 0

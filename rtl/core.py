@@ -1,0 +1,291 @@
+"""The accelerator core ``hwq_core``: memories, layer sequencer, datapath, host interface.
+
+Datapath (one micro-op per cycle, streams between the stages)::
+
+    AddressGenerator -> WeightFetch -> ActFetch -+-> MacArray -> Requant -> Writeback -+
+         ^ descriptor       (weight mem)  (act,   |                                    +-> act mem
+         |                                 param) +-> MaxPool -------------------------+
+    sequencer (descriptor mem) <- done of the layer's last write
+
+The sequencer reads descriptor ``i`` (one cycle), starts the address generator, waits for
+the layer's last write, records the layer's cycle count, and goes on until a descriptor
+with ``last``. Inside a layer nothing stalls (the layout compiler gives every group at least
+``lanes / simd`` micro-ops, the write-back's rate), so a layer takes exactly the cycles of
+:mod:`hwq.golden.cycles`.
+
+Host side: AXI4-Lite registers (:mod:`hwq.layout.regmap`, ports ``s_axil__*``), a bulk
+write path for every memory in 32-bit chunks through ``BULK_WDATA`` or the AXI-Stream
+port ``s_axis__tdata``/``s_axis__tvalid``/``s_axis__tready`` (one chunk per cycle),
+output read-back through ``BULK_RDATA``, and ``irq`` (``STATUS.DONE`` and ``IRQ_ENABLE``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.lib import data, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from hwq.config import CoreConfig
+from hwq.layout import regmap
+from hwq.layout.words import KIND_POOL, MEMORY_IDS, core_words
+from hwq.rtl.addrgen import AddressGenerator
+from hwq.rtl.axil import RegisterBlock, axil_signature
+from hwq.rtl.fetch import ActFetch, WeightFetch, group_side_layout
+from hwq.rtl.layouts import struct_layout
+from hwq.rtl.maxpool import MaxPool
+from hwq.rtl.pe import MacArray
+from hwq.rtl.requant import Requant
+from hwq.rtl.writeback import Writeback
+
+if TYPE_CHECKING:
+    from hwq.layout.program import Program
+
+__all__ = ["Core", "axis_signature"]
+
+
+def axis_signature() -> wiring.Signature:
+    """AXI-Stream of 32-bit bulk chunks, master side (``tdata``/``tvalid`` out, ``tready`` in).
+
+    Verilog ports ``s_axis__tdata`` etc.: cocotbext-axi ``AxiStreamBus.from_prefix(dut,
+    "s_axis_")`` finds them. No ``tlast``/``tkeep``: words are counted by the core.
+    """
+    return wiring.Signature({"tdata": Out(32), "tvalid": Out(1), "tready": In(1)})
+
+
+class Core(wiring.Component):
+    """One accelerator core for ``config``.
+
+    Parameters
+    ----------
+    config : CoreConfig
+    program : Program, optional
+        preload the descriptor, weight and parameter memories with its images (FPGA
+        initialization, fast simulation).
+    act_init : dict of int to int, optional
+        activation memory words to preload, address -> word.
+
+    Ports: ``s_axil`` (AXI4-Lite slave), ``s_axis`` (AXI-Stream of 32-bit bulk chunks),
+    ``irq``.
+    """
+
+    def __init__(self, *, config: CoreConfig, program: Program | None = None,
+                 act_init: dict[int, int] | None = None) -> None:
+        if not isinstance(config, CoreConfig):
+            raise TypeError(f"Config must be a CoreConfig, not {config!r}")
+        if program is not None:
+            program.check_config(config)
+        self.config = config
+        self.program = program
+        self.act_init = dict(act_init or {})
+        self.words = core_words(config)
+        super().__init__({
+            "s_axil": In(axil_signature()),
+            "s_axis": In(axis_signature()),
+            "irq": Out(1),
+        })
+
+    def _memories(self, m: Module) -> dict[str, memory.Memory]:
+        cfg, w = self.config, self.words
+        depth = {"desc": cfg.desc_depth, "weight": cfg.weight_depth,
+                 "param": cfg.param_depth, "act": cfg.act_depth}
+        mems = {}
+        for name, lay in w.memories.items():
+            init = [0] * depth[name]
+            if self.program is not None and name in self.program.images:
+                for i, v in enumerate(lay.to_ints(self.program.images[name])):
+                    init[i] = v
+            if name == "act":
+                for addr, v in self.act_init.items():
+                    init[addr] = v
+            mems[name] = m.submodules[f"{name}_mem"] = memory.Memory(
+                shape=unsigned(lay.width), depth=depth[name], init=init if any(init) else [])
+        return mems
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, w = self.config, self.words
+        mems = self._memories(m)
+        desc_rd = mems["desc"].read_port()
+        weight_rd = mems["weight"].read_port()
+        param_rd = mems["param"].read_port()
+        act_rd = mems["act"].read_port()
+        act_wr = mems["act"].write_port(granularity=cfg.act_bits)
+        host_wr = {name: mems[name].write_port() for name in ("desc", "weight", "param")}
+
+        m.submodules.regs = regs = RegisterBlock(read_strobes=("BULK_RDATA",))
+        wiring.connect(m, wiring.flipped(self.s_axil), regs.s_axil)
+
+        # ------------------------------------------------------------ datapath
+        desc = struct_layout(w.desc)(desc_rd.data)
+        side = group_side_layout(cfg)
+        m.submodules.addrgen = ag = AddressGenerator(config=cfg)
+        m.submodules.wfetch = wf = WeightFetch(config=cfg)
+        m.submodules.afetch = af = ActFetch(config=cfg)
+        m.submodules.mac = mac = MacArray(config=cfg, side=_mac_side(cfg))
+        m.submodules.requant = rq = Requant(config=cfg, side=side)
+        m.submodules.writeback = wb = Writeback(config=cfg)
+        m.submodules.maxpool = mp = MaxPool(config=cfg, side=side)
+        pool = desc.kind == KIND_POOL
+        m.d.comb += ag.desc.eq(desc)
+        wiring.connect(m, ag.o, wf.i)
+        wiring.connect(m, wf.o, af.i)
+        m.d.comb += [weight_rd.addr.eq(wf.rd_addr), weight_rd.en.eq(wf.rd_en),
+                     wf.rd_data.eq(weight_rd.data),
+                     af.kind.eq(desc.kind), af.p_base.eq(desc.p_base), af.in_h.eq(desc.in_h),
+                     af.in_w.eq(desc.in_w),
+                     param_rd.addr.eq(af.param_addr), param_rd.en.eq(af.param_en),
+                     af.param_data.eq(param_rd.data), af.act_data.eq(act_rd.data)]
+        f = af.o.payload
+        m.d.comb += [
+            mac.i.valid.eq(af.o.valid & ~pool), mp.i.valid.eq(af.o.valid & pool),
+            af.o.ready.eq(Mux(pool, mp.i.ready, mac.i.ready)),
+            mac.i.payload.w.eq(f.w), mac.i.payload.a.eq(f.a), mac.i.payload.shift.eq(f.shift),
+            mac.i.payload.neg.eq(f.neg), mac.i.payload.glast.eq(f.glast),
+            mac.i.payload.side.param.eq(f.param), mac.i.payload.side.group.eq(f.group),
+            mp.i.payload.a.eq(f.a), mp.i.payload.first.eq(f.pool_first),
+            mp.i.payload.last.eq(f.pool_last), mp.i.payload.side.eq(f.group),
+        ]
+        if cfg.pe == "multiply":
+            m.d.comb += [mac.table.eq(desc.table), mac.fmt.eq(desc.fmt)]
+        ms = mac.o.payload
+        m.d.comb += [
+            rq.i.valid.eq(mac.o.valid), mac.o.ready.eq(rq.i.ready),
+            rq.i.payload.acc.eq(ms.acc), rq.i.payload.bias.eq(ms.side.param.bias),
+            rq.i.payload.m.eq(ms.side.param.m), rq.i.payload.s.eq(ms.side.param.s),
+            rq.i.payload.side.eq(ms.side.group), rq.lo.eq(desc.lo), rq.hi.eq(desc.hi),
+        ]
+        wiring.connect(m, rq.o, wb.i)
+        m.d.comb += [wb.out_ct.eq(desc.out_ct), mp.o.ready.eq(1)]
+
+        # ------------------------------------------------------------ sequencer
+        busy = Signal()
+        done = Signal()
+        irq_en = Signal()
+        idx = Signal(w.desc_addr_bits)
+        cycles = Signal(32)
+        layer_cycles = Signal(32)
+        layers_done = Signal(w.desc_addr_bits + 1)
+        layer_sel = Signal(w.desc_addr_bits)
+        start = regs.ctrl_we & regs.ctrl_w[0]
+        layer_done = Mux(pool, mp.o.valid & mp.o.payload.side.llast, wb.done)
+        m.submodules.cycle_mem = cyc_mem = memory.Memory(shape=unsigned(32),
+                                                        depth=cfg.desc_depth, init=[])
+        cyc_wr = cyc_mem.write_port()
+        cyc_rd = cyc_mem.read_port()
+        m.d.comb += [desc_rd.addr.eq(idx), cyc_rd.addr.eq(layer_sel),
+                     cyc_wr.addr.eq(idx), cyc_wr.data.eq(layer_cycles + 1),
+                     self.irq.eq(done & irq_en)]
+        with m.If(busy):
+            m.d.sync += [cycles.eq(cycles + 1), layer_cycles.eq(layer_cycles + 1)]
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(start):
+                    m.d.sync += [busy.eq(1), done.eq(0), idx.eq(0), cycles.eq(0),
+                                 layer_cycles.eq(0), layers_done.eq(0)]
+                    m.next = "DESC"
+            with m.State("DESC"):                       # descriptor read
+                m.next = "START"
+            with m.State("START"):                      # address generator setup
+                m.d.comb += ag.start.eq(1)
+                m.next = "RUN"
+            with m.State("RUN"):
+                with m.If(layer_done):
+                    m.d.comb += cyc_wr.en.eq(1)
+                    m.d.sync += [layers_done.eq(layers_done + 1), layer_cycles.eq(0)]
+                    with m.If(desc.last):
+                        m.d.sync += [busy.eq(0), done.eq(1)]
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.d.sync += idx.eq(idx + 1)
+                        m.next = "DESC"
+        with m.If(regs.ctrl_we & regs.ctrl_w[1]):
+            m.d.sync += done.eq(0)
+
+        # ------------------------------------------------------------ bulk path
+        bulk_sel = Signal(2)
+        bulk_addr = Signal(32)
+        chunks = {name: lay.chunks for name, lay in w.memories.items()}
+        max_chunks = max(chunks.values())
+        buf = Signal(32 * max_chunks)
+        chunk = Signal(range(max_chunks + 1))
+        rchunk = Signal(range(chunks["act"] + 1))
+        use_axil = regs.bulk_wdata_we
+        m.d.comb += self.s_axis.tready.eq(~use_axil)
+        beat = use_axil | self.s_axis.tvalid
+        beat_data = Mux(use_axil, regs.bulk_wdata_w, self.s_axis.tdata)
+        n_chunks = Signal(range(max_chunks + 1))
+        for name, mid in MEMORY_IDS.items():
+            with m.If(bulk_sel == mid):
+                m.d.comb += n_chunks.eq(chunks[name])
+        word = Signal(32 * max_chunks)
+        m.d.comb += word.eq(buf)
+        m.d.comb += word.word_select(chunk, 32).eq(beat_data)
+        commit = beat & (chunk == n_chunks - 1)
+        for name, port in host_wr.items():
+            m.d.comb += [port.addr.eq(bulk_addr), port.data.eq(word),
+                         port.en.eq(commit & (bulk_sel == MEMORY_IDS[name]))]
+        with m.If(beat):
+            with m.If(commit):
+                m.d.sync += [chunk.eq(0), bulk_addr.eq(bulk_addr + 1)]
+            with m.Else():
+                m.d.sync += [buf.word_select(chunk, 32).eq(beat_data), chunk.eq(chunk + 1)]
+        # read-back of the activation memory, one chunk per BULK_RDATA read
+        act_bits = w.act.width
+        act_word = Signal(32 * chunks["act"])
+        m.d.comb += act_word.eq(act_rd.data)
+        with m.If(regs.bulk_rdata_re):
+            with m.If(rchunk == chunks["act"] - 1):
+                m.d.sync += [rchunk.eq(0), bulk_addr.eq(bulk_addr + 1)]
+            with m.Else():
+                m.d.sync += rchunk.eq(rchunk + 1)
+        with m.If(regs.bulk_addr_we):
+            m.d.sync += [bulk_addr.eq(regs.bulk_addr_w), chunk.eq(0), rchunk.eq(0)]
+        with m.If(regs.bulk_sel_we):
+            m.d.sync += bulk_sel.eq(regs.bulk_sel_w)
+        with m.If(regs.irq_enable_we):
+            m.d.sync += irq_en.eq(regs.irq_enable_w)
+        with m.If(regs.layer_sel_we):
+            m.d.sync += layer_sel.eq(regs.layer_sel_w)
+
+        # activation memory: core when busy, host when idle
+        host_act = ~busy & commit & (bulk_sel == MEMORY_IDS["act"])
+        m.d.comb += [
+            act_rd.addr.eq(Mux(busy, af.act_addr, bulk_addr)),
+            act_rd.en.eq(Mux(busy, af.act_en, 1)),
+            act_wr.addr.eq(Mux(busy, Mux(pool, mp.o.payload.side.out, wb.wr_addr), bulk_addr)),
+            act_wr.data.eq(Mux(busy, Mux(pool, mp.o.payload.y.as_value(), wb.wr_data),
+                               word[:act_bits])),
+            act_wr.en.eq(Mux(busy, Mux(pool, Mux(mp.o.valid, (1 << cfg.simd) - 1, 0),
+                                       wb.wr_en),
+                             Mux(host_act, (1 << cfg.simd) - 1, 0))),
+        ]
+
+        # ------------------------------------------------------------ registers
+        lo, hi = regmap.fingerprint_words(cfg.fingerprint())
+        pe_code = regmap.PE_CODES[cfg.pe]
+        m.d.comb += [
+            regs.id_r.eq(regmap.CORE_ID),
+            regs.version_r.eq(regmap.version_word()),
+            regs.fingerprint_lo_r.eq(lo),
+            regs.fingerprint_hi_r.eq(hi),
+            regs.status_r.eq(busy | (done << 1)),
+            regs.irq_enable_r.eq(irq_en),
+            regs.cycles_r.eq(cycles),
+            regs.layer_sel_r.eq(layer_sel),
+            regs.layer_cycles_r.eq(cyc_rd.data),
+            regs.layers_done_r.eq(layers_done),
+            regs.bulk_sel_r.eq(bulk_sel),
+            regs.bulk_addr_r.eq(bulk_addr),
+            regs.bulk_rdata_r.eq(act_word.word_select(rchunk, 32)),
+            regs.config0_r.eq(pe_code | (cfg.lanes << 8) | (cfg.simd << 20)),
+            regs.config1_r.eq(cfg.act_bits | (cfg.weight_bits << 8) | (cfg.acc_bits << 16)),
+        ]
+        return m
+
+
+def _mac_side(config: CoreConfig) -> data.StructLayout:
+    """What travels through the MAC array with each group: its parameters and write-back."""
+    return data.StructLayout({"param": struct_layout(core_words(config).param),
+                              "group": group_side_layout(config)})

@@ -1,0 +1,171 @@
+"""Memory fetch stages between the address generator and the MAC array / max pool.
+
+Both are one-register pipeline stages on streams around a synchronous memory read port
+(``*_addr``/``*_en`` out, ``*_data`` in; the read port's enable is the stage's advance, so
+back-pressure holds the read data).
+
+:class:`WeightFetch` reads the weight micro-op of each op. :class:`ActFetch` adds the
+micro-op's offset to the position address, tests the tap against the padding (out of
+bounds reads as zero), counts groups within a position (the parameter address and the
+output channel tile of the group) and reads the activation word and the group's requant
+parameters.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hwq.config import CoreConfig
+from hwq.layout.words import KIND_POOL, core_words
+from hwq.rtl.addrgen import op_layout
+from hwq.rtl.layouts import struct_layout
+
+__all__ = ["ActFetch", "WeightFetch", "fetched_layout", "group_side_layout"]
+
+
+def _check(config: object) -> CoreConfig:
+    if not isinstance(config, CoreConfig):
+        raise TypeError(f"Config must be a CoreConfig, not {config!r}")
+    return config
+
+
+class WeightFetch(wiring.Component):
+    """``op`` in; ``{op, word}`` out one cycle later, ``word`` the weight micro-op."""
+
+    def __init__(self, *, config: CoreConfig) -> None:
+        self.config = _check(config)
+        self.words = core_words(config)
+        wl = struct_layout(self.words.weight)
+        super().__init__({
+            "i": In(stream.Signature(op_layout(config))),
+            "o": Out(stream.Signature(data.StructLayout({"op": op_layout(config),
+                                                         "word": wl}))),
+            "rd_addr": Out(self.words.weight_addr_bits),
+            "rd_en": Out(1),
+            "rd_data": In(wl),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        advance = Signal()
+        op = Signal(op_layout(self.config))
+        m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance),
+                     self.rd_en.eq(advance), self.rd_addr.eq(self.i.payload.w_addr),
+                     self.o.payload.op.eq(op), self.o.payload.word.eq(self.rd_data)]
+        with m.If(advance):
+            m.d.sync += [self.o.valid.eq(self.i.valid), op.eq(self.i.payload)]
+        return m
+
+
+def group_side_layout(config: CoreConfig) -> data.StructLayout:
+    """What travels with a group to the write-back: where its outputs go."""
+    w = core_words(config)
+    return data.StructLayout({
+        "out": unsigned(w.act_addr_bits),      # output position address
+        "wct": unsigned(w.dim_bits),           # first output channel tile of the group
+        "wslot": unsigned(max(1, (max(1, config.simd // config.lanes) - 1).bit_length())),
+        "llast": unsigned(1),                  # the layer's last group
+    })
+
+
+def fetched_layout(config: CoreConfig) -> data.StructLayout:
+    """Payload of :class:`ActFetch`'s output: a MAC beat or a pool beat."""
+    w = core_words(config)
+    wl = w.weight
+    return data.StructLayout({
+        "w": struct_layout(wl)["w"].shape,
+        "shift": unsigned(3),
+        "neg": unsigned(1),
+        "glast": unsigned(1),
+        "a": struct_layout(w.act)["a"].shape,
+        "param": struct_layout(w.param),
+        "group": group_side_layout(config),
+        "pool_first": unsigned(1),
+        "pool_last": unsigned(1),
+    })
+
+
+class ActFetch(wiring.Component):
+    """``{op, word}`` in; the activation word, the parameters and the group's write-back
+    facts out one cycle later (see the module docstring).
+
+    Ports ``kind`` and ``p_base`` come from the layer descriptor; ``in_h``/``in_w`` too.
+    """
+
+    def __init__(self, *, config: CoreConfig) -> None:
+        self.config = _check(config)
+        self.words = w = core_words(config)
+        super().__init__({
+            "i": In(stream.Signature(data.StructLayout({
+                "op": op_layout(config), "word": struct_layout(w.weight)}))),
+            "o": Out(stream.Signature(fetched_layout(config))),
+            "kind": In(1),
+            "p_base": In(w.param_addr_bits),
+            "in_h": In(w.dim_bits),
+            "in_w": In(w.dim_bits),
+            "act_addr": Out(w.act_addr_bits),
+            "act_en": Out(1),
+            "act_data": In(struct_layout(w.act)),
+            "param_addr": Out(w.param_addr_bits),
+            "param_en": Out(1),
+            "param_data": In(struct_layout(w.param)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, w = self.config, self.words
+        p, s = cfg.lanes, cfg.simd
+        advance = Signal()
+        m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
+        op, word = self.i.payload.op, self.i.payload.word
+        pool = self.kind == KIND_POOL
+
+        # group counters: reset at the first micro-op of each output position
+        side = group_side_layout(cfg)
+        g = Signal(w.param_addr_bits)
+        wct = Signal(side["wct"].shape)
+        wslot = Signal(side["wslot"].shape)
+        g_cur = Mux(op.pfirst, 0, g)
+        wct_cur = Mux(op.pfirst, 0, wct)
+        wslot_cur = Mux(op.pfirst, 0, wslot)
+        with m.If(advance & self.i.valid & ~pool):
+            m.d.sync += g.eq(g_cur + word.glast)
+            if p >= s:
+                m.d.sync += [wct.eq(wct_cur + Mux(word.glast, p // s, 0)), wslot.eq(0)]
+            else:
+                wrap = wslot_cur == s // p - 1
+                m.d.sync += [wct.eq(wct_cur + (word.glast & wrap)),
+                             wslot.eq(Mux(word.glast, Mux(wrap, 0, wslot_cur + 1), wslot_cur))]
+
+        ih = Signal(signed(w.dim_bits + 2))
+        iw = Signal(signed(w.dim_bits + 2))
+        addr = Signal(signed(w.pos_bits + 1))
+        m.d.comb += [ih.eq(op.ih0 + word.u), iw.eq(op.iw0 + word.v),
+                     addr.eq(op.pos + Mux(pool, 0, word.off))]
+        inb = pool | ((ih >= 0) & (ih < self.in_h) & (iw >= 0) & (iw < self.in_w))
+        m.d.comb += [self.act_addr.eq(Mux(inb, addr, 0)), self.act_en.eq(advance),
+                     self.param_addr.eq(self.p_base + g_cur), self.param_en.eq(advance)]
+
+        inb_r = Signal()
+        keep = Signal(data.StructLayout({
+            "w": fetched_layout(cfg)["w"].shape, "shift": unsigned(3), "neg": unsigned(1),
+            "glast": unsigned(1), "group": side, "pool_first": unsigned(1),
+            "pool_last": unsigned(1)}))
+        with m.If(advance):
+            m.d.sync += [self.o.valid.eq(self.i.valid), inb_r.eq(inb),
+                         keep.w.eq(word.w), keep.glast.eq(word.glast),
+                         keep.group.out.eq(op.out), keep.group.wct.eq(wct_cur),
+                         keep.group.wslot.eq(wslot_cur), keep.group.llast.eq(op.llast),
+                         keep.pool_first.eq(op.pool_first), keep.pool_last.eq(op.pool_last)]
+            if cfg.pe == "bit_serial":
+                m.d.sync += [keep.shift.eq(word.shift), keep.neg.eq(word.neg)]
+        o = self.o.payload
+        m.d.comb += [o.w.eq(keep.w), o.shift.eq(keep.shift), o.neg.eq(keep.neg),
+                     o.glast.eq(keep.glast), o.group.eq(keep.group),
+                     o.pool_first.eq(keep.pool_first), o.pool_last.eq(keep.pool_last),
+                     o.param.eq(self.param_data)]
+        for j in range(s):
+            m.d.comb += o.a[j].eq(Mux(inb_r, self.act_data.a[j], 0))
+        return m

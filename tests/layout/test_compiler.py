@@ -1,0 +1,238 @@
+"""The layout compiler and the Program executor against the golden model."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import hwq.golden as golden
+from hwq.config import CoreConfig
+from hwq.errors import ArtifactError
+from hwq.golden.cycles import OVERHEADS, network_cycles
+from hwq.ir import Conv2d, Flatten, Linear, MaxPool2d, QuantizedNetwork, Requant, WeightSpec
+from hwq.layout import Program, compile, execute
+from hwq.testing import random_inputs, random_network
+
+PE_FORMATS = [("shift_add", "pot"), ("multiply", "int"), ("multiply", "codebook"),
+              ("bit_serial", "int"), ("bit_serial", "codebook")]
+LANES_SIMD = [(1, 1), (2, 4), (4, 2), (3, 3), (4, 4), (8, 2), (2, 8), (8, 8)]
+
+ARCHS = [
+    (("conv", 5, 3, 1, 1, True), ("conv", 7, 3, 2, 1, True), ("pool",), ("flatten",),
+     ("linear", 10, False)),
+    (("conv", 3, 1, 1, 0, False), ("pool",), ("conv", 9, 2, 2, 0, True), ("flatten",),
+     ("linear", 6, True), ("linear", 4, False)),
+    (("conv", 6, 3, 1, 2, True), ("conv", 2, 3, 3, 1, False)),
+]
+
+
+@st.composite
+def cases(draw):
+    pe, kind = draw(st.sampled_from(PE_FORMATS))
+    lanes, simd = draw(st.sampled_from(LANES_SIMD))
+    arch = draw(st.sampled_from(ARCHS))
+    c = draw(st.integers(1, 5))
+    hw = draw(st.integers(5, 8))
+    bits = draw(st.sampled_from([[2], [4], [2, 3, 4], [3, 4]]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    sparse = draw(st.sampled_from([0.0, 0.3, 0.7]))
+    per_channel = draw(st.booleans())
+    act_bits = draw(st.sampled_from([4, 8]))
+    return pe, kind, lanes, simd, arch, (c, hw, hw), bits, seed, sparse, per_channel, act_bits
+
+
+def _config(pe, lanes, simd, act_bits=8, **kw):
+    return CoreConfig(pe=pe, lanes=lanes, simd=simd, act_bits=act_bits, **kw)
+
+
+@settings(max_examples=120)
+@given(cases())
+def test_program_round_trip_equals_golden(case):
+    pe, kind, lanes, simd, arch, shape, bits, seed, sparse, per_channel, act_bits = case
+    rng = np.random.default_rng(seed)
+    net = random_network(rng, input_shape=shape, arch=arch, kind=kind, bits=bits,
+                         act_bits=act_bits, per_channel_bits=per_channel,
+                         zero_tile_fraction=sparse, zero_tile=(lanes, simd))
+    config = _config(pe, lanes, simd, act_bits)
+    program = compile(net, config)
+    x = random_inputs(rng, net, 3)
+    expect = golden.run(net, x)
+    np.testing.assert_array_equal(execute(program, x), expect)
+    # through the binary container
+    again = Program.from_bytes(program.to_bytes())
+    np.testing.assert_array_equal(execute(again, x), expect)
+    # the cycle model computed from the network alone agrees with the compiled layers
+    model = [c["cycles"] for c in network_cycles(net, config) if c["kind"] != "flatten"]
+    assert model == [layer["cycles"] for layer in program.layers]
+
+
+def test_linear_only_network_with_1d_input():
+    rng = np.random.default_rng(3)
+    net = random_network(rng, input_shape=(13,), arch=(("linear", 9, True), ("linear", 3, False)),
+                         kind="int", bits=[3, 4])
+    program = compile(net, _config("multiply", 4, 4))
+    x = random_inputs(rng, net, 5)
+    np.testing.assert_array_equal(execute(program, x), golden.run(net, x))
+    assert program.input.shape == (13,) and program.output.shape == (3,)
+
+
+def test_trailing_flatten_output_is_channel_major():
+    rng = np.random.default_rng(4)
+    net = random_network(rng, input_shape=(3, 5, 5), arch=(("conv", 6, 3, 1, 0, True), ("flatten",)),
+                         kind="pot", bits=3)
+    program = compile(net, _config("shift_add", 4, 4))
+    x = random_inputs(rng, net, 2)
+    np.testing.assert_array_equal(execute(program, x), golden.run(net, x))
+    assert program.output.shape == (6 * 3 * 3,)
+
+
+def test_sparse_tiles_are_skipped_and_cost_nothing():
+    rng = np.random.default_rng(5)
+    net = random_network(rng, input_shape=(8, 4, 4), arch=(("conv", 8, 1, 1, 0, False),),
+                         kind="int", bits=4)
+    w = net.ops[0].weight.copy()
+    w[:4, :4] = 0                                  # group 0, channel tile 0: all zero
+    op = Conv2d(name="c", weight=w, spec=net.ops[0].spec, requant=net.ops[0].requant)
+    net = QuantizedNetwork(input_shape=(8, 4, 4), act_bits=8, input_scale=1.0, ops=[op])
+    program = compile(net, _config("multiply", 4, 4))
+    layer = program.layers[0]
+    assert layer["tile_mask"] == [[False, True], [True, True]]
+    assert layer["words"] == [1, 2]
+    assert layer["cycles"] == 16 * 3 + OVERHEADS.matmul
+    x = random_inputs(rng, net, 2)
+    np.testing.assert_array_equal(execute(program, x), golden.run(net, x))
+
+
+def test_bit_serial_tiles_cost_their_nonzero_planes():
+    w = np.zeros((2, 2, 1, 1), dtype=np.int64)
+    w[0, 0], w[0, 1], w[1, 0], w[1, 1] = 3, -1, 0, 2    # one 2x2 tile: 3 bits, planes 0..2
+    rq = Requant(bias=np.zeros(2, np.int64), M=np.ones(2, np.int64), S=np.ones(2, np.int64),
+                 lo=-128, hi=127)
+    op = Conv2d(name="c", weight=w, spec=WeightSpec(kind="int", bits=np.array(4)), requant=rq)
+    net = QuantizedNetwork(input_shape=(2, 3, 3), act_bits=8, input_scale=1.0, ops=[op])
+    program = compile(net, _config("bit_serial", 2, 2))
+    assert program.layers[0]["tile_bits"] == [[3]]
+    assert program.layers[0]["words"] == [3]
+    w[0, 1] = 1                                          # no negative value: 3 bits, 2 planes
+    op = Conv2d(name="c", weight=w, spec=WeightSpec(kind="int", bits=np.array(4)), requant=rq)
+    net = QuantizedNetwork(input_shape=(2, 3, 3), act_bits=8, input_scale=1.0, ops=[op])
+    assert compile(net, _config("bit_serial", 2, 2)).layers[0]["words"] == [2]
+
+
+def test_digits_cnn_fits_the_default_core_and_its_cycle_budget():
+    rng = np.random.default_rng(6)
+    arch = (("conv", 16, 3, 1, 1, True), ("conv", 32, 3, 1, 1, True), ("pool",),
+            ("conv", 32, 3, 1, 1, True), ("pool",), ("flatten",), ("linear", 10, False))
+    for pe, kind in (("shift_add", "pot"), ("multiply", "int"), ("bit_serial", "int")):
+        net = random_network(rng, input_shape=(1, 8, 8), arch=arch, kind=kind, bits=4)
+        program = compile(net, CoreConfig(pe=pe))
+        x = random_inputs(rng, net, 4)
+        np.testing.assert_array_equal(execute(program, x), golden.run(net, x))
+        budget = 12_000 if pe != "bit_serial" else 45_000
+        assert program.cycles() < budget, (pe, program.cycles())
+
+
+@pytest.mark.parametrize(("pe", "kind"), [("shift_add", "int"), ("shift_add", "codebook"),
+                                          ("multiply", "pot"), ("bit_serial", "pot")])
+def test_format_must_match_the_pe(pe, kind):
+    net = random_network(np.random.default_rng(0), kind=kind, bits=3)
+    with pytest.raises(ValueError, match=rf"conv0: {kind.upper()} weights do not run on the "
+                                         rf"{pe} PE \(it takes "):
+        compile(net, CoreConfig(pe=pe))
+
+
+def test_weights_wider_than_the_datapath():
+    net = random_network(np.random.default_rng(0), kind="int", bits=6)
+    with pytest.raises(ValueError, match="conv0: 6-bit INT weights are wider than the core's "
+                                         "4-bit datapath"):
+        compile(net, CoreConfig(pe="multiply", weight_bits=4))
+
+
+def test_accumulator_overflow_is_refused():
+    net = random_network(np.random.default_rng(0), input_shape=(16, 8, 8), kind="int", bits=8,
+                         act_bits=16)
+    with pytest.raises(ValueError, match=r"conv0: the accumulator needs \d+ bits for this layer, "
+                                         r"the core has 16"):
+        compile(net, CoreConfig(pe="multiply", weight_bits=8, act_bits=16, acc_bits=16))
+
+
+@pytest.mark.parametrize(("field", "depth", "message"), [
+    ("weight_depth", 16, r"weight memory: layer conv\d needs \d+ words \(with the layers "
+                         r"before it\), 16 available"),
+    ("act_depth", 16, r"activation memory: (the network input|layer conv0) needs \d+ words "
+                      r"\(both ping-pong regions\), 16 available"),
+    ("param_depth", 16, r"parameter memory: layer \w+ needs \d+ words .*16 available"),
+    ("desc_depth", 2, r"descriptor memory: layer linear4 needs 4 descriptors, 2 available"),
+])
+def test_network_that_does_not_fit_names_layer_and_words(field, depth, message):
+    net = random_network(np.random.default_rng(1), input_shape=(3, 8, 8),
+                         arch=ARCHS[0][:2] + ((("conv", 40, 1, 1, 0, True),) if field ==
+                                              "param_depth" else ()) + ARCHS[0][2:],
+                         kind="int", bits=4)
+    with pytest.raises(ValueError, match="Network does not fit the " + message):
+        compile(net, CoreConfig(pe="multiply", lanes=2, simd=2, **{field: depth}))
+
+
+def test_container_detects_corruption_and_versions(tmp_path):
+    net = random_network(np.random.default_rng(2), kind="codebook", bits=3)
+    program = compile(net, CoreConfig(pe="multiply"))
+    path = program.save(tmp_path / "net.hwqp")
+    again = Program.load(path)
+    for name, img in program.images.items():
+        np.testing.assert_array_equal(again.images[name], img)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    with pytest.raises(ArtifactError, match="CRC mismatch"):
+        Program.from_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="bad magic"):
+        Program.from_bytes(b"NOTAPROG" + bytes(data[8:]))
+    bumped = bytearray(path.read_bytes())
+    bumped[8] = 99
+    with pytest.raises(ArtifactError, match="format version 99 is not supported"):
+        Program.from_bytes(bytes(bumped))
+    with pytest.raises(ValueError, match="Program was built for core"):
+        program.check_config(CoreConfig(pe="multiply", lanes=4))
+
+
+def test_readmemh_holds_every_word(tmp_path):
+    net = random_network(np.random.default_rng(3), kind="pot", bits=4)
+    program = compile(net, CoreConfig(pe="shift_add", lanes=4, simd=4))
+    paths = program.write_readmemh(tmp_path)
+    for name, path in paths.items():
+        lay = program.words.memories[name]
+        lines = path.read_text().split()
+        assert len(lines) == program.images[name].shape[0]
+        assert [int(v, 16) for v in lines] == lay.to_ints(program.images[name])
+        assert all(len(v) == -(-lay.width // 4) for v in lines)
+
+
+def test_pack_and_unpack_activations():
+    net = random_network(np.random.default_rng(4), input_shape=(5, 3, 2),
+                         arch=(("conv", 3, 1, 1, 0, False),), kind="int", bits=4)
+    program = compile(net, CoreConfig(pe="multiply", lanes=2, simd=2))
+    x = random_inputs(np.random.default_rng(0), net, 2)
+    words = program.pack_input(x)
+    assert words.shape == (2, 3 * 2 * 3, 1)
+    with pytest.raises(ValueError, match=r"Network input must have shape \(N, 5, 3, 2\)"):
+        program.pack_input(x[:, :4])
+
+
+def test_network_without_hardware_layer():
+    net = QuantizedNetwork(input_shape=(2, 2, 2), act_bits=8, input_scale=1.0,
+                           ops=[Flatten(name="f")])
+    with pytest.raises(ValueError, match="no conv2d, linear or maxpool2d layer"):
+        compile(net, CoreConfig(pe="multiply"))
+
+
+def test_pool_only_and_linear_classes_are_used():
+    # MaxPool2d and Linear straight from the IR, not the random generator
+    rng = np.random.default_rng(9)
+    w = rng.integers(-8, 8, size=(3, 2 * 2 * 2))
+    rq = Requant(bias=np.zeros(3, np.int64), M=np.full(3, 1 << 20), S=np.full(3, 24),
+                 lo=-128, hi=127)
+    net = QuantizedNetwork(input_shape=(2, 4, 5), act_bits=8, input_scale=1.0, ops=[
+        MaxPool2d(name="p"), Flatten(name="f"),
+        Linear(name="l", weight=w, spec=WeightSpec(kind="int", bits=np.array(4)), requant=rq)])
+    program = compile(net, CoreConfig(pe="bit_serial", lanes=2, simd=2))
+    x = random_inputs(rng, net, 3)
+    np.testing.assert_array_equal(execute(program, x), golden.run(net, x))

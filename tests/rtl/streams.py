@@ -1,0 +1,48 @@
+"""Stream drivers for Amaranth testbenches: a source with random stalls, a sink with random
+back-pressure. Separate testbenches, as amaranth/lib tests do."""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import ClockDomain, Module
+from amaranth.sim import Simulator
+
+
+async def send(ctx, port, payloads, rng: np.random.Generator, stall: float = 0.3) -> None:
+    """Drive ``payloads`` (Consts or ints) into ``port``, idling with probability ``stall``."""
+    for payload in payloads:
+        while rng.random() < stall:
+            ctx.set(port.valid, 0)
+            await ctx.tick()
+        ctx.set(port.payload, payload)
+        ctx.set(port.valid, 1)
+        while True:
+            # sample at the clock edge: ready may depend on the sink in this same cycle
+            *_, ready = await ctx.tick().sample(port.ready)
+            if ready:
+                break
+    ctx.set(port.valid, 0)
+
+
+async def receive(ctx, port, n: int, rng: np.random.Generator, stall: float = 0.3) -> list:
+    """Take ``n`` beats from ``port``, refusing with probability ``stall`` each cycle."""
+    out = []
+    while len(out) < n:
+        ready = rng.random() >= stall
+        ctx.set(port.ready, int(ready))
+        *_, valid, payload = await ctx.tick().sample(port.valid, port.payload)
+        if ready and valid:
+            out.append(payload)
+    ctx.set(port.ready, 0)
+    return out
+
+
+def run(dut, *testbenches) -> None:
+    top = Module()                      # an explicit sync domain, also for comb-only blocks
+    top.domains.sync = ClockDomain()
+    top.submodules.dut = dut
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    for tb in testbenches:
+        sim.add_testbench(tb)
+    sim.run()

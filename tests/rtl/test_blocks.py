@@ -1,0 +1,218 @@
+"""Each RTL block alone, in Amaranth's simulator, with random stimulus, random stalls on its
+input stream and random back-pressure on its output stream, against hwq.golden."""
+
+import numpy as np
+import pytest
+from amaranth.hdl import unsigned
+
+from hwq.config import CoreConfig
+from hwq.golden.formats import IntFormat, PotFormat
+from hwq.golden.requant import requantize_reference
+from hwq.layout import compile
+from hwq.layout.words import core_words
+from hwq.rtl.addrgen import AddressGenerator
+from hwq.rtl.layouts import struct_layout
+from hwq.rtl.maxpool import MaxPool
+from hwq.rtl.pe import MacArray
+from hwq.rtl.requant import Requant
+from hwq.rtl.writeback import Writeback
+from hwq.testing import random_network
+
+from .streams import receive, run, send
+
+
+def _wrap(v, bits):
+    return ((int(v) + (1 << (bits - 1))) % (1 << bits)) - (1 << (bits - 1))
+
+
+@pytest.mark.parametrize(("pe", "fmt"), [("shift_add", 0), ("bit_serial", 0), ("multiply", 0),
+                                         ("multiply", 1)])
+def test_mac_array(pe, fmt):
+    cfg = CoreConfig(pe=pe, lanes=3, simd=3, act_bits=6, weight_bits=4, acc_bits=16)
+    rng = np.random.default_rng(hash((pe, fmt)) % 2**32)
+    dut = MacArray(config=cfg, side=unsigned(8))
+    p, s = cfg.lanes, cfg.simd
+    table = np.concatenate([[0], rng.integers(-128, 128, size=15)])
+    groups = [int(rng.integers(1, 5)) for _ in range(12)]
+    beats, expect = [], []
+    lay = dut.i.payload.shape()
+    for gi, n in enumerate(groups):
+        acc = np.zeros(p, dtype=np.int64)
+        for k in range(n):
+            a = rng.integers(-32, 32, size=s)
+            if pe == "bit_serial":
+                w = rng.integers(0, 2, size=p * s)
+                shift, neg = int(rng.integers(0, 8)), int(rng.integers(0, 2))
+                vals = w.reshape(p, s) * ((-1 if neg else 1) << shift)
+            else:
+                w = rng.integers(0, 16, size=p * s)
+                shift = neg = 0
+                if pe == "shift_add":
+                    vals = PotFormat(4).decode(w).reshape(p, s)
+                elif fmt:
+                    vals = table[w].reshape(p, s)
+                else:
+                    vals = IntFormat(4).decode(w).reshape(p, s)
+            acc += vals @ a
+            beats.append(lay.const({"w": w.tolist(), "a": a.tolist(), "shift": shift,
+                                    "neg": neg, "glast": int(k == n - 1), "side": gi}))
+        expect.append([_wrap(v, cfg.acc_bits) for v in acc])
+    got = []
+
+    async def source(ctx):
+        if pe == "multiply":
+            ctx.set(dut.fmt, fmt)
+            ctx.set(dut.table, table.tolist())
+        await send(ctx, dut.i, beats, rng)
+
+    async def sink(ctx):
+        got.extend(await receive(ctx, dut.o, len(groups), rng))
+
+    run(dut, source, sink)
+    assert [g.side for g in got] == list(range(len(groups)))
+    assert [[int(g.acc[lane]) for lane in range(p)] for g in got] == expect
+
+
+def test_requant():
+    cfg = CoreConfig(pe="multiply", lanes=4, simd=4, act_bits=8, acc_bits=40)
+    rng = np.random.default_rng(11)
+    dut = Requant(config=cfg, side=unsigned(8))
+    lay = dut.i.payload.shape()
+    lo, hi = -100, 90
+    beats, expect = [], []
+    for i in range(40):
+        acc = rng.integers(-(1 << 39), 1 << 39, size=4) >> rng.integers(0, 39, size=4)
+        bias = rng.integers(-(1 << 31), 1 << 31, size=4)
+        m = rng.integers(1, 1 << 24, size=4)
+        sh = rng.integers(1, 63, size=4)
+        beats.append(lay.const({"acc": acc.tolist(), "bias": bias.tolist(), "m": m.tolist(),
+                                "s": sh.tolist(), "side": i}))
+        expect.append([requantize_reference(int(acc[k]), int(bias[k]), int(m[k]), int(sh[k]),
+                                            lo, hi) for k in range(4)])
+    got = []
+
+    async def source(ctx):
+        ctx.set(dut.lo, lo)
+        ctx.set(dut.hi, hi)
+        await send(ctx, dut.i, beats, rng)
+
+    async def sink(ctx):
+        got.extend(await receive(ctx, dut.o, len(beats), rng))
+
+    run(dut, source, sink)
+    assert [g.side for g in got] == list(range(len(beats)))
+    assert [[int(g.y[k]) for k in range(4)] for g in got] == expect
+
+
+def test_maxpool():
+    cfg = CoreConfig(pe="multiply", lanes=3, simd=3, act_bits=5)
+    rng = np.random.default_rng(12)
+    dut = MaxPool(config=cfg, side=unsigned(8))
+    lay = dut.i.payload.shape()
+    beats, expect = [], []
+    for i in range(20):
+        win = rng.integers(-16, 16, size=(4, 3))
+        expect.append(win.max(axis=0).tolist())
+        beats += [lay.const({"a": win[k].tolist(), "first": int(k == 0), "last": int(k == 3),
+                             "side": i}) for k in range(4)]
+    got = []
+
+    async def source(ctx):
+        await send(ctx, dut.i, beats, rng)
+
+    async def sink(ctx):
+        got.extend(await receive(ctx, dut.o, len(expect), rng))
+
+    run(dut, source, sink)
+    assert [[int(g.y[k]) for k in range(3)] for g in got] == expect
+    assert [g.side for g in got] == list(range(20))
+
+
+@pytest.mark.parametrize(("lanes", "simd"), [(4, 2), (2, 4), (3, 3)])
+def test_writeback(lanes, simd):
+    cfg = CoreConfig(pe="multiply", lanes=lanes, simd=simd, act_bits=6, act_depth=64)
+    rng = np.random.default_rng(13)
+    dut = Writeback(config=cfg)
+    lay = dut.i.payload.shape()
+    out_ct = 3
+    mem = np.zeros((64, simd), dtype=np.int64)
+    expect = np.zeros_like(mem)
+    beats = []
+    for _ in range(12):
+        y = rng.integers(-32, 32, size=lanes)
+        out = int(rng.integers(0, 40))
+        if lanes >= simd:
+            wct = int(rng.integers(0, 3)) * (lanes // simd)
+            for j in range(lanes // simd):
+                if wct + j < out_ct:
+                    expect[out + wct + j] = y[j * simd:(j + 1) * simd]
+            wslot = 0
+        else:
+            wct, wslot = int(rng.integers(0, 3)), int(rng.integers(0, simd // lanes))
+            expect[out + wct, wslot * lanes:(wslot + 1) * lanes] = y
+        beats.append(lay.const({"y": y.tolist(), "side": {"out": out, "wct": wct,
+                                                          "wslot": wslot, "llast": 0}}))
+
+    async def source(ctx):
+        ctx.set(dut.out_ct, out_ct)
+        await send(ctx, dut.i, beats, rng)
+
+    async def memory(ctx):
+        for _ in range(400):
+            en, addr, data = ctx.get(dut.wr_en), ctx.get(dut.wr_addr), ctx.get(dut.wr_data)
+            for e in range(simd):
+                if en >> e & 1:
+                    v = (data >> (e * cfg.act_bits)) & ((1 << cfg.act_bits) - 1)
+                    mem[addr, e] = v - (1 << cfg.act_bits) if v >> (cfg.act_bits - 1) else v
+            await ctx.tick()
+
+    run(dut, source, memory)
+    np.testing.assert_array_equal(mem, expect)
+
+
+def test_address_generator_walks_the_descriptor():
+    rng = np.random.default_rng(14)
+    net = random_network(rng, input_shape=(3, 5, 4),
+                         arch=(("conv", 5, 3, 2, 1, True), ("pool",)), kind="int", bits=4)
+    cfg = CoreConfig(pe="multiply", lanes=2, simd=2, act_depth=256)
+    program = compile(net, cfg)
+    words = core_words(cfg)
+    descs = words.desc.unpack(program.images["desc"])
+    for i in range(2):
+        d = {k: v[i] for k, v in descs.items()}
+        dut = AddressGenerator(config=cfg)
+        expect = []
+        for oh in range(d["out_h"]):
+            for ow in range(d["out_w"]):
+                pos = d["pos0"] + oh * d["row_step"] + ow * d["col_step"]
+                out = d["out_base"] + (oh * d["out_w"] + ow) * d["out_ct"]
+                if d["kind"] == 0:
+                    for wa in range(d["w_base"], d["w_last"] + 1):
+                        expect.append((wa, pos, oh * d["stride"] - d["pad"],
+                                       ow * d["stride"] - d["pad"], out))
+                else:
+                    for t in range(d["in_ct"]):
+                        for off in (0, d["dx_step"], d["dy_step"], d["dx_step"] + d["dy_step"]):
+                            expect.append((0, pos + t + off, None, None, out + t))
+        got: list = []
+
+        async def control(ctx, d=d, dut=dut):
+            ctx.set(dut.desc, struct_layout(words.desc).const(
+                {k: (v.tolist() if hasattr(v, "tolist") else int(v)) for k, v in d.items()}))
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+
+        n = len(expect)
+
+        async def sink(ctx, dut=dut, n=n, got=got):
+            got.extend(await receive(ctx, dut.o, n, rng))
+            assert not ctx.get(dut.busy)
+
+        run(dut, control, sink)
+        ops = [(int(g.w_addr), int(g.pos), int(g.ih0), int(g.iw0), int(g.out)) for g in got]
+        if d["kind"] == 0:
+            assert ops == expect
+        else:
+            assert [(o[1], o[4]) for o in ops] == [(e[1], e[4]) for e in expect]
+        assert [int(g.llast) for g in got] == [0] * (len(got) - 1) + [1]
