@@ -1,0 +1,89 @@
+"""``SimDevice``: the Verilated ``hwq_core`` inside cocotb, as a :class:`hwq.host.Device`.
+
+Registers go over AXI4-Lite through cocotbext-axi (``AxiLiteMaster`` on the ``s_axil__*``
+ports); bulk words go over the core's AXI-Stream port (``s_axis__tdata/valid/ready``),
+one 32-bit chunk per cycle; the host waits for DONE on the ``irq`` line with a cycle
+timeout. The clock runs inside the simulator (a GPI clock), so between a START and DONE
+Python does nothing at all: the core runs the whole network from its own memories.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, First, RisingEdge, Timer
+from cocotbext.axi import AxiLiteBus, AxiLiteMaster
+
+from hwq.host.device import Device, DeviceTimeout
+from hwq.layout.regmap import ADDR, BIT, MEM
+
+CLOCK_PERIOD_NS = 10
+
+
+class SimDevice(Device):
+    """A simulated core. Create inside a cocotb test, then ``await dev.reset()``.
+
+    Parameters
+    ----------
+    dut : cocotb handle of ``hwq_core``
+    stream_bulk : bool
+        write bulk words through ``s_axis`` (default) rather than ``BULK_WDATA``.
+    """
+
+    name = "sim"
+
+    def __init__(self, dut, *, stream_bulk: bool = True) -> None:
+        self.dut = dut
+        self.stream_bulk = stream_bulk
+        self.clock = Clock(dut.clk, CLOCK_PERIOD_NS, unit="ns")
+        self.clock.start()
+        self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil_"), dut.clk, dut.rst)
+        dut.s_axis__tvalid.value = 0
+        dut.s_axis__tdata.value = 0
+        self._irq_enabled = False
+
+    async def reset(self, cycles: int = 4) -> None:
+        self.dut.rst.value = 1
+        await ClockCycles(self.dut.clk, cycles)
+        self.dut.rst.value = 0
+        await RisingEdge(self.dut.clk)
+
+    async def read_reg(self, offset: int) -> int:
+        data = await self.axil.read_dword(offset)
+        return int(data)
+
+    async def write_reg(self, offset: int, value: int) -> None:
+        await self.axil.write_dword(offset, int(value))
+
+    async def write_words(self, memory: str, base: int, words: np.ndarray) -> None:
+        if not self.stream_bulk:
+            await super().write_words(memory, base, words)
+            return
+        await self.write_reg(ADDR.BULK_SEL, getattr(MEM, memory))
+        await self.write_reg(ADDR.BULK_ADDR, base)
+        dut = self.dut
+        clk = dut.clk
+        chunks = np.asarray(words, dtype=np.uint32).reshape(-1).tolist()
+        dut.s_axis__tvalid.value = 1
+        for chunk in chunks:
+            dut.s_axis__tdata.value = chunk
+            while True:
+                await RisingEdge(clk)
+                if dut.s_axis__tready.value:
+                    break
+        dut.s_axis__tvalid.value = 0
+
+    async def wait_done(self, *, timeout_s: float, timeout_cycles: int | None = None) -> None:
+        """Wait on the ``irq`` line (enabled here) for at most ``timeout_cycles`` cycles."""
+        if not self._irq_enabled:
+            await self.write_reg(ADDR.IRQ_ENABLE, BIT.IRQ_ENABLE_DONE)
+            self._irq_enabled = True
+        if self.dut.irq.value:
+            return
+        # one Timer, not a count of clock edges: Python sleeps while the core runs
+        cycles = timeout_cycles or 10_000_000
+        limit = Timer(cycles * CLOCK_PERIOD_NS, unit="ns")
+        fired = await First(RisingEdge(self.dut.irq), limit)
+        if fired is limit:
+            raise DeviceTimeout(f"The simulated core did not raise DONE within {cycles} cycles")
+        await RisingEdge(self.dut.clk)
