@@ -1,0 +1,238 @@
+"""``hwq flow``: the main job, end to end, checked bit for bit.
+
+digits model -> quantize (default INQ 4-bit POT for the shift-add core, SLQ 4-bit codebook
+for the bit-serial and multiply cores) -> compile for the core -> Verilog -> Verilator ->
+the digits test set through the host runtime on the simulated core, every output compared
+with the golden model, every layer's cycle counter with the cycle model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hwq.config import PE_TYPES, CoreConfig
+
+#: Default quantization method per PE type (the format that PE takes).
+DEFAULT_METHOD = {"shift_add": "inq", "bit_serial": "slq", "multiply": "slq"}
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="digits", choices=["digits"],
+                        help="reference workload (default digits)")
+    parser.add_argument("--method", default=None,
+                        help="quantization method (default: inq for shift_add, slq otherwise)")
+    parser.add_argument("--bits", type=int, default=4, help="weight bits (default 4)")
+    parser.add_argument("--network", type=Path, default=None,
+                        help="run this quantized network (.safetensors) instead of quantizing")
+    parser.add_argument("--pe", default="shift_add", choices=PE_TYPES,
+                        help="PE type of the core (default shift_add)")
+    parser.add_argument("--lanes", type=int, default=8, help="output channels in parallel")
+    parser.add_argument("--simd", type=int, default=8, help="inputs per lane per cycle")
+    parser.add_argument("--limit", type=int, default=None, metavar="N",
+                        help="only the first N test images (default: all 540)")
+    parser.add_argument("--seed", type=int, default=0, help="quantization seed")
+    parser.add_argument("--waves", nargs="?", const="vcd", default=None, choices=["vcd", "fst"],
+                        help="record a waveform of the simulation (vcd, or fst)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="Verilator build cache (default: HWQ_CACHE_DIR or the user cache)")
+
+
+def _say(args: argparse.Namespace, text: str) -> None:
+    if not args.no_progress:
+        print(text, file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hwq.cli import emit
+
+    report = flow(
+        method=args.method, bits=args.bits, network_path=args.network, pe=args.pe,
+        lanes=args.lanes, simd=args.simd, limit=args.limit, seed=args.seed, waves=args.waves,
+        progress=not args.no_progress, cache_dir=args.cache_dir,
+        log=lambda text: _say(args, text),
+    )
+    emit(args, report, format_report(report))
+    return 0 if report["ok"] else 1
+
+
+def _network_macs(network) -> list[int]:
+    """``[MACs, bit-plane ops]`` per inference, dense (zeros included).
+
+    MACs are weight x activation products; bit-plane ops count a b-bit weight b times
+    (codebook weights at their table width), which is what a bit-serial array executes.
+    Utilization = useful ops / (cycles x lanes x simd), MACs on shift_add and multiply,
+    bit-plane ops on bit_serial.
+    """
+    shapes = network.shapes()
+    macs, plane_ops = [], []
+    for op, out_shape in zip(network.ops, shapes, strict=True):
+        if op.kind not in ("conv2d", "linear"):
+            continue
+        positions = int(np.prod(out_shape[1:])) if op.kind == "conv2d" else 1
+        per_weight = np.broadcast_to(op.spec.bits, op.weight.shape)
+        if op.spec.kind == "codebook":
+            per_weight = np.full(op.weight.shape, op.spec.table_bits)
+        macs.append(positions * op.weight.size)
+        plane_ops.append(positions * int(per_weight.sum()))
+    return [sum(macs), sum(plane_ops)]
+
+
+def flow(
+    *,
+    method: str | None = None,
+    bits: int = 4,
+    network_path: Path | None = None,
+    pe: str = "shift_add",
+    lanes: int = 8,
+    simd: int = 8,
+    limit: int | None = None,
+    seed: int = 0,
+    waves: str | None = None,
+    progress: bool = True,
+    cache_dir: Path | None = None,
+    log=print,
+) -> dict[str, Any]:
+    """Run the whole flow; returns the report (see :func:`format_report`)."""
+    from hwq import golden, serialize
+    from hwq.layout.compiler import compile as compile_network
+    from hwq.quant.api import quantize
+    from hwq.sim.simulate import simulate
+    from hwq.workloads import digits
+
+    if pe not in PE_TYPES:
+        raise ValueError(f"PE type must be one of {', '.join(PE_TYPES)}, not {pe!r}")
+    if limit is not None and not 1 <= limit <= digits.TEST_SIZE:
+        raise ValueError(f"--limit must be in 1..{digits.TEST_SIZE}, not {limit}")
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    data = digits.load_data()
+    model = digits.pretrained(progress=progress)
+    from hwq.workloads.train import evaluate
+
+    fp32 = evaluate(model, data.x_test, data.y_test)
+    t0 = time.perf_counter()
+    if network_path is not None:
+        network = serialize.load(network_path)
+        method_name = str(network.meta.get("method", "file"))
+        log(f"[1/4] network {network_path} ({method_name})")
+    else:
+        method_name = method or DEFAULT_METHOD[pe]
+        log(f"[1/4] quantize digits: {method_name} {bits}-bit (fp32 {fp32:.2f}%)")
+        result = quantize(model, method_name, bits=bits, data=data, seed=seed,
+                          progress=progress)
+        network = result.network
+    timings["quantize_s"] = time.perf_counter() - t0
+
+    weight_bits = max(int(op.spec.max_bits()) for op in network.weight_ops())
+    limits = CoreConfig.WEIGHT_BITS[pe]
+    config = CoreConfig(pe=pe, lanes=lanes, simd=simd, act_bits=network.act_bits,
+                        weight_bits=min(max(weight_bits, limits[0]), limits[1]))
+    t0 = time.perf_counter()
+    program = compile_network(network, config)
+    timings["compile_s"] = time.perf_counter() - t0
+    log(f"[2/4] compiled for {pe} {lanes}x{simd}: {len(program.layers)} layers, "
+        f"{program.cycles()} model cycles per inference")
+
+    n = limit or digits.TEST_SIZE
+    x = golden.quantize_input(data.x_test[:n].numpy(), network.input_scale, network.act_bits)
+    y = data.y_test[:n].numpy()
+    t0 = time.perf_counter()
+    expected = golden.run(network, x)
+    timings["golden_s"] = time.perf_counter() - t0
+    log(f"[3/4] Verilog -> Verilator (cached by hash) -> {n} images on the simulated core")
+    t0 = time.perf_counter()
+    sim = simulate(program, None, x, waves=waves or False, progress=progress,
+                   cache_dir=cache_dir)
+    timings["simulate_s"] = time.perf_counter() - t0
+    timings["build_s"] = sim.build_seconds
+
+    golden_pred = expected.argmax(axis=1)
+    sim_pred = sim.outputs.argmax(axis=1)
+    mismatches = int((sim.outputs != expected).sum())
+    cycle_bad = sim.cycle_model_mismatches()
+    golden_acc = float((golden_pred == y).mean() * 100)
+    sim_acc = float((sim_pred == y).mean() * 100)
+    cycles = float(sim.cycles.mean())
+    macs, plane_ops = _network_macs(network)
+    useful = plane_ops if pe == "bit_serial" else macs
+    utilization = useful / (cycles * lanes * simd)
+    ok = mismatches == 0 and not cycle_bad and golden_acc == sim_acc
+    log("[4/4] compared with the golden model: "
+        + ("ok" if ok else f"FAILED ({mismatches} mismatches, cycle model off in {cycle_bad})"))
+    timings["total_s"] = time.perf_counter() - t_start
+    report: dict[str, Any] = {
+        "ok": ok,
+        "model": "digits",
+        "method": method_name,
+        "bits": bits if network_path is None else None,
+        "network": str(network_path) if network_path else None,
+        "images": n,
+        "core": config.to_dict(),
+        "fp32_accuracy": fp32,
+        "golden_accuracy": golden_acc,
+        "sim_accuracy": sim_acc,
+        "mismatches": mismatches,
+        "outputs_compared": int(expected.size),
+        "cycles_per_inference": cycles,
+        "cycles_min_max": [int(sim.cycles.min()), int(sim.cycles.max())],
+        "model_cycles_per_inference": int(program.cycles()),
+        "layer_cycles": dict(zip(sim.layer_names, sim.layer_cycles[0].tolist(), strict=True)),
+        "model_layer_cycles": dict(zip(sim.layer_names, sim.model_layer_cycles.tolist(),
+                                       strict=True)),
+        "cycle_model_mismatches": cycle_bad,
+        "macs_per_inference": macs,
+        "bitplane_ops_per_inference": plane_ops,
+        "utilization": utilization,
+        "sim_cycles_per_s": sim.sim_cycles_per_s,
+        "free_run_cycles_per_s": sim.free_run_cycles_per_s,
+        "sim_vs_free_run": sim.sim_cycles_per_s / sim.free_run_cycles_per_s,
+        "weight_bits_total": network.weight_storage_bits(),
+        "verilog_lines": sim.verilog_lines,
+        "build_cached": sim.build_cached,
+        "waves_file": sim.waves_file,
+        "timings": timings,
+    }
+    if not ok:
+        report["error"] = (f"{mismatches} output(s) differ from golden" if mismatches
+                           else f"cycle model mismatch in {cycle_bad}" if cycle_bad
+                           else "simulated accuracy differs from golden")
+    return report
+
+
+def format_report(r: dict[str, Any]) -> str:
+    t = r["timings"]
+    core = r["core"]
+    lines = [
+        f"hwq flow: digits, {r['method']}"
+        + (f" {r['bits']}-bit" if r["bits"] else "")
+        + f", {core['pe']} core {core['lanes']}x{core['simd']}, {r['images']} images",
+        f"  fp32 accuracy            {r['fp32_accuracy']:6.2f} %",
+        f"  golden integer accuracy  {r['golden_accuracy']:6.2f} %   (hwq.golden, NumPy)",
+        f"  simulated accuracy       {r['sim_accuracy']:6.2f} %   (Verilator, cycle-accurate)",
+        f"  outputs differing        {r['mismatches']} of {r['outputs_compared']}",
+        f"  cycles per inference     {r['cycles_per_inference']:.0f} "
+        f"(cycle model {r['model_cycles_per_inference']}; per layer "
+        + ("equal" if not r["cycle_model_mismatches"] else
+           f"DIFFERENT in {r['cycle_model_mismatches']}") + ")",
+        f"  MAC-array utilization    {r['utilization'] * 100:5.1f} %",
+        f"  simulation speed         {r['sim_cycles_per_s'] / 1e3:.0f} k cycles/s end to end, "
+        f"{r['free_run_cycles_per_s'] / 1e3:.0f} k free-running "
+        f"({r['sim_vs_free_run']:.2f}x)",
+        f"  time                     {t['total_s']:.1f} s (quantize {t['quantize_s']:.1f}, "
+        f"build {t['build_s']:.1f}{' cached' if r['build_cached'] else ''}, "
+        f"simulate {t['simulate_s']:.1f})",
+    ]
+    if r.get("waves_file"):
+        lines.append(f"  waveform                 {r['waves_file']}")
+    lines.append("ok" if r["ok"] else f"FAILED: {r['error']}")
+    return "\n".join(lines)
+
+
+__all__ = ["DEFAULT_METHOD", "configure", "flow", "format_report", "run"]
