@@ -1,1 +1,16 @@
-"""hwq.host: the runtime that drives the accelerator (simulated, golden, or a real board)."""
+"""hwq.host: the runtime that drives the accelerator (simulated, golden, or a real board).
+
+:class:`Runtime` loads a :class:`~hwq.layout.program.Program` onto a core through a
+:class:`Device` and runs inferences (:class:`InferenceResult`). Devices: :class:`GoldenDevice`
+(the NumPy functional model, register for register), :class:`MmioDevice` (a board through
+mmap) and ``hwq.sim.device.SimDevice`` (the Verilated RTL inside cocotb; not imported here).
+Pure Python and NumPy: nothing here imports Amaranth or cocotb.
+"""
+
+from hwq.host.device import CoreIdentity, Device, DeviceError, DeviceTimeout
+from hwq.host.golden import GoldenDevice
+from hwq.host.mmio import MmioDevice
+from hwq.host.runtime import InferenceResult, Runtime
+
+__all__ = ["CoreIdentity", "Device", "DeviceError", "DeviceTimeout", "GoldenDevice",
+           "InferenceResult", "MmioDevice", "Runtime"]

@@ -1,27 +1,77 @@
 """A NumPy executor of a :class:`~hwq.layout.program.Program`: the layout's own proof.
 
-:func:`execute` decodes the packed images (descriptors, weight micro-ops, requant
-parameters) with the same word layouts the RTL uses and runs them exactly as the core's
-sequencer does: per layer, per output position, micro-op by micro-op into ``lanes``
-accumulators, requant at the end of each group, write-back into the activation memory.
-Its output must equal ``hwq.golden.run(network, x)``; it does not look at the network.
-Vectorized over the batch and the output positions; the loop is over micro-ops.
+:func:`run_images` is the core's sequencer in NumPy: it decodes the packed memory images
+(descriptors, weight micro-ops, requant parameters) with the same word layouts the RTL
+uses and runs them exactly as the core does: descriptor by descriptor until the one with
+``last``, per output position, micro-op by micro-op into ``lanes`` accumulators, requant
+at the end of each group, write-back into the activation memory. It looks at nothing but
+the memories, so the register-level model :class:`hwq.host.golden.GoldenDevice` runs it on
+whatever the host loaded, and it reports each layer's cycles from the descriptor and its
+micro-ops with the formulas of :mod:`hwq.golden.cycles` (what the core's counters show).
+
+:func:`execute` runs a :class:`Program` on a batch of inputs with it. Its output must equal
+``hwq.golden.run(network, x)``; it does not look at the network. Vectorized over the batch
+and the output positions; the loop is over micro-ops.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 import numpy as np
 
+from hwq.config import CoreConfig
+from hwq.golden import cycles as cyc
 from hwq.golden.formats import IntFormat, PotFormat
 from hwq.golden.requant import requantize
 from hwq.layout.program import Program
-from hwq.layout.words import FMT_CODEBOOK, KIND_POOL
+from hwq.layout.words import FMT_CODEBOOK, KIND_POOL, CoreWords, core_words
+
+__all__ = ["LayerRun", "UnterminatedProgram", "execute", "layer_cycles", "run_images"]
+
+
+class UnterminatedProgram(ValueError):
+    """The descriptor memory has no descriptor with ``last`` set: the core would never stop."""
+
+
+@dataclass(frozen=True)
+class LayerRun:
+    """What one descriptor did: the facts the core's counters report.
+
+    Attributes
+    ----------
+    index : int
+        descriptor number (``LAYER_SEL`` value).
+    kind : {"matmul", "pool"}
+    positions : int
+        output positions (``out_h * out_w``).
+    words : tuple of int
+        micro-ops of each output-channel group, as stored (matmul; empty for a pool).
+    cycles : int
+        model cycles of the layer (:func:`layer_cycles`).
+    """
+
+    index: int
+    kind: str
+    positions: int
+    words: tuple[int, ...]
+    cycles: int
 
 
 def execute(program: Program, x: object) -> np.ndarray:
-    """Run ``program`` on integer inputs ``x`` of shape ``(N, *program.input.shape)``.
+    """Run ``program`` on integer inputs ``x``.
 
-    Returns the int64 outputs ``(N, *program.output.shape)``.
+    Parameters
+    ----------
+    program : Program
+    x : array_like of int
+        inputs of shape ``(N, *program.input.shape)`` in the activation range.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 outputs ``(N, *program.output.shape)``.
     """
     cfg = program.config
     words = program.words
@@ -31,22 +81,116 @@ def execute(program: Program, x: object) -> np.ndarray:
     t = program.input
     mem[:, t.base:t.base + t.words] = words.act.unpack(
         packed.reshape(-1, words.act.chunks))["a"].reshape(n, t.words, cfg.simd)
-    descs = words.desc.unpack(program.images["desc"])
-    micro = words.weight.unpack(program.images["weight"])
-    params = words.param.unpack(program.images["param"])
-    for i in range(program.images["desc"].shape[0]):
-        d = {k: v[i] for k, v in descs.items()}
-        if d["kind"] == KIND_POOL:
-            _pool(mem, d)
-        else:
-            _matmul(mem, d, micro, params, program)
-        if d["last"]:
-            break
+    run_images(cfg, program.images, mem)
     out = program.output
     region = mem[:, out.base:out.base + out.words]
     return program.unpack_output(words.act.pack(region.size // cfg.simd,
                                                 a=region.reshape(-1, cfg.simd))
                                  .reshape(n, out.words, -1))
+
+
+def run_images(config: CoreConfig, images: Mapping[str, np.ndarray],
+               act: np.ndarray) -> list[LayerRun]:
+    """Run the program held in memory images on activation memories, as the core does.
+
+    Parameters
+    ----------
+    config : CoreConfig
+    images : mapping of str to numpy.ndarray
+        ``desc``, ``weight`` and ``param`` memory contents, uint32 ``(words, chunks)`` from
+        address 0 (a Program's images, or a whole memory).
+    act : numpy.ndarray
+        int64 activation memories ``(N, depth, simd)`` (one per sample, element ``s`` of a
+        word is channel ``ct*simd + s``); updated in place.
+
+    Returns
+    -------
+    list of LayerRun
+        one per descriptor run, descriptor 0 up to the first with ``last``.
+
+    Raises
+    ------
+    UnterminatedProgram
+        no descriptor in ``images["desc"]`` has ``last`` set.
+    ValueError
+        an image of the wrong word shape, ``act`` of the wrong shape, or a descriptor whose
+        micro-ops or parameters lie outside their image.
+    """
+    words = core_words(config)
+    if act.ndim != 3 or act.shape[2] != config.simd:
+        raise ValueError(f"Activation memories must have shape (N, depth, {config.simd}), "
+                         f"not {act.shape}")
+    desc_img = images["desc"]
+    runs = []
+    for i in range(desc_img.shape[0]):
+        d = {k: v[0] for k, v in words.desc.unpack(desc_img[i:i + 1]).items()}
+        if d["kind"] == KIND_POOL:
+            _pool(act, d)
+            positions = int(d["out_h"] * d["out_w"])
+            runs.append(LayerRun(index=i, kind="pool", positions=positions, words=(),
+                                 cycles=layer_cycles(config, d)))
+        else:
+            micro, params = _layer_words(config, words, images, d, i)
+            _matmul(act, d, micro, params, config)
+            group_words = _group_words(micro["glast"])
+            runs.append(LayerRun(index=i, kind="matmul", positions=int(d["out_h"] * d["out_w"]),
+                                 words=group_words,
+                                 cycles=layer_cycles(config, d, group_words)))
+        if d["last"]:
+            return runs
+    raise UnterminatedProgram(
+        f"No descriptor of the {desc_img.shape[0]} in the descriptor memory has 'last' set: "
+        "the core would run forever")
+
+
+def layer_cycles(config: CoreConfig, desc: Mapping[str, object],
+                 group_words: tuple[int, ...] | list[int] = ()) -> int:
+    """Model cycles of one layer from its decoded descriptor and its micro-ops per group.
+
+    Parameters
+    ----------
+    config : CoreConfig
+    desc : mapping
+        one decoded descriptor (field name -> value, see :func:`hwq.layout.words.core_words`).
+    group_words : sequence of int
+        matmul: the micro-ops stored for each output-channel group, in order (the compiler's
+        padding included); ignored for a pool.
+
+    Returns
+    -------
+    int
+        :func:`hwq.golden.cycles.matmul_cycles` or :func:`~hwq.golden.cycles.maxpool_cycles`
+        of the layer; equal to the compiler's ``Program.layers[i]["cycles"]``.
+    """
+    positions = int(desc["out_h"]) * int(desc["out_w"])
+    if int(desc["kind"]) == KIND_POOL:
+        # ceil(C / simd) words per position is the descriptor's in_ct
+        return cyc.maxpool_cycles(channels=int(desc["in_ct"]) * config.simd,
+                                  out_positions=positions, simd=config.simd)
+    return cyc.matmul_cycles(positions=positions, words=list(group_words), lanes=config.lanes,
+                             simd=config.simd)
+
+
+def _group_words(glast: np.ndarray) -> tuple[int, ...]:
+    ends = np.flatnonzero(glast) + 1
+    return tuple(int(v) for v in np.diff(np.concatenate([[0], ends])))
+
+
+def _layer_words(config: CoreConfig, words: CoreWords, images: Mapping[str, np.ndarray],
+                 d: dict, i: int) -> tuple[dict, dict]:
+    """Decoded micro-ops and parameter words of matmul descriptor ``i``."""
+    w_base, w_last, p_base = int(d["w_base"]), int(d["w_last"]), int(d["p_base"])
+    weight, param = images["weight"], images["param"]
+    if not w_base <= w_last < weight.shape[0]:
+        raise ValueError(f"Descriptor {i}: micro-ops {w_base}..{w_last} are not within the "
+                         f"{weight.shape[0]} words of the weight image")
+    micro = words.weight.unpack(weight[w_base:w_last + 1])
+    groups = int(micro["glast"].sum())
+    if p_base + groups > param.shape[0]:
+        raise ValueError(f"Descriptor {i}: parameters {p_base}..{p_base + groups - 1} are not "
+                         f"within the {param.shape[0]} words of the parameter image")
+    params = words.param.unpack(param[p_base:p_base + groups])
+    return micro, params
 
 
 def _positions(d: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -63,41 +207,40 @@ def _pool(mem: np.ndarray, d: dict) -> None:
         mem[:, out + t] = np.maximum.reduce(taps)
 
 
-def _decode(program: Program, d: dict, micro: dict, k: int) -> np.ndarray:
+def _decode(config: CoreConfig, d: dict, micro: dict, k: int) -> np.ndarray:
     """Weight values ``(lanes, simd)`` of micro-op ``k`` (bit_serial: the scaled plane)."""
-    cfg = program.config
-    w = micro["w"][k].reshape(cfg.lanes, cfg.simd)
-    if cfg.pe == "bit_serial":
-        coef = -(1 << int(micro["shift"][k])) if micro["neg"][k] else 1 << int(micro["shift"][k])
-        return w * coef
-    if cfg.pe == "shift_add":
-        return PotFormat(cfg.weight_bits).decode(w)
+    w = micro["w"][k].reshape(config.lanes, config.simd)
+    if config.pe == "bit_serial":
+        shift = int(micro["shift"][k])
+        return w * (-(1 << shift) if micro["neg"][k] else 1 << shift)
+    if config.pe == "shift_add":
+        return PotFormat(config.weight_bits).decode(w)
     if d["fmt"] == FMT_CODEBOOK:
         return d["table"][w]
-    return IntFormat(cfg.weight_bits).decode(w)
+    return IntFormat(config.weight_bits).decode(w)
 
 
-def _matmul(mem: np.ndarray, d: dict, micro: dict, params: dict, program: Program) -> None:
-    cfg = program.config
-    p, s = cfg.lanes, cfg.simd
+def _matmul(mem: np.ndarray, d: dict, micro: dict, params: dict, config: CoreConfig) -> None:
+    """One matmul descriptor; ``micro`` and ``params`` are its own words (from index 0)."""
+    p, s = config.lanes, config.simd
     oh, ow = _positions(d)
     ih0, iw0 = oh * d["stride"] - d["pad"], ow * d["stride"] - d["pad"]
     pos = d["pos0"] + oh * d["row_step"] + ow * d["col_step"]
     out = d["out_base"] + (oh * d["out_w"] + ow) * d["out_ct"]
     n = mem.shape[0]
     acc = np.zeros((n, oh.size, p), dtype=np.int64)
-    mask = (1 << cfg.acc_bits) - 1
+    half = 1 << (config.acc_bits - 1)
+    mask = (1 << config.acc_bits) - 1
     g = 0
-    for k in range(int(d["w_base"]), int(d["w_last"]) + 1):
+    for k in range(micro["glast"].shape[0]):
         u, v = micro["u"][k], micro["v"][k]
         inb = (ih0 + u >= 0) & (ih0 + u < d["in_h"]) & (iw0 + v >= 0) & (iw0 + v < d["in_w"])
         a = mem[:, np.where(inb, pos + micro["off"][k], 0)] * inb[None, :, None]
-        acc += a @ _decode(program, d, micro, k).T
-        acc = ((acc + (1 << (cfg.acc_bits - 1))) & mask) - (1 << (cfg.acc_bits - 1))  # wrap
+        acc += a @ _decode(config, d, micro, k).T
+        acc = ((acc + half) & mask) - half  # the accumulator wraps at acc_bits
         if not micro["glast"][k]:
             continue
-        q = int(d["p_base"]) + g
-        y = requantize(acc.reshape(-1, p), params["bias"][q], params["m"][q], params["s"][q],
+        y = requantize(acc.reshape(-1, p), params["bias"][g], params["m"][g], params["s"][g],
                        lo=int(d["lo"]), hi=int(d["hi"])).reshape(n, -1, p)
         if p >= s:
             for j in range(p // s):

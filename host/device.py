@@ -1,0 +1,252 @@
+"""The Device interface: register-level access to one hwq core.
+
+A device exposes the core's AXI4-Lite register block (:mod:`hwq.layout.regmap`) as
+``read_reg`` / ``write_reg``; everything else (the bulk path into the memories, waiting
+for DONE, the cycle counters) is built on those two here, and a backend may override a
+piece with a faster path (a simulator can wait on the interrupt line instead of polling).
+
+Backends: :class:`hwq.host.golden.GoldenDevice` (a NumPy model of the core),
+:class:`hwq.host.mmio.MmioDevice` (a board, through mmap), and ``hwq.sim.device.SimDevice``
+(the Verilated RTL inside cocotb).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import operator
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from types import TracebackType
+
+import numpy as np
+
+from hwq.errors import HwqError
+from hwq.layout import regmap
+from hwq.layout.regmap import ADDR, ADDR_WIDTH, BIT, MEM, PE_CODES
+from hwq.layout.words import MEMORY_IDS
+
+__all__ = ["CoreIdentity", "Device", "DeviceError", "DeviceTimeout", "check_offset",
+           "check_value"]
+
+#: Bytes of register space the core decodes.
+WINDOW = 1 << ADDR_WIDTH
+_MASK32 = 0xFFFF_FFFF
+
+
+class DeviceError(HwqError):
+    """The device misbehaved: wrong identity or config, a timeout, a bus error."""
+
+
+class DeviceTimeout(DeviceError):
+    """The core did not finish in time."""
+
+
+def check_offset(offset: int) -> int:
+    """``offset`` as an int if it is a word-aligned byte offset in the register window.
+
+    Raises
+    ------
+    TypeError
+        ``offset`` is not an integer.
+    ValueError
+        ``offset`` is not a multiple of 4 in ``0 .. WINDOW - 4``.
+    """
+    try:
+        off = operator.index(offset)
+    except TypeError:
+        raise TypeError(f"Register offset must be an integer, not {offset!r}") from None
+    if off % 4 or not 0 <= off < WINDOW:
+        raise ValueError(f"Register offset must be a multiple of 4 in 0..{WINDOW - 4:#x}, "
+                         f"not {off:#x}")
+    return off
+
+
+def check_value(value: int) -> int:
+    """``value`` as an int if it is a 32-bit unsigned register value.
+
+    Raises
+    ------
+    TypeError
+        ``value`` is not an integer.
+    ValueError
+        ``value`` is outside ``0 .. 0xFFFFFFFF``.
+    """
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(f"Register value must be an integer, not {value!r}") from None
+    if not 0 <= v <= _MASK32:
+        raise ValueError(f"Register value must be a 32-bit unsigned integer "
+                         f"(0..{_MASK32:#x}), not {v}")
+    return v
+
+
+@dataclass(frozen=True)
+class CoreIdentity:
+    """What a core says about itself (registers ID, VERSION, FINGERPRINT, CONFIG0/1).
+
+    Attributes
+    ----------
+    core_id : int
+        the ``ID`` register (:data:`hwq.layout.regmap.CORE_ID` on an hwq core).
+    version : int
+        the ``VERSION`` register, ``major << 16 | minor``.
+    fingerprint : str
+        16 hex digits, :meth:`hwq.config.CoreConfig.fingerprint` of the core's config.
+    config0, config1 : int
+        the ``CONFIG0`` / ``CONFIG1`` registers (0 if not read).
+    """
+
+    core_id: int
+    version: int
+    fingerprint: str
+    config0: int = 0
+    config1: int = 0
+
+    def check(self) -> None:
+        """Raise :class:`DeviceError` unless this is an hwq core of a supported map version."""
+        if self.core_id != regmap.CORE_ID:
+            raise DeviceError(
+                f"No hwq core at this device: ID register reads {self.core_id:#010x}, "
+                f"expected {regmap.CORE_ID:#010x}"
+            )
+        if self.version >> 16 != regmap.MAP_VERSION[0]:
+            raise DeviceError(
+                f"Core register map version {self.version >> 16}.{self.version & 0xFFFF} is not "
+                f"supported by this host (speaks {regmap.MAP_VERSION[0]}.x)"
+            )
+
+    def describe(self) -> str:
+        """The core's parameters from CONFIG0/1, e.g. ``"pe=multiply, lanes=4, ..."``."""
+        pe = {v: k for k, v in PE_CODES.items()}.get(self.config0 & 0b11,
+                                                      f"<code {self.config0 & 0b11}>")
+        return (f"pe={pe}, lanes={self.config0 >> 8 & 0x1FF}, simd={self.config0 >> 20 & 0x1FF}, "
+                f"act_bits={self.config1 & 0x1F}, weight_bits={self.config1 >> 8 & 0xF}, "
+                f"acc_bits={self.config1 >> 16 & 0x3F}")
+
+
+class Device(ABC):
+    """Register-level access to one core; see the module docstring.
+
+    Subclasses implement :meth:`read_reg` and :meth:`write_reg`; the rest has a default
+    built on them. Usable as an async context manager (``close`` on exit).
+    """
+
+    #: short name for reports ("golden", "sim", "mmio")
+    name: str = "device"
+
+    @abstractmethod
+    async def read_reg(self, offset: int) -> int:
+        """Read the 32-bit register at byte ``offset``."""
+
+    @abstractmethod
+    async def write_reg(self, offset: int, value: int) -> None:
+        """Write the 32-bit register at byte ``offset``."""
+
+    async def identify(self) -> CoreIdentity:
+        """Read ID, VERSION, FINGERPRINT_LO/HI and CONFIG0/1."""
+        core_id = await self.read_reg(ADDR.ID)
+        version = await self.read_reg(ADDR.VERSION)
+        lo = await self.read_reg(ADDR.FINGERPRINT_LO)
+        hi = await self.read_reg(ADDR.FINGERPRINT_HI)
+        return CoreIdentity(
+            core_id=core_id, version=version, fingerprint=f"{hi << 32 | lo:016x}",
+            config0=await self.read_reg(ADDR.CONFIG0),
+            config1=await self.read_reg(ADDR.CONFIG1),
+        )
+
+    async def write_words(self, memory: str, base: int, words: np.ndarray) -> None:
+        """Write ``words`` into ``memory`` from word ``base`` on, through ``BULK_WDATA``.
+
+        Parameters
+        ----------
+        memory : {"desc", "weight", "param", "act"}
+        base : int
+            first word address.
+        words : numpy.ndarray
+            uint32 ``(n, chunks)``, chunk 0 the least significant (the memory's word
+            layout, :mod:`hwq.layout.words`).
+        """
+        w = _check_words(words)
+        await self.write_reg(ADDR.BULK_SEL, _memory_id(memory))
+        await self.write_reg(ADDR.BULK_ADDR, check_value(base))
+        for chunk in w.reshape(-1).tolist():
+            await self.write_reg(ADDR.BULK_WDATA, chunk)
+
+    async def read_words(self, memory: str, base: int, count: int, chunks: int) -> np.ndarray:
+        """Read ``count`` words of ``chunks`` 32-bit chunks from word ``base`` on.
+
+        Only the activation memory reads back (``BULK_RDATA``); ``memory`` must be ``"act"``.
+        """
+        if memory != "act":
+            raise ValueError(f"Only the act memory can be read back through BULK_RDATA, "
+                             f"not {memory!r}")
+        if operator.index(count) < 0 or operator.index(chunks) < 1:
+            raise ValueError(f"Words to read must be count >= 0 of chunks >= 1, not "
+                             f"count={count!r}, chunks={chunks!r}")
+        await self.write_reg(ADDR.BULK_SEL, MEM.act)
+        await self.write_reg(ADDR.BULK_ADDR, check_value(base))
+        out = [await self.read_reg(ADDR.BULK_RDATA) for _ in range(count * chunks)]
+        return np.array(out, dtype=np.uint32).reshape(count, chunks)
+
+    async def start(self) -> None:
+        """Start a run (``CTRL.START``); :class:`DeviceError` if the core is still busy."""
+        if (await self.read_reg(ADDR.STATUS)) & BIT.STATUS_BUSY:
+            raise DeviceError(f"The core is busy with an earlier run ({self.name} device); "
+                              "it ignores START until that run finishes")
+        await self.write_reg(ADDR.CTRL, BIT.CTRL_START)
+
+    async def wait_done(self, *, timeout_s: float, timeout_cycles: int | None = None) -> None:
+        """Wait for STATUS.DONE; :class:`DeviceTimeout` after ``timeout_s`` seconds.
+
+        This default polls the register with a growing back-off (10 us to 10 ms) and
+        ignores ``timeout_cycles``; a simulated device waits on the interrupt for at most
+        ``timeout_cycles`` clock cycles instead.
+        """
+        if not timeout_s > 0:
+            raise ValueError(f"Timeout must be a positive number of seconds, not {timeout_s!r}")
+        deadline = time.monotonic() + timeout_s
+        delay = 1e-5
+        while not (await self.read_reg(ADDR.STATUS)) & BIT.STATUS_DONE:
+            if time.monotonic() > deadline:
+                raise DeviceTimeout(f"The core did not finish within {timeout_s} s "
+                                    f"({self.name} device)")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.01)
+
+    async def cycles(self, layers: int) -> tuple[int, list[int]]:
+        """``(CYCLES, [LAYER_CYCLES of layer i for i < layers])`` of the last run."""
+        total = await self.read_reg(ADDR.CYCLES)
+        per_layer = []
+        for i in range(layers):
+            await self.write_reg(ADDR.LAYER_SEL, i)
+            per_layer.append(await self.read_reg(ADDR.LAYER_CYCLES))
+        return total, per_layer
+
+    async def close(self) -> None:
+        """Release the device (nothing to release by default)."""
+        return
+
+    async def __aenter__(self) -> Device:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+
+def _memory_id(memory: str) -> int:
+    if memory not in MEMORY_IDS:
+        raise ValueError(f"Memory must be one of {', '.join(MEMORY_IDS)}, not {memory!r}")
+    return MEMORY_IDS[memory]
+
+
+def _check_words(words: object) -> np.ndarray:
+    w = np.asarray(words)
+    if w.ndim != 2 or w.dtype.kind not in "iu":
+        raise ValueError(f"Words must be an integer array (n, chunks), not {w.dtype} of "
+                         f"shape {w.shape}")
+    if w.size and (int(w.min()) < 0 or int(w.max()) > _MASK32):
+        raise ValueError("Word chunks must be 32-bit unsigned integers (0..0xffffffff)")
+    return w.astype(np.uint32)

@@ -1,0 +1,113 @@
+"""run_images: the descriptor loop on raw memory images (what GoldenDevice runs)."""
+
+import numpy as np
+import pytest
+
+import hwq.golden as golden
+from hwq.config import CoreConfig
+from hwq.layout import compile, execute
+from hwq.layout.executor import UnterminatedProgram, layer_cycles, run_images
+from hwq.testing import random_inputs, random_network
+
+PE_FORMATS = [("shift_add", "pot"), ("multiply", "int"), ("multiply", "codebook"),
+              ("bit_serial", "int"), ("bit_serial", "codebook")]
+ARCH = (("conv", 5, 3, 1, 1, True), ("pool",), ("conv", 3, 1, 1, 0, True), ("flatten",),
+        ("linear", 4, False))
+
+
+def _program(pe, kind, lanes, simd, seed=0, **config):
+    rng = np.random.default_rng(seed)
+    net = random_network(rng, input_shape=(3, 6, 6), arch=ARCH, kind=kind, bits=[2, 3, 4],
+                         per_channel_bits=True, zero_tile_fraction=0.5,
+                         zero_tile=(lanes, simd))
+    program = compile(net, CoreConfig(pe=pe, lanes=lanes, simd=simd, **config))
+    return net, program, random_inputs(rng, net, 2)
+
+
+def _memories(program, x, depth_images=False):
+    cfg, words = program.config, program.words
+    act = np.zeros((x.shape[0], cfg.act_depth, cfg.simd), dtype=np.int64)
+    t = program.input
+    packed = program.pack_input(x)
+    act[:, t.base:t.base + t.words] = words.act.unpack(
+        packed.reshape(-1, words.act.chunks))["a"].reshape(x.shape[0], t.words, cfg.simd)
+    images = dict(program.images)
+    if depth_images:   # whole memories, as a core holds them: zero words after the program
+        depth = {"desc": cfg.desc_depth, "weight": cfg.weight_depth, "param": cfg.param_depth}
+        for name, img in program.images.items():
+            full = np.zeros((depth[name], img.shape[1]), dtype=np.uint32)
+            full[:len(img)] = img
+            images[name] = full
+    return images, act
+
+
+def _outputs(program, act):
+    out = program.output
+    region = act[:, out.base:out.base + out.words]
+    lay = program.words.act
+    return program.unpack_output(lay.pack(region.size // program.config.simd,
+                                          a=region.reshape(-1, program.config.simd))
+                                 .reshape(act.shape[0], out.words, -1))
+
+
+@pytest.mark.parametrize(("pe", "kind"), PE_FORMATS)
+@pytest.mark.parametrize(("lanes", "simd"), [(4, 4), (8, 2), (1, 4)])
+def test_layer_facts_equal_the_compiled_layers(pe, kind, lanes, simd):
+    net, program, x = _program(pe, kind, lanes, simd, seed=lanes + simd)
+    images, act = _memories(program, x, depth_images=True)
+    runs = run_images(program.config, images, act)
+    np.testing.assert_array_equal(_outputs(program, act), golden.run(net, x))
+    np.testing.assert_array_equal(_outputs(program, act), execute(program, x))
+    assert [r.index for r in runs] == list(range(len(program.layers)))
+    assert [r.kind for r in runs] == [layer["kind"] for layer in program.layers]
+    assert [r.cycles for r in runs] == [layer["cycles"] for layer in program.layers]
+    floor = max(1, lanes // simd)
+    for r, layer in zip(runs, program.layers, strict=True):
+        if layer["kind"] == "matmul":
+            assert r.positions == layer["positions"]
+            assert list(r.words) == [max(w, floor) for w in layer["words"]]   # padded groups
+        else:
+            assert r.words == ()
+
+
+def test_layer_cycles_of_decoded_descriptors():
+    _, program, _ = _program("multiply", "int", 4, 2)
+    descs = program.words.desc.unpack(program.images["desc"])
+    pool = {k: v[1] for k, v in descs.items()}
+    assert pool["kind"] == 1
+    assert layer_cycles(program.config, pool) == program.layers[1]["cycles"]
+    first = {k: v[0] for k, v in descs.items()}
+    words = [max(w, 2) for w in program.layers[0]["words"]]
+    assert layer_cycles(program.config, first, words) == program.layers[0]["cycles"]
+
+
+def test_a_program_without_last_is_unterminated():
+    _, program, x = _program("shift_add", "pot", 4, 4)
+    images, act = _memories(program, x)
+    lay = program.words.desc
+    fields = lay.unpack(images["desc"])
+    fields["last"][:] = 0
+    images["desc"] = lay.pack(len(images["desc"]), **fields)
+    with pytest.raises(UnterminatedProgram, match="No descriptor of the 4 in the descriptor "
+                                                  "memory has 'last' set"):
+        run_images(program.config, images, act)
+    assert issubclass(UnterminatedProgram, ValueError)
+
+
+def test_stops_at_last_and_checks_shapes_and_ranges():
+    net, program, x = _program("bit_serial", "int", 4, 4)
+    images, act = _memories(program, x, depth_images=True)
+    images["desc"][len(program.layers):] = 0xFFFF_FFFF  # garbage after 'last' never runs
+    assert len(run_images(program.config, images, act)) == len(program.layers)
+    np.testing.assert_array_equal(_outputs(program, act), golden.run(net, x))
+    with pytest.raises(ValueError, match=r"Activation memories must have shape \(N, depth, "
+                                         r"4\), not \(4096, 4\)"):
+        run_images(program.config, images, act[0])
+    short = dict(images, weight=images["weight"][:3])
+    with pytest.raises(ValueError, match="Descriptor 0: micro-ops 0..[0-9]+ are not within "
+                                         "the 3 words of the weight image"):
+        run_images(program.config, short, act)
+    short = dict(images, param=images["param"][:1])
+    with pytest.raises(ValueError, match="Descriptor 0: parameters 0..1 are not within the "
+                                         "1 words of the parameter image"):
+        run_images(program.config, short, act)
