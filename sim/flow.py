@@ -1,7 +1,7 @@
 """``hwq flow``: the main job, end to end, checked bit for bit.
 
-digits model -> quantize (default INQ 4-bit POT for the shift-add core, SLQ 4-bit codebook
-for the bit-serial and multiply cores) -> compile for the core -> Verilog -> Verilator ->
+digits model -> quantize (default INQ 4-bit POT for the shift-add core, uniform QAT 4-bit INT
+for the bit-serial core, SLQ 4-bit codebook for multiply) -> compile -> Verilog -> Verilator ->
 the digits test set through the host runtime on the simulated core, every output compared
 with the golden model, every layer's cycle counter with the cycle model.
 """
@@ -18,15 +18,17 @@ import numpy as np
 
 from hwq.config import PE_TYPES, CoreConfig
 
-#: Default quantization method per PE type (the format that PE takes).
-DEFAULT_METHOD = {"shift_add": "inq", "bit_serial": "slq", "multiply": "slq"}
+#: Default quantization method per PE type: a format that PE takes (bit_serial: INT weights,
+#: whose cycles scale with their 4 bits; codebook tables hold 8-bit entries, 8 planes).
+DEFAULT_METHOD = {"shift_add": "inq", "bit_serial": "uniform-qat", "multiply": "slq"}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="digits", choices=["digits"],
                         help="reference workload (default digits)")
     parser.add_argument("--method", default=None,
-                        help="quantization method (default: inq for shift_add, slq otherwise)")
+                        help="quantization method (default: inq for shift_add, "
+                             "uniform-qat for bit_serial, slq for multiply)")
     parser.add_argument("--bits", type=int, default=4, help="weight bits (default 4)")
     parser.add_argument("--network", type=Path, default=None,
                         help="run this quantized network (.safetensors) instead of quantizing")

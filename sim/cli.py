@@ -1,0 +1,123 @@
+"""``hwq sim``: run a quantized network (or a compiled Program) on the simulated core.
+
+The outputs are compared bit for bit with the golden model and the per-layer cycle counters
+with the cycle model; exit 1 if either differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hwq.config import PE_TYPES, CoreConfig
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("network", type=Path,
+                        help="a QuantizedNetwork (.safetensors from hwq quantize) or a Program")
+    parser.add_argument("--pe", choices=PE_TYPES, default=None,
+                        help="PE type (default: the one the network's weight format needs)")
+    parser.add_argument("--lanes", type=int, default=8)
+    parser.add_argument("--simd", type=int, default=8)
+    parser.add_argument("--inputs", choices=["digits", "random"], default="digits",
+                        help="digits test images (1x8x8 networks) or random integers")
+    parser.add_argument("--limit", type=int, default=32, metavar="N",
+                        help="number of inputs (default 32)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of random inputs")
+    parser.add_argument("--waves", nargs="?", const="vcd", default=None, choices=["vcd", "fst"],
+                        help="record a waveform (vcd, or fst)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="Verilator build cache")
+
+
+def _pe_for(network) -> str:
+    kinds = {op.spec.kind for op in network.weight_ops()}
+    return "shift_add" if kinds == {"pot"} else "bit_serial"
+
+
+def run(args: argparse.Namespace) -> int:
+    from hwq import golden, serialize
+    from hwq.cli import emit
+    from hwq.errors import ArtifactError
+    from hwq.layout.compiler import compile as compile_network
+    from hwq.layout.program import Program
+    from hwq.sim.simulate import simulate
+
+    if not args.network.is_file():
+        raise FileNotFoundError(f"No network file at {args.network}")
+    if args.limit < 1:
+        raise ValueError(f"--limit must be a positive number of inputs, not {args.limit}")
+    network = None
+    try:
+        network = serialize.load(args.network)
+    except ArtifactError:
+        program = Program.load(args.network)  # raises its own clear error if neither
+    if network is not None:
+        pe = args.pe or _pe_for(network)
+        limits = CoreConfig.WEIGHT_BITS[pe]
+        wbits = max(int(op.spec.max_bits()) for op in network.weight_ops())
+        config = CoreConfig(pe=pe, lanes=args.lanes, simd=args.simd, act_bits=network.act_bits,
+                            weight_bits=min(max(wbits, limits[0]), limits[1]))
+        program = compile_network(network, config)
+    x = _inputs(args, program, network)
+    sim = simulate(program, None, x, waves=args.waves or False, progress=not args.no_progress,
+                   cache_dir=args.cache_dir)
+    expected = golden.run(network, x) if network is not None else None
+    mismatches = int((sim.outputs != expected).sum()) if expected is not None else None
+    bad_layers = sim.cycle_model_mismatches()
+    ok = not bad_layers and not mismatches
+    data: dict[str, Any] = {
+        "ok": ok,
+        "network": str(args.network),
+        "core": program.config.to_dict(),
+        "inputs": int(x.shape[0]),
+        "mismatches": mismatches,
+        "compared_with": "hwq.golden.run" if expected is not None else None,
+        "cycles_per_inference": float(sim.cycles.mean()),
+        "layer_cycles": dict(zip(sim.layer_names, sim.layer_cycles[0].tolist(), strict=True)),
+        "model_layer_cycles": dict(zip(sim.layer_names, sim.model_layer_cycles.tolist(),
+                                       strict=True)),
+        "cycle_model_mismatches": bad_layers,
+        "sim_cycles_per_s": sim.sim_cycles_per_s,
+        "free_run_cycles_per_s": sim.free_run_cycles_per_s,
+        "build_seconds": sim.build_seconds,
+        "build_cached": sim.build_cached,
+        "waves_file": sim.waves_file,
+        "outputs": sim.outputs.tolist(),
+    }
+    lines = [f"hwq sim: {args.network} on {program.config.pe} "
+             f"{program.config.lanes}x{program.config.simd}, {x.shape[0]} inputs",
+             f"  {'layer':<12}{'cycles':>10}{'model':>10}"]
+    for name, c, m in zip(sim.layer_names, sim.layer_cycles[0].tolist(),
+                          sim.model_layer_cycles.tolist(), strict=True):
+        lines.append(f"  {name:<12}{c:>10}{m:>10}{'' if c == m else '  DIFFERENT'}")
+    lines.append(f"  outputs differing from golden: {mismatches}" if expected is not None
+                 else "  (a Program alone: no golden network to compare with)")
+    lines.append(f"  {sim.sim_cycles_per_s / 1e3:.0f} k cycles/s end to end, "
+                 f"{sim.free_run_cycles_per_s / 1e3:.0f} k free-running")
+    if sim.waves_file:
+        lines.append(f"  waveform: {sim.waves_file}")
+    lines.append("ok" if ok else "FAILED")
+    emit(args, data, "\n".join(lines))
+    return 0 if ok else 1
+
+
+def _inputs(args: argparse.Namespace, program, network) -> np.ndarray:
+    from hwq import golden
+
+    shape = program.input.shape
+    if args.inputs == "digits":
+        from hwq.workloads import digits
+
+        if tuple(shape) != digits.INPUT_SHAPE or network is None:
+            raise ValueError(f"--inputs digits needs a network for {digits.INPUT_SHAPE} inputs, "
+                             f"not {tuple(shape)}; use --inputs random")
+        data = digits.load_data()
+        x = data.x_test[: args.limit].numpy()
+        return golden.quantize_input(x, network.input_scale, network.act_bits)
+    rng = np.random.default_rng(args.seed)
+    lo, hi = -(1 << (program.config.act_bits - 1)), (1 << (program.config.act_bits - 1)) - 1
+    return rng.integers(lo, hi + 1, size=(args.limit, *shape), dtype=np.int64)

@@ -1,0 +1,95 @@
+"""The whole core on Verilator, driven through the host runtime, against hwq.golden.
+
+Each PE type runs a small network with awkward shapes (channels not a multiple of the
+lanes, K not a multiple of simd, stride 2, padding, a maxpool, a flatten) and, per PE,
+the weight formats it takes; outputs must equal the golden model exactly and every layer's
+cycle counter must equal the cycle model.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hwq import golden, serialize
+from hwq.config import CoreConfig
+from hwq.layout.compiler import compile as compile_network
+from hwq.sim.simulate import simulate
+from hwq.testing import random_inputs, random_network
+
+CASES = [
+    # pe, lanes, simd, weight format, bits (per channel), zero tiles
+    ("shift_add", 8, 8, "pot", [3, 4], 0.0),
+    ("bit_serial", 8, 8, "int", [2, 3, 4], 0.3),
+    ("bit_serial", 8, 8, "codebook", [2, 3], 0.0),
+    ("multiply", 4, 4, "codebook", [2, 4], 0.3),
+]
+
+
+@pytest.mark.parametrize("pe, lanes, simd, kind, bits, zeros", CASES,
+                         ids=[f"{c[0]}-{c[3]}" for c in CASES])
+def test_core_matches_golden_and_cycle_model(pe, lanes, simd, kind, bits, zeros):
+    rng = np.random.default_rng(7)
+    net = random_network(rng, kind=kind, bits=bits, per_channel_bits=True,
+                         zero_tile_fraction=zeros, input_shape=(3, 8, 8))
+    config = CoreConfig(pe=pe, lanes=lanes, simd=simd, weight_bits=max(bits))
+    program = compile_network(net, config)
+    x = random_inputs(rng, net, 5)
+    sim = simulate(program, None, x, progress=False)
+    np.testing.assert_array_equal(sim.outputs, golden.run(net, x))
+    assert sim.layer_cycles.shape == (5, len(program.layers))
+    np.testing.assert_array_equal(sim.layer_cycles,
+                                  np.broadcast_to(sim.model_layer_cycles, sim.layer_cycles.shape))
+    np.testing.assert_array_equal(sim.cycles, np.full(5, program.cycles()))
+    assert sim.cycle_model_mismatches() == []
+
+
+def _hwq(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hwq.cli", *args], capture_output=True,
+                          text=True, timeout=900)
+
+
+def test_flow_cli_bit_for_bit():
+    proc = _hwq("flow", "--limit", "12", "--json", "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert report["ok"] is True
+    assert report["mismatches"] == 0
+    assert report["outputs_compared"] == 12 * 10
+    assert report["sim_accuracy"] == report["golden_accuracy"]
+    assert report["cycle_model_mismatches"] == []
+    assert report["layer_cycles"] == report["model_layer_cycles"]
+    assert report["cycles_per_inference"] == report["model_cycles_per_inference"]
+    assert 0 < report["utilization"] <= 1
+    for key in ("fp32_accuracy", "sim_cycles_per_s", "free_run_cycles_per_s"):
+        assert report[key] > 0
+
+
+def test_sim_cli_on_a_saved_network(tmp_path):
+    rng = np.random.default_rng(3)
+    net = random_network(rng, kind="pot", bits=[4], input_shape=(3, 8, 8))
+    path = serialize.save(net, tmp_path / "net.safetensors")
+    proc = _hwq("sim", str(path), "--inputs", "random", "--limit", "3", "--json",
+                "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert report["mismatches"] == 0 and report["cycle_model_mismatches"] == []
+    assert report["core"]["pe"] == "shift_add"
+    x = np.random.default_rng(0).integers(-128, 128, size=(3, 3, 8, 8))
+    assert report["outputs"] == golden.run(net, x).tolist()
+
+
+@pytest.mark.parametrize("args, message", [
+    (("sim", "/nonexistent.safetensors"), "No network file at /nonexistent.safetensors"),
+    (("flow", "--limit", "0"), "--limit must be in 1..540, not 0"),
+    (("flow", "--pe", "fpu"), "invalid choice: 'fpu'"),
+])
+def test_cli_bad_usage(args, message):
+    proc = _hwq(*args)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
