@@ -15,7 +15,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hwq.config import CoreConfig
-from hwq.golden.requant import M_BITS
+from hwq.golden.requant import M_BITS, S_MAX
 
 __all__ = ["Requant", "requant_input_layout", "requant_output_layout"]
 
@@ -69,8 +69,9 @@ class Requant(wiring.Component):
         ys = []
         for lane in range(cfg.lanes):
             s = shifts[lane]
-            rounded = Signal(signed(p_bits + 1), name=f"rounded{lane}")
-            shifted = Signal(signed(p_bits + 1), name=f"shifted{lane}")
+            # wide enough for the rounding constant 2**(S-1) at S = S_MAX whatever acc_bits
+            rounded = Signal(signed(max(p_bits, S_MAX) + 2), name=f"rounded{lane}")
+            shifted = Signal(signed(max(p_bits, S_MAX) + 2), name=f"shifted{lane}")
             m.d.comb += [rounded.eq(prods[lane] + ((Const(1, 1) << s) >> 1)),
                          shifted.eq(rounded >> s)]
             ys.append(Mux(shifted < self.lo, self.lo, Mux(shifted > self.hi, self.hi, shifted)))

@@ -73,18 +73,23 @@ def test_mac_array(pe, fmt):
     assert [[int(g.acc[lane]) for lane in range(p)] for g in got] == expect
 
 
-def test_requant():
-    cfg = CoreConfig(pe="multiply", lanes=4, simd=4, act_bits=8, acc_bits=40)
+@pytest.mark.parametrize("acc_bits", [32, 40])
+def test_requant(acc_bits):
+    cfg = CoreConfig(pe="multiply", lanes=4, simd=4, act_bits=8, acc_bits=acc_bits)
     rng = np.random.default_rng(11)
     dut = Requant(config=cfg, side=unsigned(8))
     lay = dut.i.payload.shape()
     lo, hi = -100, 90
     beats, expect = [], []
-    for i in range(40):
-        acc = rng.integers(-(1 << 39), 1 << 39, size=4) >> rng.integers(0, 39, size=4)
+    top = 1 << (acc_bits - 1)
+    for i in range(44):
+        acc = rng.integers(-top, top, size=4) >> rng.integers(0, acc_bits - 1, size=4)
         bias = rng.integers(-(1 << 31), 1 << 31, size=4)
         m = rng.integers(1, 1 << 24, size=4)
         sh = rng.integers(1, 63, size=4)
+        if i >= 40:  # tiny negative products at the largest shifts: round to 0, not -1
+            acc, bias = np.array([-5, -1, -(1 << 20), 3]), np.zeros(4, np.int64)
+            m, sh = np.array([1, 1, 7, 1]), np.array([62, 61, 60, 62]) - (i - 40)
         beats.append(lay.const({"acc": acc.tolist(), "bias": bias.tolist(), "m": m.tolist(),
                                 "s": sh.tolist(), "side": i}))
         expect.append([requantize_reference(int(acc[k]), int(bias[k]), int(m[k]), int(sh[k]),
