@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,7 +64,8 @@ class QuantizeResult:
         test images whose integer outputs differ between the torch model and the golden
         model (0 unless something is broken).
     weight_bits_total : int
-        storage of every weight code plus codebook tables, in bits.
+        storage of every weight code plus codebook tables, in bits (joint: its sparse
+        encoding, run-length indices included; see ``info``).
     weight_count : int
         number of Conv2d/Linear weights.
     compression_ratio : float
@@ -78,11 +79,14 @@ class QuantizeResult:
     model : nn.Module
         the folded float model holding the dequantized weights.
     fake_quant_model : FakeQuantModel
+    info : dict
+        what the method reports about itself (tq: ``coding_gain_db``, ``average_bits``;
+        joint: per-layer bits, nnz, index bits, ``total_bits``).
     """
 
     network: QuantizedNetwork
     method: str
-    bits: int
+    bits: int | float | None
     act_bits: int
     seed: int
     fp32_accuracy: float
@@ -99,6 +103,7 @@ class QuantizeResult:
     qweights: dict[str, QuantizedWeight] = field(repr=False)
     model: nn.Module = field(repr=False)
     fake_quant_model: FakeQuantModel = field(repr=False)
+    info: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-serializable summary (no tensors)."""
@@ -118,6 +123,9 @@ class QuantizeResult:
             "weight_count": self.weight_count,
             "compression_ratio": self.compression_ratio,
             "timings": self.timings,
+            **({"info": self.info} if self.info else {}),
+            **({"coding_gain_db": self.info["coding_gain_db"]}
+               if "coding_gain_db" in self.info else {}),
         }
 
 
@@ -133,7 +141,7 @@ def quantize(
     model: nn.Module | str,
     method: str = "uniform",
     *,
-    bits: int,
+    bits: int | float | None,
     data: Any = None,
     act_bits: int = 8,
     seed: int = 0,
@@ -152,8 +160,9 @@ def quantize(
     method : str, default "uniform"
         a name of :data:`hwq.quant.methods.METHODS`: ``uniform``, ``uniform-qat``,
         ``inq``, ``slq``, ``mlq``.
-    bits : int
-        weight code width; the range depends on the method.
+    bits : int, float or None
+        weight code width; the range depends on the method (tq: average bits per weight,
+        fractional; joint: the widest layer, optional).
     data : object
         ``x_train``, ``y_train`` (training and calibration), ``x_test``, ``y_test``
         (accuracies), like :class:`hwq.workloads.digits.DigitsData`.
@@ -208,7 +217,12 @@ def quantize(
     accepted = _parameters(func)
     call_options = {k: v for k, v in shared.items() if k in accepted and k not in options}
     call_options.update(options)
-    qweights = func(folded, data, bits=bits, seed=seed, progress=progress, **call_options)
+    out = func(folded, data, bits=bits, seed=seed, progress=progress, **call_options)
+    if isinstance(out, Mapping):  # the usual: name -> QuantizedWeight (joint adds .info)
+        qweights, info = out, dict(getattr(out, "info", None) or {})
+    else:  # a method that changes the model's structure (tq): (model, qweights, info)
+        folded, qweights, info = out
+        info = dict(info)
     timings["method"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -237,7 +251,10 @@ def quantize(
     timings["total"] = time.perf_counter() - t0
 
     weight_bits = network.weight_storage_bits()
-    weight_count = network.weight_count()
+    # tq adds basis layers: the ratio is against the ORIGINAL network's fp32 weights
+    weight_count = int(info.get("original_weight_count", network.weight_count()))
+    if "total_bits" in info:  # joint: the sparse encoding (values, run-length indices, tables)
+        weight_bits = int(info["total_bits"])
     result = QuantizeResult(
         network=network, method=method, bits=bits, act_bits=act_bits, seed=seed,
         fp32_accuracy=fp32_accuracy, weight_only_accuracy=weight_only_accuracy,
@@ -247,7 +264,7 @@ def quantize(
         timings=timings, options={**call_options, "calibration": calibration,
                                   **({"percentile": percentile}
                                      if calibration == "percentile" else {})},
-        qweights=dict(qweights), model=folded, fake_quant_model=fq,
+        qweights=dict(qweights), model=folded, fake_quant_model=fq, info=info,
     )
     summary = result.to_dict()
     network.meta.update({k: summary[k] for k in (

@@ -32,7 +32,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help=f"workload: {', '.join(WORKLOADS)} (default: digits)")
     parser.add_argument("--method", default="uniform", metavar="METHOD",
                         help=f"one of: {methods} (default: uniform)")
-    parser.add_argument("--bits", type=int, required=True, help="weight bit width")
+    parser.add_argument("--bits", type=float, default=None,
+                        help="weight bit width (tq: average bits per weight including the "
+                             "basis, e.g. 2.0; joint: the widest layer, optional)")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="FILE",
                         help="where to write the QuantizedNetwork (.safetensors)")
     parser.add_argument("--act-bits", type=int, default=8, metavar="A",
@@ -47,6 +49,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--percentile", type=float, default=99.99,
                         help="percentile of |activation| for --calibration percentile "
                              "(default: 99.99)")
+    tq = parser.add_argument_group("tq (transform quantization)")
+    tq.add_argument("--transform", default=None, choices=["elt", "klt", "identity"],
+                    help="transform (default: elt)")
+    tq.add_argument("--variant", default=None, choices=["row", "column"],
+                    help="row (mixes input channels; default) or column")
+    tq.add_argument("--blocks", type=int, default=None, help="blocks per layer (default 16)")
+    tq.add_argument("--retrain-epochs", type=int, default=None, metavar="N",
+                    help="STE retraining at the allocated depths (default 0)")
+    joint = parser.add_argument_group("joint (sparsity and quantization under a size budget)")
+    joint.add_argument("--compression", type=float, default=None, metavar="X",
+                       help="target compression vs fp32 weights, e.g. 50 (indices included)")
+    joint.add_argument("--budget-bits", type=int, default=None, metavar="BITS",
+                       help="the size budget in bits instead of --compression")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bars on stderr")
 
@@ -54,14 +69,29 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``hwq quantize``; returns the exit code (errors are raised, see hwq.cli)."""
     method = get_method(args.method)  # ValueError naming the allowed methods
-    method.check_bits(args.method, args.bits)
+    if args.bits is None and not method.bits_optional:
+        raise ValueError(f"Method {args.method!r} needs --bits")
+    bits = method.check_bits(args.method, args.bits)
     if args.model not in WORKLOADS:
         raise ValueError(f"Unknown model {args.model!r}; allowed: {', '.join(WORKLOADS)}")
     if args.calibration not in CALIBRATIONS:
         raise ValueError(f"Calibration must be one of {', '.join(CALIBRATIONS)}, "
                          f"not {args.calibration!r}")
     options = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr)) if v is not None}
-    if options and not method.retrains:
+    specific = {"tq": ("transform", "variant", "blocks", "retrain_epochs"),
+                "joint": ("compression", "budget_bits")}
+    for owner, names in specific.items():
+        for name in names:
+            value = getattr(args, name)
+            if value is None:
+                continue
+            if args.method != owner:
+                raise ValueError(f"--{name.replace('_', '-')} applies only to --method "
+                                 f"{owner}, not {args.method!r}")
+            options[name] = value
+    if args.method == "joint" and "compression" not in options and "budget_bits" not in options:
+        raise ValueError("Method 'joint' needs --compression X or --budget-bits BITS")
+    if {"epochs", "lr"} & set(options) and not method.retrains:
         flags = " and ".join(f"--{k}" for k in options)
         verb = "apply" if len(options) > 1 else "applies"
         raise ValueError(f"{flags} {verb} only to retraining methods "
@@ -70,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output.is_dir():
         raise IsADirectoryError(f"Output {args.output} is a directory; give a file name")
 
-    result = quantize(args.model, args.method, bits=args.bits, act_bits=args.act_bits,
+    result = quantize(args.model, args.method, bits=bits, act_bits=args.act_bits,
                       seed=args.seed, progress=args.progress, calibration=args.calibration,
                       percentile=args.percentile, **options)
     result.network.meta["model"] = args.model
@@ -80,14 +110,20 @@ def run(args: argparse.Namespace) -> int:
             "output": str(path)}
     kib = result.weight_bits_total / 8 / 1024
     text = "\n".join([
-        f"{args.model}: {args.method}, {args.bits}-bit weights, {args.act_bits}-bit activations "
-        f"-> {path}",
+        f"{args.model}: {args.method}, "
+        + (f"{bits:g}-bit weights, " if bits is not None else "")
+        + f"{args.act_bits}-bit activations -> {path}",
         f"  fp32 accuracy        {result.fp32_accuracy:6.2f} %",
         f"  quantized accuracy   {result.accuracy:6.2f} %  (integer network, golden model; "
         f"fake-quant torch {result.fake_quant_accuracy:.2f} %)",
         f"  weight storage       {result.weight_bits_total} bits ({kib:.1f} KiB) for "
         f"{result.weight_count} weights",
         f"  compression ratio    {result.compression_ratio:.2f}x vs fp32 weights",
+        *(["  coding gain (dB)     " + ", ".join(
+            f"{layer}: " + "/".join(f"{t} {g:.1f}" if isinstance(g, float) else f"{t} {g}"
+                                    for t, g in gains.items())
+            for layer, gains in result.info["coding_gain_db"].items())]
+          if "coding_gain_db" in result.info else []),
     ])
     emit(args, data, text)
     if result.output_mismatches:  # one JSON object with "ok": false, the error on stderr

@@ -40,6 +40,10 @@ class Method:
     bits: tuple[int, int]
     retrains: bool
     summary: str
+    #: ``bits`` is an average that may be fractional (tq: average bits per weight)
+    fractional: bool = False
+    #: ``bits`` may be omitted (joint: the size budget decides the widths)
+    bits_optional: bool = False
 
     def load(self) -> Callable[..., dict]:
         """Import and return the implementing function."""
@@ -55,16 +59,32 @@ class Method:
                                     f"{func_name})")
         return func
 
-    def check_bits(self, name: str, bits: object) -> int:
-        """``bits`` as an int if the method takes it, else ``ValueError`` naming the range."""
+    def check_bits(self, name: str, bits: object) -> int | float | None:
+        """``bits`` if the method takes it, else ``ValueError`` naming the range.
+
+        Integer methods take an ``int`` (or an integral float such as ``4.0``); a
+        ``fractional`` method takes any number in ``lo..hi``.
+        """
         lo, hi = self.bits
+        if bits is None and self.bits_optional:
+            return None
+        allowed = f"{lo}" if lo == hi else f"{lo}..{hi}"
+        if self.fractional:
+            ok = (not isinstance(bits, bool) and isinstance(bits, int | float)
+                  and lo <= bits <= hi)
+            if not ok:
+                raise ValueError(f"Method {name!r} takes --bits in {allowed} (average bits "
+                                 f"per weight), not {bits!r}")
+            return float(bits)
+        if isinstance(bits, float) and bits.is_integer():
+            bits = int(bits)
         if isinstance(bits, bool) or not isinstance(bits, int) or not lo <= bits <= hi:
-            allowed = f"{lo}" if lo == hi else f"{lo}..{hi}"
             raise ValueError(f"Method {name!r} takes --bits {allowed}, not {bits!r}")
         return bits
 
 
-#: name -> method. INQ gives POT(b) weights; SLQ/MLQ CODEBOOK weights (MLQ is ternary: 2 bits).
+#: name -> method. INQ gives POT(b) weights; SLQ/MLQ CODEBOOK weights (MLQ is ternary: 2 bits);
+#: TQ mixed-precision INT layers behind INT8 bases; joint sparse CODEBOOK layers.
 METHODS: dict[str, Method] = {
     "uniform": Method("hwq.quant.uniform:quantize_uniform", (2, 8), False,
                       "per-channel symmetric INT(b), post-training rounding"),
@@ -76,6 +96,12 @@ METHODS: dict[str, Method] = {
                   "single-level k-means weight sharing, loss-based partition (Xu et al. 2018)"),
     "mlq": Method("hwq.quant.slq:quantize_mlq", (2, 2), True,
                   "multi-level (ternary) quantization, layer by layer (Xu et al. 2018)"),
+    "tq": Method("hwq.quant.tq:quantize_tq", (1, 8), True,
+                 "transform quantization: ELT/KLT basis, rate-distortion bit allocation "
+                 "(Young et al. 2021)", fractional=True),
+    "joint": Method("hwq.quant.joint:quantize_joint", (1, 7), True,
+                    "joint sparsity-quantization by ADMM under a size budget "
+                    "(Yang et al. 2020)", bits_optional=True),
 }
 
 

@@ -83,9 +83,9 @@ def test_text_result(cli, tmp_path):
     (["--method", "inq", "--bits", "8"], "Method 'inq' takes --bits 2..7, not 8"),
     (["--method", "mlq", "--bits", "3"], "Method 'mlq' takes --bits 2, not 3"),
     (["--method", "foo", "--bits", "4"],
-     "Unknown quantization method 'foo'; allowed: uniform, uniform-qat, inq, slq, mlq"),
+     "Unknown quantization method 'foo'; allowed: uniform, uniform-qat, inq, slq, mlq, tq, joint"),
     (["--bits", "4", "--epochs", "3"],
-     "--epochs applies only to retraining methods (uniform-qat, inq, slq, mlq), not 'uniform'"),
+     "--epochs applies only to retraining methods (uniform-qat, inq, slq, mlq, tq, joint), not 'uniform'"),
     (["--bits", "4", "--calibration", "kl"],
      "Calibration must be one of max, percentile, not 'kl'"),
     (["--bits", "4", "--act-bits", "17"], "Activation bits must be an integer in 2..16, not 17"),
@@ -112,7 +112,7 @@ def test_unparsable_bits_is_an_argparse_error(cli, tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["quantize", "--bits", "four", "-o", str(tmp_path / "n.safetensors")])
     assert info.value.code == 2
-    assert "argument --bits: invalid int value: 'four'" in capsys.readouterr().err
+    assert "argument --bits: invalid float value: 'four'" in capsys.readouterr().err
 
 
 def test_unavailable_method(cli, tmp_path, monkeypatch):
@@ -170,3 +170,18 @@ def test_quantize_api_result(digits_model, digits_data):
     for name, qw in result.qweights.items():
         np.testing.assert_array_equal(
             next(op for op in result.network.ops if op.name == name).weight, qw.values)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--method", "inq", "--bits", "4.5"], "Method 'inq' takes --bits 2..7, not 4.5"),
+    (["--method", "uniform"], "Method 'uniform' needs --bits"),
+    (["--method", "tq", "--bits", "9"], "Method 'tq' takes --bits in 1..8 (average bits per weight), not 9.0"),
+    (["--method", "inq", "--bits", "4", "--transform", "klt"], "--transform applies only to --method tq, not 'inq'"),
+    (["--method", "uniform", "--bits", "4", "--compression", "50"], "--compression applies only to --method joint, not 'uniform'"),
+    (["--method", "joint"], "Method 'joint' needs --compression X or --budget-bits BITS"),
+])
+def test_method_specific_options(cli, tmp_path, argv, message):
+    code, out, err = cli(*argv, "-o", str(tmp_path / "n.safetensors"))
+    assert code == 2
+    assert err == f"hwq quantize: error: {message}\n"
+    assert not (tmp_path / "n.safetensors").exists()

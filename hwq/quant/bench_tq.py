@@ -1,0 +1,275 @@
+"""Results of ``tq`` on the digits workload: accuracy vs average bits, next to the baselines.
+
+:func:`bench_tq` quantizes the pretrained digits model with TQ for every transform
+(ELT, KLT, identity), target rate and retraining budget, over several seeds, and with the
+baselines at the same (integer) bit widths and retraining epochs: ``uniform`` (PTQ) /
+``uniform-qat`` and ``inq``. Every accuracy is that of the **integer network run by the
+golden model** (:func:`hwq.golden.run`) on the 540 test images (one image = 0.19 points);
+the test cross-entropy of its dequantized logits is reported too, since it separates
+methods that the accuracy (near its ceiling on this task) does not.
+
+Retraining budgets are equal in epochs over the training set: TQ retrains ``E`` epochs,
+uniform QAT ``E`` epochs, INQ ``ceil(E / 3)`` epochs after each of its three partition steps
+(schedule 0.5, 0.75, 0.875, 1). The baselines store ``b`` bits per weight for every weight
+(``b * 15248`` bits), TQ at most its target average (basis included; see
+:mod:`hwq.quant.tq`).
+
+The result dict is written as JSON (``tq.json``) with a plot (``tq.png``) in ``out_dir``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hwq import golden
+from hwq.quant.base import fold_batchnorm
+from hwq.quant.integerize import fake_quant_model
+from hwq.quant.tq import analyze_tq, quantize_tq
+from hwq.quant.transforms import TRANSFORMS, check_transform
+from hwq.serialize import atomic_write
+from hwq.workloads import digits
+from hwq.workloads.train import evaluate
+
+__all__ = ["bench_tq", "format_tq", "plot_tq"]
+
+DEFAULT_OUT = Path("bench-results")
+
+
+def _network_metrics(model, qweights, data) -> dict[str, float]:
+    """Golden accuracy (%), test cross-entropy (nats) and stored bits of the integer network."""
+    fq = fake_quant_model(model, qweights, data.x_train)
+    net = fq.to_network()
+    xi = golden.quantize_input(data.x_test.numpy(), net.input_scale, net.act_bits)
+    out = golden.run(net, xi)
+    y = data.y_test.numpy()
+    logits = torch.from_numpy(out.astype(np.float64) * net.ops[-1].out_scale)
+    return {
+        "accuracy": 100.0 * float((out.argmax(axis=1) == y).mean()),
+        "test_nll": float(F.cross_entropy(logits, data.y_test.to(torch.int64))),
+        "weight_bits_total": int(net.weight_storage_bits()),
+        "mismatches": int((fq.to_int(data.x_test).numpy() != out).any(axis=1).sum()),
+    }
+
+
+def bench_tq(
+    *,
+    bits: Sequence[float] = (2.0, 3.0),
+    transforms: Sequence[str] = TRANSFORMS,
+    retrain_epochs: Sequence[int] = (0, 3),
+    seeds: Sequence[int] = (0, 1, 2),
+    baselines: bool = True,
+    calib_size: int = 256,
+    out_dir: str | Path | None = DEFAULT_OUT,
+    plot: bool = True,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Accuracy vs average bits of TQ (each transform, with and without retraining).
+
+    Parameters
+    ----------
+    bits : sequence of float
+        TQ target average bits (basis included); the integer ones also run the baselines.
+    transforms : sequence of {"elt", "klt", "identity"}
+    retrain_epochs : sequence of int
+        retraining budgets in epochs (0: post-training).
+    seeds : sequence of int
+        at least 3 for tables (METHODS.md); each seed redraws TQ's calibration subset and
+        random projections and every training order.
+    baselines : bool
+        also run uniform / uniform-qat and inq at the integer ``bits``.
+    calib_size : int
+        TQ calibration images.
+    out_dir : path or None
+        where ``tq.json`` (and ``tq.png``) go; ``None`` writes nothing.
+    plot : bool
+        draw ``tq.png`` (matplotlib, Agg backend).
+    progress : bool
+
+    Returns
+    -------
+    dict
+        ``runs`` (one entry per run), ``summary`` (mean/std/min/max over seeds per
+        configuration), ``coding_gain_db`` (per seed, layer, transform), ``fp32_accuracy``,
+        ``settings``, ``timings``.
+    """
+    for t in transforms:
+        check_transform(t)
+    if not seeds:
+        raise ValueError("bench_tq needs at least one seed")
+    t0 = time.perf_counter()
+    model = digits.pretrained(progress=progress)
+    data = digits.load_data()
+    fp32 = evaluate(model, data.x_test, data.y_test)
+    runs: list[dict[str, Any]] = []
+    gains: dict[str, Any] = {}
+
+    for seed in seeds:
+        for transform in transforms:
+            t = time.perf_counter()
+            analysis = analyze_tq(model, data, transform=transform, seed=seed,
+                                  calib_size=calib_size)
+            t_analysis = time.perf_counter() - t
+            gains[str(seed)] = analysis.gains
+            for b in bits:
+                for epochs in retrain_epochs:
+                    t = time.perf_counter()
+                    res = quantize_tq(model, data, bits=b, transform=transform, seed=seed,
+                                      retrain_epochs=epochs, analysis=analysis,
+                                      calib_size=calib_size, progress=progress)
+                    metrics = _network_metrics(res.model, res.qweights, data)
+                    runs.append({
+                        "method": "tq", "transform": transform, "target_bits": float(b),
+                        "average_bits": res.info["average_bits"], "retrain_epochs": epochs,
+                        "seed": seed, **metrics,
+                        "weight_only_accuracy": evaluate(res.model, data.x_test, data.y_test),
+                        "pruned_channels": {n: v["pruned_channels"]
+                                            for n, v in res.info["layers"].items()},
+                        "seconds": time.perf_counter() - t + t_analysis,
+                    })
+        if baselines:
+            runs.extend(_baselines(model, data, bits, retrain_epochs, seed, progress))
+
+    result = {
+        "benchmark": "tq",
+        "workload": "digits",
+        "fp32_accuracy": fp32,
+        "settings": {"bits": list(bits), "transforms": list(transforms),
+                     "retrain_epochs": list(retrain_epochs), "seeds": list(seeds),
+                     "calib_size": calib_size, "act_bits": 8,
+                     "average_bits": "weight code bits of the integer network (basis "
+                                     "included) / weights of the original network"},
+        "coding_gain_db": gains,
+        "summary": _summarize(runs),
+        "runs": runs,
+        "timings": {"total": time.perf_counter() - t0},
+    }
+    if out_dir is not None:
+        out = Path(out_dir)
+        atomic_write(out / "tq.json", (json.dumps(result, indent=2) + "\n").encode())
+        if plot:
+            plot_tq(result, out / "tq.png")
+    return result
+
+
+def _baselines(model, data, bits, retrain_epochs, seed, progress) -> list[dict[str, Any]]:
+    from hwq.quant.inq import quantize_inq
+    from hwq.quant.uniform import quantize_uniform, quantize_uniform_qat
+
+    runs = []
+    for b in bits:
+        if float(b) != int(b) or not 2 <= int(b) <= 7:
+            continue
+        b = int(b)
+        for epochs in retrain_epochs:
+            for method in ("uniform", "inq"):
+                t = time.perf_counter()
+                folded = fold_batchnorm(model)
+                if method == "uniform" and epochs == 0:
+                    name, q = "uniform", quantize_uniform(folded, data, bits=b)
+                elif method == "uniform":
+                    name = "uniform-qat"
+                    q = quantize_uniform_qat(folded, data, bits=b, epochs=epochs, seed=seed,
+                                             progress=progress)
+                else:
+                    name = "inq"
+                    q = quantize_inq(folded, data, bits=b, epochs=math.ceil(epochs / 3),
+                                     seed=seed, progress=progress)
+                metrics = _network_metrics(folded, q, data)
+                runs.append({
+                    "method": name, "transform": None, "target_bits": float(b),
+                    "average_bits": metrics["weight_bits_total"] / 15248,
+                    "retrain_epochs": epochs, "seed": seed, **metrics,
+                    "weight_only_accuracy": evaluate(folded, data.x_test, data.y_test),
+                    "seconds": time.perf_counter() - t,
+                })
+    return runs
+
+
+def _label(run: dict[str, Any]) -> str:
+    name = run["method"] if run["transform"] is None else f"tq-{run['transform']}"
+    return f"{name} {run['target_bits']:g}b {run['retrain_epochs']}ep"
+
+
+def _summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault(_label(r), []).append(r)
+    out = {}
+    for label, rs in groups.items():
+        acc = [r["accuracy"] for r in rs]
+        out[label] = {
+            "method": rs[0]["method"], "transform": rs[0]["transform"],
+            "target_bits": rs[0]["target_bits"], "retrain_epochs": rs[0]["retrain_epochs"],
+            "seeds": len(rs),
+            "accuracy_mean": statistics.fmean(acc),
+            "accuracy_std": statistics.stdev(acc) if len(acc) > 1 else 0.0,
+            "accuracy_min": min(acc), "accuracy_max": max(acc),
+            "test_nll_mean": statistics.fmean(r["test_nll"] for r in rs),
+            "average_bits_mean": statistics.fmean(r["average_bits"] for r in rs),
+            "mismatches": sum(r["mismatches"] for r in rs),
+        }
+    return out
+
+
+def format_tq(result: dict[str, Any]) -> str:
+    """The summary as a text table."""
+    lines = [f"digits fp32 {result['fp32_accuracy']:.2f} %  (golden integer networks, 540 "
+             f"test images, mean +/- std over seeds)",
+             f"{'configuration':<28}{'avg bits':>9}{'accuracy %':>16}{'test NLL':>10}"]
+    for label, s in sorted(result["summary"].items(),
+                           key=lambda kv: (kv[1]["target_bits"], kv[1]["retrain_epochs"],
+                                           kv[0])):
+        lines.append(f"{label:<28}{s['average_bits_mean']:>9.3f}"
+                     f"{s['accuracy_mean']:>9.2f} +/- {s['accuracy_std']:<4.2f}"
+                     f"{s['test_nll_mean']:>10.4f}")
+    return "\n".join(lines)
+
+
+def plot_tq(result: dict[str, Any], path: str | Path) -> Path:
+    """Accuracy vs average bits: one line per TQ transform and budget, baselines as markers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    series: dict[str, list[dict[str, Any]]] = {}
+    for s in result["summary"].values():
+        name = s["method"] if s["transform"] is None else f"tq-{s['transform']}"
+        series.setdefault(f"{name}, {s['retrain_epochs']} ep", []).append(s)
+    for ax, zoom in zip(axes, (False, True), strict=True):
+        for label, ss in sorted(series.items()):
+            ss = sorted(ss, key=lambda s: s["average_bits_mean"])
+            x = [s["average_bits_mean"] for s in ss]
+            y = [s["accuracy_mean"] for s in ss]
+            e = [s["accuracy_std"] for s in ss]
+            tq_series = label.startswith("tq")
+            linestyle = (0, (4, 2)) if label.endswith(" 0 ep") else "-"
+            ax.errorbar(x, y, yerr=e, label=label, linestyle=linestyle if tq_series else ":",
+                        marker="o" if tq_series else "s", capsize=3)
+        ax.axhline(result["fp32_accuracy"], color="k", linewidth=0.8, label="fp32")
+        ax.set_xlabel("average weight bits (TQ: basis included)")
+        ax.set_ylabel("test accuracy, integer network (%)")
+        ax.grid(alpha=0.3)
+        if zoom:
+            ax.set_ylim(result["fp32_accuracy"] - 3.0, 100.2)
+            ax.set_title("zoom: within 3 points of fp32")
+        else:
+            ax.set_title("digits: TQ vs baselines (golden model)")
+            ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
