@@ -9,6 +9,8 @@ Python does nothing at all: the core runs the whole network from its own memorie
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, First, RisingEdge, Timer
@@ -38,6 +40,9 @@ class SimDevice(Device):
         self.clock = Clock(dut.clk, CLOCK_PERIOD_NS, unit="ns")
         self.clock.start()
         self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil_"), dut.clk, dut.rst)
+        # cocotbext-axi logs every transfer at INFO: thousands of lines per image
+        for channel in (self.axil.write_if, self.axil.read_if):
+            channel.log.setLevel(logging.WARNING)
         dut.s_axis__tvalid.value = 0
         dut.s_axis__tdata.value = 0
         self._irq_enabled = False
