@@ -64,26 +64,29 @@ def run(args: argparse.Namespace) -> int:
     return 0 if report["ok"] else 1
 
 
-def _network_macs(network) -> list[int]:
-    """``[MACs, bit-plane ops]`` per inference, dense (zeros included).
+def _network_ops(network) -> tuple[int, int]:
+    """``(MACs, bit-plane ops)`` per inference that do useful work (nonzero weights).
 
-    MACs are weight x activation products; bit-plane ops count a b-bit weight b times
-    (codebook weights at their table width), which is what a bit-serial array executes.
-    Utilization = useful ops / (cycles x lanes x simd), MACs on shift_add and multiply,
-    bit-plane ops on bit_serial.
+    A MAC is one nonzero weight x activation product (what a shift_add or multiply array
+    offers ``lanes x simd`` of per cycle). A bit-plane op is one 1-bit of a nonzero weight's
+    two's complement code at its narrowest width, times an activation: the bit-serial array
+    processes every plane holding such a bit, so useful ops / (cycles x lanes x simd) stays
+    at most 1 whatever the core skips (zero tiles, zero planes).
     """
     shapes = network.shapes()
-    macs, plane_ops = [], []
+    macs = planes = 0
     for op, out_shape in zip(network.ops, shapes, strict=True):
         if op.kind not in ("conv2d", "linear"):
             continue
         positions = int(np.prod(out_shape[1:])) if op.kind == "conv2d" else 1
-        per_weight = np.broadcast_to(op.spec.bits, op.weight.shape)
-        if op.spec.kind == "codebook":
-            per_weight = np.full(op.weight.shape, op.spec.table_bits)
-        macs.append(positions * op.weight.size)
-        plane_ops.append(positions * int(per_weight.sum()))
-    return [sum(macs), sum(plane_ops)]
+        w = op.weight[op.weight != 0]
+        magnitude = np.where(w > 0, w, -w - 1)          # two's complement narrowest width:
+        width = np.floor(np.log2(np.maximum(magnitude, 1))).astype(np.int64) + 1
+        width = np.where(magnitude == 0, 0, width) + 1  # ... value bits + the sign bit
+        codes = (w & ((np.int64(1) << width) - 1)).astype(np.uint64)
+        macs += positions * int(w.size)
+        planes += positions * int(np.bitwise_count(codes).sum())
+    return macs, planes
 
 
 def flow(
@@ -162,7 +165,7 @@ def flow(
     golden_acc = float((golden_pred == y).mean() * 100)
     sim_acc = float((sim_pred == y).mean() * 100)
     cycles = float(sim.cycles.mean())
-    macs, plane_ops = _network_macs(network)
+    macs, plane_ops = _network_ops(network)
     useful = plane_ops if pe == "bit_serial" else macs
     utilization = useful / (cycles * lanes * simd)
     ok = mismatches == 0 and not cycle_bad and golden_acc == sim_acc
@@ -191,6 +194,10 @@ def flow(
         "cycle_model_mismatches": cycle_bad,
         "macs_per_inference": macs,
         "bitplane_ops_per_inference": plane_ops,
+        "utilization_definition": "useful ops / (cycles x lanes x simd); useful ops are "
+                                  "nonzero-weight MACs (shift_add, multiply) or the 1-bits of "
+                                  "nonzero weights' narrowest two's complement codes "
+                                  "(bit_serial)",
         "utilization": utilization,
         "sim_cycles_per_s": sim.sim_cycles_per_s,
         "free_run_cycles_per_s": sim.free_run_cycles_per_s,
