@@ -13,6 +13,11 @@ sim
     simulation speed of the digits-shaped network on a core: Verilator end to end (host
     runtime, bus transfers included) against the same build free-running, and against
     Amaranth's Python simulator on the same config and program.
+quant
+    the quantization results table on digits: accuracy at 2..5 weight bits of every
+    ``hwq.quant`` method (post-training and at an equal retraining budget) and the Brevitas
+    peer, mean/std/min/max over seeds; also writes a Markdown table and a plot
+    (:mod:`hwq.quant.bench_quant`).
 """
 
 from __future__ import annotations
@@ -46,7 +51,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     sm.add_argument("--images", type=int, default=64, help="inputs on Verilator (default 64)")
     sm.add_argument("--amaranth-images", type=int, default=1,
                     help="inputs on Amaranth's simulator (default 1; it is slow)")
-    for p in (g, sm):
+    q = sub.add_parser("quant", help="accuracy table of the quantization methods on digits")
+    q.add_argument("--bits", type=int, nargs="+", default=None,
+                   help="weight bit widths (default 2 3 4 5; --quick: 3 4)")
+    q.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="seeds (default 0 1 2; --quick: 0)")
+    q.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
+                   help="rows (default all): uniform pot slq-ptq uniform-qat inq slq mlq")
+    q.add_argument("--epochs", type=int, default=None,
+                   help="retraining budget per run in epochs (default 24; --quick: 3)")
+    q.add_argument("--no-peers", dest="peers", action="store_false",
+                   help="skip the Brevitas peer rows")
+    q.add_argument("--quick", action="store_true",
+                   help="smoke test: one seed, bits 3 and 4, 3 epochs")
+    for p in (g, sm, q):
         p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
         p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
         p.add_argument("-o", "--out", type=Path, default=None,
@@ -63,6 +81,27 @@ def run(args: argparse.Namespace) -> int:
     elif args.bench == "sim":
         result = bench_sim(pe=args.pe, images=args.images, amaranth_images=args.amaranth_images)
         text = format_sim(result)
+    elif args.bench == "quant":
+        from hwq.quant.bench_quant import (
+            DEFAULT_BITS,
+            DEFAULT_EPOCHS,
+            DEFAULT_SEEDS,
+            QUICK,
+            bench_quant,
+            format_quant,
+        )
+
+        def pick(value: Any, name: str, default: Any) -> Any:
+            return value if value is not None else QUICK[name] if args.quick else default
+
+        result = bench_quant(bits=pick(args.bits, "bits", DEFAULT_BITS),
+                             seeds=pick(args.seeds, "seeds", DEFAULT_SEEDS),
+                             methods=args.methods, peers=args.peers,
+                             epochs=pick(args.epochs, "epochs", DEFAULT_EPOCHS),
+                             out=args.out or DEFAULT_OUT / "quant.json", progress=True)
+        files = result["files"]
+        text = format_quant(result) + "\n\nwrote " + ", ".join(
+            str(f) for k, f in files.items() if k != "json" and f)
     else:  # pragma: no cover - argparse restricts the choices
         raise ValueError(f"Unknown benchmark {args.bench!r}")
     out = args.out or DEFAULT_OUT / f"{args.bench}.json"

@@ -1,0 +1,692 @@
+"""Results table of the quantization front end: accuracy at 2..5 weight bits on digits.
+
+:func:`bench_quant` quantizes the pretrained digits model with every method, bit width and
+seed, and tabulates the accuracy of the **integer network run by the golden model**
+(:attr:`hwq.quant.api.QuantizeResult.accuracy`) on the 540 test images (one image = 0.19
+points): mean +/- std (sample, over seeds) and min..max per cell. Two regimes (METHODS.md,
+"Measuring on the digits workload"):
+
+post-training (no retraining)
+    ``uniform`` (per-channel INT(b) rounding), ``pot`` (power-of-two rounding into INQ's set:
+    :func:`~hwq.quant.inq.quantize_inq` with ``schedule=(1,)``, i.e. INQ without its
+    retraining), ``slq-ptq`` (SLQ's k-means clustering with ``epochs=0``);
+retraining, at one equal budget of ``E`` epochs per run (default 24)
+    ``uniform-qat`` (``E`` epochs), ``inq``, ``slq``, ``mlq`` (``round(E / steps)`` epochs
+    after each of their retraining steps, at least 1; the exact total is reported per cell:
+    INQ's ten-step ternary schedule at 2 bits has nine retraining steps, so 24 becomes
+    9 x 3 = 27), and the external peer.
+
+The peer (``peers=True``, needs the ``[peers]`` extra, ``brevitas``): the same folded
+digits network built from ``brevitas.nn`` layers -- ``QuantIdentity`` input (8 bits),
+``QuantConv2d``/``QuantLinear`` with ``weight_bit_width=b`` and per-channel float weight
+scales (``Int8WeightPerChannelFloat``: max-abs statistics, narrow range), ``QuantReLU``
+(8 bits, unsigned), float biases and logits -- initialized from the pretrained, BN-folded
+float weights, activation scales calibrated on the training set (``calibration_mode``),
+then trained with QAT for ``E`` epochs with uniform QAT's training settings.
+``brevitas-ptq`` is that model before training. Peer accuracies are **Brevitas's own float
+fake-quant accuracy**, not run through hwq's integer pipeline. Without Brevitas (or if it
+fails) the peer rows are skipped and ``peer`` says why.
+
+Every result is written as ``quant.json``, ``quant.md`` (:func:`format_quant`) and
+``quant.png`` (:func:`plot_quant`, accuracy vs bits, one line per method, std error bars).
+Timings are wall-clock seconds on a shared machine: compare them within one run only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import inspect
+import io
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from hwq import __version__
+from hwq.serialize import atomic_write
+
+__all__ = [
+    "DEFAULT_BITS",
+    "DEFAULT_EPOCHS",
+    "DEFAULT_METHODS",
+    "DEFAULT_OUT",
+    "DEFAULT_SEEDS",
+    "PEER_ROWS",
+    "QUICK",
+    "ROWS",
+    "Row",
+    "bench_quant",
+    "format_quant",
+    "plot_quant",
+]
+
+DEFAULT_OUT = Path("bench-results")
+DEFAULT_BITS: tuple[int, ...] = (2, 3, 4, 5)
+DEFAULT_SEEDS: tuple[int, ...] = (0, 1, 2)
+#: Retraining budget per run, in epochs over the training set (the reference model trains
+#: in 30). INQ's default at 3..7 bits: 8 epochs after each of its three retraining steps.
+DEFAULT_EPOCHS = 24
+#: ``--quick``: a smoke test.
+QUICK: dict[str, Any] = {"bits": (3, 4), "seeds": (0,), "epochs": 3}
+#: Activation width of every row (the hwq default; Brevitas rows: QuantIdentity/QuantReLU).
+ACT_BITS = 8
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table.
+
+    Attributes
+    ----------
+    name : str
+        the row's key (``methods=`` of :func:`bench_quant`).
+    label : str
+        what the table shows.
+    regime : {"post-training", "retraining"}
+    method : str
+        the :func:`hwq.quant.quantize` method (``"brevitas"`` for the peer rows).
+    options : dict
+        fixed method options (the retraining epochs are added per bit width).
+    bits : (int, int)
+        bit widths the row is defined for.
+    """
+
+    name: str
+    label: str
+    regime: str
+    method: str
+    options: dict[str, Any] = field(default_factory=dict)
+    bits: tuple[int, int] = (2, 8)
+
+
+#: The hwq rows, in table order.
+ROWS: dict[str, Row] = {r.name: r for r in (
+    Row("uniform", "uniform PTQ (per-channel INT)", "post-training", "uniform"),
+    Row("pot", "power-of-two rounding (INQ set, no retraining)", "post-training", "inq",
+        {"schedule": (1.0,)}, (2, 7)),
+    Row("slq-ptq", "k-means codebook (SLQ clustering, no retraining)", "post-training", "slq",
+        {"epochs": 0}),
+    Row("uniform-qat", "uniform QAT (per-channel INT, STE)", "retraining", "uniform-qat"),
+    Row("inq", "INQ (powers of two)", "retraining", "inq", {}, (2, 7)),
+    Row("slq", "SLQ (k-means codebook)", "retraining", "slq"),
+    Row("mlq", "MLQ (ternary codebook)", "retraining", "mlq", {}, (2, 2)),
+)}
+#: The peer rows (``peers=True``).
+PEER_ROWS: dict[str, Row] = {r.name: r for r in (
+    Row("brevitas-ptq", "Brevitas per-channel INT, calibrated, no retraining (fake-quant)",
+        "post-training", "brevitas"),
+    Row("brevitas-qat", "Brevitas per-channel INT QAT (fake-quant)", "retraining", "brevitas"),
+)}
+DEFAULT_METHODS: tuple[str, ...] = tuple(ROWS)
+
+
+# --- retraining budgets ---------------------------------------------------------------------
+
+
+def retrain_steps(row: str, bits: int, layers: int) -> int:
+    """Retraining steps (each gets the same epochs) of ``row`` at ``bits``, with its defaults."""
+    from hwq.quant import inq, slq
+
+    if row == "inq":
+        schedule = inq.TERNARY_SCHEDULE if bits == 2 else inq.DEFAULT_SCHEDULE
+        return sum(1 for s in schedule if s < 1)
+    if row == "slq":
+        return len(slq.group_counts(slq.cluster_count(bits), slq.DEFAULT_SCHEDULE)) - 1
+    if row == "mlq":
+        return layers
+    if row in ("uniform-qat", "brevitas-qat"):
+        return 1
+    return 0
+
+
+def epochs_per_step(budget: int, steps: int) -> int:
+    """``round(budget / steps)``, at least 1 (0 without steps)."""
+    return 0 if steps == 0 else max(1, round(budget / steps))
+
+
+# --- the bench ------------------------------------------------------------------------------
+
+
+def bench_quant(
+    *,
+    bits: Sequence[int] = DEFAULT_BITS,
+    seeds: Sequence[int] = DEFAULT_SEEDS,
+    methods: Sequence[str] | None = None,
+    peers: bool = True,
+    progress: bool = True,
+    out: str | os.PathLike[str] | None = None,
+    epochs: int = DEFAULT_EPOCHS,
+    plot: bool = True,
+    model: nn.Module | None = None,
+    data: Any = None,
+) -> dict[str, Any]:
+    """Accuracy of every method at every bit width and seed on digits; writes the results.
+
+    Parameters
+    ----------
+    bits : sequence of int, default (2, 3, 4, 5)
+        weight bit widths; a row skips the widths it does not take (MLQ: 2 only).
+    seeds : sequence of int, default (0, 1, 2)
+        at least 3 for tables (METHODS.md).
+    methods : sequence of str, optional
+        rows of :data:`ROWS` (default all, in table order).
+    peers : bool, default True
+        also run the Brevitas peer rows (:data:`PEER_ROWS`) if Brevitas imports.
+    progress : bool, default True
+        one line per run on stderr.
+    out : path, optional
+        the JSON result file (a path not ending in ``.json`` is a folder, holding
+        ``quant.json``); the Markdown table (``.md``) and the plot (``.png``) go next to it.
+        Default ``bench-results/quant.json``. The JSON is rewritten after every run
+        (``complete: false`` until the end).
+    epochs : int, default 24
+        the retraining budget ``E`` of every retraining row, in epochs (>= 1).
+    plot : bool, default True
+        draw the plot (needs matplotlib; skipped with a note otherwise).
+    model, data : optional
+        the float model and :class:`~hwq.workloads.digits.DigitsData`; default the
+        pretrained digits model and split.
+
+    Returns
+    -------
+    dict
+        ``settings``, ``fp32_accuracy``, ``rows`` (each row's label, regime and budget),
+        ``summary`` (row -> bits -> cell: mean/std/min/max over seeds, epochs, seconds),
+        ``runs`` (one entry per run), ``targets`` (the issue's accuracy targets, met or
+        not), ``peer`` (Brevitas status), ``timings``, ``environment``, ``files``.
+    """
+    from hwq.quant.api import quantize
+    from hwq.quant.base import fold_batchnorm, weight_layers
+    from hwq.workloads import digits
+    from hwq.workloads.train import evaluate
+
+    bits = _check_ints("bits", bits, 2, 8)
+    seeds = _check_ints("seeds", seeds, 0, None)
+    names = list(DEFAULT_METHODS if methods is None else methods)
+    unknown = [n for n in names if n not in ROWS]
+    if unknown or not names:
+        raise ValueError(f"Unknown bench methods {unknown or names!r}; allowed: "
+                         f"{', '.join(ROWS)}")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"Retraining budget must be an integer >= 1 epochs, not {epochs!r}")
+    json_path = _json_path(out)
+
+    t_start = time.perf_counter()
+    load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    if model is None:
+        model = digits.pretrained(progress=progress)
+    if data is None:
+        data = digits.load_data()
+    fp32 = evaluate(model, data.x_test, data.y_test)
+    layers = len(weight_layers(fold_batchnorm(model)))
+
+    peer = _peer_status(peers)
+    rows = [ROWS[n] for n in names] + (list(PEER_ROWS.values()) if peer["available"] else [])
+    plan = [(seed, b, row) for seed in seeds for b in bits for row in rows
+            if row.bits[0] <= b <= row.bits[1] and row.name != "brevitas-ptq"]
+    result: dict[str, Any] = {
+        "bench": "quant",
+        "workload": "digits",
+        "what": "top-1 test accuracy (%) of the integer network on the golden model, 540 test "
+                "images (1 image = 0.19 points), per weight bit width, mean/std/min/max over "
+                "seeds; Brevitas rows: Brevitas's own float fake-quant accuracy",
+        "complete": False,
+        "fp32_accuracy": fp32,
+        "settings": {"bits": bits, "seeds": seeds, "methods": names, "peers": peers,
+                     "retrain_budget_epochs": epochs, "act_bits": ACT_BITS,
+                     "weight_layers": layers,
+                     "budget_rule": "uniform-qat and brevitas-qat train E epochs; inq, slq "
+                                    "and mlq train round(E / steps) (>= 1) epochs after each "
+                                    "of their retraining steps; post-training rows 0"},
+        "rows": {},
+        "peer": peer,
+        "runs": [],
+    }
+    for row in rows:
+        if not any(row.bits[0] <= b <= row.bits[1] for b in bits):
+            continue
+        result["rows"][row.name] = {
+            "label": row.label, "regime": row.regime, "method": row.method,
+            "options": _jsonable(row.options),
+            "epochs": {str(b): _budget(row.name, b, layers, epochs) for b in bits
+                       if row.bits[0] <= b <= row.bits[1]},
+        }
+
+    for i, (seed, b, row) in enumerate(plan, 1):
+        t = time.perf_counter()
+        budget = _budget(row.name, b, layers, epochs)
+        if row.method == "brevitas":
+            if not peer["available"]:  # failed earlier in this run
+                continue
+            try:
+                runs = _brevitas_runs(model, data, b, seed, epochs)
+            except Exception as exc:  # the peer is optional: record why and drop it
+                peer.update(available=False, error=f"{type(exc).__name__}: {exc}")
+                _log(progress, f"[{i}/{len(plan)}] Brevitas failed, peer rows skipped: "
+                               f"{peer['error']}")
+                result["runs"] = [r for r in result["runs"] if r["row"] not in PEER_ROWS]
+                for name in PEER_ROWS:
+                    result["rows"].pop(name, None)
+                continue
+            result["runs"].extend(runs)
+            line = ", ".join(f"{r['row']} {r['accuracy']:.2f}" for r in runs)
+        else:
+            options = dict(row.options)
+            if row.regime == "retraining":
+                options["epochs"] = budget["epochs_per_step"]
+            res = quantize(model, row.method, bits=b, data=data, act_bits=ACT_BITS, seed=seed,
+                           progress=False, **options)
+            result["runs"].append({
+                "row": row.name, "method": row.method, "bits": b, "seed": seed,
+                "options": _jsonable(options), **budget,
+                "accuracy": res.accuracy,
+                "fake_quant_accuracy": res.fake_quant_accuracy,
+                "fake_quant_float_accuracy": res.fake_quant_float_accuracy,
+                "weight_only_accuracy": res.weight_only_accuracy,
+                "fp32_accuracy": res.fp32_accuracy,
+                "output_mismatches": res.output_mismatches,
+                "weight_bits_total": res.weight_bits_total,
+                "compression_ratio": res.compression_ratio,
+                "evaluated_by": "hwq integer network on the golden model",
+                "timings": res.timings,
+                "seconds": time.perf_counter() - t,
+            })
+            line = f"{row.name} {res.accuracy:.2f}"
+        _log(progress, f"[{i}/{len(plan)}] {b}b seed {seed}: {line} % "
+                       f"({time.perf_counter() - t:.1f} s)")
+        _write_json(json_path, result)
+
+    result["summary"] = _summarize(result["runs"])
+    result["targets"] = _targets(result["summary"], result["runs"], fp32)
+    result["timings"] = {
+        "total_s": time.perf_counter() - t_start,
+        "by_row_s": {name: sum(r["seconds"] for r in result["runs"] if r["row"] == name)
+                     for name in result["rows"]},
+        "note": "wall clock on a shared machine (2 cores, other jobs): compare within one run",
+    }
+    result["environment"] = {
+        "hwq_version": __version__, "torch": torch.__version__,
+        "brevitas": peer.get("version"), "python": platform.python_version(),
+        "machine": platform.machine(), "cpu_count": os.cpu_count(),
+        "load_average_start": load_start,
+        "load_average_end": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
+    result["complete"] = True
+    md_path, png_path = json_path.with_suffix(".md"), json_path.with_suffix(".png")
+    result["files"] = {"json": str(json_path), "markdown": str(md_path)}
+    if plot:
+        try:
+            plot_quant(result, png_path)
+            result["files"]["plot"] = str(png_path)
+        except ImportError as exc:
+            result["files"]["plot"] = None
+            result["plot_note"] = f"no plot: {exc}"
+    atomic_write(md_path, (format_quant(result) + "\n").encode())
+    _write_json(json_path, result)
+    return result
+
+
+def _budget(row: str, bits: int, layers: int, epochs: int) -> dict[str, int]:
+    steps = retrain_steps(row, bits, layers)
+    per = epochs_per_step(epochs, steps)
+    return {"retrain_steps": steps, "epochs_per_step": per, "retrain_epochs": steps * per}
+
+
+def _check_ints(name: str, values: Sequence[int], lo: int, hi: int | None) -> list[int]:
+    try:
+        out = list(values)
+    except TypeError:
+        out = []
+    ok = bool(out) and all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= lo and (hi is None or v <= hi)
+        for v in out) and len(set(out)) == len(out)
+    if not ok:
+        rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+        raise ValueError(f"Bench {name} must be distinct integers {rng}, not {values!r}")
+    return out
+
+
+def _json_path(out: str | os.PathLike[str] | None) -> Path:
+    if out is None:
+        return DEFAULT_OUT / "quant.json"
+    path = Path(out)
+    return path if path.suffix == ".json" else path / "quant.json"
+
+
+def _write_json(path: Path, result: dict[str, Any]) -> None:
+    atomic_write(path, (json.dumps(result, indent=2) + "\n").encode())
+
+
+def _jsonable(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
+
+
+def _log(progress: bool, text: str) -> None:
+    if progress:
+        print(text, file=sys.stderr, flush=True)
+
+
+# --- the Brevitas peer ----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _quiet() -> Any:
+    """Silence Brevitas's import-time and deprecation chatter."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _peer_status(peers: bool) -> dict[str, Any]:
+    status: dict[str, Any] = {
+        "name": "brevitas", "requested": bool(peers), "available": False,
+        "evaluated_by": "Brevitas's own float fake-quant model in torch (not hwq's integer "
+                        "pipeline)",
+        "setup": "folded digits network as brevitas.nn layers: QuantIdentity(8 bits) input, "
+                 "QuantConv2d/QuantLinear(weight_bit_width=b, Int8WeightPerChannelFloat: "
+                 "per-channel float scales from max|w|, narrow range), QuantReLU(8 bits, "
+                 "unsigned), float biases and logits; pretrained folded weights; activation "
+                 "scales calibrated on the training set (calibration_mode); QAT with "
+                 "hwq.workloads.train.fit using uniform-qat's settings (SGD lr 0.01, "
+                 "momentum 0.9, weight decay 5e-4, batch 64, cosine, 1 thread)",
+    }
+    if not peers:
+        status["reason"] = "not requested (--no-peers)"
+        return status
+    try:
+        with _quiet():
+            import brevitas
+            import brevitas.nn  # noqa: F401
+    except Exception as exc:  # ImportError, or a torch it cannot work with
+        status["reason"] = (f"brevitas unavailable ({type(exc).__name__}: {exc}); install "
+                            f"the [peers] extra (pip install brevitas)")
+        return status
+    status.update(available=True, version=getattr(brevitas, "__version__", "unknown"))
+    return status
+
+
+def _brevitas_model(folded: nn.Sequential, bits: int) -> nn.Sequential:
+    with _quiet():
+        import brevitas.nn as qnn
+        from brevitas.quant import Int8WeightPerChannelFloat
+
+    layers: list[nn.Module] = [qnn.QuantIdentity(bit_width=ACT_BITS)]
+    for m in folded:
+        if isinstance(m, nn.Conv2d):
+            q: nn.Module = qnn.QuantConv2d(
+                m.in_channels, m.out_channels, m.kernel_size, stride=m.stride,
+                padding=m.padding, bias=m.bias is not None,
+                weight_quant=Int8WeightPerChannelFloat, weight_bit_width=bits)
+        elif isinstance(m, nn.Linear):
+            q = qnn.QuantLinear(m.in_features, m.out_features, bias=m.bias is not None,
+                                weight_quant=Int8WeightPerChannelFloat, weight_bit_width=bits)
+        elif isinstance(m, nn.ReLU):
+            layers.append(qnn.QuantReLU(bit_width=ACT_BITS))
+            continue
+        elif isinstance(m, nn.MaxPool2d | nn.Flatten):
+            layers.append(copy.deepcopy(m))
+            continue
+        else:
+            raise ValueError(f"Brevitas peer: unsupported layer {type(m).__name__}")
+        with torch.no_grad():
+            q.weight.copy_(m.weight)
+            if m.bias is not None:
+                q.bias.copy_(m.bias)
+        layers.append(q)
+    return nn.Sequential(*layers)
+
+
+def _brevitas_runs(model: nn.Module, data: Any, bits: int, seed: int,
+                   epochs: int) -> list[dict[str, Any]]:
+    """Brevitas at ``bits``: calibrated (``brevitas-ptq``), then QAT (``brevitas-qat``)."""
+    from hwq.quant.base import fold_batchnorm
+    from hwq.quant.uniform import quantize_uniform_qat
+    from hwq.workloads.train import evaluate, fit
+
+    with _quiet():
+        from brevitas.graph.calibrate import calibration_mode
+
+    # uniform QAT's training settings (its signature's defaults), so the budgets match
+    defaults = {k: p.default for k, p in inspect.signature(quantize_uniform_qat).parameters.items()
+                if k in ("lr", "batch_size", "momentum", "weight_decay", "schedule",
+                         "num_threads")}
+    t0 = time.perf_counter()
+    net = _brevitas_model(fold_batchnorm(model), bits)
+    with _quiet(), torch.no_grad(), calibration_mode(net):
+        for start in range(0, len(data.x_train), 256):
+            net(data.x_train[start:start + 256])
+    net.eval()
+    with _quiet():
+        ptq = evaluate(net, data.x_test, data.y_test)
+    t_cal = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    with _quiet():
+        fit(net, data.x_train, data.y_train, epochs=epochs, seed=seed, progress=False,
+            desc=f"brevitas {bits}b", **defaults)
+        net.eval()
+        qat = evaluate(net, data.x_test, data.y_test)
+    t_qat = time.perf_counter() - t1
+    common = {"method": "brevitas", "bits": bits, "seed": seed,
+              "evaluated_by": "Brevitas float fake-quant", "fake_quant_accuracy": None,
+              "fake_quant_float_accuracy": None, "output_mismatches": None}
+    return [
+        {"row": "brevitas-ptq", **common, "options": {}, "retrain_steps": 0,
+         "epochs_per_step": 0, "retrain_epochs": 0, "accuracy": ptq,
+         "timings": {"method": t_cal}, "seconds": t_cal},
+        {"row": "brevitas-qat", **common, "options": {"epochs": epochs, **defaults},
+         "retrain_steps": 1, "epochs_per_step": epochs, "retrain_epochs": epochs,
+         "accuracy": qat, "timings": {"method": t_qat}, "seconds": t_cal + t_qat},
+    ]
+
+
+# --- summary and targets --------------------------------------------------------------------
+
+
+def _summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault((r["row"], r["bits"]), []).append(r)
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for (row, b), rs in groups.items():
+        acc = [r["accuracy"] for r in rs]
+        cell: dict[str, Any] = {
+            "n": len(rs), "seeds": [r["seed"] for r in rs],
+            "accuracy_mean": statistics.fmean(acc),
+            "accuracy_std": statistics.stdev(acc) if len(acc) > 1 else 0.0,
+            "accuracy_min": min(acc), "accuracy_max": max(acc),
+            "retrain_epochs": rs[0]["retrain_epochs"],
+            "epochs_per_step": rs[0]["epochs_per_step"],
+            "retrain_steps": rs[0]["retrain_steps"],
+            "seconds_mean": statistics.fmean(r["seconds"] for r in rs),
+            "method_seconds_mean": statistics.fmean(r["timings"]["method"] for r in rs),
+        }
+        fq = [r["fake_quant_float_accuracy"] for r in rs]
+        if all(v is not None for v in fq):
+            cell["fake_quant_float_mean"] = statistics.fmean(fq)
+            cell["int_vs_fake_quant_max_abs"] = max(abs(r["accuracy"] - f)
+                                                    for r, f in zip(rs, fq, strict=True))
+            cell["output_mismatches"] = sum(r["output_mismatches"] for r in rs)
+            cell["weight_bits_total"] = rs[0]["weight_bits_total"]
+            cell["compression_ratio"] = rs[0]["compression_ratio"]
+        out.setdefault(row, {})[str(b)] = cell
+    return out
+
+
+def _targets(summary: dict[str, Any], runs: list[dict[str, Any]],
+             fp32: float) -> list[dict[str, Any]]:
+    """The issue's accuracy targets that the measured cells can decide (means over seeds)."""
+    out: list[dict[str, Any]] = []
+    hwq_runs = [r for r in runs if r["fake_quant_float_accuracy"] is not None]
+    if hwq_runs:
+        worst = max(hwq_runs, key=lambda r: abs(r["accuracy"] - r["fake_quant_float_accuracy"]))
+        gap = abs(worst["accuracy"] - worst["fake_quant_float_accuracy"])
+        out.append({
+            "target": "integer accuracy = float fake-quant accuracy within 0.2 points "
+                      "(every hwq run)",
+            "value": gap, "limit": 0.2, "met": gap <= 0.2 + 1e-9,
+            "detail": f"largest gap {gap:.2f} points ({worst['row']} {worst['bits']}b seed "
+                      f"{worst['seed']}); exact torch integer path vs golden: "
+                      f"{sum(r['output_mismatches'] for r in hwq_runs)} mismatching outputs, "
+                      f"max |accuracy - fake_quant_accuracy| "
+                      f"{max(abs(r['accuracy'] - r['fake_quant_accuracy']) for r in hwq_runs):.2f}",
+        })
+    for row, b, limit in (("inq", 5, 0.5), ("inq", 4, 0.5), ("inq", 3, 1.5), ("inq", 2, 3.0),
+                          ("slq", 5, 0.5), ("slq", 4, 0.5)):
+        cell = summary.get(row, {}).get(str(b))
+        if cell is None:
+            continue
+        drop = fp32 - cell["accuracy_mean"]
+        worst = fp32 - cell["accuracy_min"]
+        out.append({
+            "target": f"{row.upper()} {b} bits within {limit} points of fp32",
+            "value": drop, "limit": limit, "met": drop <= limit + 1e-9,
+            "detail": f"mean {cell['accuracy_mean']:.2f} % (fp32 {-drop:+.2f}), worst seed "
+                      f"{cell['accuracy_min']:.2f} % (fp32 {-worst:+.2f}), "
+                      f"{cell['retrain_epochs']} retraining epochs",
+        })
+    inq3, pot3 = summary.get("inq", {}).get("3"), summary.get("pot", {}).get("3")
+    if inq3 is not None and pot3 is not None:
+        diff = inq3["accuracy_mean"] - pot3["accuracy_mean"]
+        out.append({
+            "target": "INQ beats post-training power-of-two rounding at 3 bits",
+            "value": diff, "limit": 0.0, "met": diff > 0,
+            "detail": f"INQ {inq3['accuracy_mean']:.2f} % vs rounding "
+                      f"{pot3['accuracy_mean']:.2f} % ({diff:+.2f} points; INQ min "
+                      f"{inq3['accuracy_min']:.2f} vs rounding max {pot3['accuracy_max']:.2f})",
+        })
+    return out
+
+
+# --- reports --------------------------------------------------------------------------------
+
+
+def _row_order(result: dict[str, Any]) -> list[str]:
+    rows = list(result["rows"])
+    return ([r for r in rows if result["rows"][r]["regime"] == "post-training"]
+            + [r for r in rows if result["rows"][r]["regime"] != "post-training"])
+
+
+def format_quant(result: dict[str, Any]) -> str:
+    """The results as Markdown: accuracy table, budgets and timings, targets, notes."""
+    bits = result["settings"]["bits"]
+    seeds = result["settings"]["seeds"]
+    budget = result["settings"]["retrain_budget_epochs"]
+    summary = result.get("summary") or _summarize(result["runs"])
+    lines = [
+        "# Quantization results: digits (`hwq bench quant`)",
+        "",
+        f"fp32 {result['fp32_accuracy']:.2f} %. Top-1 test accuracy in %, 540 test images "
+        f"(1 image = 0.19 points), {result['settings']['act_bits']}-bit activations. Cells: "
+        f"mean ± std (min..max) over seeds {', '.join(map(str, seeds))}. hwq rows: the "
+        f"integer network on the golden model; Brevitas rows: Brevitas's own float "
+        f"fake-quant accuracy. Retraining rows: a budget of {budget} epochs per run "
+        f"(exact epochs per cell below).",
+        "",
+        "| method | regime | " + " | ".join(f"{b} bits" for b in bits) + " |",
+        "|---|---|" + "---|" * len(bits),
+    ]
+    for name in _row_order(result):
+        info = result["rows"][name]
+        cells = []
+        for b in bits:
+            c = summary.get(name, {}).get(str(b))
+            cells.append("—" if c is None else
+                         f"{c['accuracy_mean']:.2f} ± {c['accuracy_std']:.2f} "
+                         f"({c['accuracy_min']:.2f}..{c['accuracy_max']:.2f})")
+        lines.append(f"| {info['label']} | {info['regime']} | " + " | ".join(cells) + " |")
+
+    lines += ["", "Retraining epochs (steps × epochs per step) and mean seconds per run "
+              "(method time / whole run incl. integerize and golden evaluation):", "",
+              "| method | " + " | ".join(f"{b} bits" for b in bits) + " |",
+              "|---|" + "---|" * len(bits)]
+    for name in _row_order(result):
+        cells = []
+        for b in bits:
+            c = summary.get(name, {}).get(str(b))
+            if c is None:
+                cells.append("—")
+                continue
+            ep = (f"{c['retrain_epochs']} ep" if c["retrain_steps"] <= 1 else
+                  f"{c['retrain_steps']}×{c['epochs_per_step']} = {c['retrain_epochs']} ep")
+            cells.append(f"{ep}; {c['method_seconds_mean']:.1f} / {c['seconds_mean']:.1f} s")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+
+    if result.get("targets"):
+        lines += ["", "Targets (means over seeds):", ""]
+        for t in result["targets"]:
+            lines.append(f"- {'met' if t['met'] else '**NOT met**'}: {t['target']}: "
+                         f"{t['detail']}")
+
+    peer = result["peer"]
+    lines += ["", "Notes:", ""]
+    if peer.get("available"):
+        lines.append(f"- Peer: Brevitas {peer.get('version')}, evaluated by "
+                     f"{peer['evaluated_by']}. Setup: {peer['setup']}.")
+    else:
+        lines.append(f"- Peer: Brevitas rows skipped: "
+                     f"{peer.get('error') or peer.get('reason', 'unavailable')}.")
+    lines += [
+        "- `uniform` and `pot` are deterministic (no seed dependence): their spread is 0.",
+        "- `pot` is `quantize(..., 'inq', schedule=(1,))`: INQ's per-channel power-of-two set "
+        "and midpoint rounding, without retraining. `slq-ptq` is SLQ with `epochs=0`.",
+        f"- Budget rule: {result['settings']['budget_rule']}.",
+    ]
+    if "timings" in result:
+        lines.append(f"- Total time {result['timings']['total_s'] / 60:.1f} min; "
+                     f"{result['timings']['note']}.")
+    return "\n".join(lines)
+
+
+def plot_quant(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Accuracy vs bits, one line per row with std error bars; full range and a zoom."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = result.get("summary") or _summarize(result["runs"])
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    low = 100.0
+    names = [n for n in _row_order(result) if summary.get(n)]
+    for ax, zoom in zip(axes, (False, True), strict=True):
+        for i, name in enumerate(names):
+            cells = summary[name]
+            bs = sorted(int(b) for b in cells)
+            # a small horizontal offset per row keeps overlapping error bars apart
+            x = [b + 0.025 * (i - (len(names) - 1) / 2) for b in bs]
+            y = [cells[str(b)]["accuracy_mean"] for b in bs]
+            e = [cells[str(b)]["accuracy_std"] for b in bs]
+            if result["rows"][name]["regime"] != "post-training":
+                low = min(low, *(m - s for m, s in zip(y, e, strict=True)))
+            post = result["rows"][name]["regime"] == "post-training"
+            ax.errorbar(x, y, yerr=e, label=name, capsize=3, marker="o" if not post else "s",
+                        linestyle="--" if post else "-")
+        ax.axhline(result["fp32_accuracy"], color="k", linewidth=0.8, label="fp32")
+        ax.set_xlabel("weight bits")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_xticks(result["settings"]["bits"])
+        ax.grid(alpha=0.3)
+        if zoom:
+            ax.set_ylim(max(0.0, math.floor(low) - 1.0), 100.2)
+            ax.set_title("zoom (retraining rows)")
+        else:
+            ax.set_title("digits: accuracy vs weight bits (mean ± std over seeds)")
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,96 @@
+"""``hwq bench quant`` (:mod:`hwq.quant.bench_quant`) on a tiny configuration."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hwq.quant.api import quantize
+from hwq.quant.bench_quant import (
+    bench_quant,
+    epochs_per_step,
+    format_quant,
+    retrain_steps,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny(digits_reference, digits_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "quant.json"
+    result = bench_quant(bits=(4,), seeds=(0,), methods=("uniform",), peers=False,
+                         progress=False, out=out, model=digits_reference, data=digits_data)
+    return result, out
+
+
+def test_structure_and_files(tiny):
+    result, out = tiny
+    assert result["bench"] == "quant" and result["complete"] is True
+    assert result["settings"]["bits"] == [4] and result["settings"]["seeds"] == [0]
+    assert list(result["rows"]) == ["uniform"]
+    assert result["rows"]["uniform"]["regime"] == "post-training"
+    assert result["peer"]["available"] is False and "not requested" in result["peer"]["reason"]
+    (run,) = result["runs"]
+    assert (run["row"], run["bits"], run["seed"], run["retrain_epochs"]) == ("uniform", 4, 0, 0)
+    for key in ("accuracy", "fake_quant_accuracy", "fake_quant_float_accuracy",
+                "fp32_accuracy", "weight_bits_total", "compression_ratio", "timings", "seconds"):
+        assert key in run
+    cell = result["summary"]["uniform"]["4"]
+    assert cell["n"] == 1 and cell["accuracy_std"] == 0.0
+    assert cell["accuracy_min"] == cell["accuracy_mean"] == cell["accuracy_max"]
+    assert result["targets"][0]["target"].startswith("integer accuracy")
+    assert result["targets"][0]["met"]
+    assert result["timings"]["total_s"] > 0
+    # the files: the JSON on disk is the returned dict; the table and plot next to it
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    assert out.with_suffix(".md").read_text().strip() == format_quant(result)
+    assert out.with_suffix(".png").stat().st_size > 0
+
+
+def test_table_equals_quantize(tiny, digits_model, digits_data):
+    result, _ = tiny
+    ref = quantize(digits_model, "uniform", bits=4, data=digits_data, seed=0, progress=False)
+    cell = result["summary"]["uniform"]["4"]
+    assert cell["accuracy_mean"] == ref.accuracy
+    assert result["runs"][0]["fake_quant_float_accuracy"] == ref.fake_quant_float_accuracy
+    assert result["fp32_accuracy"] == ref.fp32_accuracy
+    assert f"{ref.accuracy:.2f} ± 0.00 ({ref.accuracy:.2f}..{ref.accuracy:.2f})" in \
+        format_quant(result)
+
+
+def test_budgets():
+    # INQ: three retraining steps (ten at 2 bits); SLQ 5 bits: four; MLQ: one per layer
+    assert [retrain_steps("inq", b, 4) for b in (2, 3, 5)] == [9, 3, 3]
+    assert retrain_steps("slq", 5, 4) == 4 and retrain_steps("mlq", 2, 4) == 4
+    assert retrain_steps("uniform", 3, 4) == 0 and retrain_steps("uniform-qat", 3, 4) == 1
+    assert [epochs_per_step(24, s) for s in (0, 1, 3, 4, 9)] == [0, 24, 8, 6, 3]
+    assert epochs_per_step(3, 4) == 1
+
+
+def test_rejects_bad_settings():
+    with pytest.raises(ValueError, match="Unknown bench methods"):
+        bench_quant(methods=("nope",), peers=False, progress=False)
+    with pytest.raises(ValueError, match="bits"):
+        bench_quant(bits=(1,), peers=False, progress=False)
+    with pytest.raises(ValueError, match="budget"):
+        bench_quant(epochs=0, peers=False, progress=False)
+
+
+def test_peer_failure_is_skipped_with_a_note(digits_reference, digits_data, tmp_path,
+                                             monkeypatch):
+    from hwq.quant import bench_quant as bq
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("incompatible torch")
+
+    monkeypatch.setattr(bq, "_peer_status", lambda peers: {"available": True, "version": "x",
+                                                           "evaluated_by": "", "setup": ""})
+    monkeypatch.setattr(bq, "_brevitas_runs", broken)
+    result = bq.bench_quant(bits=(4,), seeds=(0,), methods=("uniform",), peers=True,
+                            progress=False, out=tmp_path, plot=False, model=digits_reference,
+                            data=digits_data)
+    assert result["peer"]["available"] is False
+    assert "incompatible torch" in result["peer"]["error"]
+    assert list(result["rows"]) == ["uniform"] and {r["row"] for r in result["runs"]} == {"uniform"}
+    assert "Brevitas rows skipped: RuntimeError: incompatible torch" in format_quant(result)
+    assert (tmp_path / "quant.json").exists() and not (tmp_path / "quant.png").exists()
