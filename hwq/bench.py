@@ -13,6 +13,14 @@ sim
     simulation speed of the digits-shaped network on a core: Verilator end to end (host
     runtime, bus transfers included) against the same build free-running, and against
     Amaranth's Python simulator on the same config and program.
+tq, joint
+    Transform Quantization (accuracy vs average bits per transform, with and without
+    retraining) and joint sparsity-quantization (accuracy vs compression ratio).
+hw
+    resources and Fmax of the PE arrays and cores with Yosys and nextpnr (:mod:`hwq.rtl.bench_hw`).
+all
+    every benchmark above at a size that fits about 15 minutes on a 2-core machine (``--full``
+    for the complete sweeps); one ``all.json`` with every figure and ``summary.md``.
 quant
     the quantization results table on digits: accuracy at 2..5 weight bits of every
     ``hwq.quant`` method (post-training and at an equal retraining budget) and the Brevitas
@@ -26,6 +34,7 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +50,20 @@ DEFAULT_OUT = Path("bench-results")
 
 def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="bench", metavar="BENCH", required=True)
+    a = sub.add_parser("all", help="every benchmark; one JSON and a Markdown summary")
+    a.add_argument("--full", action="store_true",
+                   help="the complete sweeps (seeds, bits, shapes): much longer than 15 min")
+    a.add_argument("--skip", nargs="+", default=[], choices=list(SECTIONS),
+                   help="leave these benchmarks out")
+    t = sub.add_parser("tq", help="transform quantization: accuracy vs average bits")
+    t.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    t.add_argument("--bits", type=float, nargs="+", default=[2.0, 3.0])
+    j = sub.add_parser("joint", help="joint sparsity-quantization: accuracy vs compression")
+    j.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    j.add_argument("--compressions", type=float, nargs="+", default=[10, 25, 50, 100])
+    h = sub.add_parser("hw", help="resources and Fmax of arrays and cores (Yosys, nextpnr)")
+    h.add_argument("--full", action="store_true",
+                   help="shapes 4/8/16 x weight bits 2/4/8 (default: 8x8 at 4 bits + cores)")
     g = sub.add_parser("golden", help="golden int8 conv vs torch float32 conv (time ratio)")
     g.add_argument("--repeats", type=int, default=15, help="timed runs of each (default 15)")
     g.add_argument("--batch", type=int, default=8)
@@ -64,7 +87,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                    help="skip the Brevitas peer rows")
     q.add_argument("--quick", action="store_true",
                    help="smoke test: one seed, bits 3 and 4, 3 epochs")
-    for p in (g, sm, q):
+    for p in (g, sm, q, a, t, j, h):
         p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
         p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
         p.add_argument("-o", "--out", type=Path, default=None,
@@ -102,6 +125,19 @@ def run(args: argparse.Namespace) -> int:
         files = result["files"]
         text = format_quant(result) + "\n\nwrote " + ", ".join(
             str(f) for k, f in files.items() if k != "json" and f)
+    elif args.bench == "all":
+        result = bench_all(full=args.full, skip=args.skip)
+        text = result.pop("_text")
+    elif args.bench in ("tq", "joint", "hw"):
+        folder = args.out.parent if args.out else DEFAULT_OUT
+        if args.bench == "hw":
+            result, text = _hw_section(full=args.full, out_dir=folder)
+        elif args.bench == "tq":
+            result, text = _tq_section(full=True, out_dir=folder, seeds=tuple(args.seeds),
+                                       bits=tuple(args.bits))
+        else:
+            result, text = _joint_section(full=True, out_dir=folder, seeds=tuple(args.seeds),
+                                          compressions=tuple(args.compressions))
     else:  # pragma: no cover - argparse restricts the choices
         raise ValueError(f"Unknown benchmark {args.bench!r}")
     out = args.out or DEFAULT_OUT / f"{args.bench}.json"
@@ -255,3 +291,88 @@ def format_sim(r: dict[str, Any]) -> str:
         f"  end to end / free-running {r['end_to_end_vs_free_run']:.2f}x (goal >= 0.5), "
         f"Verilator / Amaranth {r['verilator_vs_amaranth']:.0f}x (goal >= 50)",
     ])
+
+
+# --------------------------------------------------------------------------- hwq bench all
+def _golden_section(*, full: bool, out_dir: Path, **_: Any) -> tuple[dict, str]:
+    r = bench_golden(repeats=15)
+    return r, format_golden(r)
+
+
+def _sim_section(*, full: bool, out_dir: Path, **_: Any) -> tuple[dict, str]:
+    r = bench_sim(images=540 if full else 128)
+    return r, format_sim(r)
+
+
+def _quant_section(*, full: bool, out_dir: Path, **_: Any) -> tuple[dict, str]:
+    from hwq.quant.bench_quant import bench_quant, format_quant
+
+    r = bench_quant(bits=(2, 3, 4, 5) if full else (2, 4), seeds=(0, 1, 2),
+                    out=out_dir / "quant.json", progress=True)
+    return r, format_quant(r)
+
+
+def _tq_section(*, full: bool, out_dir: Path, seeds: tuple[int, ...] | None = None,
+                bits: tuple[float, ...] | None = None, **_: Any) -> tuple[dict, str]:
+    from hwq.quant.bench_tq import bench_tq, format_tq
+
+    r = bench_tq(bits=bits or ((2.0, 3.0) if full else (2.0,)),
+                 seeds=seeds or ((0, 1, 2) if full else (0,)), out_dir=out_dir, progress=True)
+    return r, format_tq(r)
+
+
+def _joint_section(*, full: bool, out_dir: Path, seeds: tuple[int, ...] | None = None,
+                   compressions: tuple[float, ...] | None = None, **_: Any) -> tuple[dict, str]:
+    from hwq.quant.bench_joint import bench_joint, format_joint
+
+    r = bench_joint(compressions=compressions or ((10, 25, 50, 100) if full else (25, 50)),
+                    seeds=seeds or ((0, 1, 2) if full else (0,)), out_dir=out_dir,
+                    progress=True)
+    return r, format_joint(r)
+
+
+def _hw_section(*, full: bool, out_dir: Path, **_: Any) -> tuple[dict, str]:
+    from hwq.rtl.bench_hw import bench_hw, format_hw
+
+    r = bench_hw(quick=not full, out=out_dir)
+    return r, format_hw(r)
+
+
+#: name -> runner(full=, out_dir=) -> (result, text); the order of ``hwq bench all``.
+SECTIONS: dict[str, Callable[..., tuple[dict, str]]] = {
+    "golden": _golden_section, "sim": _sim_section, "quant": _quant_section,
+    "tq": _tq_section, "joint": _joint_section, "hw": _hw_section,
+}
+
+
+def bench_all(*, full: bool = False, skip: list[str] | tuple[str, ...] = (),
+              out_dir: Path = DEFAULT_OUT) -> dict[str, Any]:
+    """Every benchmark; returns ``{section: result}`` and writes ``summary.md``.
+
+    A section that fails is recorded with its error and the others still run.
+    """
+    unknown = sorted(set(skip) - set(SECTIONS))
+    if unknown:
+        raise ValueError(f"Unknown benchmark(s) {unknown}; allowed: {', '.join(SECTIONS)}")
+    results: dict[str, Any] = {"bench": "all", "full": full, "hwq_version": __version__,
+                               "sections": {}}
+    texts = [f"# hwq benchmarks ({'full' if full else 'standard'} size)", ""]
+    t_start = time.perf_counter()
+    for name, runner in SECTIONS.items():
+        if name in skip:
+            continue
+        print(f"[bench] {name} ...", file=sys.stderr)
+        t0 = time.perf_counter()
+        try:
+            result, text = runner(full=full, out_dir=out_dir)
+        except Exception as exc:  # one broken section must not lose the others' figures
+            result, text = {"error": f"{type(exc).__name__}: {exc}"}, f"FAILED: {exc}"
+        result["seconds"] = time.perf_counter() - t0
+        results["sections"][name] = result
+        texts += [f"## {name} ({result['seconds']:.0f} s)", "", "```", text, "```", ""]
+    results["seconds"] = time.perf_counter() - t_start
+    texts.append(f"total {results['seconds']:.0f} s")
+    summary = "\n".join(texts) + "\n"
+    atomic_write(out_dir / "summary.md", summary.encode())
+    results["_text"] = summary
+    return results
