@@ -6,7 +6,9 @@ writes ``DIR/hwq_core.v`` (top module ``hwq_core``), ``DIR/hwq_regs.md`` (regist
 ``DIR/hwq_regs.py`` (register constants) and ``DIR/hwq_config.json`` (the CoreConfig, its
 fingerprint and the memory word widths). ``--program FILE`` preloads a compiled Program
 (``--readmemh``: as ``$readmemh`` files). ``--lint`` runs ``verilator --lint-only -Wall``
-with the documented waivers (:mod:`hwq.rtl.lint`) and fails on any warning.
+with the documented waivers (:mod:`hwq.rtl.lint`) and fails on any warning. ``--report``
+adds the core's resources and routed Fmax on ECP5 (:func:`hwq.rtl.report.report`, on the
+core without a program; a core that fits no part is reported, not an error).
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="with --program: initialize memories by $readmemh files")
     parser.add_argument("--lint", action="store_true",
                         help="run verilator --lint-only -Wall (documented waivers only)")
+    parser.add_argument("--report", action="store_true",
+                        help="also synthesize and place-and-route the core on ECP5 "
+                             "(yowasp tools, cached): area and routed Fmax, as `hwq report`")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,5 +70,12 @@ def run(args: argparse.Namespace) -> int:
         if not result["ok"]:
             emit(args, summary, "\n".join(text))
             raise CheckFailed(f"verilator lint reported {len(result['warnings'])} warning(s)")
+    if args.report:
+        from hwq.rtl.report import format_report, report
+
+        result = report(config)
+        summary["report"] = {k: result[k] for k in (
+            "ok", "device", "attempts", "resources", "fmax_mhz", "throughput", "cached")}
+        text.append(format_report(result))
     emit(args, summary, "\n".join(text))
     return 0

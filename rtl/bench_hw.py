@@ -1,0 +1,197 @@
+"""Hardware benchmark: the three PE types side by side on ECP5 (area, Fmax, throughput per LUT).
+
+Arrays (:class:`~hwq.rtl.pe.MacArray`, inputs and outputs registered) at equal shapes
+``lanes x simd`` and weight widths, and whole cores at 8x8, through :func:`hwq.rtl.report.report`:
+
+* ``multiply`` with DSPs and without (``-nodsp``); ``table_bits = weight_bits`` so the
+  multipliers are ``weight_bits x act_bits`` (the core default ``table_bits = 8`` would make
+  every multiply array 8 x 8 bits, whatever the weight width).
+* ``shift_add``: POT codes; 8-bit weights map to POT(7), the widest code it takes (sign +
+  6-bit exponent field, shifts up to 62).
+* ``bit_serial``: one 1-bit weight plane per cycle; its array does not depend on
+  ``weight_bits`` (one synthesis serves all widths); figures per binary op
+  (``lanes * simd * act_bits`` 1 x 1-bit products per cycle), to compare with BISMO's
+  published ~0.9 LUT6 per binary op per cycle.
+
+Writes ``hw.json``, ``hw.md`` (table) and ``hw.png`` (area vs throughput). Every point is
+cached (``<cache>/reports``), so a rerun costs only what changed. Cost on a 2-core machine
+(single-threaded wasm tools): an 8x8 array 2-5 minutes, a 16x16 one 10-30 minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from hwq.config import CoreConfig
+from hwq.rtl.report import Progress, _stderr_progress, report
+from hwq.serialize import atomic_write
+
+__all__ = ["BENCH_CORE_DEPTHS", "VARIANTS", "bench_config", "bench_hw", "format_table",
+           "plot"]
+
+#: (name, PE type, DSPs allowed).
+VARIANTS: tuple[tuple[str, str, bool], ...] = (
+    ("multiply+dsp", "multiply", True),
+    ("multiply-nodsp", "multiply", False),
+    ("shift_add", "shift_add", True),
+    ("bit_serial", "bit_serial", True),
+)
+#: Memory depths of the benchmarked cores (the defaults' 16384-word weight memory alone
+#: needs more block RAM than an LFE5U-85F has).
+BENCH_CORE_DEPTHS = {"act_depth": 2048, "weight_depth": 1024, "param_depth": 512,
+                     "desc_depth": 32}
+
+
+def bench_config(pe: str, size: int, weight_bits: int, *, core: bool = False) -> CoreConfig:
+    """The CoreConfig of one benchmark point (``size x size``; see the module docstring)."""
+    bits = min(weight_bits, 7) if pe == "shift_add" else weight_bits
+    extra: dict[str, int] = dict(BENCH_CORE_DEPTHS) if core else {}
+    if pe == "multiply":
+        extra["table_bits"] = max(2, weight_bits)
+    return CoreConfig(pe=pe, lanes=size, simd=size, weight_bits=bits, **extra)
+
+
+def _row(name: str, result: dict[str, Any], requested_bits: int) -> dict[str, Any]:
+    cfg, res, thr = result["config"], result["resources"], result["throughput"]
+    fmax = result["fmax_mhz"]
+    return {
+        "variant": name, "scope": result["scope"], "pe": cfg["pe"],
+        "shape": f"{cfg['lanes']}x{cfg['simd']}", "weight_bits": requested_bits,
+        "weight_bits_used": cfg["weight_bits"], "device": result["device"],
+        "fits": result["fits"], "error": result.get("error"),
+        "lut4": res["lut4"], "ccu2c": res["carry"], "lut4_eq": res["lut4_eq"],
+        "ff": res["ff"], "dsp": res["dsp"], "bram": res["bram"], "fmax_mhz": fmax,
+        "macs_per_cycle": thr["macs_per_cycle"],
+        "binary_ops_per_cycle": thr["binary_ops_per_cycle"],
+        "full_macs_per_cycle": thr["full_macs_per_cycle"],
+        "lut4_eq_per_mac": thr["lut4_eq_per_mac"], "lut4_eq_per_op": thr["lut4_eq_per_op"],
+        "op_unit": thr["op_unit"], "peak_gops": thr["peak_gops"],
+        "peak_full_gmacs": round(thr["full_macs_per_cycle"] * fmax / 1e3, 3) if fmax else None,
+        "cached": result.get("cached", False), "seconds": result.get("seconds"),
+    }
+
+
+def bench_hw(*, quick: bool = True, shapes: Iterable[int] | None = None,
+             weight_bits: Iterable[int] | None = None, cores: bool = True,
+             variants: Iterable[str] | None = None, target: str = "ecp5",
+             out: str | Path | None = "bench-results", cache: bool = True,
+             progress: Progress | None = _stderr_progress) -> dict[str, Any]:
+    """Compare the PE types' arrays (and 8x8 cores) on ``target``.
+
+    Parameters
+    ----------
+    quick : bool
+        8x8 arrays at 4-bit weights and the three 8x8 cores (about 15 minutes cold on the
+        2-core machine, seconds cached); else shapes 4, 8, 16 and weights 2, 4, 8.
+    shapes, weight_bits : iterable of int, optional
+        override the sweep (square arrays ``size x size``; weight widths).
+    cores : bool
+        also the whole cores at 8x8, 4-bit weights (multiply with DSPs).
+    variants : iterable of str, optional
+        names from :data:`VARIANTS` (default all).
+    out : path-like or None
+        folder for ``hw.json``, ``hw.md``, ``hw.png``; None writes nothing.
+    cache : bool
+        reuse cached reports.
+
+    Returns
+    -------
+    dict
+        ``rows`` (one per point, see :func:`format_table`), ``seconds``, ``files``.
+    """
+    shapes = tuple(shapes) if shapes is not None else ((8,) if quick else (4, 8, 16))
+    bits = tuple(weight_bits) if weight_bits is not None else ((4,) if quick else (2, 4, 8))
+    chosen = [v for v in VARIANTS if variants is None or v[0] in set(variants)]
+    unknown = set(variants or ()) - {v[0] for v in VARIANTS}
+    if unknown:
+        raise ValueError(f"Variants must be among {[v[0] for v in VARIANTS]}, not "
+                         f"{sorted(unknown)}")
+    t0 = time.monotonic()
+    rows = []
+    points = [(v, s, b, False) for s in shapes for b in bits for v in chosen]
+    if cores:
+        points += [(v, 8, 4, True) for v in chosen if v[0] != "multiply-nodsp"]
+    for i, ((name, pe, dsp), size, wb, core) in enumerate(points, 1):
+        if progress:
+            progress(f"[{i}/{len(points)}] {name} {size}x{size} w{wb} "
+                     f"{'core' if core else 'array'}")
+        result = report(bench_config(pe, size, wb, core=core), target=target,
+                        array_only=not core, dsp=dsp, cache=cache, progress=progress)
+        rows.append(_row(name, result, wb))
+    doc = {"target": target, "quick": quick, "shapes": list(shapes), "weight_bits": list(bits),
+           "core_depths": BENCH_CORE_DEPTHS, "rows": rows,
+           "seconds": round(time.monotonic() - t0, 1), "files": {}}
+    if out is not None:
+        folder = Path(out)
+        paths = {"json": folder / "hw.json", "markdown": folder / "hw.md",
+                 "plot": folder / "hw.png"}
+        doc["files"] = {k: str(v) for k, v in paths.items()}
+        atomic_write(paths["markdown"], (format_table(rows) + "\n").encode())
+        plot(rows, paths["plot"])
+        atomic_write(paths["json"], (json.dumps(doc, indent=2) + "\n").encode())
+    return doc
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown table of :func:`bench_hw` rows."""
+    head = ("| scope | variant | shape | w bits | device | LUT4 | CCU2C | LUT4-eq | FF | DSP | "
+            "BRAM | Fmax MHz | LUT4-eq/MAC | LUT4-eq/binop | peak GOPS |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        bits = str(r["weight_bits"]) + ("" if r["weight_bits_used"] == r["weight_bits"]
+                                        else f" (POT{r['weight_bits_used']})")
+        per_binop = _fmt(r["lut4_eq_per_op"], 3) if r["op_unit"] != "MAC" else "—"
+        gops = _fmt(r["peak_gops"], 1) + (" bin" if r["op_unit"] != "MAC" and r["peak_gops"]
+                                          else "")
+        device = r["device"] or "does not fit"
+        lines.append(f"| {r['scope']} | {r['variant']} | {r['shape']} | {bits} | {device} | "
+                     f"{r['lut4']} | {r['ccu2c']} | {r['lut4_eq']} | {r['ff']} | {r['dsp']} | "
+                     f"{r['bram']} | {_fmt(r['fmax_mhz'])} | {_fmt(r['lut4_eq_per_mac'])} | "
+                     f"{per_binop} | {gops} |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict[str, Any]], path: str | Path) -> None:
+    """Area (LUT4-eq, log) vs peak full-precision GMAC/s (log), one marker per variant.
+
+    ``bit_serial`` counts ``lanes * simd / weight_bits`` full MACs per cycle, so the points
+    at equal weight width compare like for like. Arrays only; labels ``shape/w bits``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    markers = {"multiply+dsp": "s", "multiply-nodsp": "D", "shift_add": "o", "bit_serial": "^"}
+    for name, marker in markers.items():
+        pts = [r for r in rows if r["variant"] == name and r["scope"] == "array"
+               and r["peak_full_gmacs"]]
+        if not pts:
+            continue
+        ax.scatter([r["lut4_eq"] for r in pts], [r["peak_full_gmacs"] for r in pts],
+                   marker=marker, label=name)
+        for r in pts:
+            ax.annotate(f"{r['shape']}/w{r['weight_bits']}", (r["lut4_eq"], r["peak_full_gmacs"]),
+                        fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("area: LUT4-equivalents (LUT4 + 2 CCU2C), DSPs not counted")
+    ax.set_ylabel("peak GMAC/s at routed Fmax (full-precision MACs)")
+    ax.set_title("MAC arrays on ECP5 (registered I/O)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
