@@ -277,7 +277,8 @@ def test_second_build_is_cached_and_runs_no_verilator(
     assert stamp["key"] == doctor_build.key
     source = tmp_path / "moved.v"  # same contents at another path: same build
     source.write_text(doctor_verilog)
-    again = sim_build.build(source, doctor.TOPLEVEL)  # cache from $HWQ_CACHE_DIR
+    again = sim_build.build(source, doctor.TOPLEVEL,  # cache from $HWQ_CACHE_DIR
+                            build_args=doctor.FAST_COMPILE)
     assert no_verilator_build == []
     assert (again.cached, again.build_dir, again.key) == (
         True,
@@ -346,7 +347,7 @@ def test_concurrent_builder_waits_for_the_lock(
     thread = threading.Thread(target=other_builder)
     thread.start()
     held.wait()
-    again = sim_build.build(source, doctor.TOPLEVEL)
+    again = sim_build.build(source, doctor.TOPLEVEL, build_args=doctor.FAST_COMPILE)
     thread.join()
     assert again.cached is True
     assert again.seconds >= 0.9
@@ -447,7 +448,7 @@ def test_explicit_waves_argument_beats_waves_env(
     monkeypatch.setenv("WAVES", "1")
     source = tmp_path / "design.v"
     source.write_text(doctor_verilog)
-    again = sim_build.build(source, doctor.TOPLEVEL, waves=False)
+    again = sim_build.build(source, doctor.TOPLEVEL, waves=False, build_args=doctor.FAST_COMPILE)
     assert (again.cached, again.key, again.waves) == (True, doctor_build.key, None)
     # $WAVES asks for waves, but this build has none: run without instead of failing
     result = sim_build.run_tests(doctor_build, mixed_tb, "passes")
