@@ -1,0 +1,54 @@
+"""hwq bench plumbing (the benchmarks themselves are not tests)."""
+
+import json
+
+import pytest
+
+from hwq import bench
+from hwq.cli import main
+
+
+def test_bench_all_collects_sections_and_writes_a_summary(tmp_path, monkeypatch):
+    calls = []
+
+    def fake(name):
+        def run(*, full, out_dir, **_):
+            calls.append((name, full, out_dir))
+            if name == "tq":
+                raise RuntimeError("tool missing")
+            return {"bench": name, "figure": 1.5}, f"{name} table"
+        return run
+
+    monkeypatch.setattr(bench, "SECTIONS", {n: fake(n) for n in bench.SECTIONS})
+    result = bench.bench_all(skip=["hw"], out_dir=tmp_path)
+    assert [c[0] for c in calls] == ["golden", "sim", "quant", "tq", "joint"]
+    assert all(c[1] is False and c[2] == tmp_path for c in calls)
+    sections = result["sections"]
+    assert sections["golden"]["figure"] == 1.5
+    assert sections["tq"]["error"] == "RuntimeError: tool missing"
+    assert "hw" not in sections
+    summary = (tmp_path / "summary.md").read_text()
+    assert "## golden" in summary and "golden table" in summary
+    assert "FAILED: tool missing" in summary
+
+
+def test_bench_all_rejects_unknown_sections():
+    with pytest.raises(ValueError, match=r"Unknown benchmark\(s\) \['fpga'\]"):
+        bench.bench_all(skip=["fpga"])
+
+
+def test_bench_golden_cli_json(tmp_path, capsys):
+    out = tmp_path / "g.json"
+    code = main(["bench", "golden", "--repeats", "2", "--batch", "1", "--channels", "8",
+                 "--size", "8", "--json", "-o", str(out)])
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads(out.read_text())
+    assert printed["bench"] == "golden" and printed["repeats"] == 2
+    assert printed["ratio_golden_vs_torch"] > 0
+    assert set(printed["median_s"]) == {"golden_conv", "golden_conv_requant", "torch_float32_conv"}
+
+
+def test_bench_rejects_bad_sizes(capsys):
+    assert main(["bench", "golden", "--repeats", "0", "-o", "/tmp/unused.json"]) == 2
+    assert "Benchmark repeats must be a positive integer, not 0" in capsys.readouterr().err
