@@ -41,6 +41,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="quantization seed")
     parser.add_argument("--waves", nargs="?", const="vcd", default=None, choices=["vcd", "fst"],
                         help="record a waveform of the simulation (vcd, or fst)")
+    parser.add_argument("--report", action="store_true",
+                        help="also synthesize and place-and-route the core on ECP5 (Yosys, "
+                             "nextpnr; minutes the first time, cached): area and routed Fmax")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="Verilator build cache (default: HWQ_CACHE_DIR or the user cache)")
@@ -60,7 +63,16 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress, cache_dir=args.cache_dir,
         log=lambda text: _say(args, text),
     )
-    emit(args, report, format_report(report))
+    text = format_report(report)
+    if args.report:
+        from hwq.rtl.report import format_report as format_hw
+        from hwq.rtl.report import report as hw_report
+
+        _say(args, "[+] hardware report: Yosys + nextpnr on ECP5 (cached by hash)")
+        hw = hw_report(CoreConfig.from_dict(report["core"]))
+        report["hardware"] = hw
+        text += "\n" + format_hw(hw)
+    emit(args, report, text)
     return 0 if report["ok"] else 1
 
 

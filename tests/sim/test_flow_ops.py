@@ -31,3 +31,23 @@ def test_conv_counts_every_output_position():
                      requant=rq, padding=1)
     net = ir.QuantizedNetwork(input_shape=(1, 5, 5), act_bits=8, input_scale=1.0, ops=[conv])
     assert _network_ops(net) == (25 * 2, 25 * 3)
+
+
+def test_flow_report_flag_adds_the_hardware_report(monkeypatch, capsys):
+    import json
+
+    import hwq.rtl.report as rtl_report
+    from hwq.cli import main
+    from hwq.sim import flow
+
+    core = {"pe": "shift_add", "lanes": 8, "simd": 8}
+    fake = {"ok": True, "core": core, "timings": {}, "mismatches": 0}
+    monkeypatch.setattr(flow, "flow", lambda **kw: dict(fake))
+    monkeypatch.setattr(flow, "format_report", lambda r: "flow text")
+    seen = []
+    monkeypatch.setattr(rtl_report, "report", lambda cfg: seen.append(cfg) or {"fmax_mhz": 71.4})
+    monkeypatch.setattr(rtl_report, "format_report", lambda r: f"fmax {r['fmax_mhz']}")
+    assert main(["flow", "--report", "--json", "--no-progress"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["hardware"] == {"fmax_mhz": 71.4}
+    assert [c.pe for c in seen] == ["shift_add"] and seen[0].lanes == 8
