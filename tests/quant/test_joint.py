@@ -19,11 +19,13 @@ from hwq.layout import execute
 from hwq.quant.base import QuantizedWeight, fold_batchnorm, weight_layers
 from hwq.quant.integerize import fake_quant_model
 from hwq.quant.joint import (
+    _Distilled,
     budget_from,
     choose_bits,
     index_bits,
     kmeans_zero,
     knapsack_masks,
+    layer_importance,
     quantize_joint,
     sparse_size,
 )
@@ -62,6 +64,51 @@ def test_knapsack_never_keeps_exact_zeros_and_keeps_shapes():
     masks = knapsack_masks([np.zeros((2, 3)), np.array([[0.0, 1.0]])], [1, 1], 100)
     assert masks[0].shape == (2, 3) and not masks[0].any()
     assert masks[1].tolist() == [[False, True]]
+
+
+def test_layer_normalized_saliency_picks_the_expected_weights():
+    # layer means of w^2: 5 and 0.025 -> importances 0.2 and 40; scores (1 bit each)
+    # 1.8, 0.2 | 1.6, 0.4: keep 3.0 and 0.2 (w^2 alone would keep 3.0 and 1.0)
+    weights = [np.array([3.0, 1.0]), np.array([0.2, 0.1])]
+    imp = layer_importance(weights, "layer")
+    assert imp == pytest.approx([0.2, 40.0])
+    masks = knapsack_masks(weights, [1, 1], 2, importance=imp)
+    assert [m.tolist() for m in masks] == [[True, False], [True, False]]
+    plain = knapsack_masks(weights, [1, 1], 2)
+    assert [m.tolist() for m in plain] == [[True, True], [False, False]]
+    assert layer_importance(weights, "magnitude") == [1.0, 1.0]
+
+
+def test_fisher_saliency_weights_each_weight_by_its_normalized_fisher():
+    weights = [np.array([1.0, 1.0]), np.array([2.0, 0.5])]
+    imp = layer_importance(weights, "fisher", [np.array([1.0, 3.0]), np.array([0.0, 4.0])])
+    assert [a.tolist() for a in imp] == [[0.5, 1.5], [0.0, 2.0]]
+    # scores 0.5, 1.5 | 0, 0.5 (2 bits for the second layer): 3 bits keep the 1.5 and a 0.5
+    masks = knapsack_masks(weights, [1, 2], 3, importance=imp)
+    assert [m.tolist() for m in masks] == [[True, True], [False, False]]
+    with pytest.raises(ValueError, match="saliency must be one of"):
+        layer_importance(weights, "taylor")
+    with pytest.raises(ValueError, match="needs one Fisher estimate per layer"):
+        layer_importance(weights, "fisher")
+
+
+def test_distilled_gradient_equals_the_distillation_loss_gradient():
+    torch.manual_seed(0)
+    student, teacher = torch.nn.Linear(5, 4), torch.nn.Linear(5, 4)
+    x, y = torch.randn(8, 5), torch.randint(0, 4, (8,))
+    alpha, temp = 0.7, 3.0
+    out = _Distilled(student, teacher, alpha, temp)(x)
+    torch.testing.assert_close(out, student(x))
+    torch.nn.functional.cross_entropy(out, y).backward()
+    got = student.weight.grad.clone()
+    student.zero_grad()
+    s, t = student(x), teacher(x).detach()
+    kl = torch.nn.functional.kl_div(torch.log_softmax(s / temp, 1), torch.softmax(t / temp, 1),
+                                    reduction="batchmean")
+    ((1 - alpha) * torch.nn.functional.cross_entropy(s, y) + alpha * temp ** 2 * kl).backward()
+    torch.testing.assert_close(got, student.weight.grad)
+    assert [p is student.weight or p is student.bias
+            for p in _Distilled(student, teacher, alpha, temp).parameters()] == [True, True]
 
 
 def test_knapsack_rejects_bad_costs():
@@ -239,6 +286,19 @@ def test_quantize_joint_rejects_bad_options(digits_model, digits_data):
     with pytest.raises(ValueError, match="budget of 50 bits is below the 90 bits of the layer "
                                          "headers alone"):
         quantize_joint(folded, digits_data, budget_bits=50, progress=False)
+    with pytest.raises(ValueError, match="Joint saliency must be one of"):
+        quantize_joint(folded, digits_data, compression=10, saliency="taylor")
+    with pytest.raises(ValueError, match=r"Joint distill must be a number in 0..1, not 1.5"):
+        quantize_joint(folded, digits_data, compression=10, distill=1.5)
+
+
+@pytest.mark.parametrize("saliency", ["layer", "fisher"])
+def test_joint_saliency_options_meet_the_budget(digits_reference, digits_data, saliency):
+    folded = fold_batchnorm(digits_reference)
+    q = quantize_joint(folded, digits_data, compression=50, epochs=2, finetune_epochs=0,
+                       saliency=saliency, distill=0, seed=0, progress=False)
+    assert sparse_size(q)["total_bits"] == q.info["total_bits"] <= q.info["budget_bits"]
+    assert q.info["options"]["saliency"] == saliency
 
 
 @pytest.fixture(scope="module")
