@@ -6,7 +6,9 @@ baselines at the same (integer) bit widths and retraining epochs: ``uniform`` (P
 ``uniform-qat`` and ``inq``. Every accuracy is that of the **integer network run by the
 golden model** (:func:`hwq.golden.run`) on the 540 test images (one image = 0.19 points);
 the test cross-entropy of its dequantized logits is reported too, since it separates
-methods that the accuracy (near its ceiling on this task) does not.
+methods that the accuracy (near its ceiling on this task) does not, and so is the number of
+test images whose prediction differs from the fp32 model's (``flips``: a faithful quantizer
+keeps the fp32 model's few mistakes, so an accuracy above fp32 is chance).
 
 Retraining budgets are equal in epochs over the training set: TQ retrains ``E`` epochs,
 uniform QAT ``E`` epochs, INQ ``ceil(E / 3)`` epochs after each of its three partition steps
@@ -45,8 +47,8 @@ __all__ = ["bench_tq", "format_tq", "plot_tq"]
 DEFAULT_OUT = Path("bench-results")
 
 
-def _network_metrics(model, qweights, data) -> dict[str, float]:
-    """Golden accuracy (%), test cross-entropy (nats) and stored bits of the integer network."""
+def _network_metrics(model, qweights, data, fp32_pred: np.ndarray) -> dict[str, float]:
+    """Golden accuracy (%), test cross-entropy (nats), flips vs fp32 and stored bits."""
     fq = fake_quant_model(model, qweights, data.x_train)
     net = fq.to_network()
     xi = golden.quantize_input(data.x_test.numpy(), net.input_scale, net.act_bits)
@@ -56,6 +58,7 @@ def _network_metrics(model, qweights, data) -> dict[str, float]:
     return {
         "accuracy": 100.0 * float((out.argmax(axis=1) == y).mean()),
         "test_nll": float(F.cross_entropy(logits, data.y_test.to(torch.int64))),
+        "flips": int((out.argmax(axis=1) != fp32_pred).sum()),
         "weight_bits_total": int(net.weight_storage_bits()),
         "mismatches": int((fq.to_int(data.x_test).numpy() != out).any(axis=1).sum()),
     }
@@ -110,6 +113,8 @@ def bench_tq(
     model = digits.pretrained(progress=progress)
     data = digits.load_data()
     fp32 = evaluate(model, data.x_test, data.y_test)
+    with torch.no_grad():
+        fp32_pred = model.eval()(data.x_test).argmax(dim=1).numpy()
     runs: list[dict[str, Any]] = []
     gains: dict[str, Any] = {}
 
@@ -126,7 +131,7 @@ def bench_tq(
                     res = quantize_tq(model, data, bits=b, transform=transform, seed=seed,
                                       retrain_epochs=epochs, analysis=analysis,
                                       calib_size=calib_size, progress=progress)
-                    metrics = _network_metrics(res.model, res.qweights, data)
+                    metrics = _network_metrics(res.model, res.qweights, data, fp32_pred)
                     runs.append({
                         "method": "tq", "transform": transform, "target_bits": float(b),
                         "average_bits": res.info["average_bits"], "retrain_epochs": epochs,
@@ -137,7 +142,8 @@ def bench_tq(
                         "seconds": time.perf_counter() - t + t_analysis,
                     })
         if baselines:
-            runs.extend(_baselines(model, data, bits, retrain_epochs, seed, progress))
+            runs.extend(_baselines(model, data, bits, retrain_epochs, seed, progress,
+                                   fp32_pred))
 
     result = {
         "benchmark": "tq",
@@ -161,7 +167,8 @@ def bench_tq(
     return result
 
 
-def _baselines(model, data, bits, retrain_epochs, seed, progress) -> list[dict[str, Any]]:
+def _baselines(model, data, bits, retrain_epochs, seed, progress, fp32_pred
+               ) -> list[dict[str, Any]]:
     from hwq.quant.inq import quantize_inq
     from hwq.quant.uniform import quantize_uniform, quantize_uniform_qat
 
@@ -184,7 +191,7 @@ def _baselines(model, data, bits, retrain_epochs, seed, progress) -> list[dict[s
                     name = "inq"
                     q = quantize_inq(folded, data, bits=b, epochs=math.ceil(epochs / 3),
                                      seed=seed, progress=progress)
-                metrics = _network_metrics(folded, q, data)
+                metrics = _network_metrics(folded, q, data, fp32_pred)
                 runs.append({
                     "method": name, "transform": None, "target_bits": float(b),
                     "average_bits": metrics["weight_bits_total"] / 15248,
@@ -215,6 +222,7 @@ def _summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "accuracy_std": statistics.stdev(acc) if len(acc) > 1 else 0.0,
             "accuracy_min": min(acc), "accuracy_max": max(acc),
             "test_nll_mean": statistics.fmean(r["test_nll"] for r in rs),
+            "flips_mean": statistics.fmean(r["flips"] for r in rs),
             "average_bits_mean": statistics.fmean(r["average_bits"] for r in rs),
             "mismatches": sum(r["mismatches"] for r in rs),
         }
@@ -225,13 +233,14 @@ def format_tq(result: dict[str, Any]) -> str:
     """The summary as a text table."""
     lines = [f"digits fp32 {result['fp32_accuracy']:.2f} %  (golden integer networks, 540 "
              f"test images, mean +/- std over seeds)",
-             f"{'configuration':<28}{'avg bits':>9}{'accuracy %':>16}{'test NLL':>10}"]
+             f"{'configuration':<28}{'avg bits':>9}{'accuracy %':>16}{'test NLL':>10}"
+             f"{'flips':>7}"]
     for label, s in sorted(result["summary"].items(),
                            key=lambda kv: (kv[1]["target_bits"], kv[1]["retrain_epochs"],
                                            kv[0])):
         lines.append(f"{label:<28}{s['average_bits_mean']:>9.3f}"
                      f"{s['accuracy_mean']:>9.2f} +/- {s['accuracy_std']:<4.2f}"
-                     f"{s['test_nll_mean']:>10.4f}")
+                     f"{s['test_nll_mean']:>10.4f}{s.get('flips_mean', math.nan):>7.1f}")
     return "\n".join(lines)
 
 

@@ -49,6 +49,16 @@ Pipeline of :func:`quantize_tq` (on the BatchNorm-folded float model):
    recomputed), with Adam (``lr``) and a cosine schedule. The coefficients and basis are
    trained in natural units (``T``, ``U^-1``; the step folding is a fixed parametrization).
 
+Output distortion (``distortion``)
+----------------------------------
+``mse`` (default, the paper): the squared error of the logits, ``||y - y^||^2``, both in the
+probes of ``C_gg`` (``v ~ N(0, I)``) and in the curves. ``fisher``: the softmax's Fisher
+metric ``(y - y^)^T (diag(p) - p p^T) (y - y^)``, ``p = softmax(y)`` (twice the second-order
+KL divergence of the predictions; blind to a shift of all logits), in the curves and in the
+probes (``v ~ N(0, diag(p) - p p^T)``, so ``C_gg`` is the Gauss-Newton matrix of the
+cross-entropy). On digits it lowers the ELT's test cross-entropy but does not change the
+accuracy beyond the test set's noise.
+
 Layers that are not transformed -- the ``Linear`` classifier (its row basis would be
 ``128 x 128``, more weights than the layer), convolutions whose mixing axis has one
 channel (the first conv, ``C_in = 1``: every row transform is the scalar 1, coding gain
@@ -107,6 +117,7 @@ from hwq.workloads.train import fit
 __all__ = [
     "BIT_DEPTHS",
     "BlockCurves",
+    "DISTORTIONS",
     "LayerPlan",
     "StepWeightQuant",
     "TQAnalysis",
@@ -115,6 +126,8 @@ __all__ = [
     "allocation_bits",
     "analyze_tq",
     "gradient_covariances",
+    "output_distortion",
+    "output_probe",
     "quantize_tq",
     "uniform_quantize",
 ]
@@ -122,6 +135,8 @@ __all__ = [
 #: Bit depths of the coefficient blocks (0 = pruned; the INT formats are 2..8 bits).
 BIT_DEPTHS = (0, 2, 3, 4, 5, 6, 7, 8)
 BASIS_SUFFIX = "_basis"
+#: Output distortion measures (``distortion=``): ``mse`` of the logits (the paper), ``fisher``.
+DISTORTIONS = ("mse", "fisher")
 
 
 def uniform_quantize(t: np.ndarray, step: float, bits: int) -> np.ndarray:
@@ -202,8 +217,8 @@ def _from_vectors(v: np.ndarray, shape: tuple[int, ...], variant: str) -> np.nda
 
 
 def gradient_covariances(model: nn.Module, x: torch.Tensor, layers: dict[str, str], *,
-                         probes: int, seed: int, batch_size: int = 256
-                         ) -> dict[str, np.ndarray]:
+                         probes: int, seed: int, batch_size: int = 256,
+                         distortion: str = "mse") -> dict[str, np.ndarray]:
     """Random-projection estimates of the gradient covariance of the named layers.
 
     ``C_gg = (1 / (P N rows)) sum_p G_p^T G_p``, ``G_p`` the gradient of
@@ -221,6 +236,9 @@ def gradient_covariances(model: nn.Module, x: torch.Tensor, layers: dict[str, st
         layer name -> variant.
     probes : int
         ``P >= 1`` random projections.
+    distortion : {"mse", "fisher"}
+        the probes' covariance (:func:`output_probe`): ``I``, or the softmax's Fisher
+        matrix (then ``C_gg`` estimates ``sum_i J_i^T F_i J_i``).
     """
     net = copy.deepcopy(model).eval()
     named = dict(weight_layers(net))
@@ -238,7 +256,8 @@ def gradient_covariances(model: nn.Module, x: torch.Tensor, layers: dict[str, st
             for name in layers:
                 named[name].weight.grad = None
             y = net(xb)
-            v = torch.randn(y.shape, generator=gen, dtype=y.dtype)
+            v = output_probe(y.detach(), torch.randn(y.shape, generator=gen, dtype=y.dtype),
+                             distortion)
             (y * v).sum().backward()
             for name, variant in layers.items():
                 g = as_vectors(named[name].weight.grad, variant)
@@ -268,9 +287,38 @@ def _run_from(children: list[nn.Module], h: torch.Tensor) -> torch.Tensor:
     return h
 
 
+def output_probe(y: torch.Tensor, z: torch.Tensor, distortion: str = "mse") -> torch.Tensor:
+    """The probe ``v`` of :func:`gradient_covariances` from ``z ~ N(0, I)`` (rows = images).
+
+    ``mse``: ``v = z`` (covariance ``I``); ``fisher``: ``v = a - p (1^T a)``, ``a = sqrt(p) z``,
+    ``p = softmax(y)``, whose covariance is ``F = diag(p) - p p^T`` (the metric of
+    :func:`output_distortion`), so that ``E[G^T G] = sum_i J_i^T F_i J_i``.
+    """
+    if distortion == "mse":
+        return z
+    p = torch.softmax(y, dim=-1)
+    a = p.sqrt() * z
+    return a - p * a.sum(dim=-1, keepdim=True)
+
+
+def output_distortion(y: torch.Tensor, y_ref: torch.Tensor, distortion: str = "mse"
+                      ) -> torch.Tensor:
+    """Mean over images (axis -2) of the output distortion of ``y`` against ``y_ref``.
+
+    ``mse``: ``||y - y_ref||^2``; ``fisher``: ``d^T (diag(p) - p p^T) d`` with ``d = y -
+    y_ref``, ``p = softmax(y_ref)`` (twice the second-order KL divergence).
+    """
+    if distortion == "mse":
+        return ((y - y_ref) ** 2).sum(dim=-1).mean(dim=-1).double()
+    d = (y - y_ref).double()
+    p = torch.softmax(y_ref.double(), dim=-1)
+    return ((p * d ** 2).sum(dim=-1) - (p * d).sum(dim=-1) ** 2).mean(dim=-1)
+
+
 @torch.no_grad()
 def _layer_curves(plan: LayerPlan, layer: nn.Module, h_in: torch.Tensor,
-                  rest: list[nn.Module], y_ref: torch.Tensor, grid: int) -> BlockCurves:
+                  rest: list[nn.Module], y_ref: torch.Tensor, grid: int,
+                  distortion: str = "mse") -> BlockCurves:
     theta_v = as_vectors(layer.weight, plan.variant)
     u_inv = plan.transform.U_inv
     bias = layer.bias
@@ -304,7 +352,7 @@ def _layer_curves(plan: LayerPlan, layer: nn.Module, h_in: torch.Tensor,
                 out = out.reshape(out.shape[0], len(ws), -1).transpose(0, 1).reshape(
                     -1, out.shape[1] // len(ws))
             y = _run_from(rest, out).reshape(len(ws), *y_ref.shape)
-            d = ((y - y_ref) ** 2).sum(dim=-1).mean(dim=-1).double().numpy()
+            d = output_distortion(y, y_ref, distortion).numpy()
             best = int(np.argmin(d))
             dist[k, r], steps[k, r] = d[best], cands[best][0]
     return BlockCurves(dist, steps)
@@ -502,6 +550,7 @@ def analyze_tq(
     damping: float = 1e-3,
     grid: int = 8,
     basis_bits: int = 8,
+    distortion: str = "mse",
     curves: bool = True,
     num_threads: int | None = 1,
 ) -> TQAnalysis:
@@ -515,7 +564,8 @@ def analyze_tq(
     with _threads(num_threads):
         return _analyze(model, data, transform=transform, variant=variant, blocks=blocks,
                         seed=seed, calib_size=calib_size, probes=probes, damping=damping,
-                        grid=grid, basis_bits=basis_bits, curves=curves)
+                        grid=grid, basis_bits=basis_bits, distortion=distortion,
+                        curves=curves)
 
 
 @contextmanager
@@ -533,7 +583,7 @@ def _threads(num_threads: int | None) -> Iterator[None]:
 
 def _analyze(model: nn.Module, data: Any, *, transform: str, variant: str, blocks: int,
              seed: int, calib_size: int, probes: int, damping: float, grid: int,
-             basis_bits: int, curves: bool) -> TQAnalysis:
+             basis_bits: int, distortion: str, curves: bool) -> TQAnalysis:
     check_transform(transform)
     check_variant(variant)
     _check_positive_int("blocks", blocks)
@@ -544,9 +594,12 @@ def _analyze(model: nn.Module, data: Any, *, transform: str, variant: str, block
     if isinstance(basis_bits, bool) or not isinstance(basis_bits, int) \
             or not 2 <= basis_bits <= 8:
         raise ValueError(f"TQ basis bits must be an integer in 2..8, not {basis_bits!r}")
+    if not isinstance(distortion, str) or distortion not in DISTORTIONS:
+        raise ValueError(f"TQ distortion must be one of {', '.join(DISTORTIONS)}, "
+                         f"not {distortion!r}")
     settings = dict(transform=transform, variant=variant, blocks=blocks, seed=seed,
                     calib_size=calib_size, probes=probes, damping=damping, grid=grid,
-                    basis_bits=basis_bits)
+                    basis_bits=basis_bits, distortion=distortion)
     timings: dict[str, float] = {}
     folded = fold_batchnorm(model)
     for p in folded.parameters():
@@ -562,7 +615,8 @@ def _analyze(model: nn.Module, data: Any, *, transform: str, variant: str, block
     # covariances, transforms, coding gains
     t = time.perf_counter()
     mixing = {name: variant for name, m in layers if _is_transformed(m, variant)}
-    c_gg_all = gradient_covariances(folded, x_cal, mixing, probes=probes, seed=seed)
+    c_gg_all = gradient_covariances(folded, x_cal, mixing, probes=probes, seed=seed,
+                                    distortion=distortion)
     plans: list[LayerPlan] = []
     gains: dict[str, dict[str, float]] = {}
     gain_terms: dict[str, dict[str, list[float]]] = {}
@@ -610,7 +664,7 @@ def _analyze(model: nn.Module, data: Any, *, transform: str, variant: str, block
             h = _run_from([c for _, c in children[pos:i]], h)
             pos = i
             rest = [c for _, c in children[i + 1:]]
-            c = _layer_curves(plan, m, h, rest, y_ref, grid)
+            c = _layer_curves(plan, m, h, rest, y_ref, grid, distortion)
             if plan.has_basis:  # the first block keeps >= 2 bits (a layer keeps a channel)
                 c.distortion[0, plan.depths.index(0)] = np.inf
             block_curves.append(c)
@@ -636,6 +690,7 @@ def quantize_tq(
     damping: float = 1e-3,
     grid: int = 8,
     basis_bits: int = 8,
+    distortion: str = "mse",
     lr: float = 1e-3,
     batch_size: int = 64,
     act_bits: int = 8,
@@ -670,6 +725,9 @@ def quantize_tq(
         damping ``eps = damping * trace(C_gg) / m``, step-grid points per (block, depth).
     basis_bits : int, default 8
         INT width of the basis layers (2..8).
+    distortion : {"mse", "fisher"}, default "mse"
+        output distortion of the curves and of the gradient covariance (module
+        docstring, *Output distortion*); ``mse`` is the paper's.
     lr, batch_size, num_threads
         retraining (Adam, cosine schedule, no weight decay).
     act_bits, calibration, percentile
@@ -693,7 +751,7 @@ def quantize_tq(
     _check_positive_int("retrain epochs", retrain_epochs, 0)
     settings = dict(transform=transform, variant=variant, blocks=blocks, seed=seed,
                     calib_size=calib_size, probes=probes, damping=damping, grid=grid,
-                    basis_bits=basis_bits)
+                    basis_bits=basis_bits, distortion=distortion)
     if analysis is None:
         analysis = analyze_tq(model, data, num_threads=num_threads, **settings)
     elif analysis.settings != settings:
@@ -752,7 +810,7 @@ def quantize_tq(
         "coding_gain_terms_db": analysis.gain_terms,
         "layers": layer_info,
         "options": dict(calib_size=calib_size, probes=probes, damping=damping, grid=grid,
-                        lr=lr, seed=seed),
+                        distortion=distortion, lr=lr, seed=seed),
         "timings": timings,
     }
     return TQResult(new_model, qweights, info)

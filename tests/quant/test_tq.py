@@ -261,3 +261,70 @@ def test_column_variant_runs_on_the_golden_model(digits_reference, digits_data):
     out = _golden(net, d.x_test)
     np.testing.assert_array_equal(fq.to_int(d.x_test).numpy(), out)
     assert 100.0 * float((out.argmax(1) == d.y_test.numpy()).mean()) >= 95.0
+
+
+# --- distortion="fisher" --------------------------------------------------------------------
+
+
+def test_fisher_distortion_is_the_softmax_quadratic_form():
+    gen = torch.Generator().manual_seed(0)
+    y_ref = 3 * torch.randn(6, 5, generator=gen, dtype=torch.float64)
+    d = torch.randn(6, 5, generator=gen, dtype=torch.float64)
+    p = torch.softmax(y_ref, dim=-1)
+    want = np.mean([float(d[i] @ (torch.diag(p[i]) - torch.outer(p[i], p[i])) @ d[i])
+                    for i in range(6)])
+    assert float(tq.output_distortion(y_ref + d, y_ref, "fisher")) == pytest.approx(want)
+    assert float(tq.output_distortion(y_ref + d, y_ref, "mse")) == pytest.approx(
+        float((d ** 2).sum(1).mean()))
+    # a shift of all logits of an image does not change the softmax: no fisher distortion
+    shift = torch.randn(6, 1, generator=gen, dtype=torch.float64)
+    assert float(tq.output_distortion(y_ref + shift, y_ref, "fisher")) == pytest.approx(
+        0.0, abs=1e-12)
+    assert float(tq.output_distortion(y_ref + shift, y_ref, "mse")) > 0
+
+
+def test_fisher_probe_has_the_fisher_covariance():
+    gen = torch.Generator().manual_seed(1)
+    y = 2 * torch.randn(1, 5, generator=gen, dtype=torch.float64)
+    z = torch.eye(5, dtype=torch.float64)  # v = M z: the rows of V are the columns of M
+    v = tq.output_probe(y.expand(5, 5), z, "fisher")
+    p = torch.softmax(y[0], dim=-1)
+    np.testing.assert_allclose((v.T @ v).numpy(), (torch.diag(p) - torch.outer(p, p)).numpy(),
+                               atol=1e-15)
+    np.testing.assert_allclose(v.sum(dim=1).numpy(), 0.0, atol=1e-15)  # orthogonal to 1
+    assert tq.output_probe(y.expand(5, 5), z, "mse") is z
+
+
+def test_fisher_distortion_runs_on_the_golden_model(digits_reference, digits_data):
+    d = digits_data
+    an = analyze_tq(digits_reference, d, distortion="fisher", **FAST)
+    assert an.settings["distortion"] == "fisher"
+    res = quantize_tq(digits_reference, d, bits=2.0, analysis=an, distortion="fisher",
+                      progress=False, **FAST)
+    assert res.info["options"]["distortion"] == "fisher"
+    assert res.info["average_bits"] <= 2.0
+    fq = fake_quant_model(res.model, res.qweights, d.x_train)
+    net = fq.to_network()
+    assert net.weight_storage_bits() == res.info["weight_bits_total"]
+    out = _golden(net, d.x_test)
+    np.testing.assert_array_equal(fq.to_int(d.x_test).numpy(), out)
+    assert 100.0 * float((out.argmax(1) == d.y_test.numpy()).mean()) >= 95.0
+    with pytest.raises(ValueError, match=r"TQ analysis was made with other settings "
+                                         r"\(distortion\)"):
+        quantize_tq(digits_reference, d, bits=2.0, analysis=an, **FAST)
+    with pytest.raises(ValueError, match=r"^TQ distortion must be one of mse, fisher, "
+                                         r"not 'kl'$"):
+        analyze_tq(digits_reference, d, distortion="kl")
+
+
+def test_format_tq_reports_flips_vs_fp32():
+    from hwq.quant.bench_tq import format_tq
+
+    entry = dict(target_bits=2.0, retrain_epochs=0, average_bits_mean=1.98,
+                 accuracy_mean=98.7, accuracy_std=0.1, test_nll_mean=0.035)
+    result = {"fp32_accuracy": 99.26, "summary": {
+        "tq-elt 2b 0ep": {**entry, "flips_mean": 3.0}, "tq-klt 2b 0ep": entry}}
+    lines = format_tq(result).splitlines()
+    assert lines[1].split()[-1] == "flips"
+    assert lines[2].startswith("tq-elt 2b 0ep") and lines[2].split()[-1] == "3.0"
+    assert lines[3].split()[-1] == "nan"  # results written before the flips existed
