@@ -1,7 +1,8 @@
 """Processing elements, weight decoders and the ``lanes x simd`` MAC array.
 
-One PE computes one lane's dot product of ``simd`` activations per cycle
-(combinational; the array registers it):
+One PE computes one lane's dot product of ``simd`` activations per cycle, pipelined over
+:data:`DOT_STAGES` registers (every adder-tree level registered at ``simd <= 8``, so Yosys
+maps each adder to a carry chain instead of merging the tree into one ``$macc``):
 
 * :class:`ShiftAddPE`: POT codes, ``sum_s +/-(a[s] << (k[s] - 1))``, no multiplier. The
   sign is folded into the adder: a negative term is ``~(a << (k-1))`` plus a carry-in of 1.
@@ -16,26 +17,62 @@ Decoders: :class:`PotDecoder` (code -> sign, shift field), :class:`IntDecoder`
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hwq.config import CoreConfig
 from hwq.golden._checks import check_int
 
-__all__ = ["BitSerialPE", "CodebookDecoder", "IntDecoder", "MacArray", "MultiplyPE",
-           "PotDecoder", "ShiftAddPE", "tree_sum"]
+__all__ = ["DOT_STAGES", "BitSerialPE", "CodebookDecoder", "IntDecoder", "MacArray",
+           "MultiplyPE", "PotDecoder", "ShiftAddPE", "add_carry", "tree_stages"]
 
 
-def tree_sum(terms: list) -> object:
-    """Sum of ``terms`` as a balanced adder tree (widths grow by one bit per level)."""
-    terms = list(terms)
-    if not terms:
-        return Const(0, 1)
-    while len(terms) > 1:
-        pairs = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
-        terms = pairs + ([terms[-1]] if len(terms) % 2 else [])
-    return terms[0]
+#: Registers from a :class:`MacArray` input beat to its dot products (every PE type);
+#: the accumulator adds one more. Part of ``hwq.golden.cycles.OVERHEADS.matmul``.
+DOT_STAGES = 5
+
+
+def _reg(m: Module, value: object, en: object, name: str) -> Signal:
+    """``value`` registered in ``sync`` when ``en``."""
+    value = Value.cast(value)
+    reg = Signal(value.shape(), name=name)
+    with m.If(en):
+        m.d.sync += reg.eq(value)
+    return reg
+
+
+def add_carry(a: object, b: object, c: object) -> Value:
+    """``a + b + c`` (``c`` one bit) as one two-operand adder: ``c`` rides in its carry-in.
+
+    ``((2a + 1) + (2b + c)) >> 1 == a + b + c``: the low bits ``1 + c`` carry exactly ``c``
+    into bit 1, and Yosys maps a plain two-operand ``$alu`` (a CCU2C chain), not a ``$macc``.
+    """
+    s = Cat(Const(1, 1), a).as_signed() + Cat(c, b).as_signed()
+    return s[1:].as_signed()
+
+
+def tree_stages(m: Module, terms: list, carries: list, *, stages: int,
+                en: object) -> tuple[object, list]:
+    """Sum of ``terms`` and the 1-bit ``carries`` as an adder tree of ``stages`` registers.
+
+    The ``ceil(log2(len(terms)))`` levels are spread over the stages (front first; a stage
+    with no level is a plain register). Each adder takes one pending carry as its carry-in.
+    Returns ``(sum, carries left)``: ``sum + sum(carries left) == sum(terms) + sum(carries)``.
+    """
+    terms, carries = list(terms), list(carries)
+    levels = max(0, (len(terms) - 1).bit_length())
+    per_stage = [levels // stages + (i < levels % stages) for i in range(stages)]
+    for i, n in enumerate(per_stage):
+        for _ in range(n):
+            pairs = []
+            for j in range(0, len(terms) - 1, 2):
+                pairs.append(add_carry(terms[j], terms[j + 1], carries.pop()) if carries
+                             else terms[j] + terms[j + 1])
+            terms = pairs + ([terms[-1]] if len(terms) % 2 else [])
+        terms = [_reg(m, t, en, f"sum{i}_{j}") for j, t in enumerate(terms)]
+        carries = [_reg(m, c, en, f"cin{i}_{j}") for j, c in enumerate(carries)]
+    return terms[0], carries
 
 
 def _check(value: object, name: str, lo: int, hi: int) -> int:
@@ -109,10 +146,13 @@ class CodebookDecoder(wiring.Component):
 
 
 class ShiftAddPE(wiring.Component):
-    """One lane of the shift-add array: ``dot = sum_s +/-(a[s] << (k[s] - 1))``.
+    """One lane of the shift-add array: ``dot + carry = sum_s +/-(a[s] << (k[s] - 1))``.
 
-    Ports: ``code`` (In, ``simd`` POT codes), ``a`` (In, ``simd`` signed activations),
-    ``dot`` (Out, signed, exact).
+    Pipelined, :data:`DOT_STAGES` registers (enable ``en``): the signed terms, then the
+    adder tree (one level per stage; a last stage without a level registers the sum). The
+    sign is folded into the adders: a negative term is ``~(a << (k-1))`` and its ``+1`` rides
+    in a tree adder's carry-in (one per adder); the last one is left over as ``carry`` for
+    the accumulator. ``dot`` is signed and exact.
     """
 
     def __init__(self, *, simd: int, act_bits: int, weight_bits: int) -> None:
@@ -122,9 +162,11 @@ class ShiftAddPE(wiring.Component):
         max_shift = (1 << (weight_bits - 1)) - 2
         self.dot_bits = act_bits + max_shift + max(1, (simd - 1).bit_length()) + 1
         super().__init__({
+            "en": In(1),
             "code": In(data.ArrayLayout(unsigned(weight_bits), simd)),
             "a": In(data.ArrayLayout(signed(act_bits), simd)),
             "dot": Out(signed(self.dot_bits)),
+            "carry": Out(1),
         })
 
     def elaborate(self, platform):
@@ -138,40 +180,57 @@ class ShiftAddPE(wiring.Component):
                          name=f"mag{s}")
             m.d.comb += mag.eq((self.a[s] << k) >> 1)   # a << (k - 1) for k >= 1
             nonzero = k != 0
-            terms.append(Mux(nonzero, Mux(neg, ~mag, mag), 0))
-            carries.append(nonzero & neg)             # ~x + 1 == -x: the +1 rides here
-        m.d.comb += self.dot.eq(tree_sum(terms) + tree_sum(carries))
+            terms.append(_reg(m, Mux(nonzero, Mux(neg, ~mag, mag), 0), self.en, f"term{s}"))
+            carries.append(_reg(m, nonzero & neg, self.en, f"neg{s}"))  # ~x + 1 == -x
+        dot, left = tree_stages(m, terms, carries, stages=DOT_STAGES - 1, en=self.en)
+        m.d.comb += [self.dot.eq(dot), self.carry.eq(left[0] if left else 0)]
         return m
 
 
 class BitSerialPE(wiring.Component):
-    """One lane of the bit-serial array: ``dot = +/-(sum_s plane[s] ? a[s] : 0) << shift``."""
+    """One lane of the bit-serial array: ``dot + carry = +/-(sum_s plane[s] ? a[s] : 0) << shift``.
+
+    Pipelined, :data:`DOT_STAGES` registers (enable ``en``): the adder tree (one level per
+    stage, then the sum registered), then the shift and the one's complement; the ``+1`` of
+    a negative plane is ``carry``.
+    """
 
     def __init__(self, *, simd: int, act_bits: int) -> None:
         self.simd = _check(simd, "SIMD width", 1, 256)
         self.act_bits = _check(act_bits, "Activation bit width", 2, 16)
         self.dot_bits = act_bits + max(1, (simd - 1).bit_length()) + 8
         super().__init__({
+            "en": In(1),
             "plane": In(unsigned(simd)),
             "a": In(data.ArrayLayout(signed(act_bits), simd)),
             "shift": In(unsigned(3)),
             "neg": In(unsigned(1)),
             "dot": Out(signed(self.dot_bits)),
+            "carry": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
-        total = Signal(signed(self.act_bits + max(1, (self.simd - 1).bit_length())))
-        m.d.comb += total.eq(tree_sum([Mux(self.plane[s], self.a[s], 0)
-                                       for s in range(self.simd)]))
+        stages = DOT_STAGES - 1
+        total, _ = tree_stages(m, [Mux(self.plane[s], self.a[s], 0) for s in range(self.simd)],
+                               [], stages=stages, en=self.en)
+        shift, neg = self.shift, self.neg
+        for i in range(stages):
+            shift, neg = _reg(m, shift, self.en, f"shift_d{i}"), _reg(m, neg, self.en, f"neg_d{i}")
         scaled = Signal(signed(self.dot_bits - 1))
-        m.d.comb += scaled.eq(total << self.shift)
-        m.d.comb += self.dot.eq(Mux(self.neg, -scaled, scaled))
+        m.d.comb += scaled.eq(total << shift)
+        m.d.comb += [self.dot.eq(_reg(m, Mux(neg, ~scaled, scaled), self.en, "scaled")),
+                     self.carry.eq(_reg(m, neg, self.en, "carry"))]
         return m
 
 
 class MultiplyPE(wiring.Component):
-    """One lane of the multiplier array: ``dot = sum_s w[s] * a[s]`` (the baseline)."""
+    """One lane of the multiplier array: ``dot = sum_s w[s] * a[s]`` (the baseline).
+
+    Pipelined, :data:`DOT_STAGES` registers (enable ``en``): the decoded weights and the
+    activations (multiplier inputs), the products (multiplier outputs), then the adder tree.
+    ``carry`` is always 0.
+    """
 
     def __init__(self, *, simd: int, act_bits: int, value_bits: int) -> None:
         self.simd = _check(simd, "SIMD width", 1, 256)
@@ -179,14 +238,20 @@ class MultiplyPE(wiring.Component):
         self.value_bits = _check(value_bits, "Weight value bit width", 2, 8)
         self.dot_bits = act_bits + value_bits + max(1, (simd - 1).bit_length())
         super().__init__({
+            "en": In(1),
             "w": In(data.ArrayLayout(signed(value_bits), simd)),
             "a": In(data.ArrayLayout(signed(act_bits), simd)),
             "dot": Out(signed(self.dot_bits)),
+            "carry": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
-        m.d.comb += self.dot.eq(tree_sum([self.w[s] * self.a[s] for s in range(self.simd)]))
+        w = [_reg(m, self.w[s], self.en, f"w{s}") for s in range(self.simd)]
+        a = [_reg(m, self.a[s], self.en, f"a{s}") for s in range(self.simd)]
+        products = [_reg(m, w[s] * a[s], self.en, f"prod{s}") for s in range(self.simd)]
+        dot, _ = tree_stages(m, products, [], stages=DOT_STAGES - 2, en=self.en)
+        m.d.comb += [self.dot.eq(dot), self.carry.eq(0)]
         return m
 
 
@@ -218,7 +283,8 @@ class MacArray(wiring.Component):
     word ``a`` (``simd`` values), ``shift``/``neg`` (bit_serial plane), ``glast`` (last beat of
     a group) and ``side`` (opaque, latched at ``glast``). Output beat, one per group: the
     ``lanes`` accumulators (``acc_bits``, two's complement; the layout compiler guarantees
-    no overflow) and the group's ``side``. Two stages: dot products, then accumulate.
+    no overflow) and the group's ``side``. Latency ``DOT_STAGES + 1``: the PEs' pipelined
+    dot products, then accumulate; the whole pipeline holds while the output is refused.
 
     Ports ``table`` and ``fmt`` (multiply only) select codebook decoding for the layer.
     """
@@ -238,7 +304,8 @@ class MacArray(wiring.Component):
             ports["fmt"] = In(1)
         super().__init__(ports)
 
-    def _lane(self, m: Module, lane: int, payload: data.View) -> object:
+    def _lane(self, m: Module, lane: int, payload: data.View,
+              en: object) -> tuple[object, object]:
         cfg = self.config
         s = cfg.simd
         codes = [payload.w[lane * s + j] for j in range(s)]
@@ -262,33 +329,35 @@ class MacArray(wiring.Component):
             for j in range(s):
                 m.d.comb += [idec.code[j].eq(codes[j]), cdec.code[j].eq(codes[j]),
                              pe.w[j].eq(Mux(self.fmt, cdec.value[j], idec.value[j]))]
-        m.d.comb += pe.a.eq(payload.a)
-        return pe.dot
+        m.d.comb += [pe.a.eq(payload.a), pe.en.eq(en)]
+        return pe.dot, pe.carry
 
     def elaborate(self, platform):
         m = Module()
         cfg = self.config
         advance = Signal()
         m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
-        # stage A: dot products
-        valid_a = Signal()
-        glast_a = Signal()
-        side_a = Signal(self.side_shape)
-        dots = [Signal(signed(cfg.acc_bits), name=f"dot{lane}") for lane in range(cfg.lanes)]
+        # stage A: dot products, DOT_STAGES registers inside the PEs
+        lanes = [self._lane(m, lane, self.i.payload, advance) for lane in range(cfg.lanes)]
+        valid_a, glast_a, side_a = self.i.valid, self.i.payload.glast, self.i.payload.side
+        for i in range(DOT_STAGES):
+            valid_a = _reg(m, valid_a, advance, f"valid_d{i}")
+            glast_a = _reg(m, glast_a, advance, f"glast_d{i}")
+            side_a = _reg(m, side_a, advance, f"side_d{i}")
         accs = [Signal(signed(cfg.acc_bits), name=f"acc{lane}") for lane in range(cfg.lanes)]
-        lane_dots = [self._lane(m, lane, self.i.payload) for lane in range(cfg.lanes)]
+        # stage B: accumulate (the PE's carry rides in the adder's carry-in); hand the group
+        # over at glast
+        sums = [Signal(signed(cfg.acc_bits), name=f"sum{lane}") for lane in range(cfg.lanes)]
+        m.d.comb += [s.eq(add_carry(a, dot, carry))
+                     for s, a, (dot, carry) in zip(sums, accs, lanes, strict=True)]
         with m.If(advance):
-            m.d.sync += [valid_a.eq(self.i.valid), glast_a.eq(self.i.payload.glast),
-                         side_a.eq(self.i.payload.side)]
-            m.d.sync += [d.eq(ld) for d, ld in zip(dots, lane_dots, strict=True)]
-            # stage B: accumulate; hand the group over at glast
             m.d.sync += self.o.valid.eq(valid_a & glast_a)
             with m.If(valid_a):
                 with m.If(glast_a):
                     m.d.sync += [a.eq(0) for a in accs]
-                    m.d.sync += [self.o.payload.acc[lane].eq(accs[lane] + dots[lane])
+                    m.d.sync += [self.o.payload.acc[lane].eq(sums[lane])
                                  for lane in range(cfg.lanes)]
                     m.d.sync += self.o.payload.side.eq(side_a)
                 with m.Else():
-                    m.d.sync += [a.eq(a + d) for a, d in zip(accs, dots, strict=True)]
+                    m.d.sync += [a.eq(s) for a, s in zip(accs, sums, strict=True)]
         return m

@@ -25,11 +25,13 @@ def _wrap(v, bits):
     return ((int(v) + (1 << (bits - 1))) % (1 << bits)) - (1 << (bits - 1))
 
 
+@pytest.mark.parametrize(("lanes", "simd"), [(3, 3), (2, 1), (1, 5), (1, 8)])
 @pytest.mark.parametrize(("pe", "fmt"), [("shift_add", 0), ("bit_serial", 0), ("multiply", 0),
                                          ("multiply", 1)])
-def test_mac_array(pe, fmt):
-    cfg = CoreConfig(pe=pe, lanes=3, simd=3, act_bits=6, weight_bits=4, acc_bits=16)
-    rng = np.random.default_rng(hash((pe, fmt)) % 2**32)
+def test_mac_array(pe, fmt, lanes, simd):
+    # every simd width spreads its adder tree differently over the PE's pipeline stages
+    cfg = CoreConfig(pe=pe, lanes=lanes, simd=simd, act_bits=6, weight_bits=4, acc_bits=16)
+    rng = np.random.default_rng([ord(c) for c in pe] + [fmt, lanes, simd])
     dut = MacArray(config=cfg, side=unsigned(8))
     p, s = cfg.lanes, cfg.simd
     table = np.concatenate([[0], rng.integers(-128, 128, size=15)])
@@ -40,6 +42,8 @@ def test_mac_array(pe, fmt):
         acc = np.zeros(p, dtype=np.int64)
         for k in range(n):
             a = rng.integers(-32, 32, size=s)
+            if rng.random() < 0.25:                 # the extremes: every sign and carry
+                a = rng.choice([-32, 31], size=s)
             if pe == "bit_serial":
                 w = rng.integers(0, 2, size=p * s)
                 shift, neg = int(rng.integers(0, 8)), int(rng.integers(0, 2))
