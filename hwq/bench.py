@@ -332,10 +332,10 @@ def _joint_section(*, full: bool, out_dir: Path, seeds: tuple[int, ...] | None =
 
 
 def _hw_section(*, full: bool, out_dir: Path, **_: Any) -> tuple[dict, str]:
-    from hwq.rtl.bench_hw import bench_hw, format_hw
+    from hwq.rtl.bench_hw import bench_hw, format_table
 
     r = bench_hw(quick=not full, out=out_dir)
-    return r, format_hw(r)
+    return r, format_table(r["rows"])
 
 
 #: name -> runner(full=, out_dir=) -> (result, text); the order of ``hwq bench all``.

@@ -52,3 +52,16 @@ def test_bench_golden_cli_json(tmp_path, capsys):
 def test_bench_rejects_bad_sizes(capsys):
     assert main(["bench", "golden", "--repeats", "0", "-o", "/tmp/unused.json"]) == 2
     assert "Benchmark repeats must be a positive integer, not 0" in capsys.readouterr().err
+
+
+def test_every_section_runner_resolves_its_functions():
+    """The runners import their benchmark functions lazily: check the names exist."""
+    import importlib
+
+    for module, names in {"hwq.quant.bench_quant": ("bench_quant", "format_quant"),
+                          "hwq.quant.bench_tq": ("bench_tq", "format_tq"),
+                          "hwq.quant.bench_joint": ("bench_joint", "format_joint"),
+                          "hwq.rtl.bench_hw": ("bench_hw", "format_table")}.items():
+        mod = importlib.import_module(module)
+        for name in names:
+            assert callable(getattr(mod, name)), f"{module}.{name}"
