@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 from dataclasses import asdict, dataclass
@@ -102,3 +103,23 @@ class CoreConfig:
         """Short stable hash; a Program built for one config refuses to run on another."""
         blob = json.dumps(self.to_dict(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+#: Integer fields of :class:`CoreConfig` offered as ``--lanes``, ``--act-bits``, ... options.
+CLI_FIELDS = ("lanes", "simd", "act_bits", "weight_bits", "acc_bits", "table_bits",
+              "act_depth", "weight_depth", "param_depth", "desc_depth")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--pe`` and one option per field of :data:`CLI_FIELDS` (defaults from CoreConfig)."""
+    parser.add_argument("--pe", required=True, choices=PE_TYPES, help="PE type")
+    defaults = CoreConfig(pe="multiply")
+    for name in CLI_FIELDS:
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int,
+                            default=getattr(defaults, name),
+                            help=f"{name} (default {getattr(defaults, name)})")
+
+
+def config_from_arguments(args: argparse.Namespace) -> CoreConfig:
+    """The :class:`CoreConfig` of options added by :func:`add_config_arguments`."""
+    return CoreConfig(pe=args.pe, **{name: getattr(args, name) for name in CLI_FIELDS})

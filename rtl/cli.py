@@ -15,20 +15,12 @@ from __future__ import annotations
 
 import argparse
 
-from hwq.config import PE_TYPES, CoreConfig
+from hwq.config import add_config_arguments, config_from_arguments
 from hwq.errors import CheckFailed
-
-_INT_FIELDS = ("lanes", "simd", "act_bits", "weight_bits", "acc_bits", "table_bits",
-               "act_depth", "weight_depth", "param_depth", "desc_depth")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--pe", required=True, choices=PE_TYPES, help="PE type")
-    defaults = CoreConfig(pe="multiply")
-    for name in _INT_FIELDS:
-        parser.add_argument(f"--{name.replace('_', '-')}", type=int,
-                            default=getattr(defaults, name),
-                            help=f"{name} (default {getattr(defaults, name)})")
+    add_config_arguments(parser)
     parser.add_argument("-o", "--output", required=True, metavar="DIR",
                         help="folder for hwq_core.v, hwq_regs.md, hwq_regs.py, hwq_config.json")
     parser.add_argument("--program", metavar="FILE",
@@ -47,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from hwq.layout.program import Program
     from hwq.rtl.generate import write
 
-    config = CoreConfig(pe=args.pe, **{name: getattr(args, name) for name in _INT_FIELDS})
+    config = config_from_arguments(args)
     program = None
     if args.program:
         program = Program.load(args.program)

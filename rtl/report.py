@@ -44,7 +44,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from hwq.config import PE_TYPES, CoreConfig
+from hwq.config import CoreConfig, add_config_arguments, config_from_arguments
 from hwq.errors import ToolchainError
 from hwq.serialize import atomic_write
 
@@ -604,17 +604,8 @@ def format_report(result: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------------------------
 # CLI
 
-_INT_FIELDS = ("lanes", "simd", "act_bits", "weight_bits", "acc_bits", "table_bits",
-               "act_depth", "weight_depth", "param_depth", "desc_depth")
-
-
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--pe", required=True, choices=PE_TYPES, help="PE type")
-    defaults = CoreConfig(pe="multiply")
-    for name in _INT_FIELDS:
-        parser.add_argument(f"--{name.replace('_', '-')}", type=int,
-                            default=getattr(defaults, name),
-                            help=f"{name} (default {getattr(defaults, name)})")
+    add_config_arguments(parser)
     parser.add_argument("--target", choices=TARGETS, default="ecp5",
                         help="FPGA family (default ecp5)")
     parser.add_argument("--array-only", action="store_true",
@@ -633,7 +624,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> CoreConfig:
     """The CoreConfig named by ``--pe`` and the integer options."""
-    return CoreConfig(pe=args.pe, **{name: getattr(args, name) for name in _INT_FIELDS})
+    return config_from_arguments(args)
 
 
 def run(args: argparse.Namespace) -> int:
