@@ -49,8 +49,9 @@ from hwq.errors import ToolchainError
 from hwq.serialize import atomic_write
 
 __all__ = ["DEVICES", "HARNESS_TOP", "TARGETS", "Device", "array_verilog", "count_cells",
-           "design_verilog", "fit_shortfall", "nextpnr_shortfall", "parse_nextpnr_report",
-           "register_harness", "report", "resources", "throughput", "verilog_ports"]
+           "critical_path", "design_verilog", "fit_shortfall", "nextpnr_shortfall",
+           "parse_nextpnr_report", "register_harness", "report", "resources", "throughput",
+           "verilog_ports"]
 
 #: Top module of the registered harness that is synthesized.
 HARNESS_TOP = "hwq_report_top"
@@ -58,7 +59,7 @@ HARNESS_TOP = "hwq_report_top"
 ARRAY_TOP = "hwq_mac_array"
 TARGETS: tuple[str, ...] = ("ecp5", "ice40")
 #: Bump when the result format or the flow changes: old cache entries are ignored.
-FORMAT = 1
+FORMAT = 2
 
 Progress = Callable[[str], None]
 
@@ -320,11 +321,49 @@ def parse_nextpnr_report(doc: dict[str, Any], clock: str = "clk") -> dict[str, A
     util = {cell: [int(v["used"]), int(v["available"])]
             for cell, v in doc.get("utilization", {}).items()}
     if not names:
-        return {"fmax_mhz": None, "target_mhz": None, "clock": None, "utilization": util}
+        return {"fmax_mhz": None, "target_mhz": None, "clock": None, "utilization": util,
+                "critical_path": None}
     entry = fmax[names[0]]
     return {"fmax_mhz": round(float(entry["achieved"]), 2),
             "target_mhz": round(float(entry["constraint"]), 2), "clock": names[0],
-            "utilization": util}
+            "utilization": util, "critical_path": critical_path(doc, names[0])}
+
+
+def critical_path(doc: dict[str, Any], clock: str) -> dict[str, Any] | None:
+    """The clock's register-to-register critical path in a nextpnr ``--report`` document.
+
+    Returns
+    -------
+    dict or None
+        ``delay_ns`` (the sum of the steps), ``logic_ns``, ``routing_ns``, ``from``/``to``
+        (the start and end cells, Yosys' hierarchical names, ``cell.port``), ``cells`` (the
+        distinct cells along the path, in order) and ``steps`` (``type``, ``cell``, ``port``,
+        ``delay_ns``); None when the report has no path for ``clock``.
+    """
+    for path in doc.get("critical_paths", []):
+        if path.get("from") != clock or path.get("to") != clock:
+            continue
+        steps = []
+        for step in path.get("path", []):
+            end = step.get("to") or {}
+            steps.append({"type": str(step.get("type", "")), "cell": str(end.get("cell", "")),
+                          "port": str(end.get("port", "")),
+                          "delay_ns": round(float(step.get("delay", 0.0)), 3)})
+        if not steps:
+            continue
+        first = path["path"][0].get("from") or {}
+        cells = []
+        for name in [str(first.get("cell", ""))] + [s["cell"] for s in steps]:
+            if name and (not cells or cells[-1] != name):
+                cells.append(name)
+        routing = sum(s["delay_ns"] for s in steps if s["type"] == "routing")
+        total = sum(s["delay_ns"] for s in steps)
+        return {"delay_ns": round(total, 3), "logic_ns": round(total - routing, 3),
+                "routing_ns": round(routing, 3),
+                "from": f"{first.get('cell', '')}.{first.get('port', '')}",
+                "to": f"{steps[-1]['cell']}.{steps[-1]['port']}", "cells": cells,
+                "steps": steps}
+    return None
 
 
 def throughput(config: CoreConfig, res: dict[str, int],
@@ -552,7 +591,8 @@ def report(config: CoreConfig, *, target: str = "ecp5", array_only: bool = False
         dev, parsed = routed
         result.update(ok=True, fits=True, device=dev.name, package=dev.args[-1],
                       fmax_mhz=parsed["fmax_mhz"], clock=parsed["clock"],
-                      utilization=parsed["utilization"])
+                      utilization=parsed["utilization"],
+                      critical_path=parsed.get("critical_path"))
     result["throughput"] = throughput(config, res, result["fmax_mhz"])
     result["seconds"] = round(time.monotonic() - t0, 1)
     if cache:
@@ -591,6 +631,11 @@ def format_report(result: dict[str, Any]) -> str:
     if result["fmax_mhz"] is not None:
         lines.append(f"  Fmax      {result['fmax_mhz']:.1f} MHz (routed, target "
                      f"{result['freq_target_mhz']:g} MHz, seed {result['seed']})")
+    cp = result.get("critical_path")
+    if cp:
+        lines.append(f"  critical  {cp['delay_ns']:.2f} ns ({cp['logic_ns']:.2f} logic, "
+                     f"{cp['routing_ns']:.2f} routing), {len(cp['cells'])} cells: "
+                     f"{cp['from']} -> {cp['to']}")
     unit = thr["op_unit"]
     lines.append(f"  per {unit:<5} {thr['lut4_eq_per_op']} LUT4-eq; {thr['ops_per_cycle']} "
                  f"{unit}s/cycle" + (f"; {thr['peak_gops']} G{unit}s/s peak"

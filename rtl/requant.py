@@ -4,20 +4,21 @@ Per lane, exactly :func:`hwq.golden.requantize`::
 
     y = clamp(((acc + bias) * M + 2**(S - 1)) >> S, lo, hi)
 
-with ``>>`` arithmetic. Two pipeline stages: the product ``(acc + bias) * M`` (exact, no
-rounding), then round, shift and clamp. ``lo``/``hi`` are ports (constant per layer).
+with ``>>`` arithmetic, pipelined (:data:`REQUANT_STAGES` registers) so that no stage holds
+more than one carry chain or one DSP-sized multiplier. ``lo``/``hi`` are ports (constant per
+layer).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hwq.config import CoreConfig
-from hwq.golden.requant import M_BITS, S_MAX
+from hwq.golden.requant import M_BITS
 
-__all__ = ["Requant", "requant_input_layout", "requant_output_layout"]
+__all__ = ["REQUANT_STAGES", "Requant", "requant_input_layout", "requant_output_layout"]
 
 
 def requant_input_layout(config: CoreConfig, side: object) -> data.StructLayout:
@@ -40,7 +41,20 @@ def requant_output_layout(config: CoreConfig, side: object) -> data.StructLayout
 
 class Requant(wiring.Component):
     """Stream component: one beat of ``lanes`` accumulators and their parameters in, one
-    beat of ``lanes`` activations out, two cycles later (back-pressure stalls both stages).
+    beat of ``lanes`` activations out, :data:`REQUANT_STAGES` cycles later (back-pressure
+    stalls every stage).
+
+    Pipeline (one register after each step, so no stage holds more than one carry chain,
+    one multiplier or three mux levels):
+
+    1. ``t = acc + bias``;
+    2. the partial products of ``t`` (17-bit chunks, the top one signed) and ``M`` (17 + 7
+       bits): each fits one 18x18 DSP multiplier;
+    3. the partial products summed, one adder level per stage (3 stages: up to 6 partial
+       products, accumulators up to 48 bits);
+    4. ``q = (t * M) >> (S - 1)`` in two steps (by whole bytes, then by 0..7 bits);
+    5. ``r = (q + 1) >> 1``, which equals ``(t * M + 2**(S - 1)) >> S`` exactly (``S >= 1``);
+    6. clamp to ``[lo, hi]``.
     """
 
     def __init__(self, *, config: CoreConfig, side: object = unsigned(1)) -> None:
@@ -59,28 +73,64 @@ class Requant(wiring.Component):
         m = Module()
         cfg = self.config
         t_bits = max(cfg.acc_bits, 32) + 1
-        p_bits = t_bits + M_BITS + 1
         advance = Signal()
         m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
-        valid1 = Signal()
-        side1 = Signal(self.side_shape)
-        prods = [Signal(signed(p_bits), name=f"prod{lane}") for lane in range(cfg.lanes)]
-        shifts = [Signal(6, name=f"s{lane}") for lane in range(cfg.lanes)]
-        ys = []
+
+        def reg(value, name):
+            value = Value.cast(value)
+            r = Signal(value.shape(), name=name)
+            with m.If(advance):
+                m.d.sync += r.eq(value)
+            return r
+
+        valid, side = self.i.valid, self.i.payload.side
+        pay = self.i.payload
+        n_t = -(-t_bits // _CHUNK)
         for lane in range(cfg.lanes):
-            s = shifts[lane]
-            # wide enough for the rounding constant 2**(S-1) at S = S_MAX whatever acc_bits
-            rounded = Signal(signed(max(p_bits, S_MAX) + 2), name=f"rounded{lane}")
-            shifted = Signal(signed(max(p_bits, S_MAX) + 2), name=f"shifted{lane}")
-            m.d.comb += [rounded.eq(prods[lane] + ((Const(1, 1) << s) >> 1)),
-                         shifted.eq(rounded >> s)]
-            ys.append(Mux(shifted < self.lo, self.lo, Mux(shifted > self.hi, self.hi, shifted)))
+            # 1. t = acc + bias
+            t = reg(pay.acc[lane] + pay.bias[lane], f"t{lane}")
+            mm, s = reg(pay.m[lane], f"m{lane}"), reg(pay.s[lane], f"s{lane}")
+            # 2. partial products, one DSP-sized multiplier each
+            t_parts = [t[i * _CHUNK:(i + 1) * _CHUNK] for i in range(n_t - 1)]
+            t_parts.append(t[(n_t - 1) * _CHUNK:].as_signed())
+            m_parts = [mm[:_CHUNK], mm[_CHUNK:]]
+            terms = []
+            for i, tp in enumerate(t_parts):
+                for j, mp in enumerate(m_parts):
+                    prod = reg(tp * mp, f"pp{lane}_{i}_{j}")
+                    terms.append(prod << (_CHUNK * (i + j)))
+            s = reg(s, f"s{lane}_pp")
+            # 3. their sum, one adder level per stage (a plain register when done early)
+            for level in range(_SUM_LEVELS):
+                pairs = [terms[k] + terms[k + 1] for k in range(0, len(terms) - 1, 2)]
+                terms = pairs + ([terms[-1]] if len(terms) % 2 else [])
+                terms = [reg(x, f"sum{lane}_{level}_{k}") for k, x in enumerate(terms)]
+                s = reg(s, f"s{lane}_sum{level}")
+            assert len(terms) == 1
+            prod = terms[0]
+            # 4. q = prod >> (S - 1): by whole bytes, then by 0..7 bits
+            s1 = s - 1
+            q8 = reg(prod >> Cat(Const(0, 3), s1[3:6]), f"q8_{lane}")
+            s_lo = reg(s1[:3], f"s_lo{lane}")
+            q = reg(q8 >> s_lo, f"q{lane}")
+            # 5. round: (q + 1) >> 1
+            r = reg((q + 1) >> 1, f"r{lane}")
+            # 6. clamp
+            y = Mux(r < self.lo, self.lo, Mux(r > self.hi, self.hi, r))
+            with m.If(advance):
+                m.d.sync += self.o.payload.y[lane].eq(y)
+        for i in range(REQUANT_STAGES - 1):
+            valid, side = reg(valid, f"valid_d{i}"), reg(side, f"side_d{i}")
         with m.If(advance):
-            m.d.sync += [valid1.eq(self.i.valid), side1.eq(self.i.payload.side),
-                         self.o.valid.eq(valid1), self.o.payload.side.eq(side1)]
-            for lane in range(cfg.lanes):
-                t = self.i.payload.acc[lane] + self.i.payload.bias[lane]
-                m.d.sync += [prods[lane].eq(t * self.i.payload.m[lane]),
-                             shifts[lane].eq(self.i.payload.s[lane]),
-                             self.o.payload.y[lane].eq(ys[lane])]
+            m.d.sync += [self.o.valid.eq(valid), self.o.payload.side.eq(side)]
         return m
+
+
+#: Chunk width of the partial products (an ECP5 MULT18X18D takes 18x18 signed operands).
+_CHUNK = 17
+#: Adder levels summing the partial products: ``acc_bits <= 48`` gives a ``t`` of up to 49
+#: bits, 3 chunks, times 2 chunks of ``M`` = 6 products.
+_SUM_LEVELS = 3
+#: Registers from a requant input beat to its output; part of
+#: ``hwq.golden.cycles.OVERHEADS.matmul``.
+REQUANT_STAGES = 6 + _SUM_LEVELS

@@ -117,8 +117,37 @@ def test_parse_nextpnr_report_picks_the_clock():
                     "$glbnet$other": {"achieved": 99.0, "constraint": 200.0}}}
     assert report.parse_nextpnr_report(doc) == {
         "fmax_mhz": 151.23, "target_mhz": 200.0, "clock": "$glbnet$clk$TRELLIS_IO_IN",
-        "utilization": {"TRELLIS_FF": [5, 24288]}}
+        "utilization": {"TRELLIS_FF": [5, 24288]}, "critical_path": None}
     assert report.parse_nextpnr_report({"fmax": {}})["fmax_mhz"] is None
+
+
+def test_critical_path_summarizes_the_clock_path():
+    clk = "$glbnet$clk"
+    doc = {"fmax": {clk: {"achieved": 100.0, "constraint": 200.0}}, "critical_paths": [
+        {"from": "other", "to": "other", "path": [
+            {"type": "clk-to-q", "from": {"cell": "x", "port": "CLK"},
+             "to": {"cell": "x", "port": "Q0"}, "delay": 9.0}]},
+        {"from": clk, "to": clk, "path": [
+            {"type": "clk-to-q", "from": {"cell": "a", "port": "CLK"},
+             "to": {"cell": "a", "port": "Q0"}, "delay": 0.5},
+            {"type": "routing", "from": {"cell": "a", "port": "Q0"},
+             "to": {"cell": "b", "port": "A"}, "delay": 1.25},
+            {"type": "logic", "from": {"cell": "b", "port": "A"},
+             "to": {"cell": "b", "port": "F"}, "delay": 0.25},
+            {"type": "routing", "from": {"cell": "b", "port": "F"},
+             "to": {"cell": "c", "port": "DI0"}, "delay": 2.0},
+            {"type": "setup", "from": {"cell": "c", "port": "DI0"},
+             "to": {"cell": "c", "port": "CLK"}, "delay": 0.125}]}]}
+    cp = report.parse_nextpnr_report(doc)["critical_path"]
+    assert cp["delay_ns"] == 4.125
+    assert cp["routing_ns"] == 3.25
+    assert cp["logic_ns"] == 0.875
+    assert cp["from"] == "a.CLK"
+    assert cp["to"] == "c.CLK"
+    assert cp["cells"] == ["a", "b", "c"]
+    assert [s["type"] for s in cp["steps"]] == ["clk-to-q", "routing", "logic", "routing",
+                                                "setup"]
+    assert report.critical_path(doc, "nope") is None
 
 
 def test_count_cells_skips_scopeinfo():
