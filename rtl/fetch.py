@@ -1,8 +1,9 @@
 """Memory fetch stages between the address generator and the MAC array / max pool.
 
-Both are one-register pipeline stages on streams around a synchronous memory read port
-(``*_addr``/``*_en`` out, ``*_data`` in; the read port's enable is the stage's advance, so
-back-pressure holds the read data).
+Both are two-register pipeline stages on streams around a synchronous memory read port
+(``*_addr``/``*_en`` out, ``*_data`` in): the read, then its data registered, so no logic
+follows a RAM output in the same cycle. The read port's enable is the stages' common
+advance, so back-pressure holds the read data.
 
 :class:`WeightFetch` reads the weight micro-op of each op. :class:`ActFetch` adds the
 micro-op's offset to the position address, tests the tap against the padding (out of
@@ -32,7 +33,8 @@ def _check(config: object) -> CoreConfig:
 
 
 class WeightFetch(wiring.Component):
-    """``op`` in; ``{op, word}`` out one cycle later, ``word`` the weight micro-op."""
+    """``op`` in; ``{op, word}`` out two cycles later, ``word`` the weight micro-op (the
+    memory read, then its data registered)."""
 
     def __init__(self, *, config: CoreConfig) -> None:
         self.config = _check(config)
@@ -50,12 +52,15 @@ class WeightFetch(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         advance = Signal()
-        op = Signal(op_layout(self.config))
+        valid_a = Signal()
+        op_a = Signal(op_layout(self.config))
         m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance),
-                     self.rd_en.eq(advance), self.rd_addr.eq(self.i.payload.w_addr),
-                     self.o.payload.op.eq(op), self.o.payload.word.eq(self.rd_data)]
+                     self.rd_en.eq(advance), self.rd_addr.eq(self.i.payload.w_addr)]
         with m.If(advance):
-            m.d.sync += [self.o.valid.eq(self.i.valid), op.eq(self.i.payload)]
+            # stage A: the read; stage B: the read data registered (no logic after the RAM)
+            m.d.sync += [valid_a.eq(self.i.valid), op_a.eq(self.i.payload),
+                         self.o.valid.eq(valid_a), self.o.payload.op.eq(op_a),
+                         self.o.payload.word.eq(self.rd_data)]
         return m
 
 
@@ -89,7 +94,7 @@ def fetched_layout(config: CoreConfig) -> data.StructLayout:
 
 class ActFetch(wiring.Component):
     """``{op, word}`` in; the activation word, the parameters and the group's write-back
-    facts out one cycle later (see the module docstring).
+    facts out two cycles later (see the module docstring).
 
     Ports ``kind`` and ``p_base`` come from the layer descriptor; ``in_h``/``in_w`` too.
     """
@@ -148,24 +153,27 @@ class ActFetch(wiring.Component):
         m.d.comb += [self.act_addr.eq(Mux(inb, addr, 0)), self.act_en.eq(advance),
                      self.param_addr.eq(self.p_base + g_cur), self.param_en.eq(advance)]
 
-        inb_r = Signal()
+        # stage A: the reads (``keep`` holds what goes along); stage B: the read data
+        # registered, out-of-bounds taps zeroed
+        valid_a = Signal()
+        inb_a = Signal()
         keep = Signal(data.StructLayout({
             "w": fetched_layout(cfg)["w"].shape, "shift": unsigned(3), "neg": unsigned(1),
             "glast": unsigned(1), "group": side, "pool_first": unsigned(1),
             "pool_last": unsigned(1)}))
+        o = self.o.payload
         with m.If(advance):
-            m.d.sync += [self.o.valid.eq(self.i.valid), inb_r.eq(inb),
+            m.d.sync += [valid_a.eq(self.i.valid), inb_a.eq(inb),
                          keep.w.eq(word.w), keep.glast.eq(word.glast),
                          keep.group.out.eq(op.out), keep.group.wct.eq(wct_cur),
                          keep.group.wslot.eq(wslot_cur), keep.group.llast.eq(op.llast),
                          keep.pool_first.eq(op.pool_first), keep.pool_last.eq(op.pool_last)]
             if cfg.pe == "bit_serial":
                 m.d.sync += [keep.shift.eq(word.shift), keep.neg.eq(word.neg)]
-        o = self.o.payload
-        m.d.comb += [o.w.eq(keep.w), o.shift.eq(keep.shift), o.neg.eq(keep.neg),
-                     o.glast.eq(keep.glast), o.group.eq(keep.group),
-                     o.pool_first.eq(keep.pool_first), o.pool_last.eq(keep.pool_last),
-                     o.param.eq(self.param_data)]
-        for j in range(s):
-            m.d.comb += o.a[j].eq(Mux(inb_r, self.act_data.a[j], 0))
+            m.d.sync += [self.o.valid.eq(valid_a),
+                         o.w.eq(keep.w), o.shift.eq(keep.shift), o.neg.eq(keep.neg),
+                         o.glast.eq(keep.glast), o.group.eq(keep.group),
+                         o.pool_first.eq(keep.pool_first), o.pool_last.eq(keep.pool_last),
+                         o.param.eq(self.param_data)]
+            m.d.sync += [o.a[j].eq(Mux(inb_a, self.act_data.a[j], 0)) for j in range(s)]
         return m

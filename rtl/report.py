@@ -341,7 +341,8 @@ def critical_path(doc: dict[str, Any], clock: str) -> dict[str, Any] | None:
         ``delay_ns``); None when the report has no path for ``clock``.
     """
     for path in doc.get("critical_paths", []):
-        if path.get("from") != clock or path.get("to") != clock:
+        # "posedge <net>" in nextpnr 0.7+, the bare net name before
+        if [str(path.get(k, "")).split(" ")[-1] for k in ("from", "to")] != [clock, clock]:
             continue
         steps = []
         for step in path.get("path", []):

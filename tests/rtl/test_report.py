@@ -127,7 +127,7 @@ def test_critical_path_summarizes_the_clock_path():
         {"from": "other", "to": "other", "path": [
             {"type": "clk-to-q", "from": {"cell": "x", "port": "CLK"},
              "to": {"cell": "x", "port": "Q0"}, "delay": 9.0}]},
-        {"from": clk, "to": clk, "path": [
+        {"from": f"posedge {clk}", "to": f"posedge {clk}", "path": [
             {"type": "clk-to-q", "from": {"cell": "a", "port": "CLK"},
              "to": {"cell": "a", "port": "Q0"}, "delay": 0.5},
             {"type": "routing", "from": {"cell": "a", "port": "Q0"},
