@@ -64,6 +64,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     h = sub.add_parser("hw", help="resources and Fmax of arrays and cores (Yosys, nextpnr)")
     h.add_argument("--full", action="store_true",
                    help="shapes 4/8/16 x weight bits 2/4/8 (default: 8x8 at 4 bits + cores)")
+    h.add_argument("--jobs", type=int, default=None,
+                   help="tool runs at once (default: CPU count, at most 4)")
     g = sub.add_parser("golden", help="golden int8 conv vs torch float32 conv (time ratio)")
     g.add_argument("--repeats", type=int, default=15, help="timed runs of each (default 15)")
     g.add_argument("--batch", type=int, default=8)
@@ -131,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.bench in ("tq", "joint", "hw"):
         folder = args.out.parent if args.out else DEFAULT_OUT
         if args.bench == "hw":
-            result, text = _hw_section(full=args.full, out_dir=folder)
+            result, text = _hw_section(full=args.full, out_dir=folder, jobs=args.jobs)
         elif args.bench == "tq":
             result, text = _tq_section(full=True, out_dir=folder, seeds=tuple(args.seeds),
                                        bits=tuple(args.bits))
@@ -331,10 +333,11 @@ def _joint_section(*, full: bool, out_dir: Path, seeds: tuple[int, ...] | None =
     return r, format_joint(r)
 
 
-def _hw_section(*, full: bool, out_dir: Path, **_: Any) -> tuple[dict, str]:
+def _hw_section(*, full: bool, out_dir: Path, jobs: int | None = None,
+                **_: Any) -> tuple[dict, str]:
     from hwq.rtl.bench_hw import bench_hw, format_table
 
-    r = bench_hw(quick=not full, out=out_dir)
+    r = bench_hw(quick=not full, out=out_dir, jobs=jobs)
     return r, format_table(r["rows"])
 
 

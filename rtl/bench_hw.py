@@ -21,8 +21,11 @@ cached (``<cache>/reports``), so a rerun costs only what changed. Cost on a 2-co
 from __future__ import annotations
 
 import json
+import os
+import re
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +58,14 @@ def bench_config(pe: str, size: int, weight_bits: int, *, core: bool = False) ->
     return CoreConfig(pe=pe, lanes=size, simd=size, weight_bits=bits, **extra)
 
 
+def _check_jobs(jobs: int | None) -> int:
+    if jobs is None:
+        return max(1, min(4, os.cpu_count() or 1))
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or not 1 <= jobs <= 64:
+        raise ValueError(f"Parallel jobs must be an integer in 1..64, not {jobs!r}")
+    return jobs
+
+
 def _row(name: str, result: dict[str, Any], requested_bits: int) -> dict[str, Any]:
     cfg, res, thr = result["config"], result["resources"], result["throughput"]
     fmax = result["fmax_mhz"]
@@ -71,14 +82,29 @@ def _row(name: str, result: dict[str, Any], requested_bits: int) -> dict[str, An
         "lut4_eq_per_mac": thr["lut4_eq_per_mac"], "lut4_eq_per_op": thr["lut4_eq_per_op"],
         "op_unit": thr["op_unit"], "peak_gops": thr["peak_gops"],
         "peak_full_gmacs": round(thr["full_macs_per_cycle"] * fmax / 1e3, 3) if fmax else None,
+        "critical_path_ns": (result.get("critical_path") or {}).get("delay_ns"),
+        "critical_path": _path_ends(result.get("critical_path")),
         "cached": result.get("cached", False), "seconds": result.get("seconds"),
     }
+
+
+def _path_ends(path: dict[str, Any] | None) -> str | None:
+    """``start -> end`` of a critical path, as the hierarchical names before nextpnr's cell
+    suffixes (``dut.requant.t3 -> dut.requant.pp3_0_0``)."""
+    if not path:
+        return None
+
+    def name(cell: str) -> str:
+        return re.split(r"_TRELLIS_|_LUT4_|_CCU2C_|_PFUMX_|_L6MUX21_|\$", cell)[0] or cell
+
+    return f"{name(path['from'].rsplit('.', 1)[0])} -> {name(path['to'].rsplit('.', 1)[0])}"
 
 
 def bench_hw(*, quick: bool = True, shapes: Iterable[int] | None = None,
              weight_bits: Iterable[int] | None = None, cores: bool = True,
              variants: Iterable[str] | None = None, target: str = "ecp5",
              out: str | Path | None = "bench-results", cache: bool = True,
+             jobs: int | None = None,
              progress: Progress | None = _stderr_progress) -> dict[str, Any]:
     """Compare the PE types' arrays (and 8x8 cores) on ``target``.
 
@@ -97,6 +123,9 @@ def bench_hw(*, quick: bool = True, shapes: Iterable[int] | None = None,
         folder for ``hw.json``, ``hw.md``, ``hw.png``; None writes nothing.
     cache : bool
         reuse cached reports.
+    jobs : int, optional
+        points synthesized and placed at once (default: the CPU count, at most 4; every
+        tool run is single-threaded).
 
     Returns
     -------
@@ -111,17 +140,22 @@ def bench_hw(*, quick: bool = True, shapes: Iterable[int] | None = None,
         raise ValueError(f"Variants must be among {[v[0] for v in VARIANTS]}, not "
                          f"{sorted(unknown)}")
     t0 = time.monotonic()
-    rows = []
     points = [(v, s, b, False) for s in shapes for b in bits for v in chosen]
     if cores:
         points += [(v, 8, 4, True) for v in chosen if v[0] != "multiply-nodsp"]
-    for i, ((name, pe, dsp), size, wb, core) in enumerate(points, 1):
-        if progress:
-            progress(f"[{i}/{len(points)}] {name} {size}x{size} w{wb} "
-                     f"{'core' if core else 'array'}")
+    jobs = _check_jobs(jobs)
+
+    def one(i: int, point: tuple) -> dict[str, Any]:
+        (name, pe, dsp), size, wb, core = point
+        label = f"[{i}/{len(points)}] {name} {size}x{size} w{wb} {'core' if core else 'array'}"
+        say = (lambda message: progress(f"{label}: {message}")) if progress else None
         result = report(bench_config(pe, size, wb, core=core), target=target,
-                        array_only=not core, dsp=dsp, cache=cache, progress=progress)
-        rows.append(_row(name, result, wb))
+                        array_only=not core, dsp=dsp, cache=cache, progress=say)
+        return _row(name, result, wb)
+
+    # the tools run as subprocesses: threads keep ``jobs`` of them busy
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        rows = list(pool.map(one, range(1, len(points) + 1), points))
     doc = {"target": target, "quick": quick, "shapes": list(shapes), "weight_bits": list(bits),
            "core_depths": BENCH_CORE_DEPTHS, "rows": rows,
            "seconds": round(time.monotonic() - t0, 1), "files": {}}

@@ -39,6 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -46,7 +47,7 @@ from typing import Any
 
 from hwq.config import CoreConfig, add_config_arguments, config_from_arguments
 from hwq.errors import ToolchainError
-from hwq.serialize import atomic_write
+from hwq.serialize import atomic_write, file_lock
 
 __all__ = ["DEVICES", "HARNESS_TOP", "TARGETS", "Device", "array_verilog", "count_cells",
            "critical_path", "design_verilog", "fit_shortfall", "nextpnr_shortfall",
@@ -537,69 +538,71 @@ def report(config: CoreConfig, *, target: str = "ecp5", array_only: bool = False
     key_blob = json.dumps({"options": options, "tools": versions}, sort_keys=True)
     key = hashlib.sha256(key_blob.encode() + harness.encode()).hexdigest()[:24]
     path = _cache_path(key, cache_dir)
-    if cache and path.is_file():
-        result = json.loads(path.read_text())
-        # equal Verilog, other config (bit_serial ignores weight_bits): per-config figures
-        result.update(config=config.to_dict(), cached=True, cache_file=str(path),
-                      throughput=throughput(config, result["resources"], result["fmax_mhz"]))
-        say(f"cached: {path}")
-        return result
-    result: dict[str, Any] = {
-        "config": config.to_dict(), "scope": "array" if array_only else "core",
-        "target": target, "dsp": dsp, "freq_target_mhz": freq_mhz, "seed": seed,
-        "tools": versions, "key": key,
-    }
-    with tempfile.TemporaryDirectory(prefix="hwq-report-") as tmp:
-        work = Path(tmp)
-        say(f"yosys synth_{target}{'' if dsp else ' (no DSP)'} ...")
-        t = time.monotonic()
-        cells = synthesize(harness, target=target, dsp=dsp, workdir=work)
-        res = resources(cells, target)
-        say(f"yosys done in {time.monotonic() - t:.0f} s: {res['lut4']} LUT4, {res['carry']} "
-            f"carry, {res['ff']} FF, {res['dsp']} DSP, {res['bram']} BRAM")
-        result.update(cells=cells, resources=res)
-        attempts = []
-        routed = None
-        for dev in candidates:
-            short = fit_shortfall(res, dev)
-            if short:
-                attempts.append({"device": dev.name, "fits": False, "routed": False,
-                                 "reason": _fit_message(dev.name, short)})
-                say(attempts[-1]["reason"])
-                continue
-            say(f"nextpnr-{target} {dev.name} (freq {freq_mhz:g} MHz, seed {seed}) ...")
+    with file_lock(path.with_suffix(".lock")) if cache else nullcontext():
+        # a parallel run of the same design waits here, then reads its result
+        if cache and path.is_file():
+            result = json.loads(path.read_text())
+            # equal Verilog, other config (bit_serial ignores weight_bits): per-config figures
+            result.update(config=config.to_dict(), cached=True, cache_file=str(path),
+                          throughput=throughput(config, result["resources"], result["fmax_mhz"]))
+            say(f"cached: {path}")
+            return result
+        result: dict[str, Any] = {
+            "config": config.to_dict(), "scope": "array" if array_only else "core",
+            "target": target, "dsp": dsp, "freq_target_mhz": freq_mhz, "seed": seed,
+            "tools": versions, "key": key,
+        }
+        with tempfile.TemporaryDirectory(prefix="hwq-report-") as tmp:
+            work = Path(tmp)
+            say(f"yosys synth_{target}{'' if dsp else ' (no DSP)'} ...")
             t = time.monotonic()
-            parsed, short, log = place_and_route(dev, workdir=work, freq_mhz=freq_mhz,
-                                                 seed=seed)
-            if parsed is None:
-                if not short:
-                    tail = "\n".join(line for line in log.splitlines()
-                                     if "ERROR" in line)[-500:]
-                    raise ToolchainError(f"nextpnr-{target} failed on {dev.name}: {tail}")
-                attempts.append({"device": dev.name, "fits": False, "routed": False,
-                                 "reason": _fit_message(dev.name, short)})
-                say(attempts[-1]["reason"])
-                continue
-            say(f"nextpnr done in {time.monotonic() - t:.0f} s: Fmax {parsed['fmax_mhz']} MHz")
-            attempts.append({"device": dev.name, "fits": True, "routed": True})
-            routed = (dev, parsed)
-            break
-    result["attempts"] = attempts
-    if routed is None:
-        result.update(ok=False, fits=False, device=None, fmax_mhz=None, utilization=None,
-                      error="; ".join(a["reason"] for a in attempts))
-    else:
-        dev, parsed = routed
-        result.update(ok=True, fits=True, device=dev.name, package=dev.args[-1],
-                      fmax_mhz=parsed["fmax_mhz"], clock=parsed["clock"],
-                      utilization=parsed["utilization"],
-                      critical_path=parsed.get("critical_path"))
-    result["throughput"] = throughput(config, res, result["fmax_mhz"])
-    result["seconds"] = round(time.monotonic() - t0, 1)
-    if cache:
-        atomic_write(path, (json.dumps(result, indent=1) + "\n").encode())
-    result.update(cached=False, cache_file=str(path) if cache else None)
-    return result
+            cells = synthesize(harness, target=target, dsp=dsp, workdir=work)
+            res = resources(cells, target)
+            say(f"yosys done in {time.monotonic() - t:.0f} s: {res['lut4']} LUT4, {res['carry']} "
+                f"carry, {res['ff']} FF, {res['dsp']} DSP, {res['bram']} BRAM")
+            result.update(cells=cells, resources=res)
+            attempts = []
+            routed = None
+            for dev in candidates:
+                short = fit_shortfall(res, dev)
+                if short:
+                    attempts.append({"device": dev.name, "fits": False, "routed": False,
+                                     "reason": _fit_message(dev.name, short)})
+                    say(attempts[-1]["reason"])
+                    continue
+                say(f"nextpnr-{target} {dev.name} (freq {freq_mhz:g} MHz, seed {seed}) ...")
+                t = time.monotonic()
+                parsed, short, log = place_and_route(dev, workdir=work, freq_mhz=freq_mhz,
+                                                     seed=seed)
+                if parsed is None:
+                    if not short:
+                        tail = "\n".join(line for line in log.splitlines()
+                                         if "ERROR" in line)[-500:]
+                        raise ToolchainError(f"nextpnr-{target} failed on {dev.name}: {tail}")
+                    attempts.append({"device": dev.name, "fits": False, "routed": False,
+                                     "reason": _fit_message(dev.name, short)})
+                    say(attempts[-1]["reason"])
+                    continue
+                say(f"nextpnr done in {time.monotonic() - t:.0f} s: Fmax {parsed['fmax_mhz']} MHz")
+                attempts.append({"device": dev.name, "fits": True, "routed": True})
+                routed = (dev, parsed)
+                break
+        result["attempts"] = attempts
+        if routed is None:
+            result.update(ok=False, fits=False, device=None, fmax_mhz=None, utilization=None,
+                          error="; ".join(a["reason"] for a in attempts))
+        else:
+            dev, parsed = routed
+            result.update(ok=True, fits=True, device=dev.name, package=dev.args[-1],
+                          fmax_mhz=parsed["fmax_mhz"], clock=parsed["clock"],
+                          utilization=parsed["utilization"],
+                          critical_path=parsed.get("critical_path"))
+        result["throughput"] = throughput(config, res, result["fmax_mhz"])
+        result["seconds"] = round(time.monotonic() - t0, 1)
+        if cache:
+            atomic_write(path, (json.dumps(result, indent=1) + "\n").encode())
+        result.update(cached=False, cache_file=str(path) if cache else None)
+        return result
 
 
 def _cache_path(key: str, cache_dir: str | Path | None) -> Path:

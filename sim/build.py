@@ -21,7 +21,6 @@ or the ``cache_dir`` argument.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -31,8 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -40,6 +38,7 @@ from typing import IO, Any, Literal
 from xml.etree import ElementTree
 
 from hwq.errors import CheckFailed, ToolchainError
+from hwq.serialize import file_lock
 
 from .toolchain import VerilatorInfo, check_fst_headers, ensure_verilator
 
@@ -373,17 +372,6 @@ def _hash_file(digest: Any, path: Path, label: str) -> None:
 # -- build -----------------------------------------------------------------------------------
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
 def _stamp_valid(build_dir: Path, toplevel: str, key: str) -> bool:
     stamp = build_dir / STAMP_NAME
     if not stamp.is_file() or not (build_dir / toplevel).is_file():
@@ -516,7 +504,7 @@ def build(
 
     root = cache_root(cache_dir)
     build_dir = root / f"{toplevel}-{key}"
-    with _locked(root / f".{toplevel}-{key}.lock"):
+    with file_lock(root / f".{toplevel}-{key}.lock"):
         if _stamp_valid(build_dir, toplevel, key):
             return VerilatorBuild(
                 build_dir, toplevel, key, wave_format, True, time.perf_counter() - start, parameters

@@ -17,6 +17,7 @@ import cocotb_tools.runner
 import pytest
 
 from hwq.errors import CheckFailed, ToolchainError
+from hwq.serialize import file_lock
 from hwq.sim import build as sim_build
 from hwq.sim import doctor, toolchain
 
@@ -340,7 +341,7 @@ def test_concurrent_builder_waits_for_the_lock(
     held = threading.Event()
 
     def other_builder() -> None:
-        with sim_build._locked(lock):
+        with file_lock(lock):
             held.set()
             time.sleep(1.0)
 
