@@ -53,7 +53,9 @@ class Requant(wiring.Component):
     3. the partial products summed, one adder level per stage (3 stages: up to 6 partial
        products, accumulators up to 48 bits);
     4. ``q = (t * M) >> (S - 1)`` in two steps (by whole bytes, then by 0..7 bits);
-    5. ``r = (q + 1) >> 1``, which equals ``(t * M + 2**(S - 1)) >> S`` exactly (``S >= 1``);
+    5. ``r = (q + 1) >> 1``, which equals ``(t * M + 2**(S - 1)) >> S`` exactly (``S >= 1``),
+       computed on ``q`` saturated to ``act_bits + 3`` bits (a larger ``|q|`` gives an ``r``
+       outside every ``[lo, hi]`` either way, so the clamp is unchanged and narrow);
     6. clamp to ``[lo, hi]``.
     """
 
@@ -73,6 +75,9 @@ class Requant(wiring.Component):
         m = Module()
         cfg = self.config
         t_bits = max(cfg.acc_bits, 32) + 1
+        # q saturates to sat_bits: (q + 1) >> 1 then reaches +/-2**(act_bits + 1), outside
+        # every [lo, hi]
+        sat_bits = cfg.act_bits + 3
         advance = Signal()
         m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
 
@@ -113,8 +118,13 @@ class Requant(wiring.Component):
             q8 = reg(prod >> Cat(Const(0, 3), s1[3:6]), f"q8_{lane}")
             s_lo = reg(s1[:3], f"s_lo{lane}")
             q = reg(q8 >> s_lo, f"q{lane}")
-            # 5. round: (q + 1) >> 1
-            r = reg((q + 1) >> 1, f"r{lane}")
+            # 5. round: (q + 1) >> 1, on the low bits of q saturated to ``sat_bits``: a q
+            # beyond them rounds beyond [lo, hi] either way, and the clamp is then narrow
+            low = q[:sat_bits].as_signed()
+            top = q[sat_bits - 1:]
+            fits = top.all() | ~top.any()
+            limit = 1 << (sat_bits - 2)
+            r = reg(Mux(fits, (low + 1) >> 1, Mux(q[-1], -limit, limit)), f"r{lane}")
             # 6. clamp
             y = Mux(r < self.lo, self.lo, Mux(r > self.hi, self.hi, r))
             with m.If(advance):

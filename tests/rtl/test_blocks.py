@@ -113,6 +113,39 @@ def test_requant(acc_bits):
     assert [[int(g.y[k]) for k in range(4)] for g in got] == expect
 
 
+@pytest.mark.parametrize("act_bits", [2, 8])
+def test_requant_saturation_boundaries(act_bits):
+    """The rounding stage saturates q = (t*M) >> (S-1) to act_bits + 3 bits: values on and
+    around that boundary (and the widest clamp) must still give exactly golden's result."""
+    cfg = CoreConfig(pe="multiply", lanes=4, simd=4, act_bits=act_bits)
+    dut = Requant(config=cfg, side=unsigned(8))
+    lay = dut.i.payload.shape()
+    lo, hi = -(1 << (act_bits - 1)), (1 << (act_bits - 1)) - 1
+    edge = 1 << (act_bits + 2)
+    qs = [q for e in (edge, -edge, 2 * hi, 2 * lo, 0) for q in range(e - 3, e + 4)]
+    beats, expect = [], []
+    for i in range(0, len(qs), 4):
+        group = (qs[i:i + 4] + [0, 0, 0])[:4]
+        # S = 1, M = 1: q = t; S = 3, M = 4: q = t too, through the shifter
+        m, sh = (1, 1) if i % 8 else (4, 3)
+        beats.append(lay.const({"acc": group, "bias": [0] * 4, "m": [m] * 4, "s": [sh] * 4,
+                                "side": i // 4}))
+        expect.append([requantize_reference(q, 0, m, sh, lo, hi) for q in group])
+    rng = np.random.default_rng(5)
+    got = []
+
+    async def source(ctx):
+        ctx.set(dut.lo, lo)
+        ctx.set(dut.hi, hi)
+        await send(ctx, dut.i, beats, rng)
+
+    async def sink(ctx):
+        got.extend(await receive(ctx, dut.o, len(beats), rng))
+
+    run(dut, source, sink)
+    assert [[int(g.y[k]) for k in range(4)] for g in got] == expect
+
+
 def test_maxpool():
     cfg = CoreConfig(pe="multiply", lanes=3, simd=3, act_bits=5)
     rng = np.random.default_rng(12)
