@@ -56,8 +56,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a.add_argument("--skip", nargs="+", default=[], choices=list(SECTIONS),
                    help="leave these benchmarks out")
     t = sub.add_parser("tq", help="transform quantization: accuracy vs average bits")
-    t.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    t.add_argument("--bits", type=float, nargs="+", default=[2.0, 3.0])
+    t.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
+                   help="TQ seeds (calibration subset, projections, training order) on the "
+                        "one reference fp32 model (default 0 1 2)")
+    t.add_argument("--model-seeds", type=int, nargs="+", default=None, metavar="SEED",
+                   help="instead of --seeds: one fp32 model per seed, trained with that seed "
+                        "(cached next to the reference; seed 0 is the reference) and "
+                        "quantized with TQ seed = that seed; mean/std over models")
+    t.add_argument("--bits", type=float, nargs="+", default=[2.0, 3.0],
+                   help="TQ target average bits, basis included (default 2.0 3.0)")
+    t.add_argument("--retrain-epochs", type=int, nargs="+", default=[0, 3], metavar="E",
+                   help="retraining budgets in epochs, 0 = post-training (default 0 3)")
     j = sub.add_parser("joint", help="joint sparsity-quantization: accuracy vs compression")
     j.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     j.add_argument("--compressions", type=float, nargs="+", default=[10, 25, 50, 100])
@@ -135,8 +144,11 @@ def run(args: argparse.Namespace) -> int:
         if args.bench == "hw":
             result, text = _hw_section(full=args.full, out_dir=folder, jobs=args.jobs)
         elif args.bench == "tq":
-            result, text = _tq_section(full=True, out_dir=folder, seeds=tuple(args.seeds),
-                                       bits=tuple(args.bits))
+            result, text = _tq_section(
+                full=True, out_dir=folder, bits=tuple(args.bits),
+                seeds=None if args.seeds is None else tuple(args.seeds),
+                model_seeds=None if args.model_seeds is None else tuple(args.model_seeds),
+                retrain_epochs=tuple(args.retrain_epochs))
         else:
             result, text = _joint_section(full=True, out_dir=folder, seeds=tuple(args.seeds),
                                           compressions=tuple(args.compressions))
@@ -315,11 +327,16 @@ def _quant_section(*, full: bool, out_dir: Path, **_: Any) -> tuple[dict, str]:
 
 
 def _tq_section(*, full: bool, out_dir: Path, seeds: tuple[int, ...] | None = None,
-                bits: tuple[float, ...] | None = None, **_: Any) -> tuple[dict, str]:
+                bits: tuple[float, ...] | None = None,
+                model_seeds: tuple[int, ...] | None = None,
+                retrain_epochs: tuple[int, ...] = (0, 3), **_: Any) -> tuple[dict, str]:
     from hwq.quant.bench_tq import bench_tq, format_tq
 
-    r = bench_tq(bits=bits or ((2.0, 3.0) if full else (2.0,)),
-                 seeds=seeds or ((0, 1, 2) if full else (0,)), out_dir=out_dir, progress=True)
+    if seeds is None and model_seeds is None:
+        seeds = (0, 1, 2) if full else (0,)
+    r = bench_tq(bits=bits or ((2.0, 3.0) if full else (2.0,)), seeds=seeds,
+                 model_seeds=model_seeds, retrain_epochs=retrain_epochs, out_dir=out_dir,
+                 progress=True)
     return r, format_tq(r)
 
 

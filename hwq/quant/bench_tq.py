@@ -16,6 +16,13 @@ uniform QAT ``E`` epochs, INQ ``ceil(E / 3)`` epochs after each of its three par
 (``b * 15248`` bits), TQ at most its target average (basis included; see
 :mod:`hwq.quant.tq`).
 
+The seeds redraw TQ's calibration subset, random projections and training orders on the one
+reference fp32 model (:func:`hwq.workloads.digits.pretrained`). With ``model_seeds`` the
+spread is over fp32 models instead: each seed ``s`` quantizes its own model, trained with
+seed ``s`` (``pretrained(seed=s)``, same recipe, cached), with TQ seed ``s`` too; rows then
+carry ``model_seed`` and that model's ``fp32_accuracy``, and means, standard deviations and
+flips are over models.
+
 The result dict is written as JSON (``tq.json``) with a plot (``tq.png``) in ``out_dir``.
 """
 
@@ -64,12 +71,17 @@ def _network_metrics(model, qweights, data, fp32_pred: np.ndarray) -> dict[str, 
     }
 
 
+#: Seeds of :func:`bench_tq` when neither ``seeds`` nor ``model_seeds`` is given.
+DEFAULT_SEEDS = (0, 1, 2)
+
+
 def bench_tq(
     *,
     bits: Sequence[float] = (2.0, 3.0),
     transforms: Sequence[str] = TRANSFORMS,
     retrain_epochs: Sequence[int] = (0, 3),
-    seeds: Sequence[int] = (0, 1, 2),
+    seeds: Sequence[int] | None = None,
+    model_seeds: Sequence[int] | None = None,
     baselines: bool = True,
     calib_size: int = 256,
     out_dir: str | Path | None = DEFAULT_OUT,
@@ -85,9 +97,14 @@ def bench_tq(
     transforms : sequence of {"elt", "klt", "identity"}
     retrain_epochs : sequence of int
         retraining budgets in epochs (0: post-training).
-    seeds : sequence of int
+    seeds : sequence of int or None
         at least 3 for tables (METHODS.md); each seed redraws TQ's calibration subset and
-        random projections and every training order.
+        random projections and every training order, on the reference fp32 model.
+        ``None``: :data:`DEFAULT_SEEDS`, unless ``model_seeds`` is given.
+    model_seeds : sequence of int or None
+        distinct seeds >= 0, instead of ``seeds``: seed ``s`` quantizes the fp32 model trained
+        with seed ``s`` (:func:`hwq.workloads.digits.pretrained`, trained on first use,
+        a few seconds each) with TQ (and baseline) seed ``s``.
     baselines : bool
         also run uniform / uniform-qat and inq at the integer ``bits``.
     calib_size : int
@@ -101,24 +118,46 @@ def bench_tq(
     Returns
     -------
     dict
-        ``runs`` (one entry per run), ``summary`` (mean/std/min/max over seeds per
-        configuration), ``coding_gain_db`` (per seed, layer, transform), ``fp32_accuracy``,
-        ``settings``, ``timings``.
+        ``runs`` (one entry per run), ``summary`` (mean/std/min/max over seeds, or models, per
+        configuration), ``coding_gain_db`` (per seed, layer, transform), ``fp32_accuracy``
+        (%; with ``model_seeds`` the mean over models, each in
+        ``fp32_accuracy_by_model_seed``), ``settings``, ``timings``.
+
+    Raises
+    ------
+    ValueError
+        a bad option (named, with the value received and what is allowed), before any work.
     """
     for t in transforms:
         check_transform(t)
+    if seeds is not None and model_seeds is not None:
+        raise ValueError("bench_tq takes seeds or model_seeds, not both (with model_seeds "
+                         "each model's training seed is also its TQ seed)")
+    if model_seeds is not None:
+        _check_model_seeds(model_seeds)
+        seeds = list(model_seeds)
+    elif seeds is None:
+        seeds = DEFAULT_SEEDS
     if not seeds:
         raise ValueError("bench_tq needs at least one seed")
+    _check_budgets(bits, retrain_epochs)
     t0 = time.perf_counter()
-    model = digits.pretrained(progress=progress)
     data = digits.load_data()
-    fp32 = evaluate(model, data.x_test, data.y_test)
-    with torch.no_grad():
-        fp32_pred = model.eval()(data.x_test).argmax(dim=1).numpy()
+    reference = None if model_seeds is not None else _fp32(digits.pretrained(progress=progress),
+                                                           data)
+    fp32_by_model: dict[str, float] = {}
     runs: list[dict[str, Any]] = []
     gains: dict[str, Any] = {}
 
     for seed in seeds:
+        if reference is None:  # one model per seed
+            model, fp32, fp32_pred = _fp32(digits.pretrained(seed=seed, progress=progress),
+                                           data)
+            fp32_by_model[str(seed)] = fp32
+            extra = {"model_seed": seed, "fp32_accuracy": fp32}
+        else:
+            model, fp32, fp32_pred = reference
+            extra = {}
         for transform in transforms:
             t = time.perf_counter()
             analysis = analyze_tq(model, data, transform=transform, seed=seed,
@@ -135,7 +174,7 @@ def bench_tq(
                     runs.append({
                         "method": "tq", "transform": transform, "target_bits": float(b),
                         "average_bits": res.info["average_bits"], "retrain_epochs": epochs,
-                        "seed": seed, **metrics,
+                        "seed": seed, **extra, **metrics,
                         "weight_only_accuracy": evaluate(res.model, data.x_test, data.y_test),
                         "pruned_channels": {n: v["pruned_channels"]
                                             for n, v in res.info["layers"].items()},
@@ -143,22 +182,32 @@ def bench_tq(
                     })
         if baselines:
             runs.extend(_baselines(model, data, bits, retrain_epochs, seed, progress,
-                                   fp32_pred))
+                                   fp32_pred, extra))
 
-    result = {
+    if reference is not None:
+        fp32 = reference[1]
+    else:
+        fp32 = statistics.fmean(fp32_by_model.values())
+    settings = {"bits": list(bits), "transforms": list(transforms),
+                "retrain_epochs": list(retrain_epochs), "seeds": list(seeds),
+                "calib_size": calib_size, "act_bits": 8,
+                "average_bits": "weight code bits of the integer network (basis "
+                                "included) / weights of the original network"}
+    result: dict[str, Any] = {
         "benchmark": "tq",
         "workload": "digits",
         "fp32_accuracy": fp32,
-        "settings": {"bits": list(bits), "transforms": list(transforms),
-                     "retrain_epochs": list(retrain_epochs), "seeds": list(seeds),
-                     "calib_size": calib_size, "act_bits": 8,
-                     "average_bits": "weight code bits of the integer network (basis "
-                                     "included) / weights of the original network"},
+        "settings": settings,
         "coding_gain_db": gains,
         "summary": _summarize(runs),
         "runs": runs,
         "timings": {"total": time.perf_counter() - t0},
     }
+    if model_seeds is not None:
+        settings["model_seeds"] = list(model_seeds)
+        settings["fp32_models"] = ("digits.pretrained(seed=s) per model seed s (digits "
+                                   "HYPERPARAMETERS with seed s); TQ and baseline seed s")
+        result["fp32_accuracy_by_model_seed"] = fp32_by_model
     if out_dir is not None:
         out = Path(out_dir)
         atomic_write(out / "tq.json", (json.dumps(result, indent=2) + "\n").encode())
@@ -167,7 +216,40 @@ def bench_tq(
     return result
 
 
-def _baselines(model, data, bits, retrain_epochs, seed, progress, fp32_pred
+def _check_model_seeds(model_seeds: Sequence[int]) -> None:
+    for s in model_seeds:
+        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+            raise ValueError(f"Model seeds must be non-negative integers, not {s!r} "
+                             f"(in {list(model_seeds)!r})")
+    if not model_seeds:
+        raise ValueError("bench_tq needs at least one model seed")
+    if len(set(model_seeds)) != len(model_seeds):
+        raise ValueError(f"Model seeds must be distinct, not {list(model_seeds)!r}")
+
+
+def _check_budgets(bits: Sequence[float], retrain_epochs: Sequence[int]) -> None:
+    """The checks of :func:`quantize_tq`, made before any model is trained or quantized."""
+    for b in bits:
+        if isinstance(b, bool) or not isinstance(b, int | float) or not (
+                math.isfinite(b) and 0 < b <= 8):
+            raise ValueError(f"TQ average bits must be a number in (0, 8], not {b!r}")
+    for e in retrain_epochs:
+        if isinstance(e, bool) or not isinstance(e, int) or e < 0:
+            raise ValueError(f"Retrain epochs must be non-negative integers, not {e!r}")
+    if not bits or not retrain_epochs:
+        raise ValueError("bench_tq needs at least one target (bits) and one retraining budget")
+
+
+def _fp32(model: torch.nn.Module, data: digits.DigitsData
+          ) -> tuple[torch.nn.Module, float, np.ndarray]:
+    """The model (eval mode), its test accuracy (%) and its test predictions."""
+    model.eval()
+    with torch.no_grad():
+        pred = model(data.x_test).argmax(dim=1).numpy()
+    return model, evaluate(model, data.x_test, data.y_test), pred
+
+
+def _baselines(model, data, bits, retrain_epochs, seed, progress, fp32_pred, extra
                ) -> list[dict[str, Any]]:
     from hwq.quant.inq import quantize_inq
     from hwq.quant.uniform import quantize_uniform, quantize_uniform_qat
@@ -195,7 +277,7 @@ def _baselines(model, data, bits, retrain_epochs, seed, progress, fp32_pred
                 runs.append({
                     "method": name, "transform": None, "target_bits": float(b),
                     "average_bits": metrics["weight_bits_total"] / 15248,
-                    "retrain_epochs": epochs, "seed": seed, **metrics,
+                    "retrain_epochs": epochs, "seed": seed, **extra, **metrics,
                     "weight_only_accuracy": evaluate(folded, data.x_test, data.y_test),
                     "seconds": time.perf_counter() - t,
                 })
@@ -226,13 +308,24 @@ def _summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "average_bits_mean": statistics.fmean(r["average_bits"] for r in rs),
             "mismatches": sum(r["mismatches"] for r in rs),
         }
+        if "model_seed" in rs[0]:
+            out[label]["model_seeds"] = [r["model_seed"] for r in rs]
     return out
 
 
 def format_tq(result: dict[str, Any]) -> str:
-    """The summary as a text table."""
-    lines = [f"digits fp32 {result['fp32_accuracy']:.2f} %  (golden integer networks, 540 "
-             f"test images, mean +/- std over seeds)",
+    """The summary as a text table (flips: mean test images predicted unlike fp32)."""
+    by_model = result.get("fp32_accuracy_by_model_seed")
+    if by_model:
+        acc = list(by_model.values())
+        std = statistics.stdev(acc) if len(acc) > 1 else 0.0
+        head = (f"digits fp32 {result['fp32_accuracy']:.2f} +/- {std:.2f} % over {len(acc)} "
+                f"models (seeds {' '.join(by_model)}; TQ seed = model seed)  (golden integer "
+                f"networks, 540 test images, mean +/- std over models, flips vs own fp32)")
+    else:
+        head = (f"digits fp32 {result['fp32_accuracy']:.2f} %  (golden integer networks, 540 "
+                f"test images, mean +/- std over seeds)")
+    lines = [head,
              f"{'configuration':<28}{'avg bits':>9}{'accuracy %':>16}{'test NLL':>10}"
              f"{'flips':>7}"]
     for label, s in sorted(result["summary"].items(),

@@ -3,11 +3,15 @@
 The data ship with scikit-learn (1797 grayscale images, 10 classes), so nothing is downloaded.
 :func:`load_data` returns a fixed, stratified split (1257 training images, 540 test images);
 :func:`build_model` the network, made only of layers the accelerator runs; :func:`pretrained`
-the trained fp32 reference (>= 98 % test accuracy, a few seconds of CPU), cached on disk.
+the trained fp32 reference (>= 98 % test accuracy, a few seconds of CPU), cached on disk, or
+the same network trained with another seed (``pretrained(seed=s)``: same hyperparameters, the
+seed drawing the initialization and the batch order), for spreads over independently
+trained models.
 
 Cache
 -----
-The trained weights are kept in ``<cache dir>/digits.safetensors``. The cache directory is, in
+The trained weights are kept in ``<cache dir>/digits.safetensors`` (the reference, seed 0) and
+``<cache dir>/digits-seed<s>.safetensors`` (any other seed ``s``). The cache directory is, in
 order of precedence, the ``cache_dir`` argument, the ``HWQ_CACHE_DIR`` environment variable,
 ``platformdirs.user_cache_dir("hwq")``. The file's metadata holds :func:`cache_key`, a SHA-256
 over the architecture, the training hyperparameters and seed, the data split and the torch
@@ -43,6 +47,7 @@ __all__ = [
     "HYPERPARAMETERS",
     "INPUT_SHAPE",
     "NUM_CLASSES",
+    "REFERENCE_SEED",
     "SPLIT_RANDOM_STATE",
     "TARGET_ACCURACY",
     "TEST_SIZE",
@@ -52,6 +57,7 @@ __all__ = [
     "describe",
     "load_data",
     "pretrained",
+    "seed_cache_file",
 ]
 
 #: Images in the test split (of 1797); the remaining 1257 are for training.
@@ -84,6 +90,9 @@ HYPERPARAMETERS: MappingProxyType[str, Any] = MappingProxyType(
         "num_threads": 1,
     }
 )
+
+#: Training seed of the reference model (``HYPERPARAMETERS["seed"]``).
+REFERENCE_SEED: int = HYPERPARAMETERS["seed"]
 
 _FORMAT = "hwq.workloads.digits/1"
 
@@ -259,8 +268,44 @@ def describe() -> dict[str, Any]:
     }
 
 
+def seed_cache_file(seed: int) -> str:
+    """File name, inside the cache directory, of the model trained with ``seed``.
+
+    Parameters
+    ----------
+    seed : int
+        Training seed, >= 0.
+
+    Returns
+    -------
+    str
+        :data:`CACHE_FILE` for :data:`REFERENCE_SEED`, else ``digits-seed<seed>.safetensors``.
+
+    Raises
+    ------
+    ValueError
+        If ``seed`` is not a non-negative integer.
+
+    Examples
+    --------
+    >>> seed_cache_file(0)
+    'digits.safetensors'
+    >>> seed_cache_file(7)
+    'digits-seed7.safetensors'
+    """
+    _check_seed(seed)
+    return CACHE_FILE if seed == REFERENCE_SEED else f"digits-seed{seed}.safetensors"
+
+
+def _check_seed(seed: object) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"Training seed must be a non-negative integer, not {seed!r}")
+    return seed
+
+
 def pretrained(
     *,
+    seed: int = REFERENCE_SEED,
     cache_dir: str | os.PathLike[str] | None = None,
     retrain: bool = False,
     progress: bool = True,
@@ -269,6 +314,11 @@ def pretrained(
 
     Parameters
     ----------
+    seed : int, default REFERENCE_SEED (0)
+        Training seed (weight initialization and batch order); the other
+        :data:`HYPERPARAMETERS` stay. The default is the reference model; another seed gives
+        an independently trained model of the same recipe, cached in its own file
+        (:func:`seed_cache_file`) under :func:`cache_key` ``(seed=seed)``.
     cache_dir : path or None, default None
         Directory of the cache file; ``None`` uses ``$HWQ_CACHE_DIR`` if set, else
         ``platformdirs.user_cache_dir("hwq")``. Created if missing.
@@ -282,14 +332,20 @@ def pretrained(
     nn.Module
         The model of :func:`build_model` with trained weights, in eval mode.
 
+    Raises
+    ------
+    ValueError
+        If ``seed`` is not a non-negative integer, or ``cache_dir`` is a file.
+
     Warns
     -----
     RuntimeWarning
         When a cache file is unreadable, corrupt or made with other settings (it is then
         retrained), or when a fresh training misses :data:`TARGET_ACCURACY`.
     """
-    path = _cache_dir(cache_dir) / CACHE_FILE
-    key = cache_key()
+    name = seed_cache_file(seed)  # validates the seed before the directory is created
+    path = _cache_dir(cache_dir) / name
+    key = cache_key(seed=seed)
     if not retrain and path.exists():
         try:
             return _load(path, key)
@@ -306,15 +362,16 @@ def pretrained(
                 RuntimeWarning,
                 stacklevel=2,
             )
-    model, accuracy = _train(progress=progress)
+    model, accuracy = _train(seed=seed, progress=progress)
     if accuracy < TARGET_ACCURACY:
+        which = "reference model" if seed == REFERENCE_SEED else f"model of seed {seed}"
         warnings.warn(
-            f"Digits reference model reached {accuracy:.2f} % test accuracy, "
+            f"Digits {which} reached {accuracy:.2f} % test accuracy, "
             f"below the {TARGET_ACCURACY} % target",
             RuntimeWarning,
             stacklevel=2,
         )
-    _save(path, model, key, accuracy)
+    _save(path, model, key, accuracy, seed)
     return model.eval()
 
 
@@ -332,11 +389,12 @@ def _cache_dir(cache_dir: str | os.PathLike[str] | None) -> Path:
     return path
 
 
-def _train(*, progress: bool) -> tuple[nn.Sequential, float]:
-    hp = dict(HYPERPARAMETERS)
+def _train(*, seed: int, progress: bool) -> tuple[nn.Sequential, float]:
+    hp = {**HYPERPARAMETERS, "seed": seed}
     data = load_data()
     model = build_model(seed=hp["seed"])
-    fit(model, data.x_train, data.y_train, progress=progress, desc="digits", **hp)
+    desc = "digits" if seed == REFERENCE_SEED else f"digits seed {seed}"
+    fit(model, data.x_train, data.y_train, progress=progress, desc=desc, **hp)
     return model, evaluate(model, data.x_test, data.y_test)
 
 
@@ -349,7 +407,7 @@ def _digest(state: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def _save(path: Path, model: nn.Module, key: str, accuracy: float) -> None:
+def _save(path: Path, model: nn.Module, key: str, accuracy: float, seed: int) -> None:
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     metadata = {
         "format": _FORMAT,
@@ -357,7 +415,7 @@ def _save(path: Path, model: nn.Module, key: str, accuracy: float) -> None:
         "sha256": _digest(state),
         "test_accuracy": f"{accuracy:.4f}",
         "torch": torch.__version__,
-        "hyperparameters": json.dumps(dict(HYPERPARAMETERS), sort_keys=True),
+        "hyperparameters": json.dumps({**HYPERPARAMETERS, "seed": seed}, sort_keys=True),
     }
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".tmp", dir=path.parent)
     os.close(fd)

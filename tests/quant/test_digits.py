@@ -452,3 +452,67 @@ def test_describe_lists_the_settings():
         "target_accuracy": 98.0,
         "cache_key": digits.cache_key(),
     }
+
+
+# --- models of other training seeds ---------------------------------------------------------
+
+
+def test_seed_zero_is_the_reference_model(digits_reference, digits_cache_dir, monkeypatch):
+    assert digits.REFERENCE_SEED == digits.HYPERPARAMETERS["seed"] == 0
+    assert digits.seed_cache_file(0) == digits.CACHE_FILE
+    assert digits.cache_key(seed=0) == digits.cache_key()
+    monkeypatch.setattr(digits, "fit", _no_training)
+    model = digits.pretrained(seed=0, cache_dir=digits_cache_dir, progress=False)
+    assert _states_equal(model, digits_reference)
+
+
+def test_seed_zero_trains_the_reference_recipe(tmp_path, monkeypatch):
+    stub = _StubFit()
+    monkeypatch.setattr(digits, "fit", stub)
+    with pytest.warns(RuntimeWarning, match="^Digits reference model reached "):
+        digits.pretrained(seed=0, cache_dir=tmp_path, progress=False)
+    (call,) = stub.calls
+    assert {k: call[k] for k in digits.HYPERPARAMETERS} == dict(digits.HYPERPARAMETERS)
+    assert call["desc"] == "digits"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [digits.CACHE_FILE]
+
+
+def test_other_seed_has_its_own_cache_file(reference_file, tmp_path, monkeypatch):
+    shutil.copyfile(reference_file, tmp_path / digits.CACHE_FILE)
+    stub = _StubFit()
+    monkeypatch.setattr(digits, "fit", stub)
+    with pytest.warns(RuntimeWarning) as record:  # the stub trains nothing
+        model = digits.pretrained(seed=3, cache_dir=tmp_path, progress=False)
+    (message,) = [str(w.message) for w in record]
+    assert message.startswith("Digits model of seed 3 reached ")
+    assert message.endswith(" % test accuracy, below the 98.0 % target")
+    (call,) = stub.calls
+    assert {k: call[k] for k in digits.HYPERPARAMETERS} == {**digits.HYPERPARAMETERS, "seed": 3}
+    assert call["desc"] == "digits seed 3"
+    assert _states_equal(model, digits.build_model(seed=3))  # initialized with seed 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "digits-seed3.safetensors", digits.CACHE_FILE]
+    assert (tmp_path / digits.CACHE_FILE).read_bytes() == reference_file.read_bytes()
+    with safe_open(tmp_path / "digits-seed3.safetensors", framework="pt") as f:
+        meta = f.metadata()
+    assert meta["key"] == digits.cache_key(seed=3) != digits.cache_key()
+    assert json.loads(meta["hyperparameters"]) == {**digits.HYPERPARAMETERS, "seed": 3}
+    # the second call loads seed 3's file; the default still loads the reference
+    monkeypatch.setattr(digits, "fit", _no_training)
+    assert _states_equal(digits.pretrained(seed=3, cache_dir=tmp_path, progress=False), model)
+    reference = digits.pretrained(cache_dir=tmp_path, progress=False)
+    assert not _states_equal(reference, model)
+
+
+@pytest.mark.parametrize("seed", [-1, True, 1.0, "1", None])
+def test_pretrained_rejects_bad_seeds(tmp_path, seed):
+    target = tmp_path / "cache"
+    with pytest.raises(ValueError) as info:
+        digits.pretrained(seed=seed, cache_dir=target, progress=False)
+    assert str(info.value) == f"Training seed must be a non-negative integer, not {seed!r}"
+    assert not target.exists()  # checked before the cache directory is made
+
+
+def test_digits_doctests_pass():
+    result = doctest.testmod(digits)
+    assert (result.attempted, result.failed) == (2, 0)

@@ -1,0 +1,261 @@
+"""``hwq bench tq`` (:mod:`hwq.quant.bench_tq`): seeds vs model seeds, options, the CLI.
+
+TQ itself is replaced by a recorder (``tests/quant/test_tq.py`` tests it); these tests check
+which fp32 model and seed every run gets and what the result records. Models of seeds other
+than the reference are "trained" by a stub that trains nothing, into a private cache.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from hwq.cli import main
+from hwq.quant import bench_tq as bt
+from hwq.workloads import digits
+from hwq.workloads.train import evaluate
+
+#: The keys written before model seeds existed: the default mode keeps exactly these.
+RESULT_KEYS = {"benchmark", "workload", "fp32_accuracy", "settings", "coding_gain_db",
+               "summary", "runs", "timings"}
+SETTINGS_KEYS = {"bits", "transforms", "retrain_epochs", "seeds", "calib_size", "act_bits",
+                 "average_bits"}
+TQ_RUN_KEYS = {"method", "transform", "target_bits", "average_bits", "retrain_epochs", "seed",
+               "accuracy", "test_nll", "flips", "weight_bits_total", "mismatches",
+               "weight_only_accuracy", "pruned_channels", "seconds"}
+SUMMARY_KEYS = {"method", "transform", "target_bits", "retrain_epochs", "seeds",
+                "accuracy_mean", "accuracy_std", "accuracy_min", "accuracy_max",
+                "test_nll_mean", "flips_mean", "average_bits_mean", "mismatches"}
+
+
+def _states_equal(a: nn.Module, b: nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+class _StubFit:
+    """Replaces ``digits.fit``: records the hyperparameters, trains nothing."""
+
+    def __init__(self):
+        self.calls: list[dict] = []
+
+    def __call__(self, model, x, y, **kwargs):
+        self.calls.append(kwargs)
+        return []
+
+
+class _FakeTQ:
+    """Stands in for analyze_tq, quantize_tq and _network_metrics; records every call.
+
+    The n-th network gets ``accuracy = ACCURACY[n]``, ``flips = FLIPS[n]``.
+    """
+
+    ACCURACY = (98.0, 50.0, 60.0, 96.0, 52.0, 63.0)
+    FLIPS = (2, 40, 30, 6, 41, 33)
+
+    def __init__(self):
+        self.analyses: list[tuple[nn.Module, str, int]] = []
+        self.metrics_calls: list[tuple[nn.Module, object]] = []
+
+    def analyze(self, model, data, *, transform, seed, calib_size):
+        self.analyses.append((model, transform, seed))
+        return SimpleNamespace(gains={"3": {transform: 1.5 + seed}}, model=model, seed=seed)
+
+    def quantize(self, model, data, *, bits, transform, seed, retrain_epochs, analysis,
+                 calib_size, progress):
+        assert analysis.model is model and analysis.seed == seed
+        return SimpleNamespace(model=model, qweights={}, info={
+            "average_bits": bits - 0.25, "layers": {"3": {"pruned_channels": 1}}})
+
+    def metrics(self, model, qweights, data, fp32_pred):
+        n = len(self.metrics_calls)
+        self.metrics_calls.append((model, fp32_pred))
+        return {"accuracy": self.ACCURACY[n], "test_nll": 0.5, "flips": self.FLIPS[n],
+                "weight_bits_total": 30496, "mismatches": 0}
+
+
+@pytest.fixture
+def fake(digits_reference, digits_cache_dir, tmp_path, monkeypatch):
+    """A private cache holding the reference model, a stub trainer and a fake TQ."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    shutil.copyfile(digits_cache_dir / digits.CACHE_FILE, cache / digits.CACHE_FILE)
+    monkeypatch.setenv(digits.CACHE_ENV, str(cache))
+    stub = _StubFit()
+    monkeypatch.setattr(digits, "fit", stub)
+    tq = _FakeTQ()
+    monkeypatch.setattr(bt, "analyze_tq", tq.analyze)
+    monkeypatch.setattr(bt, "quantize_tq", tq.quantize)
+    monkeypatch.setattr(bt, "_network_metrics", tq.metrics)
+    return SimpleNamespace(cache=cache, fit=stub, tq=tq)
+
+
+def _predictions(model: nn.Module, data: digits.DigitsData):
+    with torch.no_grad():
+        return model.eval()(data.x_test).argmax(dim=1).numpy()
+
+
+TINY = dict(bits=(2.0,), transforms=("elt",), retrain_epochs=(0,), plot=False)
+
+
+def test_model_seeds_quantize_one_model_per_seed(fake, digits_reference, digits_data,
+                                                 tmp_path):
+    with pytest.warns(RuntimeWarning, match="^Digits model of seed 1 reached "):
+        result = bt.bench_tq(model_seeds=[0, 1], out_dir=tmp_path, **TINY)
+    # seed 0 loaded the reference from the cache; seed 1 was trained with seed 1, and cached
+    (call,) = fake.fit.calls
+    assert call["seed"] == 1
+    assert sorted(p.name for p in fake.cache.iterdir()) == [
+        "digits-seed1.safetensors", digits.CACHE_FILE]
+    (m0, t0, s0), (m1, t1, s1) = fake.tq.analyses
+    assert (t0, s0, t1, s1) == ("elt", 0, "elt", 1)
+    assert _states_equal(m0, digits_reference)
+    assert _states_equal(m1, digits.build_model(seed=1))  # the stub trains nothing
+    assert not _states_equal(m0, m1)
+    # the baselines quantize the same models; flips count against each model's own fp32
+    metric_models = [m for m, _ in fake.tq.metrics_calls]
+    assert metric_models[0] is m0 and metric_models[3] is m1
+    for i, m in enumerate((m0, m0, m0, m1, m1, m1)):
+        pred = fake.tq.metrics_calls[i][1]
+        assert (pred == _predictions(m, digits_data)).all()
+    fp32 = [evaluate(m, digits_data.x_test, digits_data.y_test) for m in (m0, m1)]
+    assert fp32[0] > 98.0 > fp32[1]
+    runs = result["runs"]
+    assert [(r["method"], r["seed"], r["model_seed"], r["fp32_accuracy"]) for r in runs] == [
+        ("tq", 0, 0, fp32[0]), ("uniform", 0, 0, fp32[0]), ("inq", 0, 0, fp32[0]),
+        ("tq", 1, 1, fp32[1]), ("uniform", 1, 1, fp32[1]), ("inq", 1, 1, fp32[1])]
+    assert set(runs[0]) == TQ_RUN_KEYS | {"model_seed", "fp32_accuracy"}
+    assert [r["accuracy"] for r in runs] == list(_FakeTQ.ACCURACY)
+    # mean and std over models, mean flips, per configuration
+    s = result["summary"]["tq-elt 2b 0ep"]
+    assert set(s) == SUMMARY_KEYS | {"model_seeds"}
+    assert s["model_seeds"] == [0, 1] and s["seeds"] == 2
+    assert s["accuracy_mean"] == 97.0 and s["accuracy_std"] == statistics.stdev([98.0, 96.0])
+    assert (s["accuracy_min"], s["accuracy_max"], s["flips_mean"]) == (96.0, 98.0, 4.0)
+    assert s["average_bits_mean"] == 1.75
+    assert result["summary"]["inq 2b 0ep"]["flips_mean"] == 31.5
+    assert result["fp32_accuracy"] == statistics.fmean(fp32)
+    assert result["fp32_accuracy_by_model_seed"] == {"0": fp32[0], "1": fp32[1]}
+    assert result["settings"]["model_seeds"] == [0, 1]
+    assert result["settings"]["seeds"] == [0, 1]
+    assert result["coding_gain_db"] == {"0": {"3": {"elt": 1.5}}, "1": {"3": {"elt": 2.5}}}
+    assert json.loads((tmp_path / "tq.json").read_text()) == json.loads(json.dumps(result))
+    lines = bt.format_tq(result).splitlines()
+    std = statistics.stdev(fp32)
+    assert lines[0].startswith(f"digits fp32 {statistics.fmean(fp32):.2f} +/- {std:.2f} % "
+                               f"over 2 models (seeds 0 1; TQ seed = model seed)")
+    assert "mean +/- std over models" in lines[0]
+    (row,) = [line for line in lines if line.startswith("tq-elt 2b 0ep")]
+    assert row.split()[-5:] == ["97.00", "+/-", "1.41", "0.5000", "4.0"]
+
+
+def test_default_mode_keeps_one_model_and_the_keys(fake, digits_reference):
+    result = bt.bench_tq(seeds=(0, 2), baselines=False, out_dir=None, **TINY)
+    assert fake.fit.calls == []
+    assert [(t, s) for _, t, s in fake.tq.analyses] == [("elt", 0), ("elt", 2)]
+    m0, m2 = (m for m, _, _ in fake.tq.analyses)
+    assert m0 is m2 and _states_equal(m0, digits_reference)
+    assert set(result) == RESULT_KEYS
+    assert set(result["settings"]) == SETTINGS_KEYS
+    assert [set(r) for r in result["runs"]] == [TQ_RUN_KEYS, TQ_RUN_KEYS]
+    assert set(result["summary"]["tq-elt 2b 0ep"]) == SUMMARY_KEYS
+    assert result["settings"]["seeds"] == [0, 2]
+    assert bt.format_tq(result).splitlines()[0].endswith("mean +/- std over seeds)")
+    assert [p.name for p in fake.cache.iterdir()] == [digits.CACHE_FILE]
+
+
+def test_default_seeds(fake):
+    bt.bench_tq(baselines=False, out_dir=None, **TINY)
+    assert [s for _, _, s in fake.tq.analyses] == list(bt.DEFAULT_SEEDS) == [0, 1, 2]
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (dict(model_seeds=[0, -1]), "Model seeds must be non-negative integers, not -1 (in [0, -1])"),
+    (dict(model_seeds=[True]), "Model seeds must be non-negative integers, not True (in [True])"),
+    (dict(model_seeds=[1.0]), "Model seeds must be non-negative integers, not 1.0 (in [1.0])"),
+    (dict(model_seeds=[]), "bench_tq needs at least one model seed"),
+    (dict(model_seeds=[3, 1, 3]), "Model seeds must be distinct, not [3, 1, 3]"),
+    (dict(model_seeds=[0], seeds=[0]),
+     "bench_tq takes seeds or model_seeds, not both (with model_seeds each model's training "
+     "seed is also its TQ seed)"),
+    (dict(seeds=[]), "bench_tq needs at least one seed"),
+    (dict(retrain_epochs=[0, -3]), "Retrain epochs must be non-negative integers, not -3"),
+    (dict(retrain_epochs=[1.5]), "Retrain epochs must be non-negative integers, not 1.5"),
+    (dict(retrain_epochs=[]),
+     "bench_tq needs at least one target (bits) and one retraining budget"),
+    (dict(bits=[2.0, 9.0]), "TQ average bits must be a number in (0, 8], not 9.0"),
+    (dict(bits=[0]), "TQ average bits must be a number in (0, 8], not 0"),
+])
+def test_bad_options_fail_before_any_work(monkeypatch, options, message):
+    def no_model(**_):
+        raise AssertionError("bench_tq loaded a model before checking its options")
+
+    monkeypatch.setattr(digits, "pretrained", no_model)
+    with pytest.raises(ValueError) as info:
+        bt.bench_tq(out_dir=None, **options)
+    assert str(info.value) == message
+
+
+# --- the command line -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    """Replaces bench_tq by a recorder returning an empty result."""
+    calls: list[dict] = []
+
+    def record(**kwargs):
+        calls.append(kwargs)
+        return {"fp32_accuracy": 99.0, "summary": {}}
+
+    monkeypatch.setattr(bt, "bench_tq", record)
+    return calls
+
+
+def test_cli_passes_model_seeds_and_retrain_epochs(recorded, tmp_path, capsys):
+    out = tmp_path / "r" / "tq.json"
+    assert main(["bench", "tq", "--model-seeds", "0", "1", "2", "--retrain-epochs", "0",
+                 "--bits", "2", "-o", str(out)]) == 0
+    assert recorded == [dict(bits=(2.0,), seeds=None, model_seeds=(0, 1, 2),
+                             retrain_epochs=(0,), out_dir=out.parent, progress=True)]
+    assert json.loads(out.read_text()) == {"fp32_accuracy": 99.0, "summary": {}}
+    assert capsys.readouterr().out.endswith(f"wrote {out}\n")
+
+
+def test_cli_defaults_are_unchanged(recorded, tmp_path):
+    assert main(["bench", "tq", "-o", str(tmp_path / "tq.json")]) == 0
+    assert recorded == [dict(bits=(2.0, 3.0), seeds=(0, 1, 2), model_seeds=None,
+                             retrain_epochs=(0, 3), out_dir=tmp_path, progress=True)]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--model-seeds", "0", "-1"], "Model seeds must be non-negative integers, not -1 (in [0, -1])"),
+    (["--model-seeds", "2", "2"], "Model seeds must be distinct, not [2, 2]"),
+    (["--seeds", "0", "--model-seeds", "1"], "bench_tq takes seeds or model_seeds, not both"),
+    (["--retrain-epochs", "-1"], "Retrain epochs must be non-negative integers, not -1"),
+])
+def test_cli_bad_values_are_one_line_exit_2(monkeypatch, tmp_path, capsys, argv, message):
+    monkeypatch.setattr(digits, "pretrained", None)  # never reached
+    out = tmp_path / "tq.json"
+    assert main(["bench", "tq", *argv, "-o", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"hwq bench: error: {message}")
+    assert captured.err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_cli_help_lists_the_options(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["bench", "tq", "--help"])
+    assert info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--model-seeds SEED [SEED ...] instead of --seeds: one fp32 model per seed" in text
+    assert "--retrain-epochs E [E ...] retraining budgets in epochs, 0 = post-training " \
+           "(default 0 3)" in text
