@@ -228,8 +228,8 @@ class MultiplyPE(wiring.Component):
     """One lane of the multiplier array: ``dot = sum_s w[s] * a[s]`` (the baseline).
 
     Pipelined, :data:`DOT_STAGES` registers (enable ``en``): the decoded weights and the
-    activations, the same again at the multiplier inputs, the products (multiplier
-    outputs), then the adder tree in two stages. ``carry`` is always 0.
+    activations (multiplier inputs), the products (multiplier outputs), then the adder tree.
+    ``carry`` is always 0.
     """
 
     def __init__(self, *, simd: int, act_bits: int, value_bits: int) -> None:
@@ -249,12 +249,8 @@ class MultiplyPE(wiring.Component):
         m = Module()
         w = [_reg(m, self.w[s], self.en, f"w{s}") for s in range(self.simd)]
         a = [_reg(m, self.a[s], self.en, f"a{s}") for s in range(self.simd)]
-        # a second register per multiplier input: one fan-out each, so the placer can put
-        # it beside its DSP block (the first one fans in from the shared activation word)
-        w = [_reg(m, w[s], self.en, f"w{s}_m") for s in range(self.simd)]
-        a = [_reg(m, a[s], self.en, f"a{s}_m") for s in range(self.simd)]
         products = [_reg(m, w[s] * a[s], self.en, f"prod{s}") for s in range(self.simd)]
-        dot, _ = tree_stages(m, products, [], stages=DOT_STAGES - 3, en=self.en)
+        dot, _ = tree_stages(m, products, [], stages=DOT_STAGES - 2, en=self.en)
         m.d.comb += [self.dot.eq(dot), self.carry.eq(0)]
         return m
 
