@@ -1,9 +1,10 @@
 """Memory fetch stages between the address generator and the MAC array / max pool.
 
-Both are two-register pipeline stages on streams around a synchronous memory read port
-(``*_addr``/``*_en`` out, ``*_data`` in): the read, then its data registered, so no logic
-follows a RAM output in the same cycle. The read port's enable is the stages' common
-advance, so back-pressure holds the read data.
+Both are pipeline stages on streams around a synchronous memory read port (``*_addr``/
+``*_en`` out, ``*_data`` in): :class:`ActFetch` registers the addresses it computes (3
+registers), then both read and register the read data (2), so neither an address
+computation nor any logic after a RAM output shares a cycle with the RAM. The read port's
+enable is the stages' common advance, so back-pressure holds the read data.
 
 :class:`WeightFetch` reads the weight micro-op of each op. :class:`ActFetch` adds the
 micro-op's offset to the position address, tests the tap against the padding (out of
@@ -94,7 +95,7 @@ def fetched_layout(config: CoreConfig) -> data.StructLayout:
 
 class ActFetch(wiring.Component):
     """``{op, word}`` in; the activation word, the parameters and the group's write-back
-    facts out two cycles later (see the module docstring).
+    facts out three cycles later (see the module docstring).
 
     Ports ``kind`` and ``p_base`` come from the layer descriptor; ``in_h``/``in_w`` too.
     """
@@ -150,26 +151,31 @@ class ActFetch(wiring.Component):
         m.d.comb += [ih.eq(op.ih0 + word.u), iw.eq(op.iw0 + word.v),
                      addr.eq(op.pos + Mux(pool, 0, word.off))]
         inb = pool | ((ih >= 0) & (ih < self.in_h) & (iw >= 0) & (iw < self.in_w))
-        m.d.comb += [self.act_addr.eq(Mux(inb, addr, 0)), self.act_en.eq(advance),
-                     self.param_addr.eq(self.p_base + g_cur), self.param_en.eq(advance)]
 
-        # stage A: the reads (``keep`` holds what goes along); stage B: the read data
-        # registered, out-of-bounds taps zeroed
-        valid_a = Signal()
-        inb_a = Signal()
-        keep = Signal(data.StructLayout({
+        # stage 0: the addresses registered (``keep0`` holds what goes along); stage A: the
+        # reads; stage B: the read data registered, out-of-bounds taps zeroed
+        keep_layout = data.StructLayout({
             "w": fetched_layout(cfg)["w"].shape, "shift": unsigned(3), "neg": unsigned(1),
             "glast": unsigned(1), "group": side, "pool_first": unsigned(1),
-            "pool_last": unsigned(1)}))
+            "pool_last": unsigned(1)})
+        valid0, inb0, keep0 = Signal(), Signal(), Signal(keep_layout)
+        act_addr0 = Signal(w.act_addr_bits)
+        param_addr0 = Signal(w.param_addr_bits)
+        m.d.comb += [self.act_addr.eq(act_addr0), self.act_en.eq(advance),
+                     self.param_addr.eq(param_addr0), self.param_en.eq(advance)]
+        valid_a, inb_a, keep = Signal(), Signal(), Signal(keep_layout)
         o = self.o.payload
         with m.If(advance):
-            m.d.sync += [valid_a.eq(self.i.valid), inb_a.eq(inb),
-                         keep.w.eq(word.w), keep.glast.eq(word.glast),
-                         keep.group.out.eq(op.out), keep.group.wct.eq(wct_cur),
-                         keep.group.wslot.eq(wslot_cur), keep.group.llast.eq(op.llast),
-                         keep.pool_first.eq(op.pool_first), keep.pool_last.eq(op.pool_last)]
+            m.d.sync += [valid0.eq(self.i.valid), inb0.eq(inb),
+                         act_addr0.eq(Mux(inb, addr, 0)),
+                         param_addr0.eq(self.p_base + g_cur),
+                         keep0.w.eq(word.w), keep0.glast.eq(word.glast),
+                         keep0.group.out.eq(op.out), keep0.group.wct.eq(wct_cur),
+                         keep0.group.wslot.eq(wslot_cur), keep0.group.llast.eq(op.llast),
+                         keep0.pool_first.eq(op.pool_first), keep0.pool_last.eq(op.pool_last)]
             if cfg.pe == "bit_serial":
-                m.d.sync += [keep.shift.eq(word.shift), keep.neg.eq(word.neg)]
+                m.d.sync += [keep0.shift.eq(word.shift), keep0.neg.eq(word.neg)]
+            m.d.sync += [valid_a.eq(valid0), inb_a.eq(inb0), keep.eq(keep0)]
             m.d.sync += [self.o.valid.eq(valid_a),
                          o.w.eq(keep.w), o.shift.eq(keep.shift), o.neg.eq(keep.neg),
                          o.glast.eq(keep.glast), o.group.eq(keep.group),
