@@ -95,7 +95,9 @@ def _path_ends(path: dict[str, Any] | None) -> str | None:
         return None
 
     def name(cell: str) -> str:
-        return re.split(r"_TRELLIS_|_LUT4_|_CCU2C_|_PFUMX_|_L6MUX21_|\$", cell)[0] or cell
+        cell = cell.replace("$flatten\\", "")
+        base = re.split(r"_TRELLIS_|_LUT4_|_CCU2C_|_PFUMX_|_L6MUX21_|\$", cell)[0]
+        return base.rstrip(".") or cell
 
     return f"{name(path['from'].rsplit('.', 1)[0])} -> {name(path['to'].rsplit('.', 1)[0])}"
 
@@ -179,7 +181,7 @@ def _fmt(value: Any, digits: int = 1) -> str:
 def format_table(rows: list[dict[str, Any]]) -> str:
     """Markdown table of :func:`bench_hw` rows."""
     head = ("| scope | variant | shape | w bits | device | LUT4 | CCU2C | LUT4-eq | FF | DSP | "
-            "BRAM | Fmax MHz | LUT4-eq/MAC | LUT4-eq/binop | peak GOPS |")
+            "BRAM | Fmax MHz | LUT4-eq/MAC | LUT4-eq/binop | peak GOPS | critical path |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         bits = str(r["weight_bits"]) + ("" if r["weight_bits_used"] == r["weight_bits"]
@@ -191,8 +193,14 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         lines.append(f"| {r['scope']} | {r['variant']} | {r['shape']} | {bits} | {device} | "
                      f"{r['lut4']} | {r['ccu2c']} | {r['lut4_eq']} | {r['ff']} | {r['dsp']} | "
                      f"{r['bram']} | {_fmt(r['fmax_mhz'])} | {_fmt(r['lut4_eq_per_mac'])} | "
-                     f"{per_binop} | {gops} |")
+                     f"{per_binop} | {gops} | {_critical(r)} |")
     return "\n".join(lines)
+
+
+def _critical(row: dict[str, Any]) -> str:
+    if not row.get("critical_path_ns"):
+        return "—"
+    return f"{row['critical_path_ns']:.1f} ns: {row['critical_path']}"
 
 
 def plot(rows: list[dict[str, Any]], path: str | Path) -> None:

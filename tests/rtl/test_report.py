@@ -351,3 +351,15 @@ def test_rtl_cli_report_flag(monkeypatch, tmp_path, capsys):
     assert out["report"]["fmax_mhz"] == 123.4
     assert main(["rtl", "--pe", "shift_add", "-o", str(tmp_path), "--report"]) == 0
     assert "Fmax      123.4 MHz" in capsys.readouterr().out
+
+
+def test_bench_rows_name_the_critical_path_ends():
+    path = {"from": "dut.requant.t3_TRELLIS_FF_Q_1.CLK",
+            "to": "dut.$flatten\\pe0.$2_MULT18X18D_P9.A11", "delay_ns": 9.5}
+    assert bench_hw._path_ends(path) == "dut.requant.t3 -> dut.pe0"
+    path["to"] = "dut.pe7.prod2_TRELLIS_FF_Q_11.M"
+    assert bench_hw._path_ends(path) == "dut.requant.t3 -> dut.pe7.prod2"
+    assert bench_hw._path_ends(None) is None
+    row = {"critical_path_ns": 9.5, "critical_path": "a -> b"}
+    assert bench_hw._critical(row) == "9.5 ns: a -> b"
+    assert bench_hw._critical({"critical_path_ns": None}) == "—"
