@@ -91,23 +91,29 @@ class RegisterBlock(wiring.Component):
         mask = Signal(32)
         for b in range(4):
             m.d.comb += mask[8 * b:8 * b + 8].eq(bus.wstrb[b].replicate(8))
-        # read: the value is sampled when the address is taken, answered the next cycle
+        # read: the address is registered when taken, the value sampled the next cycle (the
+        # read strobes fire then) and answered the cycle after: the register mux's select
+        # comes from a register, not from the bus
         take_r = Signal()
-        m.d.comb += [take_r.eq(bus.arvalid & ~bus.rvalid), bus.arready.eq(take_r)]
+        pending = Signal()
+        word_r = Signal(len(bus.araddr) - 2)
+        m.d.comb += [take_r.eq(bus.arvalid & ~bus.rvalid & ~pending),
+                     bus.arready.eq(take_r)]
         with m.If(bus.rvalid & bus.rready):
             m.d.sync += bus.rvalid.eq(0)
         with m.If(take_r):
-            m.d.sync += [bus.rvalid.eq(1), bus.rdata.eq(0)]
+            m.d.sync += [pending.eq(1), word_r.eq(bus.araddr[2:])]
+        with m.If(pending):
+            m.d.sync += [pending.eq(0), bus.rvalid.eq(1), bus.rdata.eq(0)]
         word_w = bus.awaddr[2:]
-        word_r = bus.araddr[2:]
         for r in self.registers:
             n, wd = r.name.lower(), register_width(r)
             index = r.offset >> 2
             if r.access in ("ro", "rw"):
-                with m.If(take_r & (word_r == index)):
+                with m.If(pending & (word_r == index)):
                     m.d.sync += bus.rdata.eq(getattr(self, f"{n}_r"))
             if r.name in self.read_strobes:
-                m.d.comb += getattr(self, f"{n}_re").eq(take_r & (word_r == index))
+                m.d.comb += getattr(self, f"{n}_re").eq(pending & (word_r == index))
             if r.access in ("rw", "wo"):
                 old = getattr(self, f"{n}_r") if r.access == "rw" else 0
                 m.d.comb += [

@@ -233,8 +233,11 @@ class Core(wiring.Component):
                 m.d.sync += [buf.word_select(chunk, 32).eq(beat_data), chunk.eq(chunk + 1)]
         # read-back of the activation memory, one chunk per BULK_RDATA read
         act_bits = w.act.width
+        # registered copy of the RAM output for the read-back (a block RAM's clock-to-out
+        # leaves no time for the register mux after it); the register block samples
+        # BULK_RDATA two cycles after its previous read moved the address
         act_word = Signal(32 * chunks["act"])
-        m.d.comb += act_word.eq(act_rd.data)
+        m.d.sync += act_word.eq(act_rd.data)
         with m.If(regs.bulk_rdata_re):
             with m.If(rchunk == chunks["act"] - 1):
                 m.d.sync += [rchunk.eq(0), bulk_addr.eq(bulk_addr + 1)]

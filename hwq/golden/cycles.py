@@ -59,10 +59,10 @@ class Overheads:
 
 
 #: The constants of ``hwq.rtl.core.Core``: matmul = descriptor read 1 + address generator
-#: start 1 + pipeline 20 (weight fetch 2, act fetch 3, dot 5 = ``hwq.rtl.pe.DOT_STAGES``,
-#: accumulate 1, requant 9 = ``hwq.rtl.requant.REQUANT_STAGES``); pool = 1 + 1 + 6 (weight
-#: fetch 2, act fetch 3, max 1); the write is in the last cycle.
-OVERHEADS = Overheads(matmul=22, pool=8, run=0)
+#: start 1 + pipeline 22 (weight fetch 2, act fetch 3, dot 5 = ``hwq.rtl.pe.DOT_STAGES``,
+#: accumulate 1, requant 11 = ``hwq.rtl.requant.REQUANT_STAGES``); pool = 1 + 1 + 6
+#: (weight fetch 2, act fetch 3, max 1); the write is in the last cycle.
+OVERHEADS = Overheads(matmul=24, pool=8, run=0)
 
 
 def matmul_tiles(out_channels: int, k_tiles: int, lanes: int) -> tuple[int, int]:
