@@ -25,7 +25,8 @@ from hwq.config import CoreConfig
 from hwq.golden._checks import check_int
 
 __all__ = ["DOT_STAGES", "BitSerialPE", "CodebookDecoder", "IntDecoder", "MacArray",
-           "MultiplyPE", "PotDecoder", "ShiftAddPE", "add_carry", "tree_stages"]
+           "MultiplyPE", "PotDecoder", "ShiftAddPE", "add_carry", "register",
+           "tree_stages"]
 
 
 #: Registers from a :class:`MacArray` input beat to its dot products (every PE type);
@@ -33,8 +34,8 @@ __all__ = ["DOT_STAGES", "BitSerialPE", "CodebookDecoder", "IntDecoder", "MacArr
 DOT_STAGES = 5
 
 
-def _reg(m: Module, value: object, en: object, name: str) -> Signal:
-    """``value`` registered in ``sync`` when ``en``."""
+def register(m: Module, value: object, en: object, name: str) -> Signal:
+    """``value`` registered in ``sync`` when ``en`` (a pipeline register of the datapath)."""
     value = Value.cast(value)
     reg = Signal(value.shape(), name=name)
     with m.If(en):
@@ -70,8 +71,8 @@ def tree_stages(m: Module, terms: list, carries: list, *, stages: int,
                 pairs.append(add_carry(terms[j], terms[j + 1], carries.pop()) if carries
                              else terms[j] + terms[j + 1])
             terms = pairs + ([terms[-1]] if len(terms) % 2 else [])
-        terms = [_reg(m, t, en, f"sum{i}_{j}") for j, t in enumerate(terms)]
-        carries = [_reg(m, c, en, f"cin{i}_{j}") for j, c in enumerate(carries)]
+        terms = [register(m, t, en, f"sum{i}_{j}") for j, t in enumerate(terms)]
+        carries = [register(m, c, en, f"cin{i}_{j}") for j, c in enumerate(carries)]
     return terms[0], carries
 
 
@@ -180,8 +181,8 @@ class ShiftAddPE(wiring.Component):
                          name=f"mag{s}")
             m.d.comb += mag.eq((self.a[s] << k) >> 1)   # a << (k - 1) for k >= 1
             nonzero = k != 0
-            terms.append(_reg(m, Mux(nonzero, Mux(neg, ~mag, mag), 0), self.en, f"term{s}"))
-            carries.append(_reg(m, nonzero & neg, self.en, f"neg{s}"))  # ~x + 1 == -x
+            terms.append(register(m, Mux(nonzero, Mux(neg, ~mag, mag), 0), self.en, f"term{s}"))
+            carries.append(register(m, nonzero & neg, self.en, f"neg{s}"))  # ~x + 1 == -x
         dot, left = tree_stages(m, terms, carries, stages=DOT_STAGES - 1, en=self.en)
         m.d.comb += [self.dot.eq(dot), self.carry.eq(left[0] if left else 0)]
         return m
@@ -216,11 +217,12 @@ class BitSerialPE(wiring.Component):
                                [], stages=stages, en=self.en)
         shift, neg = self.shift, self.neg
         for i in range(stages):
-            shift, neg = _reg(m, shift, self.en, f"shift_d{i}"), _reg(m, neg, self.en, f"neg_d{i}")
+            shift = register(m, shift, self.en, f"shift_d{i}")
+            neg = register(m, neg, self.en, f"neg_d{i}")
         scaled = Signal(signed(self.dot_bits - 1))
         m.d.comb += scaled.eq(total << shift)
-        m.d.comb += [self.dot.eq(_reg(m, Mux(neg, ~scaled, scaled), self.en, "scaled")),
-                     self.carry.eq(_reg(m, neg, self.en, "carry"))]
+        m.d.comb += [self.dot.eq(register(m, Mux(neg, ~scaled, scaled), self.en, "scaled")),
+                     self.carry.eq(register(m, neg, self.en, "carry"))]
         return m
 
 
@@ -247,9 +249,9 @@ class MultiplyPE(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        w = [_reg(m, self.w[s], self.en, f"w{s}") for s in range(self.simd)]
-        a = [_reg(m, self.a[s], self.en, f"a{s}") for s in range(self.simd)]
-        products = [_reg(m, w[s] * a[s], self.en, f"prod{s}") for s in range(self.simd)]
+        w = [register(m, self.w[s], self.en, f"w{s}") for s in range(self.simd)]
+        a = [register(m, self.a[s], self.en, f"a{s}") for s in range(self.simd)]
+        products = [register(m, w[s] * a[s], self.en, f"prod{s}") for s in range(self.simd)]
         dot, _ = tree_stages(m, products, [], stages=DOT_STAGES - 2, en=self.en)
         m.d.comb += [self.dot.eq(dot), self.carry.eq(0)]
         return m
@@ -341,9 +343,9 @@ class MacArray(wiring.Component):
         lanes = [self._lane(m, lane, self.i.payload, advance) for lane in range(cfg.lanes)]
         valid_a, glast_a, side_a = self.i.valid, self.i.payload.glast, self.i.payload.side
         for i in range(DOT_STAGES):
-            valid_a = _reg(m, valid_a, advance, f"valid_d{i}")
-            glast_a = _reg(m, glast_a, advance, f"glast_d{i}")
-            side_a = _reg(m, side_a, advance, f"side_d{i}")
+            valid_a = register(m, valid_a, advance, f"valid_d{i}")
+            glast_a = register(m, glast_a, advance, f"glast_d{i}")
+            side_a = register(m, side_a, advance, f"side_d{i}")
         accs = [Signal(signed(cfg.acc_bits), name=f"acc{lane}") for lane in range(cfg.lanes)]
         # stage B: accumulate (the PE's carry rides in the adder's carry-in); hand the group
         # over at glast

@@ -11,12 +11,13 @@ layer).
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hwq.config import CoreConfig
 from hwq.golden.requant import M_BITS
+from hwq.rtl.pe import register
 
 __all__ = ["REQUANT_STAGES", "Requant", "requant_input_layout", "requant_output_layout"]
 
@@ -83,11 +84,7 @@ class Requant(wiring.Component):
         m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
 
         def reg(value, name):
-            value = Value.cast(value)
-            r = Signal(value.shape(), name=name)
-            with m.If(advance):
-                m.d.sync += r.eq(value)
-            return r
+            return register(m, value, advance, name)
 
         valid, side = self.i.valid, self.i.payload.side
         pay = self.i.payload
