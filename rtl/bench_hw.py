@@ -14,8 +14,12 @@ Arrays (:class:`~hwq.rtl.pe.MacArray`, inputs and outputs registered) at equal s
   published ~0.9 LUT6 per binary op per cycle.
 
 Writes ``hw.json``, ``hw.md`` (table) and ``hw.png`` (area vs throughput). Every point is
-cached (``<cache>/reports``), so a rerun costs only what changed. Cost on a 2-core machine
-(single-threaded wasm tools): an 8x8 array 2-5 minutes, a 16x16 one 10-30 minutes.
+cached (``<cache>/reports``), so a rerun costs only what changed. Measured cost of a cold
+point on a 2-core machine with other jobs running (single-threaded wasm tools; ``jobs`` runs
+points side by side): arrays 10 s (4x4) to 5 minutes (8x8 multiply), 16x16 shift_add 3
+minutes; an 8x8 core 10-12 minutes of nextpnr (LFE5U-45F), the multiply core longer
+(LFE5U-85F). Designs too large for every part (multiply 16x16 with DSPs) stop after Yosys
+with "does not fit".
 """
 
 from __future__ import annotations
