@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from hwq import __version__
+from hwq.config import positive_seconds
 from hwq.serialize import atomic_write
 
 DEFAULT_OUT = Path("bench-results")
@@ -75,6 +76,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                    help="shapes 4/8/16 x weight bits 2/4/8 (default: 8x8 at 4 bits + cores)")
     h.add_argument("--jobs", type=int, default=None,
                    help="tool runs at once (default: CPU count, at most 4)")
+    h.add_argument("--timeout", type=positive_seconds, default=None, metavar="S",
+                   help="stop a point's tool run after S seconds (the row records it)")
     g = sub.add_parser("golden", help="golden int8 conv vs torch float32 conv (time ratio)")
     g.add_argument("--repeats", type=int, default=15, help="timed runs of each (default 15)")
     g.add_argument("--batch", type=int, default=8)
@@ -142,7 +145,8 @@ def run(args: argparse.Namespace) -> int:
     elif args.bench in ("tq", "joint", "hw"):
         folder = args.out.parent if args.out else DEFAULT_OUT
         if args.bench == "hw":
-            result, text = _hw_section(full=args.full, out_dir=folder, jobs=args.jobs)
+            result, text = _hw_section(full=args.full, out_dir=folder, jobs=args.jobs,
+                                       timeout=args.timeout)
         elif args.bench == "tq":
             result, text = _tq_section(
                 full=True, out_dir=folder, bits=tuple(args.bits),
@@ -351,10 +355,10 @@ def _joint_section(*, full: bool, out_dir: Path, seeds: tuple[int, ...] | None =
 
 
 def _hw_section(*, full: bool, out_dir: Path, jobs: int | None = None,
-                **_: Any) -> tuple[dict, str]:
+                timeout: float | None = None, **_: Any) -> tuple[dict, str]:
     from hwq.rtl.bench_hw import bench_hw, format_table
 
-    r = bench_hw(quick=not full, out=out_dir, jobs=jobs)
+    r = bench_hw(quick=not full, out=out_dir, jobs=jobs, timeout=timeout)
     return r, format_table(r["rows"])
 
 

@@ -123,3 +123,16 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_arguments(args: argparse.Namespace) -> CoreConfig:
     """The :class:`CoreConfig` of options added by :func:`add_config_arguments`."""
     return CoreConfig(pe=args.pe, **{name: getattr(args, name) for name in CLI_FIELDS})
+
+
+def positive_seconds(text: str) -> float:
+    """argparse type of a duration option: a positive, finite number of seconds."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
+    return value

