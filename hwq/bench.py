@@ -56,6 +56,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                    help="the complete sweeps (seeds, bits, shapes): much longer than 15 min")
     a.add_argument("--skip", nargs="+", default=[], choices=list(SECTIONS),
                    help="leave these benchmarks out")
+    a.add_argument("--hw-timeout", type=positive_seconds, default=None, metavar="S",
+                   help="hw section: stop a point's tool run after S seconds (recorded)")
     t = sub.add_parser("tq", help="transform quantization: accuracy vs average bits")
     t.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
                    help="TQ seeds (calibration subset, projections, training order) on the "
@@ -140,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
         text = format_quant(result) + "\n\nwrote " + ", ".join(
             str(f) for k, f in files.items() if k != "json" and f)
     elif args.bench == "all":
-        result = bench_all(full=args.full, skip=args.skip)
+        result = bench_all(full=args.full, skip=args.skip, hw_timeout=args.hw_timeout)
         text = result.pop("_text")
     elif args.bench in ("tq", "joint", "hw"):
         folder = args.out.parent if args.out else DEFAULT_OUT
@@ -370,10 +372,12 @@ SECTIONS: dict[str, Callable[..., tuple[dict, str]]] = {
 
 
 def bench_all(*, full: bool = False, skip: list[str] | tuple[str, ...] = (),
-              out_dir: Path = DEFAULT_OUT) -> dict[str, Any]:
+              out_dir: Path = DEFAULT_OUT, hw_timeout: float | None = None) -> dict[str, Any]:
     """Every benchmark; returns ``{section: result}`` and writes ``summary.md``.
 
-    A section that fails is recorded with its error and the others still run.
+    A section that fails is recorded with its error and the others still run;
+    ``hw_timeout`` bounds each tool run of the hw section (a point over it is a row with
+    its error).
     """
     unknown = sorted(set(skip) - set(SECTIONS))
     if unknown:
@@ -388,7 +392,8 @@ def bench_all(*, full: bool = False, skip: list[str] | tuple[str, ...] = (),
         print(f"[bench] {name} ...", file=sys.stderr)
         t0 = time.perf_counter()
         try:
-            result, text = runner(full=full, out_dir=out_dir)
+            extra = {"timeout": hw_timeout} if name == "hw" else {}
+            result, text = runner(full=full, out_dir=out_dir, **extra)
         except Exception as exc:  # one broken section must not lose the others' figures
             result, text = {"error": f"{type(exc).__name__}: {exc}"}, f"FAILED: {exc}"
         result["seconds"] = time.perf_counter() - t0

@@ -65,3 +65,17 @@ def test_every_section_runner_resolves_its_functions():
         mod = importlib.import_module(module)
         for name in names:
             assert callable(getattr(mod, name)), f"{module}.{name}"
+
+
+def test_bench_all_hands_the_hw_timeout_to_the_hw_section_only(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake(name):
+        def run(*, full, out_dir, **extra):
+            seen[name] = extra
+            return {"bench": name}, name
+        return run
+
+    monkeypatch.setattr(bench, "SECTIONS", {n: fake(n) for n in bench.SECTIONS})
+    bench.bench_all(skip=["quant", "tq", "joint"], out_dir=tmp_path, hw_timeout=90.0)
+    assert seen == {"golden": {}, "sim": {}, "hw": {"timeout": 90.0}}
