@@ -77,6 +77,23 @@ def test_mac_array(pe, fmt, lanes, simd):
     assert [[int(g.acc[lane]) for lane in range(p)] for g in got] == expect
 
 
+def _run_requant(dut, beats, lo, hi, rng):
+    """Stream ``beats`` through the Requant ``dut`` (clamp ``lo``/``hi``) with random stalls
+    on both sides; the output beats."""
+    got = []
+
+    async def source(ctx):
+        ctx.set(dut.lo, lo)
+        ctx.set(dut.hi, hi)
+        await send(ctx, dut.i, beats, rng)
+
+    async def sink(ctx):
+        got.extend(await receive(ctx, dut.o, len(beats), rng))
+
+    run(dut, source, sink)
+    return got
+
+
 @pytest.mark.parametrize("acc_bits", [32, 40])
 def test_requant(acc_bits):
     cfg = CoreConfig(pe="multiply", lanes=4, simd=4, act_bits=8, acc_bits=acc_bits)
@@ -98,17 +115,7 @@ def test_requant(acc_bits):
                                 "s": sh.tolist(), "side": i}))
         expect.append([requantize_reference(int(acc[k]), int(bias[k]), int(m[k]), int(sh[k]),
                                             lo, hi) for k in range(4)])
-    got = []
-
-    async def source(ctx):
-        ctx.set(dut.lo, lo)
-        ctx.set(dut.hi, hi)
-        await send(ctx, dut.i, beats, rng)
-
-    async def sink(ctx):
-        got.extend(await receive(ctx, dut.o, len(beats), rng))
-
-    run(dut, source, sink)
+    got = _run_requant(dut, beats, lo, hi, rng)
     assert [g.side for g in got] == list(range(len(beats)))
     assert [[int(g.y[k]) for k in range(4)] for g in got] == expect
 
@@ -132,17 +139,7 @@ def test_requant_saturation_boundaries(act_bits):
                                 "side": i // 4}))
         expect.append([requantize_reference(q, 0, m, sh, lo, hi) for q in group])
     rng = np.random.default_rng(5)
-    got = []
-
-    async def source(ctx):
-        ctx.set(dut.lo, lo)
-        ctx.set(dut.hi, hi)
-        await send(ctx, dut.i, beats, rng)
-
-    async def sink(ctx):
-        got.extend(await receive(ctx, dut.o, len(beats), rng))
-
-    run(dut, source, sink)
+    got = _run_requant(dut, beats, lo, hi, rng)
     assert [[int(g.y[k]) for k in range(4)] for g in got] == expect
 
 
