@@ -12,6 +12,8 @@ from hwq.golden._checks import check_int
 
 PeType = Literal["shift_add", "bit_serial", "multiply"]
 PE_TYPES: tuple[str, ...] = ("shift_add", "bit_serial", "multiply")
+#: How the RTL builds its multipliers (:attr:`CoreConfig.dsp`).
+DSP_KINDS: tuple[str, ...] = ("inferred", "ecp5")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,6 +44,13 @@ class CoreConfig:
         the parameter memory.
     desc_depth : int
         layer descriptors the core holds (the most layers one program may run), 2..1024.
+    dsp : {"inferred", "ecp5"}
+        how the multipliers (multiply PEs, requant) are built. ``inferred``: Amaranth ``*``
+        with fabric registers at both ends; any tool maps it (Yosys: DSP blocks or LUTs).
+        ``ecp5``: one MULT18X18D block each, with the block's own input and output registers
+        (same latency, no routing between the registers and the block): for ECP5 only; the
+        simulator uses hwq's Verilog model of that block (:mod:`hwq.rtl.dsp`). Not part of
+        :meth:`fingerprint`: a program runs the same on either.
 
     ``lanes`` and ``simd`` must divide one another (``max % min == 0``) so that a group of
     ``lanes`` outputs fills whole activation words or a whole fraction of one.
@@ -58,6 +67,7 @@ class CoreConfig:
     weight_depth: int = 16384
     param_depth: int = 1024
     desc_depth: int = 32
+    dsp: str = "inferred"
 
     WEIGHT_BITS: ClassVar[dict[str, tuple[int, int]]] = {
         "shift_add": (2, 7), "bit_serial": (2, 8), "multiply": (2, 8),
@@ -77,6 +87,8 @@ class CoreConfig:
         check_int(self.weight_depth, "Weight memory depth", 16, 1 << 22)
         check_int(self.param_depth, "Parameter memory depth", 16, 1 << 20)
         check_int(self.desc_depth, "Descriptor memory depth", 2, 1024)
+        if self.dsp not in DSP_KINDS:
+            raise ValueError(f"DSP kind must be one of {', '.join(DSP_KINDS)}, not {self.dsp!r}")
         if max(self.lanes, self.simd) % min(self.lanes, self.simd):
             raise ValueError(
                 "Lanes and SIMD width must divide one another, not "
@@ -100,8 +112,14 @@ class CoreConfig:
         return cls(**d)
 
     def fingerprint(self) -> str:
-        """Short stable hash; a Program built for one config refuses to run on another."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        """Short stable hash; a Program built for one config refuses to run on another.
+
+        ``dsp`` is left out: it changes how the multipliers are mapped, not what the core
+        computes or how many cycles it takes.
+        """
+        d = self.to_dict()
+        del d["dsp"]
+        blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
@@ -118,11 +136,15 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(f"--{name.replace('_', '-')}", type=int,
                             default=getattr(defaults, name),
                             help=f"{name} (default {getattr(defaults, name)})")
+    parser.add_argument("--dsp", choices=DSP_KINDS, default=defaults.dsp,
+                        help="multipliers: inferred (any tool) or ecp5 (MULT18X18D blocks with "
+                             f"their own registers; ECP5 only) (default {defaults.dsp})")
 
 
 def config_from_arguments(args: argparse.Namespace) -> CoreConfig:
     """The :class:`CoreConfig` of options added by :func:`add_config_arguments`."""
-    return CoreConfig(pe=args.pe, **{name: getattr(args, name) for name in CLI_FIELDS})
+    return CoreConfig(pe=args.pe, dsp=args.dsp,
+                      **{name: getattr(args, name) for name in CLI_FIELDS})
 
 
 def positive_seconds(text: str) -> float:

@@ -38,29 +38,36 @@ from hwq.errors import ToolchainError
 from hwq.rtl.report import Progress, _stderr_progress, report
 from hwq.serialize import atomic_write
 
-__all__ = ["BENCH_CORE_DEPTHS", "VARIANTS", "bench_config", "bench_hw", "format_table",
-           "plot"]
+__all__ = ["BENCH_CORE_DEPTHS", "CORE_VARIANTS", "VARIANTS", "bench_config", "bench_hw",
+           "format_table", "plot"]
 
-#: (name, PE type, DSPs allowed).
-VARIANTS: tuple[tuple[str, str, bool], ...] = (
-    ("multiply+dsp", "multiply", True),
-    ("multiply-nodsp", "multiply", False),
-    ("shift_add", "shift_add", True),
-    ("bit_serial", "bit_serial", True),
+#: (name, PE type, DSPs allowed, :attr:`~hwq.config.CoreConfig.dsp`). The array of
+#: ``multiply+dsp`` has Yosys map its multipliers to DSP blocks (registers in the fabric);
+#: ``multiply+ecp5`` instantiates MULT18X18D blocks with their own registers. shift_add and
+#: bit_serial have no multiplier in the array; their cores' requant uses ECP5 blocks.
+VARIANTS: tuple[tuple[str, str, bool, str], ...] = (
+    ("multiply+dsp", "multiply", True, "inferred"),
+    ("multiply+ecp5", "multiply", True, "ecp5"),
+    ("multiply-nodsp", "multiply", False, "inferred"),
+    ("shift_add", "shift_add", True, "ecp5"),
+    ("bit_serial", "bit_serial", True, "ecp5"),
 )
+#: Variants whose 8x8 core is benchmarked (the ECP5 blocks: the best each PE type does).
+CORE_VARIANTS = ("multiply+ecp5", "shift_add", "bit_serial")
 #: Memory depths of the benchmarked cores (the defaults' 16384-word weight memory alone
 #: needs more block RAM than an LFE5U-85F has).
 BENCH_CORE_DEPTHS = {"act_depth": 2048, "weight_depth": 1024, "param_depth": 512,
                      "desc_depth": 32}
 
 
-def bench_config(pe: str, size: int, weight_bits: int, *, core: bool = False) -> CoreConfig:
+def bench_config(pe: str, size: int, weight_bits: int, *, core: bool = False,
+                 dsp: str = "inferred") -> CoreConfig:
     """The CoreConfig of one benchmark point (``size x size``; see the module docstring)."""
     bits = min(weight_bits, 7) if pe == "shift_add" else weight_bits
     extra: dict[str, int] = dict(BENCH_CORE_DEPTHS) if core else {}
     if pe == "multiply":
         extra["table_bits"] = max(2, weight_bits)
-    return CoreConfig(pe=pe, lanes=size, simd=size, weight_bits=bits, **extra)
+    return CoreConfig(pe=pe, lanes=size, simd=size, weight_bits=bits, dsp=dsp, **extra)
 
 
 def _check_jobs(jobs: int | None) -> int:
@@ -138,7 +145,7 @@ def bench_hw(*, quick: bool = True, shapes: Iterable[int] | None = None,
     shapes, weight_bits : iterable of int, optional
         override the sweep (square arrays ``size x size``; weight widths).
     cores : bool
-        also the whole cores at 8x8, 4-bit weights (multiply with DSPs).
+        also the whole cores at 8x8, 4-bit weights (:data:`CORE_VARIANTS`).
     variants : iterable of str, optional
         names from :data:`VARIANTS` (default all).
     out : path-like or None
@@ -167,14 +174,14 @@ def bench_hw(*, quick: bool = True, shapes: Iterable[int] | None = None,
     t0 = time.monotonic()
     points = [(v, s, b, False) for s in shapes for b in bits for v in chosen]
     if cores:
-        points += [(v, 8, 4, True) for v in chosen if v[0] != "multiply-nodsp"]
+        points += [(v, 8, 4, True) for v in chosen if v[0] in CORE_VARIANTS]
     jobs = _check_jobs(jobs)
 
     def one(i: int, point: tuple) -> dict[str, Any]:
-        (name, pe, dsp), size, wb, core = point
+        (name, pe, dsp, kind), size, wb, core = point
         label = f"[{i}/{len(points)}] {name} {size}x{size} w{wb} {'core' if core else 'array'}"
         say = (lambda message: progress(f"{label}: {message}")) if progress else None
-        config = bench_config(pe, size, wb, core=core)
+        config = bench_config(pe, size, wb, core=core, dsp=kind)
         try:
             result = report(config, target=target, array_only=not core, dsp=dsp, cache=cache,
                             timeout=timeout, progress=say)
@@ -245,7 +252,8 @@ def plot(rows: list[dict[str, Any]], path: str | Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 5))
-    markers = {"multiply+dsp": "s", "multiply-nodsp": "D", "shift_add": "o", "bit_serial": "^"}
+    markers = {"multiply+dsp": "s", "multiply+ecp5": "P", "multiply-nodsp": "D",
+               "shift_add": "o", "bit_serial": "^"}
     for name, marker in markers.items():
         pts = [r for r in rows if r["variant"] == name and r["scope"] == "array"
                and r["peak_full_gmacs"]]

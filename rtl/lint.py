@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from hwq.errors import ToolchainError
+from hwq.rtl.dsp import write_sim_models
 
 __all__ = ["WAIVERS", "lint", "verilator_executable", "waiver_file"]
 
@@ -87,6 +88,8 @@ def lint(verilog: str | Path, *, waivers: bool = True, top: str = "hwq_core") ->
         vlt.write_text(waiver_file(path.name))
         args.append(str(vlt))
     args.append(str(path))
+    # behavioural models of instantiated vendor blocks (dsp="ecp5"), linted with the design
+    args.extend(str(p) for p in write_sim_models(path.read_text(), path.parent))
     proc = subprocess.run(args, capture_output=True, text=True, check=False)
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("%")]
     issues = [ln for ln in lines if ln.startswith(("%Warning", "%Error"))]

@@ -21,8 +21,9 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigne
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hwq.config import CoreConfig
+from hwq.config import DSP_KINDS, CoreConfig
 from hwq.golden._checks import check_int
+from hwq.rtl.dsp import registered_product
 
 __all__ = ["DOT_STAGES", "BitSerialPE", "CodebookDecoder", "IntDecoder", "MacArray",
            "MultiplyPE", "PotDecoder", "ShiftAddPE", "add_carry", "register",
@@ -231,10 +232,17 @@ class MultiplyPE(wiring.Component):
 
     Pipelined, :data:`DOT_STAGES` registers (enable ``en``): the decoded weights and the
     activations (multiplier inputs), the products (multiplier outputs), then the adder tree.
+    ``dsp`` builds the multipliers (:func:`hwq.rtl.dsp.registered_product`); with ``"ecp5"``
+    the operands are registered once more in the fabric before the block, and the tree
+    has one stage less.
     ``carry`` is always 0.
     """
 
-    def __init__(self, *, simd: int, act_bits: int, value_bits: int) -> None:
+    def __init__(self, *, simd: int, act_bits: int, value_bits: int,
+                 dsp: str = "inferred") -> None:
+        if dsp not in DSP_KINDS:
+            raise ValueError(f"DSP kind must be one of {', '.join(DSP_KINDS)}, not {dsp!r}")
+        self.dsp = dsp
         self.simd = _check(simd, "SIMD width", 1, 256)
         self.act_bits = _check(act_bits, "Activation bit width", 2, 16)
         self.value_bits = _check(value_bits, "Weight value bit width", 2, 8)
@@ -249,10 +257,17 @@ class MultiplyPE(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        w = [register(m, self.w[s], self.en, f"w{s}") for s in range(self.simd)]
-        a = [register(m, self.a[s], self.en, f"a{s}") for s in range(self.simd)]
-        products = [register(m, w[s] * a[s], self.en, f"prod{s}") for s in range(self.simd)]
-        dot, _ = tree_stages(m, products, [], stages=DOT_STAGES - 2, en=self.en)
+        w, a, tree = [self.w[s] for s in range(self.simd)], list(self.a), DOT_STAGES - 2
+        if self.dsp == "ecp5":
+            # the weight decode (codebook table, format mux) and the routing into the DSP
+            # row get a cycle each: decoded operands registered in the fabric, then in the
+            # block; the adder tree gives up a stage (two levels in its first one)
+            w = [register(m, w[s], self.en, f"w{s}") for s in range(self.simd)]
+            a = [register(m, a[s], self.en, f"a{s}") for s in range(self.simd)]
+            tree -= 1
+        products = [registered_product(m, w[s], a[s], self.en, name=f"prod{s}", dsp=self.dsp)
+                    for s in range(self.simd)]
+        dot, _ = tree_stages(m, products, [], stages=tree, en=self.en)
         m.d.comb += [self.dot.eq(dot), self.carry.eq(0)]
         return m
 
@@ -322,7 +337,7 @@ class MacArray(wiring.Component):
             m.d.comb += [pe.shift.eq(payload.shift), pe.neg.eq(payload.neg)]
         else:
             vb = max(cfg.weight_bits, cfg.table_bits)
-            pe = MultiplyPE(simd=s, act_bits=cfg.act_bits, value_bits=vb)
+            pe = MultiplyPE(simd=s, act_bits=cfg.act_bits, value_bits=vb, dsp=cfg.dsp)
             m.submodules[f"pe{lane}"] = pe
             m.submodules[f"int{lane}"] = idec = IntDecoder(bits=cfg.weight_bits, count=s)
             m.submodules[f"cb{lane}"] = cdec = CodebookDecoder(

@@ -538,6 +538,10 @@ def report(config: CoreConfig, *, target: str = "ecp5", array_only: bool = False
         ``fmax_mhz`` (routed), ``throughput`` (:func:`throughput`), ``seconds``, ``cached``.
     """
     _check_target(target)
+    if config.dsp == "ecp5" and (target != "ecp5" or not dsp):
+        raise ValueError("A core with dsp='ecp5' instantiates ECP5 MULT18X18D blocks: report "
+                         f"it on target ecp5 with DSPs, not {target}"
+                         f"{'' if dsp else ' without DSPs'} (or use --dsp inferred)")
     say = progress or (lambda message: None)
     candidates = (find_device(device, target),) if device else DEVICES[target]
     t0 = time.monotonic()

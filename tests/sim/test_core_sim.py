@@ -22,21 +22,23 @@ from hwq.sim.simulate import simulate
 from hwq.testing import random_inputs, random_network
 
 CASES = [
-    # pe, lanes, simd, weight format, bits (per channel), zero tiles
-    ("shift_add", 8, 8, "pot", [3, 4], 0.0),
-    ("bit_serial", 8, 8, "int", [2, 3, 4], 0.3),
-    ("bit_serial", 8, 8, "codebook", [2, 3], 0.0),
-    ("multiply", 4, 4, "codebook", [2, 4], 0.3),
+    # pe, lanes, simd, weight format, bits (per channel), zero tiles, multipliers
+    ("shift_add", 8, 8, "pot", [3, 4], 0.0, "inferred"),
+    ("bit_serial", 8, 8, "int", [2, 3, 4], 0.3, "inferred"),
+    ("bit_serial", 8, 8, "codebook", [2, 3], 0.0, "inferred"),
+    ("multiply", 4, 4, "codebook", [2, 4], 0.3, "inferred"),
+    # MULT18X18D blocks (hwq.rtl.dsp's model) in the PEs and the requant
+    ("multiply", 4, 4, "int", [3, 4], 0.3, "ecp5"),
 ]
 
 
-@pytest.mark.parametrize("pe, lanes, simd, kind, bits, zeros", CASES,
-                         ids=[f"{c[0]}-{c[3]}" for c in CASES])
-def test_core_matches_golden_and_cycle_model(pe, lanes, simd, kind, bits, zeros):
+@pytest.mark.parametrize("pe, lanes, simd, kind, bits, zeros, dsp", CASES,
+                         ids=[f"{c[0]}-{c[3]}-{c[6]}" for c in CASES])
+def test_core_matches_golden_and_cycle_model(pe, lanes, simd, kind, bits, zeros, dsp):
     rng = np.random.default_rng(7)
     net = random_network(rng, kind=kind, bits=bits, per_channel_bits=True,
                          zero_tile_fraction=zeros, input_shape=(3, 8, 8))
-    config = CoreConfig(pe=pe, lanes=lanes, simd=simd, weight_bits=max(bits))
+    config = CoreConfig(pe=pe, lanes=lanes, simd=simd, weight_bits=max(bits), dsp=dsp)
     program = compile_network(net, config)
     x = random_inputs(rng, net, 5)
     sim = simulate(program, None, x, progress=False)
