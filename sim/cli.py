@@ -7,12 +7,13 @@ with the cycle model; exit 1 if either differs.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hwq.config import PE_TYPES, CoreConfig
+from hwq.config import DSP_KINDS, PE_TYPES, CoreConfig
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +23,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="PE type (default: the one the network's weight format needs)")
     parser.add_argument("--lanes", type=int, default=8)
     parser.add_argument("--simd", type=int, default=8)
+    parser.add_argument("--dsp", choices=DSP_KINDS, default=None,
+                        help="multipliers: inferred, or ecp5 MULT18X18D blocks (default: "
+                             "inferred, or a program's own)")
     parser.add_argument("--inputs", choices=["digits", "random"], default="digits",
                         help="digits test images (1x8x8 networks) or random integers")
     parser.add_argument("--limit", type=int, default=32, metavar="N",
@@ -60,10 +64,13 @@ def run(args: argparse.Namespace) -> int:
         limits = CoreConfig.WEIGHT_BITS[pe]
         wbits = max(int(op.spec.max_bits()) for op in network.weight_ops())
         config = CoreConfig(pe=pe, lanes=args.lanes, simd=args.simd, act_bits=network.act_bits,
-                            weight_bits=min(max(wbits, limits[0]), limits[1]))
+                            weight_bits=min(max(wbits, limits[0]), limits[1]),
+                            dsp=args.dsp or "inferred")
         program = compile_network(network, config)
+    else:
+        config = replace(program.config, dsp=args.dsp) if args.dsp else program.config
     x = _inputs(args, program, network)
-    sim = simulate(program, None, x, waves=args.waves or False, progress=not args.no_progress,
+    sim = simulate(program, config, x, waves=args.waves or False, progress=not args.no_progress,
                    cache_dir=args.cache_dir)
     expected = golden.run(network, x) if network is not None else None
     mismatches = int((sim.outputs != expected).sum()) if expected is not None else None

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from hwq.config import PE_TYPES, CoreConfig
+from hwq.config import DSP_KINDS, PE_TYPES, CoreConfig
 
 #: Default quantization method per PE type: a format that PE takes (bit_serial: INT weights,
 #: whose cycles scale with their 4 bits; codebook tables hold 8-bit entries, 8 planes).
@@ -36,6 +36,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="PE type of the core (default shift_add)")
     parser.add_argument("--lanes", type=int, default=8, help="output channels in parallel")
     parser.add_argument("--simd", type=int, default=8, help="inputs per lane per cycle")
+    parser.add_argument("--dsp", choices=DSP_KINDS, default="inferred",
+                        help="multipliers: inferred, or ecp5 MULT18X18D blocks (default inferred)")
     parser.add_argument("--limit", type=int, default=None, metavar="N",
                         help="only the first N test images (default: all 540)")
     parser.add_argument("--seed", type=int, default=0, help="quantization seed")
@@ -59,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
 
     report = flow(
         method=args.method, bits=args.bits, network_path=args.network, pe=args.pe,
-        lanes=args.lanes, simd=args.simd, limit=args.limit, seed=args.seed, waves=args.waves,
+        lanes=args.lanes, simd=args.simd, dsp=args.dsp, limit=args.limit, seed=args.seed,
+        waves=args.waves,
         progress=not args.no_progress, cache_dir=args.cache_dir,
         log=lambda text: _say(args, text),
     )
@@ -109,6 +112,7 @@ def flow(
     pe: str = "shift_add",
     lanes: int = 8,
     simd: int = 8,
+    dsp: str = "inferred",
     limit: int | None = None,
     seed: int = 0,
     waves: str | None = None,
@@ -150,7 +154,7 @@ def flow(
     weight_bits = max(int(op.spec.max_bits()) for op in network.weight_ops())
     limits = CoreConfig.WEIGHT_BITS[pe]
     config = CoreConfig(pe=pe, lanes=lanes, simd=simd, act_bits=network.act_bits,
-                        weight_bits=min(max(weight_bits, limits[0]), limits[1]))
+                        weight_bits=min(max(weight_bits, limits[0]), limits[1]), dsp=dsp)
     t0 = time.perf_counter()
     program = compile_network(network, config)
     timings["compile_s"] = time.perf_counter() - t0

@@ -90,8 +90,9 @@ def simulate(
     if isinstance(network_or_program, Program):
         program = network_or_program
         if config is not None:
-            program.check_config(config)
-        config = program.config
+            program.check_config(config)  # the same core, built with its own ``dsp``
+        else:
+            config = program.config
     elif isinstance(network_or_program, QuantizedNetwork):
         if config is None:
             raise ValueError("simulate() needs a CoreConfig to compile a network for")
