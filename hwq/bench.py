@@ -58,6 +58,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                    help="leave these benchmarks out")
     a.add_argument("--hw-timeout", type=positive_seconds, default=None, metavar="S",
                    help="hw section: stop a point's tool run after S seconds (recorded)")
+    a.add_argument("--hw-cores", action="store_true",
+                   help="hw section: also place and route the three 8x8 cores (about 10 min "
+                        "of nextpnr each; the standard size has the arrays only)")
     t = sub.add_parser("tq", help="transform quantization: accuracy vs average bits")
     t.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
                    help="TQ seeds (calibration subset, projections, training order) on the "
@@ -142,7 +145,8 @@ def run(args: argparse.Namespace) -> int:
         text = format_quant(result) + "\n\nwrote " + ", ".join(
             str(f) for k, f in files.items() if k != "json" and f)
     elif args.bench == "all":
-        result = bench_all(full=args.full, skip=args.skip, hw_timeout=args.hw_timeout)
+        result = bench_all(full=args.full, skip=args.skip, hw_timeout=args.hw_timeout,
+                           hw_cores=args.hw_cores)
         text = result.pop("_text")
     elif args.bench in ("tq", "joint", "hw"):
         folder = args.out.parent if args.out else DEFAULT_OUT
@@ -357,10 +361,11 @@ def _joint_section(*, full: bool, out_dir: Path, seeds: tuple[int, ...] | None =
 
 
 def _hw_section(*, full: bool, out_dir: Path, jobs: int | None = None,
-                timeout: float | None = None, **_: Any) -> tuple[dict, str]:
+                timeout: float | None = None, cores: bool = True,
+                **_: Any) -> tuple[dict, str]:
     from hwq.rtl.bench_hw import bench_hw, format_table
 
-    r = bench_hw(quick=not full, out=out_dir, jobs=jobs, timeout=timeout)
+    r = bench_hw(quick=not full, out=out_dir, jobs=jobs, timeout=timeout, cores=cores)
     return r, format_table(r["rows"])
 
 
@@ -372,12 +377,14 @@ SECTIONS: dict[str, Callable[..., tuple[dict, str]]] = {
 
 
 def bench_all(*, full: bool = False, skip: list[str] | tuple[str, ...] = (),
-              out_dir: Path = DEFAULT_OUT, hw_timeout: float | None = None) -> dict[str, Any]:
+              out_dir: Path = DEFAULT_OUT, hw_timeout: float | None = None,
+              hw_cores: bool = False) -> dict[str, Any]:
     """Every benchmark; returns ``{section: result}`` and writes ``summary.md``.
 
     A section that fails is recorded with its error and the others still run;
     ``hw_timeout`` bounds each tool run of the hw section (a point over it is a row with
-    its error).
+    its error). The hw section has the 8x8 arrays; ``hw_cores`` (or ``full``) adds the
+    three 8x8 cores, whose place and route alone takes ~25 minutes on 2 cores cold.
     """
     unknown = sorted(set(skip) - set(SECTIONS))
     if unknown:
@@ -392,7 +399,8 @@ def bench_all(*, full: bool = False, skip: list[str] | tuple[str, ...] = (),
         print(f"[bench] {name} ...", file=sys.stderr)
         t0 = time.perf_counter()
         try:
-            extra = {"timeout": hw_timeout} if name == "hw" else {}
+            extra = ({"timeout": hw_timeout, "cores": hw_cores or full} if name == "hw"
+                     else {})
             result, text = runner(full=full, out_dir=out_dir, **extra)
         except Exception as exc:  # one broken section must not lose the others' figures
             result, text = {"error": f"{type(exc).__name__}: {exc}"}, f"FAILED: {exc}"

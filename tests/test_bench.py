@@ -67,7 +67,7 @@ def test_every_section_runner_resolves_its_functions():
             assert callable(getattr(mod, name)), f"{module}.{name}"
 
 
-def test_bench_all_hands_the_hw_timeout_to_the_hw_section_only(tmp_path, monkeypatch):
+def test_bench_all_hands_the_hw_options_to_the_hw_section_only(tmp_path, monkeypatch):
     seen = {}
 
     def fake(name):
@@ -78,4 +78,10 @@ def test_bench_all_hands_the_hw_timeout_to_the_hw_section_only(tmp_path, monkeyp
 
     monkeypatch.setattr(bench, "SECTIONS", {n: fake(n) for n in bench.SECTIONS})
     bench.bench_all(skip=["quant", "tq", "joint"], out_dir=tmp_path, hw_timeout=90.0)
-    assert seen == {"golden": {}, "sim": {}, "hw": {"timeout": 90.0}}
+    assert seen == {"golden": {}, "sim": {}, "hw": {"timeout": 90.0, "cores": False}}
+    bench.bench_all(skip=["golden", "sim", "quant", "tq", "joint"], out_dir=tmp_path,
+                    hw_cores=True)
+    assert seen["hw"] == {"timeout": None, "cores": True}
+    bench.bench_all(skip=["golden", "sim", "quant", "tq", "joint"], out_dir=tmp_path,
+                    full=True)
+    assert seen["hw"] == {"timeout": None, "cores": True}
