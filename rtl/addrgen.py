@@ -10,6 +10,13 @@
   All updates are additions (row and column steps precomputed by the compiler).
 * pool: for each output position and channel tile, the four input words of the window.
 
+Timing: no comparator sits between the loop counters and the enables and muxes of the
+position registers. The loop-end tests (last weight micro-op or pool tap of a position,
+last column, last row, last channel tile) and ``pfirst`` are registers computed one op
+ahead, each against a next-to-last value registered at ``start`` (the descriptor is stable
+while ``busy``). The op stream is the same op for op and cycle for cycle as testing the
+counters directly (:mod:`hwq.golden.cycles` models it).
+
 :class:`WeightFetch` and :class:`ActFetch` then read the memories.
 """
 
@@ -66,7 +73,6 @@ class AddressGenerator(wiring.Component):
         m = Module()
         w = self.words
         d = self.desc
-        pool = d.kind == KIND_POOL
         running = Signal()
         w_addr = Signal(w.weight_addr_bits)
         oh = Signal(w.dim_bits)
@@ -79,11 +85,29 @@ class AddressGenerator(wiring.Component):
         iw0 = Signal(signed(w.dim_bits + 1))
         out_pos = Signal(w.act_addr_bits)
 
-        last_col = ow == d.out_w - 1
-        last_row = oh == d.out_h - 1
-        end_word = w_addr == d.w_last
-        end_ct = ct == d.in_ct - 1
-        end_pos = Mux(pool, (tap == 3) & end_ct, end_word)
+        # Loop flags: registers holding, for the op now on the output, the test written beside
+        # them, so that no comparator feeds the enables and muxes below. ``start`` loads them
+        # from the descriptor; when a counter steps, its flag takes the test of the counter's
+        # next value: if the counter wraps to its first value, whether the loop has one
+        # iteration (``one_*``), else whether the counter is now at its next-to-last value
+        # (``*_pen``, registered at ``start``). ``end_pos`` marks the last op of an output
+        # position: its last weight micro-op (matmul), or tap 3 of the last tile (pool).
+        pool = Signal()                             # d.kind == KIND_POOL
+        pfirst = Signal()                           # w_addr == d.w_base
+        end_pos = Signal()                          # w_addr == d.w_last; pool: tap_last & end_ct
+        tap_last = Signal()                         # tap == 3
+        end_ct = Signal()                           # ct == d.in_ct - 1
+        last_col = Signal()                         # ow == d.out_w - 1
+        last_row = Signal()                         # oh == d.out_h - 1
+        w_pen = Signal(w.weight_addr_bits)          # d.w_last - 1, wrapping like w_addr
+        ct_pen = Signal(signed(w.dim_bits + 1))     # d.in_ct - 2
+        col_pen = Signal(signed(w.dim_bits + 1))    # d.out_w - 2
+        row_pen = Signal(signed(w.dim_bits + 1))    # d.out_h - 2
+        one_word = d.w_base == d.w_last
+        one_ct = d.in_ct == 1
+        one_col = d.out_w == 1
+        one_row = d.out_h == 1
+
         tap_off = Mux(tap[0], d.dx_step, 0) + Mux(tap[1], d.dy_step, 0)
         p = self.o.payload
         m.d.comb += [
@@ -94,33 +118,45 @@ class AddressGenerator(wiring.Component):
             p.ih0.eq(ih0),
             p.iw0.eq(iw0),
             p.out.eq(Mux(pool, out_pos + ct, out_pos)),
-            p.pfirst.eq(w_addr == d.w_base),
+            p.pfirst.eq(pfirst),
             p.llast.eq(end_pos & last_col & last_row),
             p.pool_first.eq(tap == 0),
-            p.pool_last.eq(tap == 3),
+            p.pool_last.eq(tap_last),
         ]
         with m.If(self.start):
+            kind_pool = d.kind == KIND_POOL
             m.d.sync += [running.eq(1), w_addr.eq(d.w_base), oh.eq(0), ow.eq(0), ct.eq(0),
                          tap.eq(0), row_pos.eq(d.pos0), pos.eq(d.pos0), ih0.eq(-d.pad),
                          iw0.eq(-d.pad), out_pos.eq(d.out_base)]
+            m.d.sync += [pool.eq(kind_pool), pfirst.eq(1), end_pos.eq(~kind_pool & one_word),
+                         tap_last.eq(0), end_ct.eq(one_ct), last_col.eq(one_col),
+                         last_row.eq(one_row), w_pen.eq(d.w_last - 1), ct_pen.eq(d.in_ct - 2),
+                         col_pen.eq(d.out_w - 2), row_pen.eq(d.out_h - 2)]
         with m.Elif(self.o.valid & self.o.ready):
             with m.If(pool):
-                m.d.sync += tap.eq(tap + 1)
-                with m.If(tap == 3):
-                    m.d.sync += ct.eq(Mux(end_ct, 0, ct + 1))
+                # the next op ends the position if it is tap 3 (this is tap 2) of the last
+                # channel tile (ct steps after tap 3 only)
+                m.d.sync += [tap.eq(tap + 1), tap_last.eq(tap == 2),
+                             end_pos.eq((tap == 2) & end_ct)]
+                with m.If(tap_last):
+                    m.d.sync += [ct.eq(Mux(end_ct, 0, ct + 1)),
+                                 end_ct.eq(Mux(end_ct, one_ct, ct == ct_pen))]
             with m.Else():
-                m.d.sync += w_addr.eq(Mux(end_word, d.w_base, w_addr + 1))
+                m.d.sync += [w_addr.eq(Mux(end_pos, d.w_base, w_addr + 1)),
+                             pfirst.eq(end_pos),
+                             end_pos.eq(Mux(end_pos, one_word, w_addr == w_pen))]
             with m.If(end_pos):                     # next output position
                 m.d.sync += out_pos.eq(out_pos + d.out_ct)
                 with m.If(last_col):
-                    m.d.sync += [ow.eq(0), iw0.eq(-d.pad)]
+                    m.d.sync += [ow.eq(0), iw0.eq(-d.pad), last_col.eq(one_col)]
                     with m.If(last_row):
                         m.d.sync += running.eq(0)
                     with m.Else():
                         m.d.sync += [oh.eq(oh + 1), ih0.eq(ih0 + d.stride),
                                      row_pos.eq(row_pos + d.row_step),
-                                     pos.eq(row_pos + d.row_step)]
+                                     pos.eq(row_pos + d.row_step),
+                                     last_row.eq(oh == row_pen)]
                 with m.Else():
                     m.d.sync += [ow.eq(ow + 1), iw0.eq(iw0 + d.stride),
-                                 pos.eq(pos + d.col_step)]
+                                 pos.eq(pos + d.col_step), last_col.eq(ow == col_pen)]
         return m

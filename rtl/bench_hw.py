@@ -3,9 +3,10 @@
 Arrays (:class:`~hwq.rtl.pe.MacArray`, inputs and outputs registered) at equal shapes
 ``lanes x simd`` and weight widths, and whole cores at 8x8, through :func:`hwq.rtl.report.report`:
 
-* ``multiply`` with DSPs and without (``-nodsp``); ``table_bits = weight_bits`` so the
-  multipliers are ``weight_bits x act_bits`` (the core default ``table_bits = 8`` would make
-  every multiply array 8 x 8 bits, whatever the weight width).
+* ``multiply`` with DSPs (Yosys maps ``*``: ``multiply+dsp``; MULT18X18D instances with
+  their own registers: ``multiply+ecp5``) and without (``-nodsp``); ``table_bits =
+  weight_bits`` so the multipliers are ``weight_bits x act_bits`` (the core default
+  ``table_bits = 8`` would make every multiply array 8 x 8 bits, whatever the weight width).
 * ``shift_add``: POT codes; 8-bit weights map to POT(7), the widest code it takes (sign +
   6-bit exponent field, shifts up to 62).
 * ``bit_serial``: one 1-bit weight plane per cycle; its array does not depend on

@@ -255,3 +255,63 @@ def test_address_generator_walks_the_descriptor():
         else:
             assert [(o[1], o[4]) for o in ops] == [(e[1], e[4]) for e in expect]
         assert [int(g.llast) for g in got] == [0] * (len(got) - 1) + [1]
+
+
+def _address_ops(d):
+    """The ops of descriptor ``d`` by the loops, every field the fetch stages use."""
+    ops = []
+    for oh in range(d["out_h"]):
+        for ow in range(d["out_w"]):
+            pos = d["pos0"] + oh * d["row_step"] + ow * d["col_step"]
+            out = d["out_base"] + (oh * d["out_w"] + ow) * d["out_ct"]
+            if d["kind"] == 0:
+                for wa in range(d["w_base"], d["w_last"] + 1):
+                    ops.append({"w_addr": wa, "pos": pos, "ih0": oh * d["stride"] - d["pad"],
+                                "iw0": ow * d["stride"] - d["pad"], "out": out,
+                                "pfirst": int(wa == d["w_base"]), "llast": 0})
+            else:
+                for t in range(d["in_ct"]):
+                    for tap, off in enumerate((0, d["dx_step"], d["dy_step"],
+                                               d["dx_step"] + d["dy_step"])):
+                        ops.append({"pos": pos + t + off, "out": out + t,
+                                    "pool_first": int(tap == 0), "pool_last": int(tap == 3),
+                                    "llast": 0})
+    ops[-1]["llast"] = 1
+    return ops
+
+
+def test_address_generator_loop_edges_back_to_back():
+    # loops of one iteration (one weight word, one column, one row, one channel tile) and
+    # layers started on one instance right after the previous layer's last op
+    cfg = CoreConfig(pe="multiply", lanes=2, simd=2, act_depth=256)
+    words = core_words(cfg)
+    mm = {"kind": 0, "stride": 2, "pad": 1, "pos0": -3, "col_step": 4, "row_step": 16,
+          "out_base": 40, "out_ct": 3, "in_ct": 2}
+    pool = {"kind": 1, "stride": 2, "pad": 0, "pos0": 40, "col_step": 6, "row_step": 12,
+            "dx_step": 3, "dy_step": 6, "out_base": 0, "out_ct": 2}
+    layers = [
+        mm | {"out_h": 3, "out_w": 1, "w_base": 7, "w_last": 7},     # one word, one column
+        mm | {"out_h": 1, "out_w": 3, "w_base": 20, "w_last": 22},   # one row
+        pool | {"out_h": 2, "out_w": 2, "in_ct": 1},
+        pool | {"out_h": 1, "out_w": 2, "in_ct": 2},
+        mm | {"out_h": 1, "out_w": 1, "w_base": 5, "w_last": 5},     # a single op
+        mm | {"out_h": 2, "out_w": 2, "w_base": 0, "w_last": 1},
+    ]
+    rng = np.random.default_rng(15)
+    dut = AddressGenerator(config=cfg)
+    got: list = []
+
+    async def control_and_sink(ctx):
+        for d in layers:
+            ctx.set(dut.desc, struct_layout(words.desc).const(d))
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            got.append(await receive(ctx, dut.o, len(_address_ops(d)), rng))
+            assert not ctx.get(dut.busy)
+
+    run(dut, control_and_sink)
+    for d, ops in zip(layers, got, strict=True):
+        expect = _address_ops(d)
+        assert [{k: int(getattr(op, k)) for k in e}
+                for op, e in zip(ops, expect, strict=True)] == expect
