@@ -24,15 +24,27 @@ async def send(ctx, port, payloads, rng: np.random.Generator, stall: float = 0.3
     ctx.set(port.valid, 0)
 
 
+#: Cycles :func:`receive` waits for one beat before it fails the test (a DUT that stops
+#: early must fail, not hang).
+BEAT_TIMEOUT = 10_000
+
+
 async def receive(ctx, port, n: int, rng: np.random.Generator, stall: float = 0.3) -> list:
     """Take ``n`` beats from ``port``, refusing with probability ``stall`` each cycle."""
     out = []
+    waited = 0
     while len(out) < n:
         ready = rng.random() >= stall
         ctx.set(port.ready, int(ready))
         *_, valid, payload = await ctx.tick().sample(port.valid, port.payload)
         if ready and valid:
             out.append(payload)
+            waited = 0
+        else:
+            waited += 1
+            if waited > BEAT_TIMEOUT:
+                raise AssertionError(f"stream stopped after {len(out)} of {n} beats "
+                                     f"({BEAT_TIMEOUT} cycles without one)")
     ctx.set(port.ready, 0)
     return out
 

@@ -315,3 +315,19 @@ def test_address_generator_loop_edges_back_to_back():
         expect = _address_ops(d)
         assert [{k: int(getattr(op, k)) for k in e}
                 for op, e in zip(ops, expect, strict=True)] == expect
+
+
+def test_receive_fails_when_a_stream_stops_instead_of_hanging():
+    """A block that emits fewer beats than expected fails its test (streams.BEAT_TIMEOUT)."""
+    cfg = CoreConfig(pe="shift_add", lanes=2, simd=2)
+    dut = Requant(config=cfg)          # never fed: its output stays invalid
+    failure = []
+
+    async def tb(ctx):
+        try:
+            await receive(ctx, dut.o, 1, np.random.default_rng(0), stall=0.0)
+        except AssertionError as exc:
+            failure.append(str(exc))
+
+    run(dut, tb)
+    assert failure == ["stream stopped after 0 of 1 beats (10000 cycles without one)"]
