@@ -21,6 +21,8 @@ from hwq.quant import bench_tq as bt
 from hwq.workloads import digits
 from hwq.workloads.train import evaluate
 
+from .stubs import StubFit
+
 #: The keys written before model seeds existed: the default mode keeps exactly these.
 RESULT_KEYS = {"benchmark", "workload", "fp32_accuracy", "settings", "coding_gain_db",
                "summary", "runs", "timings"}
@@ -37,17 +39,6 @@ SUMMARY_KEYS = {"method", "transform", "target_bits", "retrain_epochs", "seeds",
 def _states_equal(a: nn.Module, b: nn.Module) -> bool:
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
-
-
-class _StubFit:
-    """Replaces ``digits.fit``: records the hyperparameters, trains nothing."""
-
-    def __init__(self):
-        self.calls: list[dict] = []
-
-    def __call__(self, model, x, y, **kwargs):
-        self.calls.append(kwargs)
-        return []
 
 
 class _FakeTQ:
@@ -87,7 +78,7 @@ def fake(digits_reference, digits_cache_dir, tmp_path, monkeypatch):
     cache.mkdir()
     shutil.copyfile(digits_cache_dir / digits.CACHE_FILE, cache / digits.CACHE_FILE)
     monkeypatch.setenv(digits.CACHE_ENV, str(cache))
-    stub = _StubFit()
+    stub = StubFit()
     monkeypatch.setattr(digits, "fit", stub)
     tq = _FakeTQ()
     monkeypatch.setattr(bt, "analyze_tq", tq.analyze)

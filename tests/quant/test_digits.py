@@ -21,6 +21,8 @@ from torch import nn
 
 from hwq.workloads import digits, train
 
+from .stubs import StubFit
+
 ALLOWED = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d, nn.Flatten, nn.Linear)
 N_TOTAL = 1797
 N_TEST = 540
@@ -276,17 +278,6 @@ def _no_training(*args, **kwargs):
     raise AssertionError("pretrained() trained although a valid cache file exists")
 
 
-class _StubFit:
-    """Replaces ``fit``: records calls, trains nothing."""
-
-    def __init__(self):
-        self.calls: list[dict] = []
-
-    def __call__(self, model, x, y, **kwargs):
-        self.calls.append(kwargs)
-        return []
-
-
 def test_pretrained_reaches_target_accuracy(digits_reference, digits_data):
     accuracy = train.evaluate(digits_reference, digits_data.x_test, digits_data.y_test)
     assert accuracy >= digits.TARGET_ACCURACY
@@ -356,7 +347,7 @@ def test_corrupt_cache_is_retrained(reference_file, tmp_path, monkeypatch, how, 
     path = tmp_path / digits.CACHE_FILE
     shutil.copyfile(reference_file, path)
     _corrupt(path, how)
-    stub = _StubFit()
+    stub = StubFit()
     monkeypatch.setattr(digits, "fit", stub)
     with pytest.warns(RuntimeWarning) as record:
         digits.pretrained(cache_dir=tmp_path, progress=False)
@@ -377,7 +368,7 @@ def test_stale_cache_key_is_retrained(reference_file, tmp_path, monkeypatch):
     with safe_open(reference_file, framework="pt") as f:
         meta = f.metadata()
     save_file(state, tmp_path / digits.CACHE_FILE, metadata={**meta, "key": "0" * 64})
-    stub = _StubFit()
+    stub = StubFit()
     monkeypatch.setattr(digits, "fit", stub)
     with pytest.warns(RuntimeWarning) as record:
         digits.pretrained(cache_dir=tmp_path, progress=False)
@@ -393,7 +384,7 @@ def test_stale_cache_key_is_retrained(reference_file, tmp_path, monkeypatch):
 
 def test_retrain_overwrites_a_valid_cache(reference_file, tmp_path, monkeypatch):
     shutil.copyfile(reference_file, tmp_path / digits.CACHE_FILE)
-    stub = _StubFit()
+    stub = StubFit()
     monkeypatch.setattr(digits, "fit", stub)
     with pytest.warns(RuntimeWarning, match="below the 98.0 % target"):  # stub trains nothing
         digits.pretrained(cache_dir=tmp_path, retrain=True, progress=False)
@@ -402,7 +393,7 @@ def test_retrain_overwrites_a_valid_cache(reference_file, tmp_path, monkeypatch)
 
 
 def test_missing_cache_dir_is_created(tmp_path, monkeypatch):
-    monkeypatch.setattr(digits, "fit", _StubFit())
+    monkeypatch.setattr(digits, "fit", StubFit())
     target = tmp_path / "a" / "b"
     with pytest.warns(RuntimeWarning, match="below the 98.0 % target"):
         digits.pretrained(cache_dir=target, progress=False)
@@ -467,7 +458,7 @@ def test_seed_zero_is_the_reference_model(digits_reference, digits_cache_dir, mo
 
 
 def test_seed_zero_trains_the_reference_recipe(tmp_path, monkeypatch):
-    stub = _StubFit()
+    stub = StubFit()
     monkeypatch.setattr(digits, "fit", stub)
     with pytest.warns(RuntimeWarning, match="^Digits reference model reached "):
         digits.pretrained(seed=0, cache_dir=tmp_path, progress=False)
@@ -479,7 +470,7 @@ def test_seed_zero_trains_the_reference_recipe(tmp_path, monkeypatch):
 
 def test_other_seed_has_its_own_cache_file(reference_file, tmp_path, monkeypatch):
     shutil.copyfile(reference_file, tmp_path / digits.CACHE_FILE)
-    stub = _StubFit()
+    stub = StubFit()
     monkeypatch.setattr(digits, "fit", stub)
     with pytest.warns(RuntimeWarning) as record:  # the stub trains nothing
         model = digits.pretrained(seed=3, cache_dir=tmp_path, progress=False)
