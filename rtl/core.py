@@ -99,8 +99,15 @@ class Core(wiring.Component):
             if name == "act":
                 for addr, v in self.act_init.items():
                     init[addr] = v
+            # ``no_rw_check``: a read and a write of one address in the same cycle never
+            # happens (the host writes desc/weight/param only while the core is idle, and a
+            # layer reads one ping-pong activation region while it writes the other), so
+            # synthesis need not emulate the read-old-data collision rule: without it Yosys
+            # puts a bypass mux after every block RAM output (the RAM's ~5.8 ns clock-to-out
+            # then shares a cycle with a LUT) and registers every write address and data bit
             mems[name] = m.submodules[f"{name}_mem"] = memory.Memory(
-                shape=unsigned(lay.width), depth=depth[name], init=init if any(init) else [])
+                shape=unsigned(lay.width), depth=depth[name], init=init if any(init) else [],
+                attrs={"no_rw_check": True})
         return mems
 
     def elaborate(self, platform):

@@ -113,8 +113,9 @@ def run_images(config: CoreConfig, images: Mapping[str, np.ndarray],
     UnterminatedProgram
         no descriptor in ``images["desc"]`` has ``last`` set.
     ValueError
-        an image of the wrong word shape, ``act`` of the wrong shape, or a descriptor whose
-        micro-ops or parameters lie outside their image.
+        an image of the wrong word shape, ``act`` of the wrong shape, a descriptor whose
+        micro-ops or parameters lie outside their image, or a layer that writes an activation
+        word it reads.
     """
     words = core_words(config)
     if act.ndim != 3 or act.shape[2] != config.simd:
@@ -125,12 +126,14 @@ def run_images(config: CoreConfig, images: Mapping[str, np.ndarray],
     for i in range(desc_img.shape[0]):
         d = {k: v[0] for k, v in words.desc.unpack(desc_img[i:i + 1]).items()}
         if d["kind"] == KIND_POOL:
+            _check_disjoint(i, *_pool_words(d))
             _pool(act, d)
             positions = int(d["out_h"] * d["out_w"])
             runs.append(LayerRun(index=i, kind="pool", positions=positions, words=(),
                                  cycles=layer_cycles(config, d)))
         else:
             micro, params = _layer_words(config, words, images, d, i)
+            _check_disjoint(i, *_matmul_words(d, micro, config))
             _matmul(act, d, micro, params, config)
             group_words = _group_words(micro["glast"])
             runs.append(LayerRun(index=i, kind="matmul", positions=int(d["out_h"] * d["out_w"]),
@@ -196,6 +199,49 @@ def _layer_words(config: CoreConfig, words: CoreWords, images: Mapping[str, np.n
 def _positions(d: dict) -> tuple[np.ndarray, np.ndarray]:
     oh, ow = np.meshgrid(np.arange(int(d["out_h"])), np.arange(int(d["out_w"])), indexing="ij")
     return oh.ravel(), ow.ravel()
+
+
+def _check_disjoint(i: int, reads: np.ndarray, writes: np.ndarray) -> None:
+    """A layer must not write an activation word it reads: the core's memories leave a read
+    and a write of one word in the same cycle undefined (``no_rw_check``, see
+    :mod:`hwq.rtl.core`), and the core reads and writes a layer's words interleaved."""
+    both = np.intersect1d(reads, writes)
+    if both.size:
+        raise ValueError(f"Descriptor {i}: writes {both.size} activation words it also reads "
+                         f"(first: {int(both[0])}); a layer's input and output must not "
+                         "overlap in the activation memory")
+
+
+def _pool_words(d: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Activation words a pool descriptor reads and writes."""
+    oh, ow = _positions(d)
+    base = d["pos0"] + oh * d["row_step"] + ow * d["col_step"]
+    out = d["out_base"] + (oh * d["out_w"] + ow) * d["out_ct"]
+    t = np.arange(int(d["in_ct"]))
+    taps = [base[:, None] + t + dy + dx for dy in (0, d["dy_step"]) for dx in (0, d["dx_step"])]
+    return np.concatenate([x.ravel() for x in taps]), (out[:, None] + t).ravel()
+
+
+def _matmul_words(d: dict, micro: dict, config: CoreConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Activation words a matmul descriptor reads (in-bounds taps only: a padding tap reads
+    word 0 and discards it) and writes."""
+    p, s = config.lanes, config.simd
+    oh, ow = _positions(d)
+    ih0, iw0 = oh * d["stride"] - d["pad"], ow * d["stride"] - d["pad"]
+    pos = d["pos0"] + oh * d["row_step"] + ow * d["col_step"]
+    out = d["out_base"] + (oh * d["out_w"] + ow) * d["out_ct"]
+    reads = []
+    for k in range(micro["glast"].shape[0]):
+        u, v = micro["u"][k], micro["v"][k]
+        inb = (ih0 + u >= 0) & (ih0 + u < d["in_h"]) & (iw0 + v >= 0) & (iw0 + v < d["in_w"])
+        reads.append((pos + micro["off"][k])[inb])
+    groups = np.arange(int(micro["glast"].sum()))
+    if p >= s:
+        cts = (groups[:, None] * (p // s) + np.arange(p // s)).ravel()
+        cts = cts[cts < d["out_ct"]]
+    else:
+        cts = np.unique(groups // (s // p))
+    return np.concatenate(reads), (out[:, None] + cts).ravel()
 
 
 def _pool(mem: np.ndarray, d: dict) -> None:

@@ -111,3 +111,33 @@ def test_stops_at_last_and_checks_shapes_and_ranges():
     with pytest.raises(ValueError, match="Descriptor 0: parameters 0..1 are not within the "
                                          "1 words of the parameter image"):
         run_images(program.config, short, act)
+
+
+def _with_out_base(program, images, index, out_base):
+    lay = program.words.desc
+    fields = lay.unpack(images["desc"])
+    fields["out_base"][index] = out_base
+    return dict(images, desc=lay.pack(len(images["desc"]), **fields))
+
+
+@pytest.mark.parametrize(("pe", "kind"), PE_FORMATS)
+def test_a_layer_that_writes_a_word_it_reads_is_refused(pe, kind):
+    # the core's memories leave a read and a write of one word in one cycle undefined
+    _, program, x = _program(pe, kind, 4, 4)
+    images, act = _memories(program, x)
+    src = program.input
+    first_out = program.words.desc.unpack(images["desc"])["out_base"][0]
+    # the conv's output moved to start on the last word of its input: one word in common
+    bad = _with_out_base(program, images, 0, src.base + src.words - 1)
+    with pytest.raises(ValueError, match=r"Descriptor 0: writes [0-9]+ activation words it "
+                                         rf"also reads \(first: {src.base + src.words - 1}\)"):
+        run_images(program.config, bad, act.copy())
+    # one word after its input (the compiler puts it right after): nothing in common, runs
+    assert first_out == src.base + src.words
+    ok = _with_out_base(program, images, 0, src.base + src.words + 1)
+    assert len(run_images(program.config, ok, act.copy())) == len(program.layers)
+    # the pool (descriptor 1) writing onto its own input
+    pos0 = program.words.desc.unpack(images["desc"])["pos0"][1]
+    bad = _with_out_base(program, images, 1, pos0)
+    with pytest.raises(ValueError, match=rf"Descriptor 1: .*\(first: {pos0}\)"):
+        run_images(program.config, bad, act.copy())
