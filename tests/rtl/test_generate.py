@@ -50,6 +50,19 @@ def test_waivers_are_needed_and_nothing_else_is_waived(tmp_path):
     assert waiver_file().count("lint_off") == len(WAIVERS)
 
 
+def test_only_the_core_memories_carry_an_attribute():
+    # no_rw_check (no read/write collision emulation in synthesis) on the four memories the
+    # host fills while idle or a layer uses one ping-pong region of; nothing else but the
+    # parallel_case Yosys writes for a $pmux
+    verilog = generate(CoreConfig(pe="multiply", lanes=2, simd=2, act_depth=64,
+                                  weight_depth=64, param_depth=16, desc_depth=4))
+    marked = re.findall(r"\(\* no_rw_check = 32'd1 \*\)\n  reg \[\d+:0\] (\w+) \[", verilog)
+    assert sorted(marked) == ["act_mem", "desc_mem", "param_mem", "weight_mem"]
+    others = set(re.findall(r"\(\*(.*?)\*\)", verilog)) - {" no_rw_check = 32'd1 "}
+    assert others <= {" parallel_case "}
+    assert re.search(r"reg \[31:0\] cycle_mem \[", verilog)   # the per-layer cycle counts
+
+
 def test_program_preload_inline_and_readmemh(tmp_path):
     net = random_network(np.random.default_rng(0), input_shape=(2, 4, 4),
                          arch=(("conv", 3, 3, 1, 1, True),), kind="pot", bits=3)
