@@ -226,18 +226,29 @@ class Core(wiring.Component):
         for name, mid in MEMORY_IDS.items():
             with m.If(bulk_sel == mid):
                 m.d.comb += n_chunks.eq(chunks[name])
+        # a beat is registered before it is used (the chunk strobes fan out to the whole
+        # word buffer and the write ports to block RAMs all over the device): ``load`` the
+        # one-hot buffer slot of a chunk, ``commit`` the word's last chunk
+        last = chunk == n_chunks - 1
+        with m.If(beat):
+            m.d.sync += chunk.eq(Mux(last, 0, chunk + 1))
+        data_r = Signal(32)
+        chunk_r = Signal.like(chunk)
+        load = Signal(max_chunks)
+        commit = Signal()
+        m.d.sync += [data_r.eq(beat_data), chunk_r.eq(chunk), commit.eq(beat & last),
+                     load.eq(Mux(beat & ~last, 1 << chunk, 0))]
+        for i in range(max_chunks):
+            with m.If(load[i]):
+                m.d.sync += buf.word_select(i, 32).eq(data_r)
         word = Signal(32 * max_chunks)
         m.d.comb += word.eq(buf)
-        m.d.comb += word.word_select(chunk, 32).eq(beat_data)
-        commit = beat & (chunk == n_chunks - 1)
+        m.d.comb += word.word_select(chunk_r, 32).eq(data_r)
         for name, port in host_wr.items():
             m.d.comb += [port.addr.eq(bulk_addr), port.data.eq(word),
                          port.en.eq(commit & (bulk_sel == MEMORY_IDS[name]))]
-        with m.If(beat):
-            with m.If(commit):
-                m.d.sync += [chunk.eq(0), bulk_addr.eq(bulk_addr + 1)]
-            with m.Else():
-                m.d.sync += [buf.word_select(chunk, 32).eq(beat_data), chunk.eq(chunk + 1)]
+        with m.If(commit):
+            m.d.sync += bulk_addr.eq(bulk_addr + 1)
         # read-back of the activation memory, one chunk per BULK_RDATA read
         act_bits = w.act.width
         # registered copy of the RAM output for the read-back (a block RAM's clock-to-out
