@@ -126,6 +126,11 @@ class Core(wiring.Component):
 
         # ------------------------------------------------------------ datapath
         desc = struct_layout(w.desc)(desc_rd.data)
+        # a registered copy for the consumers that first use a field cycles after START (the
+        # fetch stages, the array's decoders, requant, write-back): their fan-out then starts
+        # at a register of its own, not at the descriptor memory
+        layer = Signal(struct_layout(w.desc), reset_less=True)
+        m.d.sync += layer.eq(desc)
         side = group_side_layout(cfg)
         m.submodules.addrgen = ag = AddressGenerator(config=cfg)
         m.submodules.wfetch = wf = WeightFetch(config=cfg)
@@ -134,14 +139,14 @@ class Core(wiring.Component):
         m.submodules.requant = rq = Requant(config=cfg, side=side)
         m.submodules.writeback = wb = Writeback(config=cfg)
         m.submodules.maxpool = mp = MaxPool(config=cfg, side=side)
-        pool = desc.kind == KIND_POOL
+        pool = layer.kind == KIND_POOL
         m.d.comb += ag.desc.eq(desc)
         wiring.connect(m, ag.o, wf.i)
         wiring.connect(m, wf.o, af.i)
         m.d.comb += [weight_rd.addr.eq(wf.rd_addr), weight_rd.en.eq(wf.rd_en),
                      wf.rd_data.eq(weight_rd.data),
-                     af.kind.eq(desc.kind), af.p_base.eq(desc.p_base), af.in_h.eq(desc.in_h),
-                     af.in_w.eq(desc.in_w),
+                     af.kind.eq(layer.kind), af.p_base.eq(layer.p_base),
+                     af.in_h.eq(layer.in_h), af.in_w.eq(layer.in_w),
                      param_rd.addr.eq(af.param_addr), param_rd.en.eq(af.param_en),
                      af.param_data.eq(param_rd.data), af.act_data.eq(act_rd.data)]
         f = af.o.payload
@@ -155,16 +160,16 @@ class Core(wiring.Component):
             mp.i.payload.last.eq(f.pool_last), mp.i.payload.side.eq(f.group),
         ]
         if cfg.pe == "multiply":
-            m.d.comb += [mac.table.eq(desc.table), mac.fmt.eq(desc.fmt)]
+            m.d.comb += [mac.table.eq(layer.table), mac.fmt.eq(layer.fmt)]
         ms = mac.o.payload
         m.d.comb += [
             rq.i.valid.eq(mac.o.valid), mac.o.ready.eq(rq.i.ready),
             rq.i.payload.acc.eq(ms.acc), rq.i.payload.bias.eq(ms.side.param.bias),
             rq.i.payload.m.eq(ms.side.param.m), rq.i.payload.s.eq(ms.side.param.s),
-            rq.i.payload.side.eq(ms.side.group), rq.lo.eq(desc.lo), rq.hi.eq(desc.hi),
+            rq.i.payload.side.eq(ms.side.group), rq.lo.eq(layer.lo), rq.hi.eq(layer.hi),
         ]
         wiring.connect(m, rq.o, wb.i)
-        m.d.comb += [wb.out_ct.eq(desc.out_ct), mp.o.ready.eq(1)]
+        m.d.comb += [wb.out_ct.eq(layer.out_ct), mp.o.ready.eq(1)]
 
         # ------------------------------------------------------------ sequencer
         busy = Signal()
@@ -176,6 +181,8 @@ class Core(wiring.Component):
         layers_done = Signal(w.desc_addr_bits + 1)
         layer_sel = Signal(w.desc_addr_bits)
         start = regs.ctrl_we & regs.ctrl_w[0]
+        start_ag = Signal()     # high exactly in state START, from a register of its own
+        m.d.comb += ag.start.eq(start_ag)
         layer_done = Mux(pool, mp.o.valid & mp.o.payload.side.llast, wb.done)
         m.submodules.cycle_mem = cyc_mem = memory.Memory(shape=unsigned(32),
                                                         depth=cfg.desc_depth, init=[])
@@ -193,9 +200,10 @@ class Core(wiring.Component):
                                  layer_cycles.eq(0), layers_done.eq(0)]
                     m.next = "DESC"
             with m.State("DESC"):                       # descriptor read
+                m.d.sync += start_ag.eq(1)
                 m.next = "START"
             with m.State("START"):                      # address generator setup
-                m.d.comb += ag.start.eq(1)
+                m.d.sync += start_ag.eq(0)
                 m.next = "RUN"
             with m.State("RUN"):
                 with m.If(layer_done):

