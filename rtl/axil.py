@@ -7,8 +7,8 @@ which cocotbext-axi finds with ``AxiLiteBus.from_prefix(dut, "s_axil_")``). No `
 
 :class:`RegisterBlock` holds no register state: for each register it offers the value to
 read (``<name>_r``, In, for ``ro``/``rw``), the written value and a write strobe
-(``<name>_w``/``<name>_we``, Out, for ``rw``/``wo``) and, when asked, a read strobe
-(``<name>_re``); the core keeps the state. Port widths are the registers' field widths.
+(``<name>_w``/``<name>_we``, Out, for ``rw``/``wo``; the cycle after the bus handshake, from
+registers) and, when asked, a read strobe (``<name>_re``); the core keeps the state. Port widths are the registers' field widths.
 Writes honour ``wstrb`` (bytes not enabled keep the ``_r`` value). Unmapped addresses read
 0 and ignore writes; responses are always OKAY.
 """
@@ -79,32 +79,44 @@ class RegisterBlock(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         bus = self.s_axil
-        # write: take address and data together, answer with one OKAY response
+        # write: take address and data together, answer with one OKAY response once the
+        # write has taken effect (the strobes fire the cycle after the handshake)
         take_w = Signal()
-        m.d.comb += [take_w.eq(bus.awvalid & bus.wvalid & ~bus.bvalid),
+        wpend = Signal()
+        m.d.comb += [take_w.eq(bus.awvalid & bus.wvalid & ~bus.bvalid & ~wpend),
                      bus.awready.eq(take_w), bus.wready.eq(take_w), bus.bresp.eq(0),
                      bus.rresp.eq(0)]
+        m.d.sync += wpend.eq(take_w)
         with m.If(bus.bvalid & bus.bready):
             m.d.sync += bus.bvalid.eq(0)
-        with m.If(take_w):
+        with m.If(wpend):
             m.d.sync += bus.bvalid.eq(1)
+        # the written value and each register's strobe are registered: they take effect the
+        # cycle after the handshake, and a strobe is a flip-flop, not a decode of the bus
         mask = Signal(32)
+        wdata = Signal(32)
         for b in range(4):
-            m.d.comb += mask[8 * b:8 * b + 8].eq(bus.wstrb[b].replicate(8))
-        # read: the address is registered when taken, the value sampled the next cycle (the
-        # read strobes fire then) and answered the cycle after: the register mux's select
-        # comes from a register, not from the bus
+            with m.If(take_w):
+                m.d.sync += mask[8 * b:8 * b + 8].eq(bus.wstrb[b].replicate(8))
+        with m.If(take_w):
+            m.d.sync += wdata.eq(bus.wdata)
+        # read: the address is registered when taken, the value sampled two cycles later
+        # (the read strobes fire then) and answered the cycle after: the register mux's
+        # select comes from a register, not from the bus, and a write's effect (registered,
+        # see below) is visible to a read that follows it
         take_r = Signal()
+        wait = Signal()
         pending = Signal()
         word_r = Signal(len(bus.araddr) - 2)
-        m.d.comb += [take_r.eq(bus.arvalid & ~bus.rvalid & ~pending),
+        m.d.comb += [take_r.eq(bus.arvalid & ~bus.rvalid & ~wait & ~pending),
                      bus.arready.eq(take_r)]
         with m.If(bus.rvalid & bus.rready):
             m.d.sync += bus.rvalid.eq(0)
+        m.d.sync += [wait.eq(take_r), pending.eq(wait)]
         with m.If(take_r):
-            m.d.sync += [pending.eq(1), word_r.eq(bus.araddr[2:])]
+            m.d.sync += word_r.eq(bus.araddr[2:])
         with m.If(pending):
-            m.d.sync += [pending.eq(0), bus.rvalid.eq(1), bus.rdata.eq(0)]
+            m.d.sync += [bus.rvalid.eq(1), bus.rdata.eq(0)]
         word_w = bus.awaddr[2:]
         for r in self.registers:
             n, wd = r.name.lower(), register_width(r)
@@ -116,8 +128,10 @@ class RegisterBlock(wiring.Component):
                 m.d.comb += getattr(self, f"{n}_re").eq(pending & (word_r == index))
             if r.access in ("rw", "wo"):
                 old = getattr(self, f"{n}_r") if r.access == "rw" else 0
+                we = Signal(name=f"{n}_we_q")
+                m.d.sync += we.eq(take_w & (word_w == index))
                 m.d.comb += [
-                    getattr(self, f"{n}_we").eq(take_w & (word_w == index)),
-                    getattr(self, f"{n}_w").eq(((bus.wdata & mask) | (old & ~mask))[:wd]),
+                    getattr(self, f"{n}_we").eq(we),
+                    getattr(self, f"{n}_w").eq(((wdata & mask) | (old & ~mask))[:wd]),
                 ]
         return m

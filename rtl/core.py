@@ -261,7 +261,8 @@ class Core(wiring.Component):
         act_bits = w.act.width
         # registered copy of the RAM output for the read-back (a block RAM's clock-to-out
         # leaves no time for the register mux after it); the register block samples
-        # BULK_RDATA two cycles after its previous read moved the address
+        # BULK_RDATA at least three cycles after its previous read, or a BULK_ADDR write,
+        # moved the address
         act_word = Signal(32 * chunks["act"])
         m.d.sync += act_word.eq(act_rd.data)
         with m.If(regs.bulk_rdata_re):
