@@ -8,9 +8,10 @@ which cocotbext-axi finds with ``AxiLiteBus.from_prefix(dut, "s_axil_")``). No `
 :class:`RegisterBlock` holds no register state: for each register it offers the value to
 read (``<name>_r``, In, for ``ro``/``rw``), the written value and a write strobe
 (``<name>_w``/``<name>_we``, Out, for ``rw``/``wo``; the cycle after the bus handshake, from
-registers) and, when asked, a read strobe (``<name>_re``); the core keeps the state. Port widths are the registers' field widths.
-Writes honour ``wstrb`` (bytes not enabled keep the ``_r`` value). Unmapped addresses read
-0 and ignore writes; responses are always OKAY.
+registers) and, when asked, a read strobe (``<name>_re``); the core keeps the state. Port
+widths are the registers' field widths. Writes honour ``wstrb`` (bytes not enabled keep the
+``_r`` value); a write is answered once it has taken effect. Unmapped addresses read 0 and
+ignore writes; responses are always OKAY.
 """
 
 from __future__ import annotations
