@@ -39,8 +39,8 @@ from hwq.errors import ToolchainError
 from hwq.rtl.report import Progress, _stderr_progress, report
 from hwq.serialize import atomic_write
 
-__all__ = ["BENCH_CORE_DEPTHS", "CORE_VARIANTS", "VARIANTS", "bench_config", "bench_hw",
-           "format_table", "plot"]
+__all__ = ["BENCH_CORE_DEPTHS", "CORE_ROUTERS", "CORE_VARIANTS", "VARIANTS", "bench_config",
+           "bench_hw", "format_table", "plot"]
 
 #: (name, PE type, DSPs allowed, :attr:`~hwq.config.CoreConfig.dsp`). The array of
 #: ``multiply+dsp`` has Yosys map its multipliers to DSP blocks (registers in the fabric);
@@ -57,6 +57,10 @@ VARIANTS: tuple[tuple[str, str, bool, str], ...] = (
 )
 #: Variants whose 8x8 core is benchmarked.
 CORE_VARIANTS = ("multiply+ecp5", "shift_add", "bit_serial")
+#: nextpnr router of a core point when not ``router1``: on the multiply core (96 DSPs on
+#: an LFE5U-85F) router1 did not converge in three tries (30-48k arcs still to route after
+#: 10-35 minutes); router2 routes it in about 5 minutes.
+CORE_ROUTERS = {"multiply+ecp5": "router2"}
 #: Memory depths of the benchmarked cores (the defaults' 16384-word weight memory alone
 #: needs more block RAM than an LFE5U-85F has).
 BENCH_CORE_DEPTHS = {"act_depth": 2048, "weight_depth": 1024, "param_depth": 512,
@@ -99,6 +103,7 @@ def _row(name: str, result: dict[str, Any], requested_bits: int) -> dict[str, An
         "peak_full_gmacs": round(thr["full_macs_per_cycle"] * fmax / 1e3, 3) if fmax else None,
         "critical_path_ns": (result.get("critical_path") or {}).get("delay_ns"),
         "critical_path": _path_ends(result.get("critical_path")),
+        "router": result.get("router", "router1"),
         "cached": result.get("cached", False), "seconds": result.get("seconds"),
     }
 
@@ -186,12 +191,13 @@ def bench_hw(*, quick: bool = True, shapes: Iterable[int] | None = None,
         say = (lambda message: progress(f"{label}: {message}")) if progress else None
         config = bench_config(pe, size, wb, core=core, dsp=kind)
         try:
+            router = CORE_ROUTERS.get(name, "router1") if core else "router1"
             result = report(config, target=target, array_only=not core, dsp=dsp, cache=cache,
-                            timeout=timeout, progress=say)
+                            timeout=timeout, router=router, progress=say)
         except ToolchainError as exc:   # recorded; the other points go on
             if say:
                 say(f"failed: {exc}")
-            return _failed_row(name, config, core, wb, str(exc))
+            return {**_failed_row(name, config, core, wb, str(exc)), "router": router}
         return _row(name, result, wb)
 
     # the tools run as subprocesses: threads keep ``jobs`` of them busy
