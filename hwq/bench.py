@@ -59,8 +59,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a.add_argument("--hw-timeout", type=positive_seconds, default=None, metavar="S",
                    help="hw section: stop a point's tool run after S seconds (recorded)")
     a.add_argument("--hw-cores", action="store_true",
-                   help="hw section: also place and route the three 8x8 cores (about 10 min "
-                        "of nextpnr each; the standard size has the arrays only)")
+                   help="hw section: also place and route the three 8x8 cores (4-6 min of "
+                        "nextpnr each; the standard size has the arrays only)")
     t = sub.add_parser("tq", help="transform quantization: accuracy vs average bits")
     t.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
                    help="TQ seeds (calibration subset, projections, training order) on the "
@@ -384,7 +384,7 @@ def bench_all(*, full: bool = False, skip: list[str] | tuple[str, ...] = (),
     A section that fails is recorded with its error and the others still run;
     ``hw_timeout`` bounds each tool run of the hw section (a point over it is a row with
     its error). The hw section has the 8x8 arrays; ``hw_cores`` (or ``full``) adds the
-    three 8x8 cores, whose place and route alone takes ~25 minutes on 2 cores cold.
+    three 8x8 cores, whose place and route alone takes ~12 minutes on 2 cores cold.
     """
     unknown = sorted(set(skip) - set(SECTIONS))
     if unknown:

@@ -18,8 +18,8 @@ Writes ``hw.json``, ``hw.md`` (table) and ``hw.png`` (area vs throughput). Every
 cached (``<cache>/reports``), so a rerun costs only what changed. Measured cost of a cold
 point on a 2-core machine with other jobs running (single-threaded wasm tools; ``jobs`` runs
 points side by side): arrays 10 s (4x4) to 5 minutes (8x8 multiply), 16x16 shift_add 3
-minutes; an 8x8 core 10-12 minutes of nextpnr (LFE5U-45F), the multiply core longer
-(LFE5U-85F). Designs too large for every part (multiply 16x16 with DSPs) stop after Yosys
+minutes; an 8x8 core 4-6 minutes of nextpnr (shift_add, bit_serial: LFE5U-45F; multiply:
+LFE5U-85F, router2). Designs too large for every part (multiply 16x16 with DSPs) stop after Yosys
 with "does not fit".
 """
 
@@ -39,15 +39,13 @@ from hwq.errors import ToolchainError
 from hwq.rtl.report import Progress, _stderr_progress, report
 from hwq.serialize import atomic_write
 
-__all__ = ["BENCH_CORE_DEPTHS", "CORE_ROUTERS", "CORE_VARIANTS", "VARIANTS", "bench_config",
-           "bench_hw", "format_table", "plot"]
+__all__ = ["BENCH_CORE_DEPTHS", "CORE_VARIANTS", "VARIANTS", "bench_config", "bench_hw",
+           "format_table", "plot"]
 
-#: (name, PE type, DSPs allowed, :attr:`~hwq.config.CoreConfig.dsp`). The array of
-#: ``multiply+dsp`` has Yosys map its multipliers to DSP blocks (registers in the fabric);
-#: ``multiply+ecp5`` instantiates MULT18X18D blocks with their own registers. shift_add and
-#: bit_serial have no multiplier in the array; their cores' requant multipliers are inferred
-#: (with ECP5 blocks there the shift_add core measured 89.7 MHz instead of ~101, and the
-#: bit_serial core did not route in 10 minutes).
+#: (name, PE type, DSPs allowed, :attr:`~hwq.config.CoreConfig.dsp`) of the arrays. The
+#: array of ``multiply+dsp`` has Yosys map its multipliers to DSP blocks (registers in the
+#: fabric); ``multiply+ecp5`` instantiates MULT18X18D blocks with their own registers.
+#: shift_add and bit_serial have no multiplier in the array.
 VARIANTS: tuple[tuple[str, str, bool, str], ...] = (
     ("multiply+dsp", "multiply", True, "inferred"),
     ("multiply+ecp5", "multiply", True, "ecp5"),
@@ -55,12 +53,17 @@ VARIANTS: tuple[tuple[str, str, bool, str], ...] = (
     ("shift_add", "shift_add", True, "inferred"),
     ("bit_serial", "bit_serial", True, "inferred"),
 )
-#: Variants whose 8x8 core is benchmarked.
-CORE_VARIANTS = ("multiply+ecp5", "shift_add", "bit_serial")
-#: nextpnr router of a core point when not ``router1``: on the multiply core (96 DSPs on
-#: an LFE5U-85F) router1 did not converge in three tries (30-48k arcs still to route after
-#: 10-35 minutes); router2 routes it in about 5 minutes.
-CORE_ROUTERS = {"multiply+ecp5": "router2"}
+#: The benchmarked 8x8 cores: variant -> (:attr:`~hwq.config.CoreConfig.dsp`, nextpnr router).
+#: Every core's multipliers are MULT18X18D blocks with their own registers (the requant's
+#: partial products; with inferred ones the shift_add and bit_serial cores measured 106.9
+#: and 104.0 MHz, with the blocks 112.4 and 117.7). The multiply core (96 DSPs, an
+#: LFE5U-85F) takes router2: router1 did not converge on it in four tries (30-48k arcs
+#: still to route after 10-35 minutes); router2 routes it in about 5 minutes.
+CORE_VARIANTS: dict[str, tuple[str, str]] = {
+    "multiply+ecp5": ("ecp5", "router2"),
+    "shift_add": ("ecp5", "router1"),
+    "bit_serial": ("ecp5", "router1"),
+}
 #: Memory depths of the benchmarked cores (the defaults' 16384-word weight memory alone
 #: needs more block RAM than an LFE5U-85F has).
 BENCH_CORE_DEPTHS = {"act_depth": 2048, "weight_depth": 1024, "param_depth": 512,
@@ -103,7 +106,7 @@ def _row(name: str, result: dict[str, Any], requested_bits: int) -> dict[str, An
         "peak_full_gmacs": round(thr["full_macs_per_cycle"] * fmax / 1e3, 3) if fmax else None,
         "critical_path_ns": (result.get("critical_path") or {}).get("delay_ns"),
         "critical_path": _path_ends(result.get("critical_path")),
-        "router": result.get("router", "router1"),
+        "dsp_kind": cfg["dsp"], "router": result.get("router", "router1"),
         "cached": result.get("cached", False), "seconds": result.get("seconds"),
     }
 
@@ -189,15 +192,16 @@ def bench_hw(*, quick: bool = True, shapes: Iterable[int] | None = None,
         (name, pe, dsp, kind), size, wb, core = point
         label = f"[{i}/{len(points)}] {name} {size}x{size} w{wb} {'core' if core else 'array'}"
         say = (lambda message: progress(f"{label}: {message}")) if progress else None
+        kind, router = CORE_VARIANTS[name] if core else (kind, "router1")
         config = bench_config(pe, size, wb, core=core, dsp=kind)
         try:
-            router = CORE_ROUTERS.get(name, "router1") if core else "router1"
             result = report(config, target=target, array_only=not core, dsp=dsp, cache=cache,
                             timeout=timeout, router=router, progress=say)
         except ToolchainError as exc:   # recorded; the other points go on
             if say:
                 say(f"failed: {exc}")
-            return {**_failed_row(name, config, core, wb, str(exc)), "router": router}
+            return {**_failed_row(name, config, core, wb, str(exc)), "dsp_kind": kind,
+                    "router": router}
         return _row(name, result, wb)
 
     # the tools run as subprocesses: threads keep ``jobs`` of them busy

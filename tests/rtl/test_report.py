@@ -329,6 +329,9 @@ def test_bench_quick_writes_json_table_plot(monkeypatch, tmp_path):
     assert tools.synth_calls == 4
     assert [r["router"] for r in doc["rows"]] == ["router1"] * 5 + ["router2", "router1",
                                                                     "router1"]
+    # the arrays as their variants say; every core with MULT18X18D blocks
+    assert [r["dsp_kind"] for r in doc["rows"]] == ["inferred", "ecp5"] + ["inferred"] * 3 + [
+        "ecp5"] * 3
     table = (tmp_path / "hw.md").read_text().splitlines()
     assert len(table) == 2 + 8
     assert "| array | bit_serial | 8x8 | 4 | LFE5U-25F | 640 | 64 | 768 | 300 |" in table[6]
