@@ -26,8 +26,8 @@ from hwq.golden._checks import check_int
 from hwq.rtl.dsp import registered_product
 
 __all__ = ["DOT_STAGES", "BitSerialPE", "CodebookDecoder", "IntDecoder", "MacArray",
-           "MultiplyPE", "PotDecoder", "ShiftAddPE", "add_carry", "register",
-           "tree_stages"]
+           "MultiplyPE", "MultiplyPairPE", "PotDecoder", "ShiftAddPE", "add_carry",
+           "pair_shift", "register", "tree_stages"]
 
 
 #: Registers from a :class:`MacArray` input beat to its dot products (every PE type);
@@ -272,6 +272,76 @@ class MultiplyPE(wiring.Component):
         return m
 
 
+def pair_shift(act_bits: int, value_bits: int) -> int | None:
+    """Bit offset ``k`` of the second weight when one 18x18 DSP multiplies an activation by
+    two weights (:class:`MultiplyPairPE`), or None when the operands are too wide.
+
+    A product ``a * w`` needs ``act_bits + value_bits`` bits (signed), and the packed
+    operand ``w1 + w2 * 2**k`` must fit the block's signed 18 bits.
+    """
+    k = act_bits + value_bits
+    return k if k + value_bits < 18 else None
+
+
+class MultiplyPairPE(wiring.Component):
+    """Two lanes of the multiplier array on one set of ECP5 DSP blocks: ``dot1 = sum_s
+    w1[s] * a[s]`` and ``dot2 = sum_s w2[s] * a[s]``.
+
+    The lanes share the activations, so each block computes ``P = a * (w1 + w2 * 2**k)``
+    (``k`` from :func:`pair_shift`): ``L = P mod 2**k`` read as signed is ``a * w1``, and
+    ``a * w2 = (P >> k) + P[k - 1]`` (the borrow of a negative ``L``). The borrows ride in
+    the second tree's carry-ins; the one left over is ``carry2``. The packed operand's high
+    field is ``w2 - [w1 < 0]`` (a small subtract after the fabric registers). Pipeline as
+    :class:`MultiplyPE` with ``dsp="ecp5"``: :data:`DOT_STAGES` registers. ``carry1`` is 0.
+    """
+
+    def __init__(self, *, simd: int, act_bits: int, value_bits: int) -> None:
+        self.simd = _check(simd, "SIMD width", 1, 256)
+        self.act_bits = _check(act_bits, "Activation bit width", 2, 16)
+        self.value_bits = _check(value_bits, "Weight value bit width", 2, 8)
+        self.shift = pair_shift(act_bits, value_bits)
+        if self.shift is None:
+            raise ValueError(f"Two {value_bits}-bit weights and a {act_bits}-bit activation "
+                             "(packed: act + 2 * weight + 1 bits) do not fit one 18x18 DSP "
+                             "multiplier")
+        self.dot_bits = act_bits + value_bits + max(1, (simd - 1).bit_length())
+        super().__init__({
+            "en": In(1),
+            "w1": In(data.ArrayLayout(signed(value_bits), simd)),
+            "w2": In(data.ArrayLayout(signed(value_bits), simd)),
+            "a": In(data.ArrayLayout(signed(act_bits), simd)),
+            "dot1": Out(signed(self.dot_bits)),
+            "dot2": Out(signed(self.dot_bits)),
+            "carry1": Out(1),
+            "carry2": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        k, vb, en = self.shift, self.value_bits, self.en
+        lows, highs, borrows = [], [], []
+        for s in range(self.simd):
+            # the decoded operands registered in the fabric (as MultiplyPE with ecp5)
+            w1 = register(m, self.w1[s], en, f"w1_{s}")
+            w2 = register(m, self.w2[s], en, f"w2_{s}")
+            a = register(m, self.a[s], en, f"a{s}")
+            low = Signal(signed(k), name=f"b_lo{s}")
+            high = Signal(signed(vb + 1), name=f"b_hi{s}")
+            m.d.comb += [low.eq(w1), high.eq(w2 - w1[vb - 1])]
+            packed = Cat(low, high).as_signed()             # == w1 + w2 * 2**k
+            prod = registered_product(m, packed, a, en, name=f"prod{s}", dsp="ecp5")
+            lows.append(prod[:k].as_signed())
+            highs.append(prod[k:].as_signed())
+            borrows.append(prod[k - 1])
+        tree = DOT_STAGES - 3
+        dot1, _ = tree_stages(m, lows, [], stages=tree, en=en)
+        dot2, left = tree_stages(m, highs, borrows, stages=tree, en=en)
+        assert len(left) == 1
+        m.d.comb += [self.dot1.eq(dot1), self.dot2.eq(dot2), self.carry1.eq(0),
+                     self.carry2.eq(left[0])]
+        return m
+
+
 def mac_input_layout(config: CoreConfig, side: object) -> data.StructLayout:
     """Payload of :class:`MacArray`'s input stream."""
     p, s = config.lanes, config.simd
@@ -341,20 +411,51 @@ class MacArray(wiring.Component):
             vb = max(cfg.weight_bits, cfg.table_bits)
             pe = MultiplyPE(simd=s, act_bits=cfg.act_bits, value_bits=vb, dsp=cfg.dsp)
             m.submodules[f"pe{lane}"] = pe
-            m.submodules[f"int{lane}"] = idec = IntDecoder(bits=cfg.weight_bits, count=s)
-            m.submodules[f"cb{lane}"] = cdec = CodebookDecoder(
-                bits=cfg.weight_bits, table_bits=cfg.table_bits, count=s)
-            # a copy of the layer's table and format per lane: each decoder reads a register
-            # near it (one register would fan out to every decoder of the array)
-            table = Signal.like(self.table.as_value(), name=f"table{lane}", reset_less=True)
-            fmt = Signal(name=f"fmt{lane}", reset_less=True)
-            m.d.sync += [table.eq(self.table.as_value()), fmt.eq(self.fmt)]
-            m.d.comb += cdec.table.eq(table)
-            for j in range(s):
-                m.d.comb += [idec.code[j].eq(codes[j]), cdec.code[j].eq(codes[j]),
-                             pe.w[j].eq(Mux(fmt, cdec.value[j], idec.value[j]))]
+            m.d.comb += [pe.w[j].eq(v) for j, v in enumerate(self._decoded(m, lane, payload))]
         m.d.comb += [pe.a.eq(payload.a), pe.en.eq(en)]
         return pe.dot, pe.carry
+
+    def _decoded(self, m: Module, lane: int, payload: data.View) -> list[Value]:
+        """Multiply: lane ``lane``'s weight values, INT or CODEBOOK decoded (``fmt``)."""
+        cfg = self.config
+        s = cfg.simd
+        m.submodules[f"int{lane}"] = idec = IntDecoder(bits=cfg.weight_bits, count=s)
+        m.submodules[f"cb{lane}"] = cdec = CodebookDecoder(
+            bits=cfg.weight_bits, table_bits=cfg.table_bits, count=s)
+        # a copy of the layer's table and format per lane: each decoder reads a register
+        # near it (one register would fan out to every decoder of the array)
+        table = Signal.like(self.table.as_value(), name=f"table{lane}", reset_less=True)
+        fmt = Signal(name=f"fmt{lane}", reset_less=True)
+        m.d.sync += [table.eq(self.table.as_value()), fmt.eq(self.fmt)]
+        m.d.comb += cdec.table.eq(table)
+        for j in range(s):
+            m.d.comb += [idec.code[j].eq(payload.w[lane * s + j]),
+                         cdec.code[j].eq(payload.w[lane * s + j])]
+        return [Mux(fmt, cdec.value[j], idec.value[j]) for j in range(s)]
+
+    def paired(self) -> bool:
+        """Whether lanes share DSP blocks two by two (:class:`MultiplyPairPE`): multiply with
+        ``dsp="ecp5"``, two lanes or more, and narrow enough weights and activations."""
+        cfg = self.config
+        vb = max(cfg.weight_bits, cfg.table_bits)
+        return (cfg.pe == "multiply" and cfg.dsp == "ecp5" and cfg.lanes >= 2
+                and pair_shift(cfg.act_bits, vb) is not None)
+
+    def _pairs(self, m: Module, payload: data.View, en: object) -> list[tuple[object, object]]:
+        cfg = self.config
+        vb = max(cfg.weight_bits, cfg.table_bits)
+        out = []
+        for lane in range(0, cfg.lanes - 1, 2):
+            pe = MultiplyPairPE(simd=cfg.simd, act_bits=cfg.act_bits, value_bits=vb)
+            m.submodules[f"pair{lane // 2}"] = pe
+            m.d.comb += [pe.w1[j].eq(v) for j, v in enumerate(self._decoded(m, lane, payload))]
+            m.d.comb += [pe.w2[j].eq(v)
+                         for j, v in enumerate(self._decoded(m, lane + 1, payload))]
+            m.d.comb += [pe.a.eq(payload.a), pe.en.eq(en)]
+            out += [(pe.dot1, pe.carry1), (pe.dot2, pe.carry2)]
+        if cfg.lanes % 2:
+            out.append(self._lane(m, cfg.lanes - 1, payload, en))
+        return out
 
     def elaborate(self, platform):
         m = Module()
@@ -362,7 +463,10 @@ class MacArray(wiring.Component):
         advance = Signal()
         m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
         # stage A: dot products, DOT_STAGES registers inside the PEs
-        lanes = [self._lane(m, lane, self.i.payload, advance) for lane in range(cfg.lanes)]
+        if self.paired():
+            lanes = self._pairs(m, self.i.payload, advance)
+        else:
+            lanes = [self._lane(m, lane, self.i.payload, advance) for lane in range(cfg.lanes)]
         valid_a, glast_a, side_a = self.i.valid, self.i.payload.glast, self.i.payload.side
         for i in range(DOT_STAGES):
             valid_a = register(m, valid_a, advance, f"valid_d{i}")

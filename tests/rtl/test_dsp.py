@@ -20,6 +20,7 @@ from hwq.rtl import report
 from hwq.rtl.dsp import MODEL_FILE, registered_product, sim_models
 from hwq.rtl.generate import generate
 from hwq.rtl.lint import lint
+from hwq.rtl.pe import MultiplyPairPE, pair_shift
 from hwq.rtl.simulation import simulate_core
 from hwq.testing import random_network
 
@@ -27,15 +28,17 @@ SMALL = dict(lanes=2, simd=4, act_depth=64, weight_depth=64, param_depth=64, des
 INSTANCE = re.compile(r"^\s*MULT18X18D #\(", re.M)
 
 
-@pytest.mark.parametrize(("pe", "blocks"), [
+@pytest.mark.parametrize(("pe", "table_bits", "blocks"), [
     # requant: 2 chunks of t times 2 of M per lane; multiply PEs: one per lane and input
-    ("shift_add", 2 * 4), ("bit_serial", 2 * 4), ("multiply", 2 * 4 + 2 * 4)])
-def test_ecp5_instantiates_one_block_per_multiplier(pe, blocks):
-    verilog = generate(CoreConfig(pe=pe, dsp="ecp5", **SMALL))
+    ("shift_add", 8, 2 * 4), ("bit_serial", 8, 2 * 4), ("multiply", 8, 2 * 4 + 2 * 4),
+    # 4-bit values: the two lanes share one block per input (MultiplyPairPE)
+    ("multiply", 4, 2 * 4 + 4)])
+def test_ecp5_instantiates_one_block_per_multiplier(pe, table_bits, blocks):
+    verilog = generate(CoreConfig(pe=pe, dsp="ecp5", table_bits=table_bits, **SMALL))
     assert len(INSTANCE.findall(verilog)) == blocks
     for reg in ("INPUTA", "INPUTB", "OUTPUT"):
         assert verilog.count(f'.REG_{reg}_CLK("CLK0")') == blocks
-    assert "MULT18X18D" not in generate(CoreConfig(pe=pe, **SMALL))
+    assert "MULT18X18D" not in generate(CoreConfig(pe=pe, table_bits=table_bits, **SMALL))
 
 
 def test_sim_models_only_when_instantiated():
@@ -96,3 +99,15 @@ def test_report_refuses_blocks_the_target_cannot_take(target, dsp, words):
     with pytest.raises(ValueError, match=words):
         report.report(CoreConfig(pe="multiply", dsp="ecp5", **SMALL), target=target, dsp=dsp,
                       progress=None, cache=False)
+
+
+def test_pair_shift_packs_two_products_only_when_they_fit():
+    # a * w needs act_bits + value_bits signed bits; w1 + w2 * 2**k must fit 18 signed bits
+    assert pair_shift(8, 4) == 12
+    assert pair_shift(8, 5) is None          # 8 + 5 + 5 + 1 = 19 bits
+    assert pair_shift(4, 6) == 10
+    assert pair_shift(2, 2) == 4
+    with pytest.raises(ValueError, match=r"Two 5-bit weights and a 8-bit activation \(packed: "
+                                         r"act \+ 2 \* weight \+ 1 bits\) do not fit one "
+                                         "18x18 DSP multiplier"):
+        MultiplyPairPE(simd=4, act_bits=8, value_bits=5)

@@ -39,6 +39,10 @@ ARRAYS = {
 # the multipliers as ECP5 MULT18X18D blocks with their own registers (hwq.rtl.dsp's model)
 ARRAYS["multiply-ecp5"] = CoreConfig(pe="multiply", lanes=4, simd=4, act_bits=8,
                                      weight_bits=4, acc_bits=24, dsp="ecp5")
+# 4-bit values: two lanes per set of blocks (MultiplyPairPE), the third lane on its own
+ARRAYS["multiply-ecp5-pairs"] = CoreConfig(pe="multiply", lanes=3, simd=3, act_bits=8,
+                                           weight_bits=4, table_bits=4, acc_bits=24,
+                                           dsp="ecp5")
 REQUANTS = {
     # the default accumulator: shifts up to 62 need a rounding constant wider than the product
     "acc32": CoreConfig(pe="multiply", lanes=4, simd=4, act_bits=8, acc_bits=32),

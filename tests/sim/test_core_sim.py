@@ -27,8 +27,9 @@ CASES = [
     ("bit_serial", 8, 8, "int", [2, 3, 4], 0.3, "inferred"),
     ("bit_serial", 8, 8, "codebook", [2, 3], 0.0, "inferred"),
     ("multiply", 4, 4, "codebook", [2, 4], 0.3, "inferred"),
-    # MULT18X18D blocks (hwq.rtl.dsp's model) in the PEs and the requant
-    ("multiply", 4, 4, "int", [3, 4], 0.3, "ecp5"),
+    # MULT18X18D blocks (hwq.rtl.dsp's model) in the PEs and the requant; 4-bit values:
+    # two lanes per set of blocks, the third on its own
+    ("multiply", 3, 3, "int", [3, 4], 0.3, "ecp5"),
 ]
 
 
@@ -38,7 +39,8 @@ def test_core_matches_golden_and_cycle_model(pe, lanes, simd, kind, bits, zeros,
     rng = np.random.default_rng(7)
     net = random_network(rng, kind=kind, bits=bits, per_channel_bits=True,
                          zero_tile_fraction=zeros, input_shape=(3, 8, 8))
-    config = CoreConfig(pe=pe, lanes=lanes, simd=simd, weight_bits=max(bits), dsp=dsp)
+    table = {"table_bits": max(bits)} if (pe, kind) == ("multiply", "int") else {}
+    config = CoreConfig(pe=pe, lanes=lanes, simd=simd, weight_bits=max(bits), dsp=dsp, **table)
     program = compile_network(net, config)
     x = random_inputs(rng, net, 5)
     sim = simulate(program, None, x, progress=False)
