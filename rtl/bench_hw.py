@@ -16,10 +16,10 @@ Arrays (:class:`~hwq.rtl.pe.MacArray`, inputs and outputs registered) at equal s
 
 Writes ``hw.json``, ``hw.md`` (table) and ``hw.png`` (area vs throughput). Every point is
 cached (``<cache>/reports``), so a rerun costs only what changed. Measured cost of a cold
-point on a 2-core machine with other jobs running (single-threaded wasm tools; ``jobs`` runs
-points side by side): arrays 10 s (4x4) to 5 minutes (8x8 multiply), 16x16 shift_add 3
-minutes; an 8x8 core 4-6 minutes of nextpnr (shift_add, bit_serial: LFE5U-45F; multiply:
-LFE5U-85F, router2). Designs too large for every part (multiply 16x16 with DSPs) stop after Yosys
+point on a 2-core machine (single-threaded wasm tools; ``jobs`` runs points side by side):
+arrays 10 s (4x4) to 5 minutes (8x8 multiply without DSPs), 16x16 shift_add 3 minutes; an
+8x8 core 4-6 minutes of nextpnr (LFE5U-45F), the multiply core about 11. Designs too large
+for every part (multiply 16x16 with DSPs) stop after Yosys
 with "does not fit".
 """
 
@@ -56,11 +56,12 @@ VARIANTS: tuple[tuple[str, str, bool, str], ...] = (
 #: The benchmarked 8x8 cores: variant -> (:attr:`~hwq.config.CoreConfig.dsp`, nextpnr router).
 #: Every core's multipliers are MULT18X18D blocks with their own registers (the requant's
 #: partial products; with inferred ones the shift_add and bit_serial cores measured 106.9
-#: and 104.0 MHz, with the blocks 112.4 and 117.7). The multiply core (96 DSPs, an
-#: LFE5U-85F) takes router2: router1 did not converge on it in four tries (30-48k arcs
-#: still to route after 10-35 minutes); router2 routes it in about 5 minutes.
+#: and 104.0 MHz, with the blocks 112.4 and 117.7). The multiply core takes 64 blocks (its
+#: lanes share them two by two) and routes on an LFE5U-45F; with one block per product (96,
+#: an LFE5U-85F) router1 never converged and router2 reached 70-79 MHz. The router is a
+#: per-core setting for such cases.
 CORE_VARIANTS: dict[str, tuple[str, str]] = {
-    "multiply+ecp5": ("ecp5", "router2"),
+    "multiply+ecp5": ("ecp5", "router1"),
     "shift_add": ("ecp5", "router1"),
     "bit_serial": ("ecp5", "router1"),
 }

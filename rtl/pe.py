@@ -373,6 +373,9 @@ class MacArray(wiring.Component):
     no overflow) and the group's ``side``. Latency ``DOT_STAGES + 1``: the PEs' pipelined
     dot products, then accumulate; the whole pipeline holds while the output is refused.
 
+    With ``dsp="ecp5"`` and narrow enough values (:func:`pair_shift`) the multiply lanes
+    share their DSP blocks two by two (:class:`MultiplyPairPE`; an odd last lane has its own).
+
     Ports ``table`` and ``fmt`` (multiply only) select codebook decoding for the layer. They
     are constant during a layer and registered once per lane: set them at least one cycle
     before the first beat that uses them.
