@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from hwq.config import DSP_KINDS, PE_TYPES, CoreConfig
+from hwq.config import DSP_KINDS, PE_TYPES
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from hwq.cli import emit
     from hwq.errors import ArtifactError
     from hwq.layout.compiler import compile as compile_network
+    from hwq.layout.compiler import core_config
     from hwq.layout.program import Program
     from hwq.sim.simulate import simulate
 
@@ -61,11 +62,8 @@ def run(args: argparse.Namespace) -> int:
         program = Program.load(args.network)  # raises its own clear error if neither
     if network is not None:
         pe = args.pe or _pe_for(network)
-        limits = CoreConfig.WEIGHT_BITS[pe]
-        wbits = max(int(op.spec.max_bits()) for op in network.weight_ops())
-        config = CoreConfig(pe=pe, lanes=args.lanes, simd=args.simd, act_bits=network.act_bits,
-                            weight_bits=min(max(wbits, limits[0]), limits[1]),
-                            dsp=args.dsp or "inferred")
+        config = core_config(network, pe=pe, lanes=args.lanes, simd=args.simd,
+                             dsp=args.dsp or "inferred")
         program = compile_network(network, config)
     else:
         config = replace(program.config, dsp=args.dsp) if args.dsp else program.config

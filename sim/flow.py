@@ -123,6 +123,7 @@ def flow(
     """Run the whole flow; returns the report (see :func:`format_report`)."""
     from hwq import golden, serialize
     from hwq.layout.compiler import compile as compile_network
+    from hwq.layout.compiler import core_config
     from hwq.quant.api import quantize
     from hwq.sim.simulate import simulate
     from hwq.workloads import digits
@@ -151,10 +152,7 @@ def flow(
         network = result.network
     timings["quantize_s"] = time.perf_counter() - t0
 
-    weight_bits = max(int(op.spec.max_bits()) for op in network.weight_ops())
-    limits = CoreConfig.WEIGHT_BITS[pe]
-    config = CoreConfig(pe=pe, lanes=lanes, simd=simd, act_bits=network.act_bits,
-                        weight_bits=min(max(weight_bits, limits[0]), limits[1]), dsp=dsp)
+    config = core_config(network, pe=pe, lanes=lanes, simd=simd, dsp=dsp)
     t0 = time.perf_counter()
     program = compile_network(network, config)
     timings["compile_s"] = time.perf_counter() - t0

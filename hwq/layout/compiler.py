@@ -48,6 +48,26 @@ class _HwLayer:
     out_chw: tuple[int, int, int]
 
 
+def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
+                dsp: str = "inferred") -> CoreConfig:
+    """The narrowest :class:`~hwq.config.CoreConfig` of ``pe`` that runs ``network``.
+
+    Weight bits: the widest layer's, within the PE's range. Codebook entries
+    (``table_bits``): the widest codebook's, or the weight width when no layer is a
+    codebook, so a multiply PE's values are no wider than the weights (with
+    ``dsp="ecp5"``, 4-bit values let two lanes share each DSP block).
+    """
+    ops = network.weight_ops()
+    if not ops:
+        raise ValueError("Network has no conv2d or linear layer")
+    low, high = CoreConfig.WEIGHT_BITS[pe]
+    wbits = min(max(max(int(op.spec.max_bits()) for op in ops), low), high)
+    tables = [op.spec.table_bits for op in ops if op.spec.kind == "codebook"]
+    return CoreConfig(pe=pe, lanes=lanes, simd=simd, act_bits=network.act_bits,
+                      weight_bits=wbits, table_bits=max(tables) if tables else max(2, wbits),
+                      dsp=dsp)
+
+
 def compile(network: QuantizedNetwork, config: CoreConfig) -> Program:  # noqa: A001
     """Compile ``network`` for a core ``config``.
 

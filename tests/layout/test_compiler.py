@@ -236,3 +236,24 @@ def test_pool_only_and_linear_classes_are_used():
     program = compile(net, CoreConfig(pe="bit_serial", lanes=2, simd=2))
     x = random_inputs(rng, net, 3)
     np.testing.assert_array_equal(execute(program, x), golden.run(net, x))
+
+
+def test_core_config_is_the_narrowest_that_runs_the_network():
+    from hwq.layout.compiler import core_config
+
+    rng = np.random.default_rng(3)
+    arch = (("conv", 3, 3, 1, 1, True), ("flatten",), ("linear", 2, False))
+    ints = random_network(rng, input_shape=(2, 4, 4), arch=arch, kind="int", bits=[2, 3])
+    cfg = core_config(ints, pe="multiply", lanes=4, simd=4, dsp="ecp5")
+    # no codebook: values as wide as the weights
+    assert (cfg.weight_bits, cfg.table_bits, cfg.dsp) == (3, 3, "ecp5")
+    assert core_config(ints, pe="bit_serial", lanes=2, simd=2).weight_bits == 3
+    books = random_network(rng, input_shape=(2, 4, 4), arch=arch, kind="codebook", bits=[2])
+    widest = max(op.spec.table_bits for op in books.weight_ops())
+    assert core_config(books, pe="multiply", lanes=4, simd=4).table_bits == widest
+    pot = random_network(rng, input_shape=(2, 4, 4), arch=arch, kind="pot", bits=[2])
+    assert core_config(pot, pe="shift_add", lanes=2, simd=2).weight_bits == 2
+    for net, pe in ((ints, "multiply"), (books, "multiply"), (pot, "shift_add")):
+        config = core_config(net, pe=pe, lanes=2, simd=2)
+        x = random_inputs(rng, net, 2)
+        np.testing.assert_array_equal(execute(compile(net, config), x), golden.run(net, x))
