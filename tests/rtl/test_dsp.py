@@ -1,3 +1,5 @@
+# amaranth: UnusedElaboratable=no
+# (a component whose constructor refuses its arguments is never elaborated)
 """``CoreConfig.dsp``: multipliers inferred or as ECP5 MULT18X18D blocks with their registers.
 
 The arithmetic of the ``ecp5`` variant is checked bit for bit on Verilator with hwq's model
