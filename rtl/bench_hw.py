@@ -19,8 +19,9 @@ cached (``<cache>/reports``), so a rerun costs only what changed. Measured cost 
 point on a 2-core machine (single-threaded wasm tools; ``jobs`` runs points side by side):
 arrays 10 s (4x4) to 5 minutes (8x8 multiply without DSPs), 16x16 shift_add 3 minutes; an
 8x8 core 4-6 minutes of nextpnr (LFE5U-45F), the multiply core about 11. Designs too large
-for every part (multiply 16x16 with DSPs) stop after Yosys
-with "does not fit".
+for every part (16x16 ``multiply+dsp``: 256 DSPs) stop after Yosys with "does not fit"; the
+16x16 ``multiply+ecp5`` array (lanes sharing blocks: 128 DSPs) fits an LFE5U-85F but takes
+over 10 minutes of nextpnr.
 """
 
 from __future__ import annotations
