@@ -92,8 +92,9 @@ def random_network(
             if kind == "codebook":
                 nonzero = rng.choice(np.r_[-128:0, 1:128], size=(1 << int(np.max(b))) - 1,
                                      replace=False)
-                # zero first: addressable by every index width
-                table = np.concatenate([[0], nonzero]).astype(np.int64)
+                # the zero anywhere that every index width of the layer can address
+                zero_at = int(rng.integers(0, 1 << int(np.min(b))))
+                table = np.insert(nonzero, zero_at, 0).astype(np.int64)
             w = random_weights(rng, wshape, kind, b, table)
             if zero_tile_fraction > 0:
                 w = _zero_tiles(rng, w, zero_tile_fraction, zero_tile)

@@ -216,6 +216,7 @@ def _matmul_words(op: Conv2d | Linear, w4: np.ndarray, in_chw: tuple[int, int, i
     tiles = cyc.weight_tiles(w4, p, s)                   # (G, KH, KW, CT, P, S) values
     g_n, kh, kw = tiles.shape[:3]
     fields: dict[str, Any] = {"fmt": FMT_INT}
+    zero = 0                                           # the payload code of weight 0
     if pe == "bit_serial":
         bits, planes = cyc.tile_planes(tiles)           # (G, KH, KW, CT), (..., 8)
         sel = np.argwhere(planes)                       # (n, 5): g, u, v, ct, plane
@@ -240,17 +241,19 @@ def _matmul_words(op: Conv2d | Linear, w4: np.ndarray, in_chw: tuple[int, int, i
             fmt = CodebookFormat(config.weight_bits, table=tuple(spec.table.tolist()),
                                  table_bits=config.table_bits)
             payload = fmt.encode(vals).astype(np.int64)
+            # the zero entry may be at any index: padding micro-ops must carry its index
+            zero = int(fmt.encode([0])[0])
             fields = {"fmt": FMT_CODEBOOK, "table": table}
         extra = {}
     counts = np.bincount(g, minlength=g_n)
     floor = cyc.min_group_words(p, s)
-    # fill: every group gets at least `floor` micro-ops (zero payload)
+    # fill: every group gets at least `floor` micro-ops (every weight zero)
     order_key = g.astype(np.int64)
     fill = np.maximum(floor - counts, 0)
     fg = np.repeat(np.arange(g_n), fill)
     cols = {"g": np.concatenate([order_key, fg]), "u": np.concatenate([u, 0 * fg]),
             "v": np.concatenate([v, 0 * fg]), "t": np.concatenate([t, 0 * fg])}
-    payload = np.concatenate([payload, np.zeros((len(fg), p * s), np.int64)])
+    payload = np.concatenate([payload, np.full((len(fg), p * s), zero, np.int64)])
     extra = {k: np.concatenate([e, 0 * fg]) for k, e in extra.items()}
     order = np.argsort(cols["g"], kind="stable")
     cols = {k: c[order] for k, c in cols.items()}

@@ -103,6 +103,38 @@ def test_sparse_tiles_are_skipped_and_cost_nothing():
     np.testing.assert_array_equal(execute(program, x), golden.run(net, x))
 
 
+def zero_last_codebook_network() -> QuantizedNetwork:
+    """Linear [[5], [5]] with the table [5, 0]: the zero is entry 1, not entry 0."""
+    rq = Requant(bias=np.zeros(2, np.int64), M=np.ones(2, np.int64), S=np.ones(2, np.int64),
+                 lo=-128, hi=127)
+    spec = WeightSpec(kind="codebook", bits=np.array(1), table=np.array([5, 0]))
+    op = Linear(name="fc", weight=np.array([[5], [5]], dtype=np.int64), spec=spec, requant=rq)
+    return QuantizedNetwork(input_shape=(1,), act_bits=8, input_scale=1.0, ops=[op])
+
+
+def test_codebook_zero_anywhere_pads_with_the_zero_index():
+    # lanes 2, simd 1: every group needs 2 micro-ops, the layer has 1 tile, so the compiler
+    # pads with a micro-op whose weights must all decode to 0 (index 1 here, not index 0)
+    net = zero_last_codebook_network()
+    program = compile(net, _config("multiply", 2, 1))
+    assert program.layers[0]["words"] == [1]
+    x = np.array([[7], [-3], [0], [127]])
+    expect = golden.run(net, x)
+    np.testing.assert_array_equal(expect, np.repeat(np.clip((5 * x + 1) >> 1, -128, 127), 2, axis=1))
+    np.testing.assert_array_equal(execute(program, x), expect)
+    # every padded weight (lanes beyond C_out, inputs beyond K) decodes to 0 too
+    net3 = QuantizedNetwork(input_shape=(3,), act_bits=8, input_scale=1.0, ops=[Linear(
+        name="fc", weight=np.array([[5, 0, 5]], dtype=np.int64), requant=Requant(
+            bias=np.zeros(1, np.int64), M=np.ones(1, np.int64), S=np.ones(1, np.int64),
+            lo=-128, hi=127),
+        spec=WeightSpec(kind="codebook", bits=np.array(1), table=np.array([5, 0])))])
+    x3 = np.array([[1, 2, 3], [-128, 127, 5]])
+    for lanes, simd in ((2, 1), (4, 2), (2, 4), (8, 8)):
+        for pe in ("multiply", "bit_serial"):
+            program = compile(net3, _config(pe, lanes, simd))
+            np.testing.assert_array_equal(execute(program, x3), golden.run(net3, x3))
+
+
 def test_bit_serial_tiles_cost_their_nonzero_planes():
     w = np.zeros((2, 2, 1, 1), dtype=np.int64)
     w[0, 0], w[0, 1], w[1, 0], w[1, 1] = 3, -1, 0, 2    # one 2x2 tile: 3 bits, planes 0..2

@@ -52,6 +52,19 @@ def test_core_matches_golden_and_cycle_model(pe, lanes, simd, kind, bits, zeros,
     assert sim.cycle_model_mismatches() == []
 
 
+def test_codebook_whose_zero_is_not_entry_0_on_the_core():
+    # the compiler pads the 1-tile group to 2 micro-ops (lanes 2, simd 1): the padding must
+    # carry the zero's index (1), or the core adds 5 * x a second time
+    from tests.layout.test_compiler import zero_last_codebook_network
+
+    net = zero_last_codebook_network()
+    program = compile_network(net, CoreConfig(pe="multiply", lanes=2, simd=1, weight_bits=2))
+    x = np.array([[7], [-3], [0], [127], [-128]])
+    sim = simulate(program, None, x, progress=False)
+    np.testing.assert_array_equal(sim.outputs, golden.run(net, x))
+    assert sim.cycle_model_mismatches() == []
+
+
 def _hwq(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "hwq.cli", *args], capture_output=True,
                           text=True, timeout=900)
