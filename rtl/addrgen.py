@@ -126,8 +126,8 @@ class AddressGenerator(wiring.Component):
         with m.If(self.start):
             kind_pool = d.kind == KIND_POOL
             m.d.sync += [running.eq(1), w_addr.eq(d.w_base), oh.eq(0), ow.eq(0), ct.eq(0),
-                         tap.eq(0), row_pos.eq(d.pos0), pos.eq(d.pos0), ih0.eq(-d.pad),
-                         iw0.eq(-d.pad), out_pos.eq(d.out_base)]
+                         tap.eq(0), row_pos.eq(d.pos0), pos.eq(d.pos0), ih0.eq(-d.pad_t),
+                         iw0.eq(-d.pad_l), out_pos.eq(d.out_base)]
             m.d.sync += [pool.eq(kind_pool), pfirst.eq(1), end_pos.eq(~kind_pool & one_word),
                          tap_last.eq(0), end_ct.eq(one_ct), last_col.eq(one_col),
                          last_row.eq(one_row), w_pen.eq(d.w_last - 1), ct_pen.eq(d.in_ct - 2),
@@ -148,15 +148,15 @@ class AddressGenerator(wiring.Component):
             with m.If(end_pos):                     # next output position
                 m.d.sync += out_pos.eq(out_pos + d.out_ct)
                 with m.If(last_col):
-                    m.d.sync += [ow.eq(0), iw0.eq(-d.pad), last_col.eq(one_col)]
+                    m.d.sync += [ow.eq(0), iw0.eq(-d.pad_l), last_col.eq(one_col)]
                     with m.If(last_row):
                         m.d.sync += running.eq(0)
                     with m.Else():
-                        m.d.sync += [oh.eq(oh + 1), ih0.eq(ih0 + d.stride),
+                        m.d.sync += [oh.eq(oh + 1), ih0.eq(ih0 + d.stride_h),
                                      row_pos.eq(row_pos + d.row_step),
                                      pos.eq(row_pos + d.row_step),
                                      last_row.eq(oh == row_pen)]
                 with m.Else():
-                    m.d.sync += [ow.eq(ow + 1), iw0.eq(iw0 + d.stride),
+                    m.d.sync += [ow.eq(ow + 1), iw0.eq(iw0 + d.stride_w),
                                  pos.eq(pos + d.col_step), last_col.eq(ow == col_pen)]
         return m

@@ -33,14 +33,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hwq.golden._checks import check_int
-
-if TYPE_CHECKING:
-    from hwq.ir import QuantizedNetwork
 
 PE_TYPES = ("shift_add", "bit_serial", "multiply")
 
@@ -171,36 +167,3 @@ def maxpool_cycles(*, channels: int, out_positions: int, simd: int,
 def flatten_cycles() -> int:
     """Flatten is a relayout the layout compiler folds into the next layer's weights."""
     return 0
-
-
-def network_cycles(network: QuantizedNetwork, config: Any,
-                   overheads: Overheads = OVERHEADS) -> list[dict[str, Any]]:
-    """Model cycles of every op of ``network`` on a core ``config`` (a ``CoreConfig``).
-
-    Returns one dict per op: ``name``, ``kind``, ``cycles`` (0 for flatten) and, for conv
-    and linear, ``words`` (micro-ops per group) and ``positions``.
-    """
-    lanes, simd, pe = config.lanes, config.simd, config.pe
-    shape = tuple(network.input_shape)
-    if len(shape) == 1:
-        shape = (shape[0], 1, 1)
-    out = []
-    for op, out_shape in zip(network.ops, network.shapes(), strict=True):
-        entry: dict[str, Any] = {"name": op.name, "kind": op.kind}
-        if op.kind in ("conv2d", "linear"):
-            w = op.weight if op.kind == "conv2d" else op.weight.reshape(-1, *shape)
-            words = group_words(pe, weight_tiles(w, lanes, simd))
-            positions = out_shape[1] * out_shape[2] if op.kind == "conv2d" else 1
-            entry.update(words=words.tolist(), positions=positions,
-                         cycles=matmul_cycles(positions=positions, words=words, lanes=lanes,
-                                              simd=simd, overheads=overheads))
-            shape = out_shape if op.kind == "conv2d" else (out_shape[0], 1, 1)
-        elif op.kind == "maxpool2d":
-            entry["cycles"] = maxpool_cycles(channels=shape[0], simd=simd, overheads=overheads,
-                                             out_positions=out_shape[1] * out_shape[2])
-            shape = out_shape
-        else:  # flatten: the tensor keeps its (C, H, W) layout in memory
-            entry["cycles"] = flatten_cycles()
-        out.append(entry)
-    return out
-

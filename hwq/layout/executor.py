@@ -227,7 +227,7 @@ def _matmul_words(d: dict, micro: dict, config: CoreConfig) -> tuple[np.ndarray,
     word 0 and discards it) and writes."""
     p, s = config.lanes, config.simd
     oh, ow = _positions(d)
-    ih0, iw0 = oh * d["stride"] - d["pad"], ow * d["stride"] - d["pad"]
+    ih0, iw0 = oh * d["stride_h"] - d["pad_t"], ow * d["stride_w"] - d["pad_l"]
     pos = d["pos0"] + oh * d["row_step"] + ow * d["col_step"]
     out = d["out_base"] + (oh * d["out_w"] + ow) * d["out_ct"]
     reads = []
@@ -270,7 +270,7 @@ def _matmul(mem: np.ndarray, d: dict, micro: dict, params: dict, config: CoreCon
     """One matmul descriptor; ``micro`` and ``params`` are its own words (from index 0)."""
     p, s = config.lanes, config.simd
     oh, ow = _positions(d)
-    ih0, iw0 = oh * d["stride"] - d["pad"], ow * d["stride"] - d["pad"]
+    ih0, iw0 = oh * d["stride_h"] - d["pad_t"], ow * d["stride_w"] - d["pad_l"]
     pos = d["pos0"] + oh * d["row_step"] + ow * d["col_step"]
     out = d["out_base"] + (oh * d["out_w"] + ow) * d["out_ct"]
     n = mem.shape[0]

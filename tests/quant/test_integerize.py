@@ -326,7 +326,7 @@ def test_digits_uniform8_structure(uniform8):
     for op in net.weight_ops():
         np.testing.assert_array_equal(op.weight, qweights[op.name].values)
         assert op.spec.kind == "int" and op.spec.max_bits() == 8
-        assert op.stride == 1 and op.padding == 1 if op.kind == "conv2d" else True
+        assert op.stride == (1, 1) and op.padding == (1, 1, 1, 1) if op.kind == "conv2d" else True
     assert net.weight_storage_bits() == 8 * 15248
 
 

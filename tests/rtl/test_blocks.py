@@ -251,8 +251,8 @@ def _address_ops(d):
             out = d["out_base"] + (oh * d["out_w"] + ow) * d["out_ct"]
             if d["kind"] == 0:
                 for wa in range(d["w_base"], d["w_last"] + 1):
-                    ops.append({"w_addr": wa, "pos": pos, "ih0": oh * d["stride"] - d["pad"],
-                                "iw0": ow * d["stride"] - d["pad"], "out": out,
+                    ops.append({"w_addr": wa, "pos": pos, "ih0": oh * d["stride_h"] - d["pad_t"],
+                                "iw0": ow * d["stride_w"] - d["pad_l"], "out": out,
                                 "pfirst": int(wa == d["w_base"]), "llast": 0})
             else:
                 for t in range(d["in_ct"]):
@@ -270,9 +270,9 @@ def test_address_generator_loop_edges_back_to_back():
     # layers started on one instance right after the previous layer's last op
     cfg = CoreConfig(pe="multiply", lanes=2, simd=2, act_depth=256)
     words = core_words(cfg)
-    mm = {"kind": 0, "stride": 2, "pad": 1, "pos0": -3, "col_step": 4, "row_step": 16,
+    mm = {"kind": 0, "stride_h": 2, "stride_w": 3, "pad_t": 1, "pad_l": 2, "pos0": -3, "col_step": 4, "row_step": 16,
           "out_base": 40, "out_ct": 3, "in_ct": 2}
-    pool = {"kind": 1, "stride": 2, "pad": 0, "pos0": 40, "col_step": 6, "row_step": 12,
+    pool = {"kind": 1, "stride_h": 2, "stride_w": 2, "pos0": 40, "col_step": 6, "row_step": 12,
             "dx_step": 3, "dy_step": 6, "out_base": 0, "out_ct": 2}
     layers = [
         mm | {"out_h": 3, "out_w": 1, "w_base": 7, "w_last": 7},     # one word, one column
