@@ -39,9 +39,10 @@ def conv2d(
     (depthwise). No im2col copy, no Python loop over groups. Float32 or float64 BLAS when
     ``Cg*KH*KW * max|x| * max|w|`` is below 2**24 or 2**53 (every partial sum, in any
     order, is then exact), int64 otherwise (:func:`~hwq.golden.gemm.matmul_dtype`).
-    Measured against im2col + one GEMM per group (batched), single-threaded BLAS, 3x3
-    kernels: depthwise 8x64x32x32 4.2 ms vs 18.1 ms, groups=4 8x64x16x16 1.0 vs 4.8 ms,
-    groups=1 8x64x16x16 3.8 vs 6.9 ms, 1x512x4x4 6.7 vs 6.2 ms.
+    Measured against im2col + one GEMM per group (batched), int8, 3x3, pad 1, one BLAS
+    thread, 2-core machine: depthwise 8x64x32x32 5.0 ms vs 21.0 ms, 1x256x14x14 0.5 vs
+    1.6 ms; groups=4 8x64x16x16 1.7 vs 6.4 ms; groups=1 8x64x16x16 4.3 vs 7.3 ms, but
+    1x512x4x4 about 19 vs 11 ms (thin per-tap GEMMs on a tiny plane).
 
     Parameters
     ----------
@@ -95,7 +96,7 @@ def conv2d(
     x_max = int(np.abs(xa).max()) if xa.size else 0
     w_max = int(np.abs(wa).max())
     dtype = matmul_dtype(cg * kh * kw, x_max, w_max)
-    xp = np.pad(xa.astype(dtype), ((0, 0), (0, 0), (top, bottom), (left, right)))
+    xp = np.pad(xa.astype(dtype, copy=False), ((0, 0), (0, 0), (top, bottom), (left, right)))
     xg = xp.reshape(n, groups, cg, *xp.shape[2:])
     wg = wa.reshape(groups, og, cg, kh, kw).astype(dtype)
     out = np.zeros((n, groups, og, ho * wo), dtype)
