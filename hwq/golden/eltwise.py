@@ -161,3 +161,55 @@ def add_multipliers(scale_a: object, scale_b: object, scale_out: object) -> AddM
 
 
 __all__ = ["AddMultipliers", "add", "add_multipliers"]
+
+
+class AddWeights(NamedTuple):
+    """Integer input weights of an add and the float scale of ``a*wa + b*wb``."""
+
+    wa: int
+    wb: int
+    acc_scale: float    # a*scale_a + b*scale_b ~= (a*wa + b*wb) * acc_scale
+    rel_error: float    # |wa/wb - scale_a/scale_b| / (scale_a/scale_b)
+
+
+def add_weights(scale_a: float, scale_b: float, *, max_weight: int = 127,
+                rel_tol: float = 2.0 ** -9) -> AddWeights:
+    """Small positive integers ``wa, wb`` with ``wa / wb ~= scale_a / scale_b``.
+
+    The pair with the smallest ``max(wa, wb)`` whose ratio is within ``rel_tol`` (relative)
+    of the scale ratio, or, when none up to ``max_weight`` is, the closest pair; the smaller
+    weights cost the core fewer micro-ops. ``acc_scale`` is exact for the input of the larger
+    scale (``scale_a / wa`` or ``scale_b / wb``); the other is off by ``rel_error``. The
+    default ``rel_tol`` is half an 8-bit LSB.
+
+    >>> add_weights(0.02, 0.01)
+    AddWeights(wa=2, wb=1, acc_scale=0.01, rel_error=0.0)
+    >>> w = add_weights(0.0123, 0.0456)
+    >>> (w.wa, w.wb), round(w.rel_error, 5)
+    ((7, 26), 0.00188)
+    """
+    for name, v in (("scale_a", scale_a), ("scale_b", scale_b)):
+        if not (isinstance(v, int | float | np.floating) and np.isfinite(v) and v > 0):
+            raise ValueError(f"Add {name} must be a finite positive float, not {v!r}")
+    max_weight = check_int(max_weight, "Add weight limit", 1, 1 << 15)
+    r = float(scale_a) / float(scale_b)
+    best: tuple[float, int, int] | None = None
+    for wb in range(1, max_weight + 1):
+        wa = int(np.clip(np.rint(r * wb), 1, max_weight))
+        err = abs(wa / wb - r) / r
+        if best is None or err < best[0] - 1e-15:
+            best = (err, wa, wb)
+        if err <= rel_tol:
+            break
+    # the same search with the roles swapped (a ratio below 1 / max_weight or above)
+    for wa in range(1, max_weight + 1):
+        wb = int(np.clip(np.rint(wa / r), 1, max_weight))
+        err = abs(wa / wb - r) / r
+        if err < best[0] - 1e-15 and (best[0] > rel_tol or max(wa, wb) < max(best[1:])):
+            best = (err, wa, wb)
+        if err <= rel_tol:
+            break
+    err, wa, wb = best
+    # exact for the input of the larger scale (the one that dominates the sum)
+    acc_scale = float(scale_a) / wa if r > 1 else float(scale_b) / wb
+    return AddWeights(wa=wa, wb=wb, acc_scale=acc_scale, rel_error=float(err))

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-__all__ = ["FloatNode", "GraphModel", "fold_batchnorm", "trace"]
+__all__ = ["FloatNode", "GraphModel", "conv_padding", "fold_batchnorm", "trace"]
 
 INPUT = "input"
 _DROPS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout, nn.Identity)
@@ -110,13 +110,48 @@ class GraphModel(nn.Module):
         """The input as the 2-D layers take it (``(N, C, L) -> (N, C, 1, L)`` for 1-D)."""
         return x.unsqueeze(2) if self.one_d and x.dim() == 3 else x
 
+    def __getitem__(self, key: int | str) -> nn.Module:
+        """A layer by position among the children (as in ``nn.Sequential``) or by name."""
+        children = dict(self.named_children())
+        return children[key] if isinstance(key, str) else list(children.values())[key]
+
+    def __iter__(self):
+        return iter(dict(self.named_children()).values())
+
+    def __len__(self) -> int:
+        return len(dict(self.named_children()))
+
+    def _step(self, node: FloatNode, args: list[torch.Tensor]) -> torch.Tensor:
+        return args[0] + args[1] if node.kind == "add" else getattr(self, node.name)(args[0])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.run_all(x)[self.output]
+
+    def run_all(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every node's output (and ``"input"``), by name."""
         env = {INPUT: self.prepare_input(x)}
         for node in self.nodes:
-            args = [env[t] for t in node.inputs]
-            env[node.name] = args[0] + args[1] if node.kind == "add" else \
-                getattr(self, node.name)(args[0])
-        return env[self.output]
+            env[node.name] = self._step(node, [env[t] for t in node.inputs])
+        return env
+
+    def run_rest(self, env: dict[str, torch.Tensor], name: str, value: torch.Tensor
+                 ) -> torch.Tensor:
+        """The output with node ``name``'s output replaced by ``value``.
+
+        ``env`` holds every node's output of a reference run (:meth:`run_all`); ``value``
+        may stack ``g`` alternatives along the batch axis (``g`` times the reference batch):
+        the other tensors the downstream nodes read are repeated to match. Only the nodes
+        that depend on ``name`` are computed.
+        """
+        g = value.shape[0] // env[INPUT].shape[0]
+        new = {name: value}
+        for node in self.nodes:
+            if not any(t in new for t in node.inputs):
+                continue
+            args = [new[t] if t in new else env[t].repeat(g, *([1] * (env[t].dim() - 1)))
+                    for t in node.inputs]
+            new[node.name] = self._step(node, args)
+        return new.get(self.output, value if name == self.output else env[self.output])
 
 
 # ------------------------------------------------------------------------------- tracing
@@ -124,8 +159,14 @@ class _Refused(ValueError):
     pass
 
 
-def _refuse(node: fx.Node, what: str, why: str) -> _Refused:
-    return _Refused(f"Unsupported operation {node.name!r} ({what}): {why}; hwq supports "
+def _refuse(node: fx.Node, what: str, why: str | None) -> _Refused:
+    """``Unsupported layer 'features.2' (Conv2d with padding_mode='reflect'; only 'zeros');
+    hwq supports ...`` (``why`` None: the type itself is not supported)."""
+    detail = what if why is None else f"{what} with {why}"
+    if node.op == "call_module":
+        return _Refused(f"Unsupported layer {node.target!r} ({detail}); hwq supports "
+                        f"{SUPPORTED}")
+    return _Refused(f"Unsupported operation {node.name!r} ({detail}); hwq supports "
                     f"{SUPPORTED}")
 
 
@@ -225,12 +266,12 @@ def _module_node(node, m, tensor, add, alias) -> None:
         add(node, "linear", [x], copy.deepcopy(m))
     elif type(m) in (nn.BatchNorm2d, nn.BatchNorm1d):
         if m.running_mean is None or m.running_var is None:
-            raise _refuse(node, what, "BatchNorm without running statistics")
+            raise _refuse(node, what, "no running statistics; only track_running_stats=True")
         add(node, "bn", [x], copy.deepcopy(m))
     elif type(m) in (nn.ReLU, nn.ReLU6, nn.Hardtanh):
         lo, hi = (0.0, math.inf) if type(m) is nn.ReLU else (float(m.min_val), float(m.max_val))
         add(node, "clamp", [x], nn.Hardtanh(lo, hi) if math.isfinite(hi) else nn.ReLU(),
-            lo=lo, hi=hi)
+            lo=lo, hi=hi, what=what)
     elif type(m) in (nn.MaxPool2d, nn.MaxPool1d):
         if m.ceil_mode or m.return_indices or _tuple(m.dilation, 1) != 1:
             raise _refuse(node, what, "ceil_mode, return_indices and dilation are not supported")
@@ -251,9 +292,9 @@ def _module_node(node, m, tensor, add, alias) -> None:
                                       "only 1, -1")
         add(node, "flatten", [x], nn.Flatten())
     else:
-        raise _refuse(node, what, "this layer type is not supported")
+        raise _refuse(node, what, None)
     if len(node.args) != 1 or node.kwargs:
-        raise _refuse(node, what, "a layer called with more than its input")
+        raise _refuse(node, what, "arguments besides its input")
 
 
 def _function_node(node, tensor, add, alias, sizes) -> None:
@@ -271,10 +312,10 @@ def _function_node(node, tensor, add, alias, sizes) -> None:
         alias[node] = x
         return
     if target in (F.relu, torch.relu, "relu", "relu_") and not rest:
-        add(node, "clamp", [x], nn.ReLU(), lo=0.0, hi=math.inf)
+        add(node, "clamp", [x], nn.ReLU(), lo=0.0, hi=math.inf, what="relu")
         return
     if target in (F.relu6,):
-        add(node, "clamp", [x], nn.Hardtanh(0.0, 6.0), lo=0.0, hi=6.0)
+        add(node, "clamp", [x], nn.Hardtanh(0.0, 6.0), lo=0.0, hi=6.0, what="relu6")
         return
     if target in (F.hardtanh, torch.clamp, "clamp", "clamp_"):
         names = ("min_val", "max_val") if target is F.hardtanh else ("min", "max")
@@ -287,7 +328,8 @@ def _function_node(node, tensor, add, alias, sizes) -> None:
         hi = math.inf if hi is None else hi
         if not all(isinstance(v, int | float) for v in (lo, hi)) or lo > hi:
             raise _refuse(node, str(what), f"bounds {lo!r}, {hi!r} must be constant numbers")
-        add(node, "clamp", [x], nn.Hardtanh(float(lo), float(hi)), lo=float(lo), hi=float(hi))
+        add(node, "clamp", [x], nn.Hardtanh(float(lo), float(hi)), lo=float(lo), hi=float(hi),
+            what=str(what))
         return
     if target in (torch.flatten, "flatten"):
         start = rest[0] if rest else kwargs.get("start_dim", 0 if target is torch.flatten
@@ -325,7 +367,7 @@ def _function_node(node, tensor, add, alias, sizes) -> None:
         return
     if target is operator.getitem:
         what = "indexing"
-    raise _refuse(node, str(what), "this operation is not supported")
+    raise _refuse(node, str(what), None)
 
 
 def _tuple(v: Any, n: int) -> Any:
@@ -354,11 +396,9 @@ def _check_avg(node, what, ceil_mode, count_include_pad, padding, divisor) -> No
 
 
 def _conv2d(m: nn.Conv1d | nn.Conv2d, node: fx.Node) -> nn.Conv2d:
-    """A deep copy of ``m`` as an ``nn.Conv2d`` with explicit per-side padding.
-
-    The padding is kept in ``hwq_padding`` as ``(top, bottom, left, right)``; the module
-    pads by itself through ``F.pad`` in the traced graph's forward.
-    """
+    """A copy of ``m`` as an ``nn.Conv2d`` with numeric padding (a Conv1d as ``H = 1``);
+    padding that differs between the two sides of an axis (``'same'`` with an even kernel)
+    gives a :class:`PaddedConv2d`."""
     if m.padding_mode != "zeros":
         raise _refuse(node, type(m).__name__, f"padding_mode={m.padding_mode!r}; only 'zeros'")
     one = type(m) is nn.Conv1d
@@ -374,14 +414,30 @@ def _conv2d(m: nn.Conv1d | nn.Conv2d, node: fx.Node) -> nn.Conv2d:
     else:
         ph, pw = (0, m.padding[0]) if one else tuple(m.padding)
         pad = (ph, ph, pw, pw)
-    conv = PaddedConv2d(m.in_channels, m.out_channels, k, stride=s, dilation=d,
-                        groups=m.groups, bias=m.bias is not None, hwq_padding=pad)
+    common = dict(stride=s, dilation=d, groups=m.groups, bias=m.bias is not None)
+    if pad[0] == pad[1] and pad[2] == pad[3]:       # symmetric: a plain nn.Conv2d
+        conv = nn.Conv2d(m.in_channels, m.out_channels, k, padding=(pad[0], pad[2]), **common)
+    else:
+        conv = PaddedConv2d(m.in_channels, m.out_channels, k, hwq_padding=pad, **common)
     with torch.no_grad():
         w = m.weight.detach().clone()
         conv.weight.copy_(w.unsqueeze(2) if one else w)
         if m.bias is not None:
             conv.bias.copy_(m.bias.detach())
     return conv.to(m.weight.dtype)
+
+
+def conv_padding(m: nn.Conv2d) -> tuple[int, int, int, int]:
+    """Zero padding ``(top, bottom, left, right)`` of a conv module."""
+    if isinstance(m, PaddedConv2d):
+        return m.hwq_padding
+    if isinstance(m.padding, str):
+        if m.padding == "valid":
+            return (0, 0, 0, 0)
+        th, tw = (d * (k - 1) for d, k in zip(m.dilation, m.kernel_size, strict=True))
+        return (th // 2, th - th // 2, tw // 2, tw - tw // 2)
+    ph, pw = m.padding
+    return (ph, ph, pw, pw)
 
 
 class PaddedConv2d(nn.Conv2d):
@@ -425,9 +481,9 @@ def fold_batchnorm(model: nn.Module) -> GraphModel:
             bn = modules.pop(node.name)
             if src is None or src.kind != "conv" or readers[src.name] != [node.name] \
                     or modules[src.name].out_channels != bn.num_features:
-                raise ValueError(f"BatchNorm {node.name!r} must directly follow a conv with "
-                                 f"{bn.num_features} output channels that nothing else reads, "
-                                 "to be folded")
+                raise ValueError(f"{type(bn).__name__} {node.name!r} must directly follow a "
+                                 f"Conv2d/Conv1d with {bn.num_features} output channels that "
+                                 "nothing else reads, to be folded")
             _fold_into(modules[src.name], bn)
             rename[node.name] = inputs[0]
             continue
