@@ -299,11 +299,11 @@ def random_graph_network(
             groups = int(rng.choice([d for d in range(1, c + 1) if c % d == 0]))
             x = g.conv(x, groups * int(rng.integers(1, 4)), groups=groups, padding=1)
         elif block == "maxpool" and min(h, w) >= 2:
-            k = int(rng.integers(2, 4))
+            k = int(rng.integers(2, min(3, h, w) + 1))
             x = g.maxpool(x, kernel=k, stride=int(rng.integers(1, 3)),
                           padding=int(rng.integers(0, k // 2 + 1)))
         elif block == "avgpool" and min(h, w) >= 2:
-            kh, kw = int(rng.integers(2, 4)), int(rng.integers(1, 4))
+            kh, kw = int(rng.integers(2, min(3, h) + 1)), int(rng.integers(1, min(3, w) + 1))
             x = g.avgpool(x, kernel=(kh, kw), stride=int(rng.integers(1, 3)),
                           padding=(int(rng.integers(0, kh // 2 + 1)),
                                    int(rng.integers(0, kw // 2 + 1))))

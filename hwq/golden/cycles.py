@@ -19,9 +19,10 @@ has ``H * W * ceil(C / simd)``) costs::
 
 ``min_group = max(1, lanes // simd)``: a group is at least one micro-op (a group of all-zero
 weights still produces its bias-only outputs), and at least the ``lanes / simd`` cycles its
-write-back takes when ``lanes > simd``. A 2x2 max pool reads four words per output word::
+write-back takes when ``lanes > simd``. A max pool reads each of its ``KH * KW`` window taps
+per output word (a tap in the padding takes its cycle unread)::
 
-    cycles = out_positions * ceil(C / simd) * 4 + pool_overhead
+    cycles = out_positions * ceil(C / simd) * KH * KW + pool_overhead
 
 Flatten costs nothing: the layout compiler folds it into the next linear layer's weights.
 A run adds ``run_overhead`` cycles (start and done). The overhead constants are the RTL's
@@ -153,15 +154,19 @@ def matmul_cycles(*, positions: int, words: np.ndarray | list[int], lanes: int, 
     return positions * int(w.sum()) + overheads.matmul + floor - 1
 
 
-def maxpool_cycles(*, channels: int, out_positions: int, simd: int,
+def maxpool_cycles(*, channels: int, out_positions: int, simd: int, taps: int = 4,
                    overheads: Overheads = OVERHEADS) -> int:
-    """Cycles of a 2x2/2 maxpool: four reads per output word, ``ceil(C/S)`` words per position.
+    """Cycles of a max pool: one cycle per window tap (``KH * KW``, taps in the padding
+    included) of each output word, ``ceil(C/S)`` words per position.
 
     >>> maxpool_cycles(channels=20, out_positions=4, simd=8, overheads=Overheads())
     48
+    >>> maxpool_cycles(channels=8, out_positions=4, simd=8, taps=9, overheads=Overheads())
+    36
     """
     words = math.ceil(check_int(channels, "Channels", 1, 1 << 30) / simd)
-    return out_positions * words * 4 + overheads.pool
+    taps = check_int(taps, "Pool window taps", 1, 1 << 20)
+    return out_positions * words * taps + overheads.pool
 
 
 def flatten_cycles() -> int:

@@ -87,7 +87,6 @@ def _plan(network: QuantizedNetwork, config: CoreConfig) -> _Plan:
         owner[op.name] = op.name
         c, h, w = storage[op.inputs[0]].chw
         if isinstance(prim, Pool):
-            _check_pool(op.name, prim)
             out = (c, *prim.out_hw(h, w))
             sources = [owner[op.inputs[0]]]
         else:
@@ -131,13 +130,6 @@ def _plan(network: QuantizedNetwork, config: CoreConfig) -> _Plan:
 def _words(st: Storage, simd: int) -> int:
     c, h, w = st.chw
     return h * w * math.ceil(c / simd)
-
-
-def _check_pool(name: str, prim: Pool) -> None:
-    if prim != Pool():
-        raise ValueError(f"{name}: a max pool of kernel {prim.kernel}, stride {prim.stride} and "
-                         f"padding {prim.padding} does not run on the core yet; it runs 2x2 "
-                         "windows of stride 2 without padding")
 
 
 def _needs(plan: _Plan) -> dict[str, int]:
@@ -252,12 +244,15 @@ def _pack(network: QuantizedNetwork, config: CoreConfig, plan: _Plan) -> Program
         op = layer.op
         info: dict[str, Any] = {"name": op.name, "op": op.kind}
         if isinstance(layer.prim, Pool):
-            src = srcs[0]
+            src, prim = srcs[0], layer.prim
+            (kh, kw), (sh, sw), (pt, _, pl, _) = prim.kernel, prim.stride, prim.padding
             info["kind"] = "pool"
-            d.update(kind=KIND_POOL, pos0=src.base, col_step=2 * src.ct,
-                     row_step=2 * w * src.ct, dx_step=src.ct, dy_step=w * src.ct,
-                     stride_h=2, stride_w=2)
-            info["cycles"] = cyc.maxpool_cycles(channels=c_in, out_positions=oh * ow, simd=s)
+            d.update(kind=KIND_POOL, pos0=src.base - (pt * w + pl) * src.ct,
+                     col_step=sw * src.ct, row_step=sh * w * src.ct, dx_step=src.ct,
+                     dy_step=w * src.ct, stride_h=sh, stride_w=sw, pad_t=pt, pad_l=pl,
+                     kernel_h=kh, kernel_w=kw)
+            info["cycles"] = cyc.maxpool_cycles(channels=c_in, out_positions=oh * ow, simd=s,
+                                                taps=kh * kw)
         else:
             prim = layer.prim
             info["kind"] = "matmul"
@@ -421,9 +416,10 @@ def network_cycles(network: QuantizedNetwork, config: CoreConfig) -> list[dict[s
         entry: dict[str, Any] = {"name": op.name, "kind": op.kind, "cycles": 0}
         layer = by_op.get(op.name)
         if layer is not None and isinstance(layer.prim, Pool):
+            kh, kw = layer.prim.kernel
             entry["cycles"] = cyc.maxpool_cycles(channels=layer.in_chw[0], simd=config.simd,
                                                  out_positions=layer.out_chw[1] *
-                                                 layer.out_chw[2])
+                                                 layer.out_chw[2], taps=kh * kw)
         elif layer is not None:
             words = layer.terms.group_words(config.pe)
             positions = layer.out_chw[1] * layer.out_chw[2]
