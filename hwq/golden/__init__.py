@@ -1,7 +1,7 @@
 """hwq.golden: the arithmetic spec and golden model — the one source of truth.
 
 Everything the hardware computes is defined here first, in exact integer NumPy
-(DESIGN.md section 3): weight formats (:mod:`~hwq.golden.formats`), the ops and the
+(docs/architecture.md, section 3): weight formats (:mod:`~hwq.golden.formats`), the ops and the
 accumulator bound (:mod:`~hwq.golden.ops`, which re-exports convolution from
 :mod:`~hwq.golden.conv`, pooling from :mod:`~hwq.golden.pool`, the residual add from
 :mod:`~hwq.golden.eltwise` and the window geometry from :mod:`~hwq.golden.window`),

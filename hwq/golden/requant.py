@@ -1,6 +1,6 @@
 """Requantization: accumulator -> activation, and float scale -> integer (M, S).
 
-The hardware computes, per output channel ``c`` (DESIGN.md section 3)::
+The hardware computes, per output channel ``c`` (docs/architecture.md)::
 
     y = clamp(((acc + bias[c]) * M[c] + 2**(S[c] - 1)) >> S[c], lo, hi)
 

@@ -215,3 +215,69 @@ def test_weight_layers_of_a_graph_are_in_execution_order():
     assert [n for n, _ in weight_layers(folded)] == [
         "stem_0", "block1_conv1", "block1_conv2", "block2_conv1", "block2_conv2",
         "block2_short_0", "fc"]
+
+
+class _Data:
+    """A small synthetic classification set: labels from a fixed random teacher."""
+
+    def __init__(self, shape: tuple[int, ...], n: int = 96, classes: int = 4) -> None:
+        g = torch.Generator().manual_seed(7)
+        x = torch.rand(n, *shape, generator=g)
+        w = torch.randn(int(np.prod(shape)), classes, generator=g)
+        y = (x.reshape(n, -1) @ w).argmax(1)
+        self.x_train, self.y_train = x[: n * 2 // 3], y[: n * 2 // 3]
+        self.x_test, self.y_test = x[n * 2 // 3:], y[n * 2 // 3:]
+
+
+class SmallResNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU())
+        self.block = BasicBlock(6, 8, stride=2)
+        self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = self.block(self.stem(x))
+        x = x + F.relu6(self.dw(x))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+METHOD_CASES = [
+    ("uniform", 4, {}),
+    ("uniform-qat", 4, {"epochs": 1}),
+    ("inq", 4, {"epochs": 1}),
+    ("slq", 3, {"epochs": 1}),
+    ("mlq", 2, {"epochs": 1}),
+    ("tq", 3.0, {"calib_size": 32, "probes": 2, "grid": 2, "blocks": 4}),
+    ("joint", None, {"compression": 8, "epochs": 1, "finetune_epochs": 1}),
+]
+
+
+@pytest.mark.parametrize("method, bits, options", METHOD_CASES, ids=[c[0] for c in METHOD_CASES])
+def test_every_method_quantizes_a_residual_network(method, bits, options):
+    from hwq.quant.api import quantize
+
+    torch.manual_seed(0)
+    model = _randomize(SmallResNet(), 5)
+    result = quantize(model, method, bits=bits, data=_Data((3, 8, 8)), progress=False,
+                      **options)
+    net = result.network
+    assert result.output_mismatches == 0
+    assert result.fake_quant_accuracy == result.accuracy
+    kinds = [op.kind for op in net.ops]
+    assert kinds.count("add") == 2 and "global_avgpool2d" in kinds
+    depthwise = [op for op in net.weight_ops() if op.kind == "conv2d" and op.groups > 1]
+    assert [op.groups for op in depthwise] == [8]
+    if method == "tq":   # the grouped conv keeps its own weights, and the report says so
+        assert result.info["layers"]["dw"]["transformed"] is False
+    # and the network runs on a core, bit for bit
+    x = golden.quantize_input(result.fake_quant_model._prepare(_Data((3, 8, 8)).x_test).numpy(),
+                              net.input_scale, net.act_bits)
+    pe = {"inq": "shift_add"}.get(method, "multiply" if method in ("slq", "mlq", "joint")
+                                   else "bit_serial")
+    if method == "tq":
+        pe = "bit_serial"
+    config = core_config(net, pe=pe, lanes=4, simd=4)
+    np.testing.assert_array_equal(execute(compile(net, config), x), golden.run(net, x))

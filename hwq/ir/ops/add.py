@@ -4,7 +4,7 @@
 
 ``wa``, ``wb`` are small positive integers (1..:data:`ADD_WEIGHT_MAX`) whose ratio is the
 ratio of the two input scales (chosen by integerization to a stated precision); ``M, S``
-then rescale to the output. This is DESIGN's ``clamp((a*Ma + b*Mb + 2**(S-1)) >> S)`` with
+then rescale to the output. This is the general ``clamp((a*Ma + b*Mb + 2**(S-1)) >> S)`` with
 ``Ma = wa*M`` and ``Mb = wb*M``: the form the core computes exactly on its MAC array and
 requant (a 1x1 :class:`Matmul` over both inputs with the weight ``[wa*I | wb*I]``), on every
 PE type. ``lo = 0`` fuses the ReLU that follows a residual block.
