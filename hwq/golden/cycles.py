@@ -172,3 +172,17 @@ def maxpool_cycles(*, channels: int, out_positions: int, simd: int, taps: int = 
 def flatten_cycles() -> int:
     """Flatten is a relayout the layout compiler folds into the next layer's weights."""
     return 0
+
+
+def bit_ops(weights: np.ndarray) -> int:
+    """One-bits of the weights' codes, each at its narrowest two's complement width.
+
+    >>> bit_ops(np.array([3, -1, 0, 4]))   # 011, 1, -, 0100
+    4
+    """
+    w = np.asarray(weights, dtype=np.int64).ravel()
+    w = w[w != 0]
+    magnitude = np.where(w > 0, w, -w - 1)
+    width = _bit_length(magnitude) + 1                # value bits + the sign bit
+    codes = (w & ((np.int64(1) << width) - 1)).astype(np.uint64)
+    return int(np.bitwise_count(codes).sum())

@@ -407,7 +407,8 @@ def network_cycles(network: QuantizedNetwork, config: CoreConfig) -> list[dict[s
 
     Returns one dict per op: ``name``, ``kind`` (the op kind), ``cycles`` (0 for an op that
     lowers to nothing, such as flatten) and, for matmul layers, ``words`` (micro-ops per
-    group) and ``positions``.
+    group), ``positions``, ``macs`` (products of nonzero weights per inference) and
+    ``bit_ops`` (their one-bits at each weight's narrowest two's complement width).
     """
     plan = _plan(network, config)
     by_op = {layer.op.name: layer for layer in plan.layers}
@@ -423,8 +424,11 @@ def network_cycles(network: QuantizedNetwork, config: CoreConfig) -> list[dict[s
         elif layer is not None:
             words = layer.terms.group_words(config.pe)
             positions = layer.out_chw[1] * layer.out_chw[2]
+            w = layer.prim.weight[layer.prim.weight != 0]
             entry.update(words=words.tolist(), positions=positions,
                          cycles=cyc.matmul_cycles(positions=positions, words=words,
-                                                  lanes=config.lanes, simd=config.simd))
+                                                  lanes=config.lanes, simd=config.simd),
+                         macs=positions * int(w.size),
+                         bit_ops=positions * int(cyc.bit_ops(w)))
         out.append(entry)
     return out
