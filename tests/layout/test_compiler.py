@@ -13,7 +13,7 @@ from hwq.errors import ArtifactError
 from hwq.golden.cycles import OVERHEADS
 from hwq.ir import Conv2d, Flatten, Linear, MaxPool2d, QuantizedNetwork, Requant, WeightSpec
 from hwq.layout import Program, compile, execute
-from hwq.layout.compiler import network_cycles
+from hwq.layout.compiler import core_config, network_cycles
 from hwq.testing import random_inputs, random_network
 
 PE_FORMATS = [("shift_add", "pot"), ("multiply", "int"), ("multiply", "codebook"),
@@ -66,6 +66,40 @@ def test_program_round_trip_equals_golden(case):
     np.testing.assert_array_equal(execute(again, x), expect)
     # the cycle model computed from the network alone agrees with the compiled layers
     model = [c["cycles"] for c in network_cycles(net, config) if c["kind"] != "flatten"]
+    assert model == [layer["cycles"] for layer in program.layers]
+
+
+@st.composite
+def graph_cases(draw):
+    from hwq.testing import GRAPH_BLOCKS
+
+    pe, kind = draw(st.sampled_from(PE_FORMATS))
+    lanes, simd = draw(st.sampled_from(LANES_SIMD))
+    blocks = draw(st.lists(st.sampled_from(GRAPH_BLOCKS), min_size=1, max_size=4))
+    c = draw(st.integers(1, 5))
+    h, w = draw(st.integers(4, 9)), draw(st.integers(4, 9))
+    bits = draw(st.sampled_from([[2], [4], [2, 3, 4], [3, 4]]))
+    return (pe, kind, lanes, simd, blocks, (c, h, w), bits, draw(st.integers(0, 2**32 - 1)),
+            draw(st.booleans()), draw(st.sampled_from([4, 8])))
+
+
+@settings(max_examples=120, deadline=None)
+@given(graph_cases())
+def test_graph_program_equals_golden(case):
+    # forks and residual adds, depthwise and grouped convs, general max and average pools,
+    # odd kernels, strides, padding and dilation; every format (codebooks with the zero
+    # anywhere) on every PE type: the executor equals golden, the cycle model the program
+    from hwq.testing import random_graph_network
+
+    pe, kind, lanes, simd, blocks, shape, bits, seed, per_channel, act_bits = case
+    rng = np.random.default_rng(seed)
+    net = random_graph_network(rng, input_shape=shape, blocks=blocks, kind=kind, bits=bits,
+                               per_channel_bits=per_channel, act_bits=act_bits)
+    config = core_config(net, pe=pe, lanes=lanes, simd=simd)
+    program = compile(net, config)
+    x = random_inputs(rng, net, 2)
+    np.testing.assert_array_equal(execute(program, x), golden.run(net, x))
+    model = [c["cycles"] for c in network_cycles(net, config) if c["cycles"]]
     assert model == [layer["cycles"] for layer in program.layers]
 
 
