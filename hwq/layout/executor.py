@@ -126,6 +126,9 @@ def run_images(config: CoreConfig, images: Mapping[str, np.ndarray],
     for i in range(desc_img.shape[0]):
         d = {k: v[0] for k, v in words.desc.unpack(desc_img[i:i + 1]).items()}
         if d["kind"] == KIND_POOL:
+            if d["kernel_h"] < 1 or d["kernel_w"] < 1:
+                raise ValueError(f"Descriptor {i}: a pool window of {d['kernel_h']}x"
+                                 f"{d['kernel_w']} taps (at least 1x1)")
             _check_disjoint(i, *_pool_words(d))
             _pool(act, d, config.act_bits)
             positions = int(d["out_h"] * d["out_w"])
