@@ -6,11 +6,10 @@ import argparse
 import hashlib
 import json
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from hwq.golden._checks import check_int
 
-PeType = Literal["shift_add", "bit_serial", "multiply"]
 PE_TYPES: tuple[str, ...] = ("shift_add", "bit_serial", "multiply")
 #: How the RTL builds its multipliers (:attr:`CoreConfig.dsp`).
 DSP_KINDS: tuple[str, ...] = ("inferred", "ecp5")

@@ -260,7 +260,7 @@ def _pack(network: QuantizedNetwork, config: CoreConfig, plan: _Plan) -> Program
             if need > config.acc_bits:
                 raise ValueError(f"{op.name}: the accumulator needs {need} bits for this layer, "
                                  f"the core has {config.acc_bits} (raise acc_bits)")
-            img, fields, meta = _matmul_words(op.name, prim, terms, srcs, w, config, words)
+            img, fields, meta = _matmul_image(op.name, prim, terms, srcs, w, config, words)
             prm = _params(prim, config, words)
             w_base, p_base = w_used, p_used
             w_used += img.shape[0]
@@ -315,7 +315,7 @@ def _address_order(srcs: list[Tensor], terms: MatmulTerms) -> tuple[list[Tensor]
                                                                   for j in order])
 
 
-def _matmul_words(name: str, prim: Matmul, terms: MatmulTerms, srcs: list[Tensor], in_w: int,
+def _matmul_image(name: str, prim: Matmul, terms: MatmulTerms, srcs: list[Tensor], in_w: int,
                   config: CoreConfig, words: Any) -> tuple[np.ndarray, dict, dict]:
     """Micro-op image, descriptor fields (fmt, table) and layer facts of one matmul layer."""
     pe, p, s = config.pe, config.lanes, config.simd
