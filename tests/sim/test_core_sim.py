@@ -65,6 +65,22 @@ def test_codebook_whose_zero_is_not_entry_0_on_the_core():
     assert sim.cycle_model_mismatches() == []
 
 
+@pytest.mark.sim
+def test_a_requant_product_beyond_64_bits_on_the_core():
+    # 48-bit accumulators, 24-bit M: golden, the executor and the core give the same values
+    from hwq.layout import execute
+    from tests.layout.test_executor import wide_requant_inputs, wide_requant_network
+
+    net, config = wide_requant_network()
+    program = compile_network(net, config)
+    x = wide_requant_inputs()
+    want = golden.run(net, x)
+    np.testing.assert_array_equal(execute(program, x), want)
+    sim = simulate(program, None, x, progress=False)
+    np.testing.assert_array_equal(sim.outputs, want)
+    assert sim.cycle_model_mismatches() == []
+
+
 def _hwq(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "hwq.cli", *args], capture_output=True,
                           text=True, timeout=900)
