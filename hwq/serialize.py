@@ -134,6 +134,19 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def parse_json(text: bytes | str, source: str, what: str) -> Any:
+    """``json.loads`` for an artifact's header: any failure is one :class:`ArtifactError`
+    line naming ``source`` and ``what`` (invalid UTF-8 or JSON, or nesting too deep for
+    Python's parser)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ArtifactError(f"{source}: corrupted {what} (JSON nested deeper than Python's "
+                            "parser allows)") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, TypeError) as exc:
+        raise ArtifactError(f"{source}: corrupted {what} ({exc})") from None
+
+
 def load(path: str | os.PathLike) -> QuantizedNetwork:
     """Read and fully validate a network written by :func:`save`."""
     path = Path(path)
@@ -151,10 +164,7 @@ def _header_metadata(data: bytes, source: str) -> dict[str, str]:
                             "8-byte length)")
     if n > len(data) - 8:
         raise ArtifactError(f"{source}: truncated (header of {n} bytes, file of {len(data)})")
-    try:
-        header = json.loads(data[8 : 8 + n])
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ArtifactError(f"{source}: corrupted safetensors header ({exc})") from None
+    header = parse_json(data[8 : 8 + n], source, "safetensors header")
     meta = header.get("__metadata__") if isinstance(header, dict) else None
     if not isinstance(meta, dict) or "hwq" not in meta:
         raise ArtifactError(f"{source}: not an hwq network (no 'hwq' manifest in the metadata)")
@@ -164,10 +174,7 @@ def _header_metadata(data: bytes, source: str) -> dict[str, str]:
 def from_bytes(data: bytes, *, source: str = "<bytes>") -> QuantizedNetwork:
     """Inverse of :func:`to_bytes`, with every check of :func:`load`."""
     meta = _header_metadata(data, source)
-    try:
-        manifest = json.loads(meta["hwq"])
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{source}: corrupted manifest ({exc})") from None
+    manifest = parse_json(meta["hwq"], source, "manifest")
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ArtifactError(f"{source}: not an hwq network (format "
                             f"{manifest.get('format') if isinstance(manifest, dict) else None!r})")

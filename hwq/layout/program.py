@@ -32,7 +32,7 @@ from hwq import __version__
 from hwq.config import CoreConfig
 from hwq.errors import ArtifactError
 from hwq.layout.words import CoreWords, core_words
-from hwq.serialize import atomic_write
+from hwq.serialize import atomic_write, parse_json
 
 MAGIC = b"HWQPROG\0"
 FORMAT = "hwq.Program"
@@ -167,8 +167,8 @@ class Program:
         if zlib.crc32(data[:-4]) != crc:
             raise ArtifactError(f"{source}: CRC mismatch (the Program is truncated or corrupted)")
         start = len(MAGIC) + 8
+        header = parse_json(data[start:start + hlen], source, "Program header")
         try:
-            header = json.loads(data[start:start + hlen])
             config = CoreConfig.from_dict(header["config"])
         except (ValueError, KeyError, TypeError) as exc:
             raise ArtifactError(f"{source}: corrupted Program header ({exc})") from None

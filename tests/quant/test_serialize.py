@@ -283,6 +283,28 @@ def test_corrupted_manifest_json(saved):
     assert _load_error(saved).startswith("corrupted manifest (")
 
 
+def _edit_safetensors_header(path: Path, edit) -> None:
+    """Rewrite the raw safetensors header of ``path`` (JSON object -> JSON text), data kept."""
+    data = path.read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    text = edit(json.loads(data[8 : 8 + n]))
+    head = text.encode() if isinstance(text, str) else text
+    path.write_bytes(len(head).to_bytes(8, "little") + head + data[8 + n :])
+
+
+@pytest.mark.parametrize("where", ["header", "manifest"])
+def test_deeply_nested_json_is_an_artifact_error(saved, where):
+    deep = "[" * 200_000
+    if where == "header":
+        _edit_safetensors_header(saved, lambda header: '{"a": ' + deep)
+        expect = "corrupted safetensors header (JSON nested deeper than Python's parser allows)"
+    else:
+        data = saved.read_bytes()
+        saved.write_bytes(st_save(dict(st_load(data)), metadata={"hwq": deep}))
+        expect = "corrupted manifest (JSON nested deeper than Python's parser allows)"
+    assert _load_error(saved) == expect
+
+
 def test_missing_file_is_not_an_artifact_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="No network file at"):
         load(tmp_path / "nothing.safetensors")
