@@ -37,6 +37,8 @@ FORMAT_VERSION = 1
 #: no change to the header goes unnoticed.
 MANIFEST_DIGEST = "manifest_sha256"
 _OPS = {"conv2d": Conv2d, "linear": Linear, "maxpool2d": MaxPool2d, "flatten": Flatten}
+#: safetensors dtypes of the tensors a network holds (what :func:`_compact` writes).
+TENSOR_DTYPES = ("I8", "I16", "I32", "I64")
 
 
 def _compact(a: np.ndarray) -> np.ndarray:
@@ -168,6 +170,11 @@ def _header_metadata(data: bytes, source: str) -> dict[str, str]:
     meta = header.get("__metadata__") if isinstance(header, dict) else None
     if not isinstance(meta, dict) or "hwq" not in meta:
         raise ArtifactError(f"{source}: not an hwq network (no 'hwq' manifest in the metadata)")
+    for key, entry in header.items():
+        dtype = entry.get("dtype") if isinstance(entry, dict) else None
+        if key != "__metadata__" and dtype not in TENSOR_DTYPES:
+            raise ArtifactError(f"{source}: tensor {key!r} has dtype {dtype!r}; an hwq network "
+                                f"holds only {', '.join(TENSOR_DTYPES)} tensors")
     return meta
 
 

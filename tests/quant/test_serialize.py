@@ -292,6 +292,28 @@ def _edit_safetensors_header(path: Path, edit) -> None:
     path.write_bytes(len(head).to_bytes(8, "little") + head + data[8 + n :])
 
 
+@pytest.mark.parametrize("old, new", [("I8", "F8_E5M2"), ("I8", "U8"), ("I8", "BOOL"),
+                                      ("I16", "BF16"), ("I16", "F16"), ("I32", "F32"),
+                                      ("I64", "U64")])
+def test_a_tensor_dtype_swapped_for_another_of_its_size(saved, old, new):
+    # the data offsets still fit: safetensors itself accepts the file
+    key = ""
+
+    def swap(header):
+        nonlocal key
+        key = next(k for k, v in sorted(header.items()) if k != "__metadata__"
+                   and v["dtype"] == old)
+        header[key]["dtype"] = new
+        return json.dumps(header)
+
+    if old == "I64":  # the digits network has no int64 tensor: make one
+        _rewrite(saved, tensors=lambda ts: ts.update({"ops.0.bias": ts["ops.0.bias"]
+                                                      .astype(np.int64)}))
+    _edit_safetensors_header(saved, swap)
+    assert _load_error(saved) == (f"tensor {key!r} has dtype {new!r}; an hwq network holds "
+                                  "only I8, I16, I32, I64 tensors")
+
+
 @pytest.mark.parametrize("where", ["header", "manifest"])
 def test_deeply_nested_json_is_an_artifact_error(saved, where):
     deep = "[" * 200_000
