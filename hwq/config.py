@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar, Literal
 
 from hwq.golden._checks import check_int
@@ -72,21 +72,34 @@ class CoreConfig:
     WEIGHT_BITS: ClassVar[dict[str, tuple[int, int]]] = {
         "shift_add": (2, 7), "bit_serial": (2, 8), "multiply": (2, 8),
     }
+    #: Integer fields: what a message calls them and their range (``weight_bits``: per PE,
+    #: :attr:`WEIGHT_BITS`).
+    INT_FIELDS: ClassVar[dict[str, tuple[str, int, int]]] = {
+        "lanes": ("Lanes", 1, 256),
+        "simd": ("SIMD width", 1, 256),
+        "act_bits": ("Activation bit width", 2, 16),
+        "weight_bits": ("Weight bit width", 2, 8),
+        "acc_bits": ("Accumulator bit width", 8, 48),
+        "table_bits": ("Codebook table entry bit width", 2, 8),
+        "act_depth": ("Activation buffer depth", 16, 1 << 20),
+        "weight_depth": ("Weight memory depth", 16, 1 << 22),
+        "param_depth": ("Parameter memory depth", 16, 1 << 20),
+        "desc_depth": ("Descriptor memory depth", 2, 1024),
+    }
+
+    def int_range(self, name: str) -> tuple[int, int]:
+        """Allowed range of integer field ``name`` (``weight_bits`` depends on the PE)."""
+        if name == "weight_bits" and self.pe in PE_TYPES:
+            return self.WEIGHT_BITS[self.pe]
+        return self.INT_FIELDS[name][1:]
 
     def __post_init__(self) -> None:
         if self.pe not in PE_TYPES:
             raise ValueError(f"PE type must be one of {', '.join(PE_TYPES)}, not {self.pe!r}")
-        check_int(self.lanes, "Lanes", 1, 256)
-        check_int(self.simd, "SIMD width", 1, 256)
-        check_int(self.act_bits, "Activation bit width", 2, 16)
-        check_int(self.weight_bits, f"Weight bit width for the {self.pe} PE",
-                  *self.WEIGHT_BITS[self.pe])
-        check_int(self.acc_bits, "Accumulator bit width", 8, 48)
-        check_int(self.table_bits, "Codebook table entry bit width", 2, 8)
-        check_int(self.act_depth, "Activation buffer depth", 16, 1 << 20)
-        check_int(self.weight_depth, "Weight memory depth", 16, 1 << 22)
-        check_int(self.param_depth, "Parameter memory depth", 16, 1 << 20)
-        check_int(self.desc_depth, "Descriptor memory depth", 2, 1024)
+        for name, (label, _, _) in self.INT_FIELDS.items():
+            if name == "weight_bits":
+                label = f"Weight bit width for the {self.pe} PE"
+            check_int(getattr(self, name), label, *self.int_range(name))
         if self.dsp not in DSP_KINDS:
             raise ValueError(f"DSP kind must be one of {', '.join(DSP_KINDS)}, not {self.dsp!r}")
         if max(self.lanes, self.simd) % min(self.lanes, self.simd):
@@ -105,7 +118,7 @@ class CoreConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CoreConfig:
-        known = set(cls.__dataclass_fields__)
+        known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"Unknown core config field(s) {unknown}; allowed: {sorted(known)}")
@@ -124,8 +137,7 @@ class CoreConfig:
 
 
 #: Integer fields of :class:`CoreConfig` offered as ``--lanes``, ``--act-bits``, ... options.
-CLI_FIELDS = ("lanes", "simd", "act_bits", "weight_bits", "acc_bits", "table_bits",
-              "act_depth", "weight_depth", "param_depth", "desc_depth")
+CLI_FIELDS = tuple(CoreConfig.INT_FIELDS)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
