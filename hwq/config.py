@@ -53,7 +53,8 @@ class CoreConfig:
         :meth:`fingerprint`: a program runs the same on either.
 
     ``lanes`` and ``simd`` must divide one another (``max % min == 0``) so that a group of
-    ``lanes`` outputs fills whole activation words or a whole fraction of one.
+    ``lanes`` outputs fills whole activation words or a whole fraction of one. Integer fields
+    take any integer type (NumPy's too) and hold Python ints.
     """
 
     pe: str
@@ -96,12 +97,16 @@ class CoreConfig:
     def __post_init__(self) -> None:
         if self.pe not in PE_TYPES:
             raise ValueError(f"PE type must be one of {', '.join(PE_TYPES)}, not {self.pe!r}")
+        object.__setattr__(self, "pe", str(self.pe))
         for name, (label, _, _) in self.INT_FIELDS.items():
             if name == "weight_bits":
                 label = f"Weight bit width for the {self.pe} PE"
-            check_int(getattr(self, name), label, *self.int_range(name))
+            # NumPy integers become Python ints (JSON, the fingerprint)
+            object.__setattr__(self, name, check_int(getattr(self, name), label,
+                                                     *self.int_range(name)))
         if self.dsp not in DSP_KINDS:
             raise ValueError(f"DSP kind must be one of {', '.join(DSP_KINDS)}, not {self.dsp!r}")
+        object.__setattr__(self, "dsp", str(self.dsp))
         if max(self.lanes, self.simd) % min(self.lanes, self.simd):
             raise ValueError(
                 "Lanes and SIMD width must divide one another, not "

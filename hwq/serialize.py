@@ -58,6 +58,8 @@ def _digest(a: np.ndarray) -> str:
 
 def to_bytes(network: QuantizedNetwork) -> bytes:
     """The safetensors bytes of ``network`` (what :func:`save` writes)."""
+    if not isinstance(network, QuantizedNetwork):
+        raise TypeError(f"Network must be a hwq.ir.QuantizedNetwork, not {type(network).__name__}")
     network.validate()
     tensors: dict[str, np.ndarray] = {}
     ops: list[dict[str, Any]] = []

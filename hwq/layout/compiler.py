@@ -83,6 +83,9 @@ def compile(network: QuantizedNetwork, config: CoreConfig) -> Program:  # noqa: 
     if not isinstance(config, CoreConfig):
         raise TypeError(f"Config must be a CoreConfig, not {type(config).__name__}")
     network.validate()
+    if network.act_bits > config.act_bits:
+        raise ValueError(f"Network activations of {network.act_bits} bits are wider than the "
+                         f"core's {config.act_bits}-bit activations (act_bits)")
     words = core_words(config)
     s = config.simd
 

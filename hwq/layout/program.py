@@ -396,6 +396,8 @@ def _pack_tensor(program: Program, t: Tensor, x: object, what: str) -> np.ndarra
     if xa.dtype.kind not in "iu":
         raise TypeError(f"{what} must be an integer array, not dtype {xa.dtype}")
     xa = xa.astype(np.int64)
+    if xa.ndim == 0 or xa.shape[0] == 0:
+        raise ValueError(f"{what} must hold at least one sample (N >= 1), not shape {xa.shape}")
     if xa.shape[1:] != t.shape:
         raise ValueError(f"{what} must have shape (N, {', '.join(map(str, t.shape))}), "
                          f"not {xa.shape}")

@@ -168,3 +168,23 @@ def test_header_must_be_an_object(program, tmp_path):
         "Program header (the JSON text) must be a JSON object, not [1, 2]")
     assert load_error(tmp_path, with_header(program, '{"format": "hwq.QuantizedNetwork"}')) == (
         "not an hwq Program (format 'hwq.QuantizedNetwork')")
+
+
+def test_numpy_integers_in_a_config_become_python_ints():
+    config = CoreConfig(pe=np.str_("multiply"), lanes=np.int64(4), simd=np.uint8(4),
+                        act_bits=np.int32(8), act_depth=np.int64(4096))
+    assert all(type(getattr(config, name)) is int for name in CoreConfig.INT_FIELDS)
+    assert type(config.pe) is str
+    plain = CoreConfig(pe="multiply", lanes=4, simd=4)
+    assert config == plain and config.fingerprint() == plain.fingerprint()
+    net = random_network(np.random.default_rng(2), kind="codebook", bits=3)
+    assert compile(net, config).to_bytes() == compile(net, plain).to_bytes()
+
+
+def test_pack_input_needs_at_least_one_sample(program):
+    from hwq.layout import execute
+
+    with pytest.raises(ValueError) as info:
+        execute(program, np.zeros((0, 3, 8, 8), np.int64))
+    assert str(info.value) == ("Network input must hold at least one sample (N >= 1), not shape "
+                               "(0, 3, 8, 8)")

@@ -327,6 +327,15 @@ def test_deeply_nested_json_is_an_artifact_error(saved, where):
     assert _load_error(saved) == expect
 
 
+@pytest.mark.parametrize("network", [None, "net", {"ops": []}])
+def test_save_refuses_what_is_not_a_network(tmp_path, network):
+    with pytest.raises(TypeError) as info:
+        save(network, tmp_path / "n.safetensors")
+    assert str(info.value) == ("Network must be a hwq.ir.QuantizedNetwork, not "
+                               f"{type(network).__name__}")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_missing_file_is_not_an_artifact_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="No network file at"):
         load(tmp_path / "nothing.safetensors")

@@ -79,6 +79,7 @@ def test_a_requant_product_beyond_64_bits_on_the_core():
     sim = simulate(program, None, x, progress=False)
     np.testing.assert_array_equal(sim.outputs, want)
     assert sim.cycle_model_mismatches() == []
+    assert sim.free_run_cycles_per_s is None  # the speed check is opt-in
 
 
 def _hwq(*args: str) -> subprocess.CompletedProcess:
@@ -87,7 +88,7 @@ def _hwq(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_flow_cli_bit_for_bit():
-    proc = _hwq("flow", "--limit", "12", "--json", "--no-progress")
+    proc = _hwq("flow", "--limit", "12", "--json", "--no-progress", "--free-run")
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout)
     assert report["ok"] is True
@@ -112,6 +113,7 @@ def test_sim_cli_on_a_saved_network(tmp_path):
     report = json.loads(proc.stdout)
     assert report["mismatches"] == 0 and report["cycle_model_mismatches"] == []
     assert report["core"]["pe"] == "shift_add"
+    assert report["free_run_cycles_per_s"] is None  # no --free-run
     x = np.random.default_rng(0).integers(-128, 128, size=(3, 3, 8, 8))
     assert report["outputs"] == golden.run(net, x).tolist()
 
