@@ -24,6 +24,8 @@ from hwq.layout import regmap
 from hwq.layout.program import IMAGES, Program
 from hwq.layout.words import core_words
 from hwq.rtl.core import Core
+from hwq.rtl.dsp import sim_models
+from hwq.rtl.lint import waiver_file
 from hwq.serialize import atomic_write
 
 __all__ = ["TOP", "cached_generate", "generate", "write"]
@@ -129,14 +131,19 @@ def cached_generate(config: CoreConfig, *, cache_dir: str | Path | None = None) 
 
 def write(config: CoreConfig, folder: str | Path, *, program: Program | None = None,
           readmemh: bool = False) -> dict[str, Any]:
-    """Write ``hwq_core.v``, ``hwq_regs.md``, ``hwq_regs.py`` and ``hwq_config.json``.
+    """Write ``hwq_core.v``, ``hwq_core.vlt``, ``hwq_regs.md``, ``hwq_regs.py`` and
+    ``hwq_config.json``.
 
-    With ``readmemh`` also the program's ``hwq_<memory>.hex`` files. Returns a summary
-    (paths, config, fingerprint, word widths).
+    ``hwq_core.vlt`` holds the Verilator lint waivers of the generated code
+    (:data:`hwq.rtl.lint.WAIVERS`): ``verilator --lint-only -Wall hwq_core.v hwq_core.vlt``
+    is clean. With ``dsp="ecp5"`` also the MULT18X18D model a simulator or linter needs
+    (:func:`hwq.rtl.dsp.sim_models`). With ``readmemh`` also the program's
+    ``hwq_<memory>.hex`` files. Returns a summary (paths, config, fingerprint, word widths).
     """
     folder = Path(folder)
     verilog = generate(config, program=program, readmemh=readmemh)
-    paths = {"verilog": folder / f"{TOP}.v", "registers": folder / "hwq_regs.md",
+    paths = {"verilog": folder / f"{TOP}.v", "waivers": folder / f"{TOP}.vlt",
+             "registers": folder / "hwq_regs.md",
              "constants": folder / "hwq_regs.py", "config": folder / "hwq_config.json"}
     words = core_words(config)
     widths = {name: {"bits": lay.width, "chunks": lay.chunks}
@@ -144,6 +151,10 @@ def write(config: CoreConfig, folder: str | Path, *, program: Program | None = N
     config_doc = {"config": config.to_dict(), "fingerprint": config.fingerprint(),
                   "top": TOP, "words": widths, "register_map_version": regmap.version_word()}
     atomic_write(paths["verilog"], verilog.encode())
+    atomic_write(paths["waivers"], waiver_file(paths["verilog"].name).encode())
+    for name, text in sim_models(verilog).items():
+        paths["sim_model"] = folder / name
+        atomic_write(paths["sim_model"], text.encode())
     atomic_write(paths["registers"], ("# hwq_core registers\n\n" + regmap.markdown()).encode())
     atomic_write(paths["constants"], regmap.python_constants().encode())
     atomic_write(paths["config"], (json.dumps(config_doc, indent=2) + "\n").encode())
