@@ -39,6 +39,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from hwq.serialize import umask
 from hwq.workloads.train import evaluate, fit
 
 __all__ = [
@@ -421,7 +422,7 @@ def _save(path: Path, model: nn.Module, key: str, accuracy: float, seed: int) ->
     os.close(fd)
     try:
         save_file(state, tmp, metadata=metadata)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0o600; the cache may be shared (HWQ_CACHE_DIR)
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp creates 0o600; the cache may be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -391,3 +391,19 @@ def test_successful_write_replaces_the_target(digits_network, tmp_path):
     assert [p.name for p in target.parent.iterdir()] == ["net.safetensors"]
     assert target.read_bytes() == to_bytes(digits_network)
     _assert_same_network(load(target), digits_network)
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_written_files_get_the_umask_permissions(digits_network, tmp_path, mask, mode):
+    import stat
+
+    from hwq.serialize import atomic_write
+
+    old = os.umask(mask)
+    try:
+        save(digits_network, tmp_path / "net.safetensors")
+        atomic_write(tmp_path / "sub" / "x.json", b"{}")
+    finally:
+        os.umask(old)
+    for path in (tmp_path / "net.safetensors", tmp_path / "sub" / "x.json"):
+        assert stat.S_IMODE(path.stat().st_mode) == mode
