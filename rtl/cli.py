@@ -37,11 +37,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hwq.cli import emit
+    from hwq.cli import check_output, emit
     from hwq.layout.program import Program
-    from hwq.rtl.generate import write
+    from hwq.rtl.generate import check_buildable, write
 
     config = config_from_arguments(args)
+    if args.readmemh and not args.program:
+        raise ValueError("--readmemh applies with --program (the images the files hold)")
+    check_output(args.output, "-o/--output", folder=True)
+    check_buildable(config)
     program = None
     if args.program:
         program = Program.load(args.program)

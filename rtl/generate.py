@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from importlib import metadata
 from pathlib import Path
@@ -28,7 +29,7 @@ from hwq.rtl.dsp import sim_models
 from hwq.rtl.lint import waiver_file
 from hwq.serialize import atomic_write
 
-__all__ = ["TOP", "cached_generate", "generate", "write"]
+__all__ = ["TOP", "cached_generate", "check_buildable", "generate", "generation_bytes", "write"]
 
 #: Name of the top module (and of its file, ``hwq_core.v``).
 TOP = "hwq_core"
@@ -70,6 +71,48 @@ def _memory_init(verilog: str, readmemh: dict[str, str]) -> str:
     return pattern.sub(repl, verilog)
 
 
+#: Peak memory of :func:`generate`: a base plus so much per bit of the core's memories
+#: (Amaranth's elaboration holds every memory word; measured with amaranth 0.5 / yowasp
+#: Yosys 0.5x: 2x2 multiply core with 1.1 / 2.0 / 3.8 Mbit of memories 161 / 272 / 519 MB,
+#: 8x8 with 5.6 / 10.4 Mbit 671 / 1272 MB; time grows faster, 48 s at 10.4 Mbit).
+GENERATION_BASE_BYTES = 64 << 20
+GENERATION_BYTES_PER_BIT = 128
+
+
+def generation_bytes(config: CoreConfig) -> int:
+    """Estimated peak memory (bytes) of generating the Verilog of ``config``."""
+    words = core_words(config)
+    bits = sum(getattr(config, f"{name}_depth") * lay.width for name, lay in words.memories.items())
+    return GENERATION_BASE_BYTES + GENERATION_BYTES_PER_BIT * bits
+
+
+def check_buildable(config: CoreConfig, memory_bytes: int | None = None) -> None:
+    """Refuse, before elaborating, a core whose generation would not fit this machine's memory.
+
+    ``memory_bytes``: the memory to fit (default: the physical memory).
+
+    Raises
+    ------
+    ValueError
+        naming the estimate, the memory available and the largest memory (depth x width).
+    """
+    if memory_bytes is None:
+        memory_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    need = generation_bytes(config)
+    if need <= memory_bytes:
+        return
+    words = core_words(config)
+    sizes = {name: getattr(config, f"{name}_depth") * lay.width
+             for name, lay in words.memories.items()}
+    big = max(sizes, key=sizes.get)
+    raise ValueError(
+        f"Core memories of {sum(sizes.values()) / 1e6:.1f} Mbit need about {need / 2**30:.1f} "
+        f"GiB to generate ({GENERATION_BYTES_PER_BIT} bytes per memory bit), more than this "
+        f"machine's {memory_bytes / 2**30:.1f} GiB; the largest is the {big} memory, "
+        f"{big}_depth {getattr(config, f'{big}_depth')} x {words.memories[big].width} bits: "
+        "lower the depths")
+
+
 def generate(config: CoreConfig, *, program: Program | None = None,
              readmemh: bool = False) -> str:
     """Verilog of the core ``hwq_core`` for ``config``.
@@ -84,6 +127,7 @@ def generate(config: CoreConfig, *, program: Program | None = None,
     """
     if not isinstance(config, CoreConfig):
         raise TypeError(f"Config must be a CoreConfig, not {config!r}")
+    check_buildable(config)
     if readmemh and program is None:
         raise ValueError("readmemh=True needs a program whose images the files hold")
     core = Core(config=config, program=program)

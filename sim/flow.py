@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from hwq.config import DSP_KINDS, PE_TYPES, CoreConfig
+from hwq.config import DSP_KINDS, PE_TYPES, CoreConfig, integer
 
 #: Default quantization method per PE type: a format that PE takes (bit_serial: INT weights,
 #: whose cycles scale with their 4 bits; codebook tables hold 8-bit entries, 8 planes).
@@ -29,18 +29,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", default=None,
                         help="quantization method (default: inq for shift_add, "
                              "uniform-qat for bit_serial, slq for multiply)")
-    parser.add_argument("--bits", type=int, default=4, help="weight bits (default 4)")
+    parser.add_argument("--bits", type=float, default=None,
+                        help="weight bits (default 4; the method's range)")
     parser.add_argument("--network", type=Path, default=None,
-                        help="run this quantized network (.safetensors) instead of quantizing")
+                        help="run this quantized network (.safetensors) instead of quantizing "
+                             "(then --method, --bits and --seed do not apply)")
     parser.add_argument("--pe", default="shift_add", choices=PE_TYPES,
                         help="PE type of the core (default shift_add)")
-    parser.add_argument("--lanes", type=int, default=8, help="output channels in parallel")
-    parser.add_argument("--simd", type=int, default=8, help="inputs per lane per cycle")
+    parser.add_argument("--lanes", type=integer(*CoreConfig.INT_FIELDS["lanes"][1:]), default=8,
+                        help="output channels in parallel (default 8)")
+    parser.add_argument("--simd", type=integer(*CoreConfig.INT_FIELDS["simd"][1:]), default=8,
+                        help="inputs per lane per cycle (default 8)")
     parser.add_argument("--dsp", choices=DSP_KINDS, default="inferred",
                         help="multipliers: inferred, or ecp5 MULT18X18D blocks (default inferred)")
-    parser.add_argument("--limit", type=int, default=None, metavar="N",
+    parser.add_argument("--limit", type=integer(1), default=None, metavar="N",
                         help="only the first N test images (default: all 540)")
-    parser.add_argument("--seed", type=int, default=0, help="quantization seed")
+    parser.add_argument("--seed", type=integer(0), default=None,
+                        help="quantization seed (default 0)")
     parser.add_argument("--waves", nargs="?", const="vcd", default=None, choices=["vcd", "fst"],
                         help="record a waveform of the simulation (vcd, or fst)")
     parser.add_argument("--report", action="store_true",
@@ -59,11 +64,21 @@ def _say(args: argparse.Namespace, text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hwq.cli import emit
+    from hwq.cli import check_output, emit
 
+    if args.network is not None:
+        given = [f"--{name}" for name in ("method", "bits", "seed")
+                 if getattr(args, name) is not None]
+        if given:
+            verb = "applies" if len(given) == 1 else "apply"
+            raise ValueError(f"{' and '.join(given)} {verb} when quantizing, not with --network "
+                             f"{args.network}")
+    if args.cache_dir is not None:
+        check_output(args.cache_dir, "--cache-dir", folder=True)
     report = flow(
-        method=args.method, bits=args.bits, network_path=args.network, pe=args.pe,
-        lanes=args.lanes, simd=args.simd, dsp=args.dsp, limit=args.limit, seed=args.seed,
+        method=args.method, bits=4 if args.bits is None else args.bits,
+        network_path=args.network, pe=args.pe, lanes=args.lanes, simd=args.simd, dsp=args.dsp,
+        limit=args.limit, seed=args.seed or 0,
         waves=args.waves, free_run=args.free_run,
         progress=not args.no_progress, cache_dir=args.cache_dir,
         log=lambda text: _say(args, text),
@@ -109,7 +124,7 @@ def _network_ops(network) -> tuple[int, int]:
 def flow(
     *,
     method: str | None = None,
-    bits: int = 4,
+    bits: int | float = 4,
     network_path: Path | None = None,
     pe: str = "shift_add",
     lanes: int = 8,
@@ -128,6 +143,7 @@ def flow(
     from hwq.layout.compiler import compile as compile_network
     from hwq.layout.compiler import core_config
     from hwq.quant.api import quantize
+    from hwq.quant.methods import get_method
     from hwq.sim import simulate
     from hwq.workloads import digits
 
@@ -135,6 +151,11 @@ def flow(
         raise ValueError(f"PE type must be one of {', '.join(PE_TYPES)}, not {pe!r}")
     if limit is not None and not 1 <= limit <= digits.TEST_SIZE:
         raise ValueError(f"--limit must be in 1..{digits.TEST_SIZE}, not {limit}")
+    if network_path is None:  # the method and its bits, before the model and the training
+        method_name = method or DEFAULT_METHOD[pe]
+        bits = get_method(method_name).check_bits(method_name, bits)
+    elif not Path(network_path).is_file():
+        raise FileNotFoundError(f"No network file at {network_path}")
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     data = digits.load_data()

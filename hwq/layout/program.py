@@ -213,9 +213,11 @@ class Program:
     def check_config(self, config: CoreConfig) -> None:
         """Raise ``ValueError`` unless this Program was built for ``config``."""
         if config.fingerprint() != self.fingerprint:
-            raise ValueError(f"Program was built for core {self.fingerprint} "
-                             f"({self.config.pe}, lanes {self.config.lanes}, simd "
-                             f"{self.config.simd}), not for core {config.fingerprint()}")
+            mine, theirs = self.config.to_dict(), config.to_dict()
+            differ = ", ".join(f"{k} {mine[k]!r} (the core has {theirs[k]!r})"
+                               for k in mine if k != "dsp" and mine[k] != theirs[k])
+            raise ValueError(f"Program was built for core {self.fingerprint}, not for core "
+                             f"{config.fingerprint()}: it needs {differ}")
 
     # ---------------------------------------------------------------- $readmemh
     def readmemh(self) -> dict[str, str]:

@@ -120,7 +120,8 @@ def test_sim_cli_on_a_saved_network(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (("sim", "/nonexistent.safetensors"), "No network file at /nonexistent.safetensors"),
-    (("flow", "--limit", "0"), "--limit must be in 1..540, not 0"),
+    (("flow", "--limit", "0"), "argument --limit: must be an integer >= 1, not '0'"),
+    (("flow", "--limit", "541"), "--limit must be in 1..540, not 541"),
     (("flow", "--pe", "fpu"), "invalid choice: 'fpu'"),
 ])
 def test_cli_bad_usage(args, message):
