@@ -153,7 +153,15 @@ def flow(
         raise ValueError(f"--limit must be in 1..{digits.TEST_SIZE}, not {limit}")
     if network_path is None:  # the method and its bits, before the model and the training
         method_name = method or DEFAULT_METHOD[pe]
-        bits = get_method(method_name).check_bits(method_name, bits)
+        spec = get_method(method_name)
+        if spec.bits_optional:  # joint: a size budget, which flow has no option for
+            raise ValueError(f"Method {method_name!r} needs a size budget, which hwq flow does "
+                             "not take: quantize with hwq quantize, then hwq flow --network")
+        bits = spec.check_bits(method_name, bits)
+        takes = CoreConfig(pe=pe).formats
+        if spec.weights not in takes:
+            raise ValueError(f"Method {method_name!r} gives {spec.weights.upper()} weights; the "
+                             f"{pe} PE takes {' and '.join(f.upper() for f in takes)}")
     elif not Path(network_path).is_file():
         raise FileNotFoundError(f"No network file at {network_path}")
     t_start = time.perf_counter()

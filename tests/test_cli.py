@@ -174,6 +174,13 @@ def test_check_output(tmp_path):
     (["flow", "--bits", "99"], "hwq flow: error: Method 'inq' takes --bits 2..7, not 99"),
     (["flow", "--seed", "-1"], "hwq flow: error: argument --seed: must be an integer >= 0, "
      "not '-1' (see hwq flow --help)"),
+    (["flow", "--pe", "shift_add", "--method", "uniform"], "hwq flow: error: Method 'uniform' "
+     "gives INT weights; the shift_add PE takes POT"),
+    (["flow", "--pe", "multiply", "--method", "inq"], "hwq flow: error: Method 'inq' gives POT "
+     "weights; the multiply PE takes INT and CODEBOOK"),
+    (["flow", "--pe", "bit_serial", "--method", "joint"], "hwq flow: error: Method 'joint' needs "
+     "a size budget, which hwq flow does not take: quantize with hwq quantize, then hwq flow "
+     "--network"),
     (["report", "--pe", "multiply", "--freq", "nan"], "hwq report: error: argument --freq: must "
      "be a positive number of MHz, not 'nan' (see hwq report --help)"),
     (["report", "--pe", "multiply", "--freq", "-5"], "hwq report: error: argument --freq: must "
