@@ -41,7 +41,7 @@ class SimResult:
     load_seconds: float
     infer_seconds: float
     infer_cycles: int               # simulated cycles of the inference phase (bus + compute)
-    free_run_cycles_per_s: float    # same build, Python idle, one Timer
+    free_run_cycles_per_s: float | None  # same build, Python idle, one Timer (free_run=True)
     verilog_lines: int
     test_dir: str | None = None
     waves_file: str | None = None
@@ -66,6 +66,7 @@ def simulate(
     progress: bool = True,
     cache_dir: str | Path | None = None,
     timeout_s: float | None = None,
+    free_run: bool = False,
 ) -> SimResult:
     """Run ``inputs`` (``(N, *input_shape)`` integers) through the simulated core.
 
@@ -80,6 +81,10 @@ def simulate(
         zlib headers, ``"vcd"`` works everywhere.
     progress : bool
         a progress bar on stderr.
+    free_run : bool
+        after the inputs, also time the same build running :data:`hwq.sim.core_tb.FREE_RUN_CYCLES`
+        cycles with Python idle (``result.free_run_cycles_per_s``, else ``None``): the speed
+        the host-runtime overhead is measured against.
     """
     from hwq.layout.compiler import compile as compile_network
     from hwq.rtl.dsp import write_sim_models
@@ -124,7 +129,8 @@ def simulate(
         def target() -> None:
             try:
                 result_box["result"] = sim_build.run_tests(
-                    build, "hwq.sim.core_tb", extra_env={"HWQ_SIM_JOB": str(job)},
+                    build, "hwq.sim.core_tb",
+                    extra_env={"HWQ_SIM_JOB": str(job), "HWQ_SIM_FREE_RUN": str(int(free_run))},
                     waves=bool(waves), timeout=timeout_s,
                     test_dir=job / "run" if waves else None)
             except BaseException as exc:  # re-raised in the caller's thread
@@ -157,7 +163,8 @@ def simulate(
             load_seconds=float(r["load_seconds"]),
             infer_seconds=float(r["infer_seconds"]),
             infer_cycles=int(r["infer_cycles"]),
-            free_run_cycles_per_s=float(r["free_run_cycles"]) / float(r["free_run_seconds"]),
+            free_run_cycles_per_s=(float(r["free_run_cycles"]) / float(r["free_run_seconds"])
+                                   if free_run else None),
             verilog_lines=verilog.count("\n"),
             waves_file=waves_file,
         )

@@ -30,3 +30,15 @@ def test_parts_import_under_one_namespace():
     assert Path(importlib.import_module("hwq.rtl").__file__).parent.name == "rtl"
     assert Path(importlib.import_module("hwq.sim").__file__).parent.name == "sim"
     assert Path(importlib.import_module("hwq.host").__file__).parent.name == "host"
+
+
+def test_public_names():
+    from hwq.layout import compiler, core_config
+    from hwq.sim import SimResult, simulate
+    from hwq.sim import simulate as sim_module_function
+    from hwq.sim.simulate import SimResult as SimResultToo
+    from hwq.sim.simulate import simulate as simulate_too
+
+    assert simulate is simulate_too is sim_module_function and callable(simulate)
+    assert SimResult is SimResultToo
+    assert core_config is compiler.core_config

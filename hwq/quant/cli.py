@@ -17,7 +17,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from hwq.cli import emit
+from hwq.cli import check_output, emit
+from hwq.config import integer, positive_number
 from hwq.quant.api import WORKLOADS, quantize
 from hwq.quant.fakequant import CALIBRATIONS
 from hwq.quant.methods import METHODS, get_method
@@ -37,33 +38,45 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "basis, e.g. 2.0; joint: the widest layer, optional)")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="FILE",
                         help="where to write the QuantizedNetwork (.safetensors)")
-    parser.add_argument("--act-bits", type=int, default=8, metavar="A",
+    parser.add_argument("--act-bits", type=integer(2, 16), default=8, metavar="A",
                         help="activation bit width, 2..16 (default: 8)")
-    parser.add_argument("--epochs", type=int, default=None, metavar="N",
+    parser.add_argument("--epochs", type=integer(1), default=None, metavar="N",
                         help="training epochs (retraining methods; default: the method's)")
-    parser.add_argument("--lr", type=float, default=None,
+    parser.add_argument("--lr", type=positive_number(), default=None,
                         help="learning rate (retraining methods; default: the method's)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--seed", type=integer(0), default=0, help="random seed (default: 0)")
     parser.add_argument("--calibration", default="max", metavar="C",
                         help=f"activation calibration: {', '.join(CALIBRATIONS)} (default: max)")
-    parser.add_argument("--percentile", type=float, default=99.99,
-                        help="percentile of |activation| for --calibration percentile "
-                             "(default: 99.99)")
+    parser.add_argument("--percentile", type=_percentile, default=None,
+                        help="percentile of |activation| for --calibration percentile, in "
+                             "(0, 100] (default: 99.99)")
     tq = parser.add_argument_group("tq (transform quantization)")
     tq.add_argument("--transform", default=None, choices=["elt", "klt", "identity"],
                     help="transform (default: elt)")
     tq.add_argument("--variant", default=None, choices=["row", "column"],
                     help="row (mixes input channels; default) or column")
-    tq.add_argument("--blocks", type=int, default=None, help="blocks per layer (default 16)")
-    tq.add_argument("--retrain-epochs", type=int, default=None, metavar="N",
+    tq.add_argument("--blocks", type=integer(1), default=None,
+                    help="blocks per layer (default 16)")
+    tq.add_argument("--retrain-epochs", type=integer(0), default=None, metavar="N",
                     help="STE retraining at the allocated depths (default 0)")
     joint = parser.add_argument_group("joint (sparsity and quantization under a size budget)")
-    joint.add_argument("--compression", type=float, default=None, metavar="X",
+    joint.add_argument("--compression", type=positive_number(), default=None, metavar="X",
                        help="target compression vs fp32 weights, e.g. 50 (indices included)")
-    joint.add_argument("--budget-bits", type=int, default=None, metavar="BITS",
+    joint.add_argument("--budget-bits", type=integer(1), default=None, metavar="BITS",
                        help="the size budget in bits instead of --compression")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bars on stderr")
+
+
+def _percentile(text: str) -> float:
+    """argparse type of ``--percentile``: a number in (0, 100]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 100:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 100], not {text!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,6 +90,9 @@ def run(args: argparse.Namespace) -> int:
     if args.calibration not in CALIBRATIONS:
         raise ValueError(f"Calibration must be one of {', '.join(CALIBRATIONS)}, "
                          f"not {args.calibration!r}")
+    if args.percentile is not None and args.calibration != "percentile":
+        raise ValueError(f"--percentile applies to --calibration percentile, not "
+                         f"{args.calibration!r}")
     options = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr)) if v is not None}
     specific = {"tq": ("transform", "variant", "blocks", "retrain_epochs"),
                 "joint": ("compression", "budget_bits")}
@@ -97,12 +113,12 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{flags} {verb} only to retraining methods "
                          f"({', '.join(n for n, m in METHODS.items() if m.retrains)}), "
                          f"not {args.method!r}")
-    if args.output.is_dir():
-        raise IsADirectoryError(f"Output {args.output} is a directory; give a file name")
+    check_output(args.output, "-o/--output")
 
     result = quantize(args.model, args.method, bits=bits, act_bits=args.act_bits,
                       seed=args.seed, progress=args.progress, calibration=args.calibration,
-                      percentile=args.percentile, **options)
+                      percentile=99.99 if args.percentile is None else args.percentile,
+                      **options)
     result.network.meta["model"] = args.model
     path = save(result.network, args.output)
 

@@ -276,6 +276,19 @@ def test_container_detects_corruption_and_versions(tmp_path):
         program.check_config(CoreConfig(pe="multiply", lanes=4))
 
 
+def test_activations_wider_than_the_core_are_named():
+    net = random_network(np.random.default_rng(0), act_bits=8)
+    with pytest.raises(ValueError) as info:
+        compile(net, _config("multiply", 8, 8, act_bits=4))
+    assert str(info.value) == ("Network activations of 8 bits are wider than the core's 4-bit "
+                               "activations (act_bits)")
+    # narrower activations run on a wider core
+    net4 = random_network(np.random.default_rng(0), act_bits=4)
+    x = random_inputs(np.random.default_rng(1), net4, 3)
+    np.testing.assert_array_equal(execute(compile(net4, _config("multiply", 8, 8)), x),
+                                  golden.run(net4, x))
+
+
 def test_readmemh_holds_every_word(tmp_path):
     net = random_network(np.random.default_rng(3), kind="pot", bits=4)
     program = compile(net, CoreConfig(pe="shift_add", lanes=4, simd=4))

@@ -88,8 +88,9 @@ def test_text_result(cli, tmp_path):
      "--epochs applies only to retraining methods (uniform-qat, inq, slq, mlq, tq, joint), not 'uniform'"),
     (["--bits", "4", "--calibration", "kl"],
      "Calibration must be one of max, percentile, not 'kl'"),
-    (["--bits", "4", "--act-bits", "17"], "Activation bits must be an integer in 2..16, not 17"),
-    (["--bits", "4", "--model", "cifar"], "Unknown model 'cifar'; allowed: digits"),
+    (["--bits", "4", "--act-bits", "17"],
+     "argument --act-bits: must be an integer in 2..16, not '17' (see hwq quantize --help)"),
+    (["--bits", "4", "--model", "cifar"], "Unknown model 'cifar'; allowed: digits, lenet5, resnet8, sepnet"),
 ])
 def test_bad_usage_exits_2_with_one_line(cli, tmp_path, argv, message):
     path = tmp_path / "net.safetensors"
@@ -109,10 +110,10 @@ def test_bad_usage_with_json(cli, tmp_path):
 
 
 def test_unparsable_bits_is_an_argparse_error(cli, tmp_path, capsys):
-    with pytest.raises(SystemExit) as info:
-        main(["quantize", "--bits", "four", "-o", str(tmp_path / "n.safetensors")])
-    assert info.value.code == 2
-    assert "argument --bits: invalid float value: 'four'" in capsys.readouterr().err
+    code = main(["quantize", "--bits", "four", "-o", str(tmp_path / "n.safetensors")])
+    assert code == 2
+    assert capsys.readouterr().err == ("hwq quantize: error: argument --bits: invalid float "
+                                       "value: 'four' (see hwq quantize --help)\n")
 
 
 def test_unavailable_method(cli, tmp_path, monkeypatch):
@@ -127,7 +128,8 @@ def test_unavailable_method(cli, tmp_path, monkeypatch):
 def test_output_directory_is_refused(cli, tmp_path):
     code, _, err = cli("--bits", "4", "-o", str(tmp_path))
     assert code == 2
-    assert err == f"hwq quantize: error: Output {tmp_path} is a directory; give a file name\n"
+    assert err == (f"hwq quantize: error: -o/--output {tmp_path}: cannot write there: it is a "
+                   "folder, not a file\n")
 
 
 def test_qat_through_the_cli(cli, tmp_path, digits_data):
@@ -179,6 +181,11 @@ def test_quantize_api_result(digits_model, digits_data):
     (["--method", "inq", "--bits", "4", "--transform", "klt"], "--transform applies only to --method tq, not 'inq'"),
     (["--method", "uniform", "--bits", "4", "--compression", "50"], "--compression applies only to --method joint, not 'uniform'"),
     (["--method", "joint"], "Method 'joint' needs --compression X or --budget-bits BITS"),
+    (["--bits", "4", "--percentile", "99"], "--percentile applies to --calibration percentile, not 'max'"),
+    (["--bits", "4", "--seed", "-1"], "argument --seed: must be an integer >= 0, not '-1' (see hwq quantize --help)"),
+    (["--bits", "4", "--act-bits", "99"], "argument --act-bits: must be an integer in 2..16, not '99' (see hwq quantize --help)"),
+    (["--bits", "4", "--calibration", "percentile", "--percentile", "0"], "argument --percentile: must be a number in (0, 100], not '0' (see hwq quantize --help)"),
+    (["--method", "uniform-qat", "--bits", "4", "--lr", "nan"], "argument --lr: must be a positive number, not 'nan' (see hwq quantize --help)"),
 ])
 def test_method_specific_options(cli, tmp_path, argv, message):
     code, out, err = cli(*argv, "-o", str(tmp_path / "n.safetensors"))
