@@ -30,7 +30,8 @@ A layer outside those bounds (a weight times the largest activation at ``2**24``
 more, or a requant product at ``2**53``) is refused, naming it. The batch size ``B`` is
 fixed (qonnx's executor needs every shape). The metadata (``hwq.network``) keeps what
 ONNX cannot say: each op's kind, weight format, output scale and the input scale;
-:mod:`hwq.qonnx.importer` reads it back, so export then import gives the same network.
+:mod:`hwq.qonnx.importer` reads it back, so export then import gives a network with the same
+golden outputs.
 """
 
 from __future__ import annotations
@@ -201,6 +202,28 @@ def reduce_multiplier(M: np.ndarray, S: np.ndarray) -> tuple[np.ndarray, np.ndar
         S = np.where(even, S - 1, S)
 
 
+def digit_planes(weight: np.ndarray, peak: int, limit: int = F32_EXACT
+                 ) -> list[tuple[int, np.ndarray]]:
+    """``weight`` as ``sum_j 2**shift_j * plane_j`` with ``|plane| * peak < limit``: signed
+    base-``2**k`` digits of ``|w|`` (one plane, shift 0, when ``weight`` already fits).
+
+    >>> [(s, p.tolist()) for s, p in digit_planes(np.array([[-40, 3]]), peak=4, limit=64)]
+    [(0, [[-8, 3]]), (4, [[-2, 0]])]
+    """
+    w = np.asarray(weight, dtype=np.int64)
+    if not w.size or int(np.abs(w).max()) * peak < limit:
+        return [(0, w)]
+    k = ((limit - 1) // peak).bit_length() - 1  # digits below 2**k: (2**k - 1) * peak < limit
+    if k < 1:
+        raise ValueError(f"an activation of magnitude {peak} alone reaches {limit}")
+    mag, sign = np.abs(w), np.sign(w)
+    planes, shift = [], 0
+    while mag.any():
+        planes.append((shift, sign * (mag & ((1 << k) - 1))))
+        mag, shift = mag >> k, shift + k
+    return planes
+
+
 def kernel_parts(weight: np.ndarray, peak: int, limit: int = F32_EXACT) -> list[np.ndarray]:
     """Split ``weight`` ``(C_out, ...)`` into weights of disjoint support that sum to it,
     each with ``sum |w| * peak < limit`` per output channel (greedy over each channel's
@@ -280,24 +303,32 @@ class _Graph:
     # -------------------------------------------------------------- layers
     def conv(self, name: str, x: str, weight: np.ndarray, bits: int, shape: tuple[int, ...],
              *, stride: tuple, padding: tuple, dilation: tuple, groups: int) -> str:
-        """Accumulators (float64) of an exact float32 convolution, split if needed."""
+        """Accumulators (float64) of an exact float32 convolution, split if needed: into
+        base-``2**k`` digit planes when one weight times the largest activation reaches
+        ``2**24``, each plane into kernel parts (:func:`kernel_parts`)."""
         peak = 1 << (self.act_bits - 1)
-        try:
-            parts = kernel_parts(weight, peak)
-        except ValueError as exc:
-            raise ValueError(f"{name}: cannot be computed exactly in float32: {exc} "
-                             f"(2**24)") from None
         t, b, l, r = padding
         accs = []
-        for j, part in enumerate(parts):
-            suffix = f"{j}" if len(parts) > 1 else ""
-            wq = self._weight_node(f"{name}::w{suffix}", part, bits, part.shape)
-            acc32 = self.node("Conv", [x, wq], f"{name}::conv{suffix}", np.float32, shape,
-                              kernel_shape=list(part.shape[2:]), strides=list(stride),
-                              pads=[t, l, b, r], dilations=list(dilation), group=groups)
-            accs.append(self.node("Cast", [acc32], f"{name}::acc{suffix}", np.float64, shape,
-                                  to=self.onnx.TensorProto.DOUBLE))
-        self.chunks[name] = len(parts)
+        planes = digit_planes(weight, peak)
+        for i, (shift, plane) in enumerate(planes):
+            parts = kernel_parts(plane, peak)
+            for j, part in enumerate(parts):
+                tag = (f"{i}." if len(planes) > 1 else "") + (f"{j}" if len(parts) > 1 else "")
+                wq = self._weight_node(f"{name}::w{tag}", part,
+                                       bits if len(planes) == 1 else
+                                       max(2, signed_bits_for(int(part.min()),
+                                                              int(part.max()))), part.shape)
+                acc32 = self.node("Conv", [x, wq], f"{name}::conv{tag}", np.float32, shape,
+                                  kernel_shape=list(part.shape[2:]), strides=list(stride),
+                                  pads=[t, l, b, r], dilations=list(dilation), group=groups)
+                acc = self.node("Cast", [acc32], f"{name}::acc{tag}", np.float64, shape,
+                                to=self.onnx.TensorProto.DOUBLE)
+                if shift:
+                    acc = self.node("Mul", [acc, self.const(float(1 << shift), np.float64,
+                                                            f"hwq::pow2_{shift}")],
+                                    f"{name}::acc{tag}<<", np.float64, shape)
+                accs.append(acc)
+        self.chunks[name] = len(accs)
         acc = accs[0]
         for j, other in enumerate(accs[1:], start=1):
             acc = self.node("Add", [acc, other], f"{name}::sum{j}", np.float64, shape)
