@@ -217,8 +217,8 @@ class _Importer:
                              f"{act_bits}-bit signed activations; hwq's are at most 16 bits")
         ann = self.annotation
         meta = dict(ann.get("meta", {})) if isinstance(ann.get("meta"), dict) else {}
-        meta.update(imported_from=Path(self.source).name,
-                    input_range=list(self.input_range))
+        meta["imported_from"] = Path(self.source).name
+        meta.setdefault("input_range", list(self.input_range))
         scale = ann.get("input_scale", self.input_scale)
         network = QuantizedNetwork(input_shape=self.input_shape, act_bits=act_bits,
                                    input_scale=float(scale), ops=ops, meta=meta)
