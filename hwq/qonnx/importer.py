@@ -101,10 +101,19 @@ _WHY = {
 
 @dataclass
 class ImportResult:
-    """The imported network and, per op, how its arithmetic differs from QONNX's."""
+    """The imported network and, per op, how its arithmetic differs from QONNX's.
+
+    ``notes[op]`` says it in words; ``errors[op]`` in numbers: ``bias`` (largest
+    ``|bias - beta|`` in accumulator units, ``beta`` QONNX's exact offset),
+    ``multiplier`` (largest ``|M * 2**-S / r - 1|``, ``r`` QONNX's exact scale ratio) and
+    ``ties`` (1.0 where exact ties round differently). An op's output differs from
+    QONNX's real-number one only where its value lies within
+    ``r * bias + |value| * multiplier`` of a rounding boundary (or on a tie).
+    """
 
     network: QuantizedNetwork
     notes: dict[str, list[str]] = field(default_factory=dict)
+    errors: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def exact(self) -> bool:
@@ -150,6 +159,7 @@ class _Importer:
         self.values: dict[str, Any] = {}
         self.ops: list[Op] = []
         self.notes: dict[str, list[str]] = {}
+        self.errors: dict[str, dict[str, float]] = {}
         self.names: set[str] = {INPUT}
         self.input_name: str | None = None
         self.input_shape: tuple[int, ...] = ()
@@ -223,7 +233,8 @@ class _Importer:
         network = QuantizedNetwork(input_shape=self.input_shape, act_bits=act_bits,
                                    input_scale=float(scale), ops=ops, meta=meta)
         notes = {op.name: self.notes.get(op.name, []) for op in ops}
-        return ImportResult(network=network, notes=notes)
+        errors = {op.name: self.errors[op.name] for op in ops if op.name in self.errors}
+        return ImportResult(network=network, notes=notes, errors=errors)
 
     def _node(self, node: Any) -> None:
         op_type, where = node.op_type, _where(node)
@@ -366,6 +377,7 @@ class _Importer:
         if lo > hi:
             raise _Refused(f"the clamp leaves no value ({lo}..{hi})")
         notes = list(acc.notes)
+        ties = False
         rho = [r / s_out for r in acc.r]
         if mode == "DOWN" and lo >= 0:
             mode = "FLOOR"  # equal on everything the clamp lets through
@@ -373,6 +385,7 @@ class _Importer:
             exact_bias = [b - 1 / (2 * p) for b, p in zip(acc.beta, rho, strict=True)]
         elif mode in ("ROUND", "HALF_EVEN", "HALF_UP"):
             exact_bias = list(acc.beta)
+            ties = mode != "HALF_UP" or lo < 0
             if mode == "HALF_UP" and lo < 0:
                 notes.append("ties below zero round up in hwq, away from zero in QONNX "
                              "(HALF_UP)")
@@ -412,6 +425,8 @@ class _Importer:
         where = _where(node)
         self._push(op, lo, hi, where)
         self.notes[name] = notes
+        self.errors[name] = {"bias": float(err), "multiplier": float(rel),
+                             "ties": float(ties)}
         shape = acc.shape
         for i, (kind, params) in enumerate(acc.post):
             last = i == len(acc.post) - 1
