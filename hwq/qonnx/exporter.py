@@ -213,7 +213,7 @@ def digit_planes(weight: np.ndarray, peak: int, limit: int = F32_EXACT
     w = np.asarray(weight, dtype=np.int64)
     if not w.size or int(np.abs(w).max()) * peak < limit:
         return [(0, w)]
-    k = ((limit - 1) // peak).bit_length() - 1  # digits below 2**k: (2**k - 1) * peak < limit
+    k = ((limit - 1) // peak + 1).bit_length() - 1  # largest k: (2**k - 1) * peak < limit
     if k < 1:
         raise ValueError(f"an activation of magnitude {peak} alone reaches {limit}")
     mag, sign = np.abs(w), np.sign(w)

@@ -46,8 +46,8 @@ other op type.
 
 A graph written by :mod:`hwq.qonnx.exporter` carries an annotation (op kinds, weight
 formats, scales) that the import applies, so export then import gives a network of the
-same ops, formats and integer outputs (``M, S`` come back normalized, add weights in
-lowest terms).
+same ops, formats and integer outputs (``M, S`` come back normalized to 24 bits, an add's
+weights as the smallest multiple of their ratio that keeps its requantization exact).
 """
 
 from __future__ import annotations
@@ -369,6 +369,8 @@ class _Importer:
             raise _Refused(f"per-channel activation scale (shape {s.shape}); hwq's "
                            "activations have one scale per tensor")
         s_out = Fraction(float(s.ravel()[0]))
+        if acc.kind == "add":
+            acc = _add_multiple(acc, s_out)
         lo, hi = qlo, qhi
         if acc.clip_lo is not None:
             lo = max(lo, round_fraction(acc.clip_lo / s_out, mode))
@@ -930,6 +932,25 @@ def _spec(params: dict[str, Any], ann: dict[str, Any]) -> WeightSpec:
         raise _Refused(f"weights need {bits} bits ({int(w.min())}..{int(w.max())}); hwq's INT "
                        "weights have at most 8")
     return WeightSpec(kind="int", bits=np.int64(bits))
+
+
+def _add_multiple(acc: Acc, s_out: Fraction) -> Acc:
+    """An add's weights ``k * (wa, wb)`` (still <= 127) with the smallest ``k`` that makes
+    the requant's ratio ``r / (k * s_out)`` exactly ``M * 2**-S`` (24-bit ``M``), if any:
+    ``(6, 3)`` and not ``(2, 1)`` when ``3 * M`` would not fit 24 bits."""
+    wa, wb = acc.params["weights"]
+    for k in range(1, ADD_WEIGHT_MAX // max(wa, wb) + 1):
+        rho = [r / (k * s_out) for r in acc.r]
+        try:
+            mult = multiplier_from_scale(np.array([float(p) for p in rho]))
+        except ValueError:
+            continue
+        if all(Fraction(int(m), 1 << int(sh)) == p
+               for m, sh, p in zip(mult.M, mult.S, rho, strict=True)):
+            return replace(acc, r=tuple(r / k for r in acc.r),
+                           beta=tuple(b * k for b in acc.beta),
+                           params=dict(acc.params, weights=(wa * k, wb * k)))
+    return acc
 
 
 def _is_pool(p: dict[str, Any]) -> bool:
