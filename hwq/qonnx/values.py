@@ -162,3 +162,19 @@ class Acc:
         if len(set(offset)) != 1:
             raise ValueError("a per-channel addition after a clamp")
         return bound + offset[0]
+
+
+class Refused(Exception):
+    """A node that does not map (the importer adds the node's name and type)."""
+
+
+def where(node: Any) -> str:
+    """``node 'name' (OpType)`` for messages."""
+    name = node.name or node.output[0]
+    return f"node {name!r} ({node.op_type})"
+
+
+def show(v: Any) -> str:
+    """A short text of a constant (its value, or its first values)."""
+    arr = np.asarray(v)
+    return f"{arr.ravel()[0]:g}" if arr.size == 1 else f"{arr.ravel()[:4].tolist()}..."
