@@ -117,11 +117,17 @@ class ImportResult:
     ``ties`` (1.0 where exact ties round differently). An op's output differs from
     QONNX's real-number one only where its value lies within
     ``r * bias + |value| * multiplier`` of a rounding boundary (or on a tie).
+    ``graph_scales`` are the scales of the graph's input and output quantizers (the
+    network's own may come from hwq's annotation instead): QONNX's float input is
+    ``graph_scales[0] * x_int`` with ``x_int`` in ``input_range``, its output
+    ``graph_scales[1] * y_int``.
     """
 
     network: QuantizedNetwork
     notes: dict[str, list[str]] = field(default_factory=dict)
     errors: dict[str, dict[str, float]] = field(default_factory=dict)
+    graph_scales: tuple[float, float] = (1.0, 1.0)
+    input_range: tuple[int, int] = (0, 0)
 
     @property
     def exact(self) -> bool:
@@ -218,9 +224,9 @@ class _Importer(LayerNodes, FoldingNodes):
         if not isinstance(out, Ints) or out.tensor == INPUT:
             raise ValueError(f"{self.source}: the graph output {out_name!r} is not the "
                              "quantized output of a layer")
-        return self._network(out.tensor)
+        return self._network(out.tensor, float(out.scale))
 
-    def _network(self, output: str) -> ImportResult:
+    def _network(self, output: str, output_scale: float) -> ImportResult:
         if self.input_scale is None:
             raise ValueError(f"{self.source}: the input {self.input_name!r} has no Quant node")
         # drop ops the output does not depend on; the output op is the last one read
@@ -245,7 +251,9 @@ class _Importer(LayerNodes, FoldingNodes):
                                    input_scale=float(scale), ops=ops, meta=meta)
         notes = {op.name: self.notes.get(op.name, []) for op in ops}
         errors = {op.name: self.errors[op.name] for op in ops if op.name in self.errors}
-        return ImportResult(network=network, notes=notes, errors=errors)
+        return ImportResult(network=network, notes=notes, errors=errors,
+                            graph_scales=(float(self.input_scale), output_scale),
+                            input_range=self.input_range)
 
     def _node(self, node: Any) -> None:
         op_type, at = node.op_type, where(node)

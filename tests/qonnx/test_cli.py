@@ -39,10 +39,11 @@ def test_export_then_import_round_trips(cli, net_file, tmp_path):
     assert data["ok"] and data["outputs_differing"] == 0 and data["checked_inputs"] == 7
     assert data["batch"] == 3 and data["ops"] == len(net.ops) and onnx_path.is_file()
     back = tmp_path / "back.safetensors"
-    code, out, err = cli("import", str(onnx_path), "-o", str(back), "--json")
+    code, out, err = cli("import", str(onnx_path), "-o", str(back), "--json", "--check", "5")
     assert code == 0, err
     data = json.loads(out)
     assert data["exact"] and data["approximations"] == {} and data["ops"] == len(net.ops)
+    assert data["ok"] and data["outputs_differing"] == 0 and data["checked_inputs"] == 5
     x = random_inputs(np.random.default_rng(0), net, 5)
     np.testing.assert_array_equal(golden.run(load(back), x), golden.run(net, x))
 
@@ -62,6 +63,31 @@ def test_import_text_names_the_approximations(cli, tmp_path):
     code, out, err = cli("import", str(src), "-o", str(tmp_path / "n.safetensors"))
     assert code == 0, err
     assert "exact: no" in out and "ties (exactly k + 1/2) round half up in hwq" in out
+
+
+@pytest.mark.parametrize("mode, code", [("FLOOR", 1), ("ROUND", 0)])
+def test_import_check_fails_only_an_exact_import(cli, tmp_path, monkeypatch, mode, code):
+    """An exact import that differs from qonnx is a failure; an approximate one reports."""
+    model, _ = conv_net(conv_mode=mode, fc_mode=mode)
+    src = tmp_path / "m.onnx"
+    src.write_bytes(model.SerializeToString())
+    monkeypatch.setattr("hwq.qonnx.cli_import.check_import", lambda *a: (2, 96))
+    got, out, err = cli("import", str(src), "-o", str(tmp_path / "n.safetensors"), "--json")
+    data = json.loads(out)
+    assert got == code and data["ok"] is (code == 0) and data["outputs_differing"] == 2
+    assert data["exact"] is (mode == "FLOOR")
+    assert ("the import is exact but 2 outputs differ" in err) is (code == 1)
+
+
+def test_import_check_runs_qonnx(cli, tmp_path):
+    model, _ = conv_net()
+    src = tmp_path / "m.onnx"
+    src.write_bytes(model.SerializeToString())
+    code, out, err = cli("import", str(src), "-o", str(tmp_path / "n.safetensors"), "--json",
+                         "--check", "40")
+    data = json.loads(out)
+    assert code == 0 and data["exact"] and data["outputs_differing"] == 0, err
+    assert data["checked_inputs"] == 40
 
 
 def test_a_differing_check_exits_1(cli, net_file, tmp_path, monkeypatch):
