@@ -16,7 +16,9 @@ onnxruntime) returns :func:`hwq.golden.run`'s integer outputs exactly:
   ``H x W``): float32 ``Conv`` whose partial sums are integers below ``2**24`` in magnitude
   whatever the summation order (``sum |w| * 2**(act_bits-1) < 2**24`` per output channel),
   hence exact. A layer whose bound is larger becomes several ``Conv`` nodes over disjoint
-  parts of each output channel's kernel, each below the bound, summed in float64.
+  parts of each output channel's kernel, each below the bound, summed in float64; a weight
+  that alone reaches it (POT weights, 16-bit activations) is split into base-``2**k``
+  digit planes, each ``Conv`` result times ``2**(k*j)`` in float64.
 * ``Linear``: ``Gemm`` in float64; ``Add``: ``a*wa + b*wb`` in float64.
 * **requant**, float64: ``Add(bias)``, ``Mul(M)``, ``Add(2**(S-1))``, ``Mul(2**-S)``, each
   result a dyadic number whose numerator stays below ``2**53`` (checked per layer from the
@@ -26,8 +28,7 @@ onnxruntime) returns :func:`hwq.golden.run`'s integer outputs exactly:
   hwq's ``(t*M + 2**(S-1)) >> S``.
 * ``MaxPool2d``: ``MaxPool`` (padding never wins in ONNX either); ``Flatten``: ``Flatten``.
 
-A layer outside those bounds (a weight times the largest activation at ``2**24`` or
-more, or a requant product at ``2**53``) is refused, naming it. The batch size ``B`` is
+A layer whose requant product can reach ``2**53`` is refused, naming it. The batch size ``B`` is
 fixed (qonnx's executor needs every shape). The metadata (``hwq.network``) keeps what
 ONNX cannot say: each op's kind, weight format, output scale and the input scale;
 :mod:`hwq.qonnx.importer` reads it back, so export then import gives a network with the same
