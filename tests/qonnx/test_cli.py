@@ -90,6 +90,17 @@ def test_import_check_runs_qonnx(cli, tmp_path):
     assert data["checked_inputs"] == 40
 
 
+def test_import_check_is_skipped_without_fixed_shapes(cli, tmp_path):
+    model, _ = conv_net()
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    src = tmp_path / "m.onnx"
+    src.write_bytes(model.SerializeToString())
+    code, out, err = cli("import", str(src), "-o", str(tmp_path / "n.safetensors"), "--json")
+    data = json.loads(out)
+    assert code == 0 and data["ok"] and "not all fixed" in data["check_skipped"], err
+    assert "outputs_differing" not in data
+
+
 def test_a_differing_check_exits_1(cli, net_file, tmp_path, monkeypatch):
     _, path = net_file
     monkeypatch.setattr("hwq.qonnx.cli_export.check_export", lambda *a: (3, 40))
