@@ -352,3 +352,19 @@ def test_core_config_is_the_narrowest_that_runs_the_network():
         config = core_config(net, pe=pe, lanes=2, simd=2)
         x = random_inputs(rng, net, 2)
         np.testing.assert_array_equal(execute(compile(net, config), x), golden.run(net, x))
+
+
+def test_network_that_starts_with_flatten_takes_its_own_input_shape():
+    # issue 17: the Program's input is the network's input (1, 2, 2), not the flattened (4,)
+    rng = np.random.default_rng(8)
+    w = rng.integers(-8, 8, size=(3, 4))
+    rq = Requant(bias=np.zeros(3, np.int64), M=np.full(3, 1 << 20), S=np.full(3, 24),
+                 lo=-128, hi=127)
+    net = QuantizedNetwork(input_shape=(1, 2, 2), act_bits=8, input_scale=1.0, ops=[
+        Flatten(name="f"),
+        Linear(name="l", weight=w, spec=WeightSpec(kind="int", bits=np.array(4)), requant=rq)])
+    program = compile(net, CoreConfig(pe="multiply", lanes=2, simd=2))
+    assert program.input.shape == (1, 2, 2)
+    x = random_inputs(rng, net, 3)
+    assert x.shape == (3, 1, 2, 2)
+    np.testing.assert_array_equal(execute(program, x), golden.run(net, x))
