@@ -4,6 +4,7 @@ Example::
 
     hwq quantize --model digits --method uniform --bits 4 -o net.safetensors
     hwq quantize --model digits --method uniform-qat --bits 2 --epochs 10 -o net.safetensors --json
+    hwq quantize --model my_net.py:build --data my_data.npz --method inq --bits 4 -o net.safetensors
 
 Prints the fp32 accuracy, the quantized accuracy of the integer network (run by the golden
 model), the weight storage and the compression ratio; ``--json`` prints them as one object.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from hwq.cli import check_output, emit
 from hwq.config import integer, positive_number
@@ -30,7 +32,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     methods = ", ".join(f"{name} ({m.bits[0]}..{m.bits[1]} bits)" if m.bits[0] != m.bits[1]
                         else f"{name} ({m.bits[0]} bits)" for name, m in METHODS.items())
     parser.add_argument("--model", default="digits", metavar="NAME",
-                        help=f"workload: {', '.join(WORKLOADS)} (default: digits)")
+                        help=f"a workload ({', '.join(WORKLOADS)}; default: digits) or your "
+                             "own model as path/to/file.py:function (returning an nn.Module, or "
+                             "a module and its data)")
+    parser.add_argument("--data", type=Path, default=None, metavar="FILE.npz",
+                        help="training and test data: x_train, y_train, x_test, y_test (or x, "
+                             "y, split 80/20); needed by a file model that returns no data")
     parser.add_argument("--method", default="uniform", metavar="METHOD",
                         help=f"one of: {methods} (default: uniform)")
     parser.add_argument("--bits", type=float, default=None,
@@ -68,6 +75,42 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="no progress bars on stderr")
 
 
+def resolve_model(spec: str, data_path: Path | None) -> tuple[Any, Any]:
+    """``(model or workload name, data or None)`` of ``--model`` and ``--data``, checked."""
+    from hwq.workloads.user import ArrayData, load_arrays, load_model
+
+    data = None
+    if data_path is not None:
+        data = load_arrays(data_path)
+        if not isinstance(data, ArrayData):
+            raise ValueError(f"--data {data_path} must be an .npz of x_train, y_train, x_test, "
+                             "y_test (or x, y), not an .npy of images")
+    if spec in WORKLOADS:
+        return spec, data
+    if not spec.partition(":")[0].endswith(".py"):
+        raise ValueError(f"Unknown model {spec!r}; allowed: {', '.join(WORKLOADS)} or "
+                         "path/to/file.py:function")
+    model, own = load_model(spec)
+    data = data if data is not None else own
+    if data is None:
+        raise ValueError(f"--model {spec} returns no data: give --data FILE.npz")
+    check_model_input(model, data.x_train[:2], spec)
+    return model, data
+
+
+def check_model_input(model: Any, x: Any, name: str) -> None:
+    """Run ``model`` on two images once: a shape mismatch is one clear message."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            model.eval()(x)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"Model {name} does not take the data's images of shape "
+                         f"{tuple(x.shape[1:])}: {first}") from None
+
+
 def _percentile(text: str) -> float:
     """argparse type of ``--percentile``: a number in (0, 100]."""
     try:
@@ -85,8 +128,7 @@ def run(args: argparse.Namespace) -> int:
     if args.bits is None and not method.bits_optional:
         raise ValueError(f"Method {args.method!r} needs --bits")
     bits = method.check_bits(args.method, args.bits)
-    if args.model not in WORKLOADS:
-        raise ValueError(f"Unknown model {args.model!r}; allowed: {', '.join(WORKLOADS)}")
+    model, data = resolve_model(args.model, args.data)
     if args.calibration not in CALIBRATIONS:
         raise ValueError(f"Calibration must be one of {', '.join(CALIBRATIONS)}, "
                          f"not {args.calibration!r}")
@@ -115,15 +157,15 @@ def run(args: argparse.Namespace) -> int:
                          f"not {args.method!r}")
     check_output(args.output, "-o/--output")
 
-    result = quantize(args.model, args.method, bits=bits, act_bits=args.act_bits,
+    result = quantize(model, args.method, bits=bits, act_bits=args.act_bits, data=data,
                       seed=args.seed, progress=args.progress, calibration=args.calibration,
                       percentile=99.99 if args.percentile is None else args.percentile,
                       **options)
     result.network.meta["model"] = args.model
     path = save(result.network, args.output)
 
-    data = {"ok": result.output_mismatches == 0, "model": args.model, **result.to_dict(),
-            "output": str(path)}
+    report = {"ok": result.output_mismatches == 0, "model": args.model, **result.to_dict(),
+              "output": str(path)}
     kib = result.weight_bits_total / 8 / 1024
     text = "\n".join([
         f"{args.model}: {args.method}, "
@@ -141,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
             for layer, gains in result.info["coding_gain_db"].items())]
           if "coding_gain_db" in result.info else []),
     ])
-    emit(args, data, text)
+    emit(args, report, text)
     if result.output_mismatches:  # one JSON object with "ok": false, the error on stderr
         print(f"hwq quantize: error: the torch fake-quant model and the integer network "
               f"disagree on {result.output_mismatches} test images", file=sys.stderr)

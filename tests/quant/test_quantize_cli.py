@@ -192,3 +192,90 @@ def test_method_specific_options(cli, tmp_path, argv, message):
     assert code == 2
     assert err == f"hwq quantize: error: {message}\n"
     assert not (tmp_path / "n.safetensors").exists()
+
+
+USER_MODEL = """
+import numpy as np
+import torch
+from torch import nn
+
+
+class Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(2, 4, 3, padding=1)
+        self.b = nn.Conv2d(4, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        y = torch.relu(self.a(x))
+        y = torch.relu(y + self.b(y))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(y, 1), 1))
+
+
+def build():
+    torch.manual_seed(0)
+    return Residual().eval()
+
+
+def with_data():
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 2, 6, 6)).astype(np.float32)
+    return build(), {"x": x, "y": rng.integers(0, 3, 40)}
+
+
+def broken():
+    raise RuntimeError("no weights here")
+"""
+
+
+def test_your_own_model_file_and_data(cli, tmp_path):
+    (tmp_path / "mine.py").write_text(USER_MODEL)
+    rng = np.random.default_rng(1)
+    np.savez(tmp_path / "d.npz", x_train=rng.random((30, 2, 6, 6)).astype(np.float32),
+             y_train=rng.integers(0, 3, 30), x_test=rng.random((10, 2, 6, 6)).astype(np.float32),
+             y_test=rng.integers(0, 3, 10))
+    out = tmp_path / "net.safetensors"
+    code, stdout, err = cli("--model", f"{tmp_path / 'mine.py'}:build", "--data",
+                            str(tmp_path / "d.npz"), "--bits", "4", "-o", str(out), "--json",
+                            "--no-progress")
+    assert code == 0, err
+    result = json.loads(stdout)
+    assert result["ok"] is True and result["output_mismatches"] == 0
+    net = load(out)
+    assert [op.kind for op in net.ops] == ["conv2d", "conv2d", "add", "global_avgpool2d",
+                                          "flatten", "linear"]
+    # a function that returns its data needs no --data
+    code, stdout, err = cli("--model", f"{tmp_path / 'mine.py'}:with_data", "--bits", "4",
+                            "-o", str(out), "--json", "--no-progress")
+    assert code == 0, err
+    assert load(out).input_shape == (2, 6, 6)
+
+
+@pytest.mark.parametrize("model, data, message", [
+    ("{dir}/mine.py:build", None, "--model {dir}/mine.py:build returns no data: give "
+                                  "--data FILE.npz"),
+    ("{dir}/mine.py:nothing", None, "{dir}/mine.py has no function 'nothing'"),
+    ("{dir}/mine.py:broken", None, "{dir}/mine.py:broken() failed: RuntimeError: no weights "
+                                   "here"),
+    ("{dir}/none.py:build", None, "No model file at {dir}/none.py"),
+    ("resnet50", None, "Unknown model 'resnet50'; allowed: digits, lenet5, resnet8, sepnet or "
+                       "path/to/file.py:function"),
+    ("{dir}/mine.py:build", "bad.npz", "{dir}/bad.npz must hold x_train, y_train, x_test, "
+                                       "y_test (or x and y), not ['images']"),
+    ("{dir}/mine.py:build", "wrong.npz", "Model {dir}/mine.py:build does not take the data's "
+                                         "images of shape (3, 6, 6): "),
+])
+def test_your_own_model_refusals(cli, tmp_path, model, data, message):
+    (tmp_path / "mine.py").write_text(USER_MODEL)
+    np.savez(tmp_path / "bad.npz", images=np.zeros((4, 2, 6, 6)))
+    np.savez(tmp_path / "wrong.npz", x=np.zeros((10, 3, 6, 6), np.float32),
+             y=np.zeros(10, np.int64))
+    argv = ["--model", model.format(dir=tmp_path), "--bits", "4", "-o",
+            str(tmp_path / "o.safetensors")]
+    if data:
+        argv += ["--data", str(tmp_path / data)]
+    code, out, err = cli(*argv)
+    assert code == 2
+    assert err.startswith("hwq quantize: error: " + message.format(dir=tmp_path))
+    assert err.count("\n") == 1
