@@ -90,7 +90,8 @@ def test_text_result(cli, tmp_path):
      "Calibration must be one of max, percentile, not 'kl'"),
     (["--bits", "4", "--act-bits", "17"],
      "argument --act-bits: must be an integer in 2..16, not '17' (see hwq quantize --help)"),
-    (["--bits", "4", "--model", "cifar"], "Unknown model 'cifar'; allowed: digits, lenet5, resnet8, sepnet"),
+    (["--bits", "4", "--model", "cifar"], "Unknown model 'cifar'; allowed: digits, lenet5, resnet8, sepnet or "
+                                      "path/to/file.py:function"),
 ])
 def test_bad_usage_exits_2_with_one_line(cli, tmp_path, argv, message):
     path = tmp_path / "net.safetensors"
