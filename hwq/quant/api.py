@@ -171,7 +171,8 @@ def quantize(
         activation-scale calibration on ``data.x_train``.
     percentile : float, default 99.99
     **options
-        method options (e.g. ``epochs``, ``lr``); unknown ones raise ``TypeError``.
+        method options (e.g. ``epochs``, ``lr``); unknown ones raise ``TypeError``. A named
+        workload adds its own defaults (:attr:`hwq.workloads.Workload.method_options`).
 
     Returns
     -------
@@ -196,6 +197,7 @@ def quantize(
     except ValueError as exc:
         raise ValueError(f"Method {method!r} {exc}") from None
     if isinstance(model, str):
+        options = {**get_workload(model).method_options.get(method, {}), **options}
         model, default_data = load_workload(model, progress=progress)
         data = default_data if data is None else data
     if data is None:
