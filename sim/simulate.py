@@ -18,6 +18,7 @@ one START while the host waits on the interrupt; both give the same outputs and 
 
 from __future__ import annotations
 
+import argparse
 import os
 import tempfile
 import threading
@@ -152,6 +153,26 @@ def simulate(
                      progress=progress, cache_dir=cache_dir, timeout_s=timeout_s, t0=t0)
     result.verilog_lines = verilog.count("\n")
     return result
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--backend`` and ``--jobs`` (``hwq sim``, ``hwq flow``)."""
+    parser.add_argument("--backend", choices=BACKENDS, default=BACKENDS[0],
+                        help="compiled: the Verilated core with a C++ host (default); cocotb: "
+                             "cocotb and cocotbext-axi on the same Verilog (slower)")
+    parser.add_argument("--jobs", type=_jobs, default=None, metavar="N",
+                        help="worker processes of the compiled backend, each simulating a "
+                             "share of the images (default: the CPUs, fewer for short batches)")
+
+
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
+    return value
 
 
 def default_jobs(images: int, cycles_per_image: int) -> int:
