@@ -217,6 +217,7 @@ class CompiledModel:
 
     def __init__(self, library: str | os.PathLike, *, waves: str | os.PathLike | None = None
                  ) -> None:
+        self._handle = None
         self._lib = _library(str(Path(library).resolve()))
         trace = os.fsencode(waves) if waves is not None else None
         self._handle = self._lib.hwq_open(trace, RESET_CYCLES)

@@ -178,7 +178,9 @@ def _failure(job: Path, k: int, ranges: list[tuple[int, int]], code: int) -> Wor
         how = "exited without writing its result"
     else:
         how = f"exited with code {code}"
-    lines = (job / f"worker-{k}.log").read_text(errors="replace").strip().splitlines()
+    error = job / f"error-{k}"  # the worker's exception, else its log's last line
+    lines = (error if error.is_file() else job / f"worker-{k}.log").read_text(
+        errors="replace").strip().splitlines()
     last = f": {lines[-1]}" if lines else ""
     return WorkerFailed(f"Simulation worker {k + 1} of {len(ranges)} (images {lo}..{hi - 1}) "
                         f"{how}; no results for the batch{last}")
@@ -236,4 +238,9 @@ def _worker(job: Path, k: int, lo: int, hi: int) -> None:
 
 
 if __name__ == "__main__":
-    _worker(Path(sys.argv[1]), *map(int, sys.argv[2:5]))
+    job_dir, index = Path(sys.argv[1]), int(sys.argv[2])
+    try:
+        _worker(job_dir, index, int(sys.argv[3]), int(sys.argv[4]))
+    except BaseException as exc:
+        (job_dir / f"error-{index}").write_text(f"{type(exc).__name__}: {exc}".replace("\n", " "))
+        raise

@@ -1,9 +1,11 @@
 """The whole core on Verilator, driven through the host runtime, against hwq.golden.
 
 Each PE type runs a small network with awkward shapes (channels not a multiple of the
-lanes, K not a multiple of simd, stride 2, padding, a maxpool, a flatten) and, per PE,
-the weight formats it takes; outputs must equal the golden model exactly and every layer's
-cycle counter must equal the cycle model.
+lanes, K not a multiple of simd, stride 2, padding, a maxpool, a flatten) and a
+digits-shaped one, per PE in the weight formats it takes, on both backends (cocotb and the
+compiled C++ harness): outputs must equal the golden model exactly, every layer's cycle
+counter must equal the cycle model, and the two backends must agree on everything they
+report, the simulated bus cycles of loading and inference included.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ import numpy as np
 import pytest
 
 from hwq import golden, serialize
+from hwq.bench import DIGITS_ARCH
 from hwq.config import CoreConfig
 from hwq.layout.compiler import compile as compile_network
-from hwq.sim.simulate import simulate
-from hwq.testing import random_inputs, random_network
+from hwq.sim.simulate import BACKENDS, SimResult, simulate
+from hwq.testing import DEFAULT_ARCH, random_inputs, random_network
 
 CASES = [
     # pe, lanes, simd, weight format, bits (per channel), zero tiles, multipliers
@@ -31,19 +34,36 @@ CASES = [
     # two lanes per set of blocks, the third on its own
     ("multiply", 3, 3, "int", [3, 4], 0.3, "ecp5"),
 ]
+NETWORKS = {"random": ((3, 8, 8), DEFAULT_ARCH), "digits": ((1, 8, 8), DIGITS_ARCH)}
 
 
+def on_both_backends(program, x) -> SimResult:
+    """Run ``x`` on every backend; assert they agree exactly; return the compiled result."""
+    runs = {b: simulate(program, None, x, backend=b, jobs=1, progress=False) for b in BACKENDS}
+    ref, fast = runs["cocotb"], runs["compiled"]
+    assert (ref.backend, fast.backend) == ("cocotb", "compiled")
+    np.testing.assert_array_equal(fast.outputs, ref.outputs)
+    np.testing.assert_array_equal(fast.cycles, ref.cycles)
+    np.testing.assert_array_equal(fast.layer_cycles, ref.layer_cycles)
+    # the same transactions with the same timing: the host's bus cycles agree as well
+    assert fast.extra["load_cycles"] == ref.extra["load_cycles"] > 0
+    assert fast.infer_cycles == ref.infer_cycles > fast.cycles.sum()
+    return fast
+
+
+@pytest.mark.parametrize("network", list(NETWORKS))
 @pytest.mark.parametrize("pe, lanes, simd, kind, bits, zeros, dsp", CASES,
                          ids=[f"{c[0]}-{c[3]}-{c[6]}" for c in CASES])
-def test_core_matches_golden_and_cycle_model(pe, lanes, simd, kind, bits, zeros, dsp):
+def test_core_matches_golden_and_cycle_model(pe, lanes, simd, kind, bits, zeros, dsp, network):
     rng = np.random.default_rng(7)
+    input_shape, arch = NETWORKS[network]
     net = random_network(rng, kind=kind, bits=bits, per_channel_bits=True,
-                         zero_tile_fraction=zeros, input_shape=(3, 8, 8))
+                         zero_tile_fraction=zeros, input_shape=input_shape, arch=arch)
     table = {"table_bits": max(bits)} if (pe, kind) == ("multiply", "int") else {}
     config = CoreConfig(pe=pe, lanes=lanes, simd=simd, weight_bits=max(bits), dsp=dsp, **table)
     program = compile_network(net, config)
     x = random_inputs(rng, net, 5)
-    sim = simulate(program, None, x, progress=False)
+    sim = on_both_backends(program, x)
     np.testing.assert_array_equal(sim.outputs, golden.run(net, x))
     assert sim.layer_cycles.shape == (5, len(program.layers))
     np.testing.assert_array_equal(sim.layer_cycles,
@@ -60,7 +80,7 @@ def test_codebook_whose_zero_is_not_entry_0_on_the_core():
     net = zero_last_codebook_network()
     program = compile_network(net, CoreConfig(pe="multiply", lanes=2, simd=1, weight_bits=2))
     x = np.array([[7], [-3], [0], [127], [-128]])
-    sim = simulate(program, None, x, progress=False)
+    sim = on_both_backends(program, x)
     np.testing.assert_array_equal(sim.outputs, golden.run(net, x))
     assert sim.cycle_model_mismatches() == []
 
