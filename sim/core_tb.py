@@ -1,8 +1,9 @@
 """cocotb test that runs a Program on the Verilated ``hwq_core`` through the host runtime.
 
-Driven by :func:`hwq.sim.simulate.simulate` through the environment variable
+Driven by :func:`hwq.sim.simulate.simulate` through the environment variables
 ``HWQ_SIM_JOB``: a folder holding ``program.hwqp`` and ``inputs.npy``; the test writes
-``results.npz`` (outputs, cycle counters, timings) and ``progress`` (samples done) there.
+``results.npz`` (outputs, cycle counters, timings) and ``progress`` (samples done) there;
+and ``HWQ_SIM_FREE_RUN``: cycles of the free-running reference after the batch.
 """
 
 from __future__ import annotations
@@ -18,10 +19,7 @@ from cocotb.triggers import Timer
 from hwq.host.runtime import Runtime
 from hwq.layout.program import Program
 from hwq.sim.device import CLOCK_PERIOD_NS, SimDevice
-
-FREE_RUN_CYCLES = 200_000
-
-
+from hwq.sim.harness import FREE_RUN_CYCLES
 
 
 @cocotb.test()
@@ -47,7 +45,8 @@ async def run_program(dut) -> None:
     result = await rt.infer(x, progress=progress)
     t2, c2 = time.perf_counter(), get_sim_time("ns")
     # the same build with Python idle: one Timer over the free-running GPI clock
-    await Timer(FREE_RUN_CYCLES * CLOCK_PERIOD_NS, unit="ns")
+    free_run = int(os.environ.get("HWQ_SIM_FREE_RUN", FREE_RUN_CYCLES))
+    await Timer(free_run * CLOCK_PERIOD_NS, unit="ns")
     t3 = time.perf_counter()
     np.savez(
         job / "results.npz",
@@ -60,5 +59,5 @@ async def run_program(dut) -> None:
         infer_seconds=t2 - t1,
         infer_cycles=(c2 - c1) // CLOCK_PERIOD_NS,
         free_run_seconds=t3 - t2,
-        free_run_cycles=FREE_RUN_CYCLES,
+        free_run_cycles=free_run,
     )

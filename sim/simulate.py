@@ -34,6 +34,7 @@ from hwq.config import CoreConfig
 from hwq.errors import CheckFailed
 from hwq.ir import QuantizedNetwork
 from hwq.layout.program import Program
+from hwq.sim.harness import FREE_RUN_CYCLES
 
 #: Verilator flags of the core build: two compile jobs.
 BUILD_ARGS = ("-j", "2")
@@ -86,6 +87,7 @@ def simulate(
     progress: bool = True,
     cache_dir: str | Path | None = None,
     timeout_s: float | None = None,
+    free_run_cycles: int | None = None,
 ) -> SimResult:
     """Run ``inputs`` (``(N, *input_shape)`` integers) through the simulated core.
 
@@ -111,6 +113,10 @@ def simulate(
         wall-clock limit of the simulator (cocotb) or of the worker processes
         (``jobs`` > 1); every inference is also bounded by the cycle model plus
         :data:`hwq.host.runtime.TIMEOUT_SLACK_CYCLES` cycles.
+    free_run_cycles : int, optional
+        cycles of free-running clock after the batch, the speed reference
+        (``result.free_run_cycles_per_s``); default
+        :data:`hwq.sim.harness.FREE_RUN_CYCLES`.
     """
     from hwq.layout.compiler import compile as compile_network
     from hwq.rtl.generate import cached_generate
@@ -123,6 +129,11 @@ def simulate(
         raise ValueError(f"Jobs > 1 needs the compiled backend, not {backend!r} (jobs={jobs})")
     if jobs is not None and jobs > 1 and waves:
         raise ValueError(f"Waves record one process: use jobs=1, not jobs={jobs}")
+    free_run_cycles = FREE_RUN_CYCLES if free_run_cycles is None else free_run_cycles
+    if isinstance(free_run_cycles, bool) or not isinstance(free_run_cycles, int) \
+            or free_run_cycles < 1:
+        raise ValueError(f"Free-running cycles must be a positive integer, not "
+                         f"{free_run_cycles!r}")
     if isinstance(network_or_program, Program):
         program = network_or_program
         if config is not None:
@@ -150,7 +161,8 @@ def simulate(
         sources = _write_sources(verilog, job)
         run = _simulate_compiled if backend == "compiled" else _simulate_cocotb
         result = run(program, x, sources=sources, job=job, jobs=jobs, waves=wave_kind,
-                     progress=progress, cache_dir=cache_dir, timeout_s=timeout_s, t0=t0)
+                     progress=progress, cache_dir=cache_dir, timeout_s=timeout_s, t0=t0,
+                     free_run_cycles=free_run_cycles)
     result.verilog_lines = verilog.count("\n")
     return result
 
@@ -205,7 +217,7 @@ def _keep_waves(path: Path) -> str:
 def _simulate_compiled(program: Program, x: np.ndarray, *, sources: Sequence[Path], job: Path,
                        jobs: int, waves: str | None, progress: bool,
                        cache_dir: str | Path | None, timeout_s: float | None,
-                       t0: float) -> SimResult:
+                       t0: float, free_run_cycles: int) -> SimResult:
     from tqdm import tqdm
 
     from hwq.sim import compiled, harness
@@ -217,9 +229,11 @@ def _simulate_compiled(program: Program, x: np.ndarray, *, sources: Sequence[Pat
     with tqdm(total=n, desc="simulate", unit="img", disable=not progress, leave=False) as bar:
         if jobs == 1:
             run = harness.run_batch(build.library, program, x, waves=trace,
+                                    free_run_cycles=free_run_cycles,
                                     progress=lambda i: bar.update(i + 1 - bar.n))
         else:
             run = harness.run_parallel(build.library, program, x, jobs,
+                                       free_run_cycles=free_run_cycles,
                                        progress=lambda done: bar.update(done - bar.n),
                                        timeout_s=timeout_s)
     return SimResult(
@@ -246,7 +260,7 @@ def _simulate_compiled(program: Program, x: np.ndarray, *, sources: Sequence[Pat
 def _simulate_cocotb(program: Program, x: np.ndarray, *, sources: Sequence[Path], job: Path,
                      jobs: int, waves: str | None, progress: bool,
                      cache_dir: str | Path | None, timeout_s: float | None,
-                     t0: float) -> SimResult:
+                     t0: float, free_run_cycles: int) -> SimResult:
     from hwq.rtl.generate import TOP
     from hwq.sim import build as sim_build
 
@@ -261,7 +275,8 @@ def _simulate_cocotb(program: Program, x: np.ndarray, *, sources: Sequence[Path]
     def target() -> None:
         try:
             result_box["result"] = sim_build.run_tests(
-                build, "hwq.sim.core_tb", extra_env={"HWQ_SIM_JOB": str(job)},
+                build, "hwq.sim.core_tb",
+                extra_env={"HWQ_SIM_JOB": str(job), "HWQ_SIM_FREE_RUN": str(free_run_cycles)},
                 waves=bool(waves), timeout=timeout_s,
                 test_dir=job / "run" if waves else None)
         except BaseException as exc:  # re-raised in the caller's thread
