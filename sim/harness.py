@@ -70,26 +70,31 @@ def run_batch(library: str | os.PathLike, program: Program, x: np.ndarray, *,
               progress: Callable[[int], None] | None = None) -> BatchRun:
     """Load ``program`` and run inputs ``x`` on one model of ``library`` in this process.
 
+    The free-running reference runs half before the inputs and half after them, so that
+    a change of the machine's load during the batch weighs on both figures alike.
     ``progress(i)`` is called after input ``i``; ``waves`` records a trace there.
     """
     from hwq.sim.compiled import CompiledDevice, CompiledModel
 
     model = CompiledModel(library, waves=waves)
+    first = free_run_cycles // 2
     try:
         runtime = Runtime(CompiledDevice(model))
         t0, c0 = time.perf_counter(), model.cycle
         asyncio.run(runtime.load(program))
         t1, c1 = time.perf_counter(), model.cycle
-        result = asyncio.run(runtime.infer(x, progress=progress))
+        model.run(first)
         t2, c2 = time.perf_counter(), model.cycle
-        model.run(free_run_cycles)
-        t3 = time.perf_counter()
+        result = asyncio.run(runtime.infer(x, progress=progress))
+        t3, c3 = time.perf_counter(), model.cycle
+        model.run(free_run_cycles - first)
+        t4 = time.perf_counter()
     finally:
         model.close()
     return BatchRun(outputs=result.outputs, cycles=result.cycles,
                     layer_cycles=result.layer_cycles, load_seconds=t1 - t0,
-                    load_cycles=c1 - c0, infer_start=t1, infer_end=t2, infer_cycles=c2 - c1,
-                    free_run_cycles=free_run_cycles, free_run_seconds=t3 - t2)
+                    load_cycles=c1 - c0, infer_start=t2, infer_end=t3, infer_cycles=c3 - c2,
+                    free_run_cycles=free_run_cycles, free_run_seconds=t2 - t1 + t4 - t3)
 
 
 def split(n: int, jobs: int) -> list[tuple[int, int]]:

@@ -58,7 +58,7 @@ class SimResult:
     load_seconds: float
     infer_seconds: float
     infer_cycles: int               # simulated cycles of the inference phase (bus + compute)
-    free_run_cycles_per_s: float    # same build, Python idle, one Timer
+    free_run_cycles_per_s: float    # same build, no transactions (jobs > 1: workers' mean)
     verilog_lines: int
     test_dir: str | None = None
     waves_file: str | None = None
@@ -252,7 +252,7 @@ def _simulate_compiled(program: Program, x: np.ndarray, *, sources: Sequence[Pat
         verilog_lines=0,
         waves_file=_keep_waves(trace) if trace is not None else None,
         backend="compiled",
-        jobs=jobs,
+        jobs=max(1, len(run.workers)),
         extra={"load_cycles": run.load_cycles, "workers": run.workers},
     )
 
