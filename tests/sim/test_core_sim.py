@@ -101,6 +101,7 @@ def test_flow_cli_bit_for_bit():
     assert report["cycle_model_mismatches"] == []
     assert report["layer_cycles"] == report["model_layer_cycles"]
     assert report["cycles_per_inference"] == report["model_cycles_per_inference"]
+    assert report["backend"] == "compiled"
     assert 0 < report["utilization"] <= 1
     for key in ("fp32_accuracy", "sim_cycles_per_s", "free_run_cycles_per_s"):
         assert report[key] > 0
@@ -110,11 +111,12 @@ def test_sim_cli_on_a_saved_network(tmp_path):
     rng = np.random.default_rng(3)
     net = random_network(rng, kind="pot", bits=[4], input_shape=(3, 8, 8))
     path = serialize.save(net, tmp_path / "net.safetensors")
-    proc = _hwq("sim", str(path), "--inputs", "random", "--limit", "3", "--json",
-                "--no-progress")
+    proc = _hwq("sim", str(path), "--inputs", "random", "--limit", "3", "--jobs", "2",
+                "--json", "--no-progress")
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout)
     assert report["mismatches"] == 0 and report["cycle_model_mismatches"] == []
+    assert (report["backend"], report["jobs"]) == ("compiled", 2)
     assert report["core"]["pe"] == "shift_add"
     x = np.random.default_rng(0).integers(-128, 128, size=(3, 3, 8, 8))
     assert report["outputs"] == golden.run(net, x).tolist()
@@ -130,3 +132,35 @@ def test_cli_bad_usage(args, message):
     assert proc.returncode == 2
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("args, backend, jobs", [
+    ((), "compiled", None),
+    (("--backend", "cocotb"), "cocotb", None),
+    (("--jobs", "3"), "compiled", 3),
+])
+def test_sim_cli_passes_backend_and_jobs(args, backend, jobs, tmp_path, monkeypatch, capsys):
+    from hwq.cli import main
+    from hwq.layout.executor import execute
+
+    net = random_network(np.random.default_rng(3), kind="pot", bits=[4], input_shape=(3, 8, 8))
+    path = serialize.save(net, tmp_path / "net.safetensors")
+    seen = []
+
+    def fake(program, config, x, **kwargs):
+        seen.append(kwargs)
+        n, layers = len(x), len(program.layers)
+        model = np.array([int(layer["cycles"]) for layer in program.layers])
+        return SimResult(
+            outputs=execute(program, x), cycles=np.full(n, program.cycles()),
+            layer_cycles=np.broadcast_to(model, (n, layers)), model_layer_cycles=model,
+            layer_names=[str(layer["name"]) for layer in program.layers], build_seconds=0.0,
+            build_cached=True, load_seconds=0.0, infer_seconds=1.0, infer_cycles=1000,
+            free_run_cycles_per_s=1000.0, verilog_lines=0, backend=kwargs["backend"],
+            jobs=kwargs["jobs"] or 1)
+
+    monkeypatch.setattr("hwq.sim.simulate.simulate", fake)
+    assert main(["sim", str(path), "--inputs", "random", "--limit", "2", "--json",
+                 "--no-progress", *args]) == 0
+    assert [(k["backend"], k["jobs"]) for k in seen] == [(backend, jobs)]
+    assert json.loads(capsys.readouterr().out)["backend"] == backend
