@@ -43,9 +43,23 @@ _STRIP = ("generator", "top", "src", "amaranth.hierarchy", "amaranth.decoding", 
           "unused_bits", "full_case")
 
 
-def _yosys(rtlil_text: str) -> str:
+_MEMORY = re.compile(r"^(  memory width \d+ size )(\d+) \\(\w+)$", re.M)
+
+
+def _yosys(rtlil_text: str, *, shrink: bool = True) -> str:
+    """Yosys' Verilog of ``rtlil_text`` (one flattened module).
+
+    With ``shrink`` Yosys sees every memory one word deep and the real depth is written
+    back into the Verilog declaration: Yosys gives a memory an initial-value parameter of
+    ``width x depth`` undefined bits, a cost that grows with depth, and nothing the script
+    does depends on the depth (the ports keep their address widths); the Verilog is the
+    same either way.
+    """
     from amaranth._toolchain.yosys import find_yosys
 
+    depths = {m.group(3): int(m.group(2)) for m in _MEMORY.finditer(rtlil_text)}
+    if shrink:
+        rtlil_text = _MEMORY.sub(lambda m: f"{m.group(1)}1 \\{m.group(3)}", rtlil_text)
     yosys = find_yosys(lambda version: version >= (0, 40))
     remove = " ".join(f"-remove {a}" for a in _STRIP)
     script = "\n".join([
@@ -58,7 +72,13 @@ def _yosys(rtlil_text: str) -> str:
         f"attrmap -modattr {remove}",
         "write_verilog -norename",
     ])
-    return yosys.run(["-q", "-"], script, ignore_warnings=True)
+    verilog = yosys.run(["-q", "-"], script, ignore_warnings=True)
+    for name, depth in depths.items() if shrink else ():
+        verilog, found = re.subn(rf"^(  reg \[\d+:0\] {name} )\[0:0\];$",
+                                 rf"\g<1>[{depth - 1}:0];", verilog, flags=re.M)
+        if found != 1:  # pragma: no cover - a change in Yosys' output
+            raise RuntimeError(f"No declaration of memory {name!r} in Yosys' Verilog")
+    return verilog
 
 
 @contextlib.contextmanager

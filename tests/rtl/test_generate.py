@@ -120,3 +120,22 @@ def test_generation_does_not_grow_with_memory_depth():
                                          name="hwq_core", emit_src=False)
     assert "$meminit" not in texts[262144]
     assert abs(len(texts[262144]) - len(texts[4096])) < len(texts[4096]) // 1000  # addresses
+
+
+@pytest.mark.parametrize("pe, dsp", [("shift_add", "inferred"), ("bit_serial", "inferred"),
+                                     ("multiply", "ecp5")])
+def test_yosys_sees_one_word_memories_and_writes_the_same_verilog(pe, dsp):
+    # Yosys' memory initial-value parameter grows with depth: it sees one-word memories,
+    # the real depths go back into the declarations, and the text is what it was
+    from amaranth.back import rtlil
+
+    from hwq.rtl.core import Core
+    from hwq.rtl.generate import _no_zero_meminit, _yosys
+
+    cfg = CoreConfig(pe=pe, dsp=dsp, lanes=2, simd=2, act_depth=64, weight_depth=300,
+                     param_depth=16, desc_depth=4)
+    with _no_zero_meminit():
+        text = rtlil.convert(Core(config=cfg), name="hwq_core", emit_src=False)
+    shrunk = _yosys(text)
+    assert shrunk == _yosys(text, shrink=False)
+    assert re.search(r"^  reg \[\d+:0\] weight_mem \[299:0\];$", shrunk, re.M)
