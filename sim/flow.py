@@ -132,13 +132,14 @@ def flow(
     from hwq.layout.compiler import compile as compile_network
     from hwq.layout.compiler import core_config
     from hwq.quant.api import quantize
-    from hwq.sim.simulate import simulate
+    from hwq.sim.simulate import check_options, simulate
     from hwq.workloads import digits
 
     if pe not in PE_TYPES:
         raise ValueError(f"PE type must be one of {', '.join(PE_TYPES)}, not {pe!r}")
     if limit is not None and not 1 <= limit <= digits.TEST_SIZE:
         raise ValueError(f"--limit must be in 1..{digits.TEST_SIZE}, not {limit}")
+    check_options(backend=backend, jobs=jobs, waves=waves or False)
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     data = digits.load_data()

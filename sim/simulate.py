@@ -121,14 +121,7 @@ def simulate(
     from hwq.layout.compiler import compile as compile_network
     from hwq.rtl.generate import cached_generate
 
-    if backend not in BACKENDS:
-        raise ValueError(f"Backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
-    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
-        raise ValueError(f"Jobs must be a positive integer, not {jobs!r}")
-    if jobs is not None and jobs > 1 and backend != "compiled":
-        raise ValueError(f"Jobs > 1 needs the compiled backend, not {backend!r} (jobs={jobs})")
-    if jobs is not None and jobs > 1 and waves:
-        raise ValueError(f"Waves record one process: use jobs=1, not jobs={jobs}")
+    check_options(backend=backend, jobs=jobs, waves=waves)
     free_run_cycles = FREE_RUN_CYCLES if free_run_cycles is None else free_run_cycles
     if isinstance(free_run_cycles, bool) or not isinstance(free_run_cycles, int) \
             or free_run_cycles < 1:
@@ -165,6 +158,18 @@ def simulate(
                      free_run_cycles=free_run_cycles)
     result.verilog_lines = verilog.count("\n")
     return result
+
+
+def check_options(*, backend: str, jobs: int | None, waves: bool | str) -> None:
+    """Raise ``ValueError`` for a backend, jobs and waves that :func:`simulate` refuses."""
+    if backend not in BACKENDS:
+        raise ValueError(f"Backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise ValueError(f"Jobs must be a positive integer, not {jobs!r}")
+    if jobs is not None and jobs > 1 and backend != "compiled":
+        raise ValueError(f"Jobs > 1 needs the compiled backend, not {backend!r} (jobs={jobs})")
+    if jobs is not None and jobs > 1 and waves:
+        raise ValueError(f"Waves record one process: use jobs=1, not jobs={jobs}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

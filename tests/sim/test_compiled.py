@@ -171,9 +171,11 @@ def test_default_jobs_follow_the_cpus_and_the_batch(monkeypatch):
 @pytest.mark.parametrize("args, message", [
     (["--jobs", "0"], "argument --jobs: must be a positive integer, not '0'"),
     (["--backend", "verilog"], "argument --backend: invalid choice: 'verilog'"),
+    (["--backend", "cocotb", "--jobs", "2"],   # refused before quantizing
+     "hwq flow: error: Jobs > 1 needs the compiled backend, not 'cocotb' (jobs=2)"),
 ])
 def test_cli_refuses_bad_jobs_and_backend(args, message):
     proc = subprocess.run([sys.executable, "-m", "hwq.cli", "flow", *args], capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=60)
     assert proc.returncode == 2
     assert message in proc.stderr
