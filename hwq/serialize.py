@@ -2,12 +2,17 @@
 
 Tensors are stored under ``ops.<i>.<field>`` with the smallest integer dtype that holds
 them; a JSON manifest in the safetensors metadata (key ``hwq``) holds the format
-version, the hwq version, the ops and their parameters, a SHA-256 of every tensor, and a
+version, the hwq version, the ops (kind, name, the tensors they read, their parameters as
+each op kind defines them: :meth:`hwq.ir.Op.manifest`), a SHA-256 of every tensor, and a
 SHA-256 of the manifest itself (``manifest_sha256``, over its other fields).
-Loading validates everything (the file's structure, version, tensor set, checksums,
-then the network itself) and raises :class:`~hwq.errors.ArtifactError` naming the file
-and the problem, so a truncated, corrupted, tampered or wrong-version file never becomes
-a wrong network. Writes are atomic (temporary file + ``os.replace``). No pickle.
+Loading validates everything (the file's structure, version, tensor set, checksums, every
+manifest field against its schema with no coercion (:mod:`hwq.ir.schema`), then the network
+itself) and raises :class:`~hwq.errors.ArtifactError` naming the file, the field, the value
+and what is allowed, so a truncated, corrupted, tampered or wrong-version file never
+becomes a wrong network. Writes are atomic (temporary file + ``os.replace``). No pickle.
+
+Format versions: 2 is the graph IR (every op names its inputs); files of version 1 (wave 1,
+a chain of conv2d, linear, maxpool2d 2x2 and flatten) are migrated on load.
 """
 
 from __future__ import annotations
@@ -29,14 +34,16 @@ from safetensors.numpy import save as st_save
 
 from hwq import __version__
 from hwq.errors import ArtifactError
-from hwq.ir import Conv2d, Flatten, Linear, MaxPool2d, QuantizedNetwork, Requant, WeightSpec
+from hwq.ir import OPS, QuantizedNetwork
+from hwq.ir.schema import Fields, SchemaError
 
 FORMAT = "hwq.QuantizedNetwork"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Older versions that load (migrated).
+MIGRATED_VERSIONS = (1,)
 #: Manifest field holding the SHA-256 of the rest of the manifest (canonical JSON), so that
 #: no change to the header goes unnoticed.
 MANIFEST_DIGEST = "manifest_sha256"
-_OPS = {"conv2d": Conv2d, "linear": Linear, "maxpool2d": MaxPool2d, "flatten": Flatten}
 
 
 def _compact(a: np.ndarray) -> np.ndarray:
@@ -57,24 +64,18 @@ def _digest(a: np.ndarray) -> str:
 def to_bytes(network: QuantizedNetwork) -> bytes:
     """The safetensors bytes of ``network`` (what :func:`save` writes)."""
     network.validate()
+    if not isinstance(network, QuantizedNetwork):
+        raise TypeError(f"Network must be a QuantizedNetwork, not {type(network).__name__}")
     tensors: dict[str, np.ndarray] = {}
     ops: list[dict[str, Any]] = []
     for i, op in enumerate(network.ops):
-        entry: dict[str, Any] = {"kind": op.kind, "name": op.name}
-        if isinstance(op, Conv2d | Linear):
-            fields = {"weight": op.weight, "bits": op.spec.bits, "bias": op.requant.bias,
-                      "M": op.requant.M, "S": op.requant.S}
-            if op.spec.table is not None:
-                fields["table"] = op.spec.table
-            entry.update(spec=op.spec.to_manifest(), lo=op.requant.lo, hi=op.requant.hi,
-                         out_scale=float(op.out_scale))
-            if isinstance(op, Conv2d):
-                entry.update(stride=op.stride, padding=op.padding)
-            entry["tensors"] = {}
-            for field_, value in fields.items():
-                key = f"ops.{i}.{field_}"
-                tensors[key] = _compact(np.asarray(value))
-                entry["tensors"][field_] = key
+        fields, arrays = op.manifest()
+        entry: dict[str, Any] = {"kind": op.kind, "name": op.name, "inputs": list(op.inputs),
+                                 **fields, "tensors": {}}
+        for field_, value in arrays.items():
+            key = f"ops.{i}.{field_}"
+            tensors[key] = _compact(np.asarray(value))
+            entry["tensors"][field_] = key
         ops.append(entry)
     manifest = {
         "format": FORMAT,
@@ -172,11 +173,14 @@ def from_bytes(data: bytes, *, source: str = "<bytes>") -> QuantizedNetwork:
         raise ArtifactError(f"{source}: not an hwq network (format "
                             f"{manifest.get('format') if isinstance(manifest, dict) else None!r})")
     version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
+    if version != FORMAT_VERSION and version not in MIGRATED_VERSIONS:
+        newer = isinstance(version, int) and version > FORMAT_VERSION
         raise ArtifactError(
             f"{source}: network format version {version!r} is not supported by hwq "
-            f"{__version__} (reads version {FORMAT_VERSION}); written by hwq "
-            f"{manifest.get('hwq_version', '?')}"
+            f"{__version__} (reads versions {', '.join(map(str, MIGRATED_VERSIONS))} and "
+            f"{FORMAT_VERSION}; written by hwq {manifest.get('hwq_version', '?')}): "
+            + ("a newer hwq wrote it: upgrade hwq" if newer else
+               "re-create the network with `hwq quantize`")
         )
     if manifest.get(MANIFEST_DIGEST) != _manifest_digest(manifest):
         raise ArtifactError(f"{source}: manifest checksum mismatch (the header was modified "
@@ -204,28 +208,80 @@ def from_bytes(data: bytes, *, source: str = "<bytes>") -> QuantizedNetwork:
 
 
 def _build(manifest: dict[str, Any], tensors: dict[str, np.ndarray]) -> QuantizedNetwork:
+    m = Fields(manifest, "manifest")
+    for key in ("format", "format_version", "hwq_version", "checksums", MANIFEST_DIGEST):
+        m.raw(key)
+    version = manifest["format_version"]
+    shape = m.ints("input_shape", 1, 1 << 30, lengths=(1, 3))
+    act_bits = m.int("act_bits", 2, 16)
+    input_scale = m.float("input_scale")
+    meta = m.raw("meta", {})
+    if not isinstance(meta, dict):
+        raise SchemaError(f"manifest: field 'meta': {type(meta).__name__} is not allowed "
+                          "(a JSON object)")
+    entries = m.list("ops")
+    if not entries:
+        raise SchemaError("manifest: field 'ops': [] is not allowed (a list of at least one op)")
+    m.done()
+    used: set[str] = set()
     ops = []
-    for entry in manifest["ops"]:
-        kind = entry["kind"]
-        if kind not in _OPS:
-            raise ValueError(f"unknown op kind {kind!r}")
-        if kind in ("maxpool2d", "flatten"):
-            ops.append(_OPS[kind](name=entry["name"]))
-            continue
-        t = {f: tensors[key].astype(np.int64) for f, key in entry["tensors"].items()}
-        spec = WeightSpec(kind=entry["spec"]["kind"], bits=t["bits"], table=t.get("table"),
-                          table_bits=int(entry["spec"]["table_bits"]))
-        rq = Requant(bias=t["bias"], M=t["M"], S=t["S"], lo=int(entry["lo"]), hi=int(entry["hi"]))
-        common = dict(name=entry["name"], weight=t["weight"], spec=spec, requant=rq,
-                      out_scale=float(entry["out_scale"]))
-        if kind == "conv2d":
-            ops.append(Conv2d(stride=int(entry["stride"]), padding=int(entry["padding"]), **common))
-        else:
-            ops.append(Linear(**common))
-    return QuantizedNetwork(
-        input_shape=tuple(manifest["input_shape"]),
-        act_bits=int(manifest["act_bits"]),
-        input_scale=float(manifest["input_scale"]),
-        ops=ops,
-        meta=manifest.get("meta", {}),
-    )
+    for i, entry in enumerate(entries):
+        if version == 1:
+            entry = _migrate_v1(entry, f"ops[{i}]")
+        f = Fields(entry, f"ops[{i}]")
+        name = f.str("name")
+        f.where = f"ops[{i}] {name!r}"
+        kind = f.str("kind", tuple(OPS))
+        inputs = f.strs("inputs")
+        refs = f.object("tensors")
+        arrays = {}
+        for field_ in list(refs.data):
+            key = refs.str(field_)
+            if key not in tensors:
+                raise SchemaError(f"{f.where}: tensor {key!r} of field {field_!r} is not in "
+                                  "the file")
+            if key in used:
+                raise SchemaError(f"{f.where}: tensor {key!r} is used twice")
+            used.add(key)
+            t = tensors[key]
+            if t.dtype.kind not in "iu":
+                raise SchemaError(f"{f.where}: tensor {key!r} has dtype {t.dtype}; hwq stores "
+                                  "integers only (int8/16/32/64)")
+            arrays[field_] = t.astype(np.int64)
+        refs.done()
+        arrays = _Arrays(arrays, f.where)
+        ops.append(OPS[kind].from_manifest(name, inputs, f, arrays))
+        f.done()
+    unused = sorted(set(tensors) - used)
+    if unused:
+        raise SchemaError(f"tensor(s) {unused} belong to no op")
+    return QuantizedNetwork(input_shape=shape, act_bits=act_bits, input_scale=input_scale,
+                            ops=ops, meta=meta)
+
+
+class _Arrays(dict):
+    """An op's tensors by field; a missing one is a :class:`SchemaError` naming it."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], where: str) -> None:
+        super().__init__(arrays)
+        self.where = where
+
+    def __missing__(self, key: str) -> np.ndarray:
+        raise SchemaError(f"{self.where}: tensor field {key!r} is missing")
+
+
+def _migrate_v1(entry: object, where: str) -> object:
+    """A version-1 op entry (a chain: no inputs; square kernels, one stride and padding,
+    2x2/2 max pools) in the version-2 form."""
+    if not isinstance(entry, dict):
+        return entry
+    e = dict(entry, inputs=[])
+    kind = e.get("kind")
+    if kind in ("maxpool2d", "flatten") and "tensors" not in e:
+        e["tensors"] = {}
+    if kind == "maxpool2d":
+        e.update(kernel=[2, 2], stride=[2, 2], padding=[0, 0, 0, 0])
+    elif kind == "conv2d":
+        s, p = e.pop("stride", None), e.pop("padding", None)
+        e.update(stride=[s, s], padding=[p] * 4, dilation=[1, 1], groups=1)
+    return e

@@ -15,7 +15,20 @@ import numpy as np
 
 from hwq.golden._checks import signed_range
 from hwq.golden.requant import multiplier_from_scale
-from hwq.ir import Conv2d, Flatten, Linear, MaxPool2d, QuantizedNetwork, Requant, WeightSpec
+from hwq.ir import (
+    ADD_WEIGHT_MAX,
+    INPUT,
+    Add,
+    AvgPool2d,
+    Conv2d,
+    Flatten,
+    GlobalAvgPool2d,
+    Linear,
+    MaxPool2d,
+    QuantizedNetwork,
+    Requant,
+    WeightSpec,
+)
 
 #: A small network with awkward shapes: channels not a multiple of 4 or 8, stride 2, padding.
 DEFAULT_ARCH: tuple[tuple[Any, ...], ...] = (
@@ -137,3 +150,178 @@ def _zero_tiles(rng: np.random.Generator, w: np.ndarray, fraction: float,
             if rng.random() < fraction:
                 flat[r : r + rows, c : c + cols] = 0
     return flat.reshape(w.shape)
+
+
+#: Block kinds of :func:`random_graph_network`.
+GRAPH_BLOCKS = ("res", "res_proj", "dw", "grouped", "maxpool", "avgpool", "odd_conv")
+
+
+class _GraphBuilder:
+    """Ops of a random graph network, each with requant parameters that keep activations
+    spread over their range."""
+
+    def __init__(self, rng: np.random.Generator, kind: str, bits: np.ndarray, act_bits: int,
+                 per_channel_bits: bool, input_shape: tuple[int, ...]) -> None:
+        self.rng, self.kind, self.bits, self.act_bits = rng, kind, bits, act_bits
+        self.per_channel = per_channel_bits
+        self.ops: list = []
+        self.shapes = {INPUT: tuple(input_shape)}
+        self.hi = signed_range(act_bits)[1]
+
+    def _name(self, stem: str) -> str:
+        return f"{stem}{len(self.ops)}"
+
+    def _push(self, op) -> str:
+        self.ops.append(op)
+        shapes = [self.shapes[t] for t in op.inputs]
+        self.shapes[op.name] = op.output_shape(shapes)
+        return op.name
+
+    def _requant(self, channels: int, typical: float, relu: bool) -> Requant:
+        lo, hi = signed_range(self.act_bits)
+        m = multiplier_from_scale(np.full(channels, (hi / 2) / max(typical, 1e-9)))
+        return Requant(bias=np.zeros(channels, np.int64), M=m.M, S=m.S,
+                       lo=0 if relu else lo, hi=hi)
+
+    def conv(self, x: str, c_out: int, kernel=(3, 3), stride=1, padding=0, dilation=1,
+             groups: int = 1, relu: bool = True) -> str:
+        rng = self.rng
+        c_in = self.shapes[x][0]
+        wshape = (c_out, c_in // groups, *kernel)
+        b = (rng.choice(self.bits, size=(c_out, 1, 1, 1)) if self.per_channel
+             else np.asarray(rng.choice(self.bits)))
+        table = None
+        if self.kind == "codebook":
+            nonzero = rng.choice(np.r_[-128:0, 1:128], size=(1 << int(np.max(b))) - 1,
+                                 replace=False)
+            zero_at = int(rng.integers(0, 1 << int(np.min(b))))
+            table = np.insert(nonzero, zero_at, 0).astype(np.int64)
+        w = random_weights(rng, wshape, self.kind, b, table)
+        k_total = int(np.prod(wshape[1:]))
+        w_rms = float(np.sqrt(np.mean(w.astype(np.float64) ** 2))) or 1.0
+        rq = self._requant(c_out, np.sqrt(k_total) * w_rms * (self.hi / 2), relu)
+        spread = max(1, int(np.sqrt(k_total) * w_rms * self.hi / 8))
+        rq = Requant(bias=rng.integers(-spread, spread + 1, size=c_out), M=rq.M, S=rq.S,
+                     lo=rq.lo, hi=rq.hi)
+        return self._push(Conv2d(name=self._name("conv"), inputs=(x,), weight=w,
+                                 spec=WeightSpec(kind=self.kind, bits=b, table=table),
+                                 requant=rq, stride=stride, padding=padding,
+                                 dilation=dilation, groups=groups))
+
+    def add(self, a: str, b: str, relu: bool) -> str:
+        wa, wb = (int(v) for v in self.rng.integers(1, ADD_WEIGHT_MAX + 1, size=2))
+        if self.rng.random() < 0.5:                   # small weights are common too
+            wa, wb = (int(v) for v in self.rng.integers(1, 9, size=2))
+        rq = self._requant(self.shapes[a][0], (wa + wb) * self.hi / 3, relu)
+        return self._push(Add(name=self._name("add"), inputs=(a, b), weights=(wa, wb),
+                              requant=rq))
+
+    def avgpool(self, x: str, kernel, stride, padding) -> str:
+        kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+        rq = self._requant(self.shapes[x][0], kh * kw * self.hi / 3, False)
+        return self._push(AvgPool2d(name=self._name("avg"), inputs=(x,), requant=rq,
+                                    kernel=kernel, stride=stride, padding=padding))
+
+    def gap(self, x: str) -> str:
+        c, h, w = self.shapes[x]
+        rq = self._requant(c, h * w * self.hi / 3, False)
+        return self._push(GlobalAvgPool2d(name=self._name("gap"), inputs=(x,), requant=rq))
+
+    def maxpool(self, x: str, kernel, stride, padding) -> str:
+        return self._push(MaxPool2d(name=self._name("pool"), inputs=(x,), kernel=kernel,
+                                    stride=stride, padding=padding))
+
+    def linear(self, x: str, c_out: int, relu: bool) -> str:
+        rng = self.rng
+        k = self.shapes[x][0]
+        b = (rng.choice(self.bits, size=(c_out, 1)) if self.per_channel
+             else np.asarray(rng.choice(self.bits)))
+        table = None
+        if self.kind == "codebook":
+            nonzero = rng.choice(np.r_[-128:0, 1:128], size=(1 << int(np.max(b))) - 1,
+                                 replace=False)
+            table = np.insert(nonzero, int(rng.integers(0, 1 << int(np.min(b)))), 0)
+        w = random_weights(rng, (c_out, k), self.kind, b, table)
+        w_rms = float(np.sqrt(np.mean(w.astype(np.float64) ** 2))) or 1.0
+        rq = self._requant(c_out, np.sqrt(k) * w_rms * (self.hi / 2), relu)
+        return self._push(Linear(name=self._name("fc"), inputs=(x,), weight=w,
+                                 spec=WeightSpec(kind=self.kind, bits=b, table=table),
+                                 requant=rq))
+
+    def flatten(self, x: str) -> str:
+        return self._push(Flatten(name=self._name("flat"), inputs=(x,)))
+
+
+def random_graph_network(
+    rng: np.random.Generator,
+    *,
+    input_shape: Sequence[int] = (3, 9, 9),
+    blocks: Sequence[str] | None = None,
+    kind: str = "int",
+    bits: int | Sequence[int] = 4,
+    act_bits: int = 8,
+    per_channel_bits: bool = False,
+    classes: int = 5,
+) -> QuantizedNetwork:
+    """A valid random graph :class:`QuantizedNetwork`: a stem conv, ``blocks`` (residual
+    blocks with identity or strided 1x1 shortcuts, depthwise-separable and grouped convs,
+    general max and average pools, convs with non-square kernels, per-side padding and
+    dilation), then a global average pool or a flatten, and a linear layer.
+
+    ``blocks`` defaults to three kinds drawn from :data:`GRAPH_BLOCKS`.
+
+    >>> net = random_graph_network(np.random.default_rng(0), blocks=["res", "dw"])
+    >>> [op.kind for op in net.ops][:5]
+    ['conv2d', 'conv2d', 'conv2d', 'add', 'conv2d']
+    """
+    choices = np.atleast_1d(np.asarray(bits, dtype=np.int64))
+    g = _GraphBuilder(rng, kind, choices, act_bits, per_channel_bits, tuple(input_shape))
+    if blocks is None:
+        blocks = [str(b) for b in rng.choice(GRAPH_BLOCKS, size=3)]
+    x = g.conv(INPUT, int(rng.integers(4, 9)), kernel=(3, 3), padding=1)
+    for block in blocks:
+        c, h, w = g.shapes[x]
+        if block == "res":
+            y = g.conv(x, c, padding=1)
+            y = g.conv(y, c, padding=1, relu=False)
+            x = g.add(y, x, relu=bool(rng.random() < 0.7))
+        elif block == "res_proj":
+            c2 = c + int(rng.integers(1, 5))
+            stride = 2 if min(h, w) >= 4 else 1
+            y = g.conv(x, c2, stride=stride, padding=1)
+            y = g.conv(y, c2, padding=1, relu=False)
+            s = g.conv(x, c2, kernel=(1, 1), stride=stride, relu=False)
+            x = g.add(s, y, relu=True) if rng.random() < 0.5 else g.add(y, s, relu=True)
+        elif block == "dw":
+            x = g.conv(x, c, groups=c, padding=1)
+            x = g.conv(x, int(rng.integers(3, 12)), kernel=(1, 1))
+        elif block == "grouped":
+            groups = int(rng.choice([d for d in range(1, c + 1) if c % d == 0]))
+            x = g.conv(x, groups * int(rng.integers(1, 4)), groups=groups, padding=1)
+        elif block == "maxpool" and min(h, w) >= 2:
+            k = int(rng.integers(2, min(3, h, w) + 1))
+            x = g.maxpool(x, kernel=k, stride=int(rng.integers(1, 3)),
+                          padding=int(rng.integers(0, k // 2 + 1)))
+        elif block == "avgpool" and min(h, w) >= 2:
+            kh, kw = int(rng.integers(2, min(3, h) + 1)), int(rng.integers(1, min(3, w) + 1))
+            x = g.avgpool(x, kernel=(kh, kw), stride=int(rng.integers(1, 3)),
+                          padding=(int(rng.integers(0, kh // 2 + 1)),
+                                   int(rng.integers(0, kw // 2 + 1))))
+        elif block == "odd_conv":
+            while True:     # a non-square kernel, per-side padding, dilation, two strides
+                kh, kw = (int(v) for v in rng.integers(1, 4, size=2))
+                pad = tuple(int(v) for v in rng.integers(0, 3, size=4))
+                dh = int(rng.integers(1, 3))
+                if h + pad[0] + pad[1] > dh * (kh - 1) and w + pad[2] + pad[3] > kw - 1:
+                    break
+            x = g.conv(x, int(rng.integers(2, 10)), kernel=(kh, kw),
+                       stride=(int(rng.integers(1, 3)), int(rng.integers(1, 3))), padding=pad,
+                       dilation=(dh, 1))
+        elif block not in GRAPH_BLOCKS:
+            raise ValueError(f"Unknown block {block!r}; use one of {', '.join(GRAPH_BLOCKS)}")
+    if rng.random() < 0.5 and g.shapes[x][1] * g.shapes[x][2] > 1:
+        x = g.gap(x)
+    x = g.flatten(x)
+    g.linear(x, classes, relu=False)
+    return QuantizedNetwork(input_shape=tuple(input_shape), act_bits=act_bits, input_scale=1.0,
+                            ops=g.ops, meta={"generator": "hwq.testing.random_graph_network"})

@@ -8,7 +8,9 @@
   coordinates ``ih0``/``iw0`` for the padding test, and the output position's address. The
   micro-op's own offset and tap are added after the weight fetch (:mod:`hwq.rtl.fetch`).
   All updates are additions (row and column steps precomputed by the compiler).
-* pool: for each output position and channel tile, the four input words of the window.
+* pool: for each output position and channel tile, the ``kernel_h x kernel_w`` input words
+  of the window, row by row; each op carries the tap's input row and column (``ih0``,
+  ``iw0``) for the padding test (a tap in the padding is not read and never wins).
 
 Timing: no comparator sits between the loop counters and the enables and muxes of the
 position registers. The loop-end tests (last weight micro-op or pool tap of a position,
@@ -78,7 +80,10 @@ class AddressGenerator(wiring.Component):
         oh = Signal(w.dim_bits)
         ow = Signal(w.dim_bits)
         ct = Signal(w.dim_bits)
-        tap = Signal(2)
+        tu = Signal(w.dim_bits)                     # pool window row
+        tv = Signal(w.dim_bits)                     # pool window column
+        tap_off = Signal(w.pos_bits)                # tu * dy_step + tv * dx_step
+        row_off = Signal(w.pos_bits)                # tu * dy_step
         row_pos = Signal(signed(w.pos_bits))
         pos = Signal(signed(w.pos_bits))
         ih0 = Signal(signed(w.dim_bits + 1))
@@ -91,56 +96,76 @@ class AddressGenerator(wiring.Component):
         # next value: if the counter wraps to its first value, whether the loop has one
         # iteration (``one_*``), else whether the counter is now at its next-to-last value
         # (``*_pen``, registered at ``start``). ``end_pos`` marks the last op of an output
-        # position: its last weight micro-op (matmul), or tap 3 of the last tile (pool).
+        # position: its last weight micro-op (matmul), or the last window tap of the last
+        # channel tile (pool).
         pool = Signal()                             # d.kind == KIND_POOL
         pfirst = Signal()                           # w_addr == d.w_base
-        end_pos = Signal()                          # w_addr == d.w_last; pool: tap_last & end_ct
-        tap_last = Signal()                         # tap == 3
+        end_pos = Signal()                          # w_addr == d.w_last; pool: taps & end_ct
+        tap_first = Signal()                        # tu == 0 and tv == 0
+        tv_last = Signal()                          # tv == d.kernel_w - 1
+        tu_last = Signal()                          # tu == d.kernel_h - 1
         end_ct = Signal()                           # ct == d.in_ct - 1
         last_col = Signal()                         # ow == d.out_w - 1
         last_row = Signal()                         # oh == d.out_h - 1
         w_pen = Signal(w.weight_addr_bits)          # d.w_last - 1, wrapping like w_addr
+        kw_pen = Signal(signed(w.dim_bits + 1))     # d.kernel_w - 2
+        kh_pen = Signal(signed(w.dim_bits + 1))     # d.kernel_h - 2
         ct_pen = Signal(signed(w.dim_bits + 1))     # d.in_ct - 2
         col_pen = Signal(signed(w.dim_bits + 1))    # d.out_w - 2
         row_pen = Signal(signed(w.dim_bits + 1))    # d.out_h - 2
         one_word = d.w_base == d.w_last
+        one_kw = d.kernel_w == 1
+        one_kh = d.kernel_h == 1
         one_ct = d.in_ct == 1
         one_col = d.out_w == 1
         one_row = d.out_h == 1
 
-        tap_off = Mux(tap[0], d.dx_step, 0) + Mux(tap[1], d.dy_step, 0)
         p = self.o.payload
         m.d.comb += [
             self.busy.eq(running),
             self.o.valid.eq(running),
             p.w_addr.eq(w_addr),
             p.pos.eq(Mux(pool, pos + ct + tap_off, pos)),
-            p.ih0.eq(ih0),
-            p.iw0.eq(iw0),
+            p.ih0.eq(ih0 + Mux(pool, tu, 0)),
+            p.iw0.eq(iw0 + Mux(pool, tv, 0)),
             p.out.eq(Mux(pool, out_pos + ct, out_pos)),
             p.pfirst.eq(pfirst),
             p.llast.eq(end_pos & last_col & last_row),
-            p.pool_first.eq(tap == 0),
-            p.pool_last.eq(tap_last),
+            p.pool_first.eq(tap_first),
+            p.pool_last.eq(tv_last & tu_last),
         ]
         with m.If(self.start):
             kind_pool = d.kind == KIND_POOL
             m.d.sync += [running.eq(1), w_addr.eq(d.w_base), oh.eq(0), ow.eq(0), ct.eq(0),
-                         tap.eq(0), row_pos.eq(d.pos0), pos.eq(d.pos0), ih0.eq(-d.pad),
-                         iw0.eq(-d.pad), out_pos.eq(d.out_base)]
-            m.d.sync += [pool.eq(kind_pool), pfirst.eq(1), end_pos.eq(~kind_pool & one_word),
-                         tap_last.eq(0), end_ct.eq(one_ct), last_col.eq(one_col),
-                         last_row.eq(one_row), w_pen.eq(d.w_last - 1), ct_pen.eq(d.in_ct - 2),
-                         col_pen.eq(d.out_w - 2), row_pen.eq(d.out_h - 2)]
+                         tu.eq(0), tv.eq(0), tap_off.eq(0), row_off.eq(0),
+                         row_pos.eq(d.pos0), pos.eq(d.pos0), ih0.eq(-d.pad_t),
+                         iw0.eq(-d.pad_l), out_pos.eq(d.out_base)]
+            m.d.sync += [pool.eq(kind_pool), pfirst.eq(1), tap_first.eq(1),
+                         end_pos.eq(Mux(kind_pool, one_kw & one_kh & one_ct, one_word)),
+                         tv_last.eq(one_kw), tu_last.eq(one_kh), end_ct.eq(one_ct),
+                         last_col.eq(one_col), last_row.eq(one_row), w_pen.eq(d.w_last - 1),
+                         kw_pen.eq(d.kernel_w - 2), kh_pen.eq(d.kernel_h - 2),
+                         ct_pen.eq(d.in_ct - 2), col_pen.eq(d.out_w - 2),
+                         row_pen.eq(d.out_h - 2)]
         with m.Elif(self.o.valid & self.o.ready):
             with m.If(pool):
-                # the next op ends the position if it is tap 3 (this is tap 2) of the last
-                # channel tile (ct steps after tap 3 only)
-                m.d.sync += [tap.eq(tap + 1), tap_last.eq(tap == 2),
-                             end_pos.eq((tap == 2) & end_ct)]
-                with m.If(tap_last):
-                    m.d.sync += [ct.eq(Mux(end_ct, 0, ct + 1)),
-                                 end_ct.eq(Mux(end_ct, one_ct, ct == ct_pen))]
+                # window taps: tv fastest, then tu, then the channel tile ct
+                m.d.sync += tap_first.eq(tv_last & tu_last)
+                with m.If(~tv_last):
+                    m.d.sync += [tv.eq(tv + 1), tv_last.eq(tv == kw_pen),
+                                 tap_off.eq(tap_off + d.dx_step),
+                                 end_pos.eq((tv == kw_pen) & tu_last & end_ct)]
+                with m.Elif(~tu_last):
+                    m.d.sync += [tv.eq(0), tv_last.eq(one_kw), tu.eq(tu + 1),
+                                 tu_last.eq(tu == kh_pen), row_off.eq(row_off + d.dy_step),
+                                 tap_off.eq(row_off + d.dy_step),
+                                 end_pos.eq(one_kw & (tu == kh_pen) & end_ct)]
+                with m.Else():
+                    next_end_ct = Mux(end_ct, one_ct, ct == ct_pen)
+                    m.d.sync += [tv.eq(0), tv_last.eq(one_kw), tu.eq(0), tu_last.eq(one_kh),
+                                 tap_off.eq(0), row_off.eq(0),
+                                 ct.eq(Mux(end_ct, 0, ct + 1)), end_ct.eq(next_end_ct),
+                                 end_pos.eq(one_kw & one_kh & next_end_ct)]
             with m.Else():
                 m.d.sync += [w_addr.eq(Mux(end_pos, d.w_base, w_addr + 1)),
                              pfirst.eq(end_pos),
@@ -148,15 +173,15 @@ class AddressGenerator(wiring.Component):
             with m.If(end_pos):                     # next output position
                 m.d.sync += out_pos.eq(out_pos + d.out_ct)
                 with m.If(last_col):
-                    m.d.sync += [ow.eq(0), iw0.eq(-d.pad), last_col.eq(one_col)]
+                    m.d.sync += [ow.eq(0), iw0.eq(-d.pad_l), last_col.eq(one_col)]
                     with m.If(last_row):
                         m.d.sync += running.eq(0)
                     with m.Else():
-                        m.d.sync += [oh.eq(oh + 1), ih0.eq(ih0 + d.stride),
+                        m.d.sync += [oh.eq(oh + 1), ih0.eq(ih0 + d.stride_h),
                                      row_pos.eq(row_pos + d.row_step),
                                      pos.eq(row_pos + d.row_step),
                                      last_row.eq(oh == row_pen)]
                 with m.Else():
-                    m.d.sync += [ow.eq(ow + 1), iw0.eq(iw0 + d.stride),
+                    m.d.sync += [ow.eq(ow + 1), iw0.eq(iw0 + d.stride_w),
                                  pos.eq(pos + d.col_step), last_col.eq(ow == col_pen)]
         return m

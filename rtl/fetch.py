@@ -8,9 +8,9 @@ enable is the stages' common advance, so back-pressure holds the read data.
 
 :class:`WeightFetch` reads the weight micro-op of each op. :class:`ActFetch` adds the
 micro-op's offset to the position address, tests the tap against the padding (out of
-bounds reads as zero), counts groups within a position (the parameter address and the
-output channel tile of the group) and reads the activation word and the group's requant
-parameters.
+bounds reads as zero, or as the most negative value in a max pool), counts groups within
+a position (the parameter address and the output channel tile of the group) and reads the
+activation word and the group's requant parameters.
 """
 
 from __future__ import annotations
@@ -148,9 +148,9 @@ class ActFetch(wiring.Component):
         ih = Signal(signed(w.dim_bits + 2))
         iw = Signal(signed(w.dim_bits + 2))
         addr = Signal(signed(w.pos_bits + 1))
-        m.d.comb += [ih.eq(op.ih0 + word.u), iw.eq(op.iw0 + word.v),
+        m.d.comb += [ih.eq(op.ih0 + Mux(pool, 0, word.u)), iw.eq(op.iw0 + Mux(pool, 0, word.v)),
                      addr.eq(op.pos + Mux(pool, 0, word.off))]
-        inb = pool | ((ih >= 0) & (ih < self.in_h) & (iw >= 0) & (iw < self.in_w))
+        inb = (ih >= 0) & (ih < self.in_h) & (iw >= 0) & (iw < self.in_w)
 
         # stage 0: the addresses registered (``keep0`` holds what goes along); stage A: the
         # reads; stage B: the read data registered, out-of-bounds taps zeroed
@@ -181,5 +181,8 @@ class ActFetch(wiring.Component):
                          o.glast.eq(keep.glast), o.group.eq(keep.group),
                          o.pool_first.eq(keep.pool_first), o.pool_last.eq(keep.pool_last),
                          o.param.eq(self.param_data)]
-            m.d.sync += [o.a[j].eq(Mux(inb_a, self.act_data.a[j], 0)) for j in range(s)]
+            # a tap in the padding reads as 0 for a matmul and as the most negative value
+            # (it never wins) for a max pool
+            pad_value = Mux(pool, -(1 << (cfg.act_bits - 1)), 0)
+            m.d.sync += [o.a[j].eq(Mux(inb_a, self.act_data.a[j], pad_value)) for j in range(s)]
         return m

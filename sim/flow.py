@@ -14,8 +14,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from hwq.config import DSP_KINDS, PE_TYPES, CoreConfig
 from hwq.sim.simulate import add_arguments as add_simulate_arguments
 
@@ -81,29 +79,21 @@ def run(args: argparse.Namespace) -> int:
     return 0 if report["ok"] else 1
 
 
-def _network_ops(network) -> tuple[int, int]:
+def _network_ops(network, config) -> tuple[int, int]:
     """``(MACs, bit-plane ops)`` per inference that do useful work (nonzero weights).
 
-    A MAC is one nonzero weight x activation product (what a shift_add or multiply array
-    offers ``lanes x simd`` of per cycle). A bit-plane op is one 1-bit of a nonzero weight's
-    two's complement code at its narrowest width, times an activation: the bit-serial array
-    processes every plane holding such a bit, so useful ops / (cycles x lanes x simd) stays
-    at most 1 whatever the core skips (zero tiles, zero planes).
+    A MAC is one nonzero weight x activation product of a layer the MAC array runs (convs,
+    linear layers, and the window sums and adds that lower to it); the array offers
+    ``lanes x simd`` of them per cycle. A bit-plane op is one 1-bit of a nonzero weight's two's
+    complement code at its narrowest width, times an activation: the bit-serial array
+    processes every plane holding such a bit, so useful ops / (cycles x lanes x simd) stays at
+    most 1 whatever the core skips (zero tiles, zero planes).
     """
-    shapes = network.shapes()
-    macs = planes = 0
-    for op, out_shape in zip(network.ops, shapes, strict=True):
-        if op.kind not in ("conv2d", "linear"):
-            continue
-        positions = int(np.prod(out_shape[1:])) if op.kind == "conv2d" else 1
-        w = op.weight[op.weight != 0]
-        magnitude = np.where(w > 0, w, -w - 1)          # two's complement narrowest width:
-        width = np.floor(np.log2(np.maximum(magnitude, 1))).astype(np.int64) + 1
-        width = np.where(magnitude == 0, 0, width) + 1  # ... value bits + the sign bit
-        codes = (w & ((np.int64(1) << width) - 1)).astype(np.uint64)
-        macs += positions * int(w.size)
-        planes += positions * int(np.bitwise_count(codes).sum())
-    return macs, planes
+    from hwq.layout.compiler import network_cycles
+
+    layers = network_cycles(network, config)
+    return (sum(layer.get("macs", 0) for layer in layers),
+            sum(layer.get("bit_ops", 0) for layer in layers))
 
 
 def flow(
@@ -188,7 +178,7 @@ def flow(
     golden_acc = float((golden_pred == y).mean() * 100)
     sim_acc = float((sim_pred == y).mean() * 100)
     cycles = float(sim.cycles.mean())
-    macs, plane_ops = _network_ops(network)
+    macs, plane_ops = _network_ops(network, config)
     useful = plane_ops if pe == "bit_serial" else macs
     utilization = useful / (cycles * lanes * simd)
     ok = mismatches == 0 and not cycle_bad and golden_acc == sim_acc

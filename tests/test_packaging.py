@@ -1,4 +1,4 @@
-"""The package layout of DESIGN.md section 1: four folders, one import namespace."""
+"""The package layout of docs/architecture.md section 1: four folders, one import namespace."""
 
 import importlib
 import tomllib

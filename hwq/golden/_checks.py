@@ -7,6 +7,7 @@ import numbers
 import numpy as np
 
 INT64_MAX = 2**63 - 1
+ACT_BITS = (2, 16)  # allowed activation bit widths
 
 
 def check_int(value: object, name: str, lo: int, hi: int) -> int:
@@ -48,6 +49,28 @@ def check_range(arr: np.ndarray, lo: int, hi: int, name: str, allowed: str) -> N
 def check_ndim(arr: np.ndarray, ndim: int, name: str, layout: str) -> None:
     if arr.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions {layout}, not shape {arr.shape}")
+
+
+def check_acts(x: object, act_bits: int | None, ndim: int, layout: str) -> np.ndarray:
+    """``x`` as int64 activations of ``ndim`` dimensions, ``act_bits``-bit signed if given."""
+    arr = as_int_array(x, "Activations")
+    check_ndim(arr, ndim, "Activations", layout)
+    if act_bits is not None:
+        act_bits = check_int(act_bits, "Activation bit width", *ACT_BITS)
+        lo, hi = signed_range(act_bits)
+        check_range(arr, lo, hi, "Activations", f"{act_bits}-bit signed")
+    return arr
+
+
+def per_channel(v: object, channels: int, name: str) -> np.ndarray:
+    """``v`` as an int64 array of shape ``(channels,)``; a scalar is repeated."""
+    arr = as_int_array(v, name)
+    if arr.ndim == 0:
+        arr = np.full(channels, int(arr), dtype=np.int64)
+    if arr.shape != (channels,):
+        raise ValueError(f"{name} must have one value per channel, shape ({channels},), "
+                         f"not {arr.shape}")
+    return arr
 
 
 def signed_range(bits: int) -> tuple[int, int]:

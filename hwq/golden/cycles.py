@@ -19,9 +19,10 @@ has ``H * W * ceil(C / simd)``) costs::
 
 ``min_group = max(1, lanes // simd)``: a group is at least one micro-op (a group of all-zero
 weights still produces its bias-only outputs), and at least the ``lanes / simd`` cycles its
-write-back takes when ``lanes > simd``. A 2x2 max pool reads four words per output word::
+write-back takes when ``lanes > simd``. A max pool reads each of its ``KH * KW`` window taps
+per output word (a tap in the padding takes its cycle unread)::
 
-    cycles = out_positions * ceil(C / simd) * 4 + pool_overhead
+    cycles = out_positions * ceil(C / simd) * KH * KW + pool_overhead
 
 Flatten costs nothing: the layout compiler folds it into the next linear layer's weights.
 A run adds ``run_overhead`` cycles (start and done). The overhead constants are the RTL's
@@ -33,14 +34,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hwq.golden._checks import check_int
-
-if TYPE_CHECKING:
-    from hwq.ir import QuantizedNetwork
 
 PE_TYPES = ("shift_add", "bit_serial", "multiply")
 
@@ -157,15 +154,19 @@ def matmul_cycles(*, positions: int, words: np.ndarray | list[int], lanes: int, 
     return positions * int(w.sum()) + overheads.matmul + floor - 1
 
 
-def maxpool_cycles(*, channels: int, out_positions: int, simd: int,
+def maxpool_cycles(*, channels: int, out_positions: int, simd: int, taps: int = 4,
                    overheads: Overheads = OVERHEADS) -> int:
-    """Cycles of a 2x2/2 maxpool: four reads per output word, ``ceil(C/S)`` words per position.
+    """Cycles of a max pool: one cycle per window tap (``KH * KW``, taps in the padding
+    included) of each output word, ``ceil(C/S)`` words per position.
 
     >>> maxpool_cycles(channels=20, out_positions=4, simd=8, overheads=Overheads())
     48
+    >>> maxpool_cycles(channels=8, out_positions=4, simd=8, taps=9, overheads=Overheads())
+    36
     """
     words = math.ceil(check_int(channels, "Channels", 1, 1 << 30) / simd)
-    return out_positions * words * 4 + overheads.pool
+    taps = check_int(taps, "Pool window taps", 1, 1 << 20)
+    return out_positions * words * taps + overheads.pool
 
 
 def flatten_cycles() -> int:
@@ -173,34 +174,15 @@ def flatten_cycles() -> int:
     return 0
 
 
-def network_cycles(network: QuantizedNetwork, config: Any,
-                   overheads: Overheads = OVERHEADS) -> list[dict[str, Any]]:
-    """Model cycles of every op of ``network`` on a core ``config`` (a ``CoreConfig``).
+def bit_ops(weights: np.ndarray) -> int:
+    """One-bits of the weights' codes, each at its narrowest two's complement width.
 
-    Returns one dict per op: ``name``, ``kind``, ``cycles`` (0 for flatten) and, for conv
-    and linear, ``words`` (micro-ops per group) and ``positions``.
+    >>> bit_ops(np.array([3, -1, 0, 4]))   # 011, 1, -, 0100
+    4
     """
-    lanes, simd, pe = config.lanes, config.simd, config.pe
-    shape = tuple(network.input_shape)
-    if len(shape) == 1:
-        shape = (shape[0], 1, 1)
-    out = []
-    for op, out_shape in zip(network.ops, network.shapes(), strict=True):
-        entry: dict[str, Any] = {"name": op.name, "kind": op.kind}
-        if op.kind in ("conv2d", "linear"):
-            w = op.weight if op.kind == "conv2d" else op.weight.reshape(-1, *shape)
-            words = group_words(pe, weight_tiles(w, lanes, simd))
-            positions = out_shape[1] * out_shape[2] if op.kind == "conv2d" else 1
-            entry.update(words=words.tolist(), positions=positions,
-                         cycles=matmul_cycles(positions=positions, words=words, lanes=lanes,
-                                              simd=simd, overheads=overheads))
-            shape = out_shape if op.kind == "conv2d" else (out_shape[0], 1, 1)
-        elif op.kind == "maxpool2d":
-            entry["cycles"] = maxpool_cycles(channels=shape[0], simd=simd, overheads=overheads,
-                                             out_positions=out_shape[1] * out_shape[2])
-            shape = out_shape
-        else:  # flatten: the tensor keeps its (C, H, W) layout in memory
-            entry["cycles"] = flatten_cycles()
-        out.append(entry)
-    return out
-
+    w = np.asarray(weights, dtype=np.int64).ravel()
+    w = w[w != 0]
+    magnitude = np.where(w > 0, w, -w - 1)
+    width = _bit_length(magnitude) + 1                # value bits + the sign bit
+    codes = (w & ((np.int64(1) << width) - 1)).astype(np.uint64)
+    return int(np.bitwise_count(codes).sum())

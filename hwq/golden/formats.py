@@ -1,6 +1,6 @@
 """Weight formats: how an integer weight is stored as a code in hardware.
 
-Three formats (DESIGN.md section 3). A format maps integer weight *values* (what the
+Three formats (docs/architecture.md, section 3). A format maps integer weight *values* (what the
 arithmetic uses) to unsigned *codes* (what the memories hold) and back:
 
 ``INT(b)``

@@ -7,8 +7,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hwq.golden._checks import as_int_array, check_range, signed_range
-from hwq.golden.ops import conv2d, flatten, linear, maxpool2d
-from hwq.golden.requant import requantize
 
 if TYPE_CHECKING:
     from hwq.ir import Op, QuantizedNetwork
@@ -23,35 +21,33 @@ def quantize_input(x: object, scale: float, act_bits: int) -> np.ndarray:
     return np.clip(np.rint(xf / scale), lo, hi).astype(np.int64)
 
 
-def run_op(op: Op, x: np.ndarray, act_bits: int) -> np.ndarray:
-    """One op on a batch of integer activations."""
-    kind = op.kind
-    if kind == "conv2d":
-        acc = conv2d(x, op.weight, stride=op.stride, padding=op.padding, act_bits=act_bits)
-    elif kind == "linear":
-        acc = linear(x, op.weight, act_bits=act_bits)
-    elif kind == "maxpool2d":
-        return maxpool2d(x)
-    elif kind == "flatten":
-        return flatten(x)
-    else:
-        raise TypeError(f"Unknown op kind {kind!r}")
-    rq = op.requant
-    return requantize(acc, rq.bias, rq.M, rq.S, lo=rq.lo, hi=rq.hi, axis=1)
+def run_op(op: Op, x: np.ndarray | list[np.ndarray], act_bits: int) -> np.ndarray:
+    """One op on a batch of integer activations (a list of arrays for several inputs)."""
+    xs = list(x) if isinstance(x, list | tuple) else [x]
+    return op.run(xs, act_bits)
 
 
 def run(network: QuantizedNetwork, x: object, *, trace: bool = False):
     """Execute ``network`` on integer inputs ``x`` of shape ``(N, *input_shape)``.
 
-    Returns the last op's int64 output, or with ``trace=True`` the list of every op's output.
+    Ops run in the network's order, each on the tensors it names; a tensor is dropped once
+    its last reader has run. Returns the output tensor (int64), or with ``trace=True`` the
+    list of every op's output, in op order.
     """
     xa = as_int_array(x, "Network input")
     if xa.shape[1:] != network.input_shape:
         want = ", ".join(map(str, network.input_shape))
         raise ValueError(f"Network input must have shape (N, {want}), not {xa.shape}")
     check_range(xa, *network.act_range, "Network input", f"{network.act_bits}-bit signed")
+    last_read = {t: i for i, op in enumerate(network.ops) for t in op.inputs}
+    env = {network.INPUT: xa}
     outputs = []
-    for op in network.ops:
-        xa = run_op(op, xa, network.act_bits)
-        outputs.append(xa)
-    return outputs if trace else xa
+    for i, op in enumerate(network.ops):
+        y = op.run([env[t] for t in op.inputs], network.act_bits)
+        env[op.name] = y
+        if trace:
+            outputs.append(y)
+        for t in set(op.inputs):
+            if last_read[t] == i:
+                del env[t]
+    return outputs if trace else env[network.output]

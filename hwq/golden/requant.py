@@ -1,6 +1,6 @@
 """Requantization: accumulator -> activation, and float scale -> integer (M, S).
 
-The hardware computes, per output channel ``c`` (DESIGN.md section 3)::
+The hardware computes, per output channel ``c`` (docs/architecture.md)::
 
     y = clamp(((acc + bias[c]) * M[c] + 2**(S[c] - 1)) >> S[c], lo, hi)
 
@@ -15,7 +15,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from hwq.golden._checks import INT64_MAX, as_int_array, check_int, check_range, signed_range
+from hwq.golden._checks import (
+    INT64_MAX,
+    as_int_array,
+    check_int,
+    check_range,
+    per_channel,
+    signed_range,
+)
 
 M_BITS = 24
 M_MAX = (1 << M_BITS) - 1
@@ -115,9 +122,9 @@ def requantize(
     if a.ndim < 2:
         raise ValueError(f"Accumulators must have a channel axis (ndim >= 2), not shape {a.shape}")
     channels = a.shape[axis]
-    b = _per_channel(bias, channels, "Bias")
-    m = _per_channel(M, channels, "Requant multiplier M")
-    s = _per_channel(S, channels, "Requant shift S")
+    b = per_channel(bias, channels, "Bias")
+    m = per_channel(M, channels, "Requant multiplier M")
+    s = per_channel(S, channels, "Requant shift S")
     lo_b, hi_b = signed_range(32)
     check_range(b, lo_b, hi_b, "Bias", "int32")
     check_range(m, 1, M_MAX, "Requant multiplier M", f"a positive {M_BITS}-bit integer")
@@ -148,16 +155,6 @@ def requantize(
         (half + np.left_shift(1, np.maximum(s - 2, 0))) >> np.maximum(s - 1, 0),
     )
     return np.clip(y, lo, hi)
-
-
-def _per_channel(v: object, channels: int, name: str) -> np.ndarray:
-    arr = as_int_array(v, name)
-    if arr.ndim == 0:
-        arr = np.full(channels, int(arr), dtype=np.int64)
-    if arr.shape != (channels,):
-        raise ValueError(f"{name} must have one value per channel, shape ({channels},), "
-                         f"not {arr.shape}")
-    return arr
 
 
 def requantize_reference(acc: int, bias: int, M: int, S: int, lo: int, hi: int) -> int:

@@ -1,31 +1,35 @@
 """The layout compiler: ``compile(network, config) -> Program``.
 
-Every conv2d and linear layer becomes one *matmul* descriptor and a list of weight
-micro-ops; a max pool becomes a *pool* descriptor; a flatten becomes nothing (the tensor
-keeps its position-major layout and the next linear layer's weights are reordered to it:
-a linear layer on a ``(C, H, W)`` tensor is a convolution with an ``H x W`` kernel).
+Every op lowers to one of the core's primitives (:mod:`hwq.ir.lowering`): a *matmul*
+descriptor and its weight micro-ops (conv2d of any groups, linear, average pools, adds), a
+*pool* descriptor (max pool), or nothing (flatten: the tensor keeps its storage and the
+linear layer that reads it takes its weights in the stored order).
 
-Weights of a matmul layer are cut into tiles of ``lanes`` output channels by ``simd``
-input channels, one per (group, kernel tap, channel tile), walked in that order. A tile
-whose weights are all zero is skipped (no micro-op; the layer info keeps the mask). Each
-stored tile becomes micro-ops (:mod:`hwq.layout.words`):
+Weights of a matmul are cut into tiles of ``lanes`` output channels by ``simd`` input
+channels, one per (group, kernel tap, channel tile), walked in that order; a tile's
+micro-ops are its *terms* (:mod:`hwq.layout.encode`): one for stored formats, as many as
+the PE needs for weights an op synthesizes. A tile whose weights are all zero is skipped
+(no micro-op; the layer info keeps the mask). Payloads:
 
-* ``shift_add``: one, the POT codes re-encoded to ``POT(weight_bits)``;
-* ``multiply``: one, INT codes sign-extended to ``weight_bits`` or CODEBOOK indices
-  (the layer's table goes into its descriptor and the core decodes it on the fly);
-* ``bit_serial``: one per non-zero bit-plane of the tile's codes at the tile's own bit width
-  (the narrowest that holds its values, per tile), LSB first, the MSB plane negative.
-  CODEBOOK layers are expanded to their INT values at compile time, so the PE never sees
-  a table and a tile of small entries costs fewer planes.
+* ``shift_add``: POT codes re-encoded to ``POT(weight_bits)``;
+* ``multiply``: INT codes sign-extended to ``weight_bits`` or CODEBOOK indices (the layer's
+  table goes into its descriptor and the core decodes it on the fly);
+* ``bit_serial``: one micro-op per non-zero bit-plane of the tile's codes at the tile's own
+  bit width (the narrowest that holds its values), LSB first, the MSB plane negative.
+  CODEBOOK layers are expanded to their INT values at compile time.
 
-Activations live in two ping-pong regions of the one activation memory: tensor ``i`` (the
-input of hardware layer ``i``) is in region ``i % 2``.
+A micro-op carries the activation word offset of its tap and channel tile relative to the
+output position's first input word (``off``), and the tap's row and column offsets (``u``,
+``v``, dilation included) for the padding test. A matmul over several tensors (an add)
+reads the others at their distance from the first in the activation memory.
+
+Activations: every stored tensor gets a region by liveness (:mod:`hwq.layout.alloc`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -34,38 +38,152 @@ from hwq.config import CoreConfig
 from hwq.golden import cycles as cyc
 from hwq.golden.formats import CodebookFormat, IntFormat, PotFormat
 from hwq.golden.ops import accumulator_bits
-from hwq.ir import Conv2d, Flatten, Linear, MaxPool2d, QuantizedNetwork
+from hwq.ir import INPUT, Alias, Matmul, Pool, QuantizedNetwork, Storage
+from hwq.layout.alloc import Interval, allocate
+from hwq.layout.encode import MatmulTerms, matmul_terms
 from hwq.layout.program import Program, Tensor
 from hwq.layout.words import FMT_CODEBOOK, FMT_INT, KIND_MATMUL, KIND_POOL, core_words
 
+__all__ = ["compile", "core_config", "network_cycles"]
 
-@dataclass
-class _HwLayer:
+
+@dataclass(eq=False)
+class _Layer:
+    """One descriptor: an op, its primitive, the stored tensors it reads and writes."""
+
     op: Any
-    kind: str                     # "matmul" | "pool"
-    src: int                      # tensor index read
+    prim: Matmul | Pool
+    sources: list[str]            # storage owners read, in the primitive's source order
+    out: str                      # storage owner written (the op's own tensor)
     in_chw: tuple[int, int, int]
     out_chw: tuple[int, int, int]
+    terms: MatmulTerms | None = None
+
+
+@dataclass(eq=False)
+class _Plan:
+    """Everything :func:`compile` decides before packing: layers, storage, memory needs."""
+
+    layers: list[_Layer]
+    owner: dict[str, str]                  # tensor -> the tensor whose storage it shares
+    storage: dict[str, Storage]
+    intervals: list[Interval]
+    weight_words: int
+    param_words: int
+
+
+def _plan(network: QuantizedNetwork, config: CoreConfig) -> _Plan:
+    shapes = network.tensor_shapes()
+    storage = {INPUT: Storage.of_shape(network.input_shape)}
+    owner = {INPUT: INPUT}
+    layers: list[_Layer] = []
+    s = config.simd
+    for op in network.ops:
+        prim = op.lower([storage[t] for t in op.inputs])
+        if isinstance(prim, Alias):
+            storage[op.name] = storage[op.inputs[0]]
+            owner[op.name] = owner[op.inputs[0]]
+            continue
+        owner[op.name] = op.name
+        c, h, w = storage[op.inputs[0]].chw
+        if isinstance(prim, Pool):
+            out = (c, *prim.out_hw(h, w))
+            sources = [owner[op.inputs[0]]]
+        else:
+            out = (int(prim.weight.shape[0]), *prim.out_hw(h, w))
+            sources = [owner[op.inputs[i]] for i in prim.sources]
+            chws = {storage[op.inputs[i]].chw[1:] for i in prim.sources}
+            if len(chws) != 1:
+                raise ValueError(f"{op.name}: the core reads tensors of one height and width "
+                                 f"together, not {sorted(chws)}")
+        storage[op.name] = Storage(out)
+        if len(shapes[op.name]) == 3 and out != shapes[op.name]:
+            raise AssertionError(f"{op.name}: lowered shape {out} != {shapes[op.name]}")
+        layers.append(_Layer(op=op, prim=prim, sources=sources, out=op.name,
+                             in_chw=(c, h, w), out_chw=out))
+    if not layers:
+        raise ValueError("Network has no conv2d, linear or maxpool2d layer for the core to run")
+
+    # liveness: a storage owner lives from the layer writing it to the last layer reading it
+    index = {layer.out: i for i, layer in enumerate(layers)}
+    last = {INPUT: -1, **{layer.out: i for i, layer in enumerate(layers)}}
+    for i, layer in enumerate(layers):
+        for t in layer.sources:
+            last[t] = max(last[t], i)
+    out_owner = owner[network.output]
+    last[out_owner] = len(layers)
+    intervals = [Interval(name=t, words=_words(storage[t], s), start=index.get(t, -1),
+                          end=last[t]) for t in [INPUT] + [layer.out for layer in layers]]
+
+    weight_words = param_words = 0
+    for layer in layers:
+        if isinstance(layer.prim, Matmul):
+            chans = [storage[t].chw[0] for t in layer.sources]
+            layer.terms = matmul_terms(layer.prim, chans, config, layer.op.name)
+            floor = cyc.min_group_words(config.lanes, s)
+            weight_words += int(np.maximum(layer.terms.group_words(config.pe), floor).sum())
+            param_words += math.ceil(layer.out_chw[0] / config.lanes)
+    return _Plan(layers=layers, owner=owner, storage=storage, intervals=intervals,
+                 weight_words=weight_words, param_words=param_words)
+
+
+def _words(st: Storage, simd: int) -> int:
+    c, h, w = st.chw
+    return h * w * math.ceil(c / simd)
+
+
+def _needs(plan: _Plan) -> dict[str, int]:
+    """Words (descriptors) each memory must hold."""
+    _, peak = allocate(plan.intervals)
+    return {"desc_depth": len(plan.layers), "act_depth": peak,
+            "weight_depth": plan.weight_words, "param_depth": plan.param_words}
+
+
+_MEMORY = {"desc_depth": ("descriptor", "descriptors"), "act_depth": ("activation", "words"),
+           "weight_depth": ("weight", "words"), "param_depth": ("parameter", "words")}
+
+
+def _fitted_depth(field: str, need: int) -> int:
+    """The smallest power-of-two depth of a memory (within its allowed range) for ``need``."""
+    low = 2 if field == "desc_depth" else 16
+    return max(low, 1 << max(0, need - 1).bit_length())
 
 
 def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
-                dsp: str = "inferred") -> CoreConfig:
+                dsp: str = "inferred", **fields: int) -> CoreConfig:
     """The narrowest :class:`~hwq.config.CoreConfig` of ``pe`` that runs ``network``.
 
     Weight bits: the widest layer's, within the PE's range. Codebook entries
     (``table_bits``): the widest codebook's, or the weight width when no layer is a
     codebook, so a multiply PE's values are no wider than the weights (with
-    ``dsp="ecp5"``, 4-bit values let two lanes share each DSP block).
+    ``dsp="ecp5"``, 4-bit values let two lanes share each DSP block); wide enough for the
+    values of synthesized weights (add multipliers) when they need a table. Memory depths:
+    the smallest powers of two that hold the program. ``fields`` set any other field (or
+    override these).
     """
     ops = network.weight_ops()
-    if not ops:
-        raise ValueError("Network has no conv2d or linear layer")
     low, high = CoreConfig.WEIGHT_BITS[pe]
-    wbits = min(max(max(int(op.spec.max_bits()) for op in ops), low), high)
+    wbits = min(max(max((int(op.spec.max_bits()) for op in ops), default=low), low), high)
     tables = [op.spec.table_bits for op in ops if op.spec.kind == "codebook"]
-    return CoreConfig(pe=pe, lanes=lanes, simd=simd, act_bits=network.act_bits,
-                      weight_bits=wbits, table_bits=max(tables) if tables else max(2, wbits),
-                      dsp=dsp)
+    base = dict(pe=pe, lanes=lanes, simd=simd, act_bits=network.act_bits, weight_bits=wbits,
+                table_bits=max(tables) if tables else max(2, wbits), dsp=dsp)
+    base.update(fields)
+    probe = CoreConfig(**{**base, "act_depth": 1 << 20, "weight_depth": 1 << 22,
+                          "param_depth": 1 << 20, "desc_depth": 1024})
+    plan = _plan(network, probe)
+    if pe == "multiply":
+        books = [lay.terms.table for lay in plan.layers
+                 if lay.terms is not None and lay.terms.table is not None
+                 and lay.prim.spec is None]
+        if books and "table_bits" not in fields:
+            need = max(max(int(b.max()).bit_length(), int(-b.min() - 1).bit_length()) + 1
+                       for b in books)
+            base["table_bits"] = max(base["table_bits"], min(need, 8))
+            probe = replace(probe, table_bits=base["table_bits"])
+            plan = _plan(network, probe)
+    for field, need in _needs(plan).items():
+        base.setdefault(field, _fitted_depth(field, need))
+    return CoreConfig(**base)
 
 
 def compile(network: QuantizedNetwork, config: CoreConfig) -> Program:  # noqa: A001
@@ -75,104 +193,95 @@ def compile(network: QuantizedNetwork, config: CoreConfig) -> Program:  # noqa: 
     ------
     ValueError
         a weight format the PE does not take, a bit width wider than the datapath, an
-        accumulator that could overflow, or a network that does not fit a memory (naming
-        the layer, the words needed and the words available).
+        accumulator that could overflow, an op the core does not run, or a network that does
+        not fit the memories (every memory short, its total need, and the depths that fit).
     """
     if not isinstance(network, QuantizedNetwork):
         raise TypeError(f"Network must be a QuantizedNetwork, not {type(network).__name__}")
     if not isinstance(config, CoreConfig):
         raise TypeError(f"Config must be a CoreConfig, not {type(config).__name__}")
-    network.validate()
+    if network.act_bits != config.act_bits:
+        raise ValueError(f"The network has {network.act_bits}-bit activations, the core "
+                         f"{config.act_bits}-bit ones (act_bits must be equal)")
+    plan = _plan(network, config)
+    short = {f: n for f, n in _needs(plan).items() if n > getattr(config, f)}
+    if short:
+        parts = [f"the {_MEMORY[f][0]} memory needs {n} {_MEMORY[f][1]}, "
+                 f"{getattr(config, f)} available" for f, n in short.items()]
+        fits = ", ".join(f"{f}={_fitted_depth(f, n)}" for f, n in short.items())
+        raise ValueError(f"Network does not fit the core: {'; '.join(parts)} "
+                         f"({fits} would fit)")
+    return _pack(network, config, plan)
+
+
+def _pack(network: QuantizedNetwork, config: CoreConfig, plan: _Plan) -> Program:
     words = core_words(config)
     s = config.simd
+    bases, peak = allocate(plan.intervals)
+    shapes = network.tensor_shapes()
 
-    # pass 1: hardware layers and tensors
-    shape = tuple(network.input_shape)
-    chw = (shape[0], 1, 1) if len(shape) == 1 else shape
-    tensors: list[tuple[tuple[int, int, int], tuple[int, ...]]] = [(chw, shape)]
-    hw: list[_HwLayer] = []
-    for op, out_shape in zip(network.ops, network.shapes(), strict=True):
-        if isinstance(op, Flatten):
-            tensors[-1] = (tensors[-1][0], out_shape)
-            continue
-        in_chw = tensors[-1][0]
-        if isinstance(op, Conv2d | MaxPool2d):
-            out_chw = out_shape
-        else:
-            out_chw = (out_shape[0], 1, 1)
-        hw.append(_HwLayer(op=op, kind="pool" if isinstance(op, MaxPool2d) else "matmul",
-                           src=len(tensors) - 1, in_chw=in_chw, out_chw=out_chw))
-        tensors.append((out_chw, out_shape))
-    if not hw:
-        raise ValueError("Network has no conv2d, linear or maxpool2d layer for the core to run")
-    if len(hw) > config.desc_depth:
-        raise ValueError(f"Network does not fit the descriptor memory: layer {hw[-1].op.name} "
-                         f"needs {len(hw)} descriptors, {config.desc_depth} available")
+    def tensor(name: str) -> Tensor:
+        st = plan.storage[name]
+        return Tensor(base=bases[plan.owner[name]], chw=st.chw, ct=math.ceil(st.chw[0] / s),
+                      shape=shapes[name])
 
-    # activation regions (ping-pong)
-    sizes = [c[1] * c[2] * math.ceil(c[0] / s) for c, _ in tensors]
-    region = [0, 0]
-    for i, size in enumerate(sizes):
-        region[i % 2] = max(region[i % 2], size)
-        if region[0] + region[1] > config.act_depth:
-            where = "the network input" if i == 0 else f"layer {hw[i - 1].op.name}"
-            raise ValueError(f"Network does not fit the activation memory: {where} needs "
-                             f"{region[0] + region[1]} words (both ping-pong regions), "
-                             f"{config.act_depth} available")
-    bases = [0 if i % 2 == 0 else region[0] for i in range(len(tensors))]
-    tens = [Tensor(base=bases[i], chw=tuple(c), ct=math.ceil(c[0] / s), shape=tuple(sh))
-            for i, (c, sh) in enumerate(tensors)]
-
-    # pass 2: descriptors, micro-ops and params
     descs: list[dict[str, Any]] = []
     weight_imgs: list[np.ndarray] = []
     param_imgs: list[np.ndarray] = []
-    layers: list[dict[str, Any]] = []
+    infos: list[dict[str, Any]] = []
     w_used = p_used = 0
-    for i, layer in enumerate(hw):
-        src, dst = tens[layer.src], tens[layer.src + 1]
+    for i, layer in enumerate(plan.layers):
+        srcs = [tensor(t) for t in layer.sources]
+        terms = layer.terms
+        if len(srcs) > 1:                # read the sources in address order
+            srcs, terms = _address_order(srcs, terms)
+        dst = tensor(layer.out)
         c_in, h, w = layer.in_chw
         _, oh, ow = layer.out_chw
         d: dict[str, Any] = dict(
-            last=int(i == len(hw) - 1), in_h=h, in_w=w, out_h=oh, out_w=ow, in_ct=src.ct,
-            out_ct=dst.ct, out_base=dst.base)
-        info: dict[str, Any] = {"name": layer.op.name, "kind": layer.kind, "op": layer.op.kind}
-        if layer.kind == "pool":
-            d.update(kind=KIND_POOL, pos0=src.base, col_step=2 * src.ct,
-                     row_step=2 * w * src.ct, dx_step=src.ct, dy_step=w * src.ct, stride=2)
-            info["cycles"] = cyc.maxpool_cycles(channels=c_in, out_positions=oh * ow, simd=s)
+            last=int(i == len(plan.layers) - 1), in_h=h, in_w=w, out_h=oh, out_w=ow,
+            in_ct=srcs[0].ct, out_ct=dst.ct, out_base=dst.base)
+        op = layer.op
+        info: dict[str, Any] = {"name": op.name, "op": op.kind}
+        if isinstance(layer.prim, Pool):
+            src, prim = srcs[0], layer.prim
+            (kh, kw), (sh, sw), (pt, _, pl, _) = prim.kernel, prim.stride, prim.padding
+            info["kind"] = "pool"
+            d.update(kind=KIND_POOL, pos0=src.base - (pt * w + pl) * src.ct,
+                     col_step=sw * src.ct, row_step=sh * w * src.ct, dx_step=src.ct,
+                     dy_step=w * src.ct, stride_h=sh, stride_w=sw, pad_t=pt, pad_l=pl,
+                     kernel_h=kh, kernel_w=kw)
+            info["cycles"] = cyc.maxpool_cycles(channels=c_in, out_positions=oh * ow, simd=s,
+                                                taps=kh * kw)
         else:
-            op = layer.op
-            stride, pad = (op.stride, op.padding) if isinstance(op, Conv2d) else (1, 0)
-            w4 = op.weight if isinstance(op, Conv2d) else op.weight.reshape(-1, c_in, h, w)
-            img, fields, meta = _matmul_words(op, w4, layer.in_chw, src.ct, config, words)
-            prm = _params(op, config, words)
+            prim = layer.prim
+            info["kind"] = "matmul"
+            need = accumulator_bits(prim.weight, config.act_bits, None)
+            if need > config.acc_bits:
+                raise ValueError(f"{op.name}: the accumulator needs {need} bits for this layer, "
+                                 f"the core has {config.acc_bits} (raise acc_bits)")
+            img, fields, meta = _matmul_words(op.name, prim, terms, srcs, w, config, words)
+            prm = _params(prim, config, words)
             w_base, p_base = w_used, p_used
             w_used += img.shape[0]
             p_used += prm.shape[0]
-            if w_used > config.weight_depth:
-                raise ValueError(f"Network does not fit the weight memory: layer {op.name} "
-                                 f"needs {w_used} words (with the layers before it), "
-                                 f"{config.weight_depth} available")
-            if p_used > config.param_depth:
-                raise ValueError(f"Network does not fit the parameter memory: layer {op.name} "
-                                 f"needs {p_used} words (with the layers before it), "
-                                 f"{config.param_depth} available")
             weight_imgs.append(img)
             param_imgs.append(prm)
-            d.update(kind=KIND_MATMUL, stride=stride, pad=pad,
-                     pos0=src.base - (pad * w + pad) * src.ct, col_step=stride * src.ct,
-                     row_step=stride * w * src.ct, w_base=w_base, w_last=w_used - 1,
-                     p_base=p_base, lo=op.requant.lo, hi=op.requant.hi, **fields)
+            (sh, sw), (pt, _, pl, _) = prim.stride, prim.padding
+            ct0 = srcs[0].ct
+            d.update(kind=KIND_MATMUL, stride_h=sh, stride_w=sw, pad_t=pt, pad_l=pl,
+                     pos0=srcs[0].base - (pt * w + pl) * ct0, col_step=sw * ct0,
+                     row_step=sh * w * ct0, w_base=w_base, w_last=w_used - 1,
+                     p_base=p_base, lo=prim.requant.lo, hi=prim.requant.hi, **fields)
             positions = oh * ow
             info.update(meta, positions=positions, w_base=w_base, w_words=int(img.shape[0]),
                         p_base=p_base,
                         cycles=cyc.matmul_cycles(positions=positions, words=meta["words"],
                                                  lanes=config.lanes, simd=s))
         for name, value in d.items():
-            words.desc.check(name, value, f"{info['name']}: descriptor field {name}")
+            words.desc.check(name, value, f"{op.name}: descriptor field {name}")
         descs.append(d)
-        layers.append(info)
+        infos.append(info)
 
     keys = sorted({k for d in descs for k in d})
     desc_values = {}
@@ -190,100 +299,136 @@ def compile(network: QuantizedNetwork, config: CoreConfig) -> Program:  # noqa: 
         "param": np.concatenate(param_imgs) if param_imgs else
         np.zeros((0, words.param.chunks), np.uint32),
     }
-    meta = {"network": dict(network.meta), "ops": [op.name for op in network.ops]}
-    return Program(config=config, images=images, input=tens[0], output=tens[-1],
-                   layers=layers, meta=meta)
+    meta = {"network": dict(network.meta), "ops": [op.name for op in network.ops],
+            "act_peak": peak}
+    return Program(config=config, images=images, input=tensor(INPUT),
+                   output=tensor(network.output), layers=infos, meta=meta)
 
 
-def _matmul_words(op: Conv2d | Linear, w4: np.ndarray, in_chw: tuple[int, int, int], ct: int,
+def _address_order(srcs: list[Tensor], terms: MatmulTerms) -> tuple[list[Tensor], MatmulTerms]:
+    """Sources sorted by base address, the terms' channel tiles permuted to match."""
+    order = sorted(range(len(srcs)), key=lambda j: srcs[j].base)
+    starts = np.concatenate([[0], np.cumsum(terms.source_tiles)])
+    perm = np.concatenate([np.arange(starts[j], starts[j + 1]) for j in order])
+    return [srcs[j] for j in order], replace(
+        terms, terms=terms.terms[:, :, :, :, perm], source_tiles=[terms.source_tiles[j]
+                                                                  for j in order])
+
+
+def _matmul_words(name: str, prim: Matmul, terms: MatmulTerms, srcs: list[Tensor], in_w: int,
                   config: CoreConfig, words: Any) -> tuple[np.ndarray, dict, dict]:
     """Micro-op image, descriptor fields (fmt, table) and layer facts of one matmul layer."""
     pe, p, s = config.pe, config.lanes, config.simd
-    kind, spec = op.spec.kind, op.spec
-    if kind not in config.formats:
-        raise ValueError(f"{op.name}: {kind.upper()} weights do not run on the {pe} PE "
-                         f"(it takes {' and '.join(f.upper() for f in config.formats)})")
-    if spec.max_bits() > config.weight_bits:
-        raise ValueError(f"{op.name}: {spec.max_bits()}-bit {kind.upper()} weights are wider "
-                         f"than the core's {config.weight_bits}-bit datapath")
-    if kind == "codebook" and spec.table_bits > config.table_bits:
-        raise ValueError(f"{op.name}: codebook entries of {spec.table_bits} bits are wider "
-                         f"than the core's {config.table_bits}-bit tables")
-    need = accumulator_bits(w4, config.act_bits)
-    if need > config.acc_bits:
-        raise ValueError(f"{op.name}: the accumulator needs {need} bits for this layer, the "
-                         f"core has {config.acc_bits} (raise acc_bits)")
-    tiles = cyc.weight_tiles(w4, p, s)                   # (G, KH, KW, CT, P, S) values
-    g_n, kh, kw = tiles.shape[:3]
+    t_all = terms.terms                                  # (T, G, KH, KW, CT, P, S)
+    n_terms, g_n, kh, kw, ct_n = t_all.shape[:5]
     fields: dict[str, Any] = {"fmt": FMT_INT}
-    zero = 0                                           # the payload code of weight 0
+    zero = 0                                             # the payload code of weight 0
     if pe == "bit_serial":
-        bits, planes = cyc.tile_planes(tiles)           # (G, KH, KW, CT), (..., 8)
-        sel = np.argwhere(planes)                       # (n, 5): g, u, v, ct, plane
-        g, u, v, t, pl = sel.T
-        b = bits[g, u, v, t]
-        codes = tiles[g, u, v, t] & ((1 << b) - 1)[:, None, None]
+        bits, planes = cyc.tile_planes(t_all)           # (T, G, KH, KW, CT), (..., 8)
+        sel = np.argwhere(planes)                       # (n, 6): term, g, u, v, ct, plane
+        k, g, u, v, t, pl = sel.T
+        b = bits[k, g, u, v, t]
+        codes = t_all[k, g, u, v, t] & ((1 << b) - 1)[:, None, None]
         payload = ((codes >> pl[:, None, None]) & 1).reshape(len(sel), p * s)
         extra = {"shift": pl, "neg": (pl == b - 1).astype(np.int64)}
-        stored = bits > 0
+        stored = (bits > 0).any(axis=0)
     else:
-        stored = (tiles != 0).any(axis=(-2, -1))
-        sel = np.argwhere(stored)
-        g, u, v, t = sel.T
-        vals = tiles[g, u, v, t].reshape(len(sel), p * s)
-        if kind == "pot":
+        nz = (t_all != 0).any(axis=(-2, -1))             # (T, G, KH, KW, CT)
+        stored = nz.any(axis=0)
+        sel = np.argwhere(nz)
+        k, g, u, v, t = sel.T
+        vals = t_all[k, g, u, v, t].reshape(len(sel), p * s)
+        if terms.kind == "pot":
             payload = PotFormat(config.weight_bits).encode(vals).astype(np.int64)
-        elif kind == "int":
+        elif terms.kind == "int":
             payload = IntFormat(config.weight_bits).encode(vals).astype(np.int64)
         else:
             table = np.zeros(1 << config.weight_bits, dtype=np.int64)
-            table[:spec.table.size] = spec.table
-            fmt = CodebookFormat(config.weight_bits, table=tuple(spec.table.tolist()),
+            table[:terms.table.size] = terms.table
+            fmt = CodebookFormat(config.weight_bits, table=tuple(terms.table.tolist()),
                                  table_bits=config.table_bits)
             payload = fmt.encode(vals).astype(np.int64)
             # the zero entry may be at any index: padding micro-ops must carry its index
             zero = int(fmt.encode([0])[0])
             fields = {"fmt": FMT_CODEBOOK, "table": table}
         extra = {}
+    # micro-ops in walk order: group, tap, channel tile, term (bit_serial: then plane)
     counts = np.bincount(g, minlength=g_n)
     floor = cyc.min_group_words(p, s)
-    # fill: every group gets at least `floor` micro-ops (every weight zero)
-    order_key = g.astype(np.int64)
-    fill = np.maximum(floor - counts, 0)
+    fill = np.maximum(floor - counts, 0)                 # every group gets `floor` micro-ops
     fg = np.repeat(np.arange(g_n), fill)
-    cols = {"g": np.concatenate([order_key, fg]), "u": np.concatenate([u, 0 * fg]),
-            "v": np.concatenate([v, 0 * fg]), "t": np.concatenate([t, 0 * fg])}
-    payload = np.concatenate([payload, np.full((len(fg), p * s), zero, np.int64)])
-    extra = {k: np.concatenate([e, 0 * fg]) for k, e in extra.items()}
+    key = np.lexsort((k, t, v, u, g)) if len(g) else np.zeros(0, np.int64)
+    cols = {"g": np.concatenate([g[key], fg]), "u": np.concatenate([u[key], 0 * fg]),
+            "v": np.concatenate([v[key], 0 * fg]), "t": np.concatenate([t[key], 0 * fg])}
+    payload = np.concatenate([payload[key], np.full((len(fg), p * s), zero, np.int64)])
+    extra = {n: np.concatenate([e[key], 0 * fg]) for n, e in extra.items()}
     order = np.argsort(cols["g"], kind="stable")
-    cols = {k: c[order] for k, c in cols.items()}
+    cols = {n: c[order] for n, c in cols.items()}
     payload = payload[order]
-    extra = {k: e[order] for k, e in extra.items()}
+    extra = {n: e[order] for n, e in extra.items()}
     n = len(order)
     glast = np.zeros(n, np.int64)
     glast[np.cumsum(np.bincount(cols["g"], minlength=g_n)) - 1] = 1
-    _, h, w = in_chw
-    off = (cols["u"] * w + cols["v"]) * ct + cols["t"]
-    for name, val in (("off", off), ("u", cols["u"]), ("v", cols["v"])):
-        words.weight.check(name, val, f"{op.name}: micro-op field {name}")
-    img = words.weight.pack(n, off=off, u=cols["u"], v=cols["v"], glast=glast, w=payload,
-                            **extra)
-    meta: dict[str, Any] = {"groups": g_n, "k_tiles": kh * kw * ct,
+    # channel tile -> (source, its tile); off = the source's distance + tap + tile
+    src_of = np.repeat(np.arange(len(srcs)), terms.source_tiles)
+    local = np.concatenate([np.arange(c) for c in terms.source_tiles])
+    dist = np.array([src.base - srcs[0].base for src in srcs], dtype=np.int64)
+    if (dist < 0).any():
+        raise AssertionError(f"{name}: sources must be in address order")
+    (dh, dw), ct0 = prim.dilation, srcs[0].ct
+    du, dv = cols["u"] * dh, cols["v"] * dw
+    off = dist[src_of[cols["t"]]] + (du * in_w + dv) * ct0 + local[cols["t"]]
+    for field, val in (("off", off), ("u", du), ("v", dv)):
+        words.weight.check(field, val, f"{name}: micro-op field {field}")
+    img = words.weight.pack(n, off=off, u=du, v=dv, glast=glast, w=payload, **extra)
+    meta: dict[str, Any] = {"groups": g_n, "k_tiles": kh * kw * ct_n,
                             "words": counts.tolist(),
                             "tile_mask": stored.reshape(g_n, -1).tolist()}
     if pe == "bit_serial":
-        meta["tile_bits"] = bits.reshape(g_n, -1).tolist()
+        meta["tile_bits"] = bits.max(axis=0).reshape(g_n, -1).tolist()
     return img, fields, meta
 
 
-def _params(op: Conv2d | Linear, config: CoreConfig, words: Any) -> np.ndarray:
+def _params(prim: Matmul, config: CoreConfig, words: Any) -> np.ndarray:
     p = config.lanes
-    c_out = op.out_channels
+    c_out = int(prim.weight.shape[0])
     g_n = math.ceil(c_out / p)
-    rq = op.requant
+    rq = prim.requant
     bias = np.zeros(g_n * p, np.int64)
     m = np.ones(g_n * p, np.int64)
     sh = np.ones(g_n * p, np.int64)
     bias[:c_out], m[:c_out], sh[:c_out] = rq.bias, rq.M, rq.S
     return words.param.pack(g_n, bias=bias.reshape(g_n, p), m=m.reshape(g_n, p),
                             s=sh.reshape(g_n, p))
+
+
+def network_cycles(network: QuantizedNetwork, config: CoreConfig) -> list[dict[str, Any]]:
+    """Model cycles of every op of ``network`` on a core ``config``, without packing.
+
+    Returns one dict per op: ``name``, ``kind`` (the op kind), ``cycles`` (0 for an op that
+    lowers to nothing, such as flatten) and, for matmul layers, ``words`` (micro-ops per
+    group), ``positions``, ``macs`` (products of nonzero weights per inference) and
+    ``bit_ops`` (their one-bits at each weight's narrowest two's complement width).
+    """
+    plan = _plan(network, config)
+    by_op = {layer.op.name: layer for layer in plan.layers}
+    out = []
+    for op in network.ops:
+        entry: dict[str, Any] = {"name": op.name, "kind": op.kind, "cycles": 0}
+        layer = by_op.get(op.name)
+        if layer is not None and isinstance(layer.prim, Pool):
+            kh, kw = layer.prim.kernel
+            entry["cycles"] = cyc.maxpool_cycles(channels=layer.in_chw[0], simd=config.simd,
+                                                 out_positions=layer.out_chw[1] *
+                                                 layer.out_chw[2], taps=kh * kw)
+        elif layer is not None:
+            words = layer.terms.group_words(config.pe)
+            positions = layer.out_chw[1] * layer.out_chw[2]
+            w = layer.prim.weight[layer.prim.weight != 0]
+            entry.update(words=words.tolist(), positions=positions,
+                         cycles=cyc.matmul_cycles(positions=positions, words=words,
+                                                  lanes=config.lanes, simd=config.simd),
+                         macs=positions * int(w.size),
+                         bit_ops=positions * int(cyc.bit_ops(w)))
+        out.append(entry)
+    return out

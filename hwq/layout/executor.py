@@ -127,7 +127,7 @@ def run_images(config: CoreConfig, images: Mapping[str, np.ndarray],
         d = {k: v[0] for k, v in words.desc.unpack(desc_img[i:i + 1]).items()}
         if d["kind"] == KIND_POOL:
             _check_disjoint(i, *_pool_words(d))
-            _pool(act, d)
+            _pool(act, d, config.act_bits)
             positions = int(d["out_h"] * d["out_w"])
             runs.append(LayerRun(index=i, kind="pool", positions=positions, words=(),
                                  cycles=layer_cycles(config, d)))
@@ -169,7 +169,8 @@ def layer_cycles(config: CoreConfig, desc: Mapping[str, object],
     if int(desc["kind"]) == KIND_POOL:
         # ceil(C / simd) words per position is the descriptor's in_ct
         return cyc.maxpool_cycles(channels=int(desc["in_ct"]) * config.simd,
-                                  out_positions=positions, simd=config.simd)
+                                  out_positions=positions, simd=config.simd,
+                                  taps=int(desc["kernel_h"]) * int(desc["kernel_w"]))
     return cyc.matmul_cycles(positions=positions, words=list(group_words), lanes=config.lanes,
                              simd=config.simd)
 
@@ -212,14 +213,27 @@ def _check_disjoint(i: int, reads: np.ndarray, writes: np.ndarray) -> None:
                          "overlap in the activation memory")
 
 
+def _pool_taps(d: dict) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per window tap: the word address of channel tile 0 at each output position, and
+    whether the tap is inside the input (a tap in the padding is not read)."""
+    oh, ow = _positions(d)
+    base = d["pos0"] + oh * d["row_step"] + ow * d["col_step"]
+    ih0, iw0 = oh * d["stride_h"] - d["pad_t"], ow * d["stride_w"] - d["pad_l"]
+    taps = []
+    for u in range(int(d["kernel_h"])):
+        for v in range(int(d["kernel_w"])):
+            inb = (ih0 + u >= 0) & (ih0 + u < d["in_h"]) & (iw0 + v >= 0) & (iw0 + v < d["in_w"])
+            taps.append((base + u * d["dy_step"] + v * d["dx_step"], inb))
+    return taps
+
+
 def _pool_words(d: dict) -> tuple[np.ndarray, np.ndarray]:
     """Activation words a pool descriptor reads and writes."""
     oh, ow = _positions(d)
-    base = d["pos0"] + oh * d["row_step"] + ow * d["col_step"]
     out = d["out_base"] + (oh * d["out_w"] + ow) * d["out_ct"]
     t = np.arange(int(d["in_ct"]))
-    taps = [base[:, None] + t + dy + dx for dy in (0, d["dy_step"]) for dx in (0, d["dx_step"])]
-    return np.concatenate([x.ravel() for x in taps]), (out[:, None] + t).ravel()
+    reads = [(addr[inb][:, None] + t).ravel() for addr, inb in _pool_taps(d)]
+    return np.concatenate(reads), (out[:, None] + t).ravel()
 
 
 def _matmul_words(d: dict, micro: dict, config: CoreConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -227,7 +241,7 @@ def _matmul_words(d: dict, micro: dict, config: CoreConfig) -> tuple[np.ndarray,
     word 0 and discards it) and writes."""
     p, s = config.lanes, config.simd
     oh, ow = _positions(d)
-    ih0, iw0 = oh * d["stride"] - d["pad"], ow * d["stride"] - d["pad"]
+    ih0, iw0 = oh * d["stride_h"] - d["pad_t"], ow * d["stride_w"] - d["pad_l"]
     pos = d["pos0"] + oh * d["row_step"] + ow * d["col_step"]
     out = d["out_base"] + (oh * d["out_w"] + ow) * d["out_ct"]
     reads = []
@@ -244,13 +258,15 @@ def _matmul_words(d: dict, micro: dict, config: CoreConfig) -> tuple[np.ndarray,
     return np.concatenate(reads), (out[:, None] + cts).ravel()
 
 
-def _pool(mem: np.ndarray, d: dict) -> None:
+def _pool(mem: np.ndarray, d: dict, act_bits: int) -> None:
     oh, ow = _positions(d)
-    base = d["pos0"] + oh * d["row_step"] + ow * d["col_step"]
     out = d["out_base"] + (oh * d["out_w"] + ow) * d["out_ct"]
+    low = -(1 << (act_bits - 1))                 # a tap in the padding never wins
+    taps = _pool_taps(d)
     for t in range(int(d["in_ct"])):
-        taps = [mem[:, base + t + dy + dx] for dy in (0, d["dy_step"]) for dx in (0, d["dx_step"])]
-        mem[:, out + t] = np.maximum.reduce(taps)
+        vals = [np.where(inb[None, :, None], mem[:, np.where(inb, addr + t, 0)], low)
+                for addr, inb in taps]
+        mem[:, out + t] = np.maximum.reduce(vals)
 
 
 def _decode(config: CoreConfig, d: dict, micro: dict, k: int) -> np.ndarray:
@@ -270,7 +286,7 @@ def _matmul(mem: np.ndarray, d: dict, micro: dict, params: dict, config: CoreCon
     """One matmul descriptor; ``micro`` and ``params`` are its own words (from index 0)."""
     p, s = config.lanes, config.simd
     oh, ow = _positions(d)
-    ih0, iw0 = oh * d["stride"] - d["pad"], ow * d["stride"] - d["pad"]
+    ih0, iw0 = oh * d["stride_h"] - d["pad_t"], ow * d["stride_w"] - d["pad_l"]
     pos = d["pos0"] + oh * d["row_step"] + ow * d["col_step"]
     out = d["out_base"] + (oh * d["out_w"] + ow) * d["out_ct"]
     n = mem.shape[0]

@@ -36,7 +36,9 @@ from hwq.serialize import atomic_write
 
 MAGIC = b"HWQPROG\0"
 FORMAT = "hwq.Program"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: version 2: descriptors carry stride_h, stride_w, pad_t, pad_l (graph IR); matmuls may
+#: read several tensors
 #: Images of a Program, in container order (the activation memory holds no image).
 IMAGES = ("desc", "weight", "param")
 

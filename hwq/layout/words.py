@@ -228,9 +228,11 @@ def core_words(config: CoreConfig) -> CoreWords:
     desc_fields = [
         Field("kind", 1), Field("last", 1), Field("fmt", 1),
         Field("in_h", dim), Field("in_w", dim), Field("out_h", dim), Field("out_w", dim),
-        Field("in_ct", dim), Field("out_ct", dim), Field("stride", dim), Field("pad", dim),
+        Field("in_ct", dim), Field("out_ct", dim), Field("stride_h", dim),
+        Field("stride_w", dim), Field("pad_t", dim), Field("pad_l", dim),
         Field("pos0", pos, signed=True), Field("col_step", pos), Field("row_step", pos),
         Field("dx_step", a_bits + 1), Field("dy_step", a_bits + 1), Field("out_base", a_bits),
+        Field("kernel_h", dim), Field("kernel_w", dim),
         Field("w_base", w_bits), Field("w_last", w_bits), Field("p_base", p_bits),
         Field("lo", config.act_bits, signed=True), Field("hi", config.act_bits, signed=True),
     ]

@@ -2,6 +2,8 @@
 
 Entry point :func:`quantize` (``hwq quantize`` on the command line). The pieces:
 
+* :mod:`hwq.quant.graph` -- tracing a torch model into a float graph (:class:`GraphModel`),
+  the supported layers, BatchNorm folding;
 * :mod:`hwq.quant.base` -- the method interface: :class:`QuantizedWeight`,
   :func:`fold_batchnorm`, :func:`weight_layers`, :func:`apply_weights`;
 * :mod:`hwq.quant.methods` -- the registry of methods by name;
@@ -13,12 +15,14 @@ Entry point :func:`quantize` (``hwq quantize`` on the command line). The pieces:
 from hwq.quant.api import QuantizeResult, quantize
 from hwq.quant.base import QuantizedWeight, apply_weights, fold_batchnorm, weight_layers
 from hwq.quant.fakequant import FakeQuantModel
+from hwq.quant.graph import GraphModel, trace
 from hwq.quant.integerize import fake_quant_model, integerize
 from hwq.quant.methods import METHODS, get_method
 
 __all__ = [
     "METHODS",
     "FakeQuantModel",
+    "GraphModel",
     "QuantizeResult",
     "QuantizedWeight",
     "apply_weights",
@@ -27,5 +31,6 @@ __all__ = [
     "get_method",
     "integerize",
     "quantize",
+    "trace",
     "weight_layers",
 ]

@@ -159,7 +159,7 @@ def quantize(
         (``"digits"``), which also supplies ``data``.
     method : str, default "uniform"
         a name of :data:`hwq.quant.methods.METHODS`: ``uniform``, ``uniform-qat``,
-        ``inq``, ``slq``, ``mlq``.
+        ``inq``, ``slq``, ``mlq``, ``tq``, ``joint``.
     bits : int, float or None
         weight code width; the range depends on the method (tq: average bits per weight,
         fractional; joint: the widest layer, optional).
@@ -233,7 +233,8 @@ def quantize(
 
     t = time.perf_counter()
     y = data.y_test.numpy()
-    golden = run(network, quantize_input(data.x_test.numpy(), network.input_scale,
+    x_test = folded.prepare_input(data.x_test)      # 1-D models: (N, C, L) -> (N, C, 1, L)
+    golden = run(network, quantize_input(x_test.numpy(), network.input_scale,
                                          network.act_bits))
     mirror = fq.to_int(data.x_test)  # the torch model's exact path
     accuracy = _accuracy(golden, y)

@@ -35,7 +35,7 @@ Small quantizer modules in the style of Brevitas, one vocabulary (``bit_width``,
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,8 +45,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from hwq import ir
+from hwq.golden.eltwise import add_weights
 from hwq.golden.requant import multiplier_from_scale
-from hwq.quant.base import SUPPORTED, QuantizedWeight
+from hwq.quant.base import QuantizedWeight
+from hwq.quant.graph import INPUT, GraphModel, conv_padding
 
 __all__ = [
     "CALIBRATIONS",
@@ -246,17 +248,46 @@ class ActQuant(nn.Module):
         self.bit_width = _check_bit_width(bit_width, 2, 16, "Activation")
         self.signed = True
         self.narrow_range = False
-        self.relu = bool(relu)
+        self.clamp_lo = 0.0 if relu else -math.inf
+        self.clamp_hi = math.inf
         self.quant = IntQuant(bit_width, signed=True, narrow_range=False)
         self.register_buffer("scale", torch.tensor(float("nan"), dtype=torch.float64))
 
     @property
+    def relu(self) -> bool:
+        """Whether the output is clamped at 0 (a fused ReLU)."""
+        return self.clamp_lo >= 0
+
+    @relu.setter
+    def relu(self, value: bool) -> None:
+        if value:
+            self.clamp(0.0, math.inf)
+        elif self.clamp_lo == 0:
+            self.clamp_lo = -math.inf
+
+    def clamp(self, lo: float, hi: float) -> None:
+        """Fuse a float clamp ``[lo, hi]`` (ReLU, ReLU6, Hardtanh) into the output."""
+        self.clamp_lo, self.clamp_hi = max(self.clamp_lo, lo), min(self.clamp_hi, hi)
+
+    def _bound(self, value: float, default: int) -> int:
+        if not math.isfinite(value):
+            return default
+        if value == 0:
+            return 0
+        if not self.calibrated:
+            raise RuntimeError("Activation quantizer is not calibrated; call calibrate() first")
+        q = round(value / float(self.scale))
+        return int(min(max(q, self.quant.min_int), self.quant.max_int))
+
+    @property
     def lo(self) -> int:
-        return 0 if self.relu else self.quant.min_int
+        """Integer clamp low bound: ``round(clamp_lo / scale)`` within the range."""
+        return self._bound(self.clamp_lo, self.quant.min_int)
 
     @property
     def hi(self) -> int:
-        return self.quant.max_int
+        """Integer clamp high bound: ``round(clamp_hi / scale)`` within the range."""
+        return self._bound(self.clamp_hi, self.quant.max_int)
 
     @property
     def calibrated(self) -> bool:
@@ -275,9 +306,7 @@ class ActQuant(nn.Module):
         (``"percentile"``) of ``|x|`` over every element (after the ReLU if ``relu``); a
         zero statistic (a dead tensor) gives scale 1.
         """
-        values = x.detach().double()
-        if self.relu:
-            values = values.clamp(min=0)
+        values = x.detach().double().clamp(self.clamp_lo, self.clamp_hi)
         mag = values.abs().reshape(-1).numpy()
         if mag.size == 0:
             raise ValueError("Cannot calibrate an activation scale on no data")
@@ -305,7 +334,9 @@ class ActQuant(nn.Module):
         return torch.clamp(round_ste(x / s), self.lo, self.hi) * s
 
     def extra_repr(self) -> str:
-        return (f"bit_width={self.bit_width}, signed=True, narrow_range=False, relu={self.relu}, "
+        clamp = (f"clamp=({self.clamp_lo:g}, {self.clamp_hi:g})" if math.isfinite(self.clamp_hi)
+                 else f"relu={self.relu}")
+        return (f"bit_width={self.bit_width}, signed=True, narrow_range=False, {clamp}, "
                 f"scale={float(self.scale):.6g}")
 
 
@@ -341,7 +372,11 @@ class QuantLayer(nn.Module):
 
     def _linear_op(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
         if self.is_conv:
-            return F.conv2d(x, w, b, stride=self.module.stride, padding=self.module.padding)
+            m = self.module
+            t, bottom, left, r = conv_padding(m)
+            if any((t, bottom, left, r)):
+                x = F.pad(x, (left, r, t, bottom))
+            return F.conv2d(x, w, b, stride=m.stride, dilation=m.dilation, groups=m.groups)
         return F.linear(x, w, b)
 
     # -- float (STE) path --------------------------------------------------------------------
@@ -408,15 +443,17 @@ class QuantLayer(nn.Module):
             acc = self.accumulate(x_int, w_int)
         return requantize_torch(acc, rq).double()
 
-    def to_op(self, name: str, input_scale: float) -> ir.Conv2d | ir.Linear:
-        """This layer as an IR op."""
+    def to_op(self, name: str, input_scale: float, inputs: tuple[str, ...] = ()
+              ) -> ir.Conv2d | ir.Linear:
+        """This layer as an IR op (reading ``inputs``)."""
         w_int, rq = self.integer_params(input_scale)
         spec = self.weight_quant.quantized_weight(self.module.weight).spec
-        common: dict[str, Any] = dict(name=name, weight=w_int, spec=spec, requant=rq,
-                                      out_scale=float(self.output_quant.scale))
+        common: dict[str, Any] = dict(name=name, inputs=inputs, weight=w_int, spec=spec,
+                                      requant=rq, out_scale=float(self.output_quant.scale))
         if self.is_conv:
-            return ir.Conv2d(stride=int(self.module.stride[0]), padding=int(self.module.padding[0]),
-                             **common)
+            m = self.module
+            return ir.Conv2d(stride=tuple(m.stride), padding=conv_padding(m),
+                             dilation=tuple(m.dilation), groups=m.groups, **common)
         return ir.Linear(**common)
 
 
@@ -442,8 +479,124 @@ def _per_channel(scale: torch.Tensor, ndim: int) -> torch.Tensor:
     return scale.reshape((-1,) + (1,) * (ndim - 1))
 
 
+class PoolQuant(nn.Module):
+    """An average pool (window or global) with its output quantizer.
+
+    Integer path: the exact window sums of the integer input (zero padding counted), then
+    ``requantize`` with ``(M, S) = multiplier_from_scale(s_in / (KH*KW * s_out))`` and bias 0.
+
+    Parameters
+    ----------
+    module : nn.AvgPool2d or nn.AdaptiveAvgPool2d (output 1)
+    output_quant : ActQuant
+    """
+
+    def __init__(self, module: nn.Module, output_quant: ActQuant):
+        super().__init__()
+        self.module = module
+        self.output_quant = output_quant
+
+    @property
+    def is_global(self) -> bool:
+        return isinstance(self.module, nn.AdaptiveAvgPool2d)
+
+    def window(self, x: torch.Tensor) -> tuple[tuple[int, int], tuple[int, int],
+                                               tuple[int, int, int, int]]:
+        if self.is_global:
+            return (x.shape[2], x.shape[3]), (1, 1), (0, 0, 0, 0)
+        m = self.module
+        k, s, p = (tuple(v) if isinstance(v, tuple | list) else (v, v)
+                   for v in (m.kernel_size, m.stride, m.padding))
+        return k, s, (p[0], p[0], p[1], p[1])
+
+    def window_sum(self, x: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Exact window sums of ``x`` (float64 holding integers) and the window size."""
+        (kh, kw), stride, (t, b, l, r) = self.window(x)
+        ones = torch.ones((x.shape[1], 1, kh, kw), dtype=torch.float64)
+        xp = F.pad(x.double(), (l, r, t, b)) if any((t, b, l, r)) else x.double()
+        return F.conv2d(xp, ones, stride=stride, groups=x.shape[1]), kh * kw
+
+    def requant(self, channels: int, input_scale: float, count: int) -> ir.Requant:
+        s_out = float(self.output_quant.scale)
+        mult = multiplier_from_scale(np.full(channels, input_scale / (count * s_out)))
+        return ir.Requant(bias=np.zeros(channels, np.int64), M=mult.M, S=mult.S,
+                          lo=self.output_quant.lo, hi=self.output_quant.hi)
+
+    @torch.no_grad()
+    def int_step(self, xs: list[torch.Tensor], scales: list[float], calibrate: Any
+                 ) -> torch.Tensor:
+        acc, count = self.window_sum(xs[0])
+        if calibrate is not None:
+            self.output_quant.calibrate(acc * (scales[0] / count), *calibrate)
+        rq = self.requant(acc.shape[1], scales[0], count)
+        self._count = count
+        return requantize_torch(acc.to(torch.int64), rq).double()
+
+    def forward_float(self, xs: list[torch.Tensor], scales: list[float]) -> torch.Tensor:
+        return self.output_quant(self.module(xs[0]))
+
+    def to_op(self, name: str, inputs: tuple[str, ...], scales: list[float],
+              in_shape: tuple[int, ...]) -> ir.Op:
+        c, h, w = in_shape
+        scale = float(self.output_quant.scale)
+        if self.is_global:
+            return ir.GlobalAvgPool2d(name=name, inputs=inputs, out_scale=scale,
+                                      requant=self.requant(c, scales[0], h * w))
+        k, s, p = self.window(torch.zeros(1, c, h, w))
+        return ir.AvgPool2d(name=name, inputs=inputs, kernel=k, stride=s, padding=p,
+                            out_scale=scale, requant=self.requant(c, scales[0], k[0] * k[1]))
+
+
+class AddQuant(nn.Module):
+    """The residual add ``a + b`` with its output quantizer.
+
+    Integer path: ``requant(a * wa + b * wb)`` with ``wa / wb ~= s_a / s_b``
+    (:func:`hwq.golden.eltwise.add_weights`, to half an ``act_bits`` LSB when small weights
+    allow) and ``(M, S) = multiplier_from_scale(acc_scale / s_out)``, bias 0.
+    """
+
+    def __init__(self, output_quant: ActQuant):
+        super().__init__()
+        self.output_quant = output_quant
+
+    def weights(self, scales: list[float]):
+        tol = 2.0 ** -(self.output_quant.bit_width + 1)
+        return add_weights(scales[0], scales[1], max_weight=ir.ADD_WEIGHT_MAX, rel_tol=tol)
+
+    def requant(self, channels: int, scales: list[float]) -> ir.Requant:
+        w = self.weights(scales)
+        mult = multiplier_from_scale(np.full(channels, w.acc_scale /
+                                             float(self.output_quant.scale)))
+        return ir.Requant(bias=np.zeros(channels, np.int64), M=mult.M, S=mult.S,
+                          lo=self.output_quant.lo, hi=self.output_quant.hi)
+
+    @torch.no_grad()
+    def int_step(self, xs: list[torch.Tensor], scales: list[float], calibrate: Any
+                 ) -> torch.Tensor:
+        a, b = xs
+        if calibrate is not None:
+            self.output_quant.calibrate(a * scales[0] + b * scales[1], *calibrate)
+        w = self.weights(scales)
+        acc = (a * w.wa + b * w.wb).to(torch.int64)
+        return requantize_torch(acc, self.requant(a.shape[1], scales)).double()
+
+    def forward_float(self, xs: list[torch.Tensor], scales: list[float]) -> torch.Tensor:
+        return self.output_quant(xs[0] + xs[1])
+
+    def to_op(self, name: str, inputs: tuple[str, ...], scales: list[float],
+              in_shape: tuple[int, ...]) -> ir.Add:
+        w = self.weights(scales)
+        return ir.Add(name=name, inputs=inputs, weights=(w.wa, w.wb),
+                      requant=self.requant(in_shape[0], scales),
+                      out_scale=float(self.output_quant.scale))
+
+
+#: Step kinds of :class:`FakeQuantModel` whose output has its own (requantized) scale.
+_REQUANT_KINDS = ("layer", "pool", "add")
+
+
 class FakeQuantModel(nn.Module):
-    """A quantized network in torch: input quantizer, quant layers, max pools, flattens.
+    """A quantized network in torch: the input quantizer and one step per IR op.
 
     Build it with :meth:`from_float`, then :meth:`calibrate` the activation scales.
     ``forward`` runs the exact integer path in eval mode (unless ``exact`` is False) and the
@@ -451,86 +604,140 @@ class FakeQuantModel(nn.Module):
 
     Parameters
     ----------
-    layers : mapping of name -> QuantLayer, nn.MaxPool2d or nn.Flatten
-        in execution order; the names become the IR op names.
+    steps : mapping of name -> module
+        :class:`QuantLayer` (conv, linear), :class:`PoolQuant` (average pools),
+        :class:`AddQuant`, ``nn.MaxPool2d`` or ``nn.Flatten``; the names become the IR op
+        names.
+    plan : list of (name, kind, inputs)
+        the steps in execution order, ``kind`` one of ``layer``, ``pool``, ``add``,
+        ``maxpool``, ``flatten``; ``inputs`` names steps or ``"input"``.
     act_bits : int
         activation width, 2..16.
+    one_d : bool
+        1-D model: ``(N, C, L)`` inputs run as ``(N, C, 1, L)``.
     """
 
-    def __init__(self, layers: Mapping[str, nn.Module], *, act_bits: int):
+    def __init__(self, steps: Mapping[str, nn.Module], plan: list[tuple[str, str, tuple]],
+                 *, act_bits: int, one_d: bool = False):
         super().__init__()
         self.act_bits = _check_bit_width(act_bits, 2, 16, "Activation")
         self.input_quant = ActQuant(act_bits)
-        self.layers = nn.ModuleDict(OrderedDict(layers))
+        self.layers = nn.ModuleDict(dict(steps))
+        self.plan = [(n, k, tuple(i)) for n, k, i in plan]
+        self.one_d = bool(one_d)
         self.input_shape: tuple[int, ...] | None = None
         self.exact = True
 
     @classmethod
-    def from_float(cls, model: nn.Sequential, weight_quants: Mapping[str, nn.Module], *,
+    def from_float(cls, model: GraphModel, weight_quants: Mapping[str, nn.Module], *,
                    act_bits: int = 8) -> FakeQuantModel:
-        """Wrap the layers of a BatchNorm-free ``nn.Sequential`` (:func:`fold_batchnorm`).
+        """Wrap the layers of a BatchNorm-free :class:`~hwq.quant.graph.GraphModel`
+        (:func:`~hwq.quant.graph.fold_batchnorm`).
 
-        Each ``Conv2d``/``Linear`` named ``n`` gets ``weight_quants[n]`` and an
-        ``act_bits`` output quantizer; a ``ReLU`` is fused into the output quantizer of the
-        weight layer before it (also across max pools and flattens, which commute with it).
-        The float modules are shared with ``model``.
+        Each conv/linear named ``n`` gets ``weight_quants[n]`` and an ``act_bits`` output
+        quantizer, each average pool and add an output quantizer. A clamp (ReLU, ReLU6,
+        Hardtanh) is fused into the output quantizer of the conv, linear, add or average
+        pool before it (also across max pools and flattens, which commute with it) when
+        nothing else reads that output. The float modules are shared with ``model``.
         """
-        layers: OrderedDict[str, nn.Module] = OrderedDict()
-        missing = [n for n, m in model.named_children()
-                   if isinstance(m, nn.Conv2d | nn.Linear) and n not in weight_quants]
-        extra = sorted(set(weight_quants) - {n for n, _ in model.named_children()})
+        if not isinstance(model, GraphModel):
+            raise TypeError("FakeQuantModel.from_float takes the GraphModel of "
+                            f"hwq.quant.fold_batchnorm, not {type(model).__name__}")
+        layers = {n: m for n, m in model.named_children()}
+        weighted = [n.name for n in model.nodes if n.kind in ("conv", "linear")]
+        missing = [n for n in weighted if n not in weight_quants]
+        extra = sorted(set(weight_quants) - set(weighted))
         if missing or extra:
             raise ValueError(f"Weight quantizers must match the weight layers: missing "
                              f"{missing}, unknown {extra}")
-        last: QuantLayer | None = None
-        for name, m in model.named_children():
-            if isinstance(m, nn.Conv2d | nn.Linear):
-                last = QuantLayer(m, weight_quants[name], ActQuant(act_bits))
-                layers[name] = last
-            elif isinstance(m, nn.ReLU):
-                if last is None:
-                    raise ValueError(f"ReLU {name!r} must follow a Conv2d or Linear (it is fused "
-                                     "into their requantization)")
-                last.output_quant.relu = True
-            elif isinstance(m, nn.MaxPool2d | nn.Flatten):
-                layers[name] = m
+        readers = model.consumers()
+        nodes = {n.name: n for n in model.nodes}
+        alias: dict[str, str] = {INPUT: INPUT}
+        steps: dict[str, nn.Module] = {}
+        plan: list[tuple[str, str, tuple]] = []
+        for node in model.nodes:
+            inputs = tuple(alias[t] for t in node.inputs)
+            if node.kind == "clamp":
+                target = _clamp_target(node, nodes, readers)
+                steps[target].output_quant.clamp(node.params["lo"], node.params["hi"])
+                alias[node.name] = inputs[0]
+                continue
+            alias[node.name] = node.name
+            module = layers.get(node.name)
+            if node.kind in ("conv", "linear"):
+                step, kind = QuantLayer(module, weight_quants[node.name], ActQuant(act_bits)), \
+                    "layer"
+            elif node.kind in ("avgpool", "gap"):
+                step, kind = PoolQuant(module, ActQuant(act_bits)), "pool"
+            elif node.kind == "add":
+                step, kind = AddQuant(ActQuant(act_bits)), "add"
+            elif node.kind in ("maxpool", "flatten"):
+                step, kind = module, node.kind
             else:
-                raise ValueError(f"Unsupported layer {name!r} ({type(m).__name__}); hwq supports "
-                                 f"{SUPPORTED} (fold BatchNorm first)")
-        return cls(layers, act_bits=act_bits)
+                raise ValueError(f"Layer {node.name!r} ({node.kind}) is not supported")
+            steps[node.name] = step
+            plan.append((node.name, kind, inputs))
+        return cls(steps, plan, act_bits=act_bits, one_d=model.one_d)
 
     def quant_layers(self) -> list[tuple[str, QuantLayer]]:
         return [(n, m) for n, m in self.layers.items() if isinstance(m, QuantLayer)]
 
-    # -- calibration -------------------------------------------------------------------------
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        return x.unsqueeze(2) if self.one_d and x.dim() == 3 else x
+
+    # -- calibration and the integer path ---------------------------------------------------
 
     @torch.no_grad()
     def calibrate(self, x: torch.Tensor, method: str = "max", percentile: float = 99.99) -> None:
         """Set the input and every output scale from calibration inputs ``x``, in order.
 
-        Layer ``l`` is calibrated on its real pre-activation ``(acc + bias) * s_in * s_w``
-        computed by the exact integer path through the already calibrated layers before it,
-        so the scales see the quantization error of everything upstream.
+        Each output is calibrated on its real value (``(acc + bias) * acc_scale`` of a
+        layer, the window mean of a pool, ``a * s_a + b * s_b`` of an add) computed by the
+        exact integer path through the already calibrated steps before it, so the scales
+        see the quantization error of everything upstream.
         """
         if method not in CALIBRATIONS:
             raise ValueError(f"Calibration must be one of {', '.join(CALIBRATIONS)}, "
                              f"not {method!r}")
+        x = self._prepare(x)
         self.input_shape = tuple(int(s) for s in x.shape[1:])
-        xd = x.detach().double()
-        scale = self.input_quant.calibrate(xd, method, percentile)
-        h = self.input_quant.to_int(xd)
-        for layer in self.layers.values():
-            if isinstance(layer, QuantLayer):
-                w_int, bias, acc_scale = layer.accumulator_params(scale)
-                acc = layer.accumulate(h, w_int)
-                shape = (1, -1) + (1,) * (acc.dim() - 2)
-                real = ((acc + torch.from_numpy(bias).reshape(shape)).double()
-                        * torch.from_numpy(acc_scale).reshape(shape))
-                layer.output_quant.calibrate(real, method, percentile)
-                h = layer.forward_int(h, scale, acc)
-                scale = float(layer.output_quant.scale)
+        self.input_quant.calibrate(x.detach().double(), method, percentile)
+        self._run_int(x, calibrate=(method, percentile))
+
+    @torch.no_grad()
+    def _run_int(self, x: torch.Tensor, outputs: list[torch.Tensor] | None = None, *,
+                 calibrate: Any = None) -> tuple[torch.Tensor, float]:
+        x = self._prepare(x)
+        env = {INPUT: self.input_quant.to_int(x.detach().double())}
+        scales = {INPUT: float(self.input_quant.scale)}
+        last = {t: i for i, (_, _, inputs) in enumerate(self.plan) for t in inputs}
+        for i, (name, kind, inputs) in enumerate(self.plan):
+            step = self.layers[name]
+            xs, ss = [env[t] for t in inputs], [scales[t] for t in inputs]
+            if kind == "layer":
+                s_in = ss[0]
+                acc = None
+                if calibrate is not None:
+                    w_int, bias, acc_scale = step.accumulator_params(s_in)
+                    acc = step.accumulate(xs[0], w_int)
+                    shape = (1, -1) + (1,) * (acc.dim() - 2)
+                    real = ((acc + torch.from_numpy(bias).reshape(shape)).double()
+                            * torch.from_numpy(acc_scale).reshape(shape))
+                    step.output_quant.calibrate(real, *calibrate)
+                y = step.forward_int(xs[0], s_in, acc)
+            elif kind in ("pool", "add"):
+                y = step.int_step(xs, ss, calibrate)
             else:
-                h = layer(h)
+                y = step(xs[0])
+            env[name] = y
+            scales[name] = float(step.output_quant.scale) if kind in _REQUANT_KINDS else ss[0]
+            if outputs is not None:
+                outputs.append(y)
+            for t in set(inputs):
+                if last[t] == i and t != self.plan[-1][0]:
+                    del env[t]
+        out = self.plan[-1][0]
+        return env[out], scales[out]
 
     # -- forward paths -----------------------------------------------------------------------
 
@@ -542,40 +749,29 @@ class FakeQuantModel(nn.Module):
 
     def forward_float(self, x: torch.Tensor) -> torch.Tensor:
         """Differentiable fake quantization (float32 in, float32 out)."""
-        h = self.input_quant(x)
-        scale = float(self.input_quant.scale)
-        for layer in self.layers.values():
-            if isinstance(layer, QuantLayer):
-                h = layer.forward_float(h, scale)
-                scale = float(layer.output_quant.scale)
+        env = {INPUT: self.input_quant(self._prepare(x))}
+        scales = {INPUT: float(self.input_quant.scale)}
+        for name, kind, inputs in self.plan:
+            step = self.layers[name]
+            xs, ss = [env[t] for t in inputs], [scales[t] for t in inputs]
+            if kind == "layer":
+                env[name] = step.forward_float(xs[0], ss[0])
+            elif kind in ("pool", "add"):
+                env[name] = step.forward_float(xs, ss)
             else:
-                h = layer(h)
-        return h
+                env[name] = step(xs[0])
+            scales[name] = float(step.output_quant.scale) if kind in _REQUANT_KINDS else ss[0]
+        return env[self.plan[-1][0]]
 
     @torch.no_grad()
     def to_int(self, x: torch.Tensor, *, trace: bool = False) -> Any:
         """Integer outputs (int64) of the last op, like :func:`hwq.golden.run`.
 
-        With ``trace=True``, the list of every op's output (one per IR op: ReLUs are fused).
+        With ``trace=True``, the list of every op's output (one per IR op: clamps are fused).
         """
         outputs: list[torch.Tensor] = []
         h, _ = self._run_int(x, outputs if trace else None)
         return [o.to(torch.int64) for o in outputs] if trace else h.to(torch.int64)
-
-    @torch.no_grad()
-    def _run_int(self, x: torch.Tensor, outputs: list[torch.Tensor] | None = None
-                 ) -> tuple[torch.Tensor, float]:
-        h = self.input_quant.to_int(x.detach().double())
-        scale = float(self.input_quant.scale)
-        for layer in self.layers.values():
-            if isinstance(layer, QuantLayer):
-                h = layer.forward_int(h, scale)
-                scale = float(layer.output_quant.scale)
-            else:
-                h = layer(h)
-            if outputs is not None:
-                outputs.append(h)
-        return h, scale
 
     # -- export ------------------------------------------------------------------------------
 
@@ -585,15 +781,43 @@ class FakeQuantModel(nn.Module):
         if self.input_shape is None or not self.input_quant.calibrated:
             raise RuntimeError("FakeQuantModel is not calibrated; call calibrate() first")
         ops: list[ir.Op] = []
-        scale = float(self.input_quant.scale)
-        for name, layer in self.layers.items():
-            if isinstance(layer, QuantLayer):
-                ops.append(layer.to_op(name, scale))
-                scale = float(layer.output_quant.scale)
-            elif isinstance(layer, nn.MaxPool2d):
-                ops.append(ir.MaxPool2d(name=name))
+        scales = {INPUT: float(self.input_quant.scale)}
+        shapes = {INPUT: self.input_shape}
+        for name, kind, inputs in self.plan:
+            step = self.layers[name]
+            ss = [scales[t] for t in inputs]
+            if kind == "layer":
+                op = step.to_op(name, ss[0], inputs)
+            elif kind in ("pool", "add"):
+                op = step.to_op(name, inputs, ss, shapes[inputs[0]])
+            elif kind == "maxpool":
+                m = step
+                k, s, p = (tuple(v) if isinstance(v, tuple | list) else (v, v)
+                           for v in (m.kernel_size, m.stride, m.padding))
+                op = ir.MaxPool2d(name=name, inputs=inputs, kernel=k, stride=s,
+                                  padding=(p[0], p[0], p[1], p[1]))
             else:
-                ops.append(ir.Flatten(name=name))
+                op = ir.Flatten(name=name, inputs=inputs)
+            ops.append(op)
+            shapes[name] = op.output_shape([shapes[t] for t in inputs])
+            scales[name] = op.scale(ss)
         return ir.QuantizedNetwork(input_shape=self.input_shape, act_bits=self.act_bits,
                                    input_scale=float(self.input_quant.scale), ops=ops,
                                    meta=dict(meta or {}))
+
+
+def _clamp_target(node: Any, nodes: dict[str, Any], readers: dict[str, list[str]]) -> str:
+    """The step whose output quantizer a clamp node fuses into, through max pools,
+    flattens and other clamps that nothing else reads."""
+    reader, t = node.name, node.inputs[0]
+    while t in nodes and readers[t] == [reader]:
+        kind = nodes[t].kind
+        if kind in ("conv", "linear", "add", "avgpool", "gap"):
+            return t
+        if kind not in ("maxpool", "flatten", "clamp"):
+            break
+        reader, t = t, nodes[t].inputs[0]
+    what = node.params.get("what", "ReLU")
+    raise ValueError(f"{what} {node.name!r} must follow a Conv2d or Linear (or an add or "
+                     "average pool) whose output nothing else reads: hwq fuses it into their "
+                     "requantization")

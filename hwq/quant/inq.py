@@ -337,8 +337,8 @@ def quantize_inq(
     BatchNorm folded in, which scales every channel's weights by ``gamma / sigma``; one set
     per layer then wastes levels on the small channels (digits, 3 bits: 95.1 % per layer
     vs 98.6 % per channel, fp32 99.3 %). A per-channel ``2**n2`` costs nothing in hardware: it
-    is folded into the per-channel requantization like any weight scale (DESIGN.md: POT is
-    relative to the layer's *or channel's* smallest exponent).
+    is folded into the per-channel requantization like any weight scale (POT codes are
+    relative to the layer's *or channel's* smallest exponent, :mod:`hwq.golden.formats`).
 
     Parameters
     ----------

@@ -82,9 +82,10 @@ def integerize(
     Parameters
     ----------
     model : nn.Module
-        the float model: ``nn.Sequential`` or a ``torch.fx``-traceable chain of Conv2d
-        (groups 1, square kernel, zero padding), BatchNorm2d (folded), ReLU, MaxPool2d(2),
-        Flatten and Linear. Not modified.
+        the float model: any ``torch.fx``-traceable model of the layers
+        :mod:`hwq.quant.graph` supports (convolutions of any groups and kernel, BatchNorm
+        folded, ReLU/ReLU6/Hardtanh, max and average pools, residual adds, Flatten, Linear).
+        Not modified.
     qweights : mapping of str -> QuantizedWeight
         one entry per Conv2d/Linear of the folded model (:func:`weight_layers`).
     calib_x : torch.Tensor, shape (N, *input_shape)

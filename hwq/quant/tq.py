@@ -87,7 +87,7 @@ import copy
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,6 +102,7 @@ from hwq.ir import WeightSpec
 from hwq.quant import transforms as tf
 from hwq.quant.base import QuantizedWeight, apply_weights, fold_batchnorm, weight_layers
 from hwq.quant.fakequant import FakeQuantModel, IntWeightQuantPerChannel, round_ste
+from hwq.quant.graph import FloatNode, GraphModel, PaddedConv2d, conv_padding
 from hwq.quant.transforms import (
     TRANSFORMS,
     Transform,
@@ -281,12 +282,6 @@ class BlockCurves:
     step: np.ndarray
 
 
-def _run_from(children: list[nn.Module], h: torch.Tensor) -> torch.Tensor:
-    for m in children:
-        h = m(h)
-    return h
-
-
 def output_probe(y: torch.Tensor, z: torch.Tensor, distortion: str = "mse") -> torch.Tensor:
     """The probe ``v`` of :func:`gradient_covariances` from ``z ~ N(0, I)`` (rows = images).
 
@@ -317,8 +312,10 @@ def output_distortion(y: torch.Tensor, y_ref: torch.Tensor, distortion: str = "m
 
 @torch.no_grad()
 def _layer_curves(plan: LayerPlan, layer: nn.Module, h_in: torch.Tensor,
-                  rest: list[nn.Module], y_ref: torch.Tensor, grid: int,
+                  rest: Callable[[torch.Tensor], torch.Tensor], y_ref: torch.Tensor, grid: int,
                   distortion: str = "mse") -> BlockCurves:
+    """Output distortion and best step of every block at every depth; ``rest`` maps the
+    layer's output (candidates stacked on the batch axis) to the model's output."""
     theta_v = as_vectors(layer.weight, plan.variant)
     u_inv = plan.transform.U_inv
     bias = layer.bias
@@ -340,18 +337,27 @@ def _layer_curves(plan: LayerPlan, layer: nn.Module, h_in: torch.Tensor,
             for _, q in cands:
                 w = theta_v + (q - t) @ u_inv[idx, :]
                 ws.append(torch.from_numpy(_from_vectors(w, plan.weight_shape, plan.variant)))
-            w_all = torch.cat(ws).to(h_in.dtype)
-            b_all = None if bias is None else bias.repeat(len(ws))
             if isinstance(layer, nn.Conv2d):
-                out = F.conv2d(h_in, w_all, b_all, stride=layer.stride, padding=layer.padding)
-                g = len(ws)
-                out = out.reshape(out.shape[0], g, -1, *out.shape[2:]).transpose(0, 1)
-                out = out.reshape(-1, *out.shape[2:])
+                t_, b_, l_, r_ = conv_padding(layer)
+                hp = F.pad(h_in, (l_, r_, t_, b_)) if any((t_, b_, l_, r_)) else h_in
+                conv = dict(stride=layer.stride, dilation=layer.dilation)
+                if layer.groups == 1:      # every candidate in one conv, then candidate-major
+                    w_all = torch.cat(ws).to(h_in.dtype)
+                    b_all = None if bias is None else bias.repeat(len(ws))
+                    out = F.conv2d(hp, w_all, b_all, **conv)
+                    g = len(ws)
+                    out = out.reshape(out.shape[0], g, -1, *out.shape[2:]).transpose(0, 1)
+                    out = out.reshape(-1, *out.shape[2:])
+                else:
+                    out = torch.cat([F.conv2d(hp, w.to(h_in.dtype), bias, groups=layer.groups,
+                                              **conv) for w in ws])
             else:
+                w_all = torch.cat(ws).to(h_in.dtype)
+                b_all = None if bias is None else bias.repeat(len(ws))
                 out = F.linear(h_in, w_all, b_all)
                 out = out.reshape(out.shape[0], len(ws), -1).transpose(0, 1).reshape(
                     -1, out.shape[1] // len(ws))
-            y = _run_from(rest, out).reshape(len(ws), *y_ref.shape)
+            y = rest(out).reshape(len(ws), *y_ref.shape)
             d = output_distortion(y, y_ref, distortion).numpy()
             best = int(np.argmin(d))
             dist[k, r], steps[k, r] = d[best], cands[best][0]
@@ -479,7 +485,7 @@ class TQResult:
 
     Attributes
     ----------
-    model : nn.Sequential
+    model : GraphModel
         the transformed float model holding the dequantized weights (basis layers
         ``<name>_basis`` inserted), BatchNorm-free: what to integerize.
     qweights : dict of str -> QuantizedWeight
@@ -489,7 +495,7 @@ class TQResult:
         per-layer allocations, ``lambda``, ``timings``...
     """
 
-    model: nn.Sequential
+    model: GraphModel
     qweights: dict[str, QuantizedWeight]
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -512,8 +518,8 @@ def _is_transformed(module: nn.Module, variant: str) -> bool:
     With fewer vectors than channels ``C_tt`` is singular and the coding gain infinite
     (e.g. the first conv's column variant: 9 vectors of 16 output channels).
     """
-    if not isinstance(module, nn.Conv2d):
-        return False
+    if not isinstance(module, nn.Conv2d) or module.groups != 1:
+        return False          # a grouped (depthwise) conv keeps its own weights
     m, other = ((module.in_channels, module.out_channels) if variant == "row"
                 else (module.out_channels, module.in_channels))
     return 1 < m <= other * module.kernel_size[0] * module.kernel_size[1]
@@ -527,7 +533,7 @@ class TQAnalysis:
     several targets without recomputing the curves (the expensive step).
     """
 
-    folded: nn.Sequential
+    folded: GraphModel
     plans: list[LayerPlan]
     curves: list[BlockCurves]
     gains: dict[str, dict[str, float]]
@@ -604,7 +610,6 @@ def _analyze(model: nn.Module, data: Any, *, transform: str, variant: str, block
     folded = fold_batchnorm(model)
     for p in folded.parameters():
         p.requires_grad_(False)
-    children = list(folded.named_children())
     layers = weight_layers(folded)
     original_weights = sum(int(m.weight.numel()) for _, m in layers)
     gen = torch.Generator().manual_seed(seed)
@@ -655,16 +660,13 @@ def _analyze(model: nn.Module, data: Any, *, transform: str, variant: str, block
     t = time.perf_counter()
     block_curves: list[BlockCurves] = []
     with torch.no_grad():
-        y_ref = folded(x_cal)
-        h = x_cal
-        pos = 0
-        names = [n for n, _ in children]
+        env = folded.run_all(x_cal) if curves else {}
+        y_ref = env.get(folded.output)
+        inputs = {n.name: n.inputs[0] for n in folded.nodes}
         for plan, (name, m) in zip(plans, layers, strict=True) if curves else ():
-            i = names.index(name)
-            h = _run_from([c for _, c in children[pos:i]], h)
-            pos = i
-            rest = [c for _, c in children[i + 1:]]
-            c = _layer_curves(plan, m, h, rest, y_ref, grid, distortion)
+            def rest(out: torch.Tensor, name: str = name) -> torch.Tensor:
+                return folded.run_rest(env, name, out)
+            c = _layer_curves(plan, m, env[inputs[name]], rest, y_ref, grid, distortion)
             if plan.has_basis:  # the first block keeps >= 2 bits (a layer keeps a channel)
                 c.distortion[0, plan.depths.index(0)] = np.inf
             block_curves.append(c)
@@ -827,16 +829,29 @@ def _normalized(tr: Transform, c_tt: np.ndarray) -> Transform:
     return Transform(tr.name, tr.U * c, tr.U_inv / c, tr.values * c * c)
 
 
-def _build(folded: nn.Sequential, plans: list[LayerPlan], curves: list[BlockCurves],
+def _build(folded: GraphModel, plans: list[LayerPlan], curves: list[BlockCurves],
            choice: list[np.ndarray], basis_bits: int):
-    """The transformed model, its weight quantizers and the per-layer report."""
+    """The transformed model, its weight quantizers and the per-layer report.
+
+    A transformed layer becomes two nodes: ``row``: the basis (1x1, named ``<name>_basis``)
+    then the coefficient conv (``<name>``); ``column``: the coefficient conv (``<name>``)
+    then the basis, whose output the layer's readers then read.
+    """
     by_name = {p.name: (p, c, ch) for p, c, ch in zip(plans, curves, choice, strict=True)}
     out: OrderedDict[str, nn.Module] = OrderedDict()
+    nodes: list[FloatNode] = []
+    renamed: dict[str, str] = {}
     quants: dict[str, nn.Module] = {}
     report: dict[str, Any] = {}
-    for name, module in folded.named_children():
+    modules = dict(folded.named_children())
+    for node in folded.nodes:
+        name = node.name
+        inputs = tuple(renamed.get(t, t) for t in node.inputs)
+        module = modules.get(name)
         if name not in by_name:
-            out[name] = copy.deepcopy(module)
+            if module is not None:
+                out[name] = copy.deepcopy(module)
+            nodes.append(FloatNode(name, node.kind, inputs, node.params))
             continue
         plan, curve, ch = by_name[name]
         depth = np.zeros(plan.m, dtype=np.int64)
@@ -869,16 +884,19 @@ def _build(folded: nn.Sequential, plans: list[LayerPlan], curves: list[BlockCurv
                 conv.bias.requires_grad_(True)
             out[name] = conv
             quants[name] = q
+            nodes.append(FloatNode(name, node.kind, inputs, node.params))
             continue
         u_inv = plan.transform.U_inv[kept, :]
-        k = shape[2]
+        kh, kw = shape[2], shape[3]
+        geometry = dict(stride=module.stride, dilation=module.dilation,
+                        hwq_padding=conv_padding(module))
         if plan.variant == "row":
             c_out, c_in = shape[0], shape[1]
-            t_w = _from_vectors(coef, (c_out, len(kept), k, k), "row")
+            t_w = _from_vectors(coef, (c_out, len(kept), kh, kw), "row")
             basis = nn.Conv2d(c_in, len(kept), 1, bias=False)
             basis.weight = nn.Parameter(torch.from_numpy(u_inv[:, :, None, None]).float())
-            coef_conv = nn.Conv2d(len(kept), c_out, k, stride=module.stride,
-                                  padding=module.padding, bias=module.bias is not None)
+            coef_conv = PaddedConv2d(len(kept), c_out, (kh, kw), bias=module.bias is not None,
+                                     **geometry)
             coef_conv.weight = nn.Parameter(torch.from_numpy(t_w).float())
             if module.bias is not None:
                 coef_conv.bias = nn.Parameter(module.bias.detach().clone())
@@ -889,15 +907,16 @@ def _build(folded: nn.Sequential, plans: list[LayerPlan], curves: list[BlockCurv
                 basis, "weight", _Scale(step[kept].reshape(-1, 1, 1, 1)))
             out[name + BASIS_SUFFIX] = basis
             out[name] = coef_conv
+            nodes += [FloatNode(name + BASIS_SUFFIX, "conv", inputs),
+                      FloatNode(name, "conv", (name + BASIS_SUFFIX,))]
             quants[name + BASIS_SUFFIX] = IntWeightQuantPerChannel(basis_bits)
             quants[name] = StepWeightQuant(np.float64(1.0),
                                            depth[kept].reshape(1, -1, 1, 1),
                                            np.ones(c_out))
         else:
             c_out, c_in = shape[0], shape[1]
-            t_w = _from_vectors(coef, (len(kept), c_in, k, k), "column")
-            coef_conv = nn.Conv2d(c_in, len(kept), k, stride=module.stride,
-                                  padding=module.padding, bias=False)
+            t_w = _from_vectors(coef, (len(kept), c_in, kh, kw), "column")
+            coef_conv = PaddedConv2d(c_in, len(kept), (kh, kw), bias=False, **geometry)
             coef_conv.weight = nn.Parameter(torch.from_numpy(t_w).float())
             basis = nn.Conv2d(len(kept), c_out, 1, bias=module.bias is not None)
             basis.weight = nn.Parameter(torch.from_numpy(u_inv.T[:, :, None, None].copy())
@@ -906,10 +925,13 @@ def _build(folded: nn.Sequential, plans: list[LayerPlan], curves: list[BlockCurv
                 basis.bias = nn.Parameter(module.bias.detach().clone())
             out[name] = coef_conv
             out[name + BASIS_SUFFIX] = basis
+            nodes += [FloatNode(name, "conv", inputs),
+                      FloatNode(name + BASIS_SUFFIX, "conv", (name,))]
+            renamed[name] = name + BASIS_SUFFIX
             quants[name] = StepWeightQuant(step[kept].reshape(-1, 1, 1, 1),
                                            depth[kept].reshape(-1, 1, 1, 1), step[kept])
             quants[name + BASIS_SUFFIX] = IntWeightQuantPerChannel(basis_bits)
-    model = nn.Sequential(out)
+    model = GraphModel(nodes, dict(out), one_d=folded.one_d)
     for p in model.parameters():
         p.requires_grad_(True)
     return model, {}, quants, report

@@ -19,6 +19,7 @@ from torch.nn.utils import parametrize
 
 from hwq.quant.base import QuantizedWeight, apply_weights, weight_layers
 from hwq.quant.fakequant import FakeQuantModel, IntWeightQuantPerChannel
+from hwq.quant.graph import GraphModel
 from hwq.workloads.train import fit
 
 __all__ = ["BITS", "quantize_uniform", "quantize_uniform_qat"]
@@ -106,7 +107,7 @@ def quantize_uniform_qat(
     Parameters
     ----------
     model : nn.Module
-        the BatchNorm-folded float model (an ``nn.Sequential``); trained in place and left
+        the BatchNorm-folded :class:`~hwq.quant.graph.GraphModel`; trained in place and left
         with the dequantized weights.
     data : object
         with ``x_train``, ``y_train`` (:class:`hwq.workloads.digits.DigitsData`).
@@ -135,8 +136,8 @@ def quantize_uniform_qat(
                     weight_decay=weight_decay, schedule=schedule, seed=seed,
                     num_threads=num_threads, progress=progress, desc=f"uniform-qat {bits}b")
     if act_bits is not None:
-        if not isinstance(model, nn.Sequential):
-            raise ValueError("uniform-qat with act_bits needs the folded nn.Sequential "
+        if not isinstance(model, GraphModel):
+            raise ValueError("uniform-qat with act_bits needs the folded GraphModel "
                              f"(hwq.quant.fold_batchnorm), not {type(model).__name__}")
         fq = FakeQuantModel.from_float(model, quants, act_bits=act_bits)
         fq.calibrate(data.x_train, calibration, percentile)

@@ -3,6 +3,7 @@ import pytest
 
 from hwq.config import CoreConfig
 from hwq.golden import cycles
+from hwq.layout.compiler import network_cycles
 from hwq.testing import random_network
 
 
@@ -60,7 +61,7 @@ def test_maxpool_flatten():
 
 def test_network_cycles_sums_layers():
     net = random_network(np.random.default_rng(0), kind="int", bits=4)
-    per_op = cycles.network_cycles(net, CoreConfig(pe="multiply", lanes=4, simd=4))
+    per_op = network_cycles(net, CoreConfig(pe="multiply", lanes=4, simd=4))
     assert [c["kind"] for c in per_op] == ["conv2d", "conv2d", "maxpool2d", "flatten", "linear"]
     conv0 = per_op[0]
     assert conv0["positions"] == 64 and len(conv0["words"]) == 2

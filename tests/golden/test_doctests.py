@@ -4,7 +4,7 @@ import importlib
 import pytest
 
 MODULES = ["hwq.golden._checks", "hwq.golden.formats", "hwq.golden.requant",
-           "hwq.golden.bitserial", "hwq.golden.ops"]
+           "hwq.golden.bitserial", "hwq.golden.ops", "hwq.golden.window", "hwq.golden.eltwise"]
 
 
 @pytest.mark.parametrize("name", MODULES)

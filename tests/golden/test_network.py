@@ -18,7 +18,7 @@ def _reference_run(net, x):
     for op in net.ops:
         if op.kind in ("conv2d", "linear"):
             if op.kind == "conv2d":
-                acc = ref.conv2d(out, op.weight.tolist(), op.stride, op.padding)
+                acc = ref.conv2d(out, op.weight.tolist(), op.stride[0], op.padding[0])
             else:
                 acc = ref.linear(out, op.weight.tolist())
             rq = op.requant

@@ -75,6 +75,33 @@ def test_runtime_on_rtl_equals_runtime_on_golden_device(pe, kind, lanes, simd):
     assert rtl.cycle_model_mismatches() == []
 
 
+@pytest.mark.parametrize(("pe", "kind"), [("shift_add", "pot"), ("multiply", "codebook")])
+def test_graph_network_on_the_amaranth_core(pe, kind):
+    # a residual add, a depthwise conv, a general max pool and an average pool on the RTL in
+    # Amaranth's simulator: equal to golden and to the golden device, cycles on the model
+    from hwq.layout import compile
+    from hwq.layout.compiler import core_config
+    from hwq.testing import random_graph_network, random_inputs
+
+    rng = np.random.default_rng(21)
+    net = random_graph_network(rng, kind=kind, bits=[2, 3], input_shape=(2, 6, 6),
+                               blocks=["res", "maxpool", "dw", "avgpool"], classes=2)
+    program = compile(net, core_config(net, pe=pe, lanes=2, simd=2))
+    x = random_inputs(rng, net, 1)
+
+    async def infer(dev, *_):
+        rt = Runtime(dev)
+        await rt.load(program)
+        return await rt.infer(x)
+
+    rtl = _on_rtl(program.config, infer)
+    gold = asyncio.run(infer(GoldenDevice(program.config)))
+    np.testing.assert_array_equal(rtl.outputs, golden.run(net, x))
+    np.testing.assert_array_equal(gold.outputs, rtl.outputs)
+    assert gold.layer_cycles.tolist() == rtl.layer_cycles.tolist()
+    assert rtl.cycle_model_mismatches() == []
+
+
 def _trace(program, x):
     """Register traffic exercising every register; ``("r", off)`` reads are compared."""
     cfg, words = program.config, program.words

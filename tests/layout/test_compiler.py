@@ -1,5 +1,7 @@
 """The layout compiler and the Program executor against the golden model."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -8,9 +10,10 @@ from hypothesis import strategies as st
 import hwq.golden as golden
 from hwq.config import CoreConfig
 from hwq.errors import ArtifactError
-from hwq.golden.cycles import OVERHEADS, network_cycles
+from hwq.golden.cycles import OVERHEADS
 from hwq.ir import Conv2d, Flatten, Linear, MaxPool2d, QuantizedNetwork, Requant, WeightSpec
 from hwq.layout import Program, compile, execute
+from hwq.layout.compiler import core_config, network_cycles
 from hwq.testing import random_inputs, random_network
 
 PE_FORMATS = [("shift_add", "pot"), ("multiply", "int"), ("multiply", "codebook"),
@@ -63,6 +66,40 @@ def test_program_round_trip_equals_golden(case):
     np.testing.assert_array_equal(execute(again, x), expect)
     # the cycle model computed from the network alone agrees with the compiled layers
     model = [c["cycles"] for c in network_cycles(net, config) if c["kind"] != "flatten"]
+    assert model == [layer["cycles"] for layer in program.layers]
+
+
+@st.composite
+def graph_cases(draw):
+    from hwq.testing import GRAPH_BLOCKS
+
+    pe, kind = draw(st.sampled_from(PE_FORMATS))
+    lanes, simd = draw(st.sampled_from(LANES_SIMD))
+    blocks = draw(st.lists(st.sampled_from(GRAPH_BLOCKS), min_size=1, max_size=4))
+    c = draw(st.integers(1, 5))
+    h, w = draw(st.integers(4, 9)), draw(st.integers(4, 9))
+    bits = draw(st.sampled_from([[2], [4], [2, 3, 4], [3, 4]]))
+    return (pe, kind, lanes, simd, blocks, (c, h, w), bits, draw(st.integers(0, 2**32 - 1)),
+            draw(st.booleans()), draw(st.sampled_from([4, 8])))
+
+
+@settings(max_examples=120, deadline=None)
+@given(graph_cases())
+def test_graph_program_equals_golden(case):
+    # forks and residual adds, depthwise and grouped convs, general max and average pools,
+    # odd kernels, strides, padding and dilation; every format (codebooks with the zero
+    # anywhere) on every PE type: the executor equals golden, the cycle model the program
+    from hwq.testing import random_graph_network
+
+    pe, kind, lanes, simd, blocks, shape, bits, seed, per_channel, act_bits = case
+    rng = np.random.default_rng(seed)
+    net = random_graph_network(rng, input_shape=shape, blocks=blocks, kind=kind, bits=bits,
+                               per_channel_bits=per_channel, act_bits=act_bits)
+    config = core_config(net, pe=pe, lanes=lanes, simd=simd)
+    program = compile(net, config)
+    x = random_inputs(rng, net, 2)
+    np.testing.assert_array_equal(execute(program, x), golden.run(net, x))
+    model = [c["cycles"] for c in network_cycles(net, config) if c["cycles"]]
     assert model == [layer["cycles"] for layer in program.layers]
 
 
@@ -189,20 +226,33 @@ def test_accumulator_overflow_is_refused():
 
 
 @pytest.mark.parametrize(("field", "depth", "message"), [
-    ("weight_depth", 16, r"weight memory: layer conv\d needs \d+ words \(with the layers "
-                         r"before it\), 16 available"),
-    ("act_depth", 16, r"activation memory: (the network input|layer conv0) needs \d+ words "
-                      r"\(both ping-pong regions\), 16 available"),
-    ("param_depth", 16, r"parameter memory: layer \w+ needs \d+ words .*16 available"),
-    ("desc_depth", 2, r"descriptor memory: layer linear4 needs 4 descriptors, 2 available"),
+    # the whole need of each memory and the depth that fits (not the first layer over)
+    ("weight_depth", 16, r"the weight memory needs (\d+) words, 16 available "
+                         r"\(weight_depth=(\d+) would fit\)"),
+    ("act_depth", 16, r"the activation memory needs (\d+) words, 16 available "
+                      r"\(act_depth=(\d+) would fit\)"),
+    ("param_depth", 16, r"the parameter memory needs (\d+) words, 16 available "
+                        r"\(param_depth=(\d+) would fit\)"),
+    ("desc_depth", 2, r"the descriptor memory needs (4) descriptors, 2 available "
+                      r"\(desc_depth=(4) would fit\)"),
 ])
-def test_network_that_does_not_fit_names_layer_and_words(field, depth, message):
+def test_network_that_does_not_fit_gives_the_need_and_the_fit(field, depth, message):
     net = random_network(np.random.default_rng(1), input_shape=(3, 8, 8),
                          arch=ARCHS[0][:2] + ((("conv", 40, 1, 1, 0, True),) if field ==
                                               "param_depth" else ()) + ARCHS[0][2:],
                          kind="int", bits=4)
-    with pytest.raises(ValueError, match="Network does not fit the " + message):
-        compile(net, CoreConfig(pe="multiply", lanes=2, simd=2, **{field: depth}))
+    config = CoreConfig(pe="multiply", lanes=2, simd=2, **{field: depth})
+    with pytest.raises(ValueError, match="Network does not fit the core: " + message) as info:
+        compile(net, config)
+    import re
+    need, fit = (int(v) for v in re.search(message, str(info.value)).groups())
+    assert fit >= need > depth
+    # the named depth fits, one less than the need does not
+    compile(net, replace(config, **{field: fit}))
+    if need - 1 >= (2 if field == "desc_depth" else 16):
+        with pytest.raises(ValueError, match="Network does not fit the core"):
+            compile(net, replace(config, **{field: need - 1}))
+    compile(net, replace(config, **{field: need}))
 
 
 def test_container_detects_corruption_and_versions(tmp_path):

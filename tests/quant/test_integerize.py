@@ -18,15 +18,16 @@ from torch import nn
 
 from hwq import golden, ir
 from hwq.golden.requant import multiplier_from_scale
-from hwq.quant import fakequant
-from hwq.quant.base import QuantizedWeight, fold_batchnorm, linearize, weight_layers
+from hwq.quant import fakequant, graph
+from hwq.quant.base import QuantizedWeight, fold_batchnorm, weight_layers
 from hwq.quant.fakequant import FakeQuantModel, requantize_torch
+from hwq.quant.graph import trace
 from hwq.quant.integerize import fake_quant_model, integerize
 from hwq.quant.uniform import quantize_uniform
 from hwq.serialize import load, save
 from hwq.workloads.train import evaluate
 
-SUPPORTED = "hwq supports Conv2d, BatchNorm2d, ReLU, MaxPool2d(2), Flatten, Linear"
+SUPPORTED = "hwq supports " + graph.SUPPORTED
 
 
 def _golden_outputs(network: ir.QuantizedNetwork, x: torch.Tensor, *, trace: bool = False):
@@ -145,22 +146,19 @@ class _Nested(nn.Module):
 
 
 @pytest.mark.parametrize("layer, message", [
-    (nn.Dropout2d(), "Unsupported layer 'features.2' (Dropout2d); " + SUPPORTED),
-    (nn.Conv2d(4, 4, 3, groups=2),
-     "Unsupported layer 'features.2' (Conv2d with groups=2; only groups=1); " + SUPPORTED),
-    (nn.Conv2d(4, 4, (3, 1)),
-     "Unsupported layer 'features.2' (Conv2d with kernel (3, 1); only square kernels); "
-     + SUPPORTED),
     (nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"),
      "Unsupported layer 'features.2' (Conv2d with padding_mode='reflect'; only 'zeros'); "
      + SUPPORTED),
-    (nn.MaxPool2d(3), "Unsupported layer 'features.2' (MaxPool2d with kernel 3, stride 3, "
-     "padding 0; only 2x2 with stride 2); " + SUPPORTED),
-    (nn.AvgPool2d(2), "Unsupported layer 'features.2' (AvgPool2d); " + SUPPORTED),
+    (nn.MaxPool2d(3, ceil_mode=True),
+     "Unsupported layer 'features.2' (MaxPool2d with ceil_mode, return_indices and dilation "
+     "are not supported); " + SUPPORTED),
+    (nn.Upsample(scale_factor=2), "Unsupported layer 'features.2' (Upsample); " + SUPPORTED),
+    (nn.AdaptiveAvgPool2d(2), "Unsupported layer 'features.2' (AdaptiveAvgPool2d with "
+     "output_size 2; only 1 (global pooling)); " + SUPPORTED),
 ])
 def test_unsupported_layer_is_named(layer, message):
     model = _Nested(layer)
-    for func in (linearize, fold_batchnorm):
+    for func in (trace, fold_batchnorm):
         with pytest.raises(ValueError) as info:
             func(model)
         assert str(info.value) == message
@@ -195,11 +193,12 @@ class _Untraceable(nn.Module):
         return x
 
 
-def test_non_chain_and_untraceable_models_are_refused():
-    with pytest.raises(ValueError, match=r"Unsupported operation 'add'.*single chain"):
-        linearize(_Residual())
+def test_untraceable_models_are_refused_and_a_residual_is_traced():
     with pytest.raises(ValueError, match=r"Model _Untraceable is not torch.fx-traceable"):
-        linearize(_Untraceable())
+        trace(_Untraceable())
+    g = trace(_Residual())
+    assert [(n.name, n.kind, n.inputs) for n in g.nodes] == [
+        ("conv", "conv", ("input",)), ("add", "add", ("input", "conv"))]
 
 
 def test_relu_must_follow_a_weight_layer():
@@ -326,7 +325,7 @@ def test_digits_uniform8_structure(uniform8):
     for op in net.weight_ops():
         np.testing.assert_array_equal(op.weight, qweights[op.name].values)
         assert op.spec.kind == "int" and op.spec.max_bits() == 8
-        assert op.stride == 1 and op.padding == 1 if op.kind == "conv2d" else True
+        assert op.stride == (1, 1) and op.padding == (1, 1, 1, 1) if op.kind == "conv2d" else True
     assert net.weight_storage_bits() == 8 * 15248
 
 

@@ -211,7 +211,8 @@ def test_wrong_format_version(saved):
                                                 hwq_version="9.9.9"))
     assert _load_error(saved) == (
         f"network format version {FORMAT_VERSION + 1} is not supported by hwq 0.1.0 "
-        f"(reads version {FORMAT_VERSION}); written by hwq 9.9.9")
+        f"(reads versions 1 and {FORMAT_VERSION}; written by hwq 9.9.9): a newer hwq wrote "
+        "it: upgrade hwq")
 
 
 def test_wrong_format_name(saved):
@@ -249,17 +250,37 @@ def test_tampered_weights_with_a_matching_checksum_fail_validation(saved):
      "invalid network: 0: clamp bounds 0..300 must lie within the 8-bit activation range "
      "-128..127"),
     (lambda m: m["ops"][0].update(stride=0),
-     "invalid network: 0: stride must be an integer in 1..65536, not 0"),
-    (lambda m: m["ops"][1].update(padding=0),
+     "invalid network: ops[0] '0': field 'stride': 0 is not allowed (a list of 2 integers "
+     "1..65536)"),
+    (lambda m: m["ops"][0].update(stride=[1.7, 1]),
+     "invalid network: ops[0] '0': field 'stride': [1.7, 1] is not allowed (a list of 2 "
+     "integers 1..65536)"),
+    (lambda m: m["ops"][1].update(padding=[0, 0, 0, 0]),
      "invalid network: 12: input of shape (32,) does not fit linear weights (10, 128) "
      "(flatten first?)"),
-    (lambda m: m["ops"][2].update(kind="avgpool2d"),
-     "invalid network: unknown op kind 'avgpool2d'"),
+    (lambda m: m["ops"][2].update(kind="upsample"),
+     "invalid network: ops[2] '6': field 'kind': 'upsample' is not allowed (one of 'add', "
+     "'conv2d', 'flatten', 'linear', 'maxpool2d', 'avgpool2d', 'global_avgpool2d')"),
+    (lambda m: m["ops"][0].update(out_scale=float("nan")),
+     "invalid network: ops[0] '0': field 'out_scale': nan is not allowed (a finite positive "
+     "number)"),
+    (lambda m: m["ops"][0].update(surprise=1),
+     "invalid network: ops[0] '0': unknown field(s) ['surprise']"),
+    (lambda m: m["ops"][0]["spec"].update(table_bits=99),
+     "invalid network: ops[0] '0': field 'spec': field 'table_bits': 99 is not allowed (an "
+     "integer 2..8)"),
     (lambda m: m.update(act_bits=1),
-     "invalid network: Activation bit width must be an integer in 2..16, not 1"),
+     "invalid network: manifest: field 'act_bits': 1 is not allowed (an integer 2..16)"),
+    (lambda m: m.update(act_bits="8"),
+     "invalid network: manifest: field 'act_bits': '8' is not allowed (an integer 2..16)"),
     (lambda m: m.update(input_scale=-1.0),
-     "invalid network: Input scale must be a finite positive float, not -1.0"),
-    (lambda m: m["ops"][0].pop("lo"), "invalid network: 'lo'"),
+     "invalid network: manifest: field 'input_scale': -1.0 is not allowed (a finite positive "
+     "number)"),
+    (lambda m: m.update(ops=[]), "invalid network: manifest: field 'ops': [] is not allowed "
+     "(a list of at least one op)"),
+    (lambda m: m["ops"][0].pop("lo"), "invalid network: ops[0] '0': field 'lo' is missing"),
+    (lambda m: m["ops"].__setitem__(0, [1, 2]),
+     "invalid network: ops[0]: must be a JSON object, not [1, 2]"),
 ])
 def test_tampered_op_parameter_breaks_validation(saved, change, expect):
     _rewrite(saved, manifest=change)
@@ -338,3 +359,64 @@ def test_successful_write_replaces_the_target(digits_network, tmp_path):
     assert [p.name for p in target.parent.iterdir()] == ["net.safetensors"]
     assert target.read_bytes() == to_bytes(digits_network)
     _assert_same_network(load(target), digits_network)
+
+
+# --- graph networks and wave-1 files --------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_graph_network_round_trip_is_exact(seed, tmp_path):
+    from hwq.testing import random_graph_network
+
+    rng = np.random.default_rng(seed)
+    kind = ["int", "pot", "codebook"][seed % 3]
+    net = random_graph_network(rng, kind=kind, bits=[2, 4], per_channel_bits=bool(seed % 2),
+                               blocks=["res", "res_proj", "dw", "grouped", "avgpool",
+                                       "maxpool", "odd_conv"])
+    again = load(save(net, tmp_path / "g.safetensors"))
+    assert [(op.kind, op.name, op.inputs) for op in again.ops] == \
+        [(op.kind, op.name, op.inputs) for op in net.ops]
+    for a, b in zip(net.ops, again.ops, strict=True):
+        fa, ta = a.manifest()
+        fb, tb = b.manifest()
+        assert fa == fb
+        assert set(ta) == set(tb)
+        for k in ta:
+            np.testing.assert_array_equal(np.asarray(ta[k]), np.asarray(tb[k]))
+    x = random_inputs(rng, net, 4)
+    np.testing.assert_array_equal(golden.run(again, x), golden.run(net, x))
+
+
+def _as_version_1(m: dict) -> None:
+    """The manifest as wave-1 hwq wrote it: a chain, square kernels, one stride/padding."""
+    m["format_version"] = 1
+    for e in m["ops"]:
+        e.pop("inputs")
+        if e["kind"] in ("maxpool2d", "flatten"):
+            for k in ("kernel", "stride", "padding", "tensors"):
+                e.pop(k, None)
+        if e["kind"] == "conv2d":
+            e["stride"], e["padding"] = e["stride"][0], e["padding"][0]
+            e.pop("dilation")
+            e.pop("groups")
+
+
+def test_wave1_file_is_migrated(saved, digits_network, digits_data):
+    _rewrite(saved, manifest=_as_version_1)
+    data = saved.read_bytes()
+    man = json.loads(json.loads(data[8:8 + int.from_bytes(data[:8], "little")])
+                     ["__metadata__"]["hwq"])
+    assert man["format_version"] == 1 and "inputs" not in man["ops"][0]
+    again = load(saved)
+    _assert_same_network(digits_network, again)
+    x = golden.quantize_input(digits_data.x_test[:50].numpy(), again.input_scale, 8)
+    np.testing.assert_array_equal(golden.run(again, x), golden.run(digits_network, x))
+
+
+def test_unknown_format_version_says_how_to_remake(saved):
+    _rewrite(saved, manifest=lambda m: m.update(format_version=99))
+    message = _load_error(saved)
+    assert message.startswith("network format version 99 is not supported by hwq ")
+    assert message.endswith("a newer hwq wrote it: upgrade hwq")
+    _rewrite(saved, manifest=lambda m: m.update(format_version=0))
+    assert _load_error(saved).endswith("re-create the network with `hwq quantize`")

@@ -8,6 +8,7 @@ from amaranth.hdl import unsigned
 from hwq.config import CoreConfig
 from hwq.golden.formats import IntFormat, PotFormat
 from hwq.golden.requant import requantize_reference
+from hwq.ir import MaxPool2d, QuantizedNetwork
 from hwq.layout import compile
 from hwq.layout.words import core_words
 from hwq.rtl.addrgen import AddressGenerator
@@ -214,6 +215,8 @@ def test_address_generator_walks_the_descriptor():
     rng = np.random.default_rng(14)
     net = random_network(rng, input_shape=(3, 5, 4),
                          arch=(("conv", 5, 3, 2, 1, True), ("pool",)), kind="int", bits=4)
+    ops = net.ops[:1] + [MaxPool2d(name="p3", kernel=(3, 2), stride=(1, 2), padding=(1, 0))]
+    net = QuantizedNetwork(input_shape=(3, 5, 4), act_bits=8, input_scale=1.0, ops=ops)
     cfg = CoreConfig(pe="multiply", lanes=2, simd=2, act_depth=256)
     program = compile(net, cfg)
     words = core_words(cfg)
@@ -251,16 +254,18 @@ def _address_ops(d):
             out = d["out_base"] + (oh * d["out_w"] + ow) * d["out_ct"]
             if d["kind"] == 0:
                 for wa in range(d["w_base"], d["w_last"] + 1):
-                    ops.append({"w_addr": wa, "pos": pos, "ih0": oh * d["stride"] - d["pad"],
-                                "iw0": ow * d["stride"] - d["pad"], "out": out,
+                    ops.append({"w_addr": wa, "pos": pos, "ih0": oh * d["stride_h"] - d["pad_t"],
+                                "iw0": ow * d["stride_w"] - d["pad_l"], "out": out,
                                 "pfirst": int(wa == d["w_base"]), "llast": 0})
             else:
+                taps = [(u, v) for u in range(d["kernel_h"]) for v in range(d["kernel_w"])]
                 for t in range(d["in_ct"]):
-                    for tap, off in enumerate((0, d["dx_step"], d["dy_step"],
-                                               d["dx_step"] + d["dy_step"])):
-                        ops.append({"pos": pos + t + off, "out": out + t,
-                                    "pool_first": int(tap == 0), "pool_last": int(tap == 3),
-                                    "llast": 0})
+                    for tap, (u, v) in enumerate(taps):
+                        ops.append({"pos": pos + t + u * d["dy_step"] + v * d["dx_step"],
+                                    "ih0": oh * d["stride_h"] - d["pad_t"] + u,
+                                    "iw0": ow * d["stride_w"] - d["pad_l"] + v,
+                                    "out": out + t, "pool_first": int(tap == 0),
+                                    "pool_last": int(tap == len(taps) - 1), "llast": 0})
     ops[-1]["llast"] = 1
     return ops
 
@@ -270,15 +275,21 @@ def test_address_generator_loop_edges_back_to_back():
     # layers started on one instance right after the previous layer's last op
     cfg = CoreConfig(pe="multiply", lanes=2, simd=2, act_depth=256)
     words = core_words(cfg)
-    mm = {"kind": 0, "stride": 2, "pad": 1, "pos0": -3, "col_step": 4, "row_step": 16,
+    mm = {"kind": 0, "stride_h": 2, "stride_w": 3, "pad_t": 1, "pad_l": 2, "pos0": -3, "col_step": 4, "row_step": 16,
           "out_base": 40, "out_ct": 3, "in_ct": 2}
-    pool = {"kind": 1, "stride": 2, "pad": 0, "pos0": 40, "col_step": 6, "row_step": 12,
-            "dx_step": 3, "dy_step": 6, "out_base": 0, "out_ct": 2}
+    pool = {"kind": 1, "stride_h": 2, "stride_w": 2, "pos0": 40, "col_step": 6, "row_step": 12,
+            "dx_step": 3, "dy_step": 6, "out_base": 0, "out_ct": 2, "kernel_h": 2,
+            "kernel_w": 2, "in_h": 8, "in_w": 8, "pad_t": 0, "pad_l": 0}
+    general = pool | {"kernel_h": 3, "kernel_w": 1, "stride_w": 1, "pad_t": 1, "pad_l": 0}
     layers = [
         mm | {"out_h": 3, "out_w": 1, "w_base": 7, "w_last": 7},     # one word, one column
         mm | {"out_h": 1, "out_w": 3, "w_base": 20, "w_last": 22},   # one row
         pool | {"out_h": 2, "out_w": 2, "in_ct": 1},
         pool | {"out_h": 1, "out_w": 2, "in_ct": 2},
+        general | {"out_h": 2, "out_w": 2, "in_ct": 2},                # 3x1 window, padding
+        pool | {"kernel_h": 1, "kernel_w": 1, "out_h": 1, "out_w": 2, "in_ct": 1},  # one tap
+        general | {"kernel_w": 3, "pad_l": 1, "out_h": 1, "out_w": 1, "in_ct": 1},
+        mm | {"out_h": 1, "out_w": 2, "w_base": 3, "w_last": 4},
         mm | {"out_h": 1, "out_w": 1, "w_base": 5, "w_last": 5},     # a single op
         mm | {"out_h": 2, "out_w": 2, "w_base": 0, "w_last": 1},
     ]

@@ -72,6 +72,62 @@ def test_core_matches_golden_and_cycle_model(pe, lanes, simd, kind, bits, zeros,
     assert sim.cycle_model_mismatches() == []
 
 
+GRAPH_CASES = [
+    # pe, weight format, lanes, simd
+    ("shift_add", "pot", 4, 4),
+    ("multiply", "codebook", 4, 2),
+    ("multiply", "int", 2, 4),
+    ("bit_serial", "int", 4, 4),
+]
+
+
+@pytest.mark.parametrize("pe, kind, lanes, simd", GRAPH_CASES,
+                         ids=[f"{c[0]}-{c[1]}-{c[2]}x{c[3]}" for c in GRAPH_CASES])
+def test_graph_network_on_the_core(pe, kind, lanes, simd):
+    # residual adds (identity and strided 1x1 shortcut), depthwise and grouped convs, an
+    # average pool, a general max pool, a conv with a non-square kernel, per-side padding,
+    # two strides and a dilation, a global average pool: outputs equal golden, every layer
+    # counter the model
+    from hwq.layout.compiler import core_config
+    from hwq.testing import random_graph_network
+
+    rng = np.random.default_rng(11)
+    net = random_graph_network(rng, kind=kind, bits=[2, 3, 4], per_channel_bits=True,
+                               input_shape=(3, 9, 9), blocks=["res", "maxpool", "dw",
+                                                              "res_proj", "avgpool",
+                                                              "grouped", "odd_conv"])
+    config = core_config(net, pe=pe, lanes=lanes, simd=simd)
+    program = compile_network(net, config)
+    x = random_inputs(rng, net, 3)
+    sim = simulate(program, None, x, progress=False)
+    np.testing.assert_array_equal(sim.outputs, golden.run(net, x))
+    np.testing.assert_array_equal(sim.layer_cycles,
+                                  np.broadcast_to(sim.model_layer_cycles, sim.layer_cycles.shape))
+    assert sim.cycle_model_mismatches() == []
+
+
+@pytest.mark.parametrize("pe, kind", [("shift_add", "pot"), ("bit_serial", "int")])
+def test_general_max_pools_on_the_core(pe, kind):
+    # the ResNet stem's 3x3/2 pad 1, a 3x2 window with strides (1, 2), a 1x3 window: the
+    # padding never wins, even where every input is negative
+    from hwq.ir import MaxPool2d, QuantizedNetwork
+
+    rng = np.random.default_rng(5)
+    conv = random_network(rng, input_shape=(3, 9, 10), arch=(("conv", 6, 3, 1, 1, False),),
+                          kind=kind, bits=[3, 4]).ops[0]
+    ops = [conv, MaxPool2d(name="stem", kernel=3, stride=2, padding=1),
+           MaxPool2d(name="p32", kernel=(3, 2), stride=(1, 2), padding=(1, 0)),
+           MaxPool2d(name="p13", kernel=(1, 3), stride=1, padding=(0, 1))]
+    net = QuantizedNetwork(input_shape=(3, 9, 10), act_bits=8, input_scale=1.0, ops=ops)
+    config = CoreConfig(pe=pe, lanes=4, simd=4, weight_bits=4)
+    program = compile_network(net, config)
+    x = random_inputs(rng, net, 3)
+    x[0] = -128                                   # every output of conv0 its low bound
+    sim = simulate(program, None, x, progress=False)
+    np.testing.assert_array_equal(sim.outputs, golden.run(net, x))
+    assert sim.cycle_model_mismatches() == []
+
+
 def test_codebook_whose_zero_is_not_entry_0_on_the_core():
     # the compiler pads the 1-tile group to 2 micro-ops (lanes 2, simd 1): the padding must
     # carry the zero's index (1), or the core adds 5 * x a second time
