@@ -1,11 +1,12 @@
 """The whole core on Verilator, driven through the host runtime, against hwq.golden.
 
 Each PE type runs a small network with awkward shapes (channels not a multiple of the
-lanes, K not a multiple of simd, stride 2, padding, a maxpool, a flatten) and a
-digits-shaped one, per PE in the weight formats it takes, on both backends (cocotb and the
-compiled C++ harness): outputs must equal the golden model exactly, every layer's cycle
-counter must equal the cycle model, and the two backends must agree on everything they
-report, the simulated bus cycles of loading and inference included.
+lanes, K not a multiple of simd, stride 2, padding, a maxpool, a flatten), a digits-shaped
+one and a random graph network (residual adds, depthwise and grouped convs, pools), per
+PE in the weight formats it takes, on both backends (cocotb and the compiled C++ harness):
+outputs must equal the golden model exactly, every layer's cycle counter must equal the
+cycle model, and the two backends must agree on everything they report, the simulated bus
+cycles of loading and inference included.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def test_graph_network_on_the_core(pe, kind, lanes, simd):
     config = core_config(net, pe=pe, lanes=lanes, simd=simd)
     program = compile_network(net, config)
     x = random_inputs(rng, net, 3)
-    sim = simulate(program, None, x, progress=False)
+    sim = on_both_backends(program, x)
     np.testing.assert_array_equal(sim.outputs, golden.run(net, x))
     np.testing.assert_array_equal(sim.layer_cycles,
                                   np.broadcast_to(sim.model_layer_cycles, sim.layer_cycles.shape))
@@ -123,7 +124,7 @@ def test_general_max_pools_on_the_core(pe, kind):
     program = compile_network(net, config)
     x = random_inputs(rng, net, 3)
     x[0] = -128                                   # every output of conv0 its low bound
-    sim = simulate(program, None, x, progress=False)
+    sim = on_both_backends(program, x)
     np.testing.assert_array_equal(sim.outputs, golden.run(net, x))
     assert sim.cycle_model_mismatches() == []
 
