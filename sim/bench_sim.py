@@ -14,8 +14,9 @@ workload, on the same Verilog and the same program:
   image here).
 
 The compiled runs repeat ``repeats`` times, one process and ``jobs`` processes in turn; the
-medians are reported. The machine may be shared: ratios measured side by side are the
-figures to read, absolute rates move with the load.
+medians are reported, with the cores the runs got (CPU seconds per wall second of the
+inference phase). The machine may be shared: ratios measured side by side are the figures
+to read, absolute rates move with the load.
 """
 
 from __future__ import annotations
@@ -133,10 +134,10 @@ def bench_sim(*, pe: str = "shift_add", lanes: int = 8, simd: int = 8, images: i
         par = statistics.median(s.sim_cycles_per_s for s, _ in multis)
         rows = [
             _row("compiled", "end to end", 1, len(x), e2e, free,
-                 statistics.median(w_ for _, w_ in singles)),
+                 statistics.median(w_ for _, w_ in singles), _cores(singles)),
             _row("compiled", "free-running", 1, None, free, free, None),
             _row("compiled", "end to end", jobs, len(x), par, free,
-                 statistics.median(w_ for _, w_ in multis)),
+                 statistics.median(w_ for _, w_ in multis), _cores(multis)),
             _row("cocotb", "end to end", 1, n_cocotb, cocotb.sim_cycles_per_s, free,
                  cocotb_wall),
             _row("cocotb", "free-running", 1, None, cocotb.free_run_cycles_per_s, free, None),
@@ -166,9 +167,16 @@ def bench_sim(*, pe: str = "shift_add", lanes: int = 8, simd: int = 8, images: i
 
 
 def _row(engine: str, mode: str, jobs: int, images: int | None, rate: float, free: float,
-         wall: float | None) -> dict[str, Any]:
+         wall: float | None, cores: float | None = None) -> dict[str, Any]:
     return {"engine": engine, "mode": mode, "jobs": jobs, "images": images,
-            "cycles_per_s": rate, "vs_compiled_free_run": rate / free, "wall_s": wall}
+            "cycles_per_s": rate, "vs_compiled_free_run": rate / free, "wall_s": wall,
+            "cores": cores}
+
+
+def _cores(runs: list) -> float:
+    """CPU seconds per wall second of the inference phase (median): the cores the runs got;
+    on a shared machine, fewer than ``jobs`` explains a parallel speed-up below ``jobs``."""
+    return statistics.median(s.extra["infer_cpu_seconds"] / s.infer_seconds for s, _ in runs)
 
 
 def format_sim(r: dict[str, Any]) -> str:
@@ -178,14 +186,16 @@ def format_sim(r: dict[str, Any]) -> str:
     for w in r["workloads"].values():
         lines += ["", f"{w['what']}: {w['cycles_per_image']} cycles per image",
                   f"  {'engine':<10}{'mode':<14}{'jobs':>5}{'images':>8}{'cycles/s':>14}"
-                  f"{'vs free-run':>13}{'wall s':>9}"]
+                  f"{'vs free-run':>13}{'wall s':>9}{'cores':>7}"]
         for row in w["rows"]:
             rate = row["cycles_per_s"]
             text = f"{rate / 1e6:.3f} M" if rate >= 1e4 else f"{rate:.0f}"
             wall = f"{row['wall_s']:.1f}" if row["wall_s"] is not None else ""
             images = str(row["images"]) if row["images"] is not None else ""
+            cores = f"{row['cores']:.2f}" if row.get("cores") is not None else ""
             lines.append(f"  {row['engine']:<10}{row['mode']:<14}{row['jobs']:>5}{images:>8}"
-                         f"{text:>14}{row['vs_compiled_free_run']:>12.3f}x{wall:>9}")
+                         f"{text:>14}{row['vs_compiled_free_run']:>12.3f}x{wall:>9}{cores:>7}"
+                         .rstrip())
         lines.append("  " + ", ".join(f"{k} {v:.3g}x" for k, v in w["ratios"].items()))
     goals = r["goals"]
     lines.append("goals: " + ", ".join(f"{k} >= {v}" for k, v in goals.items()))

@@ -55,6 +55,7 @@ class BatchRun:
     infer_start: float
     infer_end: float
     infer_cycles: int               # simulated cycles of the inference phase (bus + compute)
+    infer_cpu_seconds: float        # CPU time of the inference phase (all processes)
     free_run_cycles: int
     free_run_seconds: float
     workers: list[dict] = field(default_factory=list)
@@ -84,9 +85,9 @@ def run_batch(library: str | os.PathLike, program: Program, x: np.ndarray, *,
         asyncio.run(runtime.load(program))
         t1, c1 = time.perf_counter(), model.cycle
         model.run(first)
-        t2, c2 = time.perf_counter(), model.cycle
+        t2, c2, cpu = time.perf_counter(), model.cycle, time.process_time()
         result = asyncio.run(runtime.infer(x, progress=progress))
-        t3, c3 = time.perf_counter(), model.cycle
+        t3, c3, cpu = time.perf_counter(), model.cycle, time.process_time() - cpu
         model.run(free_run_cycles - first)
         t4 = time.perf_counter()
     finally:
@@ -94,7 +95,8 @@ def run_batch(library: str | os.PathLike, program: Program, x: np.ndarray, *,
     return BatchRun(outputs=result.outputs, cycles=result.cycles,
                     layer_cycles=result.layer_cycles, load_seconds=t1 - t0,
                     load_cycles=c1 - c0, infer_start=t2, infer_end=t3, infer_cycles=c3 - c2,
-                    free_run_cycles=free_run_cycles, free_run_seconds=t2 - t1 + t4 - t3)
+                    infer_cpu_seconds=cpu, free_run_cycles=free_run_cycles,
+                    free_run_seconds=t2 - t1 + t4 - t3)
 
 
 def split(n: int, jobs: int) -> list[tuple[int, int]]:
@@ -215,9 +217,11 @@ def _join(runs: list[BatchRun], ranges: list[tuple[int, int]]) -> BatchRun:
         infer_start=min(r.infer_start for r in runs),
         infer_end=max(r.infer_end for r in runs),
         infer_cycles=sum(r.infer_cycles for r in runs),
+        infer_cpu_seconds=sum(r.infer_cpu_seconds for r in runs),
         free_run_cycles=free_cycles, free_run_seconds=free_cycles / rate,
         workers=[{"images": [lo, hi], "load_seconds": r.load_seconds,
                   "infer_seconds": r.infer_seconds, "infer_cycles": r.infer_cycles,
+                  "infer_cpu_seconds": r.infer_cpu_seconds,
                   "free_run_cycles_per_s": r.free_run_cycles / r.free_run_seconds}
                  for r, (lo, hi) in zip(runs, ranges, strict=True)],
     )

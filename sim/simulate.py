@@ -258,7 +258,8 @@ def _simulate_compiled(program: Program, x: np.ndarray, *, sources: Sequence[Pat
         waves_file=_keep_waves(trace) if trace is not None else None,
         backend="compiled",
         jobs=max(1, len(run.workers)),
-        extra={"load_cycles": run.load_cycles, "workers": run.workers},
+        extra={"load_cycles": run.load_cycles, "infer_cpu_seconds": run.infer_cpu_seconds,
+               "workers": run.workers},
     )
 
 

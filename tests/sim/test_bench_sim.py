@@ -6,6 +6,7 @@ simulate() call answers with set speeds, so the table's figures are known exactl
 
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -28,6 +29,7 @@ def calls(monkeypatch):
         e2e, free = SPEEDS[backend, jobs]
         return SimpleNamespace(outputs=execute(program, x), sim_cycles_per_s=e2e,
                                free_run_cycles_per_s=free, build_seconds=0.0,
+                               infer_seconds=2.0, extra={"infer_cpu_seconds": 1.5 * jobs},
                                cycle_model_mismatches=lambda: [])
 
     def simulate_core(program, x, *, load):
@@ -56,7 +58,10 @@ def test_runs_ratios_and_table(calls):
         ("compiled", "end to end", 2), ("cocotb", "end to end", 1),
         ("cocotb", "free-running", 1), ("amaranth", "core cycles", 1)]
     text = bench_sim.format_sim(r)
+    assert [row["cores"] for row in digits["rows"]] == [0.75, None, 1.5, None, None, None]
     assert "\n  compiled  end to end        2       6       1.800 M       1.800x" in text
+    assert re.search(r"\n  compiled  end to end        1       6       0.900 M       0.900x +"
+                     r"-?\d+\.\d   0.75\n", text)
     assert "\n  amaranth  core cycles       1       1           100       0.000x     50.0\n" in text
 
 
