@@ -148,7 +148,7 @@ def run_parallel(library: str | os.PathLike, program: Program, x: np.ndarray, jo
                                        "no results for the batch")
                 if progress is not None:
                     now = sum(_progress(job, k) for k in range(len(procs)))
-                    if now != done:
+                    if now > done:  # a file caught mid-write reads as 0
                         done = now
                         progress(done)
                 time.sleep(poll_s)
