@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from hwq import __version__
-from hwq.config import positive_seconds
+from hwq.config import integer, positive_number, positive_seconds
 from hwq.serialize import atomic_write
 
 DEFAULT_OUT = Path("bench-results")
@@ -63,53 +63,55 @@ def configure(parser: argparse.ArgumentParser) -> None:
                    help="hw section: also place and route the three 8x8 cores (4-6 min of "
                         "nextpnr each; the standard size has the arrays only)")
     t = sub.add_parser("tq", help="transform quantization: accuracy vs average bits")
-    t.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
+    t.add_argument("--seeds", type=integer(0), nargs="+", default=None, metavar="SEED",
                    help="TQ seeds (calibration subset, projections, training order) on the "
                         "one reference fp32 model (default 0 1 2)")
-    t.add_argument("--model-seeds", type=int, nargs="+", default=None, metavar="SEED",
+    t.add_argument("--model-seeds", type=integer(0), nargs="+", default=None, metavar="SEED",
                    help="instead of --seeds: one fp32 model per seed, trained with that seed "
                         "(cached next to the reference; seed 0 is the reference) and "
                         "quantized with TQ seed = that seed; mean/std over models")
-    t.add_argument("--bits", type=float, nargs="+", default=[2.0, 3.0],
+    t.add_argument("--bits", type=positive_number(), nargs="+", default=[2.0, 3.0],
                    help="TQ target average bits, basis included (default 2.0 3.0)")
-    t.add_argument("--retrain-epochs", type=int, nargs="+", default=[0, 3], metavar="E",
+    t.add_argument("--retrain-epochs", type=integer(0), nargs="+", default=[0, 3], metavar="E",
                    help="retraining budgets in epochs, 0 = post-training (default 0 3)")
     j = sub.add_parser("joint", help="joint sparsity-quantization: accuracy vs compression")
-    j.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    j.add_argument("--compressions", type=float, nargs="+", default=[10, 25, 50, 100])
+    j.add_argument("--seeds", type=integer(0), nargs="+", default=[0, 1, 2])
+    j.add_argument("--compressions", type=positive_number(), nargs="+",
+                   default=[10, 25, 50, 100])
     h = sub.add_parser("hw", help="resources and Fmax of arrays and cores (Yosys, nextpnr)")
     h.add_argument("--full", action="store_true",
                    help="shapes 4/8/16 x weight bits 2/4/8 (default: 8x8 at 4 bits + cores)")
-    h.add_argument("--jobs", type=int, default=None,
+    h.add_argument("--jobs", type=integer(1), default=None,
                    help="tool runs at once (default: CPU count, at most 4)")
     h.add_argument("--timeout", type=positive_seconds, default=None, metavar="S",
                    help="stop a point's tool run after S seconds (the row records it)")
     g = sub.add_parser("golden", help="golden int8 conv vs torch float32 conv (time ratio)")
-    g.add_argument("--repeats", type=int, default=15, help="timed runs of each (default 15)")
-    g.add_argument("--batch", type=int, default=8)
-    g.add_argument("--channels", type=int, default=64)
-    g.add_argument("--size", type=int, default=32, help="input height and width")
+    g.add_argument("--repeats", type=integer(1), default=15,
+                   help="timed runs of each (default 15)")
+    g.add_argument("--batch", type=integer(1), default=8)
+    g.add_argument("--channels", type=integer(1), default=64)
+    g.add_argument("--size", type=integer(1), default=32, help="input height and width")
     sm = sub.add_parser("sim", help="simulation speed: compiled, cocotb, Amaranth, --jobs")
     sm.add_argument("--pe", default="shift_add", choices=["shift_add", "bit_serial", "multiply"])
-    sm.add_argument("--images", type=int, default=540,
+    sm.add_argument("--images", type=integer(0, 540), default=540,
                     help="digits test images per compiled run (default all 540; 0: skip)")
-    sm.add_argument("--large-images", type=int, default=50,
+    sm.add_argument("--large-images", type=integer(0), default=50,
                     help="VGG-small-like 3x32x32 images per compiled run (default 50; 0: skip)")
-    sm.add_argument("--jobs", type=int, default=2,
+    sm.add_argument("--jobs", type=integer(2), default=2,
                     help="worker processes of the parallel compiled runs (default 2)")
-    sm.add_argument("--repeats", type=int, default=3,
+    sm.add_argument("--repeats", type=integer(1), default=3,
                     help="compiled runs of each kind, interleaved; medians (default 3)")
-    sm.add_argument("--amaranth-images", type=int, default=1,
+    sm.add_argument("--amaranth-images", type=integer(0), default=1,
                     help="digits images on Amaranth's simulator (default 1, about a minute; "
                          "0: skip)")
     q = sub.add_parser("quant", help="accuracy table of the quantization methods on digits")
-    q.add_argument("--bits", type=int, nargs="+", default=None,
+    q.add_argument("--bits", type=integer(2, 8), nargs="+", default=None,
                    help="weight bit widths (default 2 3 4 5; --quick: 3 4)")
-    q.add_argument("--seeds", type=int, nargs="+", default=None,
+    q.add_argument("--seeds", type=integer(0), nargs="+", default=None,
                    help="seeds (default 0 1 2; --quick: 0)")
     q.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
                    help="rows (default all): uniform pot slq-ptq uniform-qat inq slq mlq")
-    q.add_argument("--epochs", type=int, default=None,
+    q.add_argument("--epochs", type=integer(1), default=None,
                    help="retraining budget per run in epochs (default 24; --quick: 3)")
     q.add_argument("--no-peers", dest="peers", action="store_false",
                    help="skip the Brevitas peer rows")
@@ -123,8 +125,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hwq.cli import emit
+    from hwq.cli import check_output, emit
 
+    out = check_output(args.out or DEFAULT_OUT / f"{args.bench}.json", "-o/--out")
     if args.bench == "golden":
         result = bench_golden(repeats=args.repeats, batch=args.batch, channels=args.channels,
                               size=args.size)
@@ -177,7 +180,6 @@ def run(args: argparse.Namespace) -> int:
                                           compressions=tuple(args.compressions))
     else:  # pragma: no cover - argparse restricts the choices
         raise ValueError(f"Unknown benchmark {args.bench!r}")
-    out = args.out or DEFAULT_OUT / f"{args.bench}.json"
     atomic_write(out, (json.dumps(result, indent=2) + "\n").encode())
     emit(args, result, text + f"\nwrote {out}")
     return 0

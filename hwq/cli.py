@@ -11,7 +11,9 @@ Conventions shared by every command (see README):
   otherwise, progress bars to stderr.
 * exit 0 on success, 1 when a check fails (mismatch, missed budget, broken
   toolchain), 2 on bad usage (bad arguments or bad input files);
-* errors are one line on stderr; ``--debug`` adds the traceback.
+* errors are one line on stderr (argument errors too, with ``--json`` also one JSON object
+  on stdout); ``--debug`` adds the traceback;
+* bad values and unwritable outputs are refused before the work (:func:`check_output`).
 """
 
 from __future__ import annotations
@@ -19,10 +21,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
+import tempfile
 import traceback
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
 from hwq import __version__
 from hwq.errors import CheckFailed
@@ -36,6 +41,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "flow": ("hwq.sim.flow", "model -> quantize -> RTL -> Verilator -> check bit-for-bit"),
     "report": ("hwq.rtl.report", "synthesize and place-and-route: resources and Fmax"),
     "bench": ("hwq.bench", "benchmarks: speed, accuracy tables, hardware reports"),
+    "import": ("hwq.qonnx.cli_import", "read a QONNX model (e.g. from Brevitas) into a network"),
+    "export": ("hwq.qonnx.cli_export", "write a network as QONNX, checked against hwq.golden"),
 }
 
 
@@ -54,6 +61,55 @@ def _json_default(obj: Any) -> Any:
     return str(obj)
 
 
+class _UsageError(Exception):
+    """An argument error, raised by :class:`_Parser` and reported by :func:`main`."""
+
+    def __init__(self, prog: str, message: str) -> None:
+        super().__init__(message)
+        self.prog = prog
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with hwq's conventions: a usage error is one line, not the usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(self.prog, message)
+
+
+def check_output(path: str | os.PathLike, option: str, *, folder: bool = False) -> Path:
+    """Refuse, before any work, an output ``path`` that cannot be written.
+
+    ``path`` (a file, or with ``folder`` a folder) must be creatable or writable: its
+    nearest existing ancestor must be a folder where a file can be created, an existing
+    ``path`` a file (or a folder when ``folder``). Nothing is left behind.
+
+    Raises
+    ------
+    ValueError
+        naming ``option``, the target and why (exit 2).
+    """
+    target = Path(path)
+    if target.exists() and target.is_dir() != folder:
+        kind = "a folder" if target.is_dir() else "a file"
+        raise ValueError(f"{option} {target}: cannot write there: it is {kind}, "
+                         f"not {'a folder' if folder else 'a file'}")
+    parent = target if folder else target.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{option} {target}: cannot write there: {parent} is a file, "
+                         "not a folder")
+    try:
+        with tempfile.NamedTemporaryFile(prefix=".hwq-write-check-", dir=parent):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{option} {target}: cannot write there: {parent}: "
+                         f"{exc.strerror or exc}") from None
+    if not folder and target.exists() and not os.access(target, os.W_OK):
+        raise ValueError(f"{option} {target}: cannot write there: permission denied")
+    return target
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -61,7 +117,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The argument parser; only ``command``'s own options are loaded."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="hwq",
         description="hwq: quantized CNN inference from PyTorch to verified accelerator RTL.",
     )
@@ -86,9 +142,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = _command_in(argv)
     parser = build_parser(command)
-    args = parser.parse_args(argv)  # exits 2 on bad usage, 0 on --help
+    try:
+        args = parser.parse_args(argv)  # exits 0 on --help
+    except _UsageError as exc:
+        if "--json" in argv:
+            print(json.dumps({"ok": False, "error": str(exc), "exit_code": 2}))
+        print(f"{exc.prog}: error: {exc} (see {exc.prog} --help)", file=sys.stderr)
+        return 2
     if args.command is None:
-        parser.print_help()
+        parser.print_help(sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[args.command][0])
     try:

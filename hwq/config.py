@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-from dataclasses import asdict, dataclass
-from typing import Any, ClassVar, Literal
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar
 
 from hwq.golden._checks import check_int
 
-PeType = Literal["shift_add", "bit_serial", "multiply"]
 PE_TYPES: tuple[str, ...] = ("shift_add", "bit_serial", "multiply")
 #: How the RTL builds its multipliers (:attr:`CoreConfig.dsp`).
 DSP_KINDS: tuple[str, ...] = ("inferred", "ecp5")
@@ -53,7 +54,8 @@ class CoreConfig:
         :meth:`fingerprint`: a program runs the same on either.
 
     ``lanes`` and ``simd`` must divide one another (``max % min == 0``) so that a group of
-    ``lanes`` outputs fills whole activation words or a whole fraction of one.
+    ``lanes`` outputs fills whole activation words or a whole fraction of one. Integer fields
+    take any integer type (NumPy's too) and hold Python ints.
     """
 
     pe: str
@@ -72,23 +74,40 @@ class CoreConfig:
     WEIGHT_BITS: ClassVar[dict[str, tuple[int, int]]] = {
         "shift_add": (2, 7), "bit_serial": (2, 8), "multiply": (2, 8),
     }
+    #: Integer fields: what a message calls them and their range (``weight_bits``: per PE,
+    #: :attr:`WEIGHT_BITS`).
+    INT_FIELDS: ClassVar[dict[str, tuple[str, int, int]]] = {
+        "lanes": ("Lanes", 1, 256),
+        "simd": ("SIMD width", 1, 256),
+        "act_bits": ("Activation bit width", 2, 16),
+        "weight_bits": ("Weight bit width", 2, 8),
+        "acc_bits": ("Accumulator bit width", 8, 48),
+        "table_bits": ("Codebook table entry bit width", 2, 8),
+        "act_depth": ("Activation buffer depth", 16, 1 << 20),
+        "weight_depth": ("Weight memory depth", 16, 1 << 22),
+        "param_depth": ("Parameter memory depth", 16, 1 << 20),
+        "desc_depth": ("Descriptor memory depth", 2, 1024),
+    }
+
+    def int_range(self, name: str) -> tuple[int, int]:
+        """Allowed range of integer field ``name`` (``weight_bits`` depends on the PE)."""
+        if name == "weight_bits" and self.pe in PE_TYPES:
+            return self.WEIGHT_BITS[self.pe]
+        return self.INT_FIELDS[name][1:]
 
     def __post_init__(self) -> None:
         if self.pe not in PE_TYPES:
             raise ValueError(f"PE type must be one of {', '.join(PE_TYPES)}, not {self.pe!r}")
-        check_int(self.lanes, "Lanes", 1, 256)
-        check_int(self.simd, "SIMD width", 1, 256)
-        check_int(self.act_bits, "Activation bit width", 2, 16)
-        check_int(self.weight_bits, f"Weight bit width for the {self.pe} PE",
-                  *self.WEIGHT_BITS[self.pe])
-        check_int(self.acc_bits, "Accumulator bit width", 8, 48)
-        check_int(self.table_bits, "Codebook table entry bit width", 2, 8)
-        check_int(self.act_depth, "Activation buffer depth", 16, 1 << 20)
-        check_int(self.weight_depth, "Weight memory depth", 16, 1 << 22)
-        check_int(self.param_depth, "Parameter memory depth", 16, 1 << 20)
-        check_int(self.desc_depth, "Descriptor memory depth", 2, 1024)
+        object.__setattr__(self, "pe", str(self.pe))
+        for name, (label, _, _) in self.INT_FIELDS.items():
+            if name == "weight_bits":
+                label = f"Weight bit width for the {self.pe} PE"
+            # NumPy integers become Python ints (JSON, the fingerprint)
+            object.__setattr__(self, name, check_int(getattr(self, name), label,
+                                                     *self.int_range(name)))
         if self.dsp not in DSP_KINDS:
             raise ValueError(f"DSP kind must be one of {', '.join(DSP_KINDS)}, not {self.dsp!r}")
+        object.__setattr__(self, "dsp", str(self.dsp))
         if max(self.lanes, self.simd) % min(self.lanes, self.simd):
             raise ValueError(
                 "Lanes and SIMD width must divide one another, not "
@@ -105,7 +124,7 @@ class CoreConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CoreConfig:
-        known = set(cls.__dataclass_fields__)
+        known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"Unknown core config field(s) {unknown}; allowed: {sorted(known)}")
@@ -124,8 +143,7 @@ class CoreConfig:
 
 
 #: Integer fields of :class:`CoreConfig` offered as ``--lanes``, ``--act-bits``, ... options.
-CLI_FIELDS = ("lanes", "simd", "act_bits", "weight_bits", "acc_bits", "table_bits",
-              "act_depth", "weight_depth", "param_depth", "desc_depth")
+CLI_FIELDS = tuple(CoreConfig.INT_FIELDS)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -133,9 +151,10 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pe", required=True, choices=PE_TYPES, help="PE type")
     defaults = CoreConfig(pe="multiply")
     for name in CLI_FIELDS:
-        parser.add_argument(f"--{name.replace('_', '-')}", type=int,
+        _, lo, hi = CoreConfig.INT_FIELDS[name]
+        parser.add_argument(f"--{name.replace('_', '-')}", type=integer(lo, hi),
                             default=getattr(defaults, name),
-                            help=f"{name} (default {getattr(defaults, name)})")
+                            help=f"{name}, {lo}..{hi} (default {getattr(defaults, name)})")
     parser.add_argument("--dsp", choices=DSP_KINDS, default=defaults.dsp,
                         help="multipliers: inferred (any tool) or ecp5 (MULT18X18D blocks with "
                              f"their own registers; ECP5 only) (default {defaults.dsp})")
@@ -147,14 +166,41 @@ def config_from_arguments(args: argparse.Namespace) -> CoreConfig:
                       **{name: getattr(args, name) for name in CLI_FIELDS})
 
 
-def positive_seconds(text: str) -> float:
-    """argparse type of a duration option: a positive, finite number of seconds."""
-    import math
+def integer(lo: int, hi: int | None = None) -> Callable[[str], int]:
+    """argparse type of an integer option in ``lo..hi`` (``hi=None``: no upper bound).
 
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
-    return value
+    Argparse names the option: ``argument --seed: must be an integer >= 0, not '-1'``.
+    """
+    allowed = f"an integer in {lo}..{hi}" if hi is not None else f"an integer >= {lo}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {allowed}, not {text!r}") from None
+        if value < lo or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(f"must be {allowed}, not {text!r}")
+        return value
+
+    return parse
+
+
+def positive_number(unit: str | None = None) -> Callable[[str], float]:
+    """argparse type of a positive, finite number (of ``unit``); ``nan``, ``inf``, ``-5`` and
+    ``0`` are refused."""
+    allowed = f"a positive number of {unit}" if unit else "a positive number"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not 0 < value < math.inf:
+            raise argparse.ArgumentTypeError(f"must be {allowed}, not {text!r}")
+        return value
+
+    return parse
+
+
+#: argparse type of a duration option: a positive, finite number of seconds.
+positive_seconds = positive_number("seconds")

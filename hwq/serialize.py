@@ -44,6 +44,8 @@ MIGRATED_VERSIONS = (1,)
 #: Manifest field holding the SHA-256 of the rest of the manifest (canonical JSON), so that
 #: no change to the header goes unnoticed.
 MANIFEST_DIGEST = "manifest_sha256"
+#: safetensors dtypes of the tensors a network holds (what :func:`_compact` writes).
+TENSOR_DTYPES = ("I8", "I16", "I32", "I64")
 
 
 def _compact(a: np.ndarray) -> np.ndarray:
@@ -63,6 +65,8 @@ def _digest(a: np.ndarray) -> str:
 
 def to_bytes(network: QuantizedNetwork) -> bytes:
     """The safetensors bytes of ``network`` (what :func:`save` writes)."""
+    if not isinstance(network, QuantizedNetwork):
+        raise TypeError(f"Network must be a hwq.ir.QuantizedNetwork, not {type(network).__name__}")
     network.validate()
     if not isinstance(network, QuantizedNetwork):
         raise TypeError(f"Network must be a QuantizedNetwork, not {type(network).__name__}")
@@ -120,19 +124,52 @@ def file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
+def umask() -> int:
+    """The process's file mode creation mask (read without changing it where Linux allows)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore at once
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder."""
+    """Write ``data`` to ``path`` through a temporary file in the same folder.
+
+    The file gets the permissions of an ordinary new file (``0o666`` less the umask), not the
+    temporary file's ``0o600``.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~umask())
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def parse_json(text: bytes | str, source: str, what: str) -> Any:
+    """``json.loads`` for an artifact's header: any failure is one :class:`ArtifactError`
+    line naming ``source`` and ``what`` (invalid UTF-8 or JSON, or nesting too deep for
+    Python's parser)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ArtifactError(f"{source}: corrupted {what} (JSON nested deeper than Python's "
+                            "parser allows)") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, TypeError) as exc:
+        raise ArtifactError(f"{source}: corrupted {what} ({exc})") from None
 
 
 def load(path: str | os.PathLike) -> QuantizedNetwork:
@@ -152,23 +189,22 @@ def _header_metadata(data: bytes, source: str) -> dict[str, str]:
                             "8-byte length)")
     if n > len(data) - 8:
         raise ArtifactError(f"{source}: truncated (header of {n} bytes, file of {len(data)})")
-    try:
-        header = json.loads(data[8 : 8 + n])
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ArtifactError(f"{source}: corrupted safetensors header ({exc})") from None
+    header = parse_json(data[8 : 8 + n], source, "safetensors header")
     meta = header.get("__metadata__") if isinstance(header, dict) else None
     if not isinstance(meta, dict) or "hwq" not in meta:
         raise ArtifactError(f"{source}: not an hwq network (no 'hwq' manifest in the metadata)")
+    for key, entry in header.items():
+        dtype = entry.get("dtype") if isinstance(entry, dict) else None
+        if key != "__metadata__" and dtype not in TENSOR_DTYPES:
+            raise ArtifactError(f"{source}: tensor {key!r} has dtype {dtype!r}; an hwq network "
+                                f"holds only {', '.join(TENSOR_DTYPES)} tensors")
     return meta
 
 
 def from_bytes(data: bytes, *, source: str = "<bytes>") -> QuantizedNetwork:
     """Inverse of :func:`to_bytes`, with every check of :func:`load`."""
     meta = _header_metadata(data, source)
-    try:
-        manifest = json.loads(meta["hwq"])
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{source}: corrupted manifest ({exc})") from None
+    manifest = parse_json(meta["hwq"], source, "manifest")
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ArtifactError(f"{source}: not an hwq network (format "
                             f"{manifest.get('format') if isinstance(manifest, dict) else None!r})")

@@ -2,13 +2,14 @@
 
     hwq rtl --pe bit_serial --lanes 8 --simd 8 -o build/rtl [--lint] [--json]
 
-writes ``DIR/hwq_core.v`` (top module ``hwq_core``), ``DIR/hwq_regs.md`` (register table),
-``DIR/hwq_regs.py`` (register constants) and ``DIR/hwq_config.json`` (the CoreConfig, its
-fingerprint and the memory word widths). ``--program FILE`` preloads a compiled Program
-(``--readmemh``: as ``$readmemh`` files). ``--lint`` runs ``verilator --lint-only -Wall``
-with the documented waivers (:mod:`hwq.rtl.lint`) and fails on any warning. ``--report``
-adds the core's resources and routed Fmax on ECP5 (:func:`hwq.rtl.report.report`, on the
-core without a program; a core that fits no part is reported, not an error).
+writes ``DIR/hwq_core.v`` (top module ``hwq_core``), ``DIR/hwq_core.vlt`` (its Verilator lint
+waivers), ``DIR/hwq_regs.md`` (register table), ``DIR/hwq_regs.py`` (register constants) and
+``DIR/hwq_config.json`` (the CoreConfig, its fingerprint and the memory word widths).
+``--program FILE`` preloads a compiled Program (``--readmemh``: as ``$readmemh`` files).
+``--lint`` runs ``verilator --lint-only -Wall`` with the documented waivers
+(:mod:`hwq.rtl.lint`) and fails on any warning. ``--report`` adds the core's resources and
+routed Fmax on ECP5 (:func:`hwq.rtl.report.report`, on the core without a program; a core
+that fits no part is reported, not an error).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from hwq.errors import CheckFailed
 def configure(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("-o", "--output", required=True, metavar="DIR",
-                        help="folder for hwq_core.v, hwq_regs.md, hwq_regs.py, hwq_config.json")
+                        help="folder for hwq_core.v, hwq_core.vlt, hwq_regs.md, hwq_regs.py, "
+                             "hwq_config.json")
     parser.add_argument("--program", metavar="FILE",
                         help="preload this compiled Program (.hwqp) into the memories")
     parser.add_argument("--readmemh", action="store_true",
@@ -35,11 +37,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hwq.cli import emit
+    from hwq.cli import check_output, emit
     from hwq.layout.program import Program
-    from hwq.rtl.generate import write
+    from hwq.rtl.generate import check_buildable, write
 
     config = config_from_arguments(args)
+    if args.readmemh and not args.program:
+        raise ValueError("--readmemh applies with --program (the images the files hold)")
+    check_output(args.output, "-o/--output", folder=True)
+    check_buildable(config)
     program = None
     if args.program:
         program = Program.load(args.program)

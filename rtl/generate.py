@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import re
 from collections.abc import Iterator
 from importlib import metadata
@@ -31,9 +32,11 @@ from hwq.layout import regmap
 from hwq.layout.program import IMAGES, Program
 from hwq.layout.words import core_words
 from hwq.rtl.core import Core
+from hwq.rtl.dsp import sim_models
+from hwq.rtl.lint import waiver_file
 from hwq.serialize import atomic_write
 
-__all__ = ["TOP", "cached_generate", "generate", "write"]
+__all__ = ["TOP", "cached_generate", "check_buildable", "generate", "generation_bytes", "write"]
 
 #: Name of the top module (and of its file, ``hwq_core.v``).
 TOP = "hwq_core"
@@ -136,6 +139,48 @@ def _preload(verilog: str, program: Program, readmemh: bool) -> str:
     return verilog
 
 
+#: Peak memory of :func:`generate`: a base plus so much per bit of the core's memories
+#: (Amaranth's elaboration holds every memory word; measured with amaranth 0.5 / yowasp
+#: Yosys 0.5x: 2x2 multiply core with 1.1 / 2.0 / 3.8 Mbit of memories 161 / 272 / 519 MB,
+#: 8x8 with 5.6 / 10.4 Mbit 671 / 1272 MB; time grows faster, 48 s at 10.4 Mbit).
+GENERATION_BASE_BYTES = 64 << 20
+GENERATION_BYTES_PER_BIT = 128
+
+
+def generation_bytes(config: CoreConfig) -> int:
+    """Estimated peak memory (bytes) of generating the Verilog of ``config``."""
+    words = core_words(config)
+    bits = sum(getattr(config, f"{name}_depth") * lay.width for name, lay in words.memories.items())
+    return GENERATION_BASE_BYTES + GENERATION_BYTES_PER_BIT * bits
+
+
+def check_buildable(config: CoreConfig, memory_bytes: int | None = None) -> None:
+    """Refuse, before elaborating, a core whose generation would not fit this machine's memory.
+
+    ``memory_bytes``: the memory to fit (default: the physical memory).
+
+    Raises
+    ------
+    ValueError
+        naming the estimate, the memory available and the largest memory (depth x width).
+    """
+    if memory_bytes is None:
+        memory_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    need = generation_bytes(config)
+    if need <= memory_bytes:
+        return
+    words = core_words(config)
+    sizes = {name: getattr(config, f"{name}_depth") * lay.width
+             for name, lay in words.memories.items()}
+    big = max(sizes, key=sizes.get)
+    raise ValueError(
+        f"Core memories of {sum(sizes.values()) / 1e6:.1f} Mbit need about {need / 2**30:.1f} "
+        f"GiB to generate ({GENERATION_BYTES_PER_BIT} bytes per memory bit), more than this "
+        f"machine's {memory_bytes / 2**30:.1f} GiB; the largest is the {big} memory, "
+        f"{big}_depth {getattr(config, f'{big}_depth')} x {words.memories[big].width} bits: "
+        "lower the depths")
+
+
 def generate(config: CoreConfig, *, program: Program | None = None,
              readmemh: bool = False) -> str:
     """Verilog of the core ``hwq_core`` for ``config``.
@@ -150,6 +195,7 @@ def generate(config: CoreConfig, *, program: Program | None = None,
     """
     if not isinstance(config, CoreConfig):
         raise TypeError(f"Config must be a CoreConfig, not {config!r}")
+    check_buildable(config)
     if readmemh and program is None:
         raise ValueError("readmemh=True needs a program whose images the files hold")
     if program is not None:
@@ -200,14 +246,19 @@ def cached_generate(config: CoreConfig, *, cache_dir: str | Path | None = None) 
 
 def write(config: CoreConfig, folder: str | Path, *, program: Program | None = None,
           readmemh: bool = False) -> dict[str, Any]:
-    """Write ``hwq_core.v``, ``hwq_regs.md``, ``hwq_regs.py`` and ``hwq_config.json``.
+    """Write ``hwq_core.v``, ``hwq_core.vlt``, ``hwq_regs.md``, ``hwq_regs.py`` and
+    ``hwq_config.json``.
 
-    With ``readmemh`` also the program's ``hwq_<memory>.hex`` files. Returns a summary
-    (paths, config, fingerprint, word widths).
+    ``hwq_core.vlt`` holds the Verilator lint waivers of the generated code
+    (:data:`hwq.rtl.lint.WAIVERS`): ``verilator --lint-only -Wall hwq_core.v hwq_core.vlt``
+    is clean. With ``dsp="ecp5"`` also the MULT18X18D model a simulator or linter needs
+    (:func:`hwq.rtl.dsp.sim_models`). With ``readmemh`` also the program's
+    ``hwq_<memory>.hex`` files. Returns a summary (paths, config, fingerprint, word widths).
     """
     folder = Path(folder)
     verilog = generate(config, program=program, readmemh=readmemh)
-    paths = {"verilog": folder / f"{TOP}.v", "registers": folder / "hwq_regs.md",
+    paths = {"verilog": folder / f"{TOP}.v", "waivers": folder / f"{TOP}.vlt",
+             "registers": folder / "hwq_regs.md",
              "constants": folder / "hwq_regs.py", "config": folder / "hwq_config.json"}
     words = core_words(config)
     widths = {name: {"bits": lay.width, "chunks": lay.chunks}
@@ -215,6 +266,10 @@ def write(config: CoreConfig, folder: str | Path, *, program: Program | None = N
     config_doc = {"config": config.to_dict(), "fingerprint": config.fingerprint(),
                   "top": TOP, "words": widths, "register_map_version": regmap.version_word()}
     atomic_write(paths["verilog"], verilog.encode())
+    atomic_write(paths["waivers"], waiver_file(paths["verilog"].name).encode())
+    for name, text in sim_models(verilog).items():
+        paths["sim_model"] = folder / name
+        atomic_write(paths["sim_model"], text.encode())
     atomic_write(paths["registers"], ("# hwq_core registers\n\n" + regmap.markdown()).encode())
     atomic_write(paths["constants"], regmap.python_constants().encode())
     atomic_write(paths["config"], (json.dumps(config_doc, indent=2) + "\n").encode())

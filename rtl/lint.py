@@ -1,8 +1,10 @@
 """Verilator lint of the generated Verilog, with the project's waivers in one place.
 
 ``verilator --lint-only -Wall`` on ``hwq_core.v`` is run with the control file built from
-:data:`WAIVERS`. Every waiver is scoped to the generated file and exists because of how
-Yosys writes Verilog from Amaranth's netlist, not because of a design choice in hwq:
+:data:`WAIVERS`; ``hwq rtl`` writes that file beside the Verilog as ``hwq_core.vlt``, so
+``verilator --lint-only -Wall hwq_core.v hwq_core.vlt`` is clean for anyone. Every waiver
+is scoped to the generated file and exists because of how Yosys writes Verilog from
+Amaranth's netlist, not because of a design choice in hwq:
 
 * ``WIDTHEXPAND`` / ``WIDTHTRUNC``: Yosys writes each operator cell with its operands at
   their own widths and lets Verilog's context-determined sizing extend or truncate them;

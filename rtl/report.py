@@ -45,7 +45,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from hwq.config import CoreConfig, add_config_arguments, config_from_arguments, positive_seconds
+from hwq.config import (
+    CoreConfig,
+    add_config_arguments,
+    config_from_arguments,
+    integer,
+    positive_number,
+    positive_seconds,
+)
 from hwq.errors import ToolchainError
 from hwq.serialize import atomic_write, file_lock
 
@@ -690,9 +697,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "default: the smallest that fits")
     parser.add_argument("--no-dsp", action="store_true",
                         help="no DSP blocks: multipliers in LUTs (synth -nodsp)")
-    parser.add_argument("--freq", type=float, default=200.0,
+    parser.add_argument("--freq", type=positive_number("MHz"), default=200.0,
                         help="nextpnr target clock in MHz (default 200)")
-    parser.add_argument("--seed", type=int, default=1, help="nextpnr seed (default 1)")
+    parser.add_argument("--seed", type=integer(0), default=1, help="nextpnr seed (default 1)")
     parser.add_argument("--router", choices=ROUTERS, default="router1",
                         help="nextpnr router (default router1; router2 copes better with "
                              "congestion)")
@@ -713,6 +720,10 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if args.device:
         find_device(args.device, args.target)
+    if not args.array_only:
+        from hwq.rtl.generate import check_buildable
+
+        check_buildable(config)
     result = report(config, target=args.target, array_only=args.array_only,
                     device=args.device, dsp=not args.no_dsp, freq_mhz=args.freq,
                     seed=args.seed, cache=not args.no_cache, timeout=args.timeout,

@@ -116,7 +116,7 @@ def bench_sim(*, pe: str = "shift_add", lanes: int = 8, simd: int = 8, images: i
                     else FREE_RUN_CYCLES if n_jobs == 1 else 10_000)
             t0 = time.perf_counter()
             sim = simulate(program, None, x[:n], backend=backend, jobs=n_jobs,
-                           progress=progress, free_run_cycles=free)
+                           progress=progress, free_run=True, free_run_cycles=free)
             wall = time.perf_counter() - t0 - sim.build_seconds
             np.testing.assert_array_equal(sim.outputs, expected[:n])
             assert not sim.cycle_model_mismatches()

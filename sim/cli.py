@@ -13,30 +13,41 @@ from typing import Any
 
 import numpy as np
 
-from hwq.config import DSP_KINDS, PE_TYPES
+from hwq.config import DSP_KINDS, PE_TYPES, CoreConfig, integer
 from hwq.sim.simulate import add_arguments as add_simulate_arguments
+
+#: Most random inputs ``--limit`` takes (an int64 array of them is built up front).
+MAX_RANDOM_INPUTS = 100_000
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("network", type=Path,
                         help="a QuantizedNetwork (.safetensors from hwq quantize) or a Program")
     parser.add_argument("--pe", choices=PE_TYPES, default=None,
-                        help="PE type (default: the one the network's weight format needs)")
-    parser.add_argument("--lanes", type=int, default=8)
-    parser.add_argument("--simd", type=int, default=8)
+                        help="PE type (default: the one the network's weight format needs; "
+                             "a network only)")
+    lanes, simd = CoreConfig.INT_FIELDS["lanes"], CoreConfig.INT_FIELDS["simd"]
+    parser.add_argument("--lanes", type=integer(*lanes[1:]), default=None,
+                        help="output channels in parallel (default 8; a network only)")
+    parser.add_argument("--simd", type=integer(*simd[1:]), default=None,
+                        help="inputs per lane per cycle (default 8; a network only)")
     parser.add_argument("--dsp", choices=DSP_KINDS, default=None,
                         help="multipliers: inferred, or ecp5 MULT18X18D blocks (default: "
                              "inferred, or a program's own)")
     parser.add_argument("--inputs", choices=["digits", "random"], default="digits",
                         help="digits test images (1x8x8 networks) or random integers")
-    parser.add_argument("--limit", type=int, default=32, metavar="N",
-                        help="number of inputs (default 32)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of random inputs")
+    parser.add_argument("--limit", type=integer(1), default=32, metavar="N",
+                        help="number of inputs (default 32; digits: at most 540, random: at "
+                             f"most {MAX_RANDOM_INPUTS})")
+    parser.add_argument("--seed", type=integer(0), default=None,
+                        help="seed of --inputs random (default 0)")
     parser.add_argument("--waves", nargs="?", const="vcd", default=None, choices=["vcd", "fst"],
                         help="record a waveform (vcd, or fst)")
     add_simulate_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--cache-dir", type=Path, default=None, help="Verilator build cache")
+    parser.add_argument("--free-run", action="store_true",
+                        help="also time the same build free-running (200k more cycles)")
 
 
 def _pe_for(network) -> str:
@@ -47,24 +58,28 @@ def _pe_for(network) -> str:
 def run(args: argparse.Namespace) -> int:
     from hwq import golden, serialize
     from hwq.cli import emit
-    from hwq.errors import ArtifactError
     from hwq.layout.compiler import compile as compile_network
     from hwq.layout.compiler import core_config
     from hwq.layout.program import Program
-    from hwq.sim.simulate import simulate
+    from hwq.sim import simulate
 
     if not args.network.is_file():
         raise FileNotFoundError(f"No network file at {args.network}")
-    if args.limit < 1:
-        raise ValueError(f"--limit must be a positive number of inputs, not {args.limit}")
+    _check_options(args)
     network = None
-    try:
-        network = serialize.load(args.network)
-    except ArtifactError:
-        program = Program.load(args.network)  # raises its own clear error if neither
+    if _is_program(args.network):
+        program = Program.load(args.network)
+        given = [f"--{name}" for name in ("pe", "lanes", "simd")
+                 if getattr(args, name) is not None]
+        if given:
+            verb = "applies" if len(given) == 1 else "apply"
+            raise ValueError(f"{' and '.join(given)} {verb} to a network, not to the Program "
+                             f"{args.network} (it holds its own core config)")
+    else:
+        network = serialize.load(args.network)  # says why the network does not load
     if network is not None:
         pe = args.pe or _pe_for(network)
-        config = core_config(network, pe=pe, lanes=args.lanes, simd=args.simd,
+        config = core_config(network, pe=pe, lanes=args.lanes or 8, simd=args.simd or 8,
                              dsp=args.dsp or "inferred")
         program = compile_network(network, config)
     else:
@@ -72,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     x = _inputs(args, program, network)
     sim = simulate(program, config, x, backend=args.backend, jobs=args.jobs,
                    waves=args.waves or False, progress=not args.no_progress,
-                   cache_dir=args.cache_dir)
+                   cache_dir=args.cache_dir, free_run=args.free_run)
     expected = golden.run(network, x) if network is not None else None
     mismatches = int((sim.outputs != expected).sum()) if expected is not None else None
     bad_layers = sim.cycle_model_mismatches()
@@ -106,14 +121,41 @@ def run(args: argparse.Namespace) -> int:
         lines.append(f"  {name:<12}{c:>10}{m:>10}{'' if c == m else '  DIFFERENT'}")
     lines.append(f"  outputs differing from golden: {mismatches}" if expected is not None
                  else "  (a Program alone: no golden network to compare with)")
-    lines.append(f"  {sim.sim_cycles_per_s / 1e3:.0f} k cycles/s end to end, "
-                 f"{sim.free_run_cycles_per_s / 1e3:.0f} k free-running "
-                 f"({sim.backend}, {sim.jobs} process{'es' if sim.jobs > 1 else ''})")
+    lines.append(f"  {sim.sim_cycles_per_s / 1e3:.0f} k cycles/s end to end"
+                 + (f", {sim.free_run_cycles_per_s / 1e3:.0f} k free-running"
+                    if sim.free_run_cycles_per_s else "")
+                 + f" ({sim.backend}, {sim.jobs} process{'es' if sim.jobs > 1 else ''})")
     if sim.waves_file:
         lines.append(f"  waveform: {sim.waves_file}")
     lines.append("ok" if ok else "FAILED")
     emit(args, data, "\n".join(lines))
     return 0 if ok else 1
+
+
+def _is_program(path: Path) -> bool:
+    """Whether ``path`` starts like a Program container (else it is read as a network)."""
+    from hwq.layout.program import MAGIC
+
+    with open(path, "rb") as f:
+        return f.read(len(MAGIC)) == MAGIC
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Refuse values and combinations that do not apply, before loading anything."""
+    from hwq.cli import check_output
+    from hwq.workloads.digits import TEST_SIZE
+
+    if args.inputs == "digits":
+        if args.limit > TEST_SIZE:
+            raise ValueError(f"--limit must be in 1..{TEST_SIZE} with --inputs digits (the "
+                             f"digits test images), not {args.limit}")
+        if args.seed is not None:
+            raise ValueError("--seed applies to --inputs random, not to --inputs digits")
+    elif args.limit > MAX_RANDOM_INPUTS:
+        raise ValueError(f"--limit must be in 1..{MAX_RANDOM_INPUTS} with --inputs random, "
+                         f"not {args.limit}")
+    if args.cache_dir is not None:
+        check_output(args.cache_dir, "--cache-dir", folder=True)
 
 
 def _inputs(args: argparse.Namespace, program, network) -> np.ndarray:
@@ -123,12 +165,15 @@ def _inputs(args: argparse.Namespace, program, network) -> np.ndarray:
     if args.inputs == "digits":
         from hwq.workloads import digits
 
-        if tuple(shape) != digits.INPUT_SHAPE or network is None:
-            raise ValueError(f"--inputs digits needs a network for {digits.INPUT_SHAPE} inputs, "
+        if network is None:
+            raise ValueError(f"--inputs digits needs a network (its input scale), not the "
+                             f"Program {args.network}; use --inputs random")
+        if tuple(shape) != digits.INPUT_SHAPE:
+            raise ValueError(f"--inputs digits needs a network of {digits.INPUT_SHAPE} inputs, "
                              f"not {tuple(shape)}; use --inputs random")
         data = digits.load_data()
         x = data.x_test[: args.limit].numpy()
         return golden.quantize_input(x, network.input_scale, network.act_bits)
-    rng = np.random.default_rng(args.seed)
+    rng = np.random.default_rng(args.seed or 0)
     lo, hi = -(1 << (program.config.act_bits - 1)), (1 << (program.config.act_bits - 1)) - 1
     return rng.integers(lo, hi + 1, size=(args.limit, *shape), dtype=np.int64)

@@ -299,6 +299,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``hwq doctor``; return 0 when everything works, 1 otherwise."""
     as_json = getattr(args, "json", False)
+    if args.cache_dir is not None:
+        from hwq.cli import check_output
+
+        check_output(args.cache_dir, "--cache-dir", folder=True)
 
     def show(report: DoctorReport, check: Check) -> None:
         # human output streams: the table and each check appear before the slow steps run

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hwq.config import DSP_KINDS, PE_TYPES, CoreConfig
+from hwq.config import DSP_KINDS, PE_TYPES, CoreConfig, integer
 from hwq.sim.simulate import add_arguments as add_simulate_arguments
 
 #: Default quantization method per PE type: a format that PE takes (bit_serial: INT weights,
@@ -28,18 +28,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", default=None,
                         help="quantization method (default: inq for shift_add, "
                              "uniform-qat for bit_serial, slq for multiply)")
-    parser.add_argument("--bits", type=int, default=4, help="weight bits (default 4)")
+    parser.add_argument("--bits", type=float, default=None,
+                        help="weight bits (default 4; the method's range)")
     parser.add_argument("--network", type=Path, default=None,
-                        help="run this quantized network (.safetensors) instead of quantizing")
+                        help="run this quantized network (.safetensors) instead of quantizing "
+                             "(then --method, --bits and --seed do not apply)")
     parser.add_argument("--pe", default="shift_add", choices=PE_TYPES,
                         help="PE type of the core (default shift_add)")
-    parser.add_argument("--lanes", type=int, default=8, help="output channels in parallel")
-    parser.add_argument("--simd", type=int, default=8, help="inputs per lane per cycle")
+    parser.add_argument("--lanes", type=integer(*CoreConfig.INT_FIELDS["lanes"][1:]), default=8,
+                        help="output channels in parallel (default 8)")
+    parser.add_argument("--simd", type=integer(*CoreConfig.INT_FIELDS["simd"][1:]), default=8,
+                        help="inputs per lane per cycle (default 8)")
     parser.add_argument("--dsp", choices=DSP_KINDS, default="inferred",
                         help="multipliers: inferred, or ecp5 MULT18X18D blocks (default inferred)")
-    parser.add_argument("--limit", type=int, default=None, metavar="N",
+    parser.add_argument("--limit", type=integer(1), default=None, metavar="N",
                         help="only the first N test images (default: all 540)")
-    parser.add_argument("--seed", type=int, default=0, help="quantization seed")
+    parser.add_argument("--seed", type=integer(0), default=None,
+                        help="quantization seed (default 0)")
     parser.add_argument("--waves", nargs="?", const="vcd", default=None, choices=["vcd", "fst"],
                         help="record a waveform of the simulation (vcd, or fst)")
     add_simulate_arguments(parser)
@@ -49,6 +54,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="Verilator build cache (default: HWQ_CACHE_DIR or the user cache)")
+    parser.add_argument("--free-run", action="store_true",
+                        help="also time the same build free-running (200k more cycles)")
 
 
 def _say(args: argparse.Namespace, text: str) -> None:
@@ -57,12 +64,22 @@ def _say(args: argparse.Namespace, text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hwq.cli import emit
+    from hwq.cli import check_output, emit
 
+    if args.network is not None:
+        given = [f"--{name}" for name in ("method", "bits", "seed")
+                 if getattr(args, name) is not None]
+        if given:
+            verb = "applies" if len(given) == 1 else "apply"
+            raise ValueError(f"{' and '.join(given)} {verb} when quantizing, not with --network "
+                             f"{args.network}")
+    if args.cache_dir is not None:
+        check_output(args.cache_dir, "--cache-dir", folder=True)
     report = flow(
-        method=args.method, bits=args.bits, network_path=args.network, pe=args.pe,
-        lanes=args.lanes, simd=args.simd, dsp=args.dsp, limit=args.limit, seed=args.seed,
-        waves=args.waves, backend=args.backend, jobs=args.jobs,
+        method=args.method, bits=4 if args.bits is None else args.bits,
+        network_path=args.network, pe=args.pe, lanes=args.lanes, simd=args.simd, dsp=args.dsp,
+        limit=args.limit, seed=args.seed or 0,
+        waves=args.waves, free_run=args.free_run, backend=args.backend, jobs=args.jobs,
         progress=not args.no_progress, cache_dir=args.cache_dir,
         log=lambda text: _say(args, text),
     )
@@ -99,7 +116,7 @@ def _network_ops(network, config) -> tuple[int, int]:
 def flow(
     *,
     method: str | None = None,
-    bits: int = 4,
+    bits: int | float = 4,
     network_path: Path | None = None,
     pe: str = "shift_add",
     lanes: int = 8,
@@ -108,6 +125,7 @@ def flow(
     limit: int | None = None,
     seed: int = 0,
     waves: str | None = None,
+    free_run: bool = False,
     backend: str = "compiled",
     jobs: int | None = None,
     progress: bool = True,
@@ -122,6 +140,7 @@ def flow(
     from hwq.layout.compiler import compile as compile_network
     from hwq.layout.compiler import core_config
     from hwq.quant.api import quantize
+    from hwq.quant.methods import get_method
     from hwq.sim.simulate import check_options, simulate
     from hwq.workloads import digits
 
@@ -130,6 +149,19 @@ def flow(
     if limit is not None and not 1 <= limit <= digits.TEST_SIZE:
         raise ValueError(f"--limit must be in 1..{digits.TEST_SIZE}, not {limit}")
     check_options(backend=backend, jobs=jobs, waves=waves or False)
+    if network_path is None:  # the method and its bits, before the model and the training
+        method_name = method or DEFAULT_METHOD[pe]
+        spec = get_method(method_name)
+        if spec.bits_optional:  # joint: a size budget, which flow has no option for
+            raise ValueError(f"Method {method_name!r} needs a size budget, which hwq flow does "
+                             "not take: quantize with hwq quantize, then hwq flow --network")
+        bits = spec.check_bits(method_name, bits)
+        takes = CoreConfig(pe=pe).formats
+        if spec.weights not in takes:
+            raise ValueError(f"Method {method_name!r} gives {spec.weights.upper()} weights; the "
+                             f"{pe} PE takes {' and '.join(f.upper() for f in takes)}")
+    elif not Path(network_path).is_file():
+        raise FileNotFoundError(f"No network file at {network_path}")
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     data = digits.load_data()
@@ -167,7 +199,7 @@ def flow(
         f"({backend} backend)")
     t0 = time.perf_counter()
     sim = simulate(program, None, x, backend=backend, jobs=jobs, waves=waves or False,
-                   progress=progress, cache_dir=cache_dir)
+                   progress=progress, cache_dir=cache_dir, free_run=free_run)
     timings["simulate_s"] = time.perf_counter() - t0
     timings["build_s"] = sim.build_seconds
 
@@ -216,7 +248,8 @@ def flow(
         "jobs": sim.jobs,
         "sim_cycles_per_s": sim.sim_cycles_per_s,
         "free_run_cycles_per_s": sim.free_run_cycles_per_s,
-        "sim_vs_free_run": sim.sim_cycles_per_s / sim.free_run_cycles_per_s,
+        "sim_vs_free_run": (sim.sim_cycles_per_s / sim.free_run_cycles_per_s
+                            if sim.free_run_cycles_per_s else None),
         "weight_bits_total": network.weight_storage_bits(),
         "verilog_lines": sim.verilog_lines,
         "build_cached": sim.build_cached,
@@ -247,9 +280,10 @@ def format_report(r: dict[str, Any]) -> str:
         + ("equal" if not r["cycle_model_mismatches"] else
            f"DIFFERENT in {r['cycle_model_mismatches']}") + ")",
         f"  MAC-array utilization    {r['utilization'] * 100:5.1f} %",
-        f"  simulation speed         {r['sim_cycles_per_s'] / 1e3:.0f} k cycles/s end to end, "
-        f"{r['free_run_cycles_per_s'] / 1e3:.0f} k free-running "
-        f"({r['sim_vs_free_run']:.2f}x; {r['jobs']} process{'es' if r['jobs'] > 1 else ''})",
+        f"  simulation speed         {r['sim_cycles_per_s'] / 1e3:.0f} k cycles/s end to end"
+        + (f", {r['free_run_cycles_per_s'] / 1e3:.0f} k free-running "
+           f"({r['sim_vs_free_run']:.2f}x)" if r["free_run_cycles_per_s"] else "")
+        + f" ({r['backend']}, {r['jobs']} process{'es' if r['jobs'] > 1 else ''})",
         f"  time                     {t['total_s']:.1f} s (quantize {t['quantize_s']:.1f}, "
         f"build {t['build_s']:.1f}{' cached' if r['build_cached'] else ''}, "
         f"simulate {t['simulate_s']:.1f})",

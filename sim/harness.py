@@ -206,8 +206,9 @@ def _load_run(job: Path, k: int, ranges: list[tuple[int, int]]) -> BatchRun:
 def _join(runs: list[BatchRun], ranges: list[tuple[int, int]]) -> BatchRun:
     """One :class:`BatchRun` of workers' runs: arrays in input order, the inference phase
     from the first worker's start to the last one's end, free-running as the mean rate."""
-    rate = float(np.mean([r.free_run_cycles / r.free_run_seconds for r in runs]))
     free_cycles = sum(r.free_run_cycles for r in runs)
+    rate = float(np.mean([r.free_run_cycles / r.free_run_seconds for r in runs])
+                 if free_cycles else np.inf)
     return BatchRun(
         outputs=np.concatenate([r.outputs for r in runs]),
         cycles=np.concatenate([r.cycles for r in runs]),
@@ -222,7 +223,8 @@ def _join(runs: list[BatchRun], ranges: list[tuple[int, int]]) -> BatchRun:
         workers=[{"images": [lo, hi], "load_seconds": r.load_seconds,
                   "infer_seconds": r.infer_seconds, "infer_cycles": r.infer_cycles,
                   "infer_cpu_seconds": r.infer_cpu_seconds,
-                  "free_run_cycles_per_s": r.free_run_cycles / r.free_run_seconds}
+                  "free_run_cycles_per_s": (r.free_run_cycles / r.free_run_seconds
+                                            if r.free_run_cycles else None)}
                  for r, (lo, hi) in zip(runs, ranges, strict=True)],
     )
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from hwq.config import CoreConfig
+from hwq.config import CoreConfig, integer
 from hwq.errors import CheckFailed
 from hwq.ir import QuantizedNetwork
 from hwq.layout.program import Program
@@ -58,7 +58,7 @@ class SimResult:
     load_seconds: float
     infer_seconds: float
     infer_cycles: int               # simulated cycles of the inference phase (bus + compute)
-    free_run_cycles_per_s: float    # same build, no transactions (jobs > 1: workers' mean)
+    free_run_cycles_per_s: float | None  # same build, no transactions (free_run; jobs > 1: mean)
     verilog_lines: int
     test_dir: str | None = None
     waves_file: str | None = None
@@ -87,6 +87,7 @@ def simulate(
     progress: bool = True,
     cache_dir: str | Path | None = None,
     timeout_s: float | None = None,
+    free_run: bool = False,
     free_run_cycles: int | None = None,
 ) -> SimResult:
     """Run ``inputs`` (``(N, *input_shape)`` integers) through the simulated core.
@@ -113,10 +114,12 @@ def simulate(
         wall-clock limit of the simulator (cocotb) or of the worker processes
         (``jobs`` > 1); every inference is also bounded by the cycle model plus
         :data:`hwq.host.runtime.TIMEOUT_SLACK_CYCLES` cycles.
+    free_run : bool
+        also time the same build free-running, no transactions (compiled: half before the
+        inputs, half after; cocotb: after, Python idle): ``result.free_run_cycles_per_s``,
+        else ``None``, the speed the host's overhead is measured against.
     free_run_cycles : int, optional
-        cycles of free-running clock after the batch, the speed reference
-        (``result.free_run_cycles_per_s``); default
-        :data:`hwq.sim.harness.FREE_RUN_CYCLES`.
+        cycles of that reference; default :data:`hwq.sim.harness.FREE_RUN_CYCLES`.
     """
     from hwq.layout.compiler import compile as compile_network
     from hwq.rtl.generate import cached_generate
@@ -127,6 +130,7 @@ def simulate(
             or free_run_cycles < 1:
         raise ValueError(f"Free-running cycles must be a positive integer, not "
                          f"{free_run_cycles!r}")
+    free_run_cycles = free_run_cycles if free_run else 0
     if isinstance(network_or_program, Program):
         program = network_or_program
         if config is not None:
@@ -177,19 +181,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=BACKENDS, default=BACKENDS[0],
                         help="compiled: the Verilated core with a C++ host (default); cocotb: "
                              "cocotb and cocotbext-axi on the same Verilog (slower)")
-    parser.add_argument("--jobs", type=_jobs, default=None, metavar="N",
+    parser.add_argument("--jobs", type=integer(1), default=None, metavar="N",
                         help="worker processes of the compiled backend, each simulating a "
                              "share of the images (default: the CPUs, fewer for short batches)")
-
-
-def _jobs(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
-    return value
 
 
 def default_jobs(images: int, cycles_per_image: int) -> int:
@@ -253,7 +247,8 @@ def _simulate_compiled(program: Program, x: np.ndarray, *, sources: Sequence[Pat
         load_seconds=run.load_seconds,
         infer_seconds=run.infer_seconds,
         infer_cycles=run.infer_cycles,
-        free_run_cycles_per_s=run.free_run_cycles / run.free_run_seconds,
+        free_run_cycles_per_s=(run.free_run_cycles / run.free_run_seconds
+                               if run.free_run_cycles else None),
         verilog_lines=0,
         waves_file=_keep_waves(trace) if trace is not None else None,
         backend="compiled",
@@ -313,7 +308,8 @@ def _simulate_cocotb(program: Program, x: np.ndarray, *, sources: Sequence[Path]
         load_seconds=float(r["load_seconds"]),
         infer_seconds=float(r["infer_seconds"]),
         infer_cycles=int(r["infer_cycles"]),
-        free_run_cycles_per_s=float(r["free_run_cycles"]) / float(r["free_run_seconds"]),
+        free_run_cycles_per_s=(float(r["free_run_cycles"]) / float(r["free_run_seconds"])
+                               if free_run_cycles else None),
         verilog_lines=0,
         waves_file=waves_file,
         backend="cocotb",

@@ -51,7 +51,10 @@ def test_bench_golden_cli_json(tmp_path, capsys):
 
 def test_bench_rejects_bad_sizes(capsys):
     assert main(["bench", "golden", "--repeats", "0", "-o", "/tmp/unused.json"]) == 2
-    assert "Benchmark repeats must be a positive integer, not 0" in capsys.readouterr().err
+    assert capsys.readouterr().err == ("hwq bench golden: error: argument --repeats: must be an "
+                                       "integer >= 1, not '0' (see hwq bench golden --help)\n")
+    with pytest.raises(ValueError, match="Benchmark repeats must be a positive integer, not 0"):
+        bench.bench_golden(repeats=0)
 
 
 def test_every_section_runner_resolves_its_functions():

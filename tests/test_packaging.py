@@ -43,3 +43,13 @@ def test_every_data_file_is_package_data():
             if path.is_file() and path.suffix not in (".py", ".pyc"):
                 found.add((name, path.name))
     assert found == declared == {("hwq.sim", "hwq_harness.cpp")}
+def test_public_names():
+    from hwq.layout import compiler, core_config
+    from hwq.sim import SimResult, simulate
+    from hwq.sim import simulate as sim_module_function
+    from hwq.sim.simulate import SimResult as SimResultToo
+    from hwq.sim.simulate import simulate as simulate_too
+
+    assert simulate is simulate_too is sim_module_function and callable(simulate)
+    assert SimResult is SimResultToo
+    assert core_config is compiler.core_config

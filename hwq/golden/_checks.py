@@ -23,6 +23,19 @@ def check_int(value: object, name: str, lo: int, hi: int) -> int:
     return int(value)
 
 
+def check_positive(value: object, name: str) -> float:
+    """Return ``value`` as a ``float`` if it is a finite positive real number, else raise.
+
+    >>> check_positive(0.5, "Input scale")
+    0.5
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a finite positive number, not {value!r}")
+    if not 0 < float(value) < float("inf"):
+        raise ValueError(f"{name} must be a finite positive number, not {value!r}")
+    return float(value)
+
+
 def as_int_array(x: object, name: str) -> np.ndarray:
     """``x`` as an int64 array; float, bool, object or out-of-int64 input is refused."""
     arr = np.asarray(x)

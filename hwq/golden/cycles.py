@@ -62,25 +62,6 @@ class Overheads:
 OVERHEADS = Overheads(matmul=24, pool=8, run=0)
 
 
-def matmul_tiles(out_channels: int, k_tiles: int, lanes: int) -> tuple[int, int]:
-    """``(groups, k_tiles)``: channel groups of ``lanes``, and input tiles per group."""
-    return math.ceil(out_channels / lanes), k_tiles
-
-
-def conv2d_k_tiles(in_channels: int, kernel: int, simd: int) -> int:
-    """Input tiles of a conv: ``kernel**2 * ceil(C_in / simd)`` (channels padded per tap)."""
-    return kernel * kernel * math.ceil(in_channels / simd)
-
-
-def linear_k_tiles(features: int, simd: int, spatial: int = 1) -> int:
-    """Input tiles of a linear layer on ``features = C * spatial`` inputs.
-
-    ``spatial`` is ``H * W`` when the layer follows a flatten of ``(C, H, W)`` (channels are
-    padded per position), 1 otherwise.
-    """
-    return spatial * math.ceil(features // spatial / simd)
-
-
 def min_group_words(lanes: int, simd: int) -> int:
     """Fewest micro-ops per group: ``max(1, lanes // simd)`` (write-back of wide groups)."""
     return max(1, lanes // simd)

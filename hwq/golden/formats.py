@@ -19,13 +19,11 @@ All functions are vectorized and refuse bad input with an error naming the value
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import numpy as np
 
 from hwq.golden._checks import as_int_array, check_int, check_range, signed_range
-
-FormatKind = Literal["int", "pot", "codebook"]
 
 
 def _code_dtype(bits: int) -> type[np.unsignedinteger]:

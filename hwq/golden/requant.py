@@ -117,6 +117,10 @@ def requantize(
     Returns
     -------
     int64 array of ``acc``'s shape with values in ``lo..hi``.
+
+    Exact for every input in range: ``(acc + bias) * M`` may need up to 87 bits (48-bit
+    accumulators and 24-bit ``M`` need 73); products beyond int64 are computed on 32-bit
+    limbs, still vectorized.
     """
     a = as_int_array(acc, "Accumulators")
     if a.ndim < 2:
@@ -139,22 +143,42 @@ def requantize(
     if peak >= 1 << 62:
         raise ValueError(f"Accumulators must be below 2**62 in magnitude, not {peak}")
     t = a + b
-    # |t * M| must fit int64; then ((t*M >> 1) + 2**(S-2)) >> (S-1) equals the spec's
-    # ((t*M) + 2**(S-1)) >> S exactly for S >= 2 (the dropped bit cannot carry).
-    limit = INT64_MAX // m
-    if (np.abs(t) > limit).any():
-        raise ValueError(
-            "Requant product (acc + bias) * M overflows 64 bits; max |acc + bias| is "
-            f"{int(np.abs(t).max())}: the accumulator bound of this layer is too large"
+    if (np.abs(t) <= INT64_MAX // m).all():
+        # the common case: t * M fits int64. Then ((t*M >> 1) + 2**(S-2)) >> (S-1) equals
+        # the spec's ((t*M) + 2**(S-1)) >> S exactly for S >= 2 (the dropped bit cannot carry)
+        p = t * m
+        half = p >> 1
+        y = np.where(
+            s == 1,
+            half + (p & 1),  # (p + 1) >> 1 without overflow
+            (half + np.left_shift(1, np.maximum(s - 2, 0))) >> np.maximum(s - 1, 0),
         )
-    p = t * m
-    half = p >> 1
-    y = np.where(
-        s == 1,
-        half + (p & 1),  # (p + 1) >> 1 without overflow
-        (half + np.left_shift(1, np.maximum(s - 2, 0))) >> np.maximum(s - 1, 0),
-    )
+    else:
+        q = _shifted_product(t, m, s - 1)
+        y = (q >> 1) + (q & 1)  # (q + 1) >> 1 without overflow
     return np.clip(y, lo, hi)
+
+
+def _shifted_product(t: np.ndarray, m: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """``floor(t * m / 2**k)`` exactly, saturated to int64, for products beyond 64 bits.
+
+    ``|t| < 2**63``, ``m`` in ``1..2**24-1`` (so ``|t * m| < 2**87``), ``k`` in ``0..61``;
+    int64 throughout, on 32-bit limbs: ``t * m = h * 2**32 + l`` with ``0 <= l < 2**32``.
+    Saturating ``q`` to int64 keeps the clamped result exact: ``(q + 1) >> 1`` of the int64
+    limits is ``-2**62`` / ``2**62``, beyond every clamp bound.
+    """
+    low32 = (1 << 32) - 1
+    b = (t & low32) * m                # 0 <= b < 2**56
+    h = (t >> 32) * m + (b >> 32)      # |h| < 2**56
+    l = b & low32
+    # k >= 32: floor((h * 2**32 + l) / 2**k) = h >> (k - 32), since 0 <= l < 2**32
+    high = h >> np.maximum(k - 32, 0)
+    # k < 32: h * 2**(32 - k) + (l >> k), where h << (32 - k) may leave int64
+    up = np.maximum(32 - k, 0)
+    h_max = INT64_MAX >> up            # largest h whose h * 2**up fits int64
+    low = np.clip(h, -h_max - 1, h_max) * np.left_shift(1, up) + (l >> np.minimum(k, 32))
+    low = np.where(h > h_max, INT64_MAX, np.where(h < -h_max - 1, -INT64_MAX - 1, low))
+    return np.where(k >= 32, high, low)
 
 
 def requantize_reference(acc: int, bias: int, M: int, S: int, lo: int, hi: int) -> int:

@@ -171,6 +171,16 @@ def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
     probe = CoreConfig(**{**base, "act_depth": 1 << 20, "weight_depth": 1 << 22,
                           "param_depth": 1 << 20, "desc_depth": 1024})
     plan = _plan(network, probe)
+    synthesized = [int(np.abs(lay.prim.weight).max()) for lay in plan.layers
+                   if isinstance(lay.prim, Matmul) and lay.prim.spec is None]
+    if pe == "shift_add" and synthesized and "weight_bits" not in fields:
+        # POT codes wide enough that each digit of the synthesized weights (add multipliers
+        # up to 127) is one micro-op: max exponent 2**(b-1) - 2 >= the largest digit's
+        need = max(synthesized).bit_length()
+        while (1 << (base["weight_bits"] - 1)) - 2 < need and base["weight_bits"] < high:
+            base["weight_bits"] += 1
+        probe = replace(probe, weight_bits=base["weight_bits"])
+        plan = _plan(network, probe)
     if pe == "multiply":
         books = [lay.terms.table for lay in plan.layers
                  if lay.terms is not None and lay.terms.table is not None
@@ -200,9 +210,9 @@ def compile(network: QuantizedNetwork, config: CoreConfig) -> Program:  # noqa: 
         raise TypeError(f"Network must be a QuantizedNetwork, not {type(network).__name__}")
     if not isinstance(config, CoreConfig):
         raise TypeError(f"Config must be a CoreConfig, not {type(config).__name__}")
-    if network.act_bits != config.act_bits:
-        raise ValueError(f"The network has {network.act_bits}-bit activations, the core "
-                         f"{config.act_bits}-bit ones (act_bits must be equal)")
+    if network.act_bits > config.act_bits:
+        raise ValueError(f"Network activations of {network.act_bits} bits are wider than the "
+                         f"core's {config.act_bits}-bit activations (act_bits)")
     plan = _plan(network, config)
     short = {f: n for f, n in _needs(plan).items() if n > getattr(config, f)}
     if short:
@@ -260,7 +270,7 @@ def _pack(network: QuantizedNetwork, config: CoreConfig, plan: _Plan) -> Program
             if need > config.acc_bits:
                 raise ValueError(f"{op.name}: the accumulator needs {need} bits for this layer, "
                                  f"the core has {config.acc_bits} (raise acc_bits)")
-            img, fields, meta = _matmul_words(op.name, prim, terms, srcs, w, config, words)
+            img, fields, meta = _matmul_image(op.name, prim, terms, srcs, w, config, words)
             prm = _params(prim, config, words)
             w_base, p_base = w_used, p_used
             w_used += img.shape[0]
@@ -315,7 +325,7 @@ def _address_order(srcs: list[Tensor], terms: MatmulTerms) -> tuple[list[Tensor]
                                                                   for j in order])
 
 
-def _matmul_words(name: str, prim: Matmul, terms: MatmulTerms, srcs: list[Tensor], in_w: int,
+def _matmul_image(name: str, prim: Matmul, terms: MatmulTerms, srcs: list[Tensor], in_w: int,
                   config: CoreConfig, words: Any) -> tuple[np.ndarray, dict, dict]:
     """Micro-op image, descriptor fields (fmt, table) and layer facts of one matmul layer."""
     pe, p, s = config.pe, config.lanes, config.simd

@@ -155,7 +155,7 @@ def _pot_terms(tiles: np.ndarray, weight_bits: int, name: str) -> np.ndarray:
         if not d.any():
             continue
         reps = 1 << max(0, e - e_max)             # 2**e as 2**(e - e_max) copies of 2**e_max
-        if reps > 64:
+        if reps > 256:
             raise ValueError(f"{name}: weight magnitude {1 << e} is too large for "
                              f"POT({weight_bits}) terms")
         terms.extend([d << min(e, e_max)] * reps)

@@ -126,14 +126,17 @@ def run_images(config: CoreConfig, images: Mapping[str, np.ndarray],
     for i in range(desc_img.shape[0]):
         d = {k: v[0] for k, v in words.desc.unpack(desc_img[i:i + 1]).items()}
         if d["kind"] == KIND_POOL:
-            _check_disjoint(i, *_pool_words(d))
+            if d["kernel_h"] < 1 or d["kernel_w"] < 1:
+                raise ValueError(f"Descriptor {i}: a pool window of {d['kernel_h']}x"
+                                 f"{d['kernel_w']} taps (at least 1x1)")
+            _check_disjoint(i, *_pool_accesses(d))
             _pool(act, d, config.act_bits)
             positions = int(d["out_h"] * d["out_w"])
             runs.append(LayerRun(index=i, kind="pool", positions=positions, words=(),
                                  cycles=layer_cycles(config, d)))
         else:
             micro, params = _layer_words(config, words, images, d, i)
-            _check_disjoint(i, *_matmul_words(d, micro, config))
+            _check_disjoint(i, *_matmul_accesses(d, micro, config))
             _matmul(act, d, micro, params, config)
             group_words = _group_words(micro["glast"])
             runs.append(LayerRun(index=i, kind="matmul", positions=int(d["out_h"] * d["out_w"]),
@@ -227,7 +230,7 @@ def _pool_taps(d: dict) -> list[tuple[np.ndarray, np.ndarray]]:
     return taps
 
 
-def _pool_words(d: dict) -> tuple[np.ndarray, np.ndarray]:
+def _pool_accesses(d: dict) -> tuple[np.ndarray, np.ndarray]:
     """Activation words a pool descriptor reads and writes."""
     oh, ow = _positions(d)
     out = d["out_base"] + (oh * d["out_w"] + ow) * d["out_ct"]
@@ -236,7 +239,7 @@ def _pool_words(d: dict) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(reads), (out[:, None] + t).ravel()
 
 
-def _matmul_words(d: dict, micro: dict, config: CoreConfig) -> tuple[np.ndarray, np.ndarray]:
+def _matmul_accesses(d: dict, micro: dict, config: CoreConfig) -> tuple[np.ndarray, np.ndarray]:
     """Activation words a matmul descriptor reads (in-bounds taps only: a padding tap reads
     word 0 and discards it) and writes."""
     p, s = config.lanes, config.simd

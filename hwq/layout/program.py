@@ -11,7 +11,10 @@ Binary container (``Program.to_bytes``), all integers little-endian::
     | sections (uint32 words of each image, in header order) | u32 CRC-32 of all before
 
 The header lists every section with its shape and its own CRC-32. Reading checks the magic,
-the version, both CRCs and the shapes, and raises :class:`~hwq.errors.ArtifactError`.
+the version, both CRCs, and the header against its schema (every field present and known, of
+its JSON type without coercion, in range; every image within its memory's depth, the input
+and output within the activation memory), and raises :class:`~hwq.errors.ArtifactError`
+naming the file, the field, the value and what is allowed.
 
 This module is pure Python and NumPy (the host runtime imports it).
 """
@@ -19,20 +22,21 @@ This module is pure Python and NumPy (the host runtime imports it).
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from hwq import __version__
-from hwq.config import CoreConfig
+from hwq.config import DSP_KINDS, PE_TYPES, CoreConfig
 from hwq.errors import ArtifactError
 from hwq.layout.words import CoreWords, core_words
-from hwq.serialize import atomic_write
+from hwq.serialize import atomic_write, parse_json
 
 MAGIC = b"HWQPROG\0"
 FORMAT = "hwq.Program"
@@ -41,6 +45,15 @@ FORMAT_VERSION = 2
 #: read several tensors
 #: Images of a Program, in container order (the activation memory holds no image).
 IMAGES = ("desc", "weight", "param")
+#: Fields of the JSON header, of each entry of its ``sections``, and of each of its
+#: ``layers`` (required, then the optional facts of a matmul layer; see :class:`Program`).
+HEADER_FIELDS = ("format", "format_version", "hwq_version", "config", "fingerprint", "input",
+                 "output", "layers", "meta", "sections")
+SECTION_FIELDS = ("name", "words", "chunks", "offset", "nbytes", "crc32")
+LAYER_FIELDS = ("name", "kind", "op", "cycles")
+LAYER_FACTS = ("words", "positions", "w_base", "w_words", "p_base", "groups", "k_tiles",
+               "tile_mask", "tile_bits")
+LAYER_LISTS = ("words", "tile_mask", "tile_bits")
 
 
 @dataclass(frozen=True)
@@ -169,34 +182,22 @@ class Program:
         if zlib.crc32(data[:-4]) != crc:
             raise ArtifactError(f"{source}: CRC mismatch (the Program is truncated or corrupted)")
         start = len(MAGIC) + 8
-        try:
-            header = json.loads(data[start:start + hlen])
-            config = CoreConfig.from_dict(header["config"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ArtifactError(f"{source}: corrupted Program header ({exc})") from None
-        if header.get("format") != FORMAT:
-            raise ArtifactError(f"{source}: not an hwq Program (format {header.get('format')!r})")
-        if header.get("fingerprint") != config.fingerprint():
-            raise ArtifactError(f"{source}: config fingerprint does not match the config")
+        if start + hlen > len(data) - 4:
+            raise ArtifactError(f"{source}: truncated (header of {hlen} bytes, "
+                                f"{len(data) - 4 - start} after the header length)")
+        header = parse_json(data[start:start + hlen], source, "Program header")
         payload = data[start + hlen:-4]
-        words = core_words(config)
+        config = _HeaderCheck(source).check(header, len(payload))
         images = {}
         for sec in header["sections"]:
             blob = payload[sec["offset"]:sec["offset"] + sec["nbytes"]]
-            if len(blob) != sec["nbytes"] or zlib.crc32(blob) != sec["crc32"]:
+            if zlib.crc32(blob) != sec["crc32"]:
                 raise ArtifactError(f"{source}: section {sec['name']!r} is corrupted")
-            if sec["chunks"] != words.memories[sec["name"]].chunks:
-                raise ArtifactError(f"{source}: section {sec['name']!r} has {sec['chunks']} "
-                                    f"chunks per word, the config needs "
-                                    f"{words.memories[sec['name']].chunks}")
             images[sec["name"]] = (np.frombuffer(blob, dtype="<u4")
                                    .reshape(sec["words"], sec["chunks"]).astype(np.uint32))
-        if set(images) != set(IMAGES):
-            raise ArtifactError(f"{source}: Program sections {sorted(images)} are not "
-                                f"{sorted(IMAGES)}")
         return cls(config=config, images=images, input=Tensor.from_dict(header["input"]),
                    output=Tensor.from_dict(header["output"]), layers=header["layers"],
-                   meta=header.get("meta", {}))
+                   meta=header["meta"])
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the container atomically; returns the path."""
@@ -214,9 +215,11 @@ class Program:
     def check_config(self, config: CoreConfig) -> None:
         """Raise ``ValueError`` unless this Program was built for ``config``."""
         if config.fingerprint() != self.fingerprint:
-            raise ValueError(f"Program was built for core {self.fingerprint} "
-                             f"({self.config.pe}, lanes {self.config.lanes}, simd "
-                             f"{self.config.simd}), not for core {config.fingerprint()}")
+            mine, theirs = self.config.to_dict(), config.to_dict()
+            differ = ", ".join(f"{k} {mine[k]!r} (the core has {theirs[k]!r})"
+                               for k in mine if k != "dsp" and mine[k] != theirs[k])
+            raise ValueError(f"Program was built for core {self.fingerprint}, not for core "
+                             f"{config.fingerprint()}: it needs {differ}")
 
     # ---------------------------------------------------------------- $readmemh
     def readmemh(self) -> dict[str, str]:
@@ -238,11 +241,167 @@ class Program:
         return paths
 
 
+class _Shown(str):
+    """A value shown as it is in a message (no quotes)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+_MISSING = _Shown("missing")
+
+
+class _HeaderCheck:
+    """The Program header against its schema: every field present, known, of its type and
+    in its range; images and tensors within the config's memories. One message template:
+    ``"<file>: Program header field <field> must be <allowed>, not <value>"``."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, field: str, value: object, allowed: str) -> ArtifactError:
+        text = repr(value)
+        if len(text) > 80:
+            text = text[:77] + "..."
+        what = f"field {field}" if field else "(the JSON text)"
+        return ArtifactError(f"{self.source}: Program header {what} must be {allowed}, "
+                             f"not {text}")
+
+    def record(self, obj: object, where: str, required: tuple[str, ...],
+               optional: tuple[str, ...] = ()) -> dict[str, Any]:
+        """``obj`` as a dict with every ``required`` key and no key outside both lists."""
+        if not isinstance(obj, dict):
+            raise self.fail(where, obj, "a JSON object")
+        for key in required:
+            if key not in obj:
+                raise self.fail(_join(where, key), _MISSING, "present")
+        known = required + optional
+        for key in obj:
+            if key not in known:
+                raise self.fail(_join(where, key), obj[key],
+                                f"left out (the fields are {', '.join(known)})")
+        return obj
+
+    def integer(self, obj: dict, key: str, where: str, lo: int = 0, hi: int | None = None,
+                allowed: str | None = None) -> int:
+        """``obj[key]``, a JSON integer (not a bool, float or string) in ``lo..hi``."""
+        value = obj[key]
+        if type(value) is not int or value < lo or (hi is not None and value > hi):
+            raise self.fail(_join(where, key), value, allowed or (
+                f"an integer in {lo}..{hi}" if hi is not None else f"an integer >= {lo}"))
+        return value
+
+    def typed(self, obj: dict, key: str, where: str, kind: type) -> Any:
+        value = obj[key]
+        if type(value) is not kind:
+            name = {str: "a string", dict: "a JSON object", list: "a JSON list"}[kind]
+            raise self.fail(_join(where, key), value, name)
+        return value
+
+    def check(self, header: object, payload_bytes: int) -> CoreConfig:
+        """Check ``header``; return its config."""
+        if isinstance(header, dict) and header.get("format", FORMAT) != FORMAT:
+            raise ArtifactError(f"{self.source}: not an hwq Program (format "
+                                f"{header['format']!r})")
+        h = self.record(header, "", HEADER_FIELDS)
+        self.integer(h, "format_version", "", FORMAT_VERSION, FORMAT_VERSION,
+                     f"{FORMAT_VERSION} (the version hwq {__version__} reads)")
+        self.typed(h, "hwq_version", "", str)
+        self.typed(h, "meta", "", dict)
+        config = self.config(h["config"])
+        if h["fingerprint"] != config.fingerprint():
+            raise self.fail("fingerprint", h["fingerprint"],
+                            f"{config.fingerprint()!r}, the fingerprint of the config")
+        for name in ("input", "output"):
+            self.tensor(h[name], name, config)
+        self.sections(h["sections"], config, payload_bytes)
+        layers = self.typed(h, "layers", "", list)
+        descs = next(s["words"] for s in h["sections"] if s["name"] == "desc")
+        if len(layers) != descs:
+            raise self.fail("layers", _Shown(f"{len(layers)} layers"),
+                            f"one layer per descriptor ({descs})")
+        for i, layer in enumerate(layers):
+            self.layer(layer, f"layers[{i}]")
+        return config
+
+    def config(self, obj: object) -> CoreConfig:
+        d = self.record(obj, "config", tuple(f.name for f in fields(CoreConfig)))
+        for key, choices in (("pe", PE_TYPES), ("dsp", DSP_KINDS)):
+            if not isinstance(d[key], str) or d[key] not in choices:
+                raise self.fail(f"config.{key}", d[key], f"one of {', '.join(choices)}")
+        probe = CoreConfig(pe=d["pe"])
+        for key in CoreConfig.INT_FIELDS:
+            self.integer(d, key, "config", *probe.int_range(key))
+        try:
+            return CoreConfig.from_dict(d)
+        except ValueError as exc:  # what no one field shows (lanes and simd must divide)
+            raise self.fail("config", d, f"a valid core config ({exc})") from None
+
+    def tensor(self, obj: object, where: str, config: CoreConfig) -> None:
+        t = self.record(obj, where, ("base", "chw", "ct", "shape"))
+        chw, shape = self.typed(t, "chw", where, list), self.typed(t, "shape", where, list)
+        if len(chw) != 3 or any(type(v) is not int or v < 1 for v in chw):
+            raise self.fail(f"{where}.chw", chw, "3 positive integers (C, H, W)")
+        if not shape or any(type(v) is not int or v < 1 for v in shape):
+            raise self.fail(f"{where}.shape", shape, "a list of positive integers")
+        if math.prod(shape) != math.prod(chw):
+            raise self.fail(f"{where}.shape", shape, f"a shape of {math.prod(chw)} values "
+                                                     f"(chw {chw})")
+        ct = -(-chw[0] // config.simd)
+        self.integer(t, "ct", where, ct, ct, f"{ct} (ceil(C / simd))")
+        words = chw[1] * chw[2] * ct
+        self.integer(t, "base", where, 0, config.act_depth - words,
+                     f"an integer in 0..{config.act_depth - words} (its {words} words within "
+                     f"the {config.act_depth}-word activation memory, config.act_depth)")
+
+    def sections(self, obj: object, config: CoreConfig, payload_bytes: int) -> None:
+        names = [s.get("name") if isinstance(s, dict) else None for s in obj] \
+            if isinstance(obj, list) else []
+        if not all(isinstance(n, str) for n in names) or sorted(names) != sorted(IMAGES):
+            raise self.fail("sections", obj, f"one entry for each of {', '.join(IMAGES)}")
+        for i, sec in enumerate(obj):  # first the sizes: the word widths depend on the depths
+            where = f"sections[{i}]"
+            self.record(sec, where, SECTION_FIELDS)
+            name = sec["name"]
+            depth = getattr(config, f"{name}_depth")
+            self.integer(sec, "words", where, 0, depth,
+                         f"at most {depth} (the {name} memory's depth, config.{name}_depth)")
+        memories = core_words(config).memories
+        for i, sec in enumerate(obj):
+            where = f"sections[{i}]"
+            chunks = memories[sec["name"]].chunks
+            self.integer(sec, "chunks", where, chunks, chunks,
+                         f"{chunks} (32-bit chunks of a {sec['name']} word of this config)")
+            nbytes = 4 * sec["words"] * chunks
+            self.integer(sec, "nbytes", where, nbytes, nbytes, f"{nbytes} (4 * words * chunks)")
+            self.integer(sec, "offset", where, 0, payload_bytes - nbytes,
+                         f"an integer in 0..{payload_bytes - nbytes} (within the "
+                         f"{payload_bytes} bytes of sections)")
+            self.integer(sec, "crc32", where, 0, 0xFFFFFFFF)
+
+    def layer(self, obj: object, where: str) -> None:
+        layer = self.record(obj, where, LAYER_FIELDS, LAYER_FACTS)
+        for key in ("name", "kind", "op"):
+            self.typed(layer, key, where, str)
+        self.integer(layer, "cycles", where)
+        for key in LAYER_FACTS:
+            if key in layer and key in LAYER_LISTS:
+                self.typed(layer, key, where, list)
+            elif key in layer:
+                self.integer(layer, key, where)
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
 def _pack_tensor(program: Program, t: Tensor, x: object, what: str) -> np.ndarray:
     xa = np.asarray(x)
     if xa.dtype.kind not in "iu":
         raise TypeError(f"{what} must be an integer array, not dtype {xa.dtype}")
     xa = xa.astype(np.int64)
+    if xa.ndim == 0 or xa.shape[0] == 0:
+        raise ValueError(f"{what} must hold at least one sample (N >= 1), not shape {xa.shape}")
     if xa.shape[1:] != t.shape:
         raise ValueError(f"{what} must have shape (N, {', '.join(map(str, t.shape))}), "
                          f"not {xa.shape}")

@@ -9,7 +9,6 @@ the fake-quant torch model, and the accuracy of the integer network run by the g
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import time
 from collections.abc import Callable, Mapping
@@ -25,13 +24,11 @@ from hwq.quant.base import QuantizedWeight, fold_batchnorm
 from hwq.quant.fakequant import CALIBRATIONS, FakeQuantModel
 from hwq.quant.integerize import fake_quant_model
 from hwq.quant.methods import get_method
+from hwq.workloads import WORKLOADS, get_workload
 from hwq.workloads.train import evaluate
 
 __all__ = ["WORKLOADS", "QuantizeResult", "load_workload", "quantize"]
 
-#: Named reference workloads: name -> module with ``pretrained(progress=...)`` and
-#: ``load_data()``.
-WORKLOADS: dict[str, str] = {"digits": "hwq.workloads.digits"}
 
 #: Settings of :func:`quantize` also handed to a method that declares a parameter of that name.
 _SHARED = ("act_bits", "calibration", "percentile")
@@ -130,11 +127,9 @@ class QuantizeResult:
 
 
 def load_workload(name: str, *, progress: bool = True) -> tuple[nn.Module, Any]:
-    """The pretrained model and data of a named workload (:data:`WORKLOADS`)."""
-    if name not in WORKLOADS:
-        raise ValueError(f"Unknown model {name!r}; allowed: {', '.join(WORKLOADS)}")
-    module = importlib.import_module(WORKLOADS[name])
-    return module.pretrained(progress=progress), module.load_data()
+    """The pretrained model and data of a named workload (:data:`hwq.workloads.WORKLOADS`)."""
+    workload = get_workload(name)
+    return workload.pretrained(progress=progress), workload.load_data()
 
 
 def quantize(
@@ -155,8 +150,9 @@ def quantize(
     Parameters
     ----------
     model : nn.Module or str
-        the float model (not modified), or a workload name of :data:`WORKLOADS`
-        (``"digits"``), which also supplies ``data``.
+        the float model (not modified), or a workload name of
+        :data:`hwq.workloads.WORKLOADS` (``"digits"``, ``"lenet5"``, ``"resnet8"``,
+        ``"sepnet"``), which also supplies ``data``.
     method : str, default "uniform"
         a name of :data:`hwq.quant.methods.METHODS`: ``uniform``, ``uniform-qat``,
         ``inq``, ``slq``, ``mlq``, ``tq``, ``joint``.

@@ -229,10 +229,16 @@ def _check_model_seeds(model_seeds: Sequence[int]) -> None:
 
 def _check_budgets(bits: Sequence[float], retrain_epochs: Sequence[int]) -> None:
     """The checks of :func:`quantize_tq`, made before any model is trained or quantized."""
+    from hwq.quant.tq import smallest_bits
+
+    need, weights = smallest_bits(digits.build_model(seed=0))  # the shapes, not the values
     for b in bits:
         if isinstance(b, bool) or not isinstance(b, int | float) or not (
                 math.isfinite(b) and 0 < b <= 8):
             raise ValueError(f"TQ average bits must be a number in (0, 8], not {b!r}")
+        if b * weights < need:
+            raise ValueError(f"TQ average bits must be at least {need / weights:.4g} for the "
+                             f"digits model (its smallest allocation), not {b!r}")
     for e in retrain_epochs:
         if isinstance(e, bool) or not isinstance(e, int) or e < 0:
             raise ValueError(f"Retrain epochs must be non-negative integers, not {e!r}")

@@ -4,6 +4,7 @@ Example::
 
     hwq quantize --model digits --method uniform --bits 4 -o net.safetensors
     hwq quantize --model digits --method uniform-qat --bits 2 --epochs 10 -o net.safetensors --json
+    hwq quantize --model my_net.py:build --data my_data.npz --method inq --bits 4 -o net.safetensors
 
 Prints the fp32 accuracy, the quantized accuracy of the integer network (run by the golden
 model), the weight storage and the compression ratio; ``--json`` prints them as one object.
@@ -16,8 +17,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
-from hwq.cli import emit
+from hwq.cli import check_output, emit
+from hwq.config import integer, positive_number
 from hwq.quant.api import WORKLOADS, quantize
 from hwq.quant.fakequant import CALIBRATIONS
 from hwq.quant.methods import METHODS, get_method
@@ -29,7 +32,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     methods = ", ".join(f"{name} ({m.bits[0]}..{m.bits[1]} bits)" if m.bits[0] != m.bits[1]
                         else f"{name} ({m.bits[0]} bits)" for name, m in METHODS.items())
     parser.add_argument("--model", default="digits", metavar="NAME",
-                        help=f"workload: {', '.join(WORKLOADS)} (default: digits)")
+                        help=f"a workload ({', '.join(WORKLOADS)}; default: digits) or your "
+                             "own model as path/to/file.py:function (returning an nn.Module, or "
+                             "a module and its data)")
+    parser.add_argument("--data", type=Path, default=None, metavar="FILE.npz",
+                        help="training and test data: x_train, y_train, x_test, y_test (or x, "
+                             "y, split 80/20); needed by a file model that returns no data")
     parser.add_argument("--method", default="uniform", metavar="METHOD",
                         help=f"one of: {methods} (default: uniform)")
     parser.add_argument("--bits", type=float, default=None,
@@ -37,33 +45,81 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "basis, e.g. 2.0; joint: the widest layer, optional)")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="FILE",
                         help="where to write the QuantizedNetwork (.safetensors)")
-    parser.add_argument("--act-bits", type=int, default=8, metavar="A",
+    parser.add_argument("--act-bits", type=integer(2, 16), default=8, metavar="A",
                         help="activation bit width, 2..16 (default: 8)")
-    parser.add_argument("--epochs", type=int, default=None, metavar="N",
+    parser.add_argument("--epochs", type=integer(1), default=None, metavar="N",
                         help="training epochs (retraining methods; default: the method's)")
-    parser.add_argument("--lr", type=float, default=None,
+    parser.add_argument("--lr", type=positive_number(), default=None,
                         help="learning rate (retraining methods; default: the method's)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--seed", type=integer(0), default=0, help="random seed (default: 0)")
     parser.add_argument("--calibration", default="max", metavar="C",
                         help=f"activation calibration: {', '.join(CALIBRATIONS)} (default: max)")
-    parser.add_argument("--percentile", type=float, default=99.99,
-                        help="percentile of |activation| for --calibration percentile "
-                             "(default: 99.99)")
+    parser.add_argument("--percentile", type=_percentile, default=None,
+                        help="percentile of |activation| for --calibration percentile, in "
+                             "(0, 100] (default: 99.99)")
     tq = parser.add_argument_group("tq (transform quantization)")
     tq.add_argument("--transform", default=None, choices=["elt", "klt", "identity"],
                     help="transform (default: elt)")
     tq.add_argument("--variant", default=None, choices=["row", "column"],
                     help="row (mixes input channels; default) or column")
-    tq.add_argument("--blocks", type=int, default=None, help="blocks per layer (default 16)")
-    tq.add_argument("--retrain-epochs", type=int, default=None, metavar="N",
+    tq.add_argument("--blocks", type=integer(1), default=None,
+                    help="blocks per layer (default 16)")
+    tq.add_argument("--retrain-epochs", type=integer(0), default=None, metavar="N",
                     help="STE retraining at the allocated depths (default 0)")
     joint = parser.add_argument_group("joint (sparsity and quantization under a size budget)")
-    joint.add_argument("--compression", type=float, default=None, metavar="X",
+    joint.add_argument("--compression", type=positive_number(), default=None, metavar="X",
                        help="target compression vs fp32 weights, e.g. 50 (indices included)")
-    joint.add_argument("--budget-bits", type=int, default=None, metavar="BITS",
+    joint.add_argument("--budget-bits", type=integer(1), default=None, metavar="BITS",
                        help="the size budget in bits instead of --compression")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bars on stderr")
+
+
+def resolve_model(spec: str, data_path: Path | None) -> tuple[Any, Any]:
+    """``(model or workload name, data or None)`` of ``--model`` and ``--data``, checked."""
+    from hwq.workloads.user import ArrayData, load_arrays, load_model
+
+    data = None
+    if data_path is not None:
+        data = load_arrays(data_path)
+        if not isinstance(data, ArrayData):
+            raise ValueError(f"--data {data_path} must be an .npz of x_train, y_train, x_test, "
+                             "y_test (or x, y), not an .npy of images")
+    if spec in WORKLOADS:
+        return spec, data
+    if not spec.partition(":")[0].endswith(".py"):
+        raise ValueError(f"Unknown model {spec!r}; allowed: {', '.join(WORKLOADS)} or "
+                         "path/to/file.py:function")
+    model, own = load_model(spec)
+    data = data if data is not None else own
+    if data is None:
+        raise ValueError(f"--model {spec} returns no data: give --data FILE.npz")
+    check_model_input(model, data.x_train[:2], spec)
+    return model, data
+
+
+def check_model_input(model: Any, x: Any, name: str) -> None:
+    """Run ``model`` on two images once: a shape mismatch is one clear message."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            model.eval()(x)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"Model {name} does not take the data's images of shape "
+                         f"{tuple(x.shape[1:])}: {first}") from None
+
+
+def _percentile(text: str) -> float:
+    """argparse type of ``--percentile``: a number in (0, 100]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 100:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 100], not {text!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,11 +128,13 @@ def run(args: argparse.Namespace) -> int:
     if args.bits is None and not method.bits_optional:
         raise ValueError(f"Method {args.method!r} needs --bits")
     bits = method.check_bits(args.method, args.bits)
-    if args.model not in WORKLOADS:
-        raise ValueError(f"Unknown model {args.model!r}; allowed: {', '.join(WORKLOADS)}")
+    model, data = resolve_model(args.model, args.data)
     if args.calibration not in CALIBRATIONS:
         raise ValueError(f"Calibration must be one of {', '.join(CALIBRATIONS)}, "
                          f"not {args.calibration!r}")
+    if args.percentile is not None and args.calibration != "percentile":
+        raise ValueError(f"--percentile applies to --calibration percentile, not "
+                         f"{args.calibration!r}")
     options = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr)) if v is not None}
     specific = {"tq": ("transform", "variant", "blocks", "retrain_epochs"),
                 "joint": ("compression", "budget_bits")}
@@ -97,17 +155,17 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{flags} {verb} only to retraining methods "
                          f"({', '.join(n for n, m in METHODS.items() if m.retrains)}), "
                          f"not {args.method!r}")
-    if args.output.is_dir():
-        raise IsADirectoryError(f"Output {args.output} is a directory; give a file name")
+    check_output(args.output, "-o/--output")
 
-    result = quantize(args.model, args.method, bits=bits, act_bits=args.act_bits,
+    result = quantize(model, args.method, bits=bits, act_bits=args.act_bits, data=data,
                       seed=args.seed, progress=args.progress, calibration=args.calibration,
-                      percentile=args.percentile, **options)
+                      percentile=99.99 if args.percentile is None else args.percentile,
+                      **options)
     result.network.meta["model"] = args.model
     path = save(result.network, args.output)
 
-    data = {"ok": result.output_mismatches == 0, "model": args.model, **result.to_dict(),
-            "output": str(path)}
+    report = {"ok": result.output_mismatches == 0, "model": args.model, **result.to_dict(),
+              "output": str(path)}
     kib = result.weight_bits_total / 8 / 1024
     text = "\n".join([
         f"{args.model}: {args.method}, "
@@ -125,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
             for layer, gains in result.info["coding_gain_db"].items())]
           if "coding_gain_db" in result.info else []),
     ])
-    emit(args, data, text)
+    emit(args, report, text)
     if result.output_mismatches:  # one JSON object with "ok": false, the error on stderr
         print(f"hwq quantize: error: the torch fake-quant model and the integer network "
               f"disagree on {result.output_mismatches} test images", file=sys.stderr)

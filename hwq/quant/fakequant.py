@@ -46,7 +46,7 @@ from torch import nn
 
 from hwq import ir
 from hwq.golden.eltwise import add_weights
-from hwq.golden.requant import multiplier_from_scale
+from hwq.golden.requant import multiplier_from_scale, requantize
 from hwq.quant.base import QuantizedWeight
 from hwq.quant.graph import INPUT, GraphModel, conv_padding
 
@@ -458,14 +458,19 @@ class QuantLayer(nn.Module):
 
 
 def requantize_torch(acc: torch.Tensor, rq: ir.Requant) -> torch.Tensor:
-    """:func:`hwq.golden.requantize` in torch int64, channel on axis 1 (bit-exact)."""
+    """:func:`hwq.golden.requantize` in torch int64, channel on axis 1 (bit-exact).
+
+    Products ``(acc + bias) * M`` beyond int64 go to :func:`hwq.golden.requantize` itself.
+    """
     shape = [1] * acc.dim()
     shape[1] = -1
     b, m, s = (torch.from_numpy(v).reshape(shape) for v in (rq.bias, rq.M, rq.S))
     t = acc.to(torch.int64) + b
     peak = int(t.abs().max()) if t.numel() else 0
     if peak > _INT64_MAX // int(rq.M.max()) and bool((t.abs() > _INT64_MAX // m).any()):
-        raise ValueError("Requant product (acc + bias) * M overflows 64 bits")
+        y = requantize(acc.to(torch.int64).cpu().numpy(), rq.bias, rq.M, rq.S,
+                       lo=rq.lo, hi=rq.hi)
+        return torch.from_numpy(y).to(acc.device)
     p = t * m
     half = p >> 1
     rounded = torch.bitwise_right_shift(

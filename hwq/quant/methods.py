@@ -44,6 +44,8 @@ class Method:
     fractional: bool = False
     #: ``bits`` may be omitted (joint: the size budget decides the widths)
     bits_optional: bool = False
+    #: the weight format of the network it gives (``"int"``, ``"pot"``, ``"codebook"``)
+    weights: str = "int"
 
     def load(self) -> Callable[..., dict]:
         """Import and return the implementing function."""
@@ -91,17 +93,20 @@ METHODS: dict[str, Method] = {
     "uniform-qat": Method("hwq.quant.uniform:quantize_uniform_qat", (2, 8), True,
                           "per-channel symmetric INT(b), quantization-aware training (STE)"),
     "inq": Method("hwq.quant.inq:quantize_inq", (2, 7), True,
-                  "incremental network quantization to powers of two (Zhou et al. 2017)"),
+                  "incremental network quantization to powers of two (Zhou et al. 2017)",
+                  weights="pot"),
     "slq": Method("hwq.quant.slq:quantize_slq", (2, 8), True,
-                  "single-level k-means weight sharing, loss-based partition (Xu et al. 2018)"),
+                  "single-level k-means weight sharing, loss-based partition (Xu et al. 2018)",
+                  weights="codebook"),
     "mlq": Method("hwq.quant.slq:quantize_mlq", (2, 2), True,
-                  "multi-level (ternary) quantization, layer by layer (Xu et al. 2018)"),
+                  "multi-level (ternary) quantization, layer by layer (Xu et al. 2018)",
+                  weights="codebook"),
     "tq": Method("hwq.quant.tq:quantize_tq", (1, 8), True,
                  "transform quantization: ELT/KLT basis, rate-distortion bit allocation "
                  "(Young et al. 2021)", fractional=True),
     "joint": Method("hwq.quant.joint:quantize_joint", (1, 7), True,
                     "joint sparsity-quantization by ADMM under a size budget "
-                    "(Yang et al. 2020)", bits_optional=True),
+                    "(Yang et al. 2020)", bits_optional=True, weights="codebook"),
 }
 
 

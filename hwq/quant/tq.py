@@ -506,6 +506,36 @@ class TQResult:
 # --- the method -----------------------------------------------------------------------------
 
 
+def smallest_bits(model: nn.Module, *, variant: str = "row", blocks: int = 16,
+                  basis_bits: int = 8) -> tuple[int, int]:
+    """``(bits, weights)``: the fewest storage bits any TQ allocation of ``model`` takes, from
+    its layer shapes alone, and its original weight count.
+
+    The allocation :func:`allocate` cannot go below: every block of an untransformed layer at
+    2 bits; a transformed layer's first block at 2 bits with its basis rows and its other
+    blocks at depth 0 (:func:`analyze_tq` keeps a channel per layer). The smallest average
+    ``bits`` target is ``bits / weights``.
+    """
+    check_variant(variant)
+    _check_positive_int("blocks", blocks)
+    total = weights = 0
+    for _, m in weight_layers(model):
+        weights += int(m.weight.numel())
+        mixed = _is_transformed(m, variant)
+        rows, size = as_vectors(m.weight.detach(), variant if mixed else "column").shape
+        plan = LayerPlan(
+            name="", variant=variant if mixed else "column",
+            transform=Transform("identity", np.eye(size), np.eye(size), np.zeros(size)),
+            has_basis=mixed, depths=BIT_DEPTHS if mixed else BIT_DEPTHS[1:],
+            blocks=list(np.array_split(np.arange(size), min(blocks, size))),
+            coef=np.zeros((rows, size)), weight_shape=tuple(m.weight.shape),
+            basis_bits=basis_bits)
+        for k in range(len(plan.blocks)):
+            allowed = [d for d in plan.depths if not (mixed and k == 0 and d == 0)]
+            total += min(plan.block_bits(k, d) for d in allowed)
+    return total, weights
+
+
 def _check_positive_int(name: str, value: object, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"TQ {name} must be an integer >= {minimum}, not {value!r}")
@@ -751,6 +781,12 @@ def quantize_tq(
             math.isfinite(bits) and 0 < bits <= 8):
         raise ValueError(f"TQ average bits must be a number in (0, 8], not {bits!r}")
     _check_positive_int("retrain epochs", retrain_epochs, 0)
+    need, weights = smallest_bits(model if analysis is None else analysis.folded,
+                                  variant=variant, blocks=blocks, basis_bits=basis_bits)
+    if bits * weights < need:  # before the analysis, which takes seconds
+        raise ValueError(f"TQ average bits must be at least {need / weights:.4g} for this "
+                         f"model (its smallest allocation, {need} bits for {weights} "
+                         f"weights), not {bits!r}")
     settings = dict(transform=transform, variant=variant, blocks=blocks, seed=seed,
                     calib_size=calib_size, probes=probes, damping=damping, grid=grid,
                     basis_bits=basis_bits, distortion=distortion)

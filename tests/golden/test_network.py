@@ -119,3 +119,44 @@ def test_quantize_input_rounds_half_even_and_clamps():
     assert golden.quantize_input(x, 1.0, 8).tolist() == [0, 2, 0, 2, 127, -128]
     with pytest.raises(ValueError, match="NaN or infinity"):
         golden.quantize_input([np.nan], 1.0, 8)
+
+
+@pytest.mark.parametrize("network, exc, message", [
+    (None, TypeError, "Network must be a hwq.ir.QuantizedNetwork, not NoneType"),
+    ("net.safetensors", TypeError, "Network must be a hwq.ir.QuantizedNetwork, not str"),
+])
+def test_run_refuses_what_is_not_a_network(network, exc, message):
+    with pytest.raises(exc) as info:
+        golden.run(network, np.zeros((1, 1, 4, 4), np.int64))
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("x", [np.zeros((0, 1, 4, 4), np.int64), np.int64(3)])
+def test_run_needs_at_least_one_sample(x):
+    net = QuantizedNetwork(input_shape=(1, 4, 4), act_bits=8, input_scale=1.0,
+                           ops=[_conv(), Flatten(name="f")])
+    with pytest.raises(ValueError) as info:
+        golden.run(net, x)
+    assert str(info.value) == ("Network input must hold at least one sample (N >= 1), not shape "
+                               f"{np.shape(x)}")
+
+
+@pytest.mark.parametrize("scale, act_bits, exc, message", [
+    (0, 8, ValueError, "Input scale must be a finite positive number, not 0"),
+    (-1.0, 8, ValueError, "Input scale must be a finite positive number, not -1.0"),
+    (float("nan"), 8, ValueError, "Input scale must be a finite positive number, not nan"),
+    (float("inf"), 8, ValueError, "Input scale must be a finite positive number, not inf"),
+    ("0.5", 8, TypeError, "Input scale must be a finite positive number, not '0.5'"),
+    (True, 8, TypeError, "Input scale must be a finite positive number, not True"),
+    (0.5, 1, ValueError, "Activation bit width must be an integer in 2..16, not 1"),
+    (0.5, 99, ValueError, "Activation bit width must be an integer in 2..16, not 99"),
+    (0.5, 8.0, TypeError, "Activation bit width must be an integer in 2..16, not 8.0"),
+])
+def test_quantize_input_refuses_bad_scale_and_width(scale, act_bits, exc, message):
+    with pytest.raises(exc) as info:
+        golden.quantize_input([1.0], scale, act_bits)
+    assert str(info.value) == message
+
+
+def test_quantize_input_takes_numpy_scalars():
+    assert golden.quantize_input([1.0, -3.0], np.float32(0.5), np.int64(4)).tolist() == [2, -6]

@@ -197,7 +197,8 @@ def test_a_program_without_last_descriptor_hangs_the_model_until_reset():
     device = GoldenDevice(program.config)
     # filler after the program: 1x1 pools of word 0 into word 1, forever
     device.memories["desc"][len(desc):] = lay.pack(1, kind=1, out_h=1, out_w=1, in_ct=1,
-                                                   out_base=1)
+                                                   out_base=1, kernel_h=1, kernel_w=1, in_h=1,
+                                                   in_w=1)
     with pytest.raises(DeviceTimeout):
         run(_load_infer(device, unterminated, x, timeout_s=0.02))
     assert device.read(ADDR.STATUS) == 1                      # BUSY, never DONE

@@ -276,6 +276,19 @@ def test_container_detects_corruption_and_versions(tmp_path):
         program.check_config(CoreConfig(pe="multiply", lanes=4))
 
 
+def test_activations_wider_than_the_core_are_named():
+    net = random_network(np.random.default_rng(0), act_bits=8)
+    with pytest.raises(ValueError) as info:
+        compile(net, _config("multiply", 8, 8, act_bits=4))
+    assert str(info.value) == ("Network activations of 8 bits are wider than the core's 4-bit "
+                               "activations (act_bits)")
+    # narrower activations run on a wider core
+    net4 = random_network(np.random.default_rng(0), act_bits=4)
+    x = random_inputs(np.random.default_rng(1), net4, 3)
+    np.testing.assert_array_equal(execute(compile(net4, _config("multiply", 8, 8)), x),
+                                  golden.run(net4, x))
+
+
 def test_readmemh_holds_every_word(tmp_path):
     net = random_network(np.random.default_rng(3), kind="pot", bits=4)
     program = compile(net, CoreConfig(pe="shift_add", lanes=4, simd=4))
@@ -339,3 +352,19 @@ def test_core_config_is_the_narrowest_that_runs_the_network():
         config = core_config(net, pe=pe, lanes=2, simd=2)
         x = random_inputs(rng, net, 2)
         np.testing.assert_array_equal(execute(compile(net, config), x), golden.run(net, x))
+
+
+def test_network_that_starts_with_flatten_takes_its_own_input_shape():
+    # issue 17: the Program's input is the network's input (1, 2, 2), not the flattened (4,)
+    rng = np.random.default_rng(8)
+    w = rng.integers(-8, 8, size=(3, 4))
+    rq = Requant(bias=np.zeros(3, np.int64), M=np.full(3, 1 << 20), S=np.full(3, 24),
+                 lo=-128, hi=127)
+    net = QuantizedNetwork(input_shape=(1, 2, 2), act_bits=8, input_scale=1.0, ops=[
+        Flatten(name="f"),
+        Linear(name="l", weight=w, spec=WeightSpec(kind="int", bits=np.array(4)), requant=rq)])
+    program = compile(net, CoreConfig(pe="multiply", lanes=2, simd=2))
+    assert program.input.shape == (1, 2, 2)
+    x = random_inputs(rng, net, 3)
+    assert x.shape == (3, 1, 2, 2)
+    np.testing.assert_array_equal(execute(program, x), golden.run(net, x))

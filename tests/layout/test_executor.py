@@ -5,6 +5,8 @@ import pytest
 
 import hwq.golden as golden
 from hwq.config import CoreConfig
+from hwq.golden.requant import M_MAX
+from hwq.ir import Linear, QuantizedNetwork, Requant, WeightSpec
 from hwq.layout import compile, execute
 from hwq.layout.executor import UnterminatedProgram, layer_cycles, run_images
 from hwq.testing import random_inputs, random_network
@@ -141,3 +143,46 @@ def test_a_layer_that_writes_a_word_it_reads_is_refused(pe, kind):
     bad = _with_out_base(program, images, 1, pos0)
     with pytest.raises(ValueError, match=rf"Descriptor 1: .*\(first: {pos0}\)"):
         run_images(program.config, bad, act.copy())
+
+
+def wide_requant_network() -> tuple[QuantizedNetwork, CoreConfig]:
+    """A Linear layer whose accumulators span 48 bits and whose M has 24 bits, and its core.
+
+    POT(6) weights +/-2**30, 16-bit activations, K = 4: ``acc`` reaches -2**47 and
+    2**47 - 4 * 2**30, so ``(acc + bias) * M`` needs up to 72 bits (beyond int64). ``S``
+    around the 32-bit boundary and at 62; some channels clamp, some do not.
+    """
+    e = 1 << 30
+    w = np.array([[e, e, e, e], [-e, -e, -e, e // 2], [e, -e, e, -e], [e, e, -e, 0],
+                  [-e, e, e, e], [e, 0, 0, -e], [-e, -e, e, 1], [e, e, e, -e]], dtype=np.int64)
+    rq = Requant(bias=np.array([(1 << 31) - 1, -(1 << 31), 12345, 0, -7, 1 << 30, 3, -1]),
+                 M=np.array([M_MAX, M_MAX, M_MAX - 2, 1 << 23, M_MAX, 11184811, M_MAX, 9]),
+                 S=np.array([62, 61, 56, 34, 33, 40, 32, 12]), lo=-(1 << 15), hi=(1 << 15) - 1)
+    op = Linear(name="wide", weight=w, spec=WeightSpec(kind="pot", bits=np.array(6)), requant=rq)
+    net = QuantizedNetwork(input_shape=(4,), act_bits=16, input_scale=1.0, ops=[op])
+    config = CoreConfig(pe="shift_add", lanes=4, simd=4, act_bits=16, weight_bits=6, acc_bits=48)
+    return net, config
+
+
+def wide_requant_inputs() -> np.ndarray:
+    lo, hi = -(1 << 15), (1 << 15) - 1
+    rng = np.random.default_rng(3)
+    return np.concatenate([np.array([[hi] * 4, [lo] * 4, [hi, lo, hi, lo], [lo, hi, lo, hi],
+                                     [0] * 4, [1, -1, 0, 0]]),
+                           rng.integers(lo, hi + 1, size=(10, 4))])
+
+
+def test_a_layer_whose_requant_product_exceeds_64_bits_runs_exactly():
+    # the compiler takes 48-bit accumulators and 24-bit M; the spec must compute the
+    # 72-bit product (acc + bias) * M exactly, and the executor must equal it
+    net, config = wide_requant_network()
+    program = compile(net, config)
+    x = wide_requant_inputs()
+    acc = golden.linear(x, net.ops[0].weight)
+    assert int(np.abs(acc).max()) == 1 << 47
+    rq = net.ops[0].requant
+    want = [[golden.requantize_reference(int(a), int(b), int(m), int(s), rq.lo, rq.hi)
+             for a, b, m, s in zip(row, rq.bias, rq.M, rq.S, strict=True)] for row in acc]
+    assert len({v for row in want for v in row}) > 20  # not all clamped
+    np.testing.assert_array_equal(golden.run(net, x), want)
+    np.testing.assert_array_equal(execute(program, x), want)

@@ -74,6 +74,22 @@ class Separable(nn.Module):
         return self.net(x)
 
 
+class Stubbed(nn.Module):
+    """QuantStub/DeQuantStub around a model, as torch.ao's eager quantization writes it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from torch.ao.quantization import DeQuantStub, QuantStub
+
+        self.quant, self.dequant = QuantStub(), DeQuantStub()
+        self.conv = nn.Conv2d(3, 4, (3, 1), padding="same")
+        self.fc = nn.Linear(4 * 6 * 6, 3)
+
+    def forward(self, x):
+        x = F.relu(self.conv(self.quant(x)))
+        return self.dequant(self.fc(torch.flatten(x, 1)))
+
+
 class KeywordSpotter(nn.Module):
     """A Conv1d net on (N, 10, 49) features: conv1d + BN1d + ReLU, max pool 1-D, a 'same'
     conv with an even kernel (asymmetric padding), a dilated conv, global average pool."""
@@ -110,6 +126,7 @@ MODELS = [
     ("resnet", lambda: TinyResNet(), (3, 12, 12)),
     ("separable", lambda: Separable(), (3, 16, 16)),
     ("kws", lambda: KeywordSpotter(), (10, 49)),
+    ("stubs", lambda: Stubbed(), (3, 6, 6)),
 ]
 
 

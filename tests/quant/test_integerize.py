@@ -396,6 +396,15 @@ def test_requantize_torch_matches_golden_on_edge_cases():
     expect = golden.requantize(acc, rq.bias, rq.M, rq.S, lo=rq.lo, hi=rq.hi)
     got = requantize_torch(torch.from_numpy(acc), rq).numpy()
     np.testing.assert_array_equal(got, expect)
+    # (acc + bias) * M beyond int64 (48-bit accumulators, 24-bit M): still the spec's values
+    wide = np.array([[(1 << 47) - 1, -(1 << 47), 1 << 46], [5, -5, 0]])
+    rq = ir.Requant(bias=np.array([7, -(1 << 31), 0]), M=np.full(3, (1 << 24) - 1),
+                    S=np.array([62, 40, 33]), lo=-(1 << 15), hi=(1 << 15) - 1)
+    got = requantize_torch(torch.from_numpy(wide), rq).numpy()
+    np.testing.assert_array_equal(got, [[golden.requantize_reference(int(a), int(b), int(m), int(s),
+                                                                     rq.lo, rq.hi)
+                                         for a, b, m, s in zip(row, rq.bias, rq.M, rq.S, strict=True)]
+                                        for row in wide])
 
 
 def test_save_load_round_trip_gives_identical_golden_outputs(uniform8, digits_data, tmp_path):

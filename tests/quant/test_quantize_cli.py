@@ -88,8 +88,10 @@ def test_text_result(cli, tmp_path):
      "--epochs applies only to retraining methods (uniform-qat, inq, slq, mlq, tq, joint), not 'uniform'"),
     (["--bits", "4", "--calibration", "kl"],
      "Calibration must be one of max, percentile, not 'kl'"),
-    (["--bits", "4", "--act-bits", "17"], "Activation bits must be an integer in 2..16, not 17"),
-    (["--bits", "4", "--model", "cifar"], "Unknown model 'cifar'; allowed: digits"),
+    (["--bits", "4", "--act-bits", "17"],
+     "argument --act-bits: must be an integer in 2..16, not '17' (see hwq quantize --help)"),
+    (["--bits", "4", "--model", "cifar"], "Unknown model 'cifar'; allowed: digits, lenet5, resnet8, sepnet or "
+                                      "path/to/file.py:function"),
 ])
 def test_bad_usage_exits_2_with_one_line(cli, tmp_path, argv, message):
     path = tmp_path / "net.safetensors"
@@ -109,10 +111,10 @@ def test_bad_usage_with_json(cli, tmp_path):
 
 
 def test_unparsable_bits_is_an_argparse_error(cli, tmp_path, capsys):
-    with pytest.raises(SystemExit) as info:
-        main(["quantize", "--bits", "four", "-o", str(tmp_path / "n.safetensors")])
-    assert info.value.code == 2
-    assert "argument --bits: invalid float value: 'four'" in capsys.readouterr().err
+    code = main(["quantize", "--bits", "four", "-o", str(tmp_path / "n.safetensors")])
+    assert code == 2
+    assert capsys.readouterr().err == ("hwq quantize: error: argument --bits: invalid float "
+                                       "value: 'four' (see hwq quantize --help)\n")
 
 
 def test_unavailable_method(cli, tmp_path, monkeypatch):
@@ -127,7 +129,8 @@ def test_unavailable_method(cli, tmp_path, monkeypatch):
 def test_output_directory_is_refused(cli, tmp_path):
     code, _, err = cli("--bits", "4", "-o", str(tmp_path))
     assert code == 2
-    assert err == f"hwq quantize: error: Output {tmp_path} is a directory; give a file name\n"
+    assert err == (f"hwq quantize: error: -o/--output {tmp_path}: cannot write there: it is a "
+                   "folder, not a file\n")
 
 
 def test_qat_through_the_cli(cli, tmp_path, digits_data):
@@ -179,9 +182,101 @@ def test_quantize_api_result(digits_model, digits_data):
     (["--method", "inq", "--bits", "4", "--transform", "klt"], "--transform applies only to --method tq, not 'inq'"),
     (["--method", "uniform", "--bits", "4", "--compression", "50"], "--compression applies only to --method joint, not 'uniform'"),
     (["--method", "joint"], "Method 'joint' needs --compression X or --budget-bits BITS"),
+    (["--bits", "4", "--percentile", "99"], "--percentile applies to --calibration percentile, not 'max'"),
+    (["--bits", "4", "--seed", "-1"], "argument --seed: must be an integer >= 0, not '-1' (see hwq quantize --help)"),
+    (["--bits", "4", "--act-bits", "99"], "argument --act-bits: must be an integer in 2..16, not '99' (see hwq quantize --help)"),
+    (["--bits", "4", "--calibration", "percentile", "--percentile", "0"], "argument --percentile: must be a number in (0, 100], not '0' (see hwq quantize --help)"),
+    (["--method", "uniform-qat", "--bits", "4", "--lr", "nan"], "argument --lr: must be a positive number, not 'nan' (see hwq quantize --help)"),
 ])
 def test_method_specific_options(cli, tmp_path, argv, message):
     code, out, err = cli(*argv, "-o", str(tmp_path / "n.safetensors"))
     assert code == 2
     assert err == f"hwq quantize: error: {message}\n"
     assert not (tmp_path / "n.safetensors").exists()
+
+
+USER_MODEL = """
+import numpy as np
+import torch
+from torch import nn
+
+
+class Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(2, 4, 3, padding=1)
+        self.b = nn.Conv2d(4, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        y = torch.relu(self.a(x))
+        y = torch.relu(y + self.b(y))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(y, 1), 1))
+
+
+def build():
+    torch.manual_seed(0)
+    return Residual().eval()
+
+
+def with_data():
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 2, 6, 6)).astype(np.float32)
+    return build(), {"x": x, "y": rng.integers(0, 3, 40)}
+
+
+def broken():
+    raise RuntimeError("no weights here")
+"""
+
+
+def test_your_own_model_file_and_data(cli, tmp_path):
+    (tmp_path / "mine.py").write_text(USER_MODEL)
+    rng = np.random.default_rng(1)
+    np.savez(tmp_path / "d.npz", x_train=rng.random((30, 2, 6, 6)).astype(np.float32),
+             y_train=rng.integers(0, 3, 30), x_test=rng.random((10, 2, 6, 6)).astype(np.float32),
+             y_test=rng.integers(0, 3, 10))
+    out = tmp_path / "net.safetensors"
+    code, stdout, err = cli("--model", f"{tmp_path / 'mine.py'}:build", "--data",
+                            str(tmp_path / "d.npz"), "--bits", "4", "-o", str(out), "--json",
+                            "--no-progress")
+    assert code == 0, err
+    result = json.loads(stdout)
+    assert result["ok"] is True and result["output_mismatches"] == 0
+    net = load(out)
+    assert [op.kind for op in net.ops] == ["conv2d", "conv2d", "add", "global_avgpool2d",
+                                          "flatten", "linear"]
+    # a function that returns its data needs no --data
+    code, stdout, err = cli("--model", f"{tmp_path / 'mine.py'}:with_data", "--bits", "4",
+                            "-o", str(out), "--json", "--no-progress")
+    assert code == 0, err
+    assert load(out).input_shape == (2, 6, 6)
+
+
+@pytest.mark.parametrize("model, data, message", [
+    ("{dir}/mine.py:build", None, "--model {dir}/mine.py:build returns no data: give "
+                                  "--data FILE.npz"),
+    ("{dir}/mine.py:nothing", None, "{dir}/mine.py has no function 'nothing'"),
+    ("{dir}/mine.py:broken", None, "{dir}/mine.py:broken() failed: RuntimeError: no weights "
+                                   "here"),
+    ("{dir}/none.py:build", None, "No model file at {dir}/none.py"),
+    ("resnet50", None, "Unknown model 'resnet50'; allowed: digits, lenet5, resnet8, sepnet or "
+                       "path/to/file.py:function"),
+    ("{dir}/mine.py:build", "bad.npz", "{dir}/bad.npz must hold x_train, y_train, x_test, "
+                                       "y_test (or x and y), not ['images']"),
+    ("{dir}/mine.py:build", "wrong.npz", "Model {dir}/mine.py:build does not take the data's "
+                                         "images of shape (3, 6, 6): "),
+])
+def test_your_own_model_refusals(cli, tmp_path, model, data, message):
+    (tmp_path / "mine.py").write_text(USER_MODEL)
+    np.savez(tmp_path / "bad.npz", images=np.zeros((4, 2, 6, 6)))
+    np.savez(tmp_path / "wrong.npz", x=np.zeros((10, 3, 6, 6), np.float32),
+             y=np.zeros(10, np.int64))
+    argv = ["--model", model.format(dir=tmp_path), "--bits", "4", "-o",
+            str(tmp_path / "o.safetensors")]
+    if data:
+        argv += ["--data", str(tmp_path / data)]
+    code, out, err = cli(*argv)
+    assert code == 2
+    assert err.startswith("hwq quantize: error: " + message.format(dir=tmp_path))
+    assert err.count("\n") == 1

@@ -304,6 +304,59 @@ def test_corrupted_manifest_json(saved):
     assert _load_error(saved).startswith("corrupted manifest (")
 
 
+def _edit_safetensors_header(path: Path, edit) -> None:
+    """Rewrite the raw safetensors header of ``path`` (JSON object -> JSON text), data kept."""
+    data = path.read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    text = edit(json.loads(data[8 : 8 + n]))
+    head = text.encode() if isinstance(text, str) else text
+    path.write_bytes(len(head).to_bytes(8, "little") + head + data[8 + n :])
+
+
+@pytest.mark.parametrize("old, new", [("I8", "F8_E5M2"), ("I8", "U8"), ("I8", "BOOL"),
+                                      ("I16", "BF16"), ("I16", "F16"), ("I32", "F32"),
+                                      ("I64", "U64")])
+def test_a_tensor_dtype_swapped_for_another_of_its_size(saved, old, new):
+    # the data offsets still fit: safetensors itself accepts the file
+    key = ""
+
+    def swap(header):
+        nonlocal key
+        key = next(k for k, v in sorted(header.items()) if k != "__metadata__"
+                   and v["dtype"] == old)
+        header[key]["dtype"] = new
+        return json.dumps(header)
+
+    if old == "I64":  # the digits network has no int64 tensor: make one
+        _rewrite(saved, tensors=lambda ts: ts.update({"ops.0.bias": ts["ops.0.bias"]
+                                                      .astype(np.int64)}))
+    _edit_safetensors_header(saved, swap)
+    assert _load_error(saved) == (f"tensor {key!r} has dtype {new!r}; an hwq network holds "
+                                  "only I8, I16, I32, I64 tensors")
+
+
+@pytest.mark.parametrize("where", ["header", "manifest"])
+def test_deeply_nested_json_is_an_artifact_error(saved, where):
+    deep = "[" * 200_000
+    if where == "header":
+        _edit_safetensors_header(saved, lambda header: '{"a": ' + deep)
+        expect = "corrupted safetensors header (JSON nested deeper than Python's parser allows)"
+    else:
+        data = saved.read_bytes()
+        saved.write_bytes(st_save(dict(st_load(data)), metadata={"hwq": deep}))
+        expect = "corrupted manifest (JSON nested deeper than Python's parser allows)"
+    assert _load_error(saved) == expect
+
+
+@pytest.mark.parametrize("network", [None, "net", {"ops": []}])
+def test_save_refuses_what_is_not_a_network(tmp_path, network):
+    with pytest.raises(TypeError) as info:
+        save(network, tmp_path / "n.safetensors")
+    assert str(info.value) == ("Network must be a hwq.ir.QuantizedNetwork, not "
+                               f"{type(network).__name__}")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_missing_file_is_not_an_artifact_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="No network file at"):
         load(tmp_path / "nothing.safetensors")
@@ -420,3 +473,19 @@ def test_unknown_format_version_says_how_to_remake(saved):
     assert message.endswith("a newer hwq wrote it: upgrade hwq")
     _rewrite(saved, manifest=lambda m: m.update(format_version=0))
     assert _load_error(saved).endswith("re-create the network with `hwq quantize`")
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_written_files_get_the_umask_permissions(digits_network, tmp_path, mask, mode):
+    import stat
+
+    from hwq.serialize import atomic_write
+
+    old = os.umask(mask)
+    try:
+        save(digits_network, tmp_path / "net.safetensors")
+        atomic_write(tmp_path / "sub" / "x.json", b"{}")
+    finally:
+        os.umask(old)
+    for path in (tmp_path / "net.safetensors", tmp_path / "sub" / "x.json"):
+        assert stat.S_IMODE(path.stat().st_mode) == mode

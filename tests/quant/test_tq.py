@@ -328,3 +328,24 @@ def test_format_tq_reports_flips_vs_fp32():
     assert lines[1].split()[-1] == "flips"
     assert lines[2].startswith("tq-elt 2b 0ep") and lines[2].split()[-1] == "3.0"
     assert lines[3].split()[-1] == "nan"  # results written before the flips existed
+
+
+def test_smallest_bits_from_the_shapes_is_the_smallest_allocation(digits_reference, digits_data,
+                                                                  analysis):
+    s = analysis.settings
+    need, weights = tq.smallest_bits(digits_reference, variant=s["variant"], blocks=s["blocks"],
+                                     basis_bits=s["basis_bits"])
+    assert weights == analysis.original_weights
+    assert need == allocation_bits(analysis.plans,
+                                   tq._choose(analysis.plans, analysis.curves, 1e40))
+    # an untrained model of the same shapes gives the same figure: no training needed
+    from hwq.workloads import digits
+
+    assert tq.smallest_bits(digits.build_model(seed=5), variant=s["variant"],
+                            blocks=s["blocks"], basis_bits=s["basis_bits"]) == (need, weights)
+    low = 0.9 * need / weights
+    with pytest.raises(ValueError) as info:
+        quantize_tq(digits_reference, digits_data, bits=low, progress=False, **FAST)
+    assert str(info.value) == (f"TQ average bits must be at least {need / weights:.4g} for this "
+                               f"model (its smallest allocation, {need} bits for {weights} "
+                               f"weights), not {low!r}")

@@ -50,6 +50,27 @@ def test_waivers_are_needed_and_nothing_else_is_waived(tmp_path):
     assert waiver_file().count("lint_off") == len(WAIVERS)
 
 
+@pytest.mark.sim
+@pytest.mark.parametrize("dsp", ["inferred", "ecp5"])
+def test_rtl_writes_the_waiver_file_your_own_verilator_lint_needs(dsp, tmp_path, capsys):
+    # without --lint: the folder alone lints clean with the user's own command line
+    import subprocess
+
+    from hwq.rtl.lint import verilator_executable
+
+    code = main(["rtl", "--pe", "multiply", "--lanes", "2", "--simd", "2", "--table-bits", "4",
+                 "--act-depth", "64", "--weight-depth", "64", "--param-depth", "16",
+                 "--desc-depth", "4", "--dsp", dsp, "-o", str(tmp_path), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert (tmp_path / "hwq_core.vlt").read_text() == waiver_file("hwq_core.v")
+    assert out["paths"]["waivers"] == str(tmp_path / "hwq_core.vlt")
+    assert ((tmp_path / "MULT18X18D.v").is_file()) == (dsp == "ecp5")
+    proc = subprocess.run([verilator_executable(), "--lint-only", "-Wall", "hwq_core.v",
+                           "hwq_core.vlt"], cwd=tmp_path, capture_output=True, text=True)
+    assert (proc.returncode, proc.stderr) == (0, "")
+
+
 def test_only_the_core_memories_carry_an_attribute():
     # no_rw_check (no read/write collision emulation in synthesis) on the four memories the
     # host fills while idle or a layer uses one ping-pong region of; nothing else but the

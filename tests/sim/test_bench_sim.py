@@ -6,6 +6,7 @@ simulate() call answers with set speeds, so the table's figures are known exactl
 
 from __future__ import annotations
 
+import importlib
 import re
 from types import SimpleNamespace
 
@@ -24,7 +25,8 @@ SPEEDS = {("compiled", 1): (900e3, 1000e3), ("compiled", 2): (1800e3, 990e3),
 def calls(monkeypatch):
     seen = []
 
-    def simulate(program, config, x, *, backend, jobs, progress, free_run_cycles):
+    def simulate(program, config, x, *, backend, jobs, progress, free_run, free_run_cycles):
+        assert free_run is True
         seen.append((backend, jobs, len(x), free_run_cycles))
         e2e, free = SPEEDS[backend, jobs]
         return SimpleNamespace(outputs=execute(program, x), sim_cycles_per_s=e2e,
@@ -36,7 +38,8 @@ def calls(monkeypatch):
         return SimpleNamespace(outputs=execute(program, x), cycles=[5000] * len(x),
                                run_seconds=50.0 * len(x))
 
-    monkeypatch.setattr("hwq.sim.simulate.simulate", simulate)
+    # the module, not hwq.sim.simulate (the package's re-export of the function)
+    monkeypatch.setattr(importlib.import_module("hwq.sim.simulate"), "simulate", simulate)
     monkeypatch.setattr("hwq.rtl.simulation.simulate_core", simulate_core)
     return seen
 

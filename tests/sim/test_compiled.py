@@ -169,7 +169,7 @@ def test_default_jobs_follow_the_cpus_and_the_batch(monkeypatch):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--jobs", "0"], "argument --jobs: must be a positive integer, not '0'"),
+    (["--jobs", "0"], "argument --jobs: must be an integer >= 1, not '0'"),
     (["--backend", "verilog"], "argument --backend: invalid choice: 'verilog'"),
     (["--backend", "cocotb", "--jobs", "2"],   # refused before quantizing
      "hwq flow: error: Jobs > 1 needs the compiled backend, not 'cocotb' (jobs=2)"),

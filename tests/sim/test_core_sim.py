@@ -142,13 +142,30 @@ def test_codebook_whose_zero_is_not_entry_0_on_the_core():
     assert sim.cycle_model_mismatches() == []
 
 
+@pytest.mark.sim
+def test_a_requant_product_beyond_64_bits_on_the_core():
+    # 48-bit accumulators, 24-bit M: golden, the executor and the core give the same values
+    from hwq.layout import execute
+    from tests.layout.test_executor import wide_requant_inputs, wide_requant_network
+
+    net, config = wide_requant_network()
+    program = compile_network(net, config)
+    x = wide_requant_inputs()
+    want = golden.run(net, x)
+    np.testing.assert_array_equal(execute(program, x), want)
+    sim = simulate(program, None, x, progress=False)
+    np.testing.assert_array_equal(sim.outputs, want)
+    assert sim.cycle_model_mismatches() == []
+    assert sim.free_run_cycles_per_s is None  # the speed check is opt-in
+
+
 def _hwq(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "hwq.cli", *args], capture_output=True,
                           text=True, timeout=900)
 
 
 def test_flow_cli_bit_for_bit():
-    proc = _hwq("flow", "--limit", "12", "--json", "--no-progress")
+    proc = _hwq("flow", "--limit", "12", "--json", "--no-progress", "--free-run")
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout)
     assert report["ok"] is True
@@ -175,13 +192,15 @@ def test_sim_cli_on_a_saved_network(tmp_path):
     assert report["mismatches"] == 0 and report["cycle_model_mismatches"] == []
     assert (report["backend"], report["jobs"]) == ("compiled", 2)
     assert report["core"]["pe"] == "shift_add"
+    assert report["free_run_cycles_per_s"] is None  # no --free-run
     x = np.random.default_rng(0).integers(-128, 128, size=(3, 3, 8, 8))
     assert report["outputs"] == golden.run(net, x).tolist()
 
 
 @pytest.mark.parametrize("args, message", [
     (("sim", "/nonexistent.safetensors"), "No network file at /nonexistent.safetensors"),
-    (("flow", "--limit", "0"), "--limit must be in 1..540, not 0"),
+    (("flow", "--limit", "0"), "argument --limit: must be an integer >= 1, not '0'"),
+    (("flow", "--limit", "541"), "--limit must be in 1..540, not 541"),
     (("flow", "--pe", "fpu"), "invalid choice: 'fpu'"),
 ])
 def test_cli_bad_usage(args, message):
@@ -216,7 +235,12 @@ def test_sim_cli_passes_backend_and_jobs(args, backend, jobs, tmp_path, monkeypa
             free_run_cycles_per_s=1000.0, verilog_lines=0, backend=kwargs["backend"],
             jobs=kwargs["jobs"] or 1)
 
-    monkeypatch.setattr("hwq.sim.simulate.simulate", fake)
+    import importlib
+
+    import hwq.sim
+
+    monkeypatch.setattr(hwq.sim, "simulate", fake)   # the package's re-export and the module's
+    monkeypatch.setattr(importlib.import_module("hwq.sim.simulate"), "simulate", fake)
     assert main(["sim", str(path), "--inputs", "random", "--limit", "2", "--json",
                  "--no-progress", *args]) == 0
     assert [(k["backend"], k["jobs"]) for k in seen] == [(backend, jobs)]

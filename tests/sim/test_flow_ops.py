@@ -3,7 +3,10 @@
 import numpy as np
 
 import hwq.ir as ir
+from hwq.config import CoreConfig
 from hwq.sim.flow import _network_ops
+
+CONFIG = CoreConfig(pe="bit_serial", lanes=2, simd=2, weight_bits=8)
 
 
 def _linear(w):
@@ -18,7 +21,7 @@ def test_counts_nonzero_macs_and_narrowest_code_bits():
     w = np.array([[1, -1, 0, 5, -8, 127]], dtype=np.int64)
     net = ir.QuantizedNetwork(input_shape=(6,), act_bits=8, input_scale=1.0, ops=[_linear(w)])
     # codes: 1 -> 01, -1 -> 1, 5 -> 0101, -8 -> 1000, 127 -> 01111111
-    assert _network_ops(net) == (5, 1 + 1 + 2 + 1 + 7)
+    assert _network_ops(net, CONFIG) == (5, 1 + 1 + 2 + 1 + 7)
 
 
 def test_conv_counts_every_output_position():
@@ -30,7 +33,7 @@ def test_conv_counts_every_output_position():
     conv = ir.Conv2d(name="c", weight=w, spec=ir.WeightSpec(kind="int", bits=np.asarray(4)),
                      requant=rq, padding=1)
     net = ir.QuantizedNetwork(input_shape=(1, 5, 5), act_bits=8, input_scale=1.0, ops=[conv])
-    assert _network_ops(net) == (25 * 2, 25 * 3)
+    assert _network_ops(net, CONFIG) == (25 * 2, 25 * 3)
 
 
 def test_flow_report_flag_adds_the_hardware_report(monkeypatch, capsys):
