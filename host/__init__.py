@@ -3,7 +3,8 @@
 :class:`Runtime` loads a :class:`~hwq.layout.program.Program` onto a core through a
 :class:`Device` and runs inferences (:class:`InferenceResult`). Devices: :class:`GoldenDevice`
 (the NumPy functional model, register for register), :class:`MmioDevice` (a board through
-mmap) and ``hwq.sim.device.SimDevice`` (the Verilated RTL inside cocotb; not imported here).
+mmap), ``hwq.sim.device.SimDevice`` (the Verilated RTL inside cocotb) and
+``hwq.sim.compiled.CompiledDevice`` (the Verilated RTL with a C++ host; neither imported here).
 Pure Python and NumPy: nothing here imports Amaranth or cocotb.
 """
 

@@ -6,8 +6,9 @@ for DONE, the cycle counters) is built on those two here, and a backend may over
 piece with a faster path (a simulator can wait on the interrupt line instead of polling).
 
 Backends: :class:`hwq.host.golden.GoldenDevice` (a NumPy model of the core),
-:class:`hwq.host.mmio.MmioDevice` (a board, through mmap), and ``hwq.sim.device.SimDevice``
-(the Verilated RTL inside cocotb).
+:class:`hwq.host.mmio.MmioDevice` (a board, through mmap), ``hwq.sim.device.SimDevice``
+(the Verilated RTL inside cocotb) and ``hwq.sim.compiled.CompiledDevice`` (the Verilated
+RTL with a C++ host, through ctypes).
 """
 
 from __future__ import annotations

@@ -10,9 +10,10 @@ golden
     the golden model's int8 conv 3x3 (64 -> 64 channels, 32x32, batch 8) against PyTorch's
     float32 conv on the same shapes.
 sim
-    simulation speed of the digits-shaped network on a core: Verilator end to end (host
-    runtime, bus transfers included) against the same build free-running, and against
-    Amaranth's Python simulator on the same config and program.
+    simulation speed on the digits test set and a VGG-small-like network
+    (:mod:`hwq.sim.bench_sim`): the compiled backend end to end in one process and with
+    ``--jobs`` workers, against its own free-running clock; cocotb end to end and
+    free-running; Amaranth's Python simulator.
 tq, joint
     Transform Quantization (accuracy vs average bits per transform, with and without
     retraining) and joint sparsity-quantization (accuracy vs compression ratio).
@@ -90,12 +91,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--batch", type=integer(1), default=8)
     g.add_argument("--channels", type=integer(1), default=64)
     g.add_argument("--size", type=integer(1), default=32, help="input height and width")
-    sm = sub.add_parser("sim", help="Verilator vs free-running vs Amaranth simulator speed")
+    sm = sub.add_parser("sim", help="simulation speed: compiled, cocotb, Amaranth, --jobs")
     sm.add_argument("--pe", default="shift_add", choices=["shift_add", "bit_serial", "multiply"])
-    sm.add_argument("--images", type=integer(1), default=64,
-                    help="inputs on Verilator (default 64)")
-    sm.add_argument("--amaranth-images", type=integer(1), default=1,
-                    help="inputs on Amaranth's simulator (default 1; it is slow)")
+    sm.add_argument("--images", type=integer(0, 540), default=540,
+                    help="digits test images per compiled run (default all 540; 0: skip)")
+    sm.add_argument("--large-images", type=integer(0), default=50,
+                    help="VGG-small-like 3x32x32 images per compiled run (default 50; 0: skip)")
+    sm.add_argument("--jobs", type=integer(2), default=2,
+                    help="worker processes of the parallel compiled runs (default 2)")
+    sm.add_argument("--repeats", type=integer(1), default=3,
+                    help="compiled runs of each kind, interleaved; medians (default 3)")
+    sm.add_argument("--amaranth-images", type=integer(0), default=1,
+                    help="digits images on Amaranth's simulator (default 1, about a minute; "
+                         "0: skip)")
     q = sub.add_parser("quant", help="accuracy table of the quantization methods on digits")
     q.add_argument("--bits", type=integer(2, 8), nargs="+", default=None,
                    help="weight bit widths (default 2 3 4 5; --quick: 3 4)")
@@ -125,7 +133,11 @@ def run(args: argparse.Namespace) -> int:
                               size=args.size)
         text = format_golden(result)
     elif args.bench == "sim":
-        result = bench_sim(pe=args.pe, images=args.images, amaranth_images=args.amaranth_images)
+        from hwq.sim.bench_sim import bench_sim, format_sim
+
+        result = bench_sim(pe=args.pe, images=args.images, large_images=args.large_images,
+                           jobs=args.jobs, repeats=args.repeats,
+                           amaranth_images=args.amaranth_images)
         text = format_sim(result)
     elif args.bench == "quant":
         from hwq.quant.bench_quant import (
@@ -251,75 +263,6 @@ def format_golden(r: dict[str, Any]) -> str:
     ])
 
 
-#: The digits CNN's shapes (hwq.workloads.digits), with random weights: speed does not depend
-#: on the values, and no training is needed.
-DIGITS_ARCH = (("conv", 16, 3, 1, 1, True), ("conv", 32, 3, 1, 1, True), ("pool",),
-               ("conv", 32, 3, 1, 1, True), ("pool",), ("flatten",), ("linear", 10, False))
-
-
-def bench_sim(*, pe: str = "shift_add", images: int = 64, amaranth_images: int = 1,
-              lanes: int = 8, simd: int = 8) -> dict[str, Any]:
-    """Cycles per second: Verilator end to end / free-running, and Amaranth's simulator."""
-    from hwq import golden
-    from hwq.config import CoreConfig
-    from hwq.layout.compiler import compile as compile_network
-    from hwq.rtl.simulation import simulate_core
-    from hwq.sim import simulate
-    from hwq.testing import random_inputs, random_network
-
-    for name, v in (("images", images), ("amaranth_images", amaranth_images)):
-        if not isinstance(v, int) or v < 1:
-            raise ValueError(f"Benchmark {name} must be a positive integer, not {v!r}")
-    kind = {"shift_add": "pot", "bit_serial": "int", "multiply": "int"}[pe]
-    rng = np.random.default_rng(0)
-    net = random_network(rng, kind=kind, bits=4, input_shape=(1, 8, 8), arch=DIGITS_ARCH)
-    program = compile_network(net, CoreConfig(pe=pe, lanes=lanes, simd=simd, weight_bits=4))
-    x = random_inputs(rng, net, images)
-    expected = golden.run(net, x)
-    sim = simulate(program, None, x, progress=True, free_run=True)
-    np.testing.assert_array_equal(sim.outputs, expected)
-    t0 = time.perf_counter()
-    ama = simulate_core(program, x[:amaranth_images], load="bulk")
-    ama_seconds = time.perf_counter() - t0
-    np.testing.assert_array_equal(ama.outputs, expected[:amaranth_images])
-    # Amaranth: the same work per image (bulk input load, START, wait, read-back)
-    ama_cycles = sum(ama.cycles)
-    ama_rate = ama_cycles / ama_seconds
-    return {
-        "bench": "sim",
-        "what": f"digits-shaped network, {pe} core {lanes}x{simd}, "
-                f"{program.cycles()} cycles per inference",
-        "reference": "same Verilog build free-running (one Timer, Python idle); Amaranth's "
-                     "Python simulator on the same config and program",
-        "verilator_images": images,
-        "verilator_end_to_end_cycles_per_s": sim.sim_cycles_per_s,
-        "verilator_free_run_cycles_per_s": sim.free_run_cycles_per_s,
-        "end_to_end_vs_free_run": sim.sim_cycles_per_s / sim.free_run_cycles_per_s,
-        "amaranth_images": amaranth_images,
-        "amaranth_core_cycles_per_s": ama_rate,
-        "amaranth_note": "counts only the core's compute cycles (CYCLES registers), so it "
-                         "flatters Amaranth; its wall time includes the bulk loads",
-        "verilator_vs_amaranth": sim.sim_cycles_per_s / ama_rate,
-        "goals": {"end_to_end_vs_free_run": 0.5, "verilator_vs_amaranth": 50},
-        "build_seconds": sim.build_seconds,
-        "build_cached": sim.build_cached,
-        "hwq_version": __version__,
-    }
-
-
-def format_sim(r: dict[str, Any]) -> str:
-    return "\n".join([
-        f"simulation benchmark: {r['what']}",
-        f"  Verilator end to end   {r['verilator_end_to_end_cycles_per_s'] / 1e3:9.1f} k cycles/s "
-        f"({r['verilator_images']} images through the host runtime)",
-        f"  Verilator free-running {r['verilator_free_run_cycles_per_s'] / 1e3:9.1f} k cycles/s",
-        f"  Amaranth simulator     {r['amaranth_core_cycles_per_s'] / 1e3:9.3f} k cycles/s "
-        f"({r['amaranth_images']} image)",
-        f"  end to end / free-running {r['end_to_end_vs_free_run']:.2f}x (goal >= 0.5), "
-        f"Verilator / Amaranth {r['verilator_vs_amaranth']:.0f}x (goal >= 50)",
-    ])
-
-
 # --------------------------------------------------------------------------- hwq bench all
 def _golden_section(*, full: bool, out_dir: Path, **_: Any) -> tuple[dict, str]:
     r = bench_golden(repeats=15)
@@ -327,7 +270,9 @@ def _golden_section(*, full: bool, out_dir: Path, **_: Any) -> tuple[dict, str]:
 
 
 def _sim_section(*, full: bool, out_dir: Path, **_: Any) -> tuple[dict, str]:
-    r = bench_sim(images=540 if full else 128)
+    from hwq.sim.bench_sim import bench_sim, format_sim
+
+    r = bench_sim(images=540, large_images=100 if full else 20, repeats=3 if full else 1)
     return r, format_sim(r)
 
 

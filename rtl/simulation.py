@@ -8,6 +8,7 @@ path for whole networks is Verilator, in ``hwq.sim``.)
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,11 +90,13 @@ async def axis_write(ctx, core: Core, memory: int, addr: int, words: np.ndarray)
 
 @dataclass
 class CoreRun:
-    """Result of :func:`simulate_core`: outputs ``(N, *shape)`` and per-run cycle counts."""
+    """Result of :func:`simulate_core`: outputs ``(N, *shape)`` and per-run cycle counts;
+    ``run_seconds`` is the wall time of the simulation itself (elaboration left out)."""
 
     outputs: np.ndarray
     cycles: list[int]
     layer_cycles: list[list[int]]
+    run_seconds: float = 0.0
 
 
 def simulate_core(program: Program, x: object, *, load: str = "init",
@@ -158,10 +161,13 @@ def simulate_core(program: Program, x: object, *, load: str = "init",
     sim = Simulator(core)
     sim.add_clock(1e-8)
     sim.add_testbench(testbench)
+    t0 = time.perf_counter()
     if vcd:
         with sim.write_vcd(vcd):
             sim.run()
     else:
         sim.run()
+    seconds = time.perf_counter() - t0
     outputs = program.unpack_output(np.stack(outs))
-    return CoreRun(outputs=outputs, cycles=cycles, layer_cycles=layer_cycles)
+    return CoreRun(outputs=outputs, cycles=cycles, layer_cycles=layer_cycles,
+                   run_seconds=seconds)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from hwq.config import DSP_KINDS, PE_TYPES, CoreConfig, integer
+from hwq.sim.simulate import add_arguments as add_simulate_arguments
 
 #: Most random inputs ``--limit`` takes (an int64 array of them is built up front).
 MAX_RANDOM_INPUTS = 100_000
@@ -42,6 +43,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="seed of --inputs random (default 0)")
     parser.add_argument("--waves", nargs="?", const="vcd", default=None, choices=["vcd", "fst"],
                         help="record a waveform (vcd, or fst)")
+    add_simulate_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--cache-dir", type=Path, default=None, help="Verilator build cache")
     parser.add_argument("--free-run", action="store_true",
@@ -83,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         config = replace(program.config, dsp=args.dsp) if args.dsp else program.config
     x = _inputs(args, program, network)
-    sim = simulate(program, config, x, waves=args.waves or False, progress=not args.no_progress,
+    sim = simulate(program, config, x, backend=args.backend, jobs=args.jobs,
+                   waves=args.waves or False, progress=not args.no_progress,
                    cache_dir=args.cache_dir, free_run=args.free_run)
     expected = golden.run(network, x) if network is not None else None
     mismatches = int((sim.outputs != expected).sum()) if expected is not None else None
@@ -101,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
         "model_layer_cycles": dict(zip(sim.layer_names, sim.model_layer_cycles.tolist(),
                                        strict=True)),
         "cycle_model_mismatches": bad_layers,
+        "backend": sim.backend,
+        "jobs": sim.jobs,
         "sim_cycles_per_s": sim.sim_cycles_per_s,
         "free_run_cycles_per_s": sim.free_run_cycles_per_s,
         "build_seconds": sim.build_seconds,
@@ -118,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
                  else "  (a Program alone: no golden network to compare with)")
     lines.append(f"  {sim.sim_cycles_per_s / 1e3:.0f} k cycles/s end to end"
                  + (f", {sim.free_run_cycles_per_s / 1e3:.0f} k free-running"
-                    if sim.free_run_cycles_per_s else ""))
+                    if sim.free_run_cycles_per_s else "")
+                 + f" ({sim.backend}, {sim.jobs} process{'es' if sim.jobs > 1 else ''})")
     if sim.waves_file:
         lines.append(f"  waveform: {sim.waves_file}")
     lines.append("ok" if ok else "FAILED")

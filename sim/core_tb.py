@@ -1,9 +1,10 @@
 """cocotb test that runs a Program on the Verilated ``hwq_core`` through the host runtime.
 
-Driven by :func:`hwq.sim.simulate.simulate` through the environment variable
+Driven by :func:`hwq.sim.simulate.simulate` through the environment variables
 ``HWQ_SIM_JOB``: a folder holding ``program.hwqp`` and ``inputs.npy``; the test writes
-``results.npz`` (outputs, cycle counters, timings) and ``progress`` (samples done) there.
-``HWQ_SIM_FREE_RUN=1`` also times :data:`FREE_RUN_CYCLES` free-running cycles.
+``results.npz`` (outputs, cycle counters, timings) and ``progress`` (samples done) there;
+and ``HWQ_SIM_FREE_RUN``: cycles of the free-running reference after the batch (unset or 0:
+none).
 """
 
 from __future__ import annotations
@@ -19,10 +20,6 @@ from cocotb.triggers import Timer
 from hwq.host.runtime import Runtime
 from hwq.layout.program import Program
 from hwq.sim.device import CLOCK_PERIOD_NS, SimDevice
-
-FREE_RUN_CYCLES = 200_000
-
-
 
 
 @cocotb.test()
@@ -48,7 +45,7 @@ async def run_program(dut) -> None:
     result = await rt.infer(x, progress=progress)
     t2, c2 = time.perf_counter(), get_sim_time("ns")
     # the same build with Python idle: one Timer over the free-running GPI clock
-    free_run = FREE_RUN_CYCLES if os.environ.get("HWQ_SIM_FREE_RUN") == "1" else 0
+    free_run = int(os.environ.get("HWQ_SIM_FREE_RUN") or 0)
     if free_run:
         await Timer(free_run * CLOCK_PERIOD_NS, unit="ns")
     t3 = time.perf_counter()

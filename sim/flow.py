@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hwq.config import DSP_KINDS, PE_TYPES, CoreConfig, integer
+from hwq.sim.simulate import add_arguments as add_simulate_arguments
 
 #: Default quantization method per PE type: a format that PE takes (bit_serial: INT weights,
 #: whose cycles scale with their 4 bits; codebook tables hold 8-bit entries, 8 planes).
@@ -46,6 +47,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="quantization seed (default 0)")
     parser.add_argument("--waves", nargs="?", const="vcd", default=None, choices=["vcd", "fst"],
                         help="record a waveform of the simulation (vcd, or fst)")
+    add_simulate_arguments(parser)
     parser.add_argument("--report", action="store_true",
                         help="also synthesize and place-and-route the core on ECP5 (Yosys, "
                              "nextpnr; minutes the first time, cached): area and routed Fmax")
@@ -77,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         method=args.method, bits=4 if args.bits is None else args.bits,
         network_path=args.network, pe=args.pe, lanes=args.lanes, simd=args.simd, dsp=args.dsp,
         limit=args.limit, seed=args.seed or 0,
-        waves=args.waves, free_run=args.free_run,
+        waves=args.waves, free_run=args.free_run, backend=args.backend, jobs=args.jobs,
         progress=not args.no_progress, cache_dir=args.cache_dir,
         log=lambda text: _say(args, text),
     )
@@ -124,23 +126,29 @@ def flow(
     seed: int = 0,
     waves: str | None = None,
     free_run: bool = False,
+    backend: str = "compiled",
+    jobs: int | None = None,
     progress: bool = True,
     cache_dir: Path | None = None,
     log=print,
 ) -> dict[str, Any]:
-    """Run the whole flow; returns the report (see :func:`format_report`)."""
+    """Run the whole flow; returns the report (see :func:`format_report`).
+
+    ``backend`` and ``jobs`` choose the simulator (:func:`hwq.sim.simulate.simulate`).
+    """
     from hwq import golden, serialize
     from hwq.layout.compiler import compile as compile_network
     from hwq.layout.compiler import core_config
     from hwq.quant.api import quantize
     from hwq.quant.methods import get_method
-    from hwq.sim import simulate
+    from hwq.sim.simulate import check_options, simulate
     from hwq.workloads import digits
 
     if pe not in PE_TYPES:
         raise ValueError(f"PE type must be one of {', '.join(PE_TYPES)}, not {pe!r}")
     if limit is not None and not 1 <= limit <= digits.TEST_SIZE:
         raise ValueError(f"--limit must be in 1..{digits.TEST_SIZE}, not {limit}")
+    check_options(backend=backend, jobs=jobs, waves=waves or False)
     if network_path is None:  # the method and its bits, before the model and the training
         method_name = method or DEFAULT_METHOD[pe]
         spec = get_method(method_name)
@@ -187,10 +195,11 @@ def flow(
     t0 = time.perf_counter()
     expected = golden.run(network, x)
     timings["golden_s"] = time.perf_counter() - t0
-    log(f"[3/4] Verilog -> Verilator (cached by hash) -> {n} images on the simulated core")
+    log(f"[3/4] Verilog -> Verilator (cached by hash) -> {n} images on the simulated core "
+        f"({backend} backend)")
     t0 = time.perf_counter()
-    sim = simulate(program, None, x, waves=waves or False, progress=progress,
-                   cache_dir=cache_dir, free_run=free_run)
+    sim = simulate(program, None, x, backend=backend, jobs=jobs, waves=waves or False,
+                   progress=progress, cache_dir=cache_dir, free_run=free_run)
     timings["simulate_s"] = time.perf_counter() - t0
     timings["build_s"] = sim.build_seconds
 
@@ -235,6 +244,8 @@ def flow(
                                   "nonzero weights' narrowest two's complement codes "
                                   "(bit_serial)",
         "utilization": utilization,
+        "backend": sim.backend,
+        "jobs": sim.jobs,
         "sim_cycles_per_s": sim.sim_cycles_per_s,
         "free_run_cycles_per_s": sim.free_run_cycles_per_s,
         "sim_vs_free_run": (sim.sim_cycles_per_s / sim.free_run_cycles_per_s
@@ -261,7 +272,8 @@ def format_report(r: dict[str, Any]) -> str:
         + f", {core['pe']} core {core['lanes']}x{core['simd']}, {r['images']} images",
         f"  fp32 accuracy            {r['fp32_accuracy']:6.2f} %",
         f"  golden integer accuracy  {r['golden_accuracy']:6.2f} %   (hwq.golden, NumPy)",
-        f"  simulated accuracy       {r['sim_accuracy']:6.2f} %   (Verilator, cycle-accurate)",
+        f"  simulated accuracy       {r['sim_accuracy']:6.2f} %   (Verilator, cycle-accurate; "
+        f"{r['backend']} backend)",
         f"  outputs differing        {r['mismatches']} of {r['outputs_compared']}",
         f"  cycles per inference     {r['cycles_per_inference']:.0f} "
         f"(cycle model {r['model_cycles_per_inference']}; per layer "
@@ -270,7 +282,8 @@ def format_report(r: dict[str, Any]) -> str:
         f"  MAC-array utilization    {r['utilization'] * 100:5.1f} %",
         f"  simulation speed         {r['sim_cycles_per_s'] / 1e3:.0f} k cycles/s end to end"
         + (f", {r['free_run_cycles_per_s'] / 1e3:.0f} k free-running "
-           f"({r['sim_vs_free_run']:.2f}x)" if r["free_run_cycles_per_s"] else ""),
+           f"({r['sim_vs_free_run']:.2f}x)" if r["free_run_cycles_per_s"] else "")
+        + f" ({r['backend']}, {r['jobs']} process{'es' if r['jobs'] > 1 else ''})",
         f"  time                     {t['total_s']:.1f} s (quantize {t['quantize_s']:.1f}, "
         f"build {t['build_s']:.1f}{' cached' if r['build_cached'] else ''}, "
         f"simulate {t['simulate_s']:.1f})",

@@ -1,30 +1,47 @@
 """``simulate()``: run a network or Program on the Verilated core, cycle-accurately.
 
-The core for ``config`` is generated (Amaranth -> Verilog), built with Verilator (cached by
-a hash of the Verilog and flags, so a second run of the same config does not rebuild), and
-the cocotb test :mod:`hwq.sim.core_tb` drives it through the host runtime
-(:class:`hwq.sim.device.SimDevice`): the Program's images go in over the bulk path once,
-then every input runs with one START while Python waits on the interrupt.
+The core for ``config`` is generated (Amaranth -> Verilog; the Verilog depends on the
+configuration only, the program's images are loaded through the bulk path) and built with
+Verilator, cached by a hash of the Verilog and flags, on one of two backends:
+
+``compiled`` (default)
+    the Verilated model plus a C++ host in one shared library (:mod:`hwq.sim.compiled`):
+    the host runtime (:class:`hwq.host.Runtime`) drives it through ctypes, the clock runs
+    in C++; ``jobs`` worker processes split the inputs (:mod:`hwq.sim.harness`).
+``cocotb``
+    the cocotb test :mod:`hwq.sim.core_tb` drives the same runtime through cocotbext-axi
+    (:class:`hwq.sim.device.SimDevice`): the protocol-checked path, several times slower.
+
+Either way the Program's images go in over the bulk path once, then every input runs with
+one START while the host waits on the interrupt; both give the same outputs and counters.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hwq.config import CoreConfig
+from hwq.config import CoreConfig, integer
 from hwq.errors import CheckFailed
 from hwq.ir import QuantizedNetwork
 from hwq.layout.program import Program
+from hwq.sim.harness import FREE_RUN_CYCLES
 
 #: Verilator flags of the core build: two compile jobs.
 BUILD_ARGS = ("-j", "2")
+#: The simulation backends, the default first.
+BACKENDS = ("compiled", "cocotb")
+#: Simulated cycles that make one more worker process worth its start-up (about 1 s).
+CYCLES_PER_JOB = 1_000_000
 
 
 @dataclass
@@ -41,10 +58,12 @@ class SimResult:
     load_seconds: float
     infer_seconds: float
     infer_cycles: int               # simulated cycles of the inference phase (bus + compute)
-    free_run_cycles_per_s: float | None  # same build, Python idle, one Timer (free_run=True)
+    free_run_cycles_per_s: float | None  # same build, no transactions (free_run; jobs > 1: mean)
     verilog_lines: int
     test_dir: str | None = None
     waves_file: str | None = None
+    backend: str = "cocotb"
+    jobs: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -62,11 +81,14 @@ def simulate(
     config: CoreConfig | None,
     inputs: object,
     *,
+    backend: str = "compiled",
+    jobs: int | None = None,
     waves: bool | str = False,
     progress: bool = True,
     cache_dir: str | Path | None = None,
     timeout_s: float | None = None,
     free_run: bool = False,
+    free_run_cycles: int | None = None,
 ) -> SimResult:
     """Run ``inputs`` (``(N, *input_shape)`` integers) through the simulated core.
 
@@ -76,22 +98,39 @@ def simulate(
         a network is compiled for ``config`` first.
     config : CoreConfig, optional
         the core; a Program carries its own (``None`` or equal to it).
+    backend : {"compiled", "cocotb"}
+        the C++ harness (fast) or cocotb (protocol-checked); see the module docstring.
+    jobs : int, optional
+        worker processes of the compiled backend, each with its own model and a
+        contiguous range of the inputs (outputs stay in input order). Default
+        (:func:`default_jobs`): the usable CPUs, fewer when the batch is too short to pay
+        for them, 1 with ``waves``; ``1`` runs in this process.
     waves : bool or {"vcd", "fst"}
         record a waveform of the run (kept in ``result.waves_file``); FST needs the lz4 and
-        zlib headers, ``"vcd"`` works everywhere.
+        zlib headers, ``"vcd"`` works everywhere. One process only (``jobs`` 1).
     progress : bool
         a progress bar on stderr.
+    timeout_s : float, optional
+        wall-clock limit of the simulator (cocotb) or of the worker processes
+        (``jobs`` > 1); every inference is also bounded by the cycle model plus
+        :data:`hwq.host.runtime.TIMEOUT_SLACK_CYCLES` cycles.
     free_run : bool
-        after the inputs, also time the same build running :data:`hwq.sim.core_tb.FREE_RUN_CYCLES`
-        cycles with Python idle (``result.free_run_cycles_per_s``, else ``None``): the speed
-        the host-runtime overhead is measured against.
+        also time the same build free-running, no transactions (compiled: half before the
+        inputs, half after; cocotb: after, Python idle): ``result.free_run_cycles_per_s``,
+        else ``None``, the speed the host's overhead is measured against.
+    free_run_cycles : int, optional
+        cycles of that reference; default :data:`hwq.sim.harness.FREE_RUN_CYCLES`.
     """
     from hwq.layout.compiler import compile as compile_network
-    from hwq.rtl.dsp import write_sim_models
-    from hwq.rtl.generate import TOP, cached_generate
-    from hwq.rtl.lint import waiver_file
-    from hwq.sim import build as sim_build
+    from hwq.rtl.generate import cached_generate
 
+    check_options(backend=backend, jobs=jobs, waves=waves)
+    free_run_cycles = FREE_RUN_CYCLES if free_run_cycles is None else free_run_cycles
+    if isinstance(free_run_cycles, bool) or not isinstance(free_run_cycles, int) \
+            or free_run_cycles < 1:
+        raise ValueError(f"Free-running cycles must be a positive integer, not "
+                         f"{free_run_cycles!r}")
+    free_run_cycles = free_run_cycles if free_run else 0
     if isinstance(network_or_program, Program):
         program = network_or_program
         if config is not None:
@@ -108,66 +147,175 @@ def simulate(
     x = program.pack_input(inputs)  # validates shape and range before the slow steps
     n = x.shape[0]
     x = np.asarray(inputs, dtype=np.int64)
+    if jobs is None:
+        jobs = 1 if waves or backend != "compiled" else default_jobs(n, program.cycles())
+    wave_kind = {True: "fst", False: None}.get(waves, waves) if waves else None
 
     verilog = cached_generate(config, cache_dir=cache_dir)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="hwq-sim-") as tmp:
         job = Path(tmp)
-        source = job / f"{TOP}.v"
-        source.write_text(verilog)
-        waivers = job / "hwq_waivers.vlt"  # the lint waivers of generated code (hwq.rtl.lint)
-        waivers.write_text(waiver_file(source.name))
-        wave_kind = {True: True, False: None}.get(waves, waves) if waves else None
-        models = write_sim_models(verilog, job)  # behavioural DSP blocks (dsp="ecp5")
-        build = sim_build.build([source, waivers, *models], TOP, build_args=BUILD_ARGS,
-                                waves=wave_kind, cache_dir=cache_dir)
-        build_seconds = time.perf_counter() - t0
-        program.save(job / "program.hwqp")
-        np.save(job / "inputs.npy", x)
-        result_box: dict[str, Any] = {}
+        sources = _write_sources(verilog, job)
+        run = _simulate_compiled if backend == "compiled" else _simulate_cocotb
+        result = run(program, x, sources=sources, job=job, jobs=jobs, waves=wave_kind,
+                     progress=progress, cache_dir=cache_dir, timeout_s=timeout_s, t0=t0,
+                     free_run_cycles=free_run_cycles)
+    result.verilog_lines = verilog.count("\n")
+    return result
 
-        def target() -> None:
-            try:
-                result_box["result"] = sim_build.run_tests(
-                    build, "hwq.sim.core_tb",
-                    extra_env={"HWQ_SIM_JOB": str(job), "HWQ_SIM_FREE_RUN": str(int(free_run))},
-                    waves=bool(waves), timeout=timeout_s,
-                    test_dir=job / "run" if waves else None)
-            except BaseException as exc:  # re-raised in the caller's thread
-                result_box["error"] = exc
 
-        thread = threading.Thread(target=target, daemon=True)
-        thread.start()
-        _follow(thread, job / "progress", n, progress)
-        if "error" in result_box:
-            raise result_box["error"]
-        run = result_box["result"]
-        if not run.ok:
-            detail = "; ".join(run.failures) or run.error or "no result"
-            log = f" (log: {run.log_file})" if run.log_file else ""
-            raise CheckFailed(f"simulation failed: {detail}{log}")
-        r = np.load(job / "results.npz")
-        waves_file = None
-        if waves and run.waves_file is not None:
-            keep = Path(tempfile.mkdtemp(prefix="hwq-waves-")) / Path(run.waves_file).name
-            Path(run.waves_file).replace(keep)
-            waves_file = str(keep)
-        return SimResult(
-            outputs=r["outputs"],
-            cycles=r["cycles"],
-            layer_cycles=r["layer_cycles"],
-            model_layer_cycles=r["model_layer_cycles"],
-            layer_names=[str(layer["name"]) for layer in program.layers],
-            build_seconds=build_seconds,
-            build_cached=bool(build.cached),
-            load_seconds=float(r["load_seconds"]),
-            infer_seconds=float(r["infer_seconds"]),
-            infer_cycles=int(r["infer_cycles"]),
-            free_run_cycles_per_s=(float(r["free_run_cycles"]) / float(r["free_run_seconds"])
-                                   if free_run else None),
-            verilog_lines=verilog.count("\n"),
-            waves_file=waves_file,
-        )
+def check_options(*, backend: str, jobs: int | None, waves: bool | str) -> None:
+    """Raise ``ValueError`` for a backend, jobs and waves that :func:`simulate` refuses."""
+    if backend not in BACKENDS:
+        raise ValueError(f"Backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise ValueError(f"Jobs must be a positive integer, not {jobs!r}")
+    if jobs is not None and jobs > 1 and backend != "compiled":
+        raise ValueError(f"Jobs > 1 needs the compiled backend, not {backend!r} (jobs={jobs})")
+    if jobs is not None and jobs > 1 and waves:
+        raise ValueError(f"Waves record one process: use jobs=1, not jobs={jobs}")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--backend`` and ``--jobs`` (``hwq sim``, ``hwq flow``)."""
+    parser.add_argument("--backend", choices=BACKENDS, default=BACKENDS[0],
+                        help="compiled: the Verilated core with a C++ host (default); cocotb: "
+                             "cocotb and cocotbext-axi on the same Verilog (slower)")
+    parser.add_argument("--jobs", type=integer(1), default=None, metavar="N",
+                        help="worker processes of the compiled backend, each simulating a "
+                             "share of the images (default: the CPUs, fewer for short batches)")
+
+
+def default_jobs(images: int, cycles_per_image: int) -> int:
+    """Worker processes for a batch: the usable CPUs, at most one per image and one per
+    :data:`CYCLES_PER_JOB` simulated cycles (a worker's start-up must pay for itself)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cpus or 1, images, images * cycles_per_image // CYCLES_PER_JOB))
+
+
+def _write_sources(verilog: str, job: Path) -> list[Path]:
+    """The core's Verilog, its lint waivers and the DSP models, written into ``job``."""
+    from hwq.rtl.dsp import write_sim_models
+    from hwq.rtl.generate import TOP
+    from hwq.rtl.lint import waiver_file
+
+    source = job / f"{TOP}.v"
+    source.write_text(verilog)
+    waivers = job / "hwq_waivers.vlt"  # the lint waivers of generated code (hwq.rtl.lint)
+    waivers.write_text(waiver_file(source.name))
+    models = write_sim_models(verilog, job)  # behavioural DSP blocks (dsp="ecp5")
+    return [source, waivers, *models]
+
+
+def _keep_waves(path: Path) -> str:
+    keep = Path(tempfile.mkdtemp(prefix="hwq-waves-")) / path.name
+    path.replace(keep)
+    return str(keep)
+
+
+def _simulate_compiled(program: Program, x: np.ndarray, *, sources: Sequence[Path], job: Path,
+                       jobs: int, waves: str | None, progress: bool,
+                       cache_dir: str | Path | None, timeout_s: float | None,
+                       t0: float, free_run_cycles: int) -> SimResult:
+    from tqdm import tqdm
+
+    from hwq.sim import compiled, harness
+
+    build = compiled.build(sources, waves=waves, cache_dir=cache_dir)
+    build_seconds = time.perf_counter() - t0
+    n = x.shape[0]
+    trace = job / f"dump.{waves}" if waves else None
+    with tqdm(total=n, desc="simulate", unit="img", disable=not progress, leave=False) as bar:
+        if jobs == 1:
+            run = harness.run_batch(build.library, program, x, waves=trace,
+                                    free_run_cycles=free_run_cycles,
+                                    progress=lambda i: bar.update(i + 1 - bar.n))
+        else:
+            run = harness.run_parallel(build.library, program, x, jobs,
+                                       free_run_cycles=free_run_cycles,
+                                       progress=lambda done: bar.update(done - bar.n),
+                                       timeout_s=timeout_s)
+    return SimResult(
+        outputs=run.outputs,
+        cycles=run.cycles,
+        layer_cycles=run.layer_cycles,
+        model_layer_cycles=np.array([int(layer["cycles"]) for layer in program.layers],
+                                    dtype=np.int64),
+        layer_names=[str(layer["name"]) for layer in program.layers],
+        build_seconds=build_seconds,
+        build_cached=build.cached,
+        load_seconds=run.load_seconds,
+        infer_seconds=run.infer_seconds,
+        infer_cycles=run.infer_cycles,
+        free_run_cycles_per_s=(run.free_run_cycles / run.free_run_seconds
+                               if run.free_run_cycles else None),
+        verilog_lines=0,
+        waves_file=_keep_waves(trace) if trace is not None else None,
+        backend="compiled",
+        jobs=max(1, len(run.workers)),
+        extra={"load_cycles": run.load_cycles, "infer_cpu_seconds": run.infer_cpu_seconds,
+               "workers": run.workers},
+    )
+
+
+def _simulate_cocotb(program: Program, x: np.ndarray, *, sources: Sequence[Path], job: Path,
+                     jobs: int, waves: str | None, progress: bool,
+                     cache_dir: str | Path | None, timeout_s: float | None,
+                     t0: float, free_run_cycles: int) -> SimResult:
+    from hwq.rtl.generate import TOP
+    from hwq.sim import build as sim_build
+
+    n = x.shape[0]
+    build = sim_build.build(list(sources), TOP, build_args=BUILD_ARGS,
+                            waves=waves, cache_dir=cache_dir)
+    build_seconds = time.perf_counter() - t0
+    program.save(job / "program.hwqp")
+    np.save(job / "inputs.npy", x)
+    result_box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            result_box["result"] = sim_build.run_tests(
+                build, "hwq.sim.core_tb",
+                extra_env={"HWQ_SIM_JOB": str(job), "HWQ_SIM_FREE_RUN": str(free_run_cycles)},
+                waves=bool(waves), timeout=timeout_s,
+                test_dir=job / "run" if waves else None)
+        except BaseException as exc:  # re-raised in the caller's thread
+            result_box["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    _follow(thread, job / "progress", n, progress)
+    if "error" in result_box:
+        raise result_box["error"]
+    run = result_box["result"]
+    if not run.ok:
+        detail = "; ".join(run.failures) or run.error or "no result"
+        log = f" (log: {run.log_file})" if run.log_file else ""
+        raise CheckFailed(f"simulation failed: {detail}{log}")
+    r = np.load(job / "results.npz")
+    waves_file = None
+    if waves and run.waves_file is not None:
+        waves_file = _keep_waves(Path(run.waves_file))
+    return SimResult(
+        outputs=r["outputs"],
+        cycles=r["cycles"],
+        layer_cycles=r["layer_cycles"],
+        model_layer_cycles=r["model_layer_cycles"],
+        layer_names=[str(layer["name"]) for layer in program.layers],
+        build_seconds=build_seconds,
+        build_cached=bool(build.cached),
+        load_seconds=float(r["load_seconds"]),
+        infer_seconds=float(r["infer_seconds"]),
+        infer_cycles=int(r["infer_cycles"]),
+        free_run_cycles_per_s=(float(r["free_run_cycles"]) / float(r["free_run_seconds"])
+                               if free_run_cycles else None),
+        verilog_lines=0,
+        waves_file=waves_file,
+        backend="cocotb",
+        jobs=1,
+        extra={"load_cycles": int(r["load_cycles"])},
+    )
 
 
 def _follow(thread: threading.Thread, progress_file: Path, total: int, show: bool) -> None:

@@ -32,6 +32,17 @@ def test_parts_import_under_one_namespace():
     assert Path(importlib.import_module("hwq.host").__file__).parent.name == "host"
 
 
+def test_every_data_file_is_package_data():
+    # a non-editable install carries only the declared data files (the C++ of hwq.sim)
+    package_dir, _ = _declared()
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    declared = {(name, f) for name, files in cfg.get("package-data", {}).items() for f in files}
+    found = set()
+    for name, folder in package_dir.items():
+        for path in (ROOT / folder).iterdir():
+            if path.is_file() and path.suffix not in (".py", ".pyc"):
+                found.add((name, path.name))
+    assert found == declared == {("hwq.sim", "hwq_harness.cpp")}
 def test_public_names():
     from hwq.layout import compiler, core_config
     from hwq.sim import SimResult, simulate

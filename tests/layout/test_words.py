@@ -101,3 +101,18 @@ def test_doctests(name):
     import importlib
     result = doctest.testmod(importlib.import_module(name))
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_c_header_has_every_offset_mask_and_memory_id():
+    import re
+
+    text = regmap.c_header()
+    defines = {name: int(value, 16) if value.startswith("0x") else int(value)
+               for name, value in re.findall(r"^#define (HWQ_\w+) (0x[0-9a-f]+|\d+)u$", text,
+                                             re.M)}
+    expected = {"HWQ_CORE_ID": regmap.CORE_ID, "HWQ_MAP_VERSION": regmap.version_word()}
+    expected |= {f"HWQ_REG_{r.name}": r.offset for r in regmap.REGISTERS}
+    expected |= {f"HWQ_BIT_{k}": v for k, v in vars(regmap.BIT).items()}
+    expected |= {f"HWQ_MEM_{k.upper()}": v for k, v in vars(regmap.MEM).items()}
+    assert defines == expected
+    assert text.startswith("/* hwq core registers") and text.rstrip().endswith("#endif")

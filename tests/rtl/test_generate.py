@@ -93,6 +93,15 @@ def test_program_preload_inline_and_readmemh(tmp_path):
     inline = generate(cfg, program=program)
     assert "weight_mem[0] = " in inline and "$readmemh" not in inline
     assert "act_mem[0] = " not in inline                  # all-zero memories: no initializer
+    for name in ("desc", "weight", "param"):              # exactly the image, word by word
+        found = {int(i): int(v, 16) for i, v in re.findall(
+            rf"^    {name}_mem\[(\d+)\] = \d+'h([0-9a-f]+);$", inline, re.M)}
+        lay = program.words.memories[name]
+        assert found == dict(enumerate(lay.to_ints(program.images[name])))
+    # the images are written into the text: the rest is the Verilog of the empty core
+    bare = generate(cfg)
+    assert re.sub(r"  initial begin\n(    \w+\[\d+\] = [^\n]*\n)*  end\n", "",
+                  inline) == bare
     summary = write(cfg, tmp_path, program=program, readmemh=True)
     verilog = (tmp_path / "hwq_core.v").read_text()
     for name in ("desc", "weight", "param"):
@@ -114,3 +123,40 @@ def test_cli_refuses_a_program_for_another_core(tmp_path, capsys):
 def test_cli_bad_config_is_a_usage_error(tmp_path, capsys):
     assert main(["rtl", "--pe", "multiply", "--lanes", "3", "-o", str(tmp_path)]) == 2
     assert "Lanes and SIMD width must divide one another" in capsys.readouterr().err
+
+
+def test_generation_does_not_grow_with_memory_depth():
+    # Amaranth writes a memory's initial value bit by bit, zeros included: 256 k words of
+    # the 8x8 core's weights were a 76 M-character constant and minutes of generation
+    from amaranth.back import rtlil
+
+    from hwq.rtl.core import Core
+    from hwq.rtl.generate import _no_zero_meminit
+
+    texts = {}
+    for depth in (4096, 262144):
+        with _no_zero_meminit():
+            texts[depth] = rtlil.convert(Core(config=CoreConfig(pe="shift_add",
+                                                                weight_depth=depth)),
+                                         name="hwq_core", emit_src=False)
+    assert "$meminit" not in texts[262144]
+    assert abs(len(texts[262144]) - len(texts[4096])) < len(texts[4096]) // 1000  # addresses
+
+
+@pytest.mark.parametrize("pe, dsp", [("shift_add", "inferred"), ("bit_serial", "inferred"),
+                                     ("multiply", "ecp5")])
+def test_yosys_sees_one_word_memories_and_writes_the_same_verilog(pe, dsp):
+    # Yosys' memory initial-value parameter grows with depth: it sees one-word memories,
+    # the real depths go back into the declarations, and the text is what it was
+    from amaranth.back import rtlil
+
+    from hwq.rtl.core import Core
+    from hwq.rtl.generate import _no_zero_meminit, _yosys
+
+    cfg = CoreConfig(pe=pe, dsp=dsp, lanes=2, simd=2, act_depth=64, weight_depth=300,
+                     param_depth=16, desc_depth=4)
+    with _no_zero_meminit():
+        text = rtlil.convert(Core(config=cfg), name="hwq_core", emit_src=False)
+    shrunk = _yosys(text)
+    assert shrunk == _yosys(text, shrink=False)
+    assert re.search(r"^  reg \[\d+:0\] weight_mem \[299:0\];$", shrunk, re.M)

@@ -1,9 +1,12 @@
 """The whole core on Verilator, driven through the host runtime, against hwq.golden.
 
 Each PE type runs a small network with awkward shapes (channels not a multiple of the
-lanes, K not a multiple of simd, stride 2, padding, a maxpool, a flatten) and, per PE,
-the weight formats it takes; outputs must equal the golden model exactly and every layer's
-cycle counter must equal the cycle model.
+lanes, K not a multiple of simd, stride 2, padding, a maxpool, a flatten), a digits-shaped
+one and a random graph network (residual adds, depthwise and grouped convs, pools), per
+PE in the weight formats it takes, on both backends (cocotb and the compiled C++ harness):
+outputs must equal the golden model exactly, every layer's cycle counter must equal the
+cycle model, and the two backends must agree on everything they report, the simulated bus
+cycles of loading and inference included.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ import pytest
 from hwq import golden, serialize
 from hwq.config import CoreConfig
 from hwq.layout.compiler import compile as compile_network
-from hwq.sim.simulate import simulate
-from hwq.testing import random_inputs, random_network
+from hwq.sim.bench_sim import DIGITS_ARCH
+from hwq.sim.simulate import BACKENDS, SimResult, simulate
+from hwq.testing import DEFAULT_ARCH, random_inputs, random_network
 
 CASES = [
     # pe, lanes, simd, weight format, bits (per channel), zero tiles, multipliers
@@ -31,19 +35,36 @@ CASES = [
     # two lanes per set of blocks, the third on its own
     ("multiply", 3, 3, "int", [3, 4], 0.3, "ecp5"),
 ]
+NETWORKS = {"random": ((3, 8, 8), DEFAULT_ARCH), "digits": ((1, 8, 8), DIGITS_ARCH)}
 
 
+def on_both_backends(program, x) -> SimResult:
+    """Run ``x`` on every backend; assert they agree exactly; return the compiled result."""
+    runs = {b: simulate(program, None, x, backend=b, jobs=1, progress=False) for b in BACKENDS}
+    ref, fast = runs["cocotb"], runs["compiled"]
+    assert (ref.backend, fast.backend) == ("cocotb", "compiled")
+    np.testing.assert_array_equal(fast.outputs, ref.outputs)
+    np.testing.assert_array_equal(fast.cycles, ref.cycles)
+    np.testing.assert_array_equal(fast.layer_cycles, ref.layer_cycles)
+    # the same transactions with the same timing: the host's bus cycles agree as well
+    assert fast.extra["load_cycles"] == ref.extra["load_cycles"] > 0
+    assert fast.infer_cycles == ref.infer_cycles > fast.cycles.sum()
+    return fast
+
+
+@pytest.mark.parametrize("network", list(NETWORKS))
 @pytest.mark.parametrize("pe, lanes, simd, kind, bits, zeros, dsp", CASES,
                          ids=[f"{c[0]}-{c[3]}-{c[6]}" for c in CASES])
-def test_core_matches_golden_and_cycle_model(pe, lanes, simd, kind, bits, zeros, dsp):
+def test_core_matches_golden_and_cycle_model(pe, lanes, simd, kind, bits, zeros, dsp, network):
     rng = np.random.default_rng(7)
+    input_shape, arch = NETWORKS[network]
     net = random_network(rng, kind=kind, bits=bits, per_channel_bits=True,
-                         zero_tile_fraction=zeros, input_shape=(3, 8, 8))
+                         zero_tile_fraction=zeros, input_shape=input_shape, arch=arch)
     table = {"table_bits": max(bits)} if (pe, kind) == ("multiply", "int") else {}
     config = CoreConfig(pe=pe, lanes=lanes, simd=simd, weight_bits=max(bits), dsp=dsp, **table)
     program = compile_network(net, config)
     x = random_inputs(rng, net, 5)
-    sim = simulate(program, None, x, progress=False)
+    sim = on_both_backends(program, x)
     np.testing.assert_array_equal(sim.outputs, golden.run(net, x))
     assert sim.layer_cycles.shape == (5, len(program.layers))
     np.testing.assert_array_equal(sim.layer_cycles,
@@ -79,7 +100,7 @@ def test_graph_network_on_the_core(pe, kind, lanes, simd):
     config = core_config(net, pe=pe, lanes=lanes, simd=simd)
     program = compile_network(net, config)
     x = random_inputs(rng, net, 3)
-    sim = simulate(program, None, x, progress=False)
+    sim = on_both_backends(program, x)
     np.testing.assert_array_equal(sim.outputs, golden.run(net, x))
     np.testing.assert_array_equal(sim.layer_cycles,
                                   np.broadcast_to(sim.model_layer_cycles, sim.layer_cycles.shape))
@@ -103,7 +124,7 @@ def test_general_max_pools_on_the_core(pe, kind):
     program = compile_network(net, config)
     x = random_inputs(rng, net, 3)
     x[0] = -128                                   # every output of conv0 its low bound
-    sim = simulate(program, None, x, progress=False)
+    sim = on_both_backends(program, x)
     np.testing.assert_array_equal(sim.outputs, golden.run(net, x))
     assert sim.cycle_model_mismatches() == []
 
@@ -116,7 +137,7 @@ def test_codebook_whose_zero_is_not_entry_0_on_the_core():
     net = zero_last_codebook_network()
     program = compile_network(net, CoreConfig(pe="multiply", lanes=2, simd=1, weight_bits=2))
     x = np.array([[7], [-3], [0], [127], [-128]])
-    sim = simulate(program, None, x, progress=False)
+    sim = on_both_backends(program, x)
     np.testing.assert_array_equal(sim.outputs, golden.run(net, x))
     assert sim.cycle_model_mismatches() == []
 
@@ -154,6 +175,7 @@ def test_flow_cli_bit_for_bit():
     assert report["cycle_model_mismatches"] == []
     assert report["layer_cycles"] == report["model_layer_cycles"]
     assert report["cycles_per_inference"] == report["model_cycles_per_inference"]
+    assert report["backend"] == "compiled"
     assert 0 < report["utilization"] <= 1
     for key in ("fp32_accuracy", "sim_cycles_per_s", "free_run_cycles_per_s"):
         assert report[key] > 0
@@ -163,11 +185,12 @@ def test_sim_cli_on_a_saved_network(tmp_path):
     rng = np.random.default_rng(3)
     net = random_network(rng, kind="pot", bits=[4], input_shape=(3, 8, 8))
     path = serialize.save(net, tmp_path / "net.safetensors")
-    proc = _hwq("sim", str(path), "--inputs", "random", "--limit", "3", "--json",
-                "--no-progress")
+    proc = _hwq("sim", str(path), "--inputs", "random", "--limit", "3", "--jobs", "2",
+                "--json", "--no-progress")
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout)
     assert report["mismatches"] == 0 and report["cycle_model_mismatches"] == []
+    assert (report["backend"], report["jobs"]) == ("compiled", 2)
     assert report["core"]["pe"] == "shift_add"
     assert report["free_run_cycles_per_s"] is None  # no --free-run
     x = np.random.default_rng(0).integers(-128, 128, size=(3, 3, 8, 8))
@@ -185,3 +208,40 @@ def test_cli_bad_usage(args, message):
     assert proc.returncode == 2
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("args, backend, jobs", [
+    ((), "compiled", None),
+    (("--backend", "cocotb"), "cocotb", None),
+    (("--jobs", "3"), "compiled", 3),
+])
+def test_sim_cli_passes_backend_and_jobs(args, backend, jobs, tmp_path, monkeypatch, capsys):
+    from hwq.cli import main
+    from hwq.layout.executor import execute
+
+    net = random_network(np.random.default_rng(3), kind="pot", bits=[4], input_shape=(3, 8, 8))
+    path = serialize.save(net, tmp_path / "net.safetensors")
+    seen = []
+
+    def fake(program, config, x, **kwargs):
+        seen.append(kwargs)
+        n, layers = len(x), len(program.layers)
+        model = np.array([int(layer["cycles"]) for layer in program.layers])
+        return SimResult(
+            outputs=execute(program, x), cycles=np.full(n, program.cycles()),
+            layer_cycles=np.broadcast_to(model, (n, layers)), model_layer_cycles=model,
+            layer_names=[str(layer["name"]) for layer in program.layers], build_seconds=0.0,
+            build_cached=True, load_seconds=0.0, infer_seconds=1.0, infer_cycles=1000,
+            free_run_cycles_per_s=1000.0, verilog_lines=0, backend=kwargs["backend"],
+            jobs=kwargs["jobs"] or 1)
+
+    import importlib
+
+    import hwq.sim
+
+    monkeypatch.setattr(hwq.sim, "simulate", fake)   # the package's re-export and the module's
+    monkeypatch.setattr(importlib.import_module("hwq.sim.simulate"), "simulate", fake)
+    assert main(["sim", str(path), "--inputs", "random", "--limit", "2", "--json",
+                 "--no-progress", *args]) == 0
+    assert [(k["backend"], k["jobs"]) for k in seen] == [(backend, jobs)]
+    assert json.loads(capsys.readouterr().out)["backend"] == backend

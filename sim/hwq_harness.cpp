@@ -1,0 +1,218 @@
+// The compiled simulation harness: the Verilated hwq_core and a host that drives it.
+//
+// Built by hwq.sim.compiled into a shared library with the Verilated model and called from
+// Python through ctypes (hwq.sim.compiled.CompiledModel). The clock runs here: a register
+// access is one AXI4-Lite transaction on the s_axil port, cycle by cycle, the way the
+// cocotb path's master performs it (address and data presented together, the response
+// taken the cycle it is valid); bulk words go as beats on the s_axis port, one 32-bit chunk
+// per cycle; waiting for DONE clocks the core until its irq line rises. Register offsets,
+// bit masks and memory ids come from hwq_regs.h, written from hwq.layout.regmap.
+
+#include <cstdint>
+#include <memory>
+
+#include "Vhwq_core.h"
+#include "hwq_regs.h"
+#include "verilated.h"
+#if VM_TRACE_FST
+#include "verilated_fst_c.h"
+using Trace = VerilatedFstC;
+#elif VM_TRACE
+#include "verilated_vcd_c.h"
+using Trace = VerilatedVcdC;
+#endif
+
+// Verilator spells the "__" of Amaranth's flattened port names "___05F".
+#define AXIL(name) top->s_axil___05F##name
+#define AXIS(name) top->s_axis___05F##name
+
+namespace {
+
+constexpr uint64_t HALF_PERIOD = 5;  // trace time units (ns): a 10 ns clock, as under cocotb
+
+struct Sim {
+    VerilatedContext context;
+    std::unique_ptr<Vhwq_core> top;
+    uint64_t cycle = 0;       // rising clock edges since the model was made
+    bool irq_enabled = false;
+#if VM_TRACE
+    std::unique_ptr<Trace> trace;
+#endif
+
+    explicit Sim(bool tracing) {
+        context.traceEverOn(tracing);  // before the model exists
+        top = std::make_unique<Vhwq_core>(&context);
+    }
+
+    // One clock cycle: the falling edge, then the rising edge (inputs set before the call
+    // are seen at the rising edge; outputs read after it show the state after that edge).
+    void tick() {
+        top->clk = 0;
+        top->eval();
+        dump();
+        top->clk = 1;
+        top->eval();
+        ++cycle;
+        dump();
+    }
+
+    void dump() {
+#if VM_TRACE
+        context.timeInc(HALF_PERIOD);
+        if (trace) trace->dump(context.time());
+#endif
+    }
+
+    // A transaction starts at the next clock edge (cocotbext-axi's sources drive a request
+    // at the first edge after it is queued), then waits for the handshake and the response.
+    void write(uint32_t offset, uint32_t value) {
+        tick();
+        AXIL(awaddr) = offset;
+        AXIL(wdata) = value;
+        AXIL(wstrb) = 0xF;
+        AXIL(awvalid) = 1;
+        AXIL(wvalid) = 1;
+        AXIL(bready) = 1;
+        top->eval();  // the ready outputs follow the valid inputs combinationally
+        for (bool taken = false; !taken;) {
+            taken = AXIL(awready) && AXIL(wready);
+            tick();
+        }
+        AXIL(awvalid) = 0;
+        AXIL(wvalid) = 0;
+        for (bool done = false; !done;) {
+            done = AXIL(bvalid);
+            tick();
+        }
+    }
+
+    uint32_t read(uint32_t offset) {
+        tick();
+        AXIL(araddr) = offset;
+        AXIL(arvalid) = 1;
+        AXIL(rready) = 1;
+        top->eval();
+        for (bool taken = false; !taken;) {
+            taken = AXIL(arready);
+            tick();
+        }
+        AXIL(arvalid) = 0;
+        for (;;) {
+            bool valid = AXIL(rvalid);
+            uint32_t data = AXIL(rdata);
+            tick();
+            if (valid) return data;
+        }
+    }
+
+    void stream(const uint32_t* chunks, uint64_t n) {
+        AXIS(tvalid) = 1;
+        for (uint64_t i = 0; i < n; ++i) {
+            AXIS(tdata) = chunks[i];
+            top->eval();
+            for (bool taken = false; !taken;) {
+                taken = AXIS(tready);
+                tick();
+            }
+        }
+        AXIS(tvalid) = 0;
+    }
+};
+
+}  // namespace
+
+extern "C" {
+
+// A new model, out of reset after ``reset_cycles`` cycles; a trace file if ``waves`` is a
+// path (a library built with tracing) or null. Returns null if the model cannot be made.
+void* hwq_open(const char* waves, uint32_t reset_cycles) {
+    const bool tracing = waves && *waves;
+#if !VM_TRACE
+    if (tracing) return nullptr;
+#endif
+    Sim* sim = new Sim(tracing);
+#if VM_TRACE
+    if (tracing) {
+        sim->trace = std::make_unique<Trace>();
+        sim->top->trace(sim->trace.get(), 99);
+        sim->trace->open(waves);
+    }
+#endif
+    sim->top->rst = 1;
+    for (uint32_t i = 0; i < reset_cycles; ++i) sim->tick();
+    sim->top->rst = 0;
+    sim->tick();
+    return sim;
+}
+
+void hwq_close(void* handle) {
+    Sim* sim = static_cast<Sim*>(handle);
+#if VM_TRACE
+    if (sim->trace) sim->trace->close();
+#endif
+    sim->top->final();
+    delete sim;
+}
+
+uint64_t hwq_cycle(void* handle) { return static_cast<Sim*>(handle)->cycle; }
+
+uint32_t hwq_read(void* handle, uint32_t offset) {
+    return static_cast<Sim*>(handle)->read(offset);
+}
+
+void hwq_write(void* handle, uint32_t offset, uint32_t value) {
+    static_cast<Sim*>(handle)->write(offset, value);
+}
+
+// ``n`` 32-bit chunks into memory ``memory`` from word ``base`` on, over s_axis.
+void hwq_write_words(void* handle, uint32_t memory, uint32_t base, const uint32_t* chunks,
+                     uint64_t n) {
+    Sim* sim = static_cast<Sim*>(handle);
+    sim->write(HWQ_REG_BULK_SEL, memory);
+    sim->write(HWQ_REG_BULK_ADDR, base);
+    sim->stream(chunks, n);
+}
+
+// ``n`` 32-bit chunks of the activation memory from word ``base`` on, through BULK_RDATA.
+void hwq_read_act(void* handle, uint32_t base, uint32_t* out, uint64_t n) {
+    Sim* sim = static_cast<Sim*>(handle);
+    sim->write(HWQ_REG_BULK_SEL, HWQ_MEM_ACT);
+    sim->write(HWQ_REG_BULK_ADDR, base);
+    for (uint64_t i = 0; i < n; ++i) out[i] = sim->read(HWQ_REG_BULK_RDATA);
+}
+
+// Wait on the irq line (enabled on first use) for at most ``max_cycles`` cycles, then one
+// more edge; 0 when DONE came, 1 on timeout.
+int hwq_wait_done(void* handle, uint64_t max_cycles) {
+    Sim* sim = static_cast<Sim*>(handle);
+    if (!sim->irq_enabled) {
+        sim->write(HWQ_REG_IRQ_ENABLE, HWQ_BIT_IRQ_ENABLE_DONE);
+        sim->irq_enabled = true;
+    }
+    if (sim->top->irq) return 0;
+    const uint64_t end = sim->cycle + max_cycles;
+    while (!sim->top->irq) {
+        if (sim->cycle >= end) return 1;
+        sim->tick();
+    }
+    sim->tick();
+    return 0;
+}
+
+// CYCLES into out[0], then LAYER_CYCLES of layers 0 .. layers-1 (through LAYER_SEL).
+void hwq_counters(void* handle, uint32_t layers, uint32_t* out) {
+    Sim* sim = static_cast<Sim*>(handle);
+    out[0] = sim->read(HWQ_REG_CYCLES);
+    for (uint32_t i = 0; i < layers; ++i) {
+        sim->write(HWQ_REG_LAYER_SEL, i);
+        out[i + 1] = sim->read(HWQ_REG_LAYER_CYCLES);
+    }
+}
+
+// ``cycles`` cycles of the free-running clock, no transactions.
+void hwq_run(void* handle, uint64_t cycles) {
+    Sim* sim = static_cast<Sim*>(handle);
+    for (uint64_t i = 0; i < cycles; ++i) sim->tick();
+}
+
+}  // extern "C"
