@@ -1,9 +1,10 @@
 """``hwq flow``: the main job, end to end, checked bit for bit.
 
-digits model -> quantize (default INQ 4-bit POT for the shift-add core, uniform QAT 4-bit INT
-for the bit-serial core, SLQ 4-bit codebook for multiply) -> compile -> Verilog -> Verilator ->
-the digits test set through the host runtime on the simulated core, every output compared
-with the golden model, every layer's cycle counter with the cycle model.
+A reference model (``--model``: digits by default; lenet5, resnet8, sepnet on real MNIST)
+-> quantize (default INQ 4-bit POT for the shift-add core, uniform QAT 4-bit INT for the
+bit-serial core, SLQ 4-bit codebook for multiply) -> compile -> Verilog -> Verilator -> its
+test set through the host runtime on the simulated core, every output compared with the
+golden model, every layer's cycle counter with the cycle model.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from hwq.config import DSP_KINDS, PE_TYPES, CoreConfig, integer
 from hwq.sim.simulate import add_arguments as add_simulate_arguments
+from hwq.workloads import WORKLOADS
 
 #: Default quantization method per PE type: a format that PE takes (bit_serial: INT weights,
 #: whose cycles scale with their 4 bits; codebook tables hold 8-bit entries, 8 planes).
@@ -23,8 +25,8 @@ DEFAULT_METHOD = {"shift_add": "inq", "bit_serial": "uniform-qat", "multiply": "
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="digits", choices=["digits"],
-                        help="reference workload (default digits)")
+    parser.add_argument("--model", default="digits", choices=list(WORKLOADS),
+                        help="reference workload and its test images (default digits)")
     parser.add_argument("--method", default=None,
                         help="quantization method (default: inq for shift_add, "
                              "uniform-qat for bit_serial, slq for multiply)")
@@ -42,7 +44,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dsp", choices=DSP_KINDS, default="inferred",
                         help="multipliers: inferred, or ecp5 MULT18X18D blocks (default inferred)")
     parser.add_argument("--limit", type=integer(1), default=None, metavar="N",
-                        help="only the first N test images (default: all 540)")
+                        help="only the first N test images (default: all; digits 540, "
+                             "MNIST 1000)")
     parser.add_argument("--seed", type=integer(0), default=None,
                         help="quantization seed (default 0)")
     parser.add_argument("--waves", nargs="?", const="vcd", default=None, choices=["vcd", "fst"],
@@ -76,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     if args.cache_dir is not None:
         check_output(args.cache_dir, "--cache-dir", folder=True)
     report = flow(
-        method=args.method, bits=4 if args.bits is None else args.bits,
+        model=args.model, method=args.method, bits=4 if args.bits is None else args.bits,
         network_path=args.network, pe=args.pe, lanes=args.lanes, simd=args.simd, dsp=args.dsp,
         limit=args.limit, seed=args.seed or 0,
         waves=args.waves, free_run=args.free_run, backend=args.backend, jobs=args.jobs,
@@ -115,6 +118,7 @@ def _network_ops(network, config) -> tuple[int, int]:
 
 def flow(
     *,
+    model: str = "digits",
     method: str | None = None,
     bits: int | float = 4,
     network_path: Path | None = None,
@@ -134,6 +138,7 @@ def flow(
 ) -> dict[str, Any]:
     """Run the whole flow; returns the report (see :func:`format_report`).
 
+    ``model`` names the workload (:data:`hwq.workloads.WORKLOADS`) whose test images run;
     ``backend`` and ``jobs`` choose the simulator (:func:`hwq.sim.simulate.simulate`).
     """
     from hwq import golden, serialize
@@ -142,12 +147,13 @@ def flow(
     from hwq.quant.api import quantize
     from hwq.quant.methods import get_method
     from hwq.sim.simulate import check_options, simulate
-    from hwq.workloads import digits
+    from hwq.workloads import get_workload
 
+    workload = get_workload(model)
     if pe not in PE_TYPES:
         raise ValueError(f"PE type must be one of {', '.join(PE_TYPES)}, not {pe!r}")
-    if limit is not None and not 1 <= limit <= digits.TEST_SIZE:
-        raise ValueError(f"--limit must be in 1..{digits.TEST_SIZE}, not {limit}")
+    if limit is not None and not 1 <= limit <= workload.test_size:
+        raise ValueError(f"--limit must be in 1..{workload.test_size}, not {limit}")
     check_options(backend=backend, jobs=jobs, waves=waves or False)
     if network_path is None:  # the method and its bits, before the model and the training
         method_name = method or DEFAULT_METHOD[pe]
@@ -162,23 +168,28 @@ def flow(
                              f"{pe} PE takes {' and '.join(f.upper() for f in takes)}")
     elif not Path(network_path).is_file():
         raise FileNotFoundError(f"No network file at {network_path}")
+    network = serialize.load(network_path) if network_path is not None else None
+    if network is not None and network.input_shape != workload.input_shape:
+        raise ValueError(f"Network {network_path} takes {network.input_shape} inputs; the "
+                         f"{model} test images are {workload.input_shape} (choose --model)")
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
-    data = digits.load_data()
-    model = digits.pretrained(progress=progress)
-    from hwq.workloads.train import evaluate
-
-    fp32 = evaluate(model, data.x_test, data.y_test)
+    data = workload.load_data()
+    fp32 = None
     t0 = time.perf_counter()
-    if network_path is not None:
-        network = serialize.load(network_path)
+    if network is not None:
         method_name = str(network.meta.get("method", "file"))
         log(f"[1/4] network {network_path} ({method_name})")
     else:
+        from hwq.workloads.train import evaluate
+
+        float_model = workload.pretrained(progress=progress)
+        fp32 = evaluate(float_model, data.x_test, data.y_test)
         method_name = method or DEFAULT_METHOD[pe]
-        log(f"[1/4] quantize digits: {method_name} {bits}-bit (fp32 {fp32:.2f}%)")
-        result = quantize(model, method_name, bits=bits, data=data, seed=seed,
-                          progress=progress)
+        log(f"[1/4] quantize {model}: {method_name} {bits}-bit (fp32 {fp32:.2f}%)")
+        result = quantize(float_model, method_name, bits=bits, data=data, seed=seed,
+                          progress=progress,
+                          **workload.method_options.get(method_name, {}))
         network = result.network
     timings["quantize_s"] = time.perf_counter() - t0
 
@@ -189,7 +200,7 @@ def flow(
     log(f"[2/4] compiled for {pe} {lanes}x{simd}: {len(program.layers)} layers, "
         f"{program.cycles()} model cycles per inference")
 
-    n = limit or digits.TEST_SIZE
+    n = limit or workload.test_size
     x = golden.quantize_input(data.x_test[:n].numpy(), network.input_scale, network.act_bits)
     y = data.y_test[:n].numpy()
     t0 = time.perf_counter()
@@ -219,7 +230,7 @@ def flow(
     timings["total_s"] = time.perf_counter() - t_start
     report: dict[str, Any] = {
         "ok": ok,
-        "model": "digits",
+        "model": model,
         "method": method_name,
         "bits": bits if network_path is None else None,
         "network": str(network_path) if network_path else None,
@@ -267,10 +278,11 @@ def format_report(r: dict[str, Any]) -> str:
     t = r["timings"]
     core = r["core"]
     lines = [
-        f"hwq flow: digits, {r['method']}"
+        f"hwq flow: {r['model']}, {r['method']}"
         + (f" {r['bits']}-bit" if r["bits"] else "")
         + f", {core['pe']} core {core['lanes']}x{core['simd']}, {r['images']} images",
-        f"  fp32 accuracy            {r['fp32_accuracy']:6.2f} %",
+        *([f"  fp32 accuracy            {r['fp32_accuracy']:6.2f} %"]
+          if r["fp32_accuracy"] is not None else []),
         f"  golden integer accuracy  {r['golden_accuracy']:6.2f} %   (hwq.golden, NumPy)",
         f"  simulated accuracy       {r['sim_accuracy']:6.2f} %   (Verilator, cycle-accurate; "
         f"{r['backend']} backend)",

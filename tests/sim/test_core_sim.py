@@ -181,6 +181,22 @@ def test_flow_cli_bit_for_bit():
         assert report[key] > 0
 
 
+def test_flow_on_a_saved_network_checks_its_workload(tmp_path):
+    rng = np.random.default_rng(4)
+    net = random_network(rng, kind="pot", bits=[4], input_shape=(1, 8, 8))
+    path = serialize.save(net, tmp_path / "net.safetensors")
+    proc = _hwq("flow", "--network", str(path), "--model", "lenet5", "--json", "--no-progress")
+    assert proc.returncode == 2
+    assert json.loads(proc.stdout)["error"] == (
+        f"Network {path} takes (1, 8, 8) inputs; the lenet5 test images are (1, 28, 28) "
+        "(choose --model)")
+    proc = _hwq("flow", "--network", str(path), "--limit", "3", "--json", "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert report["ok"] is True and report["model"] == "digits"
+    assert report["fp32_accuracy"] is None          # a saved network has no float model here
+
+
 def test_sim_cli_on_a_saved_network(tmp_path):
     rng = np.random.default_rng(3)
     net = random_network(rng, kind="pot", bits=[4], input_shape=(3, 8, 8))
