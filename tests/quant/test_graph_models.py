@@ -18,26 +18,7 @@ from hwq.quant import graph
 from hwq.quant.base import fold_batchnorm, weight_layers
 from hwq.quant.integerize import fake_quant_model
 from hwq.quant.uniform import quantize_uniform
-
-
-class BasicBlock(nn.Module):
-    """ResNet basic block: conv-bn-relu-conv-bn + shortcut (identity or 1x1 stride 2)."""
-
-    def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c_out)
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(c_out)
-        self.short = nn.Sequential()
-        if stride != 1 or c_in != c_out:
-            self.short = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False),
-                                       nn.BatchNorm2d(c_out))
-
-    def forward(self, x):
-        y = F.relu(self.bn1(self.conv1(x)))
-        y = self.bn2(self.conv2(y))
-        return F.relu(y + self.short(x))
+from hwq.workloads.models import BasicBlock
 
 
 class TinyResNet(nn.Module):
@@ -171,7 +152,7 @@ def test_the_ir_of_a_residual_network():
     first = adds[0]
     assert "stem_2" not in net.tensor_shapes()      # the ReLU vanished into the stem conv
     assert set(first.inputs) == {"stem_0", "block1_conv2"}
-    proj = net.op("block2_short_0")
+    proj = net.op("block2_shortcut_0")
     assert proj.stride == (2, 2) and proj.kernel == (1, 1)
     # the add weights approximate the ratio of the input scales to half an LSB
     scales = net.scales()
@@ -231,7 +212,7 @@ def test_weight_layers_of_a_graph_are_in_execution_order():
     folded = fold_batchnorm(_randomize(TinyResNet(), 4))
     assert [n for n, _ in weight_layers(folded)] == [
         "stem_0", "block1_conv1", "block1_conv2", "block2_conv1", "block2_conv2",
-        "block2_short_0", "fc"]
+        "block2_shortcut_0", "fc"]
 
 
 class _Data:
