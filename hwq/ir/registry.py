@@ -17,6 +17,7 @@ primitive); nothing else switches on op kinds. ``docs/architecture.md`` says mor
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -42,7 +43,7 @@ def register(cls: type[Op]) -> type[Op]:
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
-class Op:
+class Op(ABC):
     """One op of a :class:`~hwq.ir.QuantizedNetwork`: reads tensors, writes one.
 
     Parameters
@@ -76,17 +77,20 @@ class Op:
                              f"not {len(self.inputs)} ({list(self.inputs)})")
 
     # ------------------------------------------------------------------ shape and arithmetic
+    @abstractmethod
     def output_shape(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
         """Per-sample output shape for the input ``shapes``; raises ``ValueError`` naming the
         op when they do not fit."""
-        raise NotImplementedError
+        ...
 
     def check(self, act_bits: int) -> None:
-        """Checks beyond shapes (weights, requant ranges, clamp bounds)."""
+        """Checks beyond shapes (weights, requant ranges, clamp bounds); none by default."""
+        return None
 
+    @abstractmethod
     def run(self, xs: list[np.ndarray], act_bits: int) -> np.ndarray:
         """The golden function: int64 output of the batch ``xs`` (one array per input)."""
-        raise NotImplementedError
+        ...
 
     def scale(self, scales: list[float]) -> float:
         """Float scale of the output tensor given the inputs' (default: the first one's)."""
@@ -104,7 +108,8 @@ class Op:
         return cls(name=name, inputs=inputs)
 
     # ------------------------------------------------------------------ compiler hook
+    @abstractmethod
     def lower(self, storages: list[Storage]) -> Lowered:
         """The op on the core's hardware primitives (:mod:`hwq.ir.lowering`), given how its
         inputs are stored."""
-        raise NotImplementedError
+        ...
