@@ -262,6 +262,7 @@ def flow(
         "sim_vs_free_run": (sim.sim_cycles_per_s / sim.free_run_cycles_per_s
                             if sim.free_run_cycles_per_s else None),
         "weight_bits_total": network.weight_storage_bits(),
+        "act_peak_words": int(program.meta["act_peak"]),   # activation memory by liveness
         "verilog_lines": sim.verilog_lines,
         "build_cached": sim.build_cached,
         "waves_file": sim.waves_file,

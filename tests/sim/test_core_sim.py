@@ -177,6 +177,7 @@ def test_flow_cli_bit_for_bit():
     assert report["cycles_per_inference"] == report["model_cycles_per_inference"]
     assert report["backend"] == "compiled"
     assert 0 < report["utilization"] <= 1
+    assert 0 < report["act_peak_words"] <= report["core"]["act_depth"]
     for key in ("fp32_accuracy", "sim_cycles_per_s", "free_run_cycles_per_s"):
         assert report[key] > 0
 
