@@ -1,4 +1,4 @@
-"""``hwq bench quant`` (:mod:`hwq.quant.bench_quant`) on a tiny configuration."""
+"""``hwq bench quant`` (:mod:`hwq.bench.quant`) on a tiny configuration."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ import json
 
 import pytest
 
-from hwq.quant.api import quantize
-from hwq.quant.bench_quant import (
+from hwq.bench.quant import (
     bench_quant,
     epochs_per_step,
     format_quant,
     retrain_steps,
 )
+from hwq.quant.api import quantize
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_rejects_bad_settings():
 
 def test_peer_failure_is_skipped_with_a_note(digits_reference, digits_data, tmp_path,
                                              monkeypatch):
-    from hwq.quant import bench_quant as bq
+    from hwq.bench import quant as bq
 
     def broken(*args, **kwargs):
         raise RuntimeError("incompatible torch")

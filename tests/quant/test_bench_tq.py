@@ -1,4 +1,4 @@
-"""``hwq bench tq`` (:mod:`hwq.quant.bench_tq`): seeds vs model seeds, options, the CLI.
+"""``hwq bench tq`` (:mod:`hwq.bench.tq`): seeds vs model seeds, options, the CLI.
 
 TQ itself is replaced by a recorder (``tests/quant/test_tq.py`` tests it); these tests check
 which fp32 model and seed every run gets and what the result records. Models of seeds other
@@ -16,8 +16,8 @@ import pytest
 import torch
 from torch import nn
 
+from hwq.bench import tq as bt
 from hwq.cli import main
-from hwq.quant import bench_tq as bt
 from hwq.workloads import digits
 from hwq.workloads.train import evaluate
 

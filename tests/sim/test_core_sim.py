@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 
 from hwq import golden, serialize
+from hwq.bench.sim import DIGITS_ARCH
 from hwq.config import CoreConfig
 from hwq.layout.compiler import compile as compile_network
-from hwq.sim.bench_sim import DIGITS_ARCH
 from hwq.sim.simulate import BACKENDS, SimResult, simulate
 from hwq.testing import DEFAULT_ARCH, random_inputs, random_network
 

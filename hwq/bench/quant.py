@@ -55,6 +55,7 @@ import torch
 from torch import nn
 
 from hwq import __version__
+from hwq.bench import DEFAULT_OUT
 from hwq.serialize import atomic_write
 
 __all__ = [
@@ -72,7 +73,6 @@ __all__ = [
     "plot_quant",
 ]
 
-DEFAULT_OUT = Path("bench-results")
 DEFAULT_BITS: tuple[int, ...] = (2, 3, 4, 5)
 DEFAULT_SEEDS: tuple[int, ...] = (0, 1, 2)
 #: Retraining budget per run, in epochs over the training set (the reference model trains

@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from hwq import golden
+from hwq.bench import DEFAULT_OUT
 from hwq.quant.base import fold_batchnorm
 from hwq.quant.integerize import fake_quant_model
 from hwq.quant.tq import analyze_tq, quantize_tq
@@ -51,7 +52,6 @@ from hwq.workloads.train import evaluate
 
 __all__ = ["bench_tq", "format_tq", "plot_tq"]
 
-DEFAULT_OUT = Path("bench-results")
 
 
 def _network_metrics(model, qweights, data, fp32_pred: np.ndarray) -> dict[str, float]:
