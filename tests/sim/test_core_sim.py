@@ -214,6 +214,23 @@ def test_sim_cli_on_a_saved_network(tmp_path):
     assert report["outputs"] == golden.run(net, x).tolist()
 
 
+def test_sim_cli_runs_the_images_and_labels_of_a_npz_file(tmp_path):
+    rng = np.random.default_rng(3)
+    net = random_network(rng, kind="pot", bits=[4], input_shape=(3, 8, 8))
+    path = serialize.save(net, tmp_path / "net.safetensors")
+    x = np.random.default_rng(5).normal(size=(4, 3, 8, 8)).astype(np.float32)
+    expected = golden.run(net, golden.quantize_input(x, net.input_scale, net.act_bits))
+    y = np.array([expected[0].argmax(), 0, 1, expected[3].argmax()])  # 2 or more right
+    np.savez(tmp_path / "mine.npz", x_test=x, y_test=y, x_train=x, y_train=y)
+    proc = _hwq("sim", str(path), "--inputs", str(tmp_path / "mine.npz"), "--json",
+                "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert report["inputs"] == 4 and report["mismatches"] == 0
+    assert report["outputs"] == expected.tolist()
+    assert report["accuracy"] == float((expected.argmax(axis=1) == y).mean() * 100)
+
+
 @pytest.mark.parametrize("args, message", [
     (("sim", "/nonexistent.safetensors"), "No network file at /nonexistent.safetensors"),
     (("flow", "--limit", "0"), "argument --limit: must be an integer >= 1, not '0'"),
