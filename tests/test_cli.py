@@ -164,6 +164,27 @@ def test_sim_runs_an_integer_npy_as_it_is_on_a_program(capsys, files, arrays, mo
 
 
 @pytest.mark.parametrize("argv, message", [
+    (["--network", "{net}", "--model", "x.py:f"], "--model x.py:f applies when quantizing, not "
+                                                  "with --network {net} (give its test images "
+                                                  "with --data)"),
+    (["--network", "{net}", "--data", "{ints}"], "--data {ints} must be an .npz of x_train, "
+                                                 "y_train, x_test, y_test (or x, y), not an .npy "
+                                                 "array"),
+    (["--network", "{net}", "--data", "{wrong}"], "Network {net} takes (1, 8, 8) inputs; the "
+                                                  "{wrong} test images are (3, 8, 8) (choose "
+                                                  "--data)"),
+    (["--model", "cifar"], "Unknown model 'cifar'; allowed: digits, lenet5, resnet8, sepnet, "
+                           "path/to/file.py:function or FILE.pt2"),
+    (["--network", "{net}", "--data", "{two}", "--limit", "3"], "--limit must be in 1..2, not 3"),
+])
+def test_flow_refuses_bad_models_and_data(capsys, files, arrays, tmp_path, argv, message):
+    np.savez(tmp_path / "wrong.npz", x=np.zeros((5, 3, 8, 8), np.float32), y=np.zeros(5, int))
+    names = {**arrays, "net": files["net"], "wrong": tmp_path / "wrong.npz"}
+    line = _usage(capsys, "flow", *[a.format(**names) for a in argv])
+    assert line == "hwq flow: error: " + message.format(**names)
+
+
+@pytest.mark.parametrize("argv, message", [
     (["--lanes", "4"], "--lanes applies to a network, not to the Program {p} (it holds its own "
                        "core config)"),
     (["--pe", "multiply", "--simd", "4"], "--pe and --simd apply to a network, not to the "

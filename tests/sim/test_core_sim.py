@@ -198,6 +198,47 @@ def test_flow_on_a_saved_network_checks_its_workload(tmp_path):
     assert report["fp32_accuracy"] is None          # a saved network has no float model here
 
 
+USER_MODEL = """
+import numpy as np
+import torch
+from torch import nn
+
+
+def with_data():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Flatten(), nn.Linear(36, 3)).eval()
+    rng = np.random.default_rng(0)
+    return model, {"x": rng.random((30, 2, 6, 6)).astype(np.float32),
+                   "y": rng.integers(0, 3, 30)}
+"""
+
+
+def test_flow_cli_on_your_own_model_and_on_a_network_with_your_data(tmp_path):
+    (tmp_path / "mine.py").write_text(USER_MODEL)
+    spec = f"{tmp_path / 'mine.py'}:with_data"
+    proc = _hwq("flow", "--model", spec, "--pe", "bit_serial", "--method", "uniform",
+                "--limit", "4", "--json", "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert (report["ok"], report["model"], report["images"]) == (True, spec, 4)
+    assert report["mismatches"] == 0 and report["fp32_accuracy"] is not None
+    # a saved network of that shape runs on the test images of an .npz
+    net = random_network(np.random.default_rng(2), kind="int", bits=[4], input_shape=(2, 6, 6))
+    path = serialize.save(net, tmp_path / "net.safetensors")
+    x = np.random.default_rng(4).random((5, 2, 6, 6)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=np.zeros(5, np.int64), x_test=x,
+             y_test=np.arange(5) % 2)
+    proc = _hwq("flow", "--network", str(path), "--data", str(tmp_path / "d.npz"), "--pe",
+                "bit_serial", "--json", "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert (report["ok"], report["images"], report["mismatches"]) == (True, 5, 0)
+    expected = golden.run(net, golden.quantize_input(x, net.input_scale, net.act_bits))
+    assert report["golden_accuracy"] == float(
+        (expected.argmax(axis=1) == np.arange(5) % 2).mean() * 100)
+
+
 def test_sim_cli_on_a_saved_network(tmp_path):
     rng = np.random.default_rng(3)
     net = random_network(rng, kind="pot", bits=[4], input_shape=(3, 8, 8))
