@@ -13,6 +13,7 @@ from hwq.bench.all import SECTIONS, _hw_section, _joint_section, _tq_section, be
 from hwq.bench.golden import bench_golden, format_golden
 from hwq.config import integer, positive_number, positive_seconds
 from hwq.serialize import atomic_write
+from hwq.workloads import WORKLOADS
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -69,7 +70,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     sm.add_argument("--amaranth-images", type=integer(0), default=1,
                     help="digits images on Amaranth's simulator (default 1, about a minute; "
                          "0: skip)")
-    q = sub.add_parser("quant", help="accuracy table of the quantization methods on digits")
+    q = sub.add_parser("quant", help="accuracy table of the quantization methods on a workload")
+    q.add_argument("--model", default="digits", choices=list(WORKLOADS),
+                   help="the workload whose pretrained model and data are quantized "
+                        "(default digits)")
     q.add_argument("--bits", type=integer(2, 8), nargs="+", default=None,
                    help="weight bit widths (default 2 3 4 5; --quick: 3 4)")
     q.add_argument("--seeds", type=integer(0), nargs="+", default=None,
@@ -121,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
                              seeds=pick(args.seeds, "seeds", DEFAULT_SEEDS),
                              methods=args.methods, peers=args.peers,
                              epochs=pick(args.epochs, "epochs", DEFAULT_EPOCHS),
-                             out=args.out or DEFAULT_OUT / "quant.json", progress=True)
+                             out=args.out or DEFAULT_OUT / "quant.json", progress=True,
+                             workload=args.model)
         files = result["files"]
         text = format_quant(result) + "\n\nwrote " + ", ".join(
             str(f) for k, f in files.items() if k != "json" and f)
