@@ -29,6 +29,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                    help="hw section: also place and route the three 8x8 cores (4-6 min of "
                         "nextpnr each; the standard size has the arrays only)")
     t = sub.add_parser("tq", help="transform quantization: accuracy vs average bits")
+    t.add_argument("--model", default="digits", choices=list(WORKLOADS),
+                   help="the workload whose pretrained model(s) and data are quantized "
+                        "(default digits)")
     t.add_argument("--seeds", type=integer(0), nargs="+", default=None, metavar="SEED",
                    help="TQ seeds (calibration subset, projections, training order) on the "
                         "one reference fp32 model (default 0 1 2)")
@@ -144,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
                 full=True, out_dir=folder, bits=tuple(args.bits),
                 seeds=None if args.seeds is None else tuple(args.seeds),
                 model_seeds=None if args.model_seeds is None else tuple(args.model_seeds),
-                retrain_epochs=tuple(args.retrain_epochs))
+                retrain_epochs=tuple(args.retrain_epochs), workload=args.model)
         else:
             result, text = _joint_section(full=True, out_dir=folder, seeds=tuple(args.seeds),
                                           compressions=tuple(args.compressions))
