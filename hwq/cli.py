@@ -43,6 +43,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("hwq.bench.cli", "benchmarks: speed, accuracy tables, hardware reports"),
     "import": ("hwq.qonnx.cli_import", "read a QONNX model (e.g. from Brevitas) into a network"),
     "export": ("hwq.qonnx.cli_export", "write a network as QONNX, checked against hwq.golden"),
+    "explore": ("hwq.explore.cli", "sweep method x bits x PE x array size on Ray: table and "
+                "Pareto front"),
 }
 
 
