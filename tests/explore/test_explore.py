@@ -193,3 +193,38 @@ def test_explore_cli_writes_the_table(local_ray, tmp_path, capsys):
     assert files == ["explore.csv", "explore.json", "explore.md"]
     table = (tmp_path / "out" / "explore.md").read_text()
     assert "| uniform | 4 | multiply | 4 | 4 |" in table
+
+
+@pytest.mark.slow
+def test_a_sweep_on_a_ray_cluster_gives_the_same_table(tmp_path, monkeypatch):
+    """`ray start --head` on loopback (DESIGN.md 9.6), then the same sweep with --address."""
+    import shutil
+    import subprocess
+    import sys
+
+    from hwq.explore.runner import run_sweep
+
+    if ray.is_initialized():
+        ray.shutdown()
+    env = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token",
+           "HWQ_CACHE_DIR": str(tmp_path / "cache")}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    ray_cli = shutil.which("ray") or str(__import__("pathlib").Path(sys.executable).parent / "ray")
+    subprocess.run([ray_cli, "start", "--head", "--port", "6393", "--num-cpus", "2",
+                    "--include-dashboard=false"], check=True, capture_output=True, timeout=120)
+    try:
+        points, _ = grid("digits", methods=["uniform"], bits=[4], pe=["multiply"], lanes=[2],
+                         simd=[4])
+        remote = run_sweep(points, report=False, address="127.0.0.1:6393",
+                           cache_root=str(tmp_path / "a"), progress=False)
+        ray.shutdown()
+        local = run_sweep(points, report=False, cache_root=str(tmp_path / "b"),
+                          progress=False)
+    finally:
+        ray.shutdown()
+        subprocess.run([ray_cli, "stop"], capture_output=True, timeout=120)
+    assert remote["ray_tasks"] == local["ray_tasks"] == 2
+    keep = ("label", "accuracy", "weight_bits", "cycles", "utilization", "core")
+    assert [{k: r[k] for k in keep} for r in remote["rows"]] == \
+        [{k: r[k] for k in keep} for r in local["rows"]]
