@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hwq.errors import CheckFailed
+from hwq.golden._checks import signed_range
 from hwq.host.device import Device, DeviceError
 from hwq.layout.program import Program
 from hwq.layout.regmap import ADDR
@@ -125,7 +126,7 @@ class Runtime:
         if not isinstance(program, Program):
             raise TypeError(f"Runtime.load needs a hwq Program, not {type(program).__name__}")
         cfg = program.config
-        depth = {"desc": cfg.desc_depth, "weight": cfg.weight_depth, "param": cfg.param_depth}
+        depth = {name: d for name, d in cfg.depths.items() if name != "act"}   # host images
         for memory, image in program.images.items():
             if memory not in depth:
                 raise ValueError(f"Program image must be one of {', '.join(depth)}, "
@@ -219,7 +220,7 @@ class Runtime:
             raise ValueError(f"Network input must have shape {want} with N >= 1, "
                              f"not {xa.shape}")
         bits = program.config.act_bits
-        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+        lo, hi = signed_range(bits)
         if int(xa.min()) < lo or int(xa.max()) > hi:
             bad = int(xa.min()) if int(xa.min()) < lo else int(xa.max())
             raise ValueError(f"Network input values must be in {lo}..{hi} ({bits}-bit signed "

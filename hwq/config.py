@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
 from hwq.golden._checks import check_int
+from hwq.hardware import PE_TYPES, PES
 
-PE_TYPES: tuple[str, ...] = ("shift_add", "bit_serial", "multiply")
 #: How the RTL builds its multipliers (:attr:`CoreConfig.dsp`).
 DSP_KINDS: tuple[str, ...] = ("inferred", "ecp5")
 
@@ -71,9 +71,9 @@ class CoreConfig:
     desc_depth: int = 32
     dsp: str = "inferred"
 
+    #: Range of ``weight_bits`` per PE type (:data:`hwq.hardware.PES`).
     WEIGHT_BITS: ClassVar[dict[str, tuple[int, int]]] = {
-        "shift_add": (2, 7), "bit_serial": (2, 8), "multiply": (2, 8),
-    }
+        pe: kind.weight_bits for pe, kind in PES.items()}
     #: Integer fields: what a message calls them and their range (``weight_bits``: per PE,
     #: :attr:`WEIGHT_BITS`).
     INT_FIELDS: ClassVar[dict[str, tuple[str, int, int]]] = {
@@ -116,8 +116,16 @@ class CoreConfig:
 
     @property
     def formats(self) -> tuple[str, ...]:
-        """Weight formats this core runs: POT on shift_add, INT and CODEBOOK otherwise."""
-        return ("pot",) if self.pe == "shift_add" else ("int", "codebook")
+        """Weight formats this core runs (:data:`hwq.hardware.PES`): POT on shift_add, INT
+        and CODEBOOK otherwise."""
+        return PES[self.pe].formats
+
+    @property
+    def depths(self) -> dict[str, int]:
+        """Words of each memory, by the bulk path's memory names (``desc``, ``weight``,
+        ``param``, ``act``; :data:`hwq.layout.words.MEMORY_IDS`)."""
+        return {"desc": self.desc_depth, "weight": self.weight_depth,
+                "param": self.param_depth, "act": self.act_depth}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

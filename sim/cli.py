@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from hwq.config import DSP_KINDS, PE_TYPES, CoreConfig, integer
+from hwq.golden._checks import signed_range
+from hwq.hardware import pe_for_formats
 from hwq.sim.simulate import add_arguments as add_simulate_arguments
 
 #: Most random inputs ``--limit`` takes (an int64 array of them is built up front).
@@ -51,8 +53,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _pe_for(network) -> str:
-    kinds = {op.spec.kind for op in network.weight_ops()}
-    return "shift_add" if kinds == {"pot"} else "bit_serial"
+    """The first PE type that takes every weight format of ``network`` (bit_serial when none
+    does: the compiler then names the layer the PE refuses)."""
+    return pe_for_formats({op.spec.kind for op in network.weight_ops()}) or "bit_serial"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -175,5 +178,5 @@ def _inputs(args: argparse.Namespace, program, network) -> np.ndarray:
         x = data.x_test[: args.limit].numpy()
         return golden.quantize_input(x, network.input_scale, network.act_bits)
     rng = np.random.default_rng(args.seed or 0)
-    lo, hi = -(1 << (program.config.act_bits - 1)), (1 << (program.config.act_bits - 1)) - 1
+    lo, hi = signed_range(program.config.act_bits)
     return rng.integers(lo, hi + 1, size=(args.limit, *shape), dtype=np.int64)

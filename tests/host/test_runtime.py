@@ -11,6 +11,7 @@ import pytest
 import hwq.golden as golden
 from hwq.config import CoreConfig
 from hwq.errors import CheckFailed
+from hwq.hardware import PE_FORMATS
 from hwq.host import (
     CoreIdentity,
     Device,
@@ -23,7 +24,7 @@ from hwq.host import (
 from hwq.layout import regmap
 from hwq.layout.regmap import ADDR
 
-from .common import PE_FORMATS, case, run
+from .common import case, run
 
 
 async def _load_infer(device, program, x, **kw):
