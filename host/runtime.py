@@ -86,8 +86,16 @@ class InferenceResult:
 
     def cycle_model_mismatches(self) -> list[str]:
         """Names of the layers whose measured cycles differ from the model in any run."""
-        diff = (self.layer_cycles != self.model_layer_cycles[None]).any(axis=0)
-        return [self.layer_names[i] for i in np.flatnonzero(diff)]
+        return cycle_model_mismatches(self.layer_cycles, self.model_layer_cycles,
+                                      self.layer_names)
+
+
+def cycle_model_mismatches(layer_cycles: np.ndarray, model_layer_cycles: np.ndarray,
+                           layer_names: list[str]) -> list[str]:
+    """Names of the layers whose measured cycles (``(N, layers)``) differ from the cycle
+    model's (``(layers,)``) in any run."""
+    diff = (np.asarray(layer_cycles) != np.asarray(model_layer_cycles)[None]).any(axis=0)
+    return [layer_names[i] for i in np.flatnonzero(diff)]
 
 
 class Runtime:
@@ -110,8 +118,11 @@ class Runtime:
         self.timeout_s = float(timeout_s)
         self.program: Program | None = None
 
-    async def load(self, program: Program) -> None:
+    async def load(self, program: Program, *, preloaded: bool = False) -> None:
         """Check the core matches ``program``'s config, then write its memory images.
+
+        ``preloaded=True``: the core's memories already hold the images (a bitstream or a
+        simulation initialized with them); only the core is checked.
 
         Raises
         ------
@@ -147,7 +158,7 @@ class Runtime:
         self.program = None
         for memory in ("desc", "weight", "param"):
             image = program.images[memory]
-            if len(image):
+            if len(image) and not preloaded:
                 await self.device.write_words(memory, 0, image)
         self.program = program
 

@@ -32,6 +32,7 @@ import numpy as np
 
 from hwq.config import CoreConfig, integer
 from hwq.errors import CheckFailed
+from hwq.host.runtime import cycle_model_mismatches
 from hwq.ir import QuantizedNetwork
 from hwq.layout.program import Program
 from hwq.sim.harness import FREE_RUN_CYCLES
@@ -72,8 +73,9 @@ class SimResult:
         return self.infer_cycles / self.infer_seconds if self.infer_seconds > 0 else 0.0
 
     def cycle_model_mismatches(self) -> list[str]:
-        diff = (self.layer_cycles != self.model_layer_cycles[None]).any(axis=0)
-        return [self.layer_names[i] for i in np.flatnonzero(diff)]
+        """Names of the layers whose measured cycles differ from the model in any run."""
+        return cycle_model_mismatches(self.layer_cycles, self.model_layer_cycles,
+                                      self.layer_names)
 
 
 def simulate(
