@@ -135,6 +135,22 @@ def test_load_refuses_a_program_for_another_config():
     assert rt.program is None
 
 
+def test_preloaded_load_checks_the_core_and_writes_nothing():
+    net, program, x = case("shift_add", "pot", seed=6, n=1)
+    device = GoldenDevice(program.config)
+    rt = Runtime(device)
+    run(rt.load(program, preloaded=True))
+    assert rt.program is program
+    assert all(not mem.any() for mem in device.memories.values())    # nothing written
+    for name in ("desc", "weight", "param"):                          # as a bitstream would
+        image = program.images[name]
+        device.memories[name][:len(image)] = image
+    np.testing.assert_array_equal(run(rt.infer(x)).outputs, golden.run(net, x))
+    other = Runtime(GoldenDevice(CoreConfig(pe="shift_add", lanes=4, simd=2)))
+    with pytest.raises(DeviceError, match=program.fingerprint):
+        run(other.load(program, preloaded=True))
+
+
 class _Patched(GoldenDevice):
     """A GoldenDevice with some registers overridden."""
 
