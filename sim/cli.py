@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from hwq.config import DSP_KINDS, PE_TYPES, CoreConfig, integer
+from hwq.arguments import integer
+from hwq.config import DSP_KINDS, PE_TYPES, CoreConfig
 from hwq.golden._checks import signed_range
 from hwq.hardware import pe_for_formats
 from hwq.sim.simulate import add_arguments as add_simulate_arguments

@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from hwq.config import CoreConfig, integer
+from hwq.arguments import integer
+from hwq.config import CoreConfig
 from hwq.errors import CheckFailed
 from hwq.host.runtime import cycle_model_mismatches
 from hwq.ir import QuantizedNetwork
