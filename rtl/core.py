@@ -33,10 +33,10 @@ from hwq.layout.words import KIND_POOL, MEMORY_IDS, core_words
 from hwq.rtl.addrgen import AddressGenerator
 from hwq.rtl.axil import RegisterBlock, axil_signature
 from hwq.rtl.fetch import ActFetch, WeightFetch, group_side_layout
-from hwq.rtl.layouts import struct_layout
 from hwq.rtl.maxpool import MaxPool
 from hwq.rtl.pe import MacArray
 from hwq.rtl.requant import Requant
+from hwq.rtl.words import struct_layout
 from hwq.rtl.writeback import Writeback
 
 if TYPE_CHECKING:

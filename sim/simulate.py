@@ -9,7 +9,7 @@ Verilator, cached by a hash of the Verilog and flags, on one of two backends:
     the host runtime (:class:`hwq.host.Runtime`) drives it through ctypes, the clock runs
     in C++; ``jobs`` worker processes split the inputs (:mod:`hwq.sim.harness`).
 ``cocotb``
-    the cocotb test :mod:`hwq.sim.core_tb` drives the same runtime through cocotbext-axi
+    the cocotb test :mod:`hwq.sim.tb_core` drives the same runtime through cocotbext-axi
     (:class:`hwq.sim.device.SimDevice`): the protocol-checked path, several times slower.
 
 Either way the Program's images go in over the bulk path once, then every input runs with
@@ -279,7 +279,7 @@ def _simulate_cocotb(program: Program, x: np.ndarray, *, sources: Sequence[Path]
     def target() -> None:
         try:
             result_box["result"] = sim_build.run_tests(
-                build, "hwq.sim.core_tb",
+                build, "hwq.sim.tb_core",
                 extra_env={"HWQ_SIM_JOB": str(job), "HWQ_SIM_FREE_RUN": str(free_run_cycles)},
                 waves=bool(waves), timeout=timeout_s,
                 test_dir=job / "run" if waves else None)
