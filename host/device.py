@@ -120,11 +120,11 @@ class CoreIdentity:
 
     def describe(self) -> str:
         """The core's parameters from CONFIG0/1, e.g. ``"pe=multiply, lanes=4, ..."``."""
-        pe = {v: k for k, v in PE_CODES.items()}.get(self.config0 & 0b11,
-                                                      f"<code {self.config0 & 0b11}>")
-        return (f"pe={pe}, lanes={self.config0 >> 8 & 0x1FF}, simd={self.config0 >> 20 & 0x1FF}, "
-                f"act_bits={self.config1 & 0x1F}, weight_bits={self.config1 >> 8 & 0xF}, "
-                f"acc_bits={self.config1 >> 16 & 0x3F}")
+        c0 = regmap.register("CONFIG0").unpack(self.config0)
+        c1 = regmap.register("CONFIG1").unpack(self.config1)
+        pe = {v: k for k, v in PE_CODES.items()}.get(c0["PE"], f"<code {c0['PE']}>")
+        return (f"pe={pe}, lanes={c0['LANES']}, simd={c0['SIMD']}, act_bits={c1['ACT_BITS']}, "
+                f"weight_bits={c1['WEIGHT_BITS']}, acc_bits={c1['ACC_BITS']}")
 
 
 class Device(ABC):

@@ -56,6 +56,7 @@ __all__ = ["GoldenDevice"]
 
 _MASK32 = 0xFFFF_FFFF
 _NAMES = {v: k for k, v in MEMORY_IDS.items()}
+_STATUS = regmap.register("STATUS")
 
 
 class GoldenDevice(Device):
@@ -82,8 +83,7 @@ class GoldenDevice(Device):
             raise TypeError(f"GoldenDevice needs a hwq CoreConfig, not {type(config).__name__}")
         self.config = config
         self.words = core_words(config)
-        depth = {"desc": config.desc_depth, "weight": config.weight_depth,
-                 "param": config.param_depth, "act": config.act_depth}
+        depth = config.depths
         self.memories = {name: np.zeros((depth[name], lay.chunks), dtype=np.uint32)
                          for name, lay in self.words.memories.items()}
         self._addr_mask = {name: (1 << addr_bits(depth[name])) - 1 for name in depth}
@@ -96,13 +96,14 @@ class GoldenDevice(Device):
         self._layers_done_mask = (1 << (self.words.desc_addr_bits + 1)) - 1
         self._cycle_mem = np.zeros(config.desc_depth, dtype=np.int64)
         lo, hi = regmap.fingerprint_words(config.fingerprint())
+        config0, config1 = regmap.config_words(config)
         self._const = {
             ADDR.ID: regmap.CORE_ID,
             ADDR.VERSION: regmap.version_word(),
             ADDR.FINGERPRINT_LO: lo,
             ADDR.FINGERPRINT_HI: hi,
-            ADDR.CONFIG0: regmap.PE_CODES[config.pe] | config.lanes << 8 | config.simd << 20,
-            ADDR.CONFIG1: config.act_bits | config.weight_bits << 8 | config.acc_bits << 16,
+            ADDR.CONFIG0: config0,
+            ADDR.CONFIG1: config1,
         }
         self.last_run: list[LayerRun] = []
         self.reset()
@@ -150,7 +151,7 @@ class GoldenDevice(Device):
         if offset in self._const:
             return self._const[offset]
         if offset == ADDR.STATUS:
-            return int(self._busy) * BIT.STATUS_BUSY | int(self._done) * BIT.STATUS_DONE
+            return _STATUS.pack(BUSY=int(self._busy), DONE=int(self._done))
         if offset == ADDR.IRQ_ENABLE:
             return self._irq_en
         if offset == ADDR.CYCLES:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hwq.errors import CheckFailed
+from hwq.golden._checks import signed_range
 from hwq.host.device import Device, DeviceError
 from hwq.layout.program import Program
 from hwq.layout.regmap import ADDR
@@ -85,8 +86,16 @@ class InferenceResult:
 
     def cycle_model_mismatches(self) -> list[str]:
         """Names of the layers whose measured cycles differ from the model in any run."""
-        diff = (self.layer_cycles != self.model_layer_cycles[None]).any(axis=0)
-        return [self.layer_names[i] for i in np.flatnonzero(diff)]
+        return cycle_model_mismatches(self.layer_cycles, self.model_layer_cycles,
+                                      self.layer_names)
+
+
+def cycle_model_mismatches(layer_cycles: np.ndarray, model_layer_cycles: np.ndarray,
+                           layer_names: list[str]) -> list[str]:
+    """Names of the layers whose measured cycles (``(N, layers)``) differ from the cycle
+    model's (``(layers,)``) in any run."""
+    diff = (np.asarray(layer_cycles) != np.asarray(model_layer_cycles)[None]).any(axis=0)
+    return [layer_names[i] for i in np.flatnonzero(diff)]
 
 
 class Runtime:
@@ -109,8 +118,11 @@ class Runtime:
         self.timeout_s = float(timeout_s)
         self.program: Program | None = None
 
-    async def load(self, program: Program) -> None:
+    async def load(self, program: Program, *, preloaded: bool = False) -> None:
         """Check the core matches ``program``'s config, then write its memory images.
+
+        ``preloaded=True``: the core's memories already hold the images (a bitstream or a
+        simulation initialized with them); only the core is checked.
 
         Raises
         ------
@@ -125,7 +137,7 @@ class Runtime:
         if not isinstance(program, Program):
             raise TypeError(f"Runtime.load needs a hwq Program, not {type(program).__name__}")
         cfg = program.config
-        depth = {"desc": cfg.desc_depth, "weight": cfg.weight_depth, "param": cfg.param_depth}
+        depth = {name: d for name, d in cfg.depths.items() if name != "act"}   # host images
         for memory, image in program.images.items():
             if memory not in depth:
                 raise ValueError(f"Program image must be one of {', '.join(depth)}, "
@@ -146,7 +158,7 @@ class Runtime:
         self.program = None
         for memory in ("desc", "weight", "param"):
             image = program.images[memory]
-            if len(image):
+            if len(image) and not preloaded:
                 await self.device.write_words(memory, 0, image)
         self.program = program
 
@@ -219,7 +231,7 @@ class Runtime:
             raise ValueError(f"Network input must have shape {want} with N >= 1, "
                              f"not {xa.shape}")
         bits = program.config.act_bits
-        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+        lo, hi = signed_range(bits)
         if int(xa.min()) < lo or int(xa.max()) > hi:
             bad = int(xa.min()) if int(xa.min()) < lo else int(xa.max())
             raise ValueError(f"Network input values must be in {lo}..{hi} ({bits}-bit signed "

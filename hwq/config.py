@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
-import math
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
 from hwq.golden._checks import check_int
+from hwq.hardware import PE_TYPES, PES
 
-PE_TYPES: tuple[str, ...] = ("shift_add", "bit_serial", "multiply")
 #: How the RTL builds its multipliers (:attr:`CoreConfig.dsp`).
 DSP_KINDS: tuple[str, ...] = ("inferred", "ecp5")
 
@@ -71,9 +68,9 @@ class CoreConfig:
     desc_depth: int = 32
     dsp: str = "inferred"
 
+    #: Range of ``weight_bits`` per PE type (:data:`hwq.hardware.PES`).
     WEIGHT_BITS: ClassVar[dict[str, tuple[int, int]]] = {
-        "shift_add": (2, 7), "bit_serial": (2, 8), "multiply": (2, 8),
-    }
+        pe: kind.weight_bits for pe, kind in PES.items()}
     #: Integer fields: what a message calls them and their range (``weight_bits``: per PE,
     #: :attr:`WEIGHT_BITS`).
     INT_FIELDS: ClassVar[dict[str, tuple[str, int, int]]] = {
@@ -116,8 +113,16 @@ class CoreConfig:
 
     @property
     def formats(self) -> tuple[str, ...]:
-        """Weight formats this core runs: POT on shift_add, INT and CODEBOOK otherwise."""
-        return ("pot",) if self.pe == "shift_add" else ("int", "codebook")
+        """Weight formats this core runs (:data:`hwq.hardware.PES`): POT on shift_add, INT
+        and CODEBOOK otherwise."""
+        return PES[self.pe].formats
+
+    @property
+    def depths(self) -> dict[str, int]:
+        """Words of each memory, by the bulk path's memory names (``desc``, ``weight``,
+        ``param``, ``act``; :data:`hwq.layout.words.MEMORY_IDS`)."""
+        return {"desc": self.desc_depth, "weight": self.weight_depth,
+                "param": self.param_depth, "act": self.act_depth}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -140,67 +145,3 @@ class CoreConfig:
         del d["dsp"]
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
-
-
-#: Integer fields of :class:`CoreConfig` offered as ``--lanes``, ``--act-bits``, ... options.
-CLI_FIELDS = tuple(CoreConfig.INT_FIELDS)
-
-
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--pe`` and one option per field of :data:`CLI_FIELDS` (defaults from CoreConfig)."""
-    parser.add_argument("--pe", required=True, choices=PE_TYPES, help="PE type")
-    defaults = CoreConfig(pe="multiply")
-    for name in CLI_FIELDS:
-        _, lo, hi = CoreConfig.INT_FIELDS[name]
-        parser.add_argument(f"--{name.replace('_', '-')}", type=integer(lo, hi),
-                            default=getattr(defaults, name),
-                            help=f"{name}, {lo}..{hi} (default {getattr(defaults, name)})")
-    parser.add_argument("--dsp", choices=DSP_KINDS, default=defaults.dsp,
-                        help="multipliers: inferred (any tool) or ecp5 (MULT18X18D blocks with "
-                             f"their own registers; ECP5 only) (default {defaults.dsp})")
-
-
-def config_from_arguments(args: argparse.Namespace) -> CoreConfig:
-    """The :class:`CoreConfig` of options added by :func:`add_config_arguments`."""
-    return CoreConfig(pe=args.pe, dsp=args.dsp,
-                      **{name: getattr(args, name) for name in CLI_FIELDS})
-
-
-def integer(lo: int, hi: int | None = None) -> Callable[[str], int]:
-    """argparse type of an integer option in ``lo..hi`` (``hi=None``: no upper bound).
-
-    Argparse names the option: ``argument --seed: must be an integer >= 0, not '-1'``.
-    """
-    allowed = f"an integer in {lo}..{hi}" if hi is not None else f"an integer >= {lo}"
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {allowed}, not {text!r}") from None
-        if value < lo or (hi is not None and value > hi):
-            raise argparse.ArgumentTypeError(f"must be {allowed}, not {text!r}")
-        return value
-
-    return parse
-
-
-def positive_number(unit: str | None = None) -> Callable[[str], float]:
-    """argparse type of a positive, finite number (of ``unit``); ``nan``, ``inf``, ``-5`` and
-    ``0`` are refused."""
-    allowed = f"a positive number of {unit}" if unit else "a positive number"
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not 0 < value < math.inf:
-            raise argparse.ArgumentTypeError(f"must be {allowed}, not {text!r}")
-        return value
-
-    return parse
-
-
-#: argparse type of a duration option: a positive, finite number of seconds.
-positive_seconds = positive_number("seconds")

@@ -45,7 +45,7 @@ def random_weights(rng: np.random.Generator, shape: tuple[int, ...], kind: str, 
     """Uniformly random representable weights of ``shape`` at per-element ``bits``."""
     b = np.broadcast_to(bits, shape)
     if kind == "int":
-        lo = -(1 << (b - 1))
+        lo = signed_range(b)[0]
         return rng.integers(lo, -lo, dtype=np.int64)  # upper bound exclusive: 2**(b-1) - 1
     if kind == "pot":
         # exponents capped at 14: POT(6)/POT(7) allow shifts up to 62, whose products no

@@ -30,7 +30,7 @@ from amaranth.lib.wiring import In, Out
 
 from hwq.config import CoreConfig
 from hwq.layout.words import KIND_POOL, core_words
-from hwq.rtl.layouts import struct_layout
+from hwq.rtl.words import struct_layout
 
 __all__ = ["AddressGenerator", "op_layout"]
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-from hwq.config import add_config_arguments, config_from_arguments
+from hwq.arguments import add_config_arguments, config_from_arguments
 from hwq.errors import CheckFailed
 
 

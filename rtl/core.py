@@ -33,10 +33,10 @@ from hwq.layout.words import KIND_POOL, MEMORY_IDS, core_words
 from hwq.rtl.addrgen import AddressGenerator
 from hwq.rtl.axil import RegisterBlock, axil_signature
 from hwq.rtl.fetch import ActFetch, WeightFetch, group_side_layout
-from hwq.rtl.layouts import struct_layout
 from hwq.rtl.maxpool import MaxPool
 from hwq.rtl.pe import MacArray
 from hwq.rtl.requant import Requant
+from hwq.rtl.words import struct_layout
 from hwq.rtl.writeback import Writeback
 
 if TYPE_CHECKING:
@@ -90,8 +90,7 @@ class Core(wiring.Component):
 
     def _memories(self, m: Module) -> dict[str, memory.Memory]:
         cfg, w = self.config, self.words
-        depth = {"desc": cfg.desc_depth, "weight": cfg.weight_depth,
-                 "param": cfg.param_depth, "act": cfg.act_depth}
+        depth = cfg.depths
         mems = {}
         for name, lay in w.memories.items():
             init = [0] * depth[name]
@@ -182,7 +181,8 @@ class Core(wiring.Component):
         layer_cycles = Signal(32)
         layers_done = Signal(w.desc_addr_bits + 1)
         layer_sel = Signal(w.desc_addr_bits)
-        start = regs.ctrl_we & regs.ctrl_w[0]
+        ctrl = regmap.register("CTRL")
+        start = regs.ctrl_we & ctrl.field("START").get(regs.ctrl_w)
         start_ag = Signal()     # high exactly in state START, from a register of its own
         m.d.comb += ag.start.eq(start_ag)
         layer_done = Mux(pool, mp.o.valid & mp.o.payload.side.llast, wb.done)
@@ -217,7 +217,7 @@ class Core(wiring.Component):
                     with m.Else():
                         m.d.sync += idx.eq(idx + 1)
                         m.next = "DESC"
-        with m.If(regs.ctrl_we & regs.ctrl_w[1]):
+        with m.If(regs.ctrl_we & ctrl.field("CLEAR_DONE").get(regs.ctrl_w)):
             m.d.sync += done.eq(0)
 
         # ------------------------------------------------------------ bulk path
@@ -296,13 +296,13 @@ class Core(wiring.Component):
 
         # ------------------------------------------------------------ registers
         lo, hi = regmap.fingerprint_words(cfg.fingerprint())
-        pe_code = regmap.PE_CODES[cfg.pe]
+        config0, config1 = regmap.config_words(cfg)
         m.d.comb += [
             regs.id_r.eq(regmap.CORE_ID),
             regs.version_r.eq(regmap.version_word()),
             regs.fingerprint_lo_r.eq(lo),
             regs.fingerprint_hi_r.eq(hi),
-            regs.status_r.eq(busy | (done << 1)),
+            regs.status_r.eq(regmap.register("STATUS").pack(BUSY=busy, DONE=done)),
             regs.irq_enable_r.eq(irq_en),
             regs.cycles_r.eq(cycles),
             regs.layer_sel_r.eq(layer_sel),
@@ -311,8 +311,8 @@ class Core(wiring.Component):
             regs.bulk_sel_r.eq(bulk_sel),
             regs.bulk_addr_r.eq(bulk_addr),
             regs.bulk_rdata_r.eq(act_word.word_select(rchunk, 32)),
-            regs.config0_r.eq(pe_code | (cfg.lanes << 8) | (cfg.simd << 20)),
-            regs.config1_r.eq(cfg.act_bits | (cfg.weight_bits << 8) | (cfg.acc_bits << 16)),
+            regs.config0_r.eq(config0),
+            regs.config1_r.eq(config1),
         ]
         return m
 

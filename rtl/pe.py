@@ -23,16 +23,12 @@ from amaranth.lib.wiring import In, Out
 
 from hwq.config import DSP_KINDS, CoreConfig
 from hwq.golden._checks import check_int
+from hwq.hardware import DOT_STAGES
 from hwq.rtl.dsp import registered_product
 
 __all__ = ["DOT_STAGES", "BitSerialPE", "CodebookDecoder", "IntDecoder", "MacArray",
            "MultiplyPE", "MultiplyPairPE", "PotDecoder", "ShiftAddPE", "add_carry",
            "pair_shift", "register", "tree_stages"]
-
-
-#: Registers from a :class:`MacArray` input beat to its dot products (every PE type);
-#: the accumulator adds one more. Part of ``hwq.golden.cycles.OVERHEADS.matmul``.
-DOT_STAGES = 5
 
 
 def register(m: Module, value: object, en: object, name: str) -> Signal:

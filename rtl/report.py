@@ -45,14 +45,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from hwq.config import (
-    CoreConfig,
+from hwq.arguments import (
     add_config_arguments,
     config_from_arguments,
     integer,
     positive_number,
     positive_seconds,
 )
+from hwq.config import CoreConfig
 from hwq.errors import ToolchainError
 from hwq.serialize import atomic_write, file_lock
 

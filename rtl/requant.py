@@ -17,6 +17,8 @@ from amaranth.lib.wiring import In, Out
 
 from hwq.config import CoreConfig
 from hwq.golden.requant import M_BITS
+from hwq.hardware import REQUANT_STAGES
+from hwq.hardware import REQUANT_SUM_LEVELS as _SUM_LEVELS
 from hwq.rtl.dsp import registered_product
 from hwq.rtl.pe import register
 
@@ -150,9 +152,3 @@ class Requant(wiring.Component):
 
 #: Chunk width of the partial products (an ECP5 MULT18X18D takes 18x18 signed operands).
 _CHUNK = 17
-#: Adder levels summing the partial products: ``acc_bits <= 48`` gives a ``t`` of up to 49
-#: bits, 3 chunks, times 2 chunks of ``M`` = 6 products.
-_SUM_LEVELS = 3
-#: Registers from a requant input beat to its output; part of
-#: ``hwq.golden.cycles.OVERHEADS.matmul``.
-REQUANT_STAGES = 8 + _SUM_LEVELS

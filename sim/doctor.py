@@ -32,7 +32,7 @@ FAST_COMPILE = ("-j", "2")
 TOPLEVEL = "hwq_doctor_adder"
 
 #: cocotb module (inside this package) that tests the self-check design.
-TEST_MODULE = "hwq.sim._doctor_tb"
+TEST_MODULE = "hwq.sim.tb_doctor"
 
 #: Wall-clock limit of the self-check simulation, in seconds.
 TEST_TIMEOUT = 60.0

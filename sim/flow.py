@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hwq.config import DSP_KINDS, PE_TYPES, CoreConfig, integer
+from hwq.arguments import integer
+from hwq.config import DSP_KINDS, PE_TYPES, CoreConfig
 from hwq.sim.simulate import add_arguments as add_simulate_arguments
 from hwq.workloads import WORKLOADS, get_workload
 

@@ -9,7 +9,7 @@ Verilator, cached by a hash of the Verilog and flags, on one of two backends:
     the host runtime (:class:`hwq.host.Runtime`) drives it through ctypes, the clock runs
     in C++; ``jobs`` worker processes split the inputs (:mod:`hwq.sim.harness`).
 ``cocotb``
-    the cocotb test :mod:`hwq.sim.core_tb` drives the same runtime through cocotbext-axi
+    the cocotb test :mod:`hwq.sim.tb_core` drives the same runtime through cocotbext-axi
     (:class:`hwq.sim.device.SimDevice`): the protocol-checked path, several times slower.
 
 Either way the Program's images go in over the bulk path once, then every input runs with
@@ -30,8 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from hwq.config import CoreConfig, integer
+from hwq.arguments import integer
+from hwq.config import CoreConfig
 from hwq.errors import CheckFailed
+from hwq.host.runtime import cycle_model_mismatches
 from hwq.ir import QuantizedNetwork
 from hwq.layout.program import Program
 from hwq.sim.harness import FREE_RUN_CYCLES
@@ -72,8 +74,9 @@ class SimResult:
         return self.infer_cycles / self.infer_seconds if self.infer_seconds > 0 else 0.0
 
     def cycle_model_mismatches(self) -> list[str]:
-        diff = (self.layer_cycles != self.model_layer_cycles[None]).any(axis=0)
-        return [self.layer_names[i] for i in np.flatnonzero(diff)]
+        """Names of the layers whose measured cycles differ from the model in any run."""
+        return cycle_model_mismatches(self.layer_cycles, self.model_layer_cycles,
+                                      self.layer_names)
 
 
 def simulate(
@@ -276,7 +279,7 @@ def _simulate_cocotb(program: Program, x: np.ndarray, *, sources: Sequence[Path]
     def target() -> None:
         try:
             result_box["result"] = sim_build.run_tests(
-                build, "hwq.sim.core_tb",
+                build, "hwq.sim.tb_core",
                 extra_env={"HWQ_SIM_JOB": str(job), "HWQ_SIM_FREE_RUN": str(free_run_cycles)},
                 waves=bool(waves), timeout=timeout_s,
                 test_dir=job / "run" if waves else None)

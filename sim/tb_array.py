@@ -36,9 +36,11 @@ import numpy as np
 from amaranth.hdl import unsigned
 
 from hwq.config import CoreConfig
+from hwq.golden._checks import signed_range
 from hwq.golden.bitserial import bitplanes, bitserial_linear, shift_add_linear
 from hwq.golden.formats import CodebookFormat, IntFormat, PotFormat, WeightFormat
 from hwq.golden.ops import check_accumulator, linear
+from hwq.hardware import PES
 from hwq.rtl.pe import MacArray
 
 from .tb_common import (
@@ -60,12 +62,8 @@ from .tb_common import (
 __all__ = ["FORMATS", "Group", "GroupStimulus", "MacArrayDriver", "MacArrayModel",
            "MacArrayTestbench", "array_params", "make_component", "mac_array"]
 
-#: Weight formats each PE type is tested with.
-FORMATS: dict[str, tuple[str, ...]] = {
-    "shift_add": ("pot",),
-    "bit_serial": ("int", "codebook"),
-    "multiply": ("int", "codebook"),
-}
+#: Weight formats each PE type is tested with: every one it takes (:data:`hwq.hardware.PES`).
+FORMATS: dict[str, tuple[str, ...]] = {pe: kind.formats for pe, kind in PES.items()}
 #: Transaction whose expected value is perturbed when the golden is deliberately broken.
 BREAK_INDEX = 2
 
@@ -98,7 +96,7 @@ def make_component(params: Mapping[str, Any]) -> MacArray:
 def random_codebook(rng: np.random.Generator, bits: int, table_bits: int) -> CodebookFormat:
     """A full ``2**bits``-entry table of ``table_bits``-bit entries with a zero and both
     extremes of the entry range."""
-    lo, hi = -(1 << (table_bits - 1)), (1 << (table_bits - 1)) - 1
+    lo, hi = signed_range(table_bits)
     table = rng.integers(lo, hi + 1, size=1 << bits)
     slots = rng.permutation(table.size)
     table[slots[0]] = 0
@@ -169,7 +167,7 @@ class GroupStimulus:
         cfg = self.config
         tiles = 1 if rng.random() < 0.25 else int(rng.integers(1, self.max_tiles + 1))
         k = tiles * cfg.simd
-        a_lo, a_hi = -(1 << (cfg.act_bits - 1)), (1 << (cfg.act_bits - 1)) - 1
+        a_lo, a_hi = signed_range(cfg.act_bits)
         corner = rng.random()
         if corner < 0.1:
             x = np.full(k, a_lo, dtype=np.int64)

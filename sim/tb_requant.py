@@ -31,6 +31,7 @@ import numpy as np
 from amaranth.hdl import unsigned
 
 from hwq.config import CoreConfig
+from hwq.golden._checks import signed_range
 from hwq.golden.requant import M_MAX, S_MAX, S_MIN, requantize
 from hwq.rtl.requant import Requant
 
@@ -84,7 +85,7 @@ def make_component(params: Mapping[str, Any]) -> Requant:
 
 def clamp_bounds(name: str, act_bits: int) -> tuple[int, int]:
     """``(lo, hi)`` of clamp setting ``name`` (one of :data:`CLAMPS`) for ``act_bits``."""
-    lo, hi = -(1 << (act_bits - 1)), (1 << (act_bits - 1)) - 1
+    lo, hi = signed_range(act_bits)
     if name == "full":
         return lo, hi
     if name == "relu":
@@ -106,8 +107,7 @@ class RequantStimulus:
     def __init__(self, config: CoreConfig, *, side_bits: int) -> None:
         self.config = config
         self.side_bits = side_bits
-        self.acc_lo = -(1 << (config.acc_bits - 1))
-        self.acc_hi = (1 << (config.acc_bits - 1)) - 1
+        self.acc_lo, self.acc_hi = signed_range(config.acc_bits)
 
     def _lane(self, rng: np.random.Generator) -> tuple[int, int, int, int]:
         """One lane's ``(acc, bias, M, S)``."""

@@ -8,10 +8,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hwq.arguments import integer, positive_number, positive_seconds
 from hwq.bench import DEFAULT_OUT
 from hwq.bench.all import SECTIONS, _hw_section, _joint_section, _tq_section, bench_all
 from hwq.bench.golden import bench_golden, format_golden
-from hwq.config import integer, positive_number, positive_seconds
 from hwq.serialize import atomic_write
 from hwq.workloads import WORKLOADS
 

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from hwq import __version__
+from hwq.hardware import PES
 
 __all__ = ["COCOTB_CYCLES", "DIGITS_ARCH", "VGG_SMALL_ARCH", "bench_sim", "format_sim"]
 
@@ -45,7 +46,8 @@ VGG_SMALL_ARCH = (("conv", 16, 3, 1, 1, True), ("conv", 16, 3, 1, 1, True), ("po
 COCOTB_CYCLES = 2_000_000
 #: Free-running cycles after each compiled batch (about 1 s).
 FREE_RUN_CYCLES = 1_000_000
-_KIND = {"shift_add": "pot", "bit_serial": "int", "multiply": "int"}
+#: The weight format each PE's networks are made of: the first it takes.
+_KIND = {pe: kind.formats[0] for pe, kind in PES.items()}
 
 
 def _workloads(pe: str, lanes: int, simd: int, images: int, large_images: int

@@ -19,7 +19,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from hwq.config import PE_TYPES, integer, positive_number
+from hwq.arguments import integer, positive_number
+from hwq.config import PE_TYPES
 from hwq.explore.space import DEFAULTS
 from hwq.workloads import WORKLOADS
 

@@ -86,8 +86,9 @@ def per_channel(v: object, channels: int, name: str) -> np.ndarray:
     return arr
 
 
-def signed_range(bits: int) -> tuple[int, int]:
-    """Range of a ``bits``-bit two's complement integer.
+def signed_range(bits: int | np.ndarray) -> tuple:
+    """Range ``(lo, hi)`` of a ``bits``-bit two's complement integer (``bits`` an int or an
+    integer array, element-wise).
 
     >>> signed_range(8)
     (-128, 127)
@@ -95,13 +96,26 @@ def signed_range(bits: int) -> tuple[int, int]:
     return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
 
 
-def signed_bits_for(lo: int, hi: int) -> int:
-    """Fewest bits of a two's complement integer that holds every value in ``lo..hi``.
+def signed_bits_for(lo: int | np.ndarray, hi: int | np.ndarray) -> int | np.ndarray:
+    """Fewest bits of a two's complement integer that holds every value in ``lo..hi``: the
+    narrowest width, at least 1 (ints, or integer arrays element-wise).
 
     >>> signed_bits_for(-128, 127), signed_bits_for(0, 128), signed_bits_for(0, 0)
     (8, 9, 1)
+    >>> signed_bits_for(np.array([3, -1, 4]), np.array([3, -1, 4])).tolist()
+    [3, 1, 4]
     """
-    bits = 1
-    while not (-(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1):
-        bits += 1
-    return bits
+    if isinstance(lo, numbers.Integral) and isinstance(hi, numbers.Integral):
+        return max((-int(lo) - 1).bit_length() if lo < 0 else 0,
+                   int(hi).bit_length() if hi > 0 else 0) + 1
+    lo, hi = np.asarray(lo, dtype=np.int64), np.asarray(hi, dtype=np.int64)
+    return np.maximum(_bit_length(np.where(lo < 0, -lo - 1, 0)),
+                      _bit_length(np.maximum(hi, 0))) + 1
+
+
+def _bit_length(v: np.ndarray) -> np.ndarray:
+    """``int.bit_length`` of each non-negative int64, exactly (no float rounding)."""
+    out = np.zeros(v.shape, dtype=np.int64)
+    for i in range(63):
+        out = np.where(v >> i > 0, i + 1, out)
+    return out

@@ -37,9 +37,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hwq.golden._checks import check_int
-
-PE_TYPES = ("shift_add", "bit_serial", "multiply")
+from hwq.golden._checks import check_int, signed_bits_for
+from hwq.hardware import (
+    ACCUMULATE_STAGES,
+    ACT_FETCH_STAGES,
+    DOT_STAGES,
+    MAX_STAGES,
+    PE_TYPES,
+    REQUANT_STAGES,
+    WEIGHT_FETCH_STAGES,
+)
 
 
 @dataclass(frozen=True)
@@ -55,11 +62,19 @@ class Overheads:
     run: int = 0
 
 
-#: The constants of ``hwq.rtl.core.Core``: matmul = descriptor read 1 + address generator
-#: start 1 + pipeline 22 (weight fetch 2, act fetch 3, dot 5 = ``hwq.rtl.pe.DOT_STAGES``,
-#: accumulate 1, requant 11 = ``hwq.rtl.requant.REQUANT_STAGES``); pool = 1 + 1 + 6
-#: (weight fetch 2, act fetch 3, max 1); the write is in the last cycle.
-OVERHEADS = Overheads(matmul=24, pool=8, run=0)
+#: Cycles of ``hwq.rtl.core.Core``'s sequencer per layer: the descriptor read and the
+#: address generator's start.
+_LAYER_START = 1 + 1
+
+#: The constants of ``hwq.rtl.core.Core``, from the pipeline depths of :mod:`hwq.hardware`:
+#: matmul = layer start 2 + weight fetch 2 + act fetch 3 + dot 5 + accumulate 1 + requant 11
+#: = 24; pool = 2 + weight fetch 2 + act fetch 3 + max 1 = 8; the write is in the last cycle.
+OVERHEADS = Overheads(
+    matmul=_LAYER_START + WEIGHT_FETCH_STAGES + ACT_FETCH_STAGES + DOT_STAGES
+    + ACCUMULATE_STAGES + REQUANT_STAGES,
+    pool=_LAYER_START + WEIGHT_FETCH_STAGES + ACT_FETCH_STAGES + MAX_STAGES,
+    run=0,
+)
 
 
 def min_group_words(lanes: int, simd: int) -> int:
@@ -94,20 +109,10 @@ def tile_planes(tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     t = np.asarray(tiles, dtype=np.int64)
     lo, hi = t.min(axis=(-2, -1)), t.max(axis=(-2, -1))
-    # narrowest b with -2**(b-1) <= lo and hi <= 2**(b-1) - 1
-    need = np.maximum(np.where(lo < 0, _bit_length(-lo - 1) + 1, 1), _bit_length(hi) + 1)
-    bits = np.where((lo == 0) & (hi == 0), 0, need)
+    bits = np.where((lo == 0) & (hi == 0), 0, signed_bits_for(lo, hi))
     codes = t & ((1 << np.maximum(bits, 1)) - 1)[..., None, None]
     planes = np.stack([((codes >> i) & 1).any(axis=(-2, -1)) for i in range(8)], axis=-1)
     return bits, planes & (np.arange(8) < bits[..., None])
-
-
-def _bit_length(v: np.ndarray) -> np.ndarray:
-    v = np.asarray(v, dtype=np.int64)
-    out = np.zeros(v.shape, dtype=np.int64)
-    for i in range(63):
-        out = np.where(v >> i > 0, i + 1, out)
-    return out
 
 
 def group_words(pe: str, tiles: np.ndarray) -> np.ndarray:
@@ -163,7 +168,6 @@ def bit_ops(weights: np.ndarray) -> int:
     """
     w = np.asarray(weights, dtype=np.int64).ravel()
     w = w[w != 0]
-    magnitude = np.where(w > 0, w, -w - 1)
-    width = _bit_length(magnitude) + 1                # value bits + the sign bit
+    width = signed_bits_for(w, w)
     codes = (w & ((np.int64(1) << width) - 1)).astype(np.uint64)
     return int(np.bitwise_count(codes).sum())

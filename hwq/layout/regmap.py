@@ -26,23 +26,42 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
+from hwq.hardware import PE_TYPES
 from hwq.layout.words import MEMORY_IDS
+
+if TYPE_CHECKING:
+    from hwq.config import CoreConfig
 
 #: ``ID`` register value: ASCII "HWQC".
 CORE_ID = 0x4857_5143
 #: ``VERSION`` register value: register map major.minor as ``major << 16 | minor``.
 MAP_VERSION = (1, 0)
-#: ``CONFIG0.pe`` codes.
-PE_CODES = {"shift_add": 0, "bit_serial": 1, "multiply": 2}
+#: ``CONFIG0.pe`` codes: the order of :data:`hwq.hardware.PE_TYPES`.
+PE_CODES = {pe: code for code, pe in enumerate(PE_TYPES)}
 
 
 @dataclass(frozen=True)
 class BitField:
+    """Bits ``lsb .. lsb + width - 1`` of a register."""
+
     name: str
     lsb: int
     width: int
     doc: str
+
+    @property
+    def mask(self) -> int:
+        """The field's bits in place (``BIT.STATUS_DONE`` is STATUS's ``DONE`` mask)."""
+        return ((1 << self.width) - 1) << self.lsb
+
+    def get(self, word: Any) -> Any:
+        """This field of ``word``: of an int, the field's value; of an Amaranth value, the
+        slice of its bits (the RTL decodes with the same fields as the host)."""
+        if isinstance(word, int):
+            return word >> self.lsb & ((1 << self.width) - 1)
+        return word[self.lsb:self.lsb + self.width]
 
 
 @dataclass(frozen=True)
@@ -58,6 +77,44 @@ class Register:
             raise ValueError(f"Register access must be ro, rw or wo, not {self.access!r}")
         if self.offset % 4:
             raise ValueError(f"Register offset must be word aligned, not {self.offset:#x}")
+
+    def field(self, name: str) -> BitField:
+        """The bit field ``name`` of this register."""
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(f"Register {self.name} has no field {name!r}; fields: "
+                       f"{[f.name for f in self.fields]}")
+
+    def pack(self, **values: Any) -> Any:
+        """The register word with each named field set (the others 0).
+
+        Ints give an int and must fit their field; Amaranth values give an Amaranth
+        expression (each shifted to its field's place, or'ed together), for the RTL.
+
+        >>> register("CONFIG0").pack(PE=2, LANES=8, SIMD=4) == 2 | 8 << 8 | 4 << 20
+        True
+        """
+        word: Any = 0
+        for name, value in values.items():
+            f = self.field(name)
+            if isinstance(value, int):
+                if not 0 <= value < 1 << f.width:
+                    raise ValueError(f"{self.name}.{name} must be in 0..{(1 << f.width) - 1} "
+                                     f"({f.width} bits), not {value!r}")
+                word |= value << f.lsb
+            else:
+                term = value << f.lsb if f.lsb else value
+                word = term if isinstance(word, int) and word == 0 else word | term
+        return word
+
+    def unpack(self, word: int) -> dict[str, int]:
+        """Every field's value in the register word ``word``.
+
+        >>> register("STATUS").unpack(0b10)
+        {'BUSY': 0, 'DONE': 1}
+        """
+        return {f.name: f.get(int(word)) for f in self.fields}
 
 
 REGISTERS: tuple[Register, ...] = (
@@ -107,8 +164,7 @@ REGISTERS: tuple[Register, ...] = (
 #: Register offsets by name: ``ADDR.CTRL == 0x10``.
 ADDR = SimpleNamespace(**{r.name: r.offset for r in REGISTERS})
 #: Bit masks by ``REGISTER_FIELD`` name: ``BIT.CTRL_START == 1``.
-BIT = SimpleNamespace(**{f"{r.name}_{f.name}": ((1 << f.width) - 1) << f.lsb
-                         for r in REGISTERS for f in r.fields})
+BIT = SimpleNamespace(**{f"{r.name}_{f.name}": f.mask for r in REGISTERS for f in r.fields})
 #: Bulk-path memory numbers: ``MEM.act == 3``.
 MEM = SimpleNamespace(**MEMORY_IDS)
 #: Bytes of address space the block decodes.
@@ -116,6 +172,7 @@ ADDR_WIDTH = 8
 
 
 def register(name: str) -> Register:
+    """The register ``name`` of :data:`REGISTERS`."""
     for r in REGISTERS:
         if r.name == name:
             return r
@@ -124,6 +181,14 @@ def register(name: str) -> Register:
 
 def version_word() -> int:
     return MAP_VERSION[0] << 16 | MAP_VERSION[1]
+
+
+def config_words(config: CoreConfig) -> tuple[int, int]:
+    """``(CONFIG0, CONFIG1)`` of a core ``config``."""
+    return (register("CONFIG0").pack(PE=PE_CODES[config.pe], LANES=config.lanes,
+                                     SIMD=config.simd),
+            register("CONFIG1").pack(ACT_BITS=config.act_bits, WEIGHT_BITS=config.weight_bits,
+                                     ACC_BITS=config.acc_bits))
 
 
 def fingerprint_words(fingerprint: str) -> tuple[int, int]:
@@ -153,7 +218,7 @@ def c_header() -> str:
     out.append(f"#define HWQ_CORE_ID {CORE_ID:#010x}u")
     out.append(f"#define HWQ_MAP_VERSION {version_word():#010x}u")
     out += [f"#define HWQ_REG_{r.name} {r.offset:#04x}u" for r in REGISTERS]
-    out += [f"#define HWQ_BIT_{r.name}_{f.name} {((1 << f.width) - 1) << f.lsb:#x}u"
+    out += [f"#define HWQ_BIT_{r.name}_{f.name} {f.mask:#x}u"
             for r in REGISTERS for f in r.fields]
     out += [f"#define HWQ_MEM_{k.upper()} {v}u" for k, v in MEMORY_IDS.items()]
     return "\n".join([*out, "", "#endif"]) + "\n"
@@ -165,7 +230,7 @@ def python_constants() -> str:
     out.append(f"CORE_ID = {CORE_ID:#010x}")
     out.append(f"MAP_VERSION = {version_word():#010x}")
     out += [f"{r.name} = {r.offset:#04x}" for r in REGISTERS]
-    out += [f"{r.name}_{f.name} = {((1 << f.width) - 1) << f.lsb:#x}"
+    out += [f"{r.name}_{f.name} = {f.mask:#x}"
             for r in REGISTERS for f in r.fields]
     out += [f"MEM_{k.upper()} = {v}" for k, v in MEMORY_IDS.items()]
     return "\n".join(out) + "\n"

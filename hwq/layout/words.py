@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hwq.golden._checks import signed_range
+
 if TYPE_CHECKING:
     from hwq.config import CoreConfig
 
@@ -63,7 +65,7 @@ class Field:
 
     def range(self) -> tuple[int, int]:
         if self.signed:
-            return -(1 << (self.width - 1)), (1 << (self.width - 1)) - 1
+            return signed_range(self.width)
         return 0, (1 << self.width) - 1
 
 

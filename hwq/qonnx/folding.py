@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from hwq.golden._checks import signed_range
 from hwq.ir import Flatten
 from hwq.qonnx.values import Acc, Const, Ints, Refused, Weight, fractions, where
 
@@ -201,8 +202,8 @@ class FoldingNodes:
         w = acc.params["weight"].copy()
         w[channels] = -w[channels]
         bits = acc.params["bits"]
-        if int(np.abs(w).max(initial=0)) > 0 and (
-                int(w.min()) < -(1 << (bits - 1)) or int(w.max()) > (1 << (bits - 1)) - 1):
+        lo, hi = signed_range(bits)
+        if int(np.abs(w).max(initial=0)) > 0 and (int(w.min()) < lo or int(w.max()) > hi):
             bits = bits + 1
             if bits > 8:
                 raise Refused("a negative factor would need the negated weights in 9 bits")

@@ -154,8 +154,8 @@ def quantize(
         :data:`hwq.workloads.WORKLOADS` (``"digits"``, ``"lenet5"``, ``"resnet8"``,
         ``"sepnet"``), which also supplies ``data``.
     method : str, default "uniform"
-        a name of :data:`hwq.quant.methods.METHODS`: ``uniform``, ``uniform-qat``,
-        ``inq``, ``slq``, ``mlq``, ``tq``, ``joint``.
+        a name of :data:`hwq.quant.methods.METHODS` (the one list of methods and their
+        bit ranges; :func:`hwq.quant.methods.method_names` returns them).
     bits : int, float or None
         weight code width; the range depends on the method (tq: average bits per weight,
         fractional; joint: the widest layer, optional).

@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hwq.arguments import integer, positive_number
 from hwq.cli import check_output, emit
-from hwq.config import integer, positive_number
 from hwq.quant.api import WORKLOADS, quantize
 from hwq.quant.fakequant import CALIBRATIONS
 from hwq.quant.methods import METHODS, get_method

@@ -98,6 +98,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
+from hwq.golden._checks import signed_range
 from hwq.ir import WeightSpec
 from hwq.quant import transforms as tf
 from hwq.quant.base import QuantizedWeight, apply_weights, fold_batchnorm, weight_layers
@@ -152,7 +153,7 @@ def uniform_quantize(t: np.ndarray, step: float, bits: int) -> np.ndarray:
     """
     if bits == 0:
         return np.zeros(np.shape(t), dtype=np.int64)
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    lo, hi = signed_range(bits)
     return np.clip(np.rint(np.asarray(t) / step), lo, hi).astype(np.int64)
 
 

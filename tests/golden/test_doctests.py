@@ -4,7 +4,8 @@ import importlib
 import pytest
 
 MODULES = ["hwq.golden._checks", "hwq.golden.formats", "hwq.golden.requant",
-           "hwq.golden.bitserial", "hwq.golden.ops", "hwq.golden.window", "hwq.golden.eltwise"]
+           "hwq.golden.bitserial", "hwq.golden.ops", "hwq.golden.window", "hwq.golden.eltwise",
+           "hwq.golden.cycles", "hwq.hardware", "hwq.layout.regmap"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -12,10 +12,6 @@ from hwq.config import CoreConfig
 from hwq.layout import Program, compile
 from hwq.testing import random_inputs, random_network
 
-#: every PE type with every weight format it takes
-PE_FORMATS = [("shift_add", "pot"), ("bit_serial", "int"), ("bit_serial", "codebook"),
-              ("multiply", "int"), ("multiply", "codebook")]
-
 #: channels not a multiple of lanes, stride 2, padding, an odd pool, flatten + linear
 ARCH = (("conv", 3, 3, 1, 1, True), ("conv", 5, 3, 2, 1, True), ("pool",), ("flatten",),
         ("linear", 3, False))

@@ -8,35 +8,13 @@ import numpy as np
 import pytest
 
 import hwq.golden as golden
-from hwq.host import Device, DeviceTimeout, GoldenDevice, Runtime
+from hwq.host import GoldenDevice, Runtime
 from hwq.layout.regmap import ADDR, BIT, MEM
 from hwq.rtl.core import Core
-from hwq.rtl.simulation import axil_read, axil_write
+from hwq.rtl.simulation import AmaranthDevice
 
 from ..rtl.streams import run as run_sim
 from .common import SMALL, case
-
-
-class AmaranthDevice(Device):
-    """The RTL core in Amaranth's simulator, driven from a testbench over AXI4-Lite."""
-
-    name = "amaranth"
-
-    def __init__(self, ctx, core: Core) -> None:
-        self.ctx, self.core = ctx, core
-
-    async def read_reg(self, offset: int) -> int:
-        return await axil_read(self.ctx, self.core.s_axil, offset)
-
-    async def write_reg(self, offset: int, value: int) -> None:
-        await axil_write(self.ctx, self.core.s_axil, offset, value)
-
-    async def wait_done(self, *, timeout_s: float, timeout_cycles: int | None = None) -> None:
-        for _ in range((timeout_cycles or 100_000) // 16 + 1):
-            if (await self.read_reg(ADDR.STATUS)) & BIT.STATUS_DONE:
-                return
-            await self.ctx.tick().repeat(16)
-        raise DeviceTimeout("the simulated core did not finish")
 
 
 def _on_rtl(config, body):

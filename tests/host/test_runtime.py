@@ -11,6 +11,7 @@ import pytest
 import hwq.golden as golden
 from hwq.config import CoreConfig
 from hwq.errors import CheckFailed
+from hwq.hardware import PE_FORMATS
 from hwq.host import (
     CoreIdentity,
     Device,
@@ -23,7 +24,7 @@ from hwq.host import (
 from hwq.layout import regmap
 from hwq.layout.regmap import ADDR
 
-from .common import PE_FORMATS, case, run
+from .common import case, run
 
 
 async def _load_infer(device, program, x, **kw):
@@ -132,6 +133,22 @@ def test_load_refuses_a_program_for_another_config():
     assert program.fingerprint in msg and other.fingerprint() in msg
     assert "pe=multiply, lanes=4, simd=2, act_bits=8, weight_bits=4, acc_bits=32" in msg
     assert rt.program is None
+
+
+def test_preloaded_load_checks_the_core_and_writes_nothing():
+    net, program, x = case("shift_add", "pot", seed=6, n=1)
+    device = GoldenDevice(program.config)
+    rt = Runtime(device)
+    run(rt.load(program, preloaded=True))
+    assert rt.program is program
+    assert all(not mem.any() for mem in device.memories.values())    # nothing written
+    for name in ("desc", "weight", "param"):                          # as a bitstream would
+        image = program.images[name]
+        device.memories[name][:len(image)] = image
+    np.testing.assert_array_equal(run(rt.infer(x)).outputs, golden.run(net, x))
+    other = Runtime(GoldenDevice(CoreConfig(pe="shift_add", lanes=4, simd=2)))
+    with pytest.raises(DeviceError, match=program.fingerprint):
+        run(other.load(program, preloaded=True))
 
 
 class _Patched(GoldenDevice):

@@ -11,13 +11,12 @@ import hwq.golden as golden
 from hwq.config import CoreConfig
 from hwq.errors import ArtifactError
 from hwq.golden.cycles import OVERHEADS
+from hwq.hardware import PE_FORMATS
 from hwq.ir import Conv2d, Flatten, Linear, MaxPool2d, QuantizedNetwork, Requant, WeightSpec
 from hwq.layout import Program, compile, execute
 from hwq.layout.compiler import core_config, network_cycles
 from hwq.testing import random_inputs, random_network
 
-PE_FORMATS = [("shift_add", "pot"), ("multiply", "int"), ("multiply", "codebook"),
-              ("bit_serial", "int"), ("bit_serial", "codebook")]
 LANES_SIMD = [(1, 1), (2, 4), (4, 2), (3, 3), (4, 4), (8, 2), (2, 8), (8, 8)]
 
 ARCHS = [

@@ -6,13 +6,12 @@ import pytest
 import hwq.golden as golden
 from hwq.config import CoreConfig
 from hwq.golden.requant import M_MAX
+from hwq.hardware import PE_FORMATS
 from hwq.ir import Linear, QuantizedNetwork, Requant, WeightSpec
 from hwq.layout import compile, execute
 from hwq.layout.executor import UnterminatedProgram, layer_cycles, run_images
 from hwq.testing import random_inputs, random_network
 
-PE_FORMATS = [("shift_add", "pot"), ("multiply", "int"), ("multiply", "codebook"),
-              ("bit_serial", "int"), ("bit_serial", "codebook")]
 ARCH = (("conv", 5, 3, 1, 1, True), ("pool",), ("conv", 3, 1, 1, 0, True), ("flatten",),
         ("linear", 4, False))
 

@@ -116,3 +116,15 @@ def test_c_header_has_every_offset_mask_and_memory_id():
     expected |= {f"HWQ_MEM_{k.upper()}": v for k, v in vars(regmap.MEM).items()}
     assert defines == expected
     assert text.startswith("/* hwq core registers") and text.rstrip().endswith("#endif")
+
+
+def test_register_fields_pack_and_unpack_through_their_bitfields():
+    c0 = regmap.register("CONFIG0")
+    assert c0.unpack(c0.pack(PE=2, LANES=256, SIMD=3)) == {"PE": 2, "LANES": 256, "SIMD": 3}
+    assert regmap.config_words(CoreConfig(pe="bit_serial", lanes=2, simd=2, acc_bits=24)) == (
+        1 | 2 << 8 | 2 << 20, 8 | 4 << 8 | 24 << 16)
+    assert regmap.register("STATUS").pack(DONE=1) == regmap.BIT.STATUS_DONE
+    with pytest.raises(ValueError, match=r"CONFIG0.LANES must be in 0..511 \(9 bits\), not 512"):
+        c0.pack(LANES=512)
+    with pytest.raises(KeyError, match="Register CONFIG0 has no field 'BUSY'"):
+        c0.field("BUSY")

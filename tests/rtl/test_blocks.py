@@ -12,10 +12,10 @@ from hwq.ir import MaxPool2d, QuantizedNetwork
 from hwq.layout import compile
 from hwq.layout.words import core_words
 from hwq.rtl.addrgen import AddressGenerator
-from hwq.rtl.layouts import struct_layout
 from hwq.rtl.maxpool import MaxPool
 from hwq.rtl.pe import MacArray
 from hwq.rtl.requant import Requant
+from hwq.rtl.words import struct_layout
 from hwq.rtl.writeback import Writeback
 from hwq.testing import random_network
 

@@ -1,0 +1,77 @@
+"""argparse pieces shared by the ``hwq`` commands: typed options that name the bad value,
+and one option per :class:`~hwq.config.CoreConfig` field."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+
+from hwq.config import DSP_KINDS, PE_TYPES, CoreConfig
+
+__all__ = ["CLI_FIELDS", "add_config_arguments", "config_from_arguments", "integer",
+           "positive_number", "positive_seconds"]
+
+
+#: Integer fields of :class:`CoreConfig` offered as ``--lanes``, ``--act-bits``, ... options.
+CLI_FIELDS = tuple(CoreConfig.INT_FIELDS)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--pe`` and one option per field of :data:`CLI_FIELDS` (defaults from CoreConfig)."""
+    parser.add_argument("--pe", required=True, choices=PE_TYPES, help="PE type")
+    defaults = CoreConfig(pe="multiply")
+    for name in CLI_FIELDS:
+        _, lo, hi = CoreConfig.INT_FIELDS[name]
+        parser.add_argument(f"--{name.replace('_', '-')}", type=integer(lo, hi),
+                            default=getattr(defaults, name),
+                            help=f"{name}, {lo}..{hi} (default {getattr(defaults, name)})")
+    parser.add_argument("--dsp", choices=DSP_KINDS, default=defaults.dsp,
+                        help="multipliers: inferred (any tool) or ecp5 (MULT18X18D blocks with "
+                             f"their own registers; ECP5 only) (default {defaults.dsp})")
+
+
+def config_from_arguments(args: argparse.Namespace) -> CoreConfig:
+    """The :class:`CoreConfig` of options added by :func:`add_config_arguments`."""
+    return CoreConfig(pe=args.pe, dsp=args.dsp,
+                      **{name: getattr(args, name) for name in CLI_FIELDS})
+
+
+def integer(lo: int, hi: int | None = None) -> Callable[[str], int]:
+    """argparse type of an integer option in ``lo..hi`` (``hi=None``: no upper bound).
+
+    Argparse names the option: ``argument --seed: must be an integer >= 0, not '-1'``.
+    """
+    allowed = f"an integer in {lo}..{hi}" if hi is not None else f"an integer >= {lo}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {allowed}, not {text!r}") from None
+        if value < lo or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(f"must be {allowed}, not {text!r}")
+        return value
+
+    return parse
+
+
+def positive_number(unit: str | None = None) -> Callable[[str], float]:
+    """argparse type of a positive, finite number (of ``unit``); ``nan``, ``inf``, ``-5`` and
+    ``0`` are refused."""
+    allowed = f"a positive number of {unit}" if unit else "a positive number"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not 0 < value < math.inf:
+            raise argparse.ArgumentTypeError(f"must be {allowed}, not {text!r}")
+        return value
+
+    return parse
+
+
+#: argparse type of a duration option: a positive, finite number of seconds.
+positive_seconds = positive_number("seconds")
