@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("hwq.bench", "benchmarks: speed, accuracy tables, hardware reports"),
     "import": ("hwq.qonnx.cli_import", "read a QONNX model (e.g. from Brevitas) into a network"),
     "export": ("hwq.qonnx.cli_export", "write a network as QONNX, checked against hwq.golden"),
+    "prove": ("hwq.formal.cli", "prove the RTL blocks equal to hwq.golden (SymbiYosys)"),
 }
 
 
