@@ -45,7 +45,7 @@ PROOFS: tuple[Proof, ...] = (
     Proof("mac_array", "multiply/int", {"lanes": 1, "simd": 1, "act": 2, "w": 2}, "bmc", 12),
     Proof("mac_array", "multiply/codebook",
           {"lanes": 1, "simd": 1, "act": 2, "w": 2, "table": 2}, "bmc", 12),
-    Proof("requant", "stream", {"lanes": 1, "act": 4, "acc": 8, "bias": 2, "m": 1}, "bmc", 14),
+    Proof("requant", "stream", {"lanes": 1, "act": 4, "acc": 8, "bias": 2, "m": 1}, "bmc", 15),
     Proof("requant", "stream", {"lanes": 1, "act": 4, "acc": 8, "bias": 4, "m": 2}, "bmc", 16,
           slow=True),
     Proof("maxpool", "stream", {"simd": 2, "lanes": 2, "act": 3}, "bmc", 12),

@@ -219,7 +219,7 @@ def _stream(b: Bench, wr: Wrapped, proof: Proof) -> None:
     first = next(iter(want))
     stall = b.delay(held, 2, "stall") & b.delay(held, 1, "stall1") & held
     m.d.comb += [Cover(give & (out[first] < 0)), Cover(give & (out[first] > 0)),
-                 Cover(stall & (n_out >= 1)), Cover(give & b.delay(give, 1, "give"))]
+                 Cover(stall), Cover(give & b.delay(give, 1, "give"))]
     if proof.kind == "mac_array":
         m.d.comb += Cover(take & ends & ~b.delay(take & ends, 1, "prev_end")
                           & b.delay(take, 1, "prev_take"))       # a group of several beats

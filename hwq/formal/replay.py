@@ -66,12 +66,12 @@ def replay(proof: Proof, steps: list[dict[str, int]]) -> list[str]:
     return fn(proof, wrapped, steps, outs)
 
 
-def _pe_golden(proof: Proof, wrapped: Wrapped, steps: list, t: int,
-               prefix: str = "code") -> int:
+def _pe_golden(proof: Proof, steps: list, t: int, prefix: str = "code") -> int:
+    """hwq.golden's dot product of the PE inputs of cycle ``t``."""
     w = proof.widths
     s = w["simd"]
     pe_type, fmt = proof.variant.split("/")
-    a = np.array([[_val(steps, t, f"a{j}", wrapped) for j in range(s)]])
+    a = np.array([[_signed(int(steps[t].get(f"a{j}", 0)), w["act"]) for j in range(s)]])
     if pe_type == "bit_serial":
         plane = np.array([[(steps[t].get("plane", 0) >> j) & 1 for j in range(s)]])
         coef = (-1 if steps[t].get("neg", 0) else 1) << steps[t].get("shift", 0)
@@ -82,7 +82,8 @@ def _pe_golden(proof: Proof, wrapped: Wrapped, steps: list, t: int,
     elif fmt == "int":
         vals = IntFormat(w["w"]).decode(codes)
     else:
-        table = [_val(steps, t, f"table{i}", wrapped) for i in range(1 << w["w"])]
+        table = [_signed(int(steps[t].get(f"table{i}", 0)), w["table"])
+                 for i in range(1 << w["w"])]
         vals = CodebookFormat(w["w"], table=tuple(table), table_bits=w["table"]).decode(codes)
     return int(int_matmul(a, np.asarray(vals).reshape(1, -1).T)[0, 0])
 
@@ -96,7 +97,7 @@ def _pe(proof: Proof, wrapped: Wrapped, steps: list, outs: list) -> list[str]:
         for name, prefix in (("out", "code"), ("out2", "code2_")):
             if name not in outs[t]:
                 continue
-            want = _pe_golden(proof, wrapped, steps, t - n, prefix)
+            want = _pe_golden(proof, steps, t - n, prefix)
             if outs[t][name] != want:
                 bad.append(f"cycle {t}: {name} {outs[t][name]} != golden dot {want} of the "
                            f"inputs of cycle {t - n}")
@@ -127,7 +128,8 @@ def _group_golden(proof: Proof, wrapped: Wrapped, steps: list,
                 want.append((v("i_side"), {f"o_y_{j}": int(x) for j, x in enumerate(run)}))
         else:
             p, s = cfg.lanes, cfg.simd
-            sub = dict(proof.widths, simd=s, table=cfg.table_bits, w=cfg.weight_bits)
+            sub = dict(proof.widths, simd=s, table=cfg.table_bits, w=cfg.weight_bits,
+                       act=cfg.act_bits)
             pe_proof = Proof("pe", proof.variant, sub, "bmc", 0)
             dots = []
             for lane in range(p):
@@ -141,8 +143,7 @@ def _group_golden(proof: Proof, wrapped: Wrapped, steps: list,
                     beat |= {f"code{j}": steps[t].get(f"i_w_{lane * s + j}", 0)
                              for j in range(s)}
                     beat |= {k: x for k, x in steps[t].items() if k.startswith("table")}
-                pe_wrapped = wrap(pe_proof)
-                dots.append(_pe_golden(pe_proof, pe_wrapped, [beat], 0))
+                dots.append(_pe_golden(pe_proof, [beat], 0))
             run = np.array(dots) + (0 if run is None else run)
             if v("i_glast"):
                 acc = {f"o_acc_{i}": _signed(int(x), cfg.acc_bits) for i, x in enumerate(run)}
@@ -213,9 +214,9 @@ def _axil(proof: Proof, wrapped: Wrapped, steps: list, outs: list) -> list[str]:
     bad, writes, pending = [], 0, []
     for t, o in enumerate(outs):
         st = steps[t]
+        if o["bvalid"] and writes == 0:
+            bad.append(f"cycle {t}: write response offered without a write request")
         if o["bvalid"] and st.get("bready", 0):
-            if writes == 0:
-                bad.append(f"cycle {t}: write response without a write request")
             writes = max(0, writes - 1)
         if o["rvalid"] and not (t and outs[t - 1]["rvalid"]):
             if not pending:
