@@ -38,8 +38,10 @@ PROOFS: tuple[Proof, ...] = (
     _pe("multiply/int", slow=True, simd=4, act=4, w=4),
     _pe("multiply/codebook", slow=True, simd=4, act=4, w=3, table=4),
     _pe("pair/int", slow=True, engine="smtbmc boolector", simd=4, act=4, w=4),
-    Proof("requant", "arith", {"lanes": 1, "act": 4, "acc": 8, "bias": 8, "m": 4}, "prove",
+    Proof("requant", "arith", {"lanes": 1, "act": 4, "acc": 8, "bias": 6, "m": 3}, "prove",
           13),
+    Proof("requant", "arith", {"lanes": 2, "act": 6, "acc": 12, "bias": 10, "m": 6}, "prove",
+          13, slow=True),
     Proof("mac_array", "shift_add/pot", {"lanes": 1, "simd": 1, "act": 2, "w": 2}, "bmc", 12),
     Proof("mac_array", "bit_serial/int", {"lanes": 1, "simd": 1, "act": 2, "shift": 1}, "bmc",
           12),
@@ -52,9 +54,11 @@ PROOFS: tuple[Proof, ...] = (
     Proof("requant", "stream", {"lanes": 1, "act": 4, "acc": 8, "bias": 4, "m": 2}, "bmc", 16,
           slow=True),
     Proof("maxpool", "stream", {"simd": 2, "lanes": 2, "act": 3}, "bmc", 12),
+    Proof("maxpool", "stream", {"simd": 2, "lanes": 2, "act": 4}, "bmc", 20, slow=True),
     Proof("writeback", "words", {"lanes": 2, "simd": 1, "act": 3}, "bmc", 10),
     Proof("writeback", "slot", {"lanes": 1, "simd": 2, "act": 3}, "bmc", 10),
-    Proof("axil", "regmap", {"addr": 8, "data": 32}, "bmc", 12),
+    Proof("axil", "regmap", {"addr": 8, "data": 32}, "bmc", 10),
+    Proof("axil", "regmap", {"addr": 8, "data": 32}, "bmc", 16, slow=True),
 )
 
 
