@@ -17,7 +17,7 @@ from hwq.config import CoreConfig
 
 __all__ = ["PROOF_KINDS", "Proof", "Wrapped", "wrap"]
 
-#: Block kinds with a proof, and the weight formats of the PE ones.
+#: Block kinds with a proof.
 PROOF_KINDS = ("pe", "mac_array", "requant", "maxpool", "writeback", "axil")
 
 
@@ -131,16 +131,14 @@ def _wrap_pe(proof: Proof) -> Wrapped:
     return Wrapped(m, dut, sig, outs, constants=consts)
 
 
-def _flat(prefix: str, view: object, shape: object, into: dict, m: Module,
-          fields: dict) -> None:
+def _flat(prefix: str, view: object, shape: object, into: dict, m: Module) -> None:
     """Name every leaf of a stream payload ``view`` (``prefix`` + field path) as an input."""
     if isinstance(shape, data.StructLayout):
         for name, f in shape:
-            _flat(f"{prefix}{name}_" if prefix else f"{name}_", view[name], f.shape, into,
-                  m, fields)
+            _flat(f"{prefix}{name}_" if prefix else f"{name}_", view[name], f.shape, into, m)
     elif isinstance(shape, data.ArrayLayout):
         for i in range(shape.length):
-            _flat(f"{prefix}{i}_", view[i], shape.elem_shape, into, m, fields)
+            _flat(f"{prefix}{i}_", view[i], shape.elem_shape, into, m)
     else:
         name = prefix.rstrip("_")
         sig = Signal(shape, name=name)
@@ -166,7 +164,7 @@ def _wrap_stream(proof: Proof) -> Wrapped:
            "maxpool": maxpool.MaxPool}[proof.kind]
     m.submodules.dut = dut = cls(config=cfg, side=side)
     ins: dict[str, Signal] = {}
-    _flat("i_", dut.i.payload, dut.i.payload.shape(), ins, m, {})
+    _flat("i_", dut.i.payload, dut.i.payload.shape(), ins, m)
     for name in ("i_valid", "o_ready"):
         ins[name] = Signal(name=name)
     m.d.comb += [dut.i.valid.eq(ins["i_valid"]), dut.o.ready.eq(ins["o_ready"])]
@@ -199,7 +197,7 @@ def _wrap_writeback(proof: Proof) -> Wrapped:
     m = Module()
     m.submodules.dut = dut = writeback.Writeback(config=cfg)
     ins: dict[str, Signal] = {}
-    _flat("i_", dut.i.payload, dut.i.payload.shape(), ins, m, {})
+    _flat("i_", dut.i.payload, dut.i.payload.shape(), ins, m)
     ins["i_valid"] = Signal(name="i_valid")
     ins["out_ct"] = Signal.like(dut.out_ct, name="out_ct")
     m.d.comb += [dut.i.valid.eq(ins["i_valid"]), dut.out_ct.eq(ins["out_ct"])]

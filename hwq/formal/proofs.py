@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import traceback
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -104,7 +105,9 @@ def run_proof(proof: Proof, workdir: Path | str) -> dict:
         steps = [{k: _as_value(v, bench.inputs[k]) for k, v in step.items()}
                  for step in read_trace(out.trace, names)]
         vcd = Path(workdir) / f"{proof.name}.vcd"
-        shutil.copyfile(out.trace, vcd)
+        tmp = vcd.with_name(vcd.name + ".tmp")
+        shutil.copyfile(out.trace, tmp)
+        os.replace(tmp, vcd)                     # written whole or not at all
         row["vcd"] = str(vcd)
         row["inputs"] = steps
         if out.step == "basecase":
@@ -124,11 +127,11 @@ def _worker(args: tuple[Proof, str]) -> dict:
     proof, workdir = args
     try:
         return run_proof(proof, workdir)
-    except Exception as exc:  # noqa: BLE001 - reported as the proof's error row
+    except Exception:  # noqa: BLE001 - reported as the proof's error row
         return {"name": proof.name, "block": proof.kind, "variant": proof.variant,
                 "widths": proof.width_text, "engine": proof.engine,
                 "depth": f"{proof.mode} {proof.depth}", "result": "error", "seconds": 0.0,
-                "log": f"{type(exc).__name__}: {exc}"}
+                "log": traceback.format_exc()}
 
 
 def run_proofs(proofs: list[Proof], workdir: Path | str, *, jobs: int | None = None) -> list:
