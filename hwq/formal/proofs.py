@@ -34,7 +34,7 @@ PROOFS: tuple[Proof, ...] = (
     _pe("multiply/int", simd=2, act=3, w=3),
     _pe("multiply/codebook", simd=2, act=3, w=2, table=3),
     _pe("pair/int", engine="smtbmc boolector", simd=2, act=3, w=3),
-    _pe("shift_add/pot", slow=True, simd=4, act=4, w=4),
+    _pe("shift_add/pot", slow=True, simd=4, act=3, w=3),
     _pe("bit_serial/int", slow=True, simd=4, act=6),
     _pe("multiply/int", slow=True, simd=4, act=4, w=4),
     _pe("multiply/codebook", slow=True, simd=4, act=4, w=3, table=4),

@@ -59,9 +59,10 @@ def pe_golden_expr(proof: Proof, inp: dict, second: bool = False) -> Value:
         return spec.plane_coefficient(inp["shift"], inp["neg"]) * spec.dot(plane, acts)
     prefix = "code2_" if second else "code"
     codes = [inp[f"{prefix}{j}"] for j in range(s)]
-    if fmt == "pot":
-        vals = [spec.pot_value(c, w["w"]) for c in codes]
-    elif fmt == "int":
+    if fmt == "pot":         # the shift-add form of the golden dot product
+        return spec.sum_of([spec.pot_term(c, x, w["w"]) for c, x in zip(codes, acts,
+                                                                         strict=True)])
+    if fmt == "int":
         vals = [spec.int_value(c, w["w"]) for c in codes]
     else:
         table = [inp[f"table{i}"] for i in range(1 << w["w"])]

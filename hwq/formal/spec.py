@@ -5,6 +5,8 @@ them against it on random values, so a proof and the golden model cannot drift a
 
 * :func:`pot_value`: ``POT(b)`` code -> ``0`` (``k = 0``) or ``+/-2**(k-1)``
   (:class:`hwq.golden.formats.PotFormat`);
+* :func:`pot_term`: a shift-add term ``+/-(a << (k - 1))``
+  (:func:`hwq.golden.bitserial.shift_add_linear`);
 * :func:`int_value`: ``INT(b)`` code -> two's complement value
   (:class:`hwq.golden.formats.IntFormat`);
 * :func:`codebook_value`: index -> table entry (:class:`hwq.golden.formats.CodebookFormat`);
@@ -23,7 +25,8 @@ from collections.abc import Sequence
 
 from amaranth.hdl import Const, Mux, Value, signed
 
-__all__ = ["codebook_value", "dot", "int_value", "plane_coefficient", "pot_value", "requant"]
+__all__ = ["codebook_value", "dot", "int_value", "plane_coefficient", "pot_term", "pot_value",
+           "requant", "sum_of"]
 
 
 def pot_value(code: object, bits: int) -> Value:
@@ -32,6 +35,15 @@ def pot_value(code: object, bits: int) -> Value:
     k = code[:bits - 1]
     mag = Mux(k == 0, 0, Const(1, signed(2)) << (k - 1)[:bits - 1])
     return Mux(code[bits - 1], -mag, mag)
+
+
+def pot_term(code: object, a: object, bits: int) -> Value:
+    """One shift-add term: ``+/-(a << (k - 1))`` for a ``POT(bits)`` code, 0 for ``k = 0``
+    (:func:`hwq.golden.bitserial.shift_add_linear`; equals ``pot_value(code) * a``)."""
+    code, a = Value.cast(code), Value.cast(a)
+    k = code[:bits - 1]
+    mag = (a << k) >> 1
+    return Mux(k == 0, 0, Mux(code[bits - 1], -mag, mag))
 
 
 def int_value(code: object, bits: int) -> Value:
@@ -55,12 +67,18 @@ def plane_coefficient(shift: object, neg: object) -> Value:
 
 
 def dot(w: Sequence[object], a: Sequence[object]) -> Value:
-    """``sum_s w[s] * a[s]`` (exact, signed)."""
-    terms = [Value.cast(x) * Value.cast(y) for x, y in zip(w, a, strict=True)]
-    total = terms[0]
-    for t in terms[1:]:
-        total = total + t
-    return total
+    """``sum_s w[s] * a[s]`` (exact, signed), summed pairwise (a balanced tree: the same
+    sum, in an order SAT solvers compare with an adder tree far faster than a chain)."""
+    return sum_of([Value.cast(x) * Value.cast(y) for x, y in zip(w, a, strict=True)])
+
+
+def sum_of(terms: Sequence[object]) -> Value:
+    """``sum(terms)``, exact, summed pairwise."""
+    terms = [Value.cast(t) for t in terms]
+    while len(terms) > 1:
+        pairs = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
+        terms = pairs + ([terms[-1]] if len(terms) % 2 else [])
+    return terms[0]
 
 
 def requant(acc: object, bias: object, m: object, s: object, lo: object, hi: object) -> Value:

@@ -7,7 +7,7 @@ from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.sim import Simulator
 
 from hwq.formal import spec
-from hwq.golden.bitserial import bitplanes, plane_coefficients
+from hwq.golden.bitserial import bitplanes, plane_coefficients, shift_add_linear
 from hwq.golden.formats import CodebookFormat, IntFormat, PotFormat
 from hwq.golden.gemm import int_matmul
 from hwq.golden.requant import M_MAX, requantize_reference
@@ -37,6 +37,21 @@ def test_pot_value_is_golden_decode(bits):
     got = evaluate({"c": unsigned(bits)}, lambda s: spec.pot_value(s["c"], bits),
                    [{"c": c} for c in codes])
     np.testing.assert_array_equal(got, PotFormat(bits).decode(codes))
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 5])   # shifts up to 14: int64 golden is exact
+def test_pot_terms_are_golden_shift_add(bits):
+    rng = np.random.default_rng(bits)
+    codes = rng.integers(0, 1 << bits, size=(200, 3))
+    a = rng.integers(-8, 8, size=(200, 3))
+    shapes = {f"c{j}": unsigned(bits) for j in range(3)} | {f"a{j}": signed(4) for j in range(3)}
+    rows = [{**{f"c{j}": int(codes[i, j]) for j in range(3)},
+             **{f"a{j}": int(a[i, j]) & 15 for j in range(3)}} for i in range(200)]
+    got = evaluate(shapes, lambda s: spec.sum_of([spec.pot_term(s[f"c{j}"], s[f"a{j}"], bits)
+                                                  for j in range(3)]), rows)
+    want = [int(shift_add_linear(a[i:i + 1], codes[i:i + 1], bits)[0, 0]) for i in range(200)]
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got, np.einsum("ij,ij->i", PotFormat(bits).decode(codes), a))
 
 
 @pytest.mark.parametrize("bits", [2, 3, 8])
