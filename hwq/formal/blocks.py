@@ -40,7 +40,7 @@ class Proof:
     @property
     def name(self) -> str:
         w = "_".join(f"{k}{v}" for k, v in self.widths.items())
-        return f"{self.kind}.{self.variant.replace('/', '.')}.{w}"
+        return f"{self.kind}.{self.variant.replace('/', '.')}.{w}.{self.mode}{self.depth}"
 
     @property
     def width_text(self) -> str:

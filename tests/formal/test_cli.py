@@ -24,6 +24,9 @@ def test_list_json(capsys):
     assert {r["block"] for r in rows} == {"pe", "mac_array", "requant", "maxpool", "writeback",
                                           "axil"}
     assert not any(r["slow"] for r in rows)
+    code, out, _ = _run(capsys, "prove", "--list", "--slow", "--json")
+    names = [r["name"] for r in json.loads(out)["proofs"]]
+    assert len(set(names)) == len(names)            # each proof its own folder and trace
     code, out, _ = _run(capsys, "prove", "--list", "--slow", "--json", "pe")
     assert {r["block"] for r in json.loads(out)["proofs"]} == {"pe"}
     assert any(r["slow"] for r in json.loads(out)["proofs"])
@@ -68,7 +71,7 @@ def test_failing_proof(capsys, tmp_path, monkeypatch):
     assert code == 1
     row = json.loads(out)["proofs"][0]
     assert row["result"] == "fail" and row["step"] == "basecase"
-    assert (tmp_path / "pe.shift_add.pot.simd2_act3_w3.vcd").stat().st_size > 0
+    assert (tmp_path / "pe.shift_add.pot.simd2_act3_w3.prove7.vcd").stat().st_size > 0
     assert row["inputs"] and set(row["inputs"][0]) >= {"a0", "a1", "code0", "code1"}
     assert row["replay"] and "golden dot" in row["replay"][0]
     assert "1 of 1 proof(s) failed" in err
