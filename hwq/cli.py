@@ -45,6 +45,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("hwq.qonnx.cli_export", "write a network as QONNX, checked against hwq.golden"),
     "explore": ("hwq.explore.cli", "sweep method x bits x PE x array size on Ray: table and "
                 "Pareto front"),
+    "prove": ("hwq.formal.cli", "prove the RTL blocks equal to hwq.golden (SymbiYosys)"),
 }
 
 

@@ -196,35 +196,40 @@ def test_explore_cli_writes_the_table(local_ray, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_a_sweep_on_a_ray_cluster_gives_the_same_table(tmp_path, monkeypatch):
-    """`ray start --head` on loopback (DESIGN.md 9.6), then the same sweep with --address."""
-    import shutil
+def test_a_sweep_on_a_ray_cluster_gives_the_same_table(tmp_path):
+    """`ray start --head` on loopback (DESIGN.md 9.6), then `hwq explore --address`: the same
+    table as a local Ray. Both run as a user would, in processes with the cluster's variables
+    (Ray reads them when it is imported)."""
+    import os
     import subprocess
     import sys
+    from pathlib import Path
 
-    from hwq.explore.runner import run_sweep
-
-    if ray.is_initialized():
-        ray.shutdown()
-    env = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token",
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token",
            "HWQ_CACHE_DIR": str(tmp_path / "cache")}
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    ray_cli = shutil.which("ray") or str(__import__("pathlib").Path(sys.executable).parent / "ray")
-    subprocess.run([ray_cli, "start", "--head", "--port", "6393", "--num-cpus", "2",
-                    "--include-dashboard=false"], check=True, capture_output=True, timeout=120)
+    sweep = ["--model", "digits", "--methods", "uniform", "--bits", "4", "--pe", "multiply",
+             "--lanes", "2", "--simd", "4", "--no-report", "--sim-check", "0", "--json",
+             "--no-progress", "--no-plots"]
+
+    def explore(*extra: str) -> dict:
+        proc = subprocess.run([str(bin_dir / "hwq"), "explore", *sweep, *extra], env=env,
+                              capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return json.loads(proc.stdout)
+
+    subprocess.run([str(bin_dir / "ray"), "start", "--head", "--port", "6393", "--num-cpus",
+                    "2", "--include-dashboard=false"], env=env, check=True,
+                   capture_output=True, timeout=300)
     try:
-        points, _ = grid("digits", methods=["uniform"], bits=[4], pe=["multiply"], lanes=[2],
-                         simd=[4])
-        remote = run_sweep(points, report=False, address="127.0.0.1:6393",
-                           cache_root=str(tmp_path / "a"), progress=False)
-        ray.shutdown()
-        local = run_sweep(points, report=False, cache_root=str(tmp_path / "b"),
-                          progress=False)
+        remote = explore("--address", "127.0.0.1:6393", "--cache-dir", str(tmp_path / "a"),
+                         "-o", str(tmp_path / "ra"))
     finally:
-        ray.shutdown()
-        subprocess.run([ray_cli, "stop"], capture_output=True, timeout=120)
-    assert remote["ray_tasks"] == local["ray_tasks"] == 2
+        subprocess.run([str(bin_dir / "ray"), "stop"], env=env, capture_output=True,
+                       timeout=300)
+    local = explore("--cache-dir", str(tmp_path / "b"), "-o", str(tmp_path / "rb"))
+    assert (remote["address"], remote["ray_tasks"]) == ("127.0.0.1:6393", 2)
+    assert (local["address"], local["ray_tasks"]) == (None, 2)
     keep = ("label", "accuracy", "weight_bits", "cycles", "utilization", "core")
-    assert [{k: r[k] for k in keep} for r in remote["rows"]] == \
-        [{k: r[k] for k in keep} for r in local["rows"]]
+    assert [{k: r[k] for k in keep} for r in remote["points"]] == \
+        [{k: r[k] for k in keep} for r in local["points"]]

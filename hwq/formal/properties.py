@@ -1,0 +1,339 @@
+"""The proof harnesses: a wrapped block (:mod:`hwq.formal.blocks`), free inputs, and the
+properties, with expected values from :mod:`hwq.formal.spec` (never from the RTL).
+
+* ``pe``: every cycle (enable held), the PE's ``dot + carry`` equals the golden dot product
+  of the codes and activations it took :data:`~hwq.rtl.pe.DOT_STAGES` cycles earlier.
+* ``requant``: for every accumulator, bias, ``M``, ``S`` and clamp bounds (reduced widths:
+  ``|bias|`` and ``M`` assumed small), the output ``REQUANT_STAGES`` cycles later equals the
+  golden requant.
+* stream blocks (``mac_array``, ``requant``/stream, ``maxpool``): under any valid/ready
+  pattern, the output beats are the input groups in order, none lost or duplicated (each
+  group's ``side`` is its number), a tracked group (any one) has the golden value, a refused
+  output holds its payload, and without back-pressure the latency is the cycle model's.
+* ``writeback``: each taken group is written as the golden words, one per cycle.
+* ``axil``: AXI4-Lite handshake rules, reads and writes of the register map.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Assert, Assume, Cat, Const, Cover, Mux, Signal, Value, signed
+
+from hwq.formal import spec
+from hwq.formal.bench import Bench
+from hwq.formal.blocks import Proof, Wrapped, wrap
+
+__all__ = ["harness", "latency"]
+
+
+def latency(kind: str) -> int:
+    """Cycles from an input beat (the last of its group) to its output beat: the constants
+    :data:`hwq.golden.cycles.OVERHEADS` is built from."""
+    from hwq.rtl.pe import DOT_STAGES
+    from hwq.rtl.requant import REQUANT_STAGES
+
+    return {"pe": DOT_STAGES, "mac_array": DOT_STAGES + 1, "requant": REQUANT_STAGES,
+            "maxpool": 1}[kind]
+
+
+def harness(proof: Proof) -> tuple[Bench, Wrapped]:
+    """The proof harness of ``proof``: its bench (``bench.m`` is the design to prove)."""
+    wr = wrap(proof)
+    b = Bench()
+    b.m.submodules.block = wr.m
+    for name, sig in wr.inputs.items():
+        free = b.const(name, sig.shape()) if name in wr.constants else b.seq(name, sig.shape())
+        b.m.d.comb += sig.eq(free)
+    {"pe": _pe, "mac_array": _stream, "requant": _requant, "maxpool": _stream,
+     "writeback": _writeback, "axil": _axil}[proof.kind](b, wr, proof)
+    return b, wr
+
+
+def pe_golden_expr(proof: Proof, inp: dict, second: bool = False) -> Value:
+    """The golden dot product of one PE beat (inputs by their wrapper names)."""
+    w = proof.widths
+    s = w["simd"]
+    pe_type, fmt = proof.variant.split("/")
+    acts = [inp[f"a{j}"] for j in range(s)]
+    if pe_type == "bit_serial":
+        plane = [inp["plane"][j] for j in range(s)]
+        return spec.plane_coefficient(inp["shift"], inp["neg"]) * spec.dot(plane, acts)
+    prefix = "code2_" if second else "code"
+    codes = [inp[f"{prefix}{j}"] for j in range(s)]
+    if fmt == "pot":         # the shift-add form of the golden dot product
+        return spec.sum_of([spec.pot_term(c, x, w["w"]) for c, x in zip(codes, acts,
+                                                                         strict=True)])
+    if fmt == "int":
+        vals = [spec.int_value(c, w["w"]) for c in codes]
+    else:
+        table = [inp[f"table{i}"] for i in range(1 << w["w"])]
+        vals = [spec.codebook_value(table, c) for c in codes]
+    return spec.dot(vals, acts)
+
+
+def _pe(b: Bench, wr: Wrapped, proof: Proof) -> None:
+    m, inp, out = b.m, b.inputs, wr.outputs
+    n = latency("pe")
+    filled = b.delay(Const(1), n, "filled")
+    checks = [("out", pe_golden_expr(proof, inp))]
+    if "out2" in out:
+        checks.append(("out2", pe_golden_expr(proof, inp, second=True)))
+    if "table0" in inp:
+        # hwq.golden's CODEBOOK tables hold an exact zero
+        m.d.comb += Assume(Cat(*[inp[f"table{i}"] == 0
+                                 for i in range(1 << proof.widths["w"])]).any())
+    for name, want in checks:
+        want_d = b.delay(want, n, f"want_{name}")
+        with m.If(filled):
+            m.d.comb += Assert(out[name] == want_d)
+            m.d.comb += [Cover(out[name] < 0), Cover(out[name] > 0)]
+    if proof.variant.startswith("bit_serial"):
+        # the top plane of an 8-bit weight, a full plane
+        top = b.delay((inp["shift"] == 7) & inp["neg"] & inp["plane"].all(), n, "top")
+        m.d.comb += Cover(filled & top & (out["out"] != 0))
+
+
+def _requant_want(wr: Wrapped, inp: dict, lane: int) -> Value:
+    return spec.requant(inp[f"i_acc_{lane}"], inp[f"i_bias_{lane}"], inp[f"i_m_{lane}"],
+                        inp[f"i_s_{lane}"], inp["lo"], inp["hi"])
+
+
+def _requant_assumptions(b: Bench, wr: Wrapped, proof: Proof) -> None:
+    """Reduced widths: ``|bias| < 2**bias``, ``1 <= M < 2**m``, ``S`` in 1..62, lo <= hi."""
+    w, inp, m = proof.widths, b.inputs, b.m
+    for lane in range(wr.cfg.lanes):
+        bias, mm, s = inp[f"i_bias_{lane}"], inp[f"i_m_{lane}"], inp[f"i_s_{lane}"]
+        m.d.comb += [Assume((bias >= -(1 << w["bias"])) & (bias < (1 << w["bias"]))),
+                     Assume((mm >= 1) & (mm < (1 << w["m"]))), Assume((s >= 1) & (s <= 62))]
+    m.d.comb += Assume(inp["lo"] <= inp["hi"])
+
+
+def _requant(b: Bench, wr: Wrapped, proof: Proof) -> None:
+    if proof.variant == "stream":
+        _requant_assumptions(b, wr, proof)
+        _stream(b, wr, proof)
+        return
+    m, inp, out = b.m, b.inputs, wr.outputs
+    _requant_assumptions(b, wr, proof)
+    m.d.comb += Assume(inp["o_ready"])
+    n = latency("requant")
+    valid_d = b.delay(inp["i_valid"], n, "valid")
+    m.d.comb += Assert(out["o_valid"] == valid_d)
+    for lane in range(wr.cfg.lanes):
+        want = _requant_want(wr, inp, lane)
+        raw = (inp[f"i_acc_{lane}"] + inp[f"i_bias_{lane}"]) * inp[f"i_m_{lane}"]
+        want_d = b.delay(want, n, f"want{lane}")
+        sat_d = b.delay(Cat(want == inp["hi"], want == inp["lo"], raw < 0,
+                            inp["lo"] < inp["hi"]), n, f"cls{lane}")
+        y = out[f"o_y_{lane}"]
+        with m.If(valid_d):
+            m.d.comb += [Assert(y == want_d), Cover(y < 0), Cover(y > 0),
+                         Cover(sat_d[0] & sat_d[3] & (y > 0)),
+                         Cover(sat_d[1] & sat_d[3] & sat_d[2] & (y < 0))]
+
+
+def _group_model(b: Bench, wr: Wrapped, proof: Proof, take: Value) -> tuple[Value, dict]:
+    """The golden value of the group that an input beat ends: ``(ends a group, {output
+    field: expected value})``, with the model's running state updated on ``take``."""
+    m, inp, cfg = b.m, b.inputs, wr.cfg
+    if proof.kind == "requant":
+        return Const(1), {f"o_y_{lane}": _requant_want(wr, inp, lane)
+                          for lane in range(cfg.lanes)}
+    if proof.kind == "maxpool":
+        out = {}
+        for j in range(cfg.simd):
+            a = inp[f"i_a_{j}"]
+            run = Signal(signed(cfg.act_bits), name=f"model_max{j}")
+            best = Mux(inp["i_first"] | (a > run), a, run)
+            with m.If(take):
+                m.d.sync += run.eq(best)
+            out[f"o_y_{j}"] = best
+        return inp["i_last"], out
+    # mac_array: per lane, the running golden dot product of the group
+    p, s = cfg.lanes, cfg.simd
+    pe_w = {"simd": s, "act": cfg.act_bits, "w": cfg.weight_bits, "table": cfg.table_bits}
+    out = {}
+    for lane in range(p):
+        if cfg.pe == "bit_serial":
+            beat = {f"a{j}": inp[f"i_a_{j}"] for j in range(s)}
+            beat |= {"plane": Cat(*[inp[f"i_w_{lane * s + j}"] for j in range(s)]),
+                     "shift": inp["i_shift"], "neg": inp["i_neg"]}
+            variant = "bit_serial/int"
+        else:
+            beat = {f"a{j}": inp[f"i_a_{j}"] for j in range(s)}
+            beat |= {f"code{j}": inp[f"i_w_{lane * s + j}"] for j in range(s)}
+            beat |= {k: v for k, v in inp.items() if k.startswith("table")}
+            variant = proof.variant
+        dot = pe_golden_expr(Proof("pe", variant, pe_w, "bmc", 0), beat)
+        acc = Signal(signed(32), name=f"model_acc{lane}")
+        total = acc + dot
+        with m.If(take):
+            m.d.sync += acc.eq(Mux(inp["i_glast"], 0, total))
+        out[f"o_acc_{lane}"] = total[:cfg.acc_bits].as_signed()    # acc_bits, wrapping
+    return inp["i_glast"], out
+
+
+def _stream(b: Bench, wr: Wrapped, proof: Proof) -> None:
+    m, inp, out = b.m, b.inputs, wr.outputs
+    side_bits = len(inp["i_side"])
+    take = inp["i_valid"] & out["i_ready"]
+    give = out["o_valid"] & inp["o_ready"]
+    n_in = Signal(8, name="n_in")        # groups taken
+    n_out = Signal(8, name="n_out")      # output beats given
+    if proof.kind == "mac_array" and wr.cfg.pe == "multiply":
+        # the layer's table and format are set a cycle before its first beat
+        m.d.comb += Assume(b.delay(Const(1), 1, "started") | ~inp["i_valid"])
+        m.d.comb += Assume(inp["fmt"] == int(proof.variant.endswith("codebook")))
+    if "shift" in proof.widths:         # bit-serial planes up to this shift
+        m.d.comb += Assume(inp["i_shift"] <= proof.widths["shift"])
+    ends, want = _group_model(b, wr, proof, take)
+    m.d.comb += Assume(inp["i_side"] == n_in[:side_bits])     # each group tagged by its number
+    with m.If(take & ends):
+        m.d.sync += n_in.eq(n_in + 1)
+    with m.If(give):
+        m.d.sync += n_out.eq(n_out + 1)
+    # order, no loss, no duplicate, no beat out of nothing
+    with m.If(give):
+        m.d.comb += [Assert(out["o_side"] == n_out[:side_bits]), Assert(n_out < n_in)]
+    # one tracked group (any): its output has the golden value
+    k = Signal(8, name="tracked_k")
+    m.d.comb += k.eq(b.const("tracked", 8))
+    tracked = {name: Signal(v.shape(), name=f"tracked_{name}") for name, v in want.items()}
+    with m.If(take & ends & (n_in == k)):
+        m.d.sync += [tracked[name].eq(v) for name, v in want.items()]
+    with m.If(give & (n_out == k)):
+        m.d.comb += [Assert(out[name] == tracked[name]) for name in want]
+    # a refused output holds
+    held = b.delay(out["o_valid"] & ~inp["o_ready"], 1, "refused")
+    payload = Cat(*[out[name] for name in want], out["o_side"])
+    was = b.delay(payload, 1, "payload")
+    with m.If(held):
+        m.d.comb += [Assert(out["o_valid"]), Assert(payload == was)]
+    # latency: with the output never refused, a group's beat is out exactly L cycles after
+    # its last input beat
+    n = latency(proof.kind)
+    ready_run = Signal(range(n + 1), name="ready_run")
+    m.d.sync += ready_run.eq(Mux(inp["o_ready"], Mux(ready_run == n, n, ready_run + 1), 0))
+    ended = b.delay(take & ends, n, "ended")
+    with m.If(ready_run == n):
+        m.d.comb += Assert(out["o_valid"] == ended)
+    # covers: values, several-cycle stalls, back-to-back output beats
+    first = next(iter(want))
+    stall = b.delay(held, 2, "stall") & b.delay(held, 1, "stall1") & held
+    m.d.comb += [Cover(give & (out[first] < 0)), Cover(give & (out[first] > 0)),
+                 Cover(stall), Cover(give & b.delay(give, 1, "give"))]
+    if proof.kind == "mac_array":
+        m.d.comb += Cover(take & ends & ~b.delay(take & ends, 1, "prev_end")
+                          & b.delay(take, 1, "prev_take"))       # a group of several beats
+    if proof.kind == "requant":
+        m.d.comb += Cover(give & (out[first] == inp["hi"]) & (inp["lo"] < inp["hi"]))
+
+
+def _writeback(b: Bench, wr: Wrapped, proof: Proof) -> None:
+    m, inp, out, cfg = b.m, b.inputs, wr.outputs, wr.cfg
+    p, s = cfg.lanes, cfg.simd
+    take = inp["i_valid"] & out["i_ready"]
+    act = cfg.act_bits
+    if p >= s:
+        beats = p // s
+        # the group taken k cycles ago writes word k (k < beats) and nothing else writes
+        words = []
+        for k in range(beats):
+            took = b.delay(take, k, f"took{k}") if k else take
+            y = [b.delay(inp[f"i_y_{k * s + j}"], k, f"y{k}_{j}") if k else inp[f"i_y_{j}"]
+                 for j in range(s)]
+            base = [b.delay(inp[f"i_side_{f}"], k, f"{f}{k}") if k else inp[f"i_side_{f}"]
+                    for f in ("out", "wct", "llast")]
+            words.append((took, y, base))
+        busy = Cat(*[w[0] for w in words[1:]]).any() if beats > 1 else Const(0)
+        m.d.comb += Assert(out["i_ready"] == ~busy)
+        for k, (took, y, (o, wct, llast)) in enumerate(words):
+            ct = wct + k
+            with m.If(took):
+                m.d.comb += [Assert(out["wr_addr"] == (o + ct)[:len(out["wr_addr"])]),
+                             Assert(out["wr_en"] == Mux(ct < inp["out_ct"], (1 << s) - 1, 0)),
+                             Assert(out["done"] == (llast & (k == beats - 1)))]
+                with m.If(ct < inp["out_ct"]):
+                    m.d.comb += Assert(out["wr_data"] == Cat(*[v.as_unsigned() for v in y]))
+        with m.If(~take & ~busy):
+            m.d.comb += [Assert(out["wr_en"] == 0), Assert(~out["done"])]
+        m.d.comb += [Cover(take & b.delay(take, beats, "again")),
+                     Cover((out["wr_en"] != 0) & (out["wr_data"] != 0) & out["done"])]
+    else:
+        r = s // p
+        m.d.comb += Assert(out["i_ready"])
+        slot = inp["i_side_wslot"]
+        with m.If(take):
+            m.d.comb += [Assert(out["wr_addr"] == (inp["i_side_out"] + inp["i_side_wct"])
+                                [:len(out["wr_addr"])]),
+                         Assert(out["done"] == inp["i_side_llast"])]
+            for k in range(r):
+                en = out["wr_en"][k * p:(k + 1) * p]
+                m.d.comb += Assert(en == Mux(slot == k, (1 << p) - 1, 0))
+                with m.If(slot == k):
+                    m.d.comb += Assert(out["wr_data"][k * p * act:(k + 1) * p * act] ==
+                                       Cat(*[inp[f"i_y_{j}"].as_unsigned() for j in range(p)]))
+        with m.Else():
+            m.d.comb += [Assert(out["wr_en"] == 0), Assert(~out["done"])]
+        m.d.comb += [Cover(take & (slot == r - 1) & (out["wr_data"] != 0)),
+                     Cover(take & b.delay(take, 1, "again"))]
+
+
+def _axil(b: Bench, wr: Wrapped, proof: Proof) -> None:
+    m, inp, out, dut = b.m, b.inputs, wr.outputs, wr.dut
+    aw = inp["awvalid"] & out["awready"]
+    wd = inp["wvalid"] & out["wready"]
+    bh = out["bvalid"] & inp["bready"]
+    ar = inp["arvalid"] & out["arready"]
+    rh = out["rvalid"] & inp["rready"]
+    # the block takes address and data together: one write request
+    m.d.comb += [Assert(out["awready"] == out["wready"]), Assert(~aw | wd)]
+    # one response per request, responses only after requests (at most one outstanding)
+    w_out = Signal(2, name="writes_open")
+    r_out = Signal(2, name="reads_open")
+    m.d.sync += [w_out.eq(w_out + aw - bh), r_out.eq(r_out + ar - rh)]
+    m.d.comb += [Assert(w_out <= 1), Assert(r_out <= 1),
+                 Assert(~out["bvalid"] | (w_out == 1)), Assert(~out["rvalid"] | (r_out == 1)),
+                 Assert(~aw | (w_out == 0)), Assert(~ar | (r_out == 0)),
+                 Assert(out["bresp"] == 0), Assert(out["rresp"] == 0)]
+    # a response holds until taken
+    for v, r, pay in (("bvalid", "bready", "bresp"), ("rvalid", "rready", "rdata")):
+        held = b.delay(out[v] & ~inp[r], 1, f"{v}_held")
+        was = b.delay(out[pay], 1, f"{pay}_was")
+        with m.If(held):
+            m.d.comb += [Assert(out[v]), Assert(out[pay] == was)]
+    # writes: a register's strobe fires the cycle after a write to its address, with the
+    # AXI strobe semantics (bytes not enabled keep the old value); no other strobe fires
+    word = inp["awaddr"][2:]
+    mask = Cat(*[inp["wstrb"][i].replicate(8) for i in range(4)])
+    for r in dut.registers:
+        n = r.name.lower()
+        if r.access not in ("rw", "wo"):
+            continue
+        hit = b.delay(aw & (word == r.offset >> 2), 1, f"hit_{n}")
+        m.d.comb += Assert(out[f"{n}_we"] == hit)
+        old = out[f"{n}_state"] if r.access == "rw" else Const(0, 32)
+        new = b.delay((inp["wdata"] & mask) | (old & ~mask), 1, f"new_{n}")
+        wd_ = len(out[f"{n}_w"])
+        with m.If(hit):
+            m.d.comb += Assert(out[f"{n}_w"] == new[:wd_])
+    # reads: the value of the register (0 for unmapped or write-only) when sampled, the
+    # cycle before the response
+    raddr = Signal(len(inp["araddr"]) - 2, name="read_word")
+    with m.If(ar):
+        m.d.sync += raddr.eq(inp["araddr"][2:])
+    value = Const(0, 32)
+    for r in dut.registers:
+        n = r.name.lower()
+        src = out.get(f"{n}_state") if r.access == "rw" else inp.get(f"{n}_r")
+        if src is not None:
+            value = Mux(raddr == r.offset >> 2, src, value)
+    rise = out["rvalid"] & ~b.delay(out["rvalid"], 1, "rvalid_was")
+    sampled = b.delay(value, 1, "value")
+    with m.If(rise):
+        m.d.comb += Assert(out["rdata"] == sampled)
+    # covers: back-to-back writes, a written value read back, a held response, unmapped read
+    # back-to-back: the next write is taken the cycle after the response
+    m.d.comb += [Cover(aw & b.delay(bh, 1, "b1") & b.delay(aw, 3, "aw3")),
+                 Cover(rise & (raddr == 0x20 >> 2) & (out["rdata"] != 0)),
+                 Cover(out["bvalid"] & b.delay(out["bvalid"] & ~inp["bready"], 2, "bheld")),
+                 Cover(rise & (raddr == 0x2c >> 2))]
