@@ -30,6 +30,22 @@ from hwq.explore.stages import (
 __all__ = ["run_sweep"]
 
 
+def _check_reachable(address: str) -> None:
+    """Refuse, in seconds, an address where no Ray head listens (ray.init would retry for
+    minutes)."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ValueError(f"--address must be host:port of a Ray head (ray start --head), not "
+                         f"{address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise ValueError(f"No Ray cluster answers at {address} ({exc.strerror or exc}); start "
+                         "one with ray start --head --port PORT") from None
+
+
 class _Scheduler:
     """Runs stage functions from the cache, or as Ray tasks started on first need."""
 
@@ -48,6 +64,7 @@ class _Scheduler:
 
         if not ray.is_initialized():
             if self.address:
+                _check_reachable(self.address)
                 self.say(f"[explore] joining the Ray cluster at {self.address}")
                 ray.init(address=self.address, log_to_driver=False, logging_level="ERROR")
             else:

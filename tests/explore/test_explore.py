@@ -233,3 +233,15 @@ def test_a_sweep_on_a_ray_cluster_gives_the_same_table(tmp_path):
     keep = ("label", "accuracy", "weight_bits", "cycles", "utilization", "core")
     assert [{k: r[k] for k in keep} for r in remote["points"]] == \
         [{k: r[k] for k in keep} for r in local["points"]]
+
+
+@pytest.mark.parametrize("address, message", [
+    ("nohost", "--address must be host:port of a Ray head (ray start --head), not 'nohost'"),
+    ("127.0.0.1:9", "No Ray cluster answers at 127.0.0.1:9 (Connection refused); start one "
+                    "with ray start --head --port PORT"),
+])
+def test_an_address_without_a_cluster_is_refused_at_once(address, message):
+    from hwq.explore.runner import _check_reachable
+
+    with pytest.raises(ValueError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
+        _check_reachable(address)
