@@ -23,7 +23,10 @@ output position's first input word (``off``), and the tap's row and column offse
 ``v``, dilation included) for the padding test. A matmul over several tensors (an add)
 reads the others at their distance from the first in the activation memory.
 
-Activations: every stored tensor gets a region by liveness (:mod:`hwq.layout.alloc`).
+Activations: every stored tensor gets a region by liveness (:mod:`hwq.layout.alloc`). The
+network input is stored in im2col order when that packs the first layer's kernel taps into
+the SIMD lanes and the memory holds it (:func:`_input_window`,
+:class:`~hwq.layout.program.Window`); the first layer is then a 1x1 convolution.
 """
 
 from __future__ import annotations
