@@ -22,7 +22,7 @@ def test_bench_all_collects_sections_and_writes_a_summary(tmp_path, monkeypatch)
 
     monkeypatch.setattr(bench, "SECTIONS", {n: fake(n) for n in bench.SECTIONS})
     result = bench.bench_all(skip=["hw"], out_dir=tmp_path)
-    assert [c[0] for c in calls] == ["golden", "sim", "quant", "tq", "joint"]
+    assert [c[0] for c in calls] == ["golden", "sim", "quant", "tq", "joint", "util"]
     assert all(c[1] is False and c[2] == tmp_path for c in calls)
     sections = result["sections"]
     assert sections["golden"]["figure"] == 1.5
@@ -65,7 +65,8 @@ def test_every_section_runner_resolves_its_functions():
     for module, names in {"hwq.bench.quant": ("bench_quant", "format_quant"),
                           "hwq.bench.tq": ("bench_tq", "format_tq"),
                           "hwq.bench.joint": ("bench_joint", "format_joint"),
-                          "hwq.bench.hw": ("bench_hw", "format_table")}.items():
+                          "hwq.bench.hw": ("bench_hw", "format_table"),
+                          "hwq.bench.util": ("bench_util", "format_util")}.items():
         mod = importlib.import_module(module)
         for name in names:
             assert callable(getattr(mod, name)), f"{module}.{name}"
@@ -82,7 +83,8 @@ def test_bench_all_hands_the_hw_options_to_the_hw_section_only(tmp_path, monkeyp
 
     monkeypatch.setattr(bench, "SECTIONS", {n: fake(n) for n in bench.SECTIONS})
     bench.bench_all(skip=["quant", "tq", "joint"], out_dir=tmp_path, hw_timeout=90.0)
-    assert seen == {"golden": {}, "sim": {}, "hw": {"timeout": 90.0, "cores": False}}
+    assert seen == {"golden": {}, "sim": {}, "hw": {"timeout": 90.0, "cores": False},
+                    "util": {}}
     bench.bench_all(skip=["golden", "sim", "quant", "tq", "joint"], out_dir=tmp_path,
                     hw_cores=True)
     assert seen["hw"] == {"timeout": None, "cores": True}

@@ -69,10 +69,17 @@ def _hw_section(*, full: bool, out_dir: Path, jobs: int | None = None,
     return r, format_table(r["rows"])
 
 
+def _util_section(*, full: bool, out_dir: Path, **_: Any) -> tuple[dict, str]:
+    from hwq.bench.util import bench_util, format_util
+
+    r = bench_util(hw_json=out_dir / "hw.json")
+    return r, format_util(r)
+
+
 #: name -> runner(full=, out_dir=) -> (result, text); the order of ``hwq bench all``.
 SECTIONS: dict[str, Callable[..., tuple[dict, str]]] = {
     "golden": _golden_section, "sim": _sim_section, "quant": _quant_section,
-    "tq": _tq_section, "joint": _joint_section, "hw": _hw_section,
+    "tq": _tq_section, "joint": _joint_section, "hw": _hw_section, "util": _util_section,
 }
 
 

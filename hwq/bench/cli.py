@@ -1,6 +1,5 @@
 """``hwq bench``: the command line of the benchmarks (see :mod:`hwq.bench`)."""
 
-
 from __future__ import annotations
 
 import argparse
@@ -12,6 +11,8 @@ from hwq.arguments import integer, positive_number, positive_seconds
 from hwq.bench import DEFAULT_OUT
 from hwq.bench.all import SECTIONS, _hw_section, _joint_section, _tq_section, bench_all
 from hwq.bench.golden import bench_golden, format_golden
+from hwq.bench.util import NETWORKS
+from hwq.config import PE_TYPES
 from hwq.serialize import atomic_write
 from hwq.workloads import WORKLOADS
 
@@ -89,7 +90,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
                    help="skip the Brevitas peer rows")
     q.add_argument("--quick", action="store_true",
                    help="smoke test: one seed, bits 3 and 4, 3 epochs")
-    for p in (g, sm, q, a, t, j, h):
+    u = sub.add_parser("util", help="MAC utilization per layer of the reference networks "
+                                     "(cycle model)")
+    u.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=list(NETWORKS),
+                   help="workloads (default all)")
+    u.add_argument("--pe", nargs="+", default=list(PE_TYPES), choices=list(PE_TYPES),
+                   help="PE types (default all)")
+    u.add_argument("--lanes", type=integer(1), default=8)
+    u.add_argument("--simd", type=integer(1), default=8)
+    u.add_argument("--bits", type=integer(2, 7), default=4,
+                   help="weight bits of the post-training quantization (default 4)")
+    u.add_argument("--fmax", type=positive_number(), default=None, metavar="MHZ",
+                   help="clock for inferences/s where the hw results have no routed Fmax")
+    u.add_argument("--hw-json", type=Path, default=DEFAULT_OUT / "hw.json",
+                   help=f"hwq bench hw results to take the routed Fmax from "
+                        f"(default {DEFAULT_OUT}/hw.json)")
+    for p in (g, sm, q, a, t, j, h, u):
         p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
         p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
         p.add_argument("-o", "--out", type=Path, default=None,
@@ -133,6 +149,13 @@ def run(args: argparse.Namespace) -> int:
         files = result["files"]
         text = format_quant(result) + "\n\nwrote " + ", ".join(
             str(f) for k, f in files.items() if k != "json" and f)
+    elif args.bench == "util":
+        from hwq.bench.util import bench_util, format_util
+
+        result = bench_util(networks=tuple(args.networks), pes=tuple(args.pe), lanes=args.lanes,
+                            simd=args.simd, bits=args.bits, fmax=args.fmax,
+                            hw_json=args.hw_json)
+        text = format_util(result)
     elif args.bench == "all":
         result = bench_all(full=args.full, skip=args.skip, hw_timeout=args.hw_timeout,
                            hw_cores=args.hw_cores)

@@ -23,7 +23,10 @@ output position's first input word (``off``), and the tap's row and column offse
 ``v``, dilation included) for the padding test. A matmul over several tensors (an add)
 reads the others at their distance from the first in the activation memory.
 
-Activations: every stored tensor gets a region by liveness (:mod:`hwq.layout.alloc`).
+Activations: every stored tensor gets a region by liveness (:mod:`hwq.layout.alloc`). The
+network input is stored in im2col order when that packs the first layer's kernel taps into
+the SIMD lanes and the memory holds it (:func:`_input_window`,
+:class:`~hwq.layout.program.Window`); the first layer is then a 1x1 convolution.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from hwq.golden.ops import accumulator_bits
 from hwq.ir import INPUT, Alias, Matmul, Pool, QuantizedNetwork, Storage
 from hwq.layout.alloc import Interval, allocate
 from hwq.layout.encode import MatmulTerms, matmul_terms
-from hwq.layout.program import Program, Tensor
+from hwq.layout.program import Program, Tensor, Window
 from hwq.layout.words import FMT_CODEBOOK, FMT_INT, KIND_MATMUL, KIND_POOL, core_words
 
 __all__ = ["compile", "core_config", "network_cycles"]
@@ -70,9 +73,20 @@ class _Plan:
     intervals: list[Interval]
     weight_words: int
     param_words: int
+    window: Window | None = None           # the input's im2col order, if it has one
 
 
 def _plan(network: QuantizedNetwork, config: CoreConfig) -> _Plan:
+    """The plan of ``network`` on ``config``: with the input in im2col order when that packs
+    the first layer's taps (:func:`_input_window`) and the activation memory holds it, else
+    with the input as stored."""
+    plan = _plan_with(network, config, window=True)
+    if plan.window is not None and _needs(plan)["act_depth"] > config.act_depth:
+        return _plan_with(network, config, window=False)
+    return plan
+
+
+def _plan_with(network: QuantizedNetwork, config: CoreConfig, *, window: bool) -> _Plan:
     shapes = network.tensor_shapes()
     storage = {INPUT: Storage.of_shape(network.input_shape)}
     owner = {INPUT: INPUT}
@@ -103,6 +117,7 @@ def _plan(network: QuantizedNetwork, config: CoreConfig) -> _Plan:
                              in_chw=(c, h, w), out_chw=out))
     if not layers:
         raise ValueError("Network has no conv2d, linear or maxpool2d layer for the core to run")
+    window = _input_window(network, layers, owner, storage, s) if window else None
 
     # liveness: a storage owner lives from the layer writing it to the last layer reading it
     index = {layer.out: i for i, layer in enumerate(layers)}
@@ -124,7 +139,42 @@ def _plan(network: QuantizedNetwork, config: CoreConfig) -> _Plan:
             weight_words += int(np.maximum(layer.terms.group_words(config.pe), floor).sum())
             param_words += math.ceil(layer.out_chw[0] / config.lanes)
     return _Plan(layers=layers, owner=owner, storage=storage, intervals=intervals,
-                 weight_words=weight_words, param_words=param_words)
+                 weight_words=weight_words, param_words=param_words, window=window)
+
+
+def _input_window(network: QuantizedNetwork, layers: list[_Layer], owner: dict[str, str],
+                  storage: dict[str, Storage], simd: int) -> Window | None:
+    """Store the network input in im2col order when that packs the first layer's taps.
+
+    When the first layer is a matmul that alone reads the network input and its
+    ``KH * KW * ceil(C / simd)`` channel tiles per group exceed ``ceil(KH * KW * C / simd)``,
+    the input is stored as its windows (:class:`~hwq.layout.program.Window`, written by the
+    host) and the layer becomes a 1x1 convolution over them with the weight's taps and
+    channels in the same ``(u, v, c)`` order. Updates ``layers[0]`` and the input's storage;
+    returns the window, or None (nothing changed).
+    """
+    first = layers[0]
+    readers = [lay for lay in layers if INPUT in lay.sources]
+    if (not isinstance(first.prim, Matmul) or readers != [first] or first.sources != [INPUT]
+            or owner[network.output] == INPUT):
+        return None
+    prim = first.prim
+    c, h, w = storage[INPUT].chw
+    kh, kw = prim.kernel
+    if kh * kw * math.ceil(c / simd) <= math.ceil(kh * kw * c / simd):
+        return None
+    win = Window(chw=(c, h, w), kernel=(kh, kw), stride=prim.stride, padding=prim.padding,
+                 dilation=prim.dilation)
+    c_out = prim.weight.shape[0]
+    weight = prim.weight.transpose(0, 2, 3, 1).reshape(c_out, kh * kw * c, 1, 1)
+    first.prim = replace(prim, weight=np.ascontiguousarray(weight), stride=(1, 1),
+                         padding=(0, 0, 0, 0), dilation=(1, 1))
+    storage[INPUT] = Storage(win.stored_chw())
+    first.in_chw = win.stored_chw()
+    if first.prim.out_hw(*first.in_chw[1:]) != first.out_chw[1:]:
+        raise AssertionError(f"{first.op.name}: im2col positions {first.in_chw[1:]} != "
+                             f"{first.out_chw[1:]}")
+    return win
 
 
 def _words(st: Storage, simd: int) -> int:
@@ -233,7 +283,7 @@ def _pack(network: QuantizedNetwork, config: CoreConfig, plan: _Plan) -> Program
     def tensor(name: str) -> Tensor:
         st = plan.storage[name]
         return Tensor(base=bases[plan.owner[name]], chw=st.chw, ct=math.ceil(st.chw[0] / s),
-                      shape=shapes[name])
+                      shape=shapes[name], window=plan.window if name == INPUT else None)
 
     descs: list[dict[str, Any]] = []
     weight_imgs: list[np.ndarray] = []

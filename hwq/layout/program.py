@@ -40,9 +40,10 @@ from hwq.serialize import atomic_write, parse_json
 
 MAGIC = b"HWQPROG\0"
 FORMAT = "hwq.Program"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 #: version 2: descriptors carry stride_h, stride_w, pad_t, pad_l (graph IR); matmuls may
-#: read several tensors
+#: read several tensors. Version 3: the input tensor may be stored in im2col order
+#: (``input.window``, see :class:`Window`).
 #: Images of a Program, in container order (the activation memory holds no image).
 IMAGES = ("desc", "weight", "param")
 #: Fields of the JSON header, of each entry of its ``sections``, and of each of its
@@ -57,18 +58,73 @@ LAYER_LISTS = ("words", "tile_mask", "tile_bits")
 
 
 @dataclass(frozen=True)
+class Window:
+    """The im2col order of a stored network input (format version 3).
+
+    The host stores a ``(C, H, W)`` input as the windows of the first layer's kernel: a
+    tensor ``(KH * KW * C, OH, OW)`` whose channel ``(u * KW + v) * C + c`` at output
+    position ``(i, j)`` is ``x[c, i*SH + u*DH - PT, j*SW + v*DW - PL]`` (0 in the padding).
+    The first layer then runs as a 1x1 convolution whose ``simd`` lanes are filled by taps
+    and channels together: ``ceil(KH * KW * C / simd)`` micro-ops per output group instead of
+    ``KH * KW * ceil(C / simd)``.
+    """
+
+    chw: tuple[int, int, int]                 # the network input (C, H, W)
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int, int, int]        # top, bottom, left, right
+    dilation: tuple[int, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"chw": list(self.chw), "kernel": list(self.kernel),
+                "stride": list(self.stride), "padding": list(self.padding),
+                "dilation": list(self.dilation)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Window:
+        return cls(chw=tuple(d["chw"]), kernel=tuple(d["kernel"]), stride=tuple(d["stride"]),
+                   padding=tuple(d["padding"]), dilation=tuple(d["dilation"]))
+
+    def out_hw(self) -> tuple[int, int]:
+        """Output positions ``(OH, OW)`` of the window walk."""
+        _, h, w = self.chw
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel, self.stride, self.dilation
+        t, b, l, r = self.padding
+        return ((h + t + b - dh * (kh - 1) - 1) // sh + 1,
+                (w + l + r - dw * (kw - 1) - 1) // sw + 1)
+
+    def stored_chw(self) -> tuple[int, int, int]:
+        """``(KH * KW * C, OH, OW)``: the tensor as stored."""
+        return (self.kernel[0] * self.kernel[1] * self.chw[0], *self.out_hw())
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """Inputs ``(N, C, H, W)`` -> windows ``(N, OH, OW, KH * KW * C)`` (int64)."""
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel, self.stride, self.dilation
+        t, b, l, r = self.padding
+        oh, ow = self.out_hw()
+        xp = np.pad(np.asarray(x, dtype=np.int64), ((0, 0), (0, 0), (t, b), (l, r)))
+        taps = [xp[:, :, u * dh:u * dh + sh * (oh - 1) + 1:sh,
+                   v * dw:v * dw + sw * (ow - 1) + 1:sw]
+                for u in range(kh) for v in range(kw)]           # each (N, C, OH, OW)
+        return np.stack(taps, axis=1).transpose(0, 3, 4, 1, 2).reshape(x.shape[0], oh, ow, -1)
+
+
+@dataclass(frozen=True)
 class Tensor:
     """Where a ``(C, H, W)`` tensor lives in the activation memory.
 
     Word ``base + (h * W + w) * ct + t`` holds channels ``t*S .. t*S + S-1`` of position
     ``(h, w)``; ``ct = ceil(C / S)``. ``shape`` is the network's view of it (``(C, H, W)``,
     ``(K,)`` for a linear input or output, ``(C*H*W,)`` after a trailing flatten).
+    ``window``: the network input stored in im2col order (``chw`` is then the stored
+    ``(KH * KW * C, OH, OW)``; see :class:`Window`), or None.
     """
 
     base: int
     chw: tuple[int, int, int]
     ct: int
     shape: tuple[int, ...]
+    window: Window | None = None
 
     @property
     def words(self) -> int:
@@ -76,12 +132,14 @@ class Tensor:
 
     def to_dict(self) -> dict[str, Any]:
         return {"base": self.base, "chw": list(self.chw), "ct": self.ct,
-                "shape": list(self.shape)}
+                "shape": list(self.shape),
+                "window": None if self.window is None else self.window.to_dict()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Tensor:
         return cls(base=int(d["base"]), chw=tuple(d["chw"]), ct=int(d["ct"]),
-                   shape=tuple(d["shape"]))
+                   shape=tuple(d["shape"]),
+                   window=None if d["window"] is None else Window.from_dict(d["window"]))
 
 
 @dataclass
@@ -338,21 +396,44 @@ class _HeaderCheck:
             raise self.fail("config", d, f"a valid core config ({exc})") from None
 
     def tensor(self, obj: object, where: str, config: CoreConfig) -> None:
-        t = self.record(obj, where, ("base", "chw", "ct", "shape"))
+        t = self.record(obj, where, ("base", "chw", "ct", "shape", "window"))
         chw, shape = self.typed(t, "chw", where, list), self.typed(t, "shape", where, list)
         if len(chw) != 3 or any(type(v) is not int or v < 1 for v in chw):
             raise self.fail(f"{where}.chw", chw, "3 positive integers (C, H, W)")
         if not shape or any(type(v) is not int or v < 1 for v in shape):
             raise self.fail(f"{where}.shape", shape, "a list of positive integers")
-        if math.prod(shape) != math.prod(chw):
-            raise self.fail(f"{where}.shape", shape, f"a shape of {math.prod(chw)} values "
-                                                     f"(chw {chw})")
+        values = chw
+        if t["window"] is not None:
+            if where != "input":
+                raise self.fail(f"{where}.window", t["window"], "null (only the input is "
+                                                                "stored in im2col order)")
+            win = self.window(t["window"], f"{where}.window")
+            if list(win.stored_chw()) != chw:
+                raise self.fail(f"{where}.chw", chw, f"{list(win.stored_chw())} (the stored "
+                                                     "im2col shape of the window)")
+            values = list(win.chw)
+        if math.prod(shape) != math.prod(values):
+            raise self.fail(f"{where}.shape", shape, f"a shape of {math.prod(values)} values "
+                                                     f"(chw {values})")
         ct = -(-chw[0] // config.simd)
         self.integer(t, "ct", where, ct, ct, f"{ct} (ceil(C / simd))")
         words = chw[1] * chw[2] * ct
         self.integer(t, "base", where, 0, config.act_depth - words,
                      f"an integer in 0..{config.act_depth - words} (its {words} words within "
                      f"the {config.act_depth}-word activation memory, config.act_depth)")
+
+    def window(self, obj: object, where: str) -> Window:
+        w = self.record(obj, where, ("chw", "kernel", "stride", "padding", "dilation"))
+        for key, n, lo in (("chw", 3, 1), ("kernel", 2, 1), ("stride", 2, 1),
+                           ("padding", 4, 0), ("dilation", 2, 1)):
+            v = w[key]
+            if (type(v) is not list or len(v) != n
+                    or any(type(e) is not int or e < lo for e in v)):
+                raise self.fail(f"{where}.{key}", v, f"{n} integers >= {lo}")
+        win = Window.from_dict(w)
+        if min(win.out_hw()) < 1:
+            raise self.fail(where, obj, "a window that fits the padded input")
+        return win
 
     def sections(self, obj: object, config: CoreConfig, payload_bytes: int) -> None:
         names = [s.get("name") if isinstance(s, dict) else None for s in obj] \
@@ -409,7 +490,10 @@ def _pack_tensor(program: Program, t: Tensor, x: object, what: str) -> np.ndarra
     c, h, w = t.chw
     s = program.config.simd
     a = np.zeros((n, h, w, t.ct * s), dtype=np.int64)
-    a[..., :c] = xa.reshape(n, c, h, w).transpose(0, 2, 3, 1)
+    if t.window is not None:
+        a[..., :c] = t.window.apply(xa.reshape(n, *t.window.chw))
+    else:
+        a[..., :c] = xa.reshape(n, c, h, w).transpose(0, 2, 3, 1)
     lay = program.words.act
     return lay.pack(n * t.words, a=a.reshape(-1, s)).reshape(n, t.words, lay.chunks)
 

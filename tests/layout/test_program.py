@@ -109,8 +109,8 @@ HEADER = "format, format_version, hwq_version, config, fingerprint, input, outpu
 
 @pytest.mark.parametrize("edit, expect", [
     # the version inside the header
-    (_set("format_version", 3), "field format_version must be 2 (the version hwq 0.1.0 reads), not 3"),
-    (_set("format_version", "2"), "field format_version must be 2 (the version hwq 0.1.0 reads), not '2'"),
+    (_set("format_version", 4), "field format_version must be 3 (the version hwq 0.1.0 reads), not 4"),
+    (_set("format_version", "3"), "field format_version must be 3 (the version hwq 0.1.0 reads), not '3'"),
     # keys missing or unknown
     (_drop("layers"), "field layers must be present, not missing"),
     (_set("extra", 1), f"field extra must be left out (the fields are {HEADER}), not 1"),
@@ -139,7 +139,7 @@ HEADER = "format, format_version, hwq_version, config, fingerprint, input, outpu
     (_set("input.chw", [3, 8]), "field input.chw must be 3 positive integers (C, H, W), not [3, 8]"),
     (_set("input.shape", [3, 8, 9]), "field input.shape must be a shape of 192 values (chw "
      "[3, 8, 8]), not [3, 8, 9]"),
-    (_set("input.ct", 2), "field input.ct must be 1 (ceil(C / simd)), not 2"),
+    (_set("input.ct", 2), "field input.ct must be 7 (ceil(C / simd)), not 2"),
     (_set("sections.0.chunks", 1.0), "field sections[0].chunks must be "),
     (_set("sections", []), "field sections must be one entry for each of desc, weight, param, "
      "not []"),
@@ -149,7 +149,7 @@ HEADER = "format, format_version, hwq_version, config, fingerprint, input, outpu
      "memory's depth, config.weight_depth), not "),
     (_set("config.desc_depth", 2), "field sections[0].words must be at most 2 (the desc "
      "memory's depth, config.desc_depth), not 4"),
-    (_set("input.base", 4090), "field input.base must be an integer in 0..4032 (its 64 words "
+    (_set("input.base", 4090), "field input.base must be an integer in 0..3648 (its 448 words "
      "within the 4096-word activation memory, config.act_depth), not 4090"),
     (_set("output.base", -1), "field output.base must be an integer in 0..4093 (its 3 words "
      "within the 4096-word activation memory, config.act_depth), not -1"),
