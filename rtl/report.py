@@ -278,7 +278,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("--target", choices=TARGETS, default="ecp5",
                         help="FPGA family (default ecp5)")
-    parser.add_argument("--array-only", action="store_true",
+    parser.add_argument("--array-only", "--array", action="store_true",
                         help="only the MAC array, inputs and outputs registered")
     parser.add_argument("--device", metavar="NAME",
                         help="one part (LFE5U-25F/25k, 45k, 85k; up5k, hx8k); "
@@ -295,6 +295,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="run the tools even if the result is cached")
     parser.add_argument("--timeout", type=positive_seconds, default=None, metavar="S",
                         help="stop a tool run (Yosys, nextpnr) after S seconds")
+    from hwq.rtl.asic import add_arguments
+
+    add_arguments(parser)
 
 
 def config_from_args(args: argparse.Namespace) -> CoreConfig:
@@ -304,8 +307,12 @@ def config_from_args(args: argparse.Namespace) -> CoreConfig:
 
 def run(args: argparse.Namespace) -> int:
     from hwq.cli import emit
+    from hwq.rtl.asic import check_arguments
 
     config = config_from_args(args)
+    if args.asic:
+        return _run_asic(args, config)
+    check_arguments(args)
     if args.device:
         find_device(args.device, args.target)
     if not args.array_only:
@@ -320,4 +327,26 @@ def run(args: argparse.Namespace) -> int:
     if not result["ok"]:
         print(f"hwq report: {result['error']}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _run_asic(args: argparse.Namespace, config: CoreConfig) -> int:
+    """``hwq report --asic``: see :mod:`hwq.rtl.asic`."""
+    from hwq.cli import emit
+    from hwq.rtl.asic import check_arguments, format_asic, report_from_arguments
+
+    fpga = [name for name, given in (("--device", args.device), ("--no-dsp", args.no_dsp),
+                                     ("--target", args.target != "ecp5"),
+                                     ("--router", args.router != "router1"))
+            if given]
+    if fpga:
+        raise ValueError(f"{', '.join(fpga)} applies to FPGA reports, not with --asic")
+    check_arguments(args)  # OpenSTA and the library, before any synthesis
+    if not args.array_only:
+        from hwq.rtl.generate import check_buildable
+
+        check_buildable(config)
+    result = report_from_arguments(args, config, array_only=args.array_only)
+    result["ok"] = True
+    emit(args, result, format_asic(result))
     return 0
