@@ -39,6 +39,7 @@ import re
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,7 @@ from hwq.rtl.reportcache import cache_key, cache_path, load, locked, store
 
 __all__ = ["SRAM_AREA_FACTOR_F2", "SRAM_EFFICIENCY", "add_arguments", "asic_design",
            "asic_report", "check_arguments", "check_asic_setup", "feature_um", "format_asic",
-           "report_from_arguments", "sram_um2_per_bit"]
+           "harness_only", "map_and_time", "report_from_arguments", "sram_um2_per_bit"]
 
 #: 6T SRAM cell area in F^2 (ITRS, logic processes around 180 nm).
 SRAM_AREA_FACTOR_F2 = 140.0
@@ -148,8 +149,7 @@ def asic_design(config: CoreConfig, *, array_only: bool = False
         memories.append({"name": m.group(4), "block": block, "width": width, "depth": depth,
                          "bits": width * depth})
     text = _MEMORY.sub(lambda m: f"{m.group(1)}1 \\{m.group(4)}", text)
-    harness = register_harness(verilog, top)[len(verilog.rstrip("\n")):]
-    return text, harness, top, memories
+    return text, harness_only(verilog, top), top, memories
 
 
 def _tools(liberty: Path, clock_ns: float, activity: float, buffer: Cell) -> dict[str, str]:
@@ -232,8 +232,9 @@ def asic_report(config: CoreConfig, *, liberty: str | Path | None = None,
         if result is not None:
             say(f"cached: {path}")
         else:
-            result = _run(config, lib, cells, design, harness, top, clock_ns, activity,
-                          timeout, say)
+            result = map_and_time(design=design, harness=harness, top=top, liberty=lib,
+                                  clock_ns=clock_ns, activity=activity, timeout=timeout,
+                                  progress=say)
             result.update(scope=scope, liberty=str(lib), clock_ns=clock_ns, activity=activity,
                           tools=tools, key=key, seconds=round(time.monotonic() - t0, 1))
             if cache:
@@ -248,10 +249,27 @@ def asic_report(config: CoreConfig, *, liberty: str | Path | None = None,
     return result
 
 
-def _run(config: CoreConfig, lib: Path, cells: dict, design: str, harness: str, top: str,
-         clock_ns: float, activity: float, timeout: float | None, say: Progress
-         ) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="hwq-asic-") as tmp:
+def harness_only(verilog: str, top: str) -> str:
+    """The harness module of :func:`~hwq.rtl.harness.register_harness` around ``top``, alone."""
+    return register_harness(verilog, top)[len(verilog.rstrip("\n")):]
+
+
+def map_and_time(*, design: str, harness: str, top: str, liberty: Path, clock_ns: float = 10.0,
+                 activity: float = 0.2, timeout: float | None = None,
+                 progress: Progress | None = None, workdir: Path | None = None
+                 ) -> dict[str, Any]:
+    """Yosys and OpenSTA on ``design`` (RTLIL or Verilog, top module ``top``) in ``harness``.
+
+    Returns the figures of :func:`asic_report` that do not depend on the config (``logic``,
+    ``blocks``, ``blocks_total``, ``harness``, ``macro_instances``, ``critical_path``,
+    ``fmax_mhz``, ``power``, ``tool_seconds``). ``workdir`` keeps the tools' files
+    (``netlist.v``, ``stat.json``, ``yosys.log``, ``sta.log``) there; default a temporary folder.
+    """
+    say = progress or (lambda message: None)
+    lib = liberty
+    cells = read_cells(lib)
+    with (tempfile.TemporaryDirectory(prefix="hwq-asic-") if workdir is None
+          else nullcontext(str(workdir))) as tmp:
         work = Path(tmp)
         say(f"yosys: mapping to {lib.name} (abc -D {round(clock_ns * 1000)} ps) ...")
         t = time.monotonic()

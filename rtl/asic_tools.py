@@ -62,6 +62,7 @@ def yosys_script(*, top: str, rtlil: bool, liberty: Path, clock_ps: int) -> str:
     """The Yosys script of :func:`synthesize_asic` (part of the report's cache key)."""
     lib = str(liberty)
     return "\n".join([
+        f"read_liberty -lib {lib}",  # the library's cells may be instantiated by name
         "read_rtlil design.il" if rtlil else "read_verilog -sv design.v",
         "read_verilog -sv harness.v",
         f"hierarchy -top {top}",
@@ -96,10 +97,10 @@ def synthesize_asic(*, design: str, harness: str, top: str, liberty: Path, clock
     (timing-driven ``abc -D``, the one OpenSTA times) and the hierarchy's (each block mapped on
     its own with ``abc`` without a delay target, for the split by block).
 
-    The RTLIL of an Amaranth design starts with ``attribute``/``module``/``autoidx``; anything
-    else is read as Verilog. ``top`` is the harness module.
+    The RTLIL of an Amaranth design starts with ``attribute``, ``autoidx`` or ``module \\``;
+    anything else is read as Verilog. ``top`` is the harness module.
     """
-    rtlil = design.lstrip().split(None, 1)[0] in ("attribute", "module", "autoidx")
+    rtlil = re.match(r"\s*(autoidx|attribute|module\s+\\)", design) is not None
     (workdir / ("design.il" if rtlil else "design.v")).write_text(design)
     (workdir / "harness.v").write_text(harness)
     (workdir / "constr.sdc").write_text(abc_constraints(buffer))

@@ -85,7 +85,7 @@ _SEQ = re.compile(r"\b(ff|latch|ff_bank|latch_bank|statetable)\s*\(")
 _PIN = re.compile(r"\bpin\s*\(\s*\"?(\w+)\"?\s*\)\s*\{")
 _DIRECTION = re.compile(r"\bdirection\s*:\s*\"?(\w+)")
 _FUNCTION = re.compile(r"\bfunction\s*:\s*\"\s*\(?\s*(\w+)\s*\)?\s*\"")
-_CAP = re.compile(r"^\s*capacitance\s*:\s*([0-9.eE+-]+)", re.M)
+_CAP = re.compile(r"\bcapacitance\s*:\s*([0-9.eE+-]+)")
 
 
 def _group(text: str, start: int) -> str:
