@@ -432,9 +432,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="SRAM macro area per bit instead of the built-in model")
 
 
-def check_arguments(args: argparse.Namespace) -> Path | None:
-    """Refuse ASIC options without ``--asic``; with it, check OpenSTA and the library
-    before any synthesis. Returns the Liberty path (None without ``--asic``)."""
+def check_arguments(args: argparse.Namespace, *, with_report: bool = True) -> Path | None:
+    """Refuse ASIC options without ``--asic`` (and ``--asic`` without ``--report`` when
+    ``with_report`` is False); with it, check OpenSTA and the library before any synthesis.
+    Returns the Liberty path (None without ``--asic``)."""
+    if args.asic and not with_report:
+        raise ValueError("--asic applies with --report (the hardware report it changes)")
     given = [name for name, value in (("--liberty", args.liberty),
                                       ("--clock-ns", args.clock_ns),
                                       ("--activity", args.activity),

@@ -270,3 +270,14 @@ def test_core_report_has_blocks_macros_fmax_power():
     assert names["act_mem"][1] == config.act_depth
     assert names["weight_mem"][1] == config.weight_depth
     assert result["fmax_mhz"] > 0 and result["power"]["total"]["total"] > 0
+
+
+def test_asic_on_rtl_and_flow_needs_report_and_is_checked_first(tmp_path, capsys):
+    assert main(["rtl", "--pe", "shift_add", "-o", str(tmp_path / "rtl"), "--asic"]) == 2
+    assert "--asic applies with --report" in capsys.readouterr().err
+    assert not (tmp_path / "rtl").exists()
+    assert main(["flow", "--asic", "--no-progress"]) == 2
+    assert "--asic applies with --report" in capsys.readouterr().err
+    assert main(["flow", "--report", "--asic", "--liberty", str(tmp_path / "none.lib"),
+                 "--no-progress"]) == 2  # refused before training
+    assert "does not exist or is not a file" in capsys.readouterr().err
