@@ -19,6 +19,9 @@ tq, joint
     retraining) and joint sparsity-quantization (accuracy vs compression ratio).
 hw
     resources and Fmax of the PE arrays and cores with Yosys and nextpnr (:mod:`hwq.rtl.bench_hw`).
+asic
+    the PE arrays on a standard-cell library with Yosys and OpenSTA (:mod:`hwq.rtl.bench_asic`;
+    not part of ``all``: it needs OpenSTA and a library).
 all
     every benchmark above at a size that fits about 15 minutes on a 2-core machine (``--full``
     for the complete sweeps); one ``all.json`` with every figure and ``summary.md``.
@@ -117,7 +120,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
                    help="skip the Brevitas peer rows")
     q.add_argument("--quick", action="store_true",
                    help="smoke test: one seed, bits 3 and 4, 3 epochs")
-    for p in (g, sm, q, a, t, j, h):
+    asic = sub.add_parser("asic", help="PE arrays on a standard-cell library (Yosys, OpenSTA): "
+                                       "area, Fmax, energy per MAC")
+    asic.add_argument("--liberty", metavar="PATH", default=None,
+                      help="Liberty library (default osu018; osu035, a .lib path)")
+    asic.add_argument("--no-fpga", action="store_true",
+                      help="leave out the ECP5 LUT/DSP columns (Yosys synth_ecp5)")
+    asic.add_argument("--jobs", type=integer(1), default=2, help="points at once (default 2)")
+    asic.add_argument("--timeout", type=positive_seconds, default=None, metavar="S",
+                      help="stop a point's tool run after S seconds (the row records it)")
+    for p in (g, sm, q, a, t, j, h, asic):
         p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
         p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
         p.add_argument("-o", "--out", type=Path, default=None,
@@ -164,6 +176,12 @@ def run(args: argparse.Namespace) -> int:
         result = bench_all(full=args.full, skip=args.skip, hw_timeout=args.hw_timeout,
                            hw_cores=args.hw_cores)
         text = result.pop("_text")
+    elif args.bench == "asic":  # hwq.rtl.bench_asic
+        from hwq.rtl.bench_asic import bench_asic, format_table
+
+        result = bench_asic(liberty=args.liberty, fpga=not args.no_fpga, jobs=args.jobs,
+                            timeout=args.timeout, out=args.out.parent if args.out else DEFAULT_OUT)
+        text = format_table(result["rows"])
     elif args.bench in ("tq", "joint", "hw"):
         folder = args.out.parent if args.out else DEFAULT_OUT
         if args.bench == "hw":
