@@ -281,3 +281,39 @@ def test_asic_on_rtl_and_flow_needs_report_and_is_checked_first(tmp_path, capsys
     assert main(["flow", "--report", "--asic", "--liberty", str(tmp_path / "none.lib"),
                  "--no-progress"]) == 2  # refused before training
     assert "does not exist or is not a file" in capsys.readouterr().err
+
+
+def _fake_result(area: float, fmax: float, total_mw: float) -> dict:
+    return {"logic": {"area": area, "cells": 100}, "fmax_mhz": fmax, "cached": True,
+            "power": {"clock_ns": 10.0, "total": {"total": total_mw}}, "seconds": 1.0}
+
+
+def test_per_mac_figures_count_bit_serial_cycles():
+    bs = CoreConfig(pe="bit_serial", lanes=8, simd=8, weight_bits=4)
+    pm = asic._per_mac(bs, _fake_result(64e4, 200.0, 32.0))
+    # 64 products of one weight bit per cycle: 16 full MACs per cycle, 4 cycles each
+    assert pm == {"macs_per_cycle": 16.0, "cycles_per_mac": 4.0, "logic_um2_per_mac": 1e4,
+                  "macs_per_s_per_mm2": round(16 * 200e6 / 0.64),
+                  "energy_per_mac_pj": round(32.0 * 10.0 / 16, 4)}  # mW * ns = pJ
+    sa = CoreConfig(pe="shift_add", lanes=8, simd=8, weight_bits=4)
+    assert asic._per_mac(sa, _fake_result(64e4, 200.0, 32.0))["energy_per_mac_pj"] == 5.0
+
+
+def test_bench_rows_and_table():
+    from hwq.rtl import bench_asic
+
+    config = bench_asic.bench_config("shift_add", 8, 8)
+    assert config.weight_bits == 7  # 8-bit request: POT(7), the widest code
+    result = _fake_result(64e4, 200.0, 32.0)
+    result["per_mac"] = asic._per_mac(config, result)
+    row = bench_asic._row("shift_add", 8, config, result, {"lut4_eq": 640, "dsp": 0})
+    assert (row["um2_per_mac"], row["gmacs_per_mm2"], row["pj_per_mac"],
+            row["fpga_lut4_eq_per_mac"]) == (1e4, 20.0, 5.0, 10.0)
+    table = bench_asic.format_table([row, {"pe": "multiply", "shape": "8x8", "weight_bits": 2,
+                                           "weight_bits_used": 2, "error": "timeout"}])
+    lines = table.splitlines()
+    assert lines[2] == ("| shift_add | 8x8 | 8 (POT7) | 100 | 10000.0 | 200.0 | 1 | 20.00 | "
+                        "5.00 | 10.0 | 0 |")
+    assert lines[3].startswith("| multiply | 8x8 | 2 | failed: timeout |")
+    with pytest.raises(ValueError, match="PE types must be among"):
+        bench_asic.bench_asic(pes=("adder",), out=None)
