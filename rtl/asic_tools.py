@@ -23,6 +23,7 @@ import json
 import re
 import shutil
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,8 @@ def abc_constraints(buffer: Cell) -> str:
     return f"set_driving_cell {buffer.name}\nset_load {4 * (buffer.buffer_cap or 0):g}\n"
 
 
-def yosys_script(*, top: str, rtlil: bool, liberty: Path, clock_ps: int) -> str:
+def yosys_script(*, top: str, rtlil: bool, liberty: Path, clock_ps: int,
+                 sequential: Iterable[str] = ()) -> str:
     """The Yosys script of :func:`synthesize_asic` (part of the report's cache key)."""
     lib = str(liberty)
     return "\n".join([
@@ -84,14 +86,17 @@ def yosys_script(*, top: str, rtlil: bool, liberty: Path, clock_ps: int) -> str:
         "setundef -zero",
         "splitnets",
         "opt_clean -purge",
+        # flip-flops named after the register bit they hold: the critical path's start and end
+        *([f"rename -wire -suffix _reg {' '.join(f't:{c}' for c in sequential)}"]
+          if sequential else []),
         f"tee -q -o stat.json stat -json -liberty {lib}",
         "write_verilog -noattr -noexpr -nohex -nodec netlist.v",
     ]) + "\n"
 
 
 def synthesize_asic(*, design: str, harness: str, top: str, liberty: Path, clock_ps: int,
-                    buffer: Cell, workdir: Path, timeout: float | None = None
-                    ) -> tuple[dict[str, Any], dict[str, Any]]:
+                    buffer: Cell, sequential: Iterable[str] = (), workdir: Path,
+                    timeout: float | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Yosys: ``design`` (RTLIL or Verilog, by its first word) and the ``harness`` Verilog to
     ``workdir/netlist.v``; returns two ``stat -json -liberty`` documents: the flat netlist's
     (timing-driven ``abc -D``, the one OpenSTA times) and the hierarchy's (each block mapped on
@@ -105,7 +110,8 @@ def synthesize_asic(*, design: str, harness: str, top: str, liberty: Path, clock
     (workdir / "harness.v").write_text(harness)
     (workdir / "constr.sdc").write_text(abc_constraints(buffer))
     lib = str(liberty)
-    script = yosys_script(top=top, rtlil=rtlil, liberty=liberty, clock_ps=clock_ps)
+    script = yosys_script(top=top, rtlil=rtlil, liberty=liberty, clock_ps=clock_ps,
+                          sequential=sequential)
     (workdir / "asic.ys").write_text(script)
     code, out = run_tool("yosys", ["-q", "-l", "yosys.log", "asic.ys"], workdir, timeout)
     if code != 0:

@@ -238,6 +238,7 @@ def test_delay_grows_with_a_chain_of_inverters(tmp_path):
         netlist = (work / "netlist.v").read_text()
         assert len(re.findall(r"^\s*INVX\d\s", netlist, re.M)) == k
         path = result["critical_path"]
+        assert (path["from"], path["to"]) == ("dut.a_reg", "q_w[0]_reg")  # register to register
         arrivals.append(path["arrival_ns"])
         assert result["fmax_mhz"] == round(1000 / path["min_period_ns"], 2)
     assert arrivals[0] < arrivals[1] < arrivals[2]
