@@ -26,6 +26,8 @@ MAC or one binary product is one op, not two).
 
 Results are cached in ``<cache>/reports/<key>.json``, the key hashing the harness Verilog,
 the tool versions and the options (:func:`hwq.sim.build.cache_root` gives ``<cache>``).
+
+``--asic`` maps to a standard-cell library instead (:mod:`hwq.rtl.asic`).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ developer's machine and fail in CI (``CI`` set), so CI never skips them.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -244,12 +245,14 @@ def test_delay_grows_with_a_chain_of_inverters(tmp_path):
     assert arrivals[0] < arrivals[1] < arrivals[2]
 
 
-def test_array_report_is_cached_and_its_text(tmp_path):
+def test_array_report_is_cached_and_its_text(capsys):
     _tools_or_skip()
     config = CoreConfig(pe="shift_add", lanes=1, simd=2)
     first = asic.asic_report(config, array_only=True, progress=None)
-    second = asic.asic_report(config, array_only=True, progress=None)
-    assert (first["cached"], second["cached"]) == (False, True)
+    assert main(["report", "--asic", "--array", "--pe", "shift_add", "--lanes", "1", "--simd",
+                 "2", "--json"]) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert (first["cached"], second["cached"], second["ok"]) == (False, True, True)
     for key in ("logic", "blocks", "critical_path", "fmax_mhz", "power"):
         assert second[key] == first[key]
     assert [b["block"] for b in first["blocks"]] == ["pe0", "array"]
