@@ -40,9 +40,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("hwq.sim.cli", "run a network on the simulated core (Verilator)"),
     "flow": ("hwq.sim.flow", "model -> quantize -> RTL -> Verilator -> check bit-for-bit"),
     "report": ("hwq.rtl.report", "synthesize and place-and-route: resources and Fmax"),
-    "bench": ("hwq.bench", "benchmarks: speed, accuracy tables, hardware reports"),
+    "bench": ("hwq.bench.cli", "benchmarks: speed, accuracy tables, hardware reports"),
     "import": ("hwq.qonnx.cli_import", "read a QONNX model (e.g. from Brevitas) into a network"),
     "export": ("hwq.qonnx.cli_export", "write a network as QONNX, checked against hwq.golden"),
+    "explore": ("hwq.explore.cli", "sweep method x bits x PE x array size on Ray: table and "
+                "Pareto front"),
 }
 
 

@@ -34,11 +34,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dsp", choices=DSP_KINDS, default=None,
                         help="multipliers: inferred, or ecp5 MULT18X18D blocks (default: "
                              "inferred, or a program's own)")
-    parser.add_argument("--inputs", choices=["digits", "random"], default="digits",
-                        help="digits test images (1x8x8 networks) or random integers")
-    parser.add_argument("--limit", type=integer(1), default=32, metavar="N",
-                        help="number of inputs (default 32; digits: at most 540, random: at "
-                             f"most {MAX_RANDOM_INPUTS})")
+    parser.add_argument("--inputs", default="digits", metavar="{digits,random,FILE}",
+                        help="digits test images (1x8x8 networks), random integers, or your "
+                             "own images: FILE.npy (N, *input shape; float images are quantized "
+                             "with the network's input scale, integer arrays run as they are) "
+                             "or FILE.npz (x_test, y_test or x, y: also reports accuracy)")
+    parser.add_argument("--limit", type=integer(1), default=None, metavar="N",
+                        help="number of inputs (default 32, a file: all of it; digits: at most "
+                             f"540, random: at most {MAX_RANDOM_INPUTS})")
     parser.add_argument("--seed", type=integer(0), default=None,
                         help="seed of --inputs random (default 0)")
     parser.add_argument("--waves", nargs="?", const="vcd", default=None, choices=["vcd", "fst"],
@@ -84,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         program = compile_network(network, config)
     else:
         config = replace(program.config, dsp=args.dsp) if args.dsp else program.config
-    x = _inputs(args, program, network)
+    x, labels = _inputs(args, program, network)
     sim = simulate(program, config, x, backend=args.backend, jobs=args.jobs,
                    waves=args.waves or False, progress=not args.no_progress,
                    cache_dir=args.cache_dir, free_run=args.free_run)
@@ -92,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
     mismatches = int((sim.outputs != expected).sum()) if expected is not None else None
     bad_layers = sim.cycle_model_mismatches()
     ok = not bad_layers and not mismatches
+    accuracy = (None if labels is None else
+                float((sim.outputs.reshape(len(x), -1).argmax(axis=1) == labels).mean() * 100))
     data: dict[str, Any] = {
         "ok": ok,
         "network": str(args.network),
@@ -99,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         "inputs": int(x.shape[0]),
         "mismatches": mismatches,
         "compared_with": "hwq.golden.run" if expected is not None else None,
+        "accuracy": accuracy,
         "cycles_per_inference": float(sim.cycles.mean()),
         "layer_cycles": dict(zip(sim.layer_names, sim.layer_cycles[0].tolist(), strict=True)),
         "model_layer_cycles": dict(zip(sim.layer_names, sim.model_layer_cycles.tolist(),
@@ -121,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
         lines.append(f"  {name:<12}{c:>10}{m:>10}{'' if c == m else '  DIFFERENT'}")
     lines.append(f"  outputs differing from golden: {mismatches}" if expected is not None
                  else "  (a Program alone: no golden network to compare with)")
+    if accuracy is not None:
+        lines.append(f"  accuracy on the file's labels: {accuracy:.2f} %")
     lines.append(f"  {sim.sim_cycles_per_s / 1e3:.0f} k cycles/s end to end"
                  + (f", {sim.free_run_cycles_per_s / 1e3:.0f} k free-running"
                     if sim.free_run_cycles_per_s else "")
@@ -146,34 +154,68 @@ def _check_options(args: argparse.Namespace) -> None:
     from hwq.workloads.digits import TEST_SIZE
 
     if args.inputs == "digits":
-        if args.limit > TEST_SIZE:
+        if args.limit is not None and args.limit > TEST_SIZE:
             raise ValueError(f"--limit must be in 1..{TEST_SIZE} with --inputs digits (the "
                              f"digits test images), not {args.limit}")
-        if args.seed is not None:
-            raise ValueError("--seed applies to --inputs random, not to --inputs digits")
-    elif args.limit > MAX_RANDOM_INPUTS:
-        raise ValueError(f"--limit must be in 1..{MAX_RANDOM_INPUTS} with --inputs random, "
-                         f"not {args.limit}")
+    elif args.inputs == "random":
+        if args.limit is not None and args.limit > MAX_RANDOM_INPUTS:
+            raise ValueError(f"--limit must be in 1..{MAX_RANDOM_INPUTS} with --inputs random, "
+                             f"not {args.limit}")
+    elif Path(args.inputs).suffix not in (".npy", ".npz"):
+        raise ValueError(f"--inputs must be digits, random, FILE.npy or FILE.npz, not "
+                         f"{args.inputs!r}")
+    elif not Path(args.inputs).is_file():
+        raise ValueError(f"No inputs file at {args.inputs}")
+    if args.seed is not None and args.inputs != "random":
+        raise ValueError(f"--seed applies to --inputs random, not to --inputs {args.inputs}")
     if args.cache_dir is not None:
         check_output(args.cache_dir, "--cache-dir", folder=True)
 
 
-def _inputs(args: argparse.Namespace, program, network) -> np.ndarray:
+def _inputs(args: argparse.Namespace, program, network) -> tuple[np.ndarray, np.ndarray | None]:
+    """The integer inputs of the run and their labels (an ``.npz`` file's), or None."""
     from hwq import golden
+    from hwq.golden._checks import signed_range
 
-    shape = program.input.shape
+    shape = tuple(program.input.shape)
+    if args.inputs == "random":
+        rng = np.random.default_rng(args.seed or 0)
+        lo, hi = signed_range(program.config.act_bits)
+        return rng.integers(lo, hi + 1, size=(args.limit or 32, *shape), dtype=np.int64), None
     if args.inputs == "digits":
         from hwq.workloads import digits
 
-        if network is None:
-            raise ValueError(f"--inputs digits needs a network (its input scale), not the "
-                             f"Program {args.network}; use --inputs random")
-        if tuple(shape) != digits.INPUT_SHAPE:
-            raise ValueError(f"--inputs digits needs a network of {digits.INPUT_SHAPE} inputs, "
-                             f"not {tuple(shape)}; use --inputs random")
         data = digits.load_data()
-        x = data.x_test[: args.limit].numpy()
-        return golden.quantize_input(x, network.input_scale, network.act_bits)
-    rng = np.random.default_rng(args.seed or 0)
-    lo, hi = -(1 << (program.config.act_bits - 1)), (1 << (program.config.act_bits - 1)) - 1
-    return rng.integers(lo, hi + 1, size=(args.limit, *shape), dtype=np.int64)
+        images, labels, what = data.x_test[: args.limit or 32], None, "--inputs digits"
+    else:
+        from hwq.workloads.user import load_arrays
+
+        raw = np.load(args.inputs, allow_pickle=False) if args.inputs.endswith(".npy") else None
+        if raw is not None and raw.dtype.kind in "iu":  # integer inputs: not converted
+            images, labels = raw, None
+        else:
+            data = load_arrays(args.inputs)  # float images, checked (finite, (N, ...))
+            images, labels = ((data.numpy(), None) if raw is not None
+                              else (data.x_test.numpy(), data.y_test.numpy()))
+        if args.limit is not None:
+            if args.limit > len(images):
+                raise ValueError(f"--limit must be in 1..{len(images)} with --inputs "
+                                 f"{args.inputs} (its test images), not {args.limit}")
+            images = images[: args.limit]
+            labels = None if labels is None else labels[: args.limit]
+        what = f"--inputs {args.inputs}"
+    images = np.asarray(images)
+    if network is None and images.dtype.kind not in "iu":
+        raise ValueError(f"{what} needs a network (its input scale), not the Program "
+                         f"{args.network}; use --inputs random or an integer FILE.npy")
+    if images.shape[1:] != shape:
+        raise ValueError(f"{what} holds images of shape {images.shape[1:]}; the network takes "
+                         f"{shape}")
+    if images.dtype.kind in "iu":  # integers as they are, in the activations' range
+        lo, hi = signed_range(program.config.act_bits)
+        if images.min() < lo or images.max() > hi:
+            raise ValueError(f"{what}: integer inputs must be in {lo}..{hi} "
+                             f"({program.config.act_bits}-bit activations), not "
+                             f"{images.min()}..{images.max()}")
+        return images.astype(np.int64), labels
+    return golden.quantize_input(images, network.input_scale, network.act_bits), labels

@@ -12,12 +12,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hwq.config import DSP_KINDS, PE_TYPES, CoreConfig, integer
 from hwq.sim.simulate import add_arguments as add_simulate_arguments
-from hwq.workloads import WORKLOADS
+from hwq.workloads import WORKLOADS, get_workload
 
 #: Default quantization method per PE type: a format that PE takes (bit_serial: INT weights,
 #: whose cycles scale with their 4 bits; codebook tables hold 8-bit entries, 8 planes).
@@ -25,8 +27,15 @@ DEFAULT_METHOD = {"shift_add": "inq", "bit_serial": "uniform-qat", "multiply": "
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="digits", choices=list(WORKLOADS),
-                        help="reference workload and its test images (default digits)")
+    parser.add_argument("--model", default=None, metavar="MODEL",
+                        help="a reference workload and its test images: "
+                             f"{', '.join(WORKLOADS)} (default digits); or your own model, "
+                             "path/to/file.py:function or a torch.export FILE.pt2 (with its "
+                             "data, or --data)")
+    parser.add_argument("--data", type=Path, default=None, metavar="FILE.npz",
+                        help="training and test images and labels (x_train, y_train, x_test, "
+                             "y_test, or x, y split 80/20): for your own model, or the test "
+                             "images of --network")
     parser.add_argument("--method", default=None,
                         help="quantization method (default: inq for shift_add, "
                              "uniform-qat for bit_serial, slq for multiply)")
@@ -85,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
 
     check_arguments(args, with_report=args.report)  # before training and simulating
     report = flow(
-        model=args.model, method=args.method, bits=4 if args.bits is None else args.bits,
+        model=args.model, data_path=args.data, method=args.method,
+        bits=4 if args.bits is None else args.bits,
         network_path=args.network, pe=args.pe, lanes=args.lanes, simd=args.simd, dsp=args.dsp,
         limit=args.limit, seed=args.seed or 0,
         waves=args.waves, free_run=args.free_run, backend=args.backend, jobs=args.jobs,
@@ -129,9 +139,60 @@ def _network_ops(network, config) -> tuple[int, int]:
             sum(layer.get("bit_ops", 0) for layer in layers))
 
 
+@dataclass(frozen=True, eq=False)
+class _Source:
+    """Where the flow's float model, data and test images come from: a workload or yours."""
+
+    name: str
+    data: Any
+    input_shape: tuple[int, ...]
+    test_size: int
+    choose_hint: str
+    method_options: dict[str, dict[str, Any]]
+    float_model: Callable[[bool], Any]
+
+    @classmethod
+    def resolve(cls, model: str | None, data_path: Path | None,
+                network_path: Path | None) -> _Source:
+        """Check ``--model``/``--data`` (before any training) and load the data."""
+        from hwq.quant.cli import resolve_model
+        from hwq.workloads.user import ArrayData, load_arrays
+
+        if model is None and data_path is not None and network_path is not None:
+            data = load_arrays(data_path)  # the test images of a saved network
+            if not isinstance(data, ArrayData):
+                raise ValueError(f"--data {data_path} must be an .npz of x_train, y_train, "
+                                 "x_test, y_test (or x, y), not an .npy array")
+            return cls(str(data_path), data, tuple(data.x_test.shape[1:]), len(data.x_test),
+                       "choose --data", {}, _no_model)
+        if model is None:
+            model = "digits"
+        if model in WORKLOADS and data_path is None:
+            workload = get_workload(model)
+            return cls(model, workload.load_data(), workload.input_shape, workload.test_size,
+                       "choose --model", workload.method_options,
+                       lambda progress: workload.pretrained(progress=progress))
+        if network_path is not None and model not in WORKLOADS:
+            raise ValueError(f"--model {model} applies when quantizing, not with --network "
+                             f"{network_path} (give its test images with --data)")
+        resolved, data = resolve_model(model, data_path)
+        if isinstance(resolved, str):   # a workload with the user's data
+            workload = get_workload(resolved)
+            return cls(model, data, tuple(data.x_test.shape[1:]), len(data.x_test),
+                       "choose --data", workload.method_options,
+                       lambda progress: workload.pretrained(progress=progress))
+        return cls(model, data, tuple(data.x_test.shape[1:]), len(data.x_test),
+                   "choose --data", {}, lambda progress: resolved)
+
+
+def _no_model(progress: bool) -> Any:
+    raise AssertionError("a saved network's flow quantizes nothing")
+
+
 def flow(
     *,
-    model: str = "digits",
+    model: str | None = None,
+    data_path: Path | None = None,
     method: str | None = None,
     bits: int | float = 4,
     network_path: Path | None = None,
@@ -151,8 +212,11 @@ def flow(
 ) -> dict[str, Any]:
     """Run the whole flow; returns the report (see :func:`format_report`).
 
-    ``model`` names the workload (:data:`hwq.workloads.WORKLOADS`) whose test images run;
-    ``backend`` and ``jobs`` choose the simulator (:func:`hwq.sim.simulate.simulate`).
+    ``model`` names the workload (:data:`hwq.workloads.WORKLOADS`, default digits) whose test
+    images run, or is your own model (``path/to/file.py:function`` or a ``.pt2`` file, see
+    :func:`hwq.quant.cli.resolve_model`) with its data or ``data_path``'s; with
+    ``network_path``, ``data_path`` alone gives the test images. ``backend`` and ``jobs``
+    choose the simulator (:func:`hwq.sim.simulate.simulate`).
     """
     from hwq import golden, serialize
     from hwq.layout.compiler import compile as compile_network
@@ -160,13 +224,8 @@ def flow(
     from hwq.quant.api import quantize
     from hwq.quant.methods import get_method
     from hwq.sim.simulate import check_options, simulate
-    from hwq.workloads import get_workload
-
-    workload = get_workload(model)
     if pe not in PE_TYPES:
         raise ValueError(f"PE type must be one of {', '.join(PE_TYPES)}, not {pe!r}")
-    if limit is not None and not 1 <= limit <= workload.test_size:
-        raise ValueError(f"--limit must be in 1..{workload.test_size}, not {limit}")
     check_options(backend=backend, jobs=jobs, waves=waves or False)
     if network_path is None:  # the method and its bits, before the model and the training
         method_name = method or DEFAULT_METHOD[pe]
@@ -181,13 +240,17 @@ def flow(
                              f"{pe} PE takes {' and '.join(f.upper() for f in takes)}")
     elif not Path(network_path).is_file():
         raise FileNotFoundError(f"No network file at {network_path}")
+    source = _Source.resolve(model, data_path, network_path)  # runs a file model's function
+    if limit is not None and not 1 <= limit <= source.test_size:
+        raise ValueError(f"--limit must be in 1..{source.test_size}, not {limit}")
     network = serialize.load(network_path) if network_path is not None else None
-    if network is not None and network.input_shape != workload.input_shape:
+    if network is not None and network.input_shape != source.input_shape:
         raise ValueError(f"Network {network_path} takes {network.input_shape} inputs; the "
-                         f"{model} test images are {workload.input_shape} (choose --model)")
+                         f"{source.name} test images are {source.input_shape} "
+                         f"({source.choose_hint})")
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
-    data = workload.load_data()
+    data = source.data
     fp32 = None
     t0 = time.perf_counter()
     if network is not None:
@@ -196,13 +259,12 @@ def flow(
     else:
         from hwq.workloads.train import evaluate
 
-        float_model = workload.pretrained(progress=progress)
+        float_model = source.float_model(progress)
         fp32 = evaluate(float_model, data.x_test, data.y_test)
         method_name = method or DEFAULT_METHOD[pe]
-        log(f"[1/4] quantize {model}: {method_name} {bits}-bit (fp32 {fp32:.2f}%)")
+        log(f"[1/4] quantize {source.name}: {method_name} {bits}-bit (fp32 {fp32:.2f}%)")
         result = quantize(float_model, method_name, bits=bits, data=data, seed=seed,
-                          progress=progress,
-                          **workload.method_options.get(method_name, {}))
+                          progress=progress, **source.method_options.get(method_name, {}))
         network = result.network
     timings["quantize_s"] = time.perf_counter() - t0
 
@@ -213,7 +275,7 @@ def flow(
     log(f"[2/4] compiled for {pe} {lanes}x{simd}: {len(program.layers)} layers, "
         f"{program.cycles()} model cycles per inference")
 
-    n = limit or workload.test_size
+    n = limit or source.test_size
     x = golden.quantize_input(data.x_test[:n].numpy(), network.input_scale, network.act_bits)
     y = data.y_test[:n].numpy()
     t0 = time.perf_counter()
@@ -243,7 +305,8 @@ def flow(
     timings["total_s"] = time.perf_counter() - t_start
     report: dict[str, Any] = {
         "ok": ok,
-        "model": model,
+        "model": source.name,
+        "data": str(data_path) if data_path else None,
         "method": method_name,
         "bits": bits if network_path is None else None,
         "network": str(network_path) if network_path else None,

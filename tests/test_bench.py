@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from hwq import bench
+from hwq.bench import all as bench
+from hwq.bench import golden
 from hwq.cli import main
 
 
@@ -54,17 +55,17 @@ def test_bench_rejects_bad_sizes(capsys):
     assert capsys.readouterr().err == ("hwq bench golden: error: argument --repeats: must be an "
                                        "integer >= 1, not '0' (see hwq bench golden --help)\n")
     with pytest.raises(ValueError, match="Benchmark repeats must be a positive integer, not 0"):
-        bench.bench_golden(repeats=0)
+        golden.bench_golden(repeats=0)
 
 
 def test_every_section_runner_resolves_its_functions():
     """The runners import their benchmark functions lazily: check the names exist."""
     import importlib
 
-    for module, names in {"hwq.quant.bench_quant": ("bench_quant", "format_quant"),
-                          "hwq.quant.bench_tq": ("bench_tq", "format_tq"),
-                          "hwq.quant.bench_joint": ("bench_joint", "format_joint"),
-                          "hwq.rtl.bench_hw": ("bench_hw", "format_table")}.items():
+    for module, names in {"hwq.bench.quant": ("bench_quant", "format_quant"),
+                          "hwq.bench.tq": ("bench_tq", "format_tq"),
+                          "hwq.bench.joint": ("bench_joint", "format_joint"),
+                          "hwq.bench.hw": ("bench_hw", "format_table")}.items():
         mod = importlib.import_module(module)
         for name in names:
             assert callable(getattr(mod, name)), f"{module}.{name}"

@@ -112,13 +112,85 @@ def test_sim_refuses_bad_values(capsys, files, argv, message):
     assert _usage(capsys, "sim", str(files["net"]), *argv) == f"hwq sim: error: {message}"
 
 
+@pytest.fixture(scope="module")
+def arrays(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("arrays")
+    rng = np.random.default_rng(0)
+    paths = {"ints": folder / "ints.npy", "wide": folder / "wide.npy",
+             "shape": folder / "shape.npy", "two": folder / "two.npz", "text": folder / "x.txt"}
+    np.save(paths["ints"], rng.integers(-128, 128, size=(5, 1, 8, 8)))
+    np.save(paths["wide"], np.full((2, 1, 8, 8), 300))
+    np.save(paths["shape"], np.zeros((2, 1, 28, 28), dtype=np.float32))
+    np.savez(paths["two"], x=np.zeros((10, 1, 8, 8), np.float32), y=np.zeros(10, np.int64))
+    paths["text"].write_text("1 2 3")
+    return paths
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--inputs", "{text}"], "--inputs must be digits, random, FILE.npy or FILE.npz, not '{text}'"),
+    (["--inputs", "/nonexistent.npy"], "No inputs file at /nonexistent.npy"),
+    (["--inputs", "{shape}"], "--inputs {shape} holds images of shape (1, 28, 28); the network "
+                              "takes (1, 8, 8)"),
+    (["--inputs", "{wide}"], "--inputs {wide}: integer inputs must be in -128..127 (8-bit "
+                             "activations), not 300..300"),
+    (["--inputs", "{two}", "--limit", "3"], "--limit must be in 1..2 with --inputs {two} (its "
+                                            "test images), not 3"),
+    (["--inputs", "{ints}", "--seed", "1"], "--seed applies to --inputs random, not to --inputs "
+                                            "{ints}"),
+])
+def test_sim_refuses_bad_input_files(capsys, files, arrays, argv, message):
+    argv = [a.format(**arrays) for a in argv]
+    line = _usage(capsys, "sim", str(files["net"]), *argv)
+    assert line == "hwq sim: error: " + message.format(**arrays)
+
+
+def test_sim_runs_an_integer_npy_as_it_is_on_a_program(capsys, files, arrays, monkeypatch):
+    import importlib
+
+    import hwq.sim
+
+    seen = []
+
+    def fake(program, config, x, **kwargs):   # records what would run on Verilator
+        seen.append(x)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(hwq.sim, "simulate", fake)
+    monkeypatch.setattr(importlib.import_module("hwq.sim.simulate"), "simulate", fake)
+    with pytest.raises(SystemExit):
+        main(["sim", str(files["program"]), "--inputs", str(arrays["ints"]), "--limit", "4"])
+    np.testing.assert_array_equal(seen[0], np.load(arrays["ints"])[:4])
+    assert seen[0].dtype == np.int64
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--network", "{net}", "--model", "x.py:f"], "--model x.py:f applies when quantizing, not "
+                                                  "with --network {net} (give its test images "
+                                                  "with --data)"),
+    (["--network", "{net}", "--data", "{ints}"], "--data {ints} must be an .npz of x_train, "
+                                                 "y_train, x_test, y_test (or x, y), not an .npy "
+                                                 "array"),
+    (["--network", "{net}", "--data", "{wrong}"], "Network {net} takes (1, 8, 8) inputs; the "
+                                                  "{wrong} test images are (3, 8, 8) (choose "
+                                                  "--data)"),
+    (["--model", "cifar"], "Unknown model 'cifar'; allowed: digits, lenet5, resnet8, sepnet, "
+                           "path/to/file.py:function or FILE.pt2"),
+    (["--network", "{net}", "--data", "{two}", "--limit", "3"], "--limit must be in 1..2, not 3"),
+])
+def test_flow_refuses_bad_models_and_data(capsys, files, arrays, tmp_path, argv, message):
+    np.savez(tmp_path / "wrong.npz", x=np.zeros((5, 3, 8, 8), np.float32), y=np.zeros(5, int))
+    names = {**arrays, "net": files["net"], "wrong": tmp_path / "wrong.npz"}
+    line = _usage(capsys, "flow", *[a.format(**names) for a in argv])
+    assert line == "hwq flow: error: " + message.format(**names)
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--lanes", "4"], "--lanes applies to a network, not to the Program {p} (it holds its own "
                        "core config)"),
     (["--pe", "multiply", "--simd", "4"], "--pe and --simd apply to a network, not to the "
                                           "Program {p} (it holds its own core config)"),
     ([], "--inputs digits needs a network (its input scale), not the Program {p}; use "
-         "--inputs random"),
+         "--inputs random or an integer FILE.npy"),
 ])
 def test_sim_refuses_what_does_not_apply_to_a_program(capsys, files, argv, message):
     line = _usage(capsys, "sim", str(files["program"]), *argv)

@@ -34,7 +34,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="digits", metavar="NAME",
                         help=f"a workload ({', '.join(WORKLOADS)}; default: digits) or your "
                              "own model as path/to/file.py:function (returning an nn.Module, or "
-                             "a module and its data)")
+                             "a module and its data) or a torch.export FILE.pt2 (with --data)")
     parser.add_argument("--data", type=Path, default=None, metavar="FILE.npz",
                         help="training and test data: x_train, y_train, x_test, y_test (or x, "
                              "y, split 80/20); needed by a file model that returns no data")
@@ -87,9 +87,11 @@ def resolve_model(spec: str, data_path: Path | None) -> tuple[Any, Any]:
                              "y_test (or x, y), not an .npy of images")
     if spec in WORKLOADS:
         return spec, data
-    if not spec.partition(":")[0].endswith(".py"):
-        raise ValueError(f"Unknown model {spec!r}; allowed: {', '.join(WORKLOADS)} or "
-                         "path/to/file.py:function")
+    if not spec.partition(":")[0].endswith(".py") and not spec.endswith(".pt2"):
+        raise ValueError(f"Unknown model {spec!r}; allowed: {', '.join(WORKLOADS)}, "
+                         "path/to/file.py:function or FILE.pt2")
+    if spec.endswith(".pt2") and data is None:   # before reading the program
+        raise ValueError(f"--model {spec} (a torch.export program) needs --data FILE.npz")
     model, own = load_model(spec)
     data = data if data is not None else own
     if data is None:

@@ -41,6 +41,16 @@ class Workload:
     def load_data(self) -> Any:
         return importlib.import_module(self.module).load_data()
 
+    def build(self) -> Any:
+        """The untrained model (its architecture and weight shapes), seeded 0."""
+        module = importlib.import_module(self.module)
+        if self.model is None:
+            return module.build_model(seed=0)
+        import torch
+
+        torch.manual_seed(0)
+        return module.RECIPES[self.model].build()
+
     def pretrained(self, *, progress: bool = True, seed: int = 0) -> Any:
         module = importlib.import_module(self.module)
         if self.model is None:

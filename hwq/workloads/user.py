@@ -1,6 +1,7 @@
 """Your own model and data: ``--model path/to/file.py:function`` and ``--data file.npz``.
 
-A model spec is a built-in workload name (:data:`hwq.workloads.WORKLOADS`) or
+A model spec is a built-in workload name (:data:`hwq.workloads.WORKLOADS`), a
+``torch.export`` file ``FILE.pt2`` (:mod:`hwq.workloads.exported`; its data from ``--data``) or
 ``path/to/file.py:function``: the file is imported as a module (its own folder first on the
 import path, so it may import its neighbours) and ``function()`` is called with no
 arguments. It returns an ``nn.Module`` (trained, in eval mode), or ``(module, data)`` where
@@ -103,7 +104,8 @@ def load_arrays(path: str | os.PathLike[str]) -> ArrayData | torch.Tensor:
 
 
 def load_model(spec: str) -> tuple[nn.Module, ArrayData | None]:
-    """The model of a ``path/to/file.py:function`` spec and the data it returned, if any.
+    """The model of a ``path/to/file.py:function`` spec and the data it returned, if any;
+    or the model of a ``torch.export`` file ``FILE.pt2`` (:mod:`hwq.workloads.exported`).
 
     Raises
     ------
@@ -111,10 +113,14 @@ def load_model(spec: str) -> tuple[nn.Module, ArrayData | None]:
         a spec of another form, a missing file or function, an import that fails, or a
         function that returns something else than a module (or a module and its data).
     """
+    if str(spec).endswith(".pt2"):
+        from hwq.workloads.exported import load_exported
+
+        return load_exported(spec), None
     path_text, sep, name = str(spec).rpartition(":")
     if not sep or not path_text.endswith(".py") or not name.isidentifier():
-        raise ValueError(f"--model must be a workload name or path/to/file.py:function, not "
-                         f"{spec!r}")
+        raise ValueError(f"--model must be a workload name, path/to/file.py:function or a "
+                         f"torch.export FILE.pt2, not {spec!r}")
     path = Path(path_text)
     if not path.is_file():
         raise ValueError(f"No model file at {path}")

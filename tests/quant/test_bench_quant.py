@@ -1,4 +1,4 @@
-"""``hwq bench quant`` (:mod:`hwq.quant.bench_quant`) on a tiny configuration."""
+"""``hwq bench quant`` (:mod:`hwq.bench.quant`) on a tiny configuration."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ import json
 
 import pytest
 
-from hwq.quant.api import quantize
-from hwq.quant.bench_quant import (
+from hwq.bench.quant import (
     bench_quant,
     epochs_per_step,
     format_quant,
     retrain_steps,
 )
+from hwq.quant.api import quantize
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_rejects_bad_settings():
 
 def test_peer_failure_is_skipped_with_a_note(digits_reference, digits_data, tmp_path,
                                              monkeypatch):
-    from hwq.quant import bench_quant as bq
+    from hwq.bench import quant as bq
 
     def broken(*args, **kwargs):
         raise RuntimeError("incompatible torch")
@@ -94,3 +94,31 @@ def test_peer_failure_is_skipped_with_a_note(digits_reference, digits_data, tmp_
     assert list(result["rows"]) == ["uniform"] and {r["row"] for r in result["runs"]} == {"uniform"}
     assert "Brevitas rows skipped: RuntimeError: incompatible torch" in format_quant(result)
     assert (tmp_path / "quant.json").exists() and not (tmp_path / "quant.png").exists()
+
+
+@pytest.mark.parametrize("build", ["resnet8", "sepnet"])
+def test_the_brevitas_peer_takes_graph_models(build):
+    """Residual and depthwise-separable nets: every conv, linear and clamp becomes Brevitas's."""
+    pytest.importorskip("brevitas")  # the [peers] extra; CI installs it with [dev]
+    import torch
+    from torch import nn
+
+    from hwq.bench import quant as bq
+    from hwq.quant.base import fold_batchnorm
+    from hwq.workloads import models
+
+    torch.manual_seed(0)
+    folded = fold_batchnorm(getattr(models, build)(1).eval())
+    net = bq._brevitas_model(folded, 4)
+    replaced = {"Conv2d": "QuantConv2d", "Linear": "QuantLinear", "ReLU": "QuantReLU",
+                "Hardtanh": "QuantHardTanh"}
+    swapped = {name: type(net[1].get_submodule(name)).__name__
+               for name, m in folded.named_modules() if type(m).__name__ in replaced}
+    assert swapped and all(swapped[name] == replaced[type(folded.get_submodule(name)).__name__]
+                           for name in swapped)
+    convs = [m for m in folded.modules() if type(m) is nn.Conv2d]
+    qconvs = [m for m in net.modules() if type(m).__name__ == "QuantConv2d"]
+    assert [m.groups for m in qconvs] == [m.groups for m in convs]
+    for q, m in zip(qconvs, convs, strict=True):
+        assert torch.equal(q.weight, m.weight)   # the float weights, quantized on the fly
+    assert net.eval()(torch.zeros(2, 1, 28, 28)).shape == (2, 10)

@@ -1,4 +1,4 @@
-"""``hwq bench tq`` (:mod:`hwq.quant.bench_tq`): seeds vs model seeds, options, the CLI.
+"""``hwq bench tq`` (:mod:`hwq.bench.tq`): seeds vs model seeds, options, the CLI.
 
 TQ itself is replaced by a recorder (``tests/quant/test_tq.py`` tests it); these tests check
 which fp32 model and seed every run gets and what the result records. Models of seeds other
@@ -16,8 +16,8 @@ import pytest
 import torch
 from torch import nn
 
+from hwq.bench import tq as bt
 from hwq.cli import main
-from hwq.quant import bench_tq as bt
 from hwq.workloads import digits
 from hwq.workloads.train import evaluate
 
@@ -27,6 +27,7 @@ from .stubs import StubFit
 RESULT_KEYS = {"benchmark", "workload", "fp32_accuracy", "settings", "coding_gain_db",
                "summary", "runs", "timings"}
 SETTINGS_KEYS = {"bits", "transforms", "retrain_epochs", "seeds", "calib_size", "act_bits",
+                 "test_images",
                  "average_bits"}
 TQ_RUN_KEYS = {"method", "transform", "target_bits", "average_bits", "retrain_epochs", "seed",
                "accuracy", "test_nll", "flips", "weight_bits_total", "mismatches",
@@ -214,7 +215,8 @@ def test_cli_passes_model_seeds_and_retrain_epochs(recorded, tmp_path, capsys):
     assert main(["bench", "tq", "--model-seeds", "0", "1", "2", "--retrain-epochs", "0",
                  "--bits", "2", "-o", str(out)]) == 0
     assert recorded == [dict(bits=(2.0,), seeds=None, model_seeds=(0, 1, 2),
-                             retrain_epochs=(0,), out_dir=out.parent, progress=True)]
+                             retrain_epochs=(0,), out_dir=out.parent, progress=True,
+                             workload="digits")]
     assert json.loads(out.read_text()) == {"fp32_accuracy": 99.0, "summary": {}}
     assert capsys.readouterr().out.endswith(f"wrote {out}\n")
 
@@ -222,7 +224,8 @@ def test_cli_passes_model_seeds_and_retrain_epochs(recorded, tmp_path, capsys):
 def test_cli_defaults_are_unchanged(recorded, tmp_path):
     assert main(["bench", "tq", "-o", str(tmp_path / "tq.json")]) == 0
     assert recorded == [dict(bits=(2.0, 3.0), seeds=(0, 1, 2), model_seeds=None,
-                             retrain_epochs=(0, 3), out_dir=tmp_path, progress=True)]
+                             retrain_epochs=(0, 3), out_dir=tmp_path, progress=True,
+                             workload="digits")]
 
 
 @pytest.mark.parametrize(("argv", "message"), [
@@ -251,3 +254,16 @@ def test_cli_help_lists_the_options(capsys):
     assert "--model-seeds SEED [SEED ...] instead of --seeds: one fp32 model per seed" in text
     assert "--retrain-epochs E [E ...] retraining budgets in epochs, 0 = post-training " \
            "(default 0 3)" in text
+
+
+def test_cli_checks_the_budget_against_the_chosen_model(monkeypatch, tmp_path, capsys):
+    from hwq.quant.tq import smallest_bits
+    from hwq.workloads import Workload, get_workload
+
+    need, weights = smallest_bits(get_workload("lenet5").build())
+    monkeypatch.setattr(Workload, "pretrained", None)  # refused before any model is trained
+    assert main(["bench", "tq", "--model", "lenet5", "--bits", "0.001", "-o",
+                 str(tmp_path / "tq.json")]) == 2
+    assert capsys.readouterr().err == (
+        f"hwq bench: error: TQ average bits must be at least {need / weights:.4g} for the "
+        "lenet5 model (its smallest allocation), not 0.001\n")

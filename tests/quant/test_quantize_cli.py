@@ -90,8 +90,8 @@ def test_text_result(cli, tmp_path):
      "Calibration must be one of max, percentile, not 'kl'"),
     (["--bits", "4", "--act-bits", "17"],
      "argument --act-bits: must be an integer in 2..16, not '17' (see hwq quantize --help)"),
-    (["--bits", "4", "--model", "cifar"], "Unknown model 'cifar'; allowed: digits, lenet5, resnet8, sepnet or "
-                                      "path/to/file.py:function"),
+    (["--bits", "4", "--model", "cifar"], "Unknown model 'cifar'; allowed: digits, lenet5, resnet8, sepnet, "
+                                      "path/to/file.py:function or FILE.pt2"),
 ])
 def test_bad_usage_exits_2_with_one_line(cli, tmp_path, argv, message):
     path = tmp_path / "net.safetensors"
@@ -260,8 +260,8 @@ def test_your_own_model_file_and_data(cli, tmp_path):
     ("{dir}/mine.py:broken", None, "{dir}/mine.py:broken() failed: RuntimeError: no weights "
                                    "here"),
     ("{dir}/none.py:build", None, "No model file at {dir}/none.py"),
-    ("resnet50", None, "Unknown model 'resnet50'; allowed: digits, lenet5, resnet8, sepnet or "
-                       "path/to/file.py:function"),
+    ("resnet50", None, "Unknown model 'resnet50'; allowed: digits, lenet5, resnet8, sepnet, "
+                       "path/to/file.py:function or FILE.pt2"),
     ("{dir}/mine.py:build", "bad.npz", "{dir}/bad.npz must hold x_train, y_train, x_test, "
                                        "y_test (or x and y), not ['images']"),
     ("{dir}/mine.py:build", "wrong.npz", "Model {dir}/mine.py:build does not take the data's "

@@ -318,7 +318,7 @@ def test_fisher_distortion_runs_on_the_golden_model(digits_reference, digits_dat
 
 
 def test_format_tq_reports_flips_vs_fp32():
-    from hwq.quant.bench_tq import format_tq
+    from hwq.bench.tq import format_tq
 
     entry = dict(target_bits=2.0, retrain_epochs=0, average_bits_mean=1.98,
                  accuracy_mean=98.7, accuracy_std=0.1, test_nll_mean=0.035)

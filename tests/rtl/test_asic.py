@@ -304,7 +304,7 @@ def test_per_mac_figures_count_bit_serial_cycles():
 
 
 def test_bench_rows_and_table():
-    from hwq.rtl import bench_asic
+    from hwq.bench import asic as bench_asic
 
     config = bench_asic.bench_config("shift_add", 8, 8)
     assert config.weight_bits == 7  # 8-bit request: POT(7), the widest code

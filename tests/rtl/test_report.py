@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from hwq.bench import hw as bench_hw
 from hwq.cli import main
 from hwq.config import CoreConfig
 from hwq.errors import ToolchainError
-from hwq.rtl import bench_hw, report
+from hwq.rtl import report
 
 ADD4 = """module add4(a, b, y);
   input [3:0] a;

@@ -13,8 +13,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from hwq.bench import sim as bench_sim
 from hwq.layout.executor import execute
-from hwq.sim import bench_sim
 
 #: cycles/s each (backend, jobs) reports: end to end, free-running.
 SPEEDS = {("compiled", 1): (900e3, 1000e3), ("compiled", 2): (1800e3, 990e3),

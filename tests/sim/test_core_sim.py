@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 
 from hwq import golden, serialize
+from hwq.bench.sim import DIGITS_ARCH
 from hwq.config import CoreConfig
 from hwq.layout.compiler import compile as compile_network
-from hwq.sim.bench_sim import DIGITS_ARCH
 from hwq.sim.simulate import BACKENDS, SimResult, simulate
 from hwq.testing import DEFAULT_ARCH, random_inputs, random_network
 
@@ -198,6 +198,47 @@ def test_flow_on_a_saved_network_checks_its_workload(tmp_path):
     assert report["fp32_accuracy"] is None          # a saved network has no float model here
 
 
+USER_MODEL = """
+import numpy as np
+import torch
+from torch import nn
+
+
+def with_data():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Flatten(), nn.Linear(36, 3)).eval()
+    rng = np.random.default_rng(0)
+    return model, {"x": rng.random((30, 2, 6, 6)).astype(np.float32),
+                   "y": rng.integers(0, 3, 30)}
+"""
+
+
+def test_flow_cli_on_your_own_model_and_on_a_network_with_your_data(tmp_path):
+    (tmp_path / "mine.py").write_text(USER_MODEL)
+    spec = f"{tmp_path / 'mine.py'}:with_data"
+    proc = _hwq("flow", "--model", spec, "--pe", "bit_serial", "--method", "uniform",
+                "--limit", "4", "--json", "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert (report["ok"], report["model"], report["images"]) == (True, spec, 4)
+    assert report["mismatches"] == 0 and report["fp32_accuracy"] is not None
+    # a saved network of that shape runs on the test images of an .npz
+    net = random_network(np.random.default_rng(2), kind="int", bits=[4], input_shape=(2, 6, 6))
+    path = serialize.save(net, tmp_path / "net.safetensors")
+    x = np.random.default_rng(4).random((5, 2, 6, 6)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=np.zeros(5, np.int64), x_test=x,
+             y_test=np.arange(5) % 2)
+    proc = _hwq("flow", "--network", str(path), "--data", str(tmp_path / "d.npz"), "--pe",
+                "bit_serial", "--json", "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert (report["ok"], report["images"], report["mismatches"]) == (True, 5, 0)
+    expected = golden.run(net, golden.quantize_input(x, net.input_scale, net.act_bits))
+    assert report["golden_accuracy"] == float(
+        (expected.argmax(axis=1) == np.arange(5) % 2).mean() * 100)
+
+
 def test_sim_cli_on_a_saved_network(tmp_path):
     rng = np.random.default_rng(3)
     net = random_network(rng, kind="pot", bits=[4], input_shape=(3, 8, 8))
@@ -212,6 +253,23 @@ def test_sim_cli_on_a_saved_network(tmp_path):
     assert report["free_run_cycles_per_s"] is None  # no --free-run
     x = np.random.default_rng(0).integers(-128, 128, size=(3, 3, 8, 8))
     assert report["outputs"] == golden.run(net, x).tolist()
+
+
+def test_sim_cli_runs_the_images_and_labels_of_a_npz_file(tmp_path):
+    rng = np.random.default_rng(3)
+    net = random_network(rng, kind="pot", bits=[4], input_shape=(3, 8, 8))
+    path = serialize.save(net, tmp_path / "net.safetensors")
+    x = np.random.default_rng(5).normal(size=(4, 3, 8, 8)).astype(np.float32)
+    expected = golden.run(net, golden.quantize_input(x, net.input_scale, net.act_bits))
+    y = np.array([expected[0].argmax(), 0, 1, expected[3].argmax()])  # 2 or more right
+    np.savez(tmp_path / "mine.npz", x_test=x, y_test=y, x_train=x, y_train=y)
+    proc = _hwq("sim", str(path), "--inputs", str(tmp_path / "mine.npz"), "--json",
+                "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert report["inputs"] == 4 and report["mismatches"] == 0
+    assert report["outputs"] == expected.tolist()
+    assert report["accuracy"] == float((expected.argmax(axis=1) == y).mean() * 100)
 
 
 @pytest.mark.parametrize("args, message", [

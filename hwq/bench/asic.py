@@ -2,7 +2,7 @@
 
 8x8 :class:`~hwq.rtl.pe.MacArray` arrays (inputs and outputs registered, the harness not
 counted in the area) of ``multiply``, ``shift_add`` and ``bit_serial`` at weight widths 2, 3,
-4 and 8 bits, activations 8 bits, the configs of :func:`hwq.rtl.bench_hw.bench_config`
+4 and 8 bits, activations 8 bits, the configs of :func:`hwq.bench.hw.bench_config`
 (``multiply``: ``table_bits = weight_bits``; ``shift_add`` 8 bits: POT(7), its widest code;
 ``bit_serial``: one design for every width), each through :func:`hwq.rtl.asic.asic_report`:
 
@@ -28,9 +28,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from hwq.bench.hw import bench_config
 from hwq.config import CoreConfig
 from hwq.errors import ToolchainError
-from hwq.rtl.bench_hw import bench_config
 from hwq.serialize import atomic_write
 
 __all__ = ["PES", "WEIGHT_BITS", "bench_asic", "fpga_resources", "format_table"]

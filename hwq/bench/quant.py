@@ -1,10 +1,11 @@
-"""Results table of the quantization front end: accuracy at 2..5 weight bits on digits.
+"""Results table of the quantization front end: accuracy at 2..5 weight bits on a workload.
 
-:func:`bench_quant` quantizes the pretrained digits model with every method, bit width and
-seed, and tabulates the accuracy of the **integer network run by the golden model**
-(:attr:`hwq.quant.api.QuantizeResult.accuracy`) on the 540 test images (one image = 0.19
-points): mean +/- std (sample, over seeds) and min..max per cell. Two regimes (METHODS.md,
-"Measuring on the digits workload"):
+:func:`bench_quant` quantizes a workload's pretrained model (digits by default; lenet5,
+resnet8, sepnet on MNIST-28) with every method, bit width and seed, and tabulates the accuracy
+of the **integer network run by the golden model**
+(:attr:`hwq.quant.api.QuantizeResult.accuracy`) on its test images (digits: 540, one image =
+0.19 points; MNIST: 1,000): mean +/- std (sample, over seeds) and min..max per cell. Two
+regimes (METHODS.md, "Measuring on the digits workload"):
 
 post-training (no retraining)
     ``uniform`` (per-channel INT(b) rounding), ``pot`` (power-of-two rounding into INQ's set:
@@ -17,12 +18,13 @@ retraining, at one equal budget of ``E`` epochs per run (default 24)
     9 x 3 = 27), and the external peer.
 
 The peer (``peers=True``, needs the ``[peers]`` extra, ``brevitas``): the same folded
-digits network built from ``brevitas.nn`` layers -- ``QuantIdentity`` input (8 bits),
+network with ``brevitas.nn`` layers in place of its own -- ``QuantIdentity`` input (8 bits),
 ``QuantConv2d``/``QuantLinear`` with ``weight_bit_width=b`` and per-channel float weight
-scales (``Int8WeightPerChannelFloat``: max-abs statistics, narrow range), ``QuantReLU``
-(8 bits, unsigned), float biases and logits -- initialized from the pretrained, BN-folded
-float weights, activation scales calibrated on the training set (``calibration_mode``),
-then trained with QAT for ``E`` epochs with uniform QAT's training settings.
+scales (``Int8WeightPerChannelFloat``: max-abs statistics, narrow range), ``QuantReLU`` /
+``QuantHardTanh`` (8 bits), float biases, logits, pools and residual adds -- initialized
+from the pretrained, BN-folded float weights, activation scales calibrated on the training
+set (``calibration_mode``), then trained with QAT for ``E`` epochs with uniform QAT's
+training settings (and the workload's overrides of them, e.g. resnet8's lr).
 ``brevitas-ptq`` is that model before training. Peer accuracies are **Brevitas's own float
 fake-quant accuracy**, not run through hwq's integer pipeline. Without Brevitas (or if it
 fails) the peer rows are skipped and ``peer`` says why.
@@ -55,6 +57,7 @@ import torch
 from torch import nn
 
 from hwq import __version__
+from hwq.bench import DEFAULT_OUT
 from hwq.serialize import atomic_write
 
 __all__ = [
@@ -72,7 +75,6 @@ __all__ = [
     "plot_quant",
 ]
 
-DEFAULT_OUT = Path("bench-results")
 DEFAULT_BITS: tuple[int, ...] = (2, 3, 4, 5)
 DEFAULT_SEEDS: tuple[int, ...] = (0, 1, 2)
 #: Retraining budget per run, in epochs over the training set (the reference model trains
@@ -171,8 +173,9 @@ def bench_quant(
     plot: bool = True,
     model: nn.Module | None = None,
     data: Any = None,
+    workload: str = "digits",
 ) -> dict[str, Any]:
-    """Accuracy of every method at every bit width and seed on digits; writes the results.
+    """Accuracy of every method at every bit width and seed on a workload; writes the results.
 
     Parameters
     ----------
@@ -196,8 +199,11 @@ def bench_quant(
     plot : bool, default True
         draw the plot (needs matplotlib; skipped with a note otherwise).
     model, data : optional
-        the float model and :class:`~hwq.workloads.digits.DigitsData`; default the
-        pretrained digits model and split.
+        the float model and its data (training and test tensors); default the workload's
+        pretrained model and split.
+    workload : str, default "digits"
+        a :data:`hwq.workloads.WORKLOADS` name (``lenet5``, ``resnet8``, ...): its model, data
+        and method option defaults (for example a lower retraining lr for the residual nets).
 
     Returns
     -------
@@ -209,7 +215,7 @@ def bench_quant(
     """
     from hwq.quant.api import quantize
     from hwq.quant.base import fold_batchnorm, weight_layers
-    from hwq.workloads import digits
+    from hwq.workloads import get_workload
     from hwq.workloads.train import evaluate
 
     bits = _check_ints("bits", bits, 2, 8)
@@ -221,14 +227,15 @@ def bench_quant(
                          f"{', '.join(ROWS)}")
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"Retraining budget must be an integer >= 1 epochs, not {epochs!r}")
+    spec = get_workload(workload)
     json_path = _json_path(out)
 
     t_start = time.perf_counter()
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     if model is None:
-        model = digits.pretrained(progress=progress)
+        model = spec.pretrained(progress=progress)
     if data is None:
-        data = digits.load_data()
+        data = spec.load_data()
     fp32 = evaluate(model, data.x_test, data.y_test)
     layers = len(weight_layers(fold_batchnorm(model)))
 
@@ -238,13 +245,15 @@ def bench_quant(
             if row.bits[0] <= b <= row.bits[1] and row.name != "brevitas-ptq"]
     result: dict[str, Any] = {
         "bench": "quant",
-        "workload": "digits",
-        "what": "top-1 test accuracy (%) of the integer network on the golden model, 540 test "
-                "images (1 image = 0.19 points), per weight bit width, mean/std/min/max over "
-                "seeds; Brevitas rows: Brevitas's own float fake-quant accuracy",
+        "workload": workload,
+        "what": f"top-1 test accuracy (%) of the integer network on the golden model, "
+                f"{len(data.y_test)} test images (1 image = {100 / len(data.y_test):.2f} "
+                f"points), per weight bit width, mean/std/min/max over seeds; Brevitas rows: "
+                f"Brevitas's own float fake-quant accuracy",
         "complete": False,
         "fp32_accuracy": fp32,
         "settings": {"bits": bits, "seeds": seeds, "methods": names, "peers": peers,
+                     "test_images": len(data.y_test),
                      "retrain_budget_epochs": epochs, "act_bits": ACT_BITS,
                      "weight_layers": layers,
                      "budget_rule": "uniform-qat and brevitas-qat train E epochs; inq, slq "
@@ -271,7 +280,8 @@ def bench_quant(
             if not peer["available"]:  # failed earlier in this run
                 continue
             try:
-                runs = _brevitas_runs(model, data, b, seed, epochs)
+                runs = _brevitas_runs(model, data, b, seed, epochs,
+                                      spec.method_options.get("uniform-qat", {}))
             except Exception as exc:  # the peer is optional: record why and drop it
                 peer.update(available=False, error=f"{type(exc).__name__}: {exc}")
                 _log(progress, f"[{i}/{len(plan)}] Brevitas failed, peer rows skipped: "
@@ -283,7 +293,7 @@ def bench_quant(
             result["runs"].extend(runs)
             line = ", ".join(f"{r['row']} {r['accuracy']:.2f}" for r in runs)
         else:
-            options = dict(row.options)
+            options = {**spec.method_options.get(row.method, {}), **row.options}
             if row.regime == "retraining":
                 options["epochs"] = budget["epochs_per_step"]
             res = quantize(model, row.method, bits=b, data=data, act_bits=ACT_BITS, seed=seed,
@@ -394,13 +404,14 @@ def _peer_status(peers: bool) -> dict[str, Any]:
         "name": "brevitas", "requested": bool(peers), "available": False,
         "evaluated_by": "Brevitas's own float fake-quant model in torch (not hwq's integer "
                         "pipeline)",
-        "setup": "folded digits network as brevitas.nn layers: QuantIdentity(8 bits) input, "
-                 "QuantConv2d/QuantLinear(weight_bit_width=b, Int8WeightPerChannelFloat: "
-                 "per-channel float scales from max|w|, narrow range), QuantReLU(8 bits, "
-                 "unsigned), float biases and logits; pretrained folded weights; activation "
-                 "scales calibrated on the training set (calibration_mode); QAT with "
-                 "hwq.workloads.train.fit using uniform-qat's settings (SGD lr 0.01, "
-                 "momentum 0.9, weight decay 5e-4, batch 64, cosine, 1 thread)",
+        "setup": "folded network with brevitas.nn layers in place: QuantIdentity(8 bits) "
+                 "input, QuantConv2d/QuantLinear(weight_bit_width=b, Int8WeightPerChannelFloat: "
+                 "per-channel float scales from max|w|, narrow range), QuantReLU/QuantHardTanh"
+                 "(8 bits), float biases, logits, pools and residual adds; pretrained folded "
+                 "weights; activation scales calibrated on the training set "
+                 "(calibration_mode); QAT with hwq.workloads.train.fit using uniform-qat's "
+                 "settings (SGD lr 0.01, momentum 0.9, weight decay 5e-4, batch 64, cosine, "
+                 "1 thread)",
     }
     if not peers:
         status["reason"] = "not requested (--no-peers)"
@@ -417,40 +428,55 @@ def _peer_status(peers: bool) -> dict[str, Any]:
     return status
 
 
-def _brevitas_model(folded: nn.Sequential, bits: int) -> nn.Sequential:
+def _brevitas_layer(m: nn.Module, bits: int) -> nn.Module | None:
+    """The Brevitas layer that replaces ``m`` (weights copied), or None to keep ``m``."""
     with _quiet():
         import brevitas.nn as qnn
         from brevitas.quant import Int8WeightPerChannelFloat
 
-    layers: list[nn.Module] = [qnn.QuantIdentity(bit_width=ACT_BITS)]
-    for m in folded:
-        if isinstance(m, nn.Conv2d):
-            q: nn.Module = qnn.QuantConv2d(
-                m.in_channels, m.out_channels, m.kernel_size, stride=m.stride,
-                padding=m.padding, bias=m.bias is not None,
-                weight_quant=Int8WeightPerChannelFloat, weight_bit_width=bits)
-        elif isinstance(m, nn.Linear):
-            q = qnn.QuantLinear(m.in_features, m.out_features, bias=m.bias is not None,
-                                weight_quant=Int8WeightPerChannelFloat, weight_bit_width=bits)
-        elif isinstance(m, nn.ReLU):
-            layers.append(qnn.QuantReLU(bit_width=ACT_BITS))
-            continue
-        elif isinstance(m, nn.MaxPool2d | nn.Flatten):
-            layers.append(copy.deepcopy(m))
-            continue
-        else:
-            raise ValueError(f"Brevitas peer: unsupported layer {type(m).__name__}")
-        with torch.no_grad():
-            q.weight.copy_(m.weight)
-            if m.bias is not None:
-                q.bias.copy_(m.bias)
-        layers.append(q)
-    return nn.Sequential(*layers)
+    if type(m) is nn.Conv2d:
+        q: nn.Module = qnn.QuantConv2d(
+            m.in_channels, m.out_channels, m.kernel_size, stride=m.stride, padding=m.padding,
+            dilation=m.dilation, groups=m.groups, bias=m.bias is not None,
+            weight_quant=Int8WeightPerChannelFloat, weight_bit_width=bits)
+    elif type(m) is nn.Linear:
+        q = qnn.QuantLinear(m.in_features, m.out_features, bias=m.bias is not None,
+                            weight_quant=Int8WeightPerChannelFloat, weight_bit_width=bits)
+    elif type(m) is nn.ReLU:
+        return qnn.QuantReLU(bit_width=ACT_BITS)
+    elif type(m) in (nn.ReLU6, nn.Hardtanh):
+        return qnn.QuantHardTanh(min_val=m.min_val, max_val=m.max_val, bit_width=ACT_BITS)
+    elif isinstance(m, nn.MaxPool2d | nn.AvgPool2d | nn.AdaptiveAvgPool2d | nn.Flatten
+                    | nn.Identity | nn.Dropout) or not any(True for _ in m.parameters(False)):
+        return None  # pools, reshapes and containers stay as they are
+    else:
+        raise ValueError(f"Brevitas peer: unsupported layer {type(m).__name__}")
+    with torch.no_grad():
+        q.weight.copy_(m.weight)
+        if m.bias is not None:
+            q.bias.copy_(m.bias)
+    return q
 
 
-def _brevitas_runs(model: nn.Module, data: Any, bits: int, seed: int,
-                   epochs: int) -> list[dict[str, Any]]:
-    """Brevitas at ``bits``: calibrated (``brevitas-ptq``), then QAT (``brevitas-qat``)."""
+def _brevitas_model(folded: nn.Module, bits: int) -> nn.Module:
+    """``folded`` with Brevitas layers in place of its convs, linears and clamps, after an
+    8-bit ``QuantIdentity`` input; residual adds and pools stay float (fake-quant)."""
+    with _quiet():
+        import brevitas.nn as qnn
+
+    net = copy.deepcopy(folded)
+    for name, m in list(net.named_modules()):
+        q = _brevitas_layer(m, bits) if name else None
+        if q is not None:
+            parent, _, leaf = name.rpartition(".")
+            setattr(net.get_submodule(parent) if parent else net, leaf, q)
+    return nn.Sequential(qnn.QuantIdentity(bit_width=ACT_BITS), net)
+
+
+def _brevitas_runs(model: nn.Module, data: Any, bits: int, seed: int, epochs: int,
+                   overrides: dict[str, Any]) -> list[dict[str, Any]]:
+    """Brevitas at ``bits``: calibrated (``brevitas-ptq``), then QAT (``brevitas-qat``) with
+    uniform QAT's training settings and the workload's ``overrides`` of them."""
     from hwq.quant.base import fold_batchnorm
     from hwq.quant.uniform import quantize_uniform_qat
     from hwq.workloads.train import evaluate, fit
@@ -462,6 +488,7 @@ def _brevitas_runs(model: nn.Module, data: Any, bits: int, seed: int,
     defaults = {k: p.default for k, p in inspect.signature(quantize_uniform_qat).parameters.items()
                 if k in ("lr", "batch_size", "momentum", "weight_decay", "schedule",
                          "num_threads")}
+    defaults.update({k: v for k, v in overrides.items() if k in defaults})
     t0 = time.perf_counter()
     net = _brevitas_model(fold_batchnorm(model), bits)
     with _quiet(), torch.no_grad(), calibration_mode(net):
@@ -585,10 +612,12 @@ def format_quant(result: dict[str, Any]) -> str:
     budget = result["settings"]["retrain_budget_epochs"]
     summary = result.get("summary") or _summarize(result["runs"])
     lines = [
-        "# Quantization results: digits (`hwq bench quant`)",
+        f"# Quantization results: {result['workload']} (`hwq bench quant`)",
         "",
-        f"fp32 {result['fp32_accuracy']:.2f} %. Top-1 test accuracy in %, 540 test images "
-        f"(1 image = 0.19 points), {result['settings']['act_bits']}-bit activations. Cells: "
+        f"fp32 {result['fp32_accuracy']:.2f} %. Top-1 test accuracy in %, "
+        f"{result['settings']['test_images']} test images (1 image = "
+        f"{100 / result['settings']['test_images']:.2f} points), "
+        f"{result['settings']['act_bits']}-bit activations. Cells: "
         f"mean ± std (min..max) over seeds {', '.join(map(str, seeds))}. hwq rows: the "
         f"integer network on the golden model; Brevitas rows: Brevitas's own float "
         f"fake-quant accuracy. Retraining rows: a budget of {budget} epochs per run "
@@ -682,7 +711,8 @@ def plot_quant(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
             ax.set_ylim(max(0.0, math.floor(low) - 1.0), 100.2)
             ax.set_title("zoom (retraining rows)")
         else:
-            ax.set_title("digits: accuracy vs weight bits (mean ± std over seeds)")
+            ax.set_title(f"{result['workload']}: accuracy vs weight bits "
+                         "(mean ± std over seeds)")
             ax.legend(fontsize=7)
     fig.tight_layout()
     path = Path(path)

@@ -1,10 +1,11 @@
-"""Results of ``tq`` on the digits workload: accuracy vs average bits, next to the baselines.
+"""Results of ``tq`` on a workload: accuracy vs average bits, next to the baselines.
 
-:func:`bench_tq` quantizes the pretrained digits model with TQ for every transform
+:func:`bench_tq` quantizes a workload's pretrained model (digits by default; ``workload=``
+lenet5, resnet8 or sepnet on MNIST-28) with TQ for every transform
 (ELT, KLT, identity), target rate and retraining budget, over several seeds, and with the
 baselines at the same (integer) bit widths and retraining epochs: ``uniform`` (PTQ) /
 ``uniform-qat`` and ``inq``. Every accuracy is that of the **integer network run by the
-golden model** (:func:`hwq.golden.run`) on the 540 test images (one image = 0.19 points);
+golden model** (:func:`hwq.golden.run`) on the test images (digits: 540, one = 0.19 points);
 the test cross-entropy of its dequantized logits is reported too, since it separates
 methods that the accuracy (near its ceiling on this task) does not, and so is the number of
 test images whose prediction differs from the fp32 model's (``flips``: a faithful quantizer
@@ -13,7 +14,7 @@ keeps the fp32 model's few mistakes, so an accuracy above fp32 is chance).
 Retraining budgets are equal in epochs over the training set: TQ retrains ``E`` epochs,
 uniform QAT ``E`` epochs, INQ ``ceil(E / 3)`` epochs after each of its three partition steps
 (schedule 0.5, 0.75, 0.875, 1). The baselines store ``b`` bits per weight for every weight
-(``b * 15248`` bits), TQ at most its target average (basis included; see
+(``b * 15248`` bits on digits), TQ at most its target average (basis included; see
 :mod:`hwq.quant.tq`).
 
 The seeds redraw TQ's calibration subset, random projections and training orders on the one
@@ -41,17 +42,17 @@ import torch
 import torch.nn.functional as F
 
 from hwq import golden
+from hwq.bench import DEFAULT_OUT
 from hwq.quant.base import fold_batchnorm
 from hwq.quant.integerize import fake_quant_model
 from hwq.quant.tq import analyze_tq, quantize_tq
 from hwq.quant.transforms import TRANSFORMS, check_transform
 from hwq.serialize import atomic_write
-from hwq.workloads import digits
+from hwq.workloads import Workload, get_workload
 from hwq.workloads.train import evaluate
 
 __all__ = ["bench_tq", "format_tq", "plot_tq"]
 
-DEFAULT_OUT = Path("bench-results")
 
 
 def _network_metrics(model, qweights, data, fp32_pred: np.ndarray) -> dict[str, float]:
@@ -87,6 +88,7 @@ def bench_tq(
     out_dir: str | Path | None = DEFAULT_OUT,
     plot: bool = True,
     progress: bool = False,
+    workload: str = "digits",
 ) -> dict[str, Any]:
     """Accuracy vs average bits of TQ (each transform, with and without retraining).
 
@@ -114,6 +116,8 @@ def bench_tq(
     plot : bool
         draw ``tq.png`` (matplotlib, Agg backend).
     progress : bool
+    workload : str, default "digits"
+        a :data:`hwq.workloads.WORKLOADS` name: its pretrained model(s) and data.
 
     Returns
     -------
@@ -140,10 +144,11 @@ def bench_tq(
         seeds = DEFAULT_SEEDS
     if not seeds:
         raise ValueError("bench_tq needs at least one seed")
-    _check_budgets(bits, retrain_epochs)
+    spec = get_workload(workload)
+    _check_budgets(bits, retrain_epochs, spec)
     t0 = time.perf_counter()
-    data = digits.load_data()
-    reference = None if model_seeds is not None else _fp32(digits.pretrained(progress=progress),
+    data = spec.load_data()
+    reference = None if model_seeds is not None else _fp32(spec.pretrained(progress=progress),
                                                            data)
     fp32_by_model: dict[str, float] = {}
     runs: list[dict[str, Any]] = []
@@ -151,7 +156,7 @@ def bench_tq(
 
     for seed in seeds:
         if reference is None:  # one model per seed
-            model, fp32, fp32_pred = _fp32(digits.pretrained(seed=seed, progress=progress),
+            model, fp32, fp32_pred = _fp32(spec.pretrained(seed=seed, progress=progress),
                                            data)
             fp32_by_model[str(seed)] = fp32
             extra = {"model_seed": seed, "fp32_accuracy": fp32}
@@ -190,12 +195,12 @@ def bench_tq(
         fp32 = statistics.fmean(fp32_by_model.values())
     settings = {"bits": list(bits), "transforms": list(transforms),
                 "retrain_epochs": list(retrain_epochs), "seeds": list(seeds),
-                "calib_size": calib_size, "act_bits": 8,
+                "calib_size": calib_size, "act_bits": 8, "test_images": len(data.y_test),
                 "average_bits": "weight code bits of the integer network (basis "
                                 "included) / weights of the original network"}
     result: dict[str, Any] = {
         "benchmark": "tq",
-        "workload": "digits",
+        "workload": workload,
         "fp32_accuracy": fp32,
         "settings": settings,
         "coding_gain_db": gains,
@@ -205,8 +210,8 @@ def bench_tq(
     }
     if model_seeds is not None:
         settings["model_seeds"] = list(model_seeds)
-        settings["fp32_models"] = ("digits.pretrained(seed=s) per model seed s (digits "
-                                   "HYPERPARAMETERS with seed s); TQ and baseline seed s")
+        settings["fp32_models"] = (f"the {workload} model trained with seed s per model seed "
+                                   "s (its recipe with seed s); TQ and baseline seed s")
         result["fp32_accuracy_by_model_seed"] = fp32_by_model
     if out_dir is not None:
         out = Path(out_dir)
@@ -227,18 +232,19 @@ def _check_model_seeds(model_seeds: Sequence[int]) -> None:
         raise ValueError(f"Model seeds must be distinct, not {list(model_seeds)!r}")
 
 
-def _check_budgets(bits: Sequence[float], retrain_epochs: Sequence[int]) -> None:
+def _check_budgets(bits: Sequence[float], retrain_epochs: Sequence[int],
+                   spec: Workload) -> None:
     """The checks of :func:`quantize_tq`, made before any model is trained or quantized."""
     from hwq.quant.tq import smallest_bits
 
-    need, weights = smallest_bits(digits.build_model(seed=0))  # the shapes, not the values
+    need, weights = smallest_bits(spec.build())  # the shapes, not the values
     for b in bits:
         if isinstance(b, bool) or not isinstance(b, int | float) or not (
                 math.isfinite(b) and 0 < b <= 8):
             raise ValueError(f"TQ average bits must be a number in (0, 8], not {b!r}")
         if b * weights < need:
             raise ValueError(f"TQ average bits must be at least {need / weights:.4g} for the "
-                             f"digits model (its smallest allocation), not {b!r}")
+                             f"{spec.name} model (its smallest allocation), not {b!r}")
     for e in retrain_epochs:
         if isinstance(e, bool) or not isinstance(e, int) or e < 0:
             raise ValueError(f"Retrain epochs must be non-negative integers, not {e!r}")
@@ -246,7 +252,7 @@ def _check_budgets(bits: Sequence[float], retrain_epochs: Sequence[int]) -> None
         raise ValueError("bench_tq needs at least one target (bits) and one retraining budget")
 
 
-def _fp32(model: torch.nn.Module, data: digits.DigitsData
+def _fp32(model: torch.nn.Module, data: Any
           ) -> tuple[torch.nn.Module, float, np.ndarray]:
     """The model (eval mode), its test accuracy (%) and its test predictions."""
     model.eval()
@@ -322,15 +328,17 @@ def _summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def format_tq(result: dict[str, Any]) -> str:
     """The summary as a text table (flips: mean test images predicted unlike fp32)."""
     by_model = result.get("fp32_accuracy_by_model_seed")
+    name = result.get("workload", "digits")
+    images = result.get("settings", {}).get("test_images", 540)
     if by_model:
         acc = list(by_model.values())
         std = statistics.stdev(acc) if len(acc) > 1 else 0.0
-        head = (f"digits fp32 {result['fp32_accuracy']:.2f} +/- {std:.2f} % over {len(acc)} "
+        head = (f"{name} fp32 {result['fp32_accuracy']:.2f} +/- {std:.2f} % over {len(acc)} "
                 f"models (seeds {' '.join(by_model)}; TQ seed = model seed)  (golden integer "
-                f"networks, 540 test images, mean +/- std over models, flips vs own fp32)")
+                f"networks, {images} test images, mean +/- std over models, flips vs own fp32)")
     else:
-        head = (f"digits fp32 {result['fp32_accuracy']:.2f} %  (golden integer networks, 540 "
-                f"test images, mean +/- std over seeds)")
+        head = (f"{name} fp32 {result['fp32_accuracy']:.2f} %  (golden integer networks, "
+                f"{images} test images, mean +/- std over seeds)")
     lines = [head,
              f"{'configuration':<28}{'avg bits':>9}{'accuracy %':>16}{'test NLL':>10}"
              f"{'flips':>7}"]
@@ -373,7 +381,7 @@ def plot_tq(result: dict[str, Any], path: str | Path) -> Path:
             ax.set_ylim(result["fp32_accuracy"] - 3.0, 100.2)
             ax.set_title("zoom: within 3 points of fp32")
         else:
-            ax.set_title("digits: TQ vs baselines (golden model)")
+            ax.set_title(f"{result.get('workload', 'digits')}: TQ vs baselines (golden model)")
             ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     path = Path(path)

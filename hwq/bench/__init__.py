@@ -1,0 +1,41 @@
+"""Benchmarks (``hwq bench``), apart from the library and the tests.
+
+Timings are ratios measured side by side in one run (the machine is shared and noisy):
+each candidate is timed interleaved with its reference, and the median of the repeats is
+reported. Every benchmark prints a table and writes JSON.
+
+Subcommands
+-----------
+golden
+    the golden model's int8 conv 3x3 (64 -> 64 channels, 32x32, batch 8) against PyTorch's
+    float32 conv on the same shapes.
+sim
+    simulation speed on the digits test set and a VGG-small-like network
+    (:mod:`hwq.bench.sim`): the compiled backend end to end in one process and with
+    ``--jobs`` workers, against its own free-running clock; cocotb end to end and
+    free-running; Amaranth's Python simulator.
+tq, joint
+    Transform Quantization (accuracy vs average bits per transform, with and without
+    retraining) and joint sparsity-quantization (accuracy vs compression ratio).
+hw
+    resources and Fmax of the PE arrays and cores with Yosys and nextpnr (:mod:`hwq.bench.hw`).
+asic
+    the PE arrays on a standard-cell library with Yosys and OpenSTA (:mod:`hwq.bench.asic`;
+    not part of ``all``: it needs OpenSTA and a Liberty library).
+all
+    every benchmark above at a size that fits about 15 minutes on a 2-core machine (``--full``
+    for the complete sweeps); one ``all.json`` with every figure and ``summary.md``.
+quant
+    the quantization results table on digits: accuracy at 2..5 weight bits of every
+    ``hwq.quant`` method (post-training and at an equal retraining budget) and the Brevitas
+    peer, mean/std/min/max over seeds; also writes a Markdown table and a plot
+    (:mod:`hwq.bench.quant`).
+
+Modules: :mod:`hwq.bench.cli` is the command, :mod:`hwq.bench.all` runs every section,
+and each benchmark has its own module (golden, sim, quant, tq, joint, hw, asic).
+"""
+
+from pathlib import Path
+
+#: Where every benchmark writes its JSON, tables and plots unless told otherwise.
+DEFAULT_OUT = Path("bench-results")

@@ -1,0 +1,195 @@
+"""hwq explore: points, Pareto marking, and a tiny sweep on a local Ray (cache and resume).
+
+The sweep quantizes and compiles for real (uniform post-training on digits: seconds); its
+place-and-route results are stored in the stage cache beforehand ("cached tool runs"), since
+a real nextpnr run takes minutes per core.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hwq.explore.pareto import best, mark_pareto
+from hwq.explore.space import Point, grid, read_toml
+from hwq.explore.stages import StageCache, report_key
+
+ray = pytest.importorskip("ray")  # the [explore] extra; CI installs it with [dev]
+
+
+# --- points ----------------------------------------------------------------------------------
+
+
+def test_the_grid_keeps_what_can_exist_and_says_why_the_rest_cannot():
+    points, skipped = grid("digits", methods=["inq", "uniform", "mlq"], bits=[2, 4],
+                           pe=["shift_add", "multiply"], lanes=[4, 8], simd=[8])
+    got = {(p.method, p.bits, p.pe) for p in points}
+    assert got == {("inq", 2, "shift_add"), ("inq", 4, "shift_add"), ("uniform", 2, "multiply"),
+                   ("uniform", 4, "multiply"), ("mlq", 2, "multiply")}
+    assert len(points) == 2 * len(got)          # lanes 4 and 8
+    reasons = {(s["method"], s["bits"], s["pe"]): s["reason"] for s in skipped}
+    assert reasons[("mlq", 4, "multiply")] == "Method 'mlq' takes --bits 2, not 4"
+    assert reasons[("inq", 2, "multiply")] == ("inq gives POT weights; the multiply PE takes "
+                                               "INT and CODEBOOK")
+    assert len(reasons) == 2 * 2 * 3 - len(got)
+
+
+def test_a_sample_is_seeded_and_a_subset():
+    kwargs = dict(methods=["uniform"], bits=[2, 3, 4, 5], pe=["bit_serial", "multiply"],
+                  lanes=[2, 4, 8], simd=[4, 8])
+    full, _ = grid("digits", seed=3, **kwargs)
+    a, _ = grid("digits", sample=5, seed=3, **kwargs)
+    b, _ = grid("digits", sample=5, seed=3, **kwargs)
+    assert a == b and len(a) == 5 and set(a) <= set(full)
+    assert grid("digits", sample=500, seed=3, **kwargs)[0] == full
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(methods=["nope"]), "Unknown quantization method 'nope'"),
+    (dict(methods=["joint"]), "Method 'joint' needs a size budget"),
+    (dict(lanes=[0]), "--lanes must be integers in 1..256, not 0"),
+    (dict(pe=["fpu"]), "PE type must be one of shift_add, bit_serial, multiply, not 'fpu'"),
+    (dict(methods=["inq"], pe=["bit_serial"]), "The sweep has no point: every combination was "
+                                               "dropped (inq gives POT weights"),
+])
+def test_bad_sweeps_are_refused(kwargs, message):
+    base = dict(methods=["uniform"], bits=[4], pe=["multiply"], lanes=[4], simd=[4])
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        grid("digits", **{**base, **kwargs})
+
+
+def test_a_toml_sweep_names_its_unknown_keys(tmp_path):
+    (tmp_path / "s.toml").write_text('model = "lenet5"\nmethods = "inq"\nbits = [2, 4]\n')
+    assert read_toml(tmp_path / "s.toml") == {"model": "lenet5", "methods": ["inq"],
+                                              "bits": [2, 4]}
+    (tmp_path / "bad.toml").write_text('modle = "x"\n')
+    with pytest.raises(ValueError, match=r"unknown key\(s\) modle; allowed: model, methods"):
+        read_toml(tmp_path / "bad.toml")
+
+
+# --- Pareto ----------------------------------------------------------------------------------
+
+
+def _row(label, acc, ips, luts, error=None):
+    return {"label": label, "accuracy": acc, "inferences_per_s": ips, "lut4_eq": luts,
+            "cycles": 1, "weight_bits": 1, "error": error}
+
+
+def test_the_pareto_front_is_the_undominated_rows():
+    rows = [_row("a", 99.0, 1000, 5000), _row("b", 98.0, 2000, 5000),
+            _row("c", 97.0, 900, 6000),          # worse than a in everything
+            _row("d", 99.0, 1000, 4000),         # dominates a (fewer LUTs)
+            _row("e", 99.5, 10, 90000), _row("f", 100.0, 1e6, 1, error="report failed")]
+    objs = mark_pareto(rows)
+    assert objs == (("accuracy", 1), ("inferences_per_s", 1), ("lut4_eq", -1))
+    assert {r["label"]: r["pareto"] for r in rows} == {
+        "a": False, "b": True, "c": False, "d": True, "e": True, "f": None}
+    assert best(rows, budget_luts=5000, min_accuracy=98.5)["label"] == "d"
+    assert best(rows, budget_luts=5000)["label"] == "b"
+    assert best(rows, budget_luts=100) is None
+
+
+# --- a sweep on Ray --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def local_ray(tmp_path_factory):
+    import os
+
+    cache = tmp_path_factory.mktemp("explore-cache")
+    old = os.environ.get("HWQ_CACHE_DIR")
+    os.environ["HWQ_CACHE_DIR"] = str(cache)   # the workers' digits model and builds too
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield cache
+    ray.shutdown()
+    if old is None:
+        os.environ.pop("HWQ_CACHE_DIR")
+    else:
+        os.environ["HWQ_CACHE_DIR"] = old
+
+
+FAKE_PNR = {"device": "LFE5U-25F", "fmax_mhz": 100.0,
+            "resources": {"lut4": 1000, "ff": 500, "carry": 50, "dsp": 0, "bram": 4,
+                          "lut4_eq": 1100}}
+
+
+def test_a_sweep_runs_on_ray_then_comes_from_the_cache_and_resumes(local_ray, tmp_path):
+    from hwq.explore.runner import run_sweep
+
+    points, _ = grid("digits", methods=["uniform"], bits=[3, 4], pe=["multiply"],
+                     lanes=[2, 4], simd=[4])
+    root = str(local_ray / "stages")
+    first = run_sweep(points, report=False, cache_root=root, progress=False)
+    # one quantization per bit width serves both array sizes; one compile per point
+    assert first["ray_tasks"] == 2 + 4
+    rows = first["rows"]
+    assert [r["error"] for r in rows] == [None] * 4
+    assert all(r["cycles"] > 0 and 0 < r["utilization"] <= 1 for r in rows)
+    by_bits = {}
+    for r in rows:
+        by_bits.setdefault(r["bits"], set()).add(r["accuracy"])
+    assert all(len(v) == 1 for v in by_bits.values())   # same network on both cores
+
+    # the place-and-route results, stored as a real run would store them
+    cache = StageCache(root)
+    for i, r in enumerate(rows):
+        key = cache.key("report", report_key(r["core"], "ecp5", None))
+        cache.put("report", key, {**FAKE_PNR, "fmax_mhz": 100.0 + i})
+    second = run_sweep(points, report=True, cache_root=root, progress=False)
+    assert second["ray_tasks"] == 0
+    for i, r in enumerate(second["rows"]):
+        assert r["cached"] is True and r["fmax_mhz"] == 100.0 + i
+        assert r["inferences_per_s"] == pytest.approx((100.0 + i) * 1e6 / r["cycles"])
+
+    # an interrupted sweep: one compile result lost, only it is recomputed
+    lost = cache.key("compile", {"network": _quantize_key_of(cache, points[0]),
+                                 "pe": "multiply", "lanes": points[0].lanes, "simd": 4})
+    cache.path("compile", lost).unlink()
+    third = run_sweep(points, report=True, cache_root=root, progress=False)
+    assert third["ray_tasks"] == 1
+    assert [r["cycles"] for r in third["rows"]] == [r["cycles"] for r in second["rows"]]
+
+
+def _quantize_key_of(cache: StageCache, point: Point) -> str:
+    from hwq.explore.stages import quantize_key
+
+    return cache.key("quantize", quantize_key(point.model, point.method, point.bits,
+                                              point.seed))
+
+
+def test_a_failing_stage_is_a_row_with_its_error(local_ray, tmp_path):
+    from hwq.explore.runner import run_sweep
+
+    points = [Point("digits", "uniform", 4, "multiply", 2, 4)]
+    root = str(tmp_path / "stages")   # its own cache: the error stays in this test
+    cache = StageCache(root)
+    key = _quantize_key_of(cache, points[0])
+    run_sweep(points, report=False, cache_root=root, progress=False)
+    result = cache.get("quantize", key)
+    cache.put("quantize", key, {**result, "network_file": str(tmp_path / "gone.safetensors")})
+    cache.path("compile", cache.key("compile", {"network": key, "pe": "multiply", "lanes": 2,
+                                                "simd": 4})).unlink()
+    row = run_sweep(points, report=False, cache_root=root, progress=False)["rows"][0]
+    assert row["error"].startswith("compile: ")
+    assert "gone.safetensors" in row["error"]
+    assert row.get("cycles") is None and row["accuracy"] == result["accuracy"]
+
+
+def test_explore_cli_writes_the_table(local_ray, tmp_path, capsys):
+    from hwq.cli import main
+
+    code = main(["explore", "--model", "digits", "--methods", "uniform", "--bits", "4",
+                 "--pe", "multiply", "--lanes", "2", "4", "--simd", "4", "--no-report",
+                 "--sim-check", "0", "--cache-dir", str(local_ray / "stages"), "-o",
+                 str(tmp_path / "out"), "--json", "--no-progress", "--min-accuracy", "50"])
+    assert code == 0
+    data = json.loads(capsys.readouterr().out)
+    assert len(data["points"]) == 2 and data["failed"] == 0
+    assert data["objectives"] == [["accuracy", 1], ["cycles", -1], ["weight_bits", -1]]
+    assert data["best"]["lanes"] == 4          # fewer cycles, same network
+    assert data["pareto"] == ["uniform 4b / multiply 4x4"]
+    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert files == ["explore.csv", "explore.json", "explore.md"]
+    table = (tmp_path / "out" / "explore.md").read_text()
+    assert "| uniform | 4 | multiply | 4 | 4 |" in table
