@@ -63,8 +63,9 @@ from hwq.rtl.liberty import Cell, buffer_cell, read_cells, resolve_liberty
 from hwq.rtl.reportcache import cache_key, cache_path, load, locked, store
 
 __all__ = ["SRAM_AREA_FACTOR_F2", "SRAM_EFFICIENCY", "add_arguments", "asic_design",
-           "asic_report", "check_arguments", "check_asic_setup", "feature_um", "format_asic",
-           "harness_only", "map_and_time", "report_from_arguments", "sram_um2_per_bit"]
+           "asic_report", "cached_design", "check_arguments", "check_asic_setup", "feature_um",
+           "format_asic", "harness_only", "map_and_time", "report_from_arguments",
+           "sram_um2_per_bit"]
 
 #: 6T SRAM cell area in F^2 (ITRS, logic processes around 180 nm).
 SRAM_AREA_FACTOR_F2 = 140.0
@@ -152,6 +153,31 @@ def asic_design(config: CoreConfig, *, array_only: bool = False
     return text, harness_only(verilog, top), top, memories
 
 
+def cached_design(config: CoreConfig, *, array_only: bool = False,
+                  cache_dir: str | Path | None = None) -> tuple[str, str, str, list[dict]]:
+    """:func:`asic_design` through a cache keyed like :func:`hwq.rtl.generate.cached_generate`
+    (config, generator sources, tool versions): elaborating the core takes tens of seconds,
+    and a cached report must not wait for it. ``<cache>/verilog/asic-<key>.json``."""
+    import json
+
+    from hwq.rtl.generate import _generator_key
+    from hwq.serialize import atomic_write
+    from hwq.sim.build import cache_root
+
+    if not isinstance(config, CoreConfig):
+        raise TypeError(f"Config must be a CoreConfig, not {config!r}")
+    scope = "array" if array_only else "core"
+    path = (Path(cache_root(cache_dir)) / "verilog" /
+            f"asic-{scope}-{_generator_key(config)}.json")
+    found = load(path)
+    if found is not None and {"design", "harness", "top", "memories"} <= set(found):
+        return found["design"], found["harness"], found["top"], found["memories"]
+    design, harness, top, memories = asic_design(config, array_only=array_only)
+    atomic_write(path, json.dumps({"design": design, "harness": harness, "top": top,
+                                   "memories": memories}).encode())
+    return design, harness, top, memories
+
+
 def _tools(liberty: Path, clock_ns: float, activity: float, cells: dict[str, Cell]
            ) -> dict[str, str]:
     try:
@@ -222,8 +248,9 @@ def asic_report(config: CoreConfig, *, liberty: str | Path | None = None,
     say = progress or (lambda message: None)
     t0 = time.monotonic()
     scope = "array" if array_only else "core"
-    say(f"{config.pe} {config.lanes}x{config.simd} {scope}: generating RTLIL")
-    design, harness, top, memories = asic_design(config, array_only=array_only)
+    say(f"{config.pe} {config.lanes}x{config.simd} {scope}: RTLIL (elaborated or cached)")
+    design, harness, top, memories = cached_design(config, array_only=array_only,
+                                                   cache_dir=cache_dir)
     options = {"flow": "asic", "scope": scope, "clock_ns": clock_ns, "activity": activity,
                "format": FORMAT}
     tools = _tools(lib, clock_ns, activity, cells)

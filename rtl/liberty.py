@@ -14,6 +14,7 @@ sequential (has an ``ff`` or ``latch`` group).
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,13 +89,17 @@ _FUNCTION = re.compile(r"\bfunction\s*:\s*\"\s*\(?\s*(\w+)\s*\)?\s*\"")
 _CAP = re.compile(r"\bcapacitance\s*:\s*([0-9.eE+-]+)")
 
 
+_BRACE = re.compile(r"[{}]")
+
+
 def _group(text: str, start: int) -> str:
     """The body of the ``{ ... }`` group opened just before ``start``."""
-    depth, i = 1, start
-    while depth and i < len(text):
-        depth += {"{": 1, "}": -1}.get(text[i], 0)
-        i += 1
-    return text[start:i]
+    depth = 1
+    for brace in _BRACE.finditer(text, start):
+        depth += 1 if brace.group() == "{" else -1
+        if not depth:
+            return text[start:brace.start()]
+    return text[start:]
 
 
 def _buffer_cap(body: str) -> float | None:
@@ -113,13 +118,26 @@ def _buffer_cap(body: str) -> float | None:
 
 
 def read_cells(path: str | Path) -> dict[str, Cell]:
+    """Cells of the Liberty file ``path``: name -> :class:`Cell` (see :func:`_read_cells`;
+    memoized by path, size and modification time)."""
+    path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise AsicSetupError(f"Liberty file {str(path)!r} cannot be read: "
+                             f"{exc.strerror or exc}") from exc
+    return dict(_read_cells(str(path), stat.st_size, stat.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=8)
+def _read_cells(name: str, size: int, mtime_ns: int) -> dict[str, Cell]:
     """Cells of the Liberty file ``path``: name -> :class:`Cell`.
 
     Each ``cell (NAME) { ... }`` group is cut out by matching braces; its own ``area`` is the
     first ``area :`` line inside it. Raises :class:`AsicSetupError` naming the
     file when it cannot be read or holds no cell with an area.
     """
-    path = Path(path)
+    path = Path(name)
     try:
         text = path.read_text(errors="replace")
     except OSError as exc:
