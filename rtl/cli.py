@@ -9,7 +9,8 @@ waivers), ``DIR/hwq_regs.md`` (register table), ``DIR/hwq_regs.py`` (register co
 ``--lint`` runs ``verilator --lint-only -Wall`` with the documented waivers
 (:mod:`hwq.rtl.lint`) and fails on any warning. ``--report`` adds the core's resources and
 routed Fmax on ECP5 (:func:`hwq.rtl.report.report`, on the core without a program; a core
-that fits no part is reported, not an error).
+that fits no part is reported, not an error); ``--report --asic`` the ASIC report instead
+(:func:`hwq.rtl.asic.asic_report`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="run verilator --lint-only -Wall (documented waivers only)")
     parser.add_argument("--report", action="store_true",
                         help="also synthesize and place-and-route the core on ECP5 "
-                             "(yowasp tools, cached): area and routed Fmax, as `hwq report`")
+                             "(yowasp tools, cached): area and routed Fmax, as `hwq report`; "
+                             "with --asic on a standard-cell library instead")
+    from hwq.rtl.asic import add_arguments
+
+    add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--readmemh applies with --program (the images the files hold)")
     check_output(args.output, "-o/--output", folder=True)
     check_buildable(config)
+    from hwq.rtl.asic import check_arguments
+
+    check_arguments(args, with_report=args.report)
     program = None
     if args.program:
         program = Program.load(args.program)
@@ -68,7 +76,13 @@ def run(args: argparse.Namespace) -> int:
         if not result["ok"]:
             emit(args, summary, "\n".join(text))
             raise CheckFailed(f"verilator lint reported {len(result['warnings'])} warning(s)")
-    if args.report:
+    if args.report and args.asic:
+        from hwq.rtl.asic import format_asic, report_from_arguments
+
+        result = report_from_arguments(args, config)
+        summary["report"] = result
+        text.append(format_asic(result))
+    elif args.report:
         from hwq.rtl.report import format_report, report
 
         result = report(config)

@@ -64,6 +64,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report", action="store_true",
                         help="also synthesize and place-and-route the core on ECP5 (Yosys, "
                              "nextpnr; minutes the first time, cached): area and routed Fmax")
+    from hwq.rtl.asic import add_arguments
+
+    add_arguments(parser)  # --asic: the hardware report on a standard-cell library
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="Verilator build cache (default: HWQ_CACHE_DIR or the user cache)")
@@ -88,6 +91,9 @@ def run(args: argparse.Namespace) -> int:
                              f"{args.network}")
     if args.cache_dir is not None:
         check_output(args.cache_dir, "--cache-dir", folder=True)
+    from hwq.rtl.asic import check_arguments
+
+    check_arguments(args, with_report=args.report)  # before training and simulating
     report = flow(
         model=args.model, data_path=args.data, method=args.method,
         bits=4 if args.bits is None else args.bits,
@@ -98,7 +104,14 @@ def run(args: argparse.Namespace) -> int:
         log=lambda text: _say(args, text),
     )
     text = format_report(report)
-    if args.report:
+    if args.report and args.asic:
+        from hwq.rtl.asic import format_asic, report_from_arguments
+
+        _say(args, "[+] hardware report: Yosys + OpenSTA on a standard-cell library (cached)")
+        hw = report_from_arguments(args, CoreConfig.from_dict(report["core"]))
+        report["hardware"] = hw
+        text += "\n" + format_asic(hw)
+    elif args.report:
         from hwq.rtl.report import format_report as format_hw
         from hwq.rtl.report import report as hw_report
 

@@ -19,6 +19,9 @@ tq, joint
     retraining) and joint sparsity-quantization (accuracy vs compression ratio).
 hw
     resources and Fmax of the PE arrays and cores with Yosys and nextpnr (:mod:`hwq.bench.hw`).
+asic
+    the PE arrays on a standard-cell library with Yosys and OpenSTA (:mod:`hwq.bench.asic`;
+    not part of ``all``: it needs OpenSTA and a Liberty library).
 all
     every benchmark above at a size that fits about 15 minutes on a 2-core machine (``--full``
     for the complete sweeps); one ``all.json`` with every figure and ``summary.md``.
@@ -29,7 +32,7 @@ quant
     (:mod:`hwq.bench.quant`).
 
 Modules: :mod:`hwq.bench.cli` is the command, :mod:`hwq.bench.all` runs every section,
-and each benchmark has its own module (golden, sim, quant, tq, joint, hw).
+and each benchmark has its own module (golden, sim, quant, tq, joint, hw, asic).
 """
 
 from pathlib import Path

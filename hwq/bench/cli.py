@@ -105,7 +105,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     u.add_argument("--hw-json", type=Path, default=DEFAULT_OUT / "hw.json",
                    help=f"hwq bench hw results to take the routed Fmax from "
                         f"(default {DEFAULT_OUT}/hw.json)")
-    for p in (g, sm, q, a, t, j, h, u):
+    asic = sub.add_parser("asic", help="PE arrays on a standard-cell library (Yosys, OpenSTA): "
+                                       "area, Fmax, energy per MAC")
+    asic.add_argument("--liberty", metavar="PATH", default=None,
+                      help="Liberty library (default osu018; osu035, a .lib path)")
+    asic.add_argument("--no-fpga", action="store_true",
+                      help="leave out the ECP5 LUT/DSP columns (Yosys synth_ecp5)")
+    asic.add_argument("--jobs", type=integer(1), default=2, help="points at once (default 2)")
+    asic.add_argument("--timeout", type=positive_seconds, default=None, metavar="S",
+                      help="stop a point's tool run after S seconds (the row records it)")
+    for p in (g, sm, q, a, t, j, h, u, asic):
         p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
         p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
         p.add_argument("-o", "--out", type=Path, default=None,
@@ -160,6 +169,12 @@ def run(args: argparse.Namespace) -> int:
         result = bench_all(full=args.full, skip=args.skip, hw_timeout=args.hw_timeout,
                            hw_cores=args.hw_cores)
         text = result.pop("_text")
+    elif args.bench == "asic":  # hwq.bench.asic
+        from hwq.bench.asic import bench_asic, format_table
+
+        result = bench_asic(liberty=args.liberty, fpga=not args.no_fpga, jobs=args.jobs,
+                            timeout=args.timeout, out=args.out.parent if args.out else DEFAULT_OUT)
+        text = format_table(result["rows"])
     elif args.bench in ("tq", "joint", "hw"):
         folder = args.out.parent if args.out else DEFAULT_OUT
         if args.bench == "hw":
