@@ -19,7 +19,6 @@ from hwq.layout import execute
 from hwq.quant.base import QuantizedWeight, fold_batchnorm, weight_layers
 from hwq.quant.integerize import fake_quant_model
 from hwq.quant.joint import (
-    _Distilled,
     budget_from,
     choose_bits,
     index_bits,
@@ -29,6 +28,7 @@ from hwq.quant.joint import (
     quantize_joint,
     sparse_size,
 )
+from hwq.quant.joint.admm import _Distilled
 from hwq.workloads.train import evaluate
 
 # --- sparse projection (0-1 knapsack) -------------------------------------------------------
