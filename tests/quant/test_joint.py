@@ -241,21 +241,22 @@ def _hand_network() -> dict[str, QuantizedWeight]:
 def test_sparse_size_equals_hand_count():
     size = sparse_size(_hand_network(), biases={"fc": 2, "conv": 1})
     fc = size["layers"]["fc"]
-    # fc: nonzeros at 3, 5, 15 (runs 3, 1, 9); levels {5, -3}: 1-bit values;
-    # index: r = 3 (12 bits, one escape; r = 4 ties at 12, the smaller wins);
-    # table 2 x 8; header ceil(log2(17)) + 3 + 8 = 16
-    assert fc == {"weights": 16, "nnz": 3, "levels": 2, "value_width": 1, "index_width": 3,
-                  "escapes": 1, "value_bits": 3, "index_bits": 12, "table_bits": 16,
-                  "header_bits": 16, "total_bits": 47, "dense_ir_bits": 16 * 2 + 3 * 8}
+    # fc: nonzeros at 3, 5, 15 (runs 3, 1, 9); levels {-3, 5}: 4-bit entries, 1-bit values;
+    # positions: relative r = 3: 12, Elias-Fano L = 2: 6 + 3 + 3 = 12, Golomb-Rice k = 1:
+    # 3 * 2 + (1 + 0 + 4) = 11 (the shortest); header ceil(log2(17)) + 2 + 5 + 8 + 4 = 24
+    assert fc == {"weights": 16, "nnz": 3, "levels": 2, "entry_bits": 4, "value_width": 1,
+                  "position_code": "golomb-rice", "position_param": 1, "value_bits": 3,
+                  "index_bits": 11, "table_bits": 8, "header_bits": 24, "total_bits": 46,
+                  "dense_ir_bits": 16 * 2 + 3 * 8}
     conv = size["layers"]["conv"]
-    # all zero: only the header, ceil(log2(5)) + 3 + 8
-    assert conv["total_bits"] == 14 and conv["nnz"] == 0 and conv["index_bits"] == 0
+    # all zero: only the nnz field, ceil(log2(5))
+    assert conv["total_bits"] == 3 and conv["nnz"] == 0 and conv["index_bits"] == 0
     assert conv["dense_ir_bits"] == 4 * 1 + 1 * 8
-    assert size["total_bits"] == 61 and size["weights"] == 20 and size["nnz"] == 3
-    assert size["compression_ratio"] == 32 * 20 / 61
+    assert size["total_bits"] == 49 and size["weights"] == 20 and size["nnz"] == 3
+    assert size["compression_ratio"] == 32 * 20 / 49
     assert size["dense_ir_bits"] == 56 + 12
     assert size["bias_bits"] == 3 * 32
-    assert size["compression_ratio_with_biases"] == 32 * 23 / (61 + 96)
+    assert size["compression_ratio_with_biases"] == 32 * 23 / (49 + 96)
 
 
 def test_budget_from_and_its_errors():
@@ -282,9 +283,13 @@ def test_quantize_joint_rejects_bad_options(digits_model, digits_data):
         quantize_joint(folded, digits_data)
     with pytest.raises(ValueError, match=r"Joint bits must be an integer in 1..7, not 8"):
         quantize_joint(folded, digits_data, compression=10, bits=8)
-    # headers: 8+11 (144 weights), 13+11 (4608), 14+11 (9216), 11+11 (1280) = 90 bits
-    with pytest.raises(ValueError, match="budget of 50 bits is below the 90 bits of the layer "
-                                         "headers alone"):
+    # one nonzero per layer at its last position: headers (8, 13, 14, 11) + 19 each = 122,
+    # one 8-bit table entry and a 1-bit value each = 36, relative indices of r = 8, 13, 14, 11
+    # bits = 46: 204 bits, 32 * 15248 / 204 = 2391.8x
+    with pytest.raises(ValueError, match=r"^Joint budget of 50 bits \(9758\.7x\) cannot hold "
+                                         r"one nonzero weight per layer: the minimum is 204 "
+                                         r"bits \(2391\.8x\); allow more bits or less "
+                                         r"compression$"):
         quantize_joint(folded, digits_data, budget_bits=50, progress=False)
     with pytest.raises(ValueError, match="Joint saliency must be one of"):
         quantize_joint(folded, digits_data, compression=10, saliency="taylor")

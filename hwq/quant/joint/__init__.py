@@ -98,7 +98,6 @@ from hwq.quant.joint.admm import (
     quantize_joint,
 )
 from hwq.quant.joint.encoding import (
-    INDEX_WIDTHS,
     LayerSize,
     budget_from,
     index_bits,
@@ -121,7 +120,6 @@ __all__ = [
     "DEFAULT_FINETUNE_EPOCHS",
     "DEFAULT_LR",
     "DEFAULT_RHO",
-    "INDEX_WIDTHS",
     "SALIENCIES",
     "SOLVERS",
     "JointWeights",

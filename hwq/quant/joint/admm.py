@@ -16,15 +16,15 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from hwq.quant.base import apply_weights, weight_layers
-from hwq.quant.joint.encoding import TABLE_BITS, _header_bits, budget_from, sparse_size
+from hwq.quant.joint.encoding import TABLE_BITS, budget_from, sparse_size
 from hwq.quant.joint.kmeans import kmeans_zero
 from hwq.quant.joint.knapsack import SALIENCIES, SOLVERS, layer_importance
-from hwq.quant.joint.projection import _Plan, _Projector
+from hwq.quant.joint.projection import _Plan, _Projector, minimum_budget
 from hwq.quant.slq import codebook_weight
 from hwq.workloads.train import fit
 
 __all__ = ["BITS", "DEFAULT_DISTILL", "DEFAULT_EPOCHS", "DEFAULT_FINETUNE_EPOCHS", "DEFAULT_LR",
-           "DEFAULT_RHO", "JointWeights", "quantize_joint"]
+           "DEFAULT_RHO", "JointWeights", "constant_layers", "quantize_joint"]
 
 
 #: Per-layer bit widths ``b`` (``2**b`` nonzero levels). 7 is the most: ``2**7`` levels and a
@@ -122,6 +122,24 @@ class JointWeights(dict):
     """The method's ``dict[str, QuantizedWeight]`` with the run's facts in :attr:`info`."""
 
     info: dict[str, Any]
+
+
+def constant_layers(model: nn.Module, x: torch.Tensor) -> list[str]:
+    """Conv2d/Linear layers of ``model`` whose output is the same for every image of ``x``
+    (a dead layer: no kept weight reads an input that varies)."""
+    outs: dict[str, torch.Tensor] = {}
+    hooks = [m.register_forward_hook(lambda _m, _i, o, n=n: outs.__setitem__(n, o.detach()))
+             for n, m in weight_layers(model)]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(x)
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    return [n for n, o in outs.items() if o.shape[0] < 2 or bool((o == o[:1]).all())]
 
 
 def _check_int(name: str, value: object, lo: int, hi: int | None = None) -> int:
@@ -280,10 +298,11 @@ def quantize_joint(
     shapes = [tuple(p.shape) for p in params]
     count = sum(p.numel() for p in params)
     budget = budget_from(count, compression=compression, budget_bits=budget_bits)
-    floor = sum(_header_bits(p.numel()) for p in params)
-    if budget <= floor:
-        raise ValueError(f"Joint budget of {budget} bits is below the {floor} bits of the "
-                         f"layer headers alone; allow more bits")
+    minimum = minimum_budget([p.numel() for p in params], b_min, table_bits)
+    if budget < minimum:
+        raise ValueError(f"Joint budget of {budget} bits ({32 * count / budget:.1f}x) cannot "
+                         f"hold one nonzero weight per layer: the minimum is {minimum} bits "
+                         f"({32 * count / minimum:.1f}x); allow more bits or less compression")
     project = _Projector(budget, b_min, b_max, table_bits=table_bits, solver=solver,
                          rounds=proj_rounds, kmeans_iterations=kmeans_iterations,
                          snap=snap_to_zero)
@@ -344,7 +363,7 @@ def quantize_joint(
         model.zero_grad(set_to_none=True)
         model.train(was_training)
     w0 = flat(params)
-    plan = project(w0, [init_bits] * len(params), importance(w0))
+    plan = project(w0, [init_bits] * len(params), None, importance(w0))
     vs = tensors(plan.v)
     ys = [torch.zeros_like(p) for p in params]
     state = {"step": 0, "rho": float(rho), "plan": plan}
@@ -369,7 +388,8 @@ def quantize_joint(
             return
         w = flat(params)
         wy = [a_ + y_.reshape(-1).double().numpy() for a_, y_ in zip(w, ys, strict=True)]
-        p_new = project(wy, state["plan"].bits, importance(wy))
+        p_new = project(wy, state["plan"].bits, [int(m.sum()) for m in state["plan"].masks],
+                        importance(wy))
         state["plan"] = p_new
         new_v = tensors(p_new.v)
         with torch.no_grad():
@@ -441,6 +461,11 @@ def quantize_joint(
             cents = km.centroids
         out[name] = codebook_weight(cents, labels, tuple(p.shape), table_bits=table_bits)
     apply_weights(model, out)
+    constant = constant_layers(model, x[:256])
+    if constant:
+        raise RuntimeError(f"Joint produced a network whose layer(s) {', '.join(constant)} "
+                           f"give a constant output at a budget of {budget} bits; allow more "
+                           "bits")
     biases = {n: (int(m.bias.numel()) if m.bias is not None else 0) for n, m in layers}
     size = sparse_size(out, biases=biases)
     if size["total_bits"] > budget:  # impossible by construction; a loud guard

@@ -1,27 +1,25 @@
-"""Size accounting of the sparse encoding of ``joint`` (see :mod:`hwq.quant.joint`)."""
+"""Size of the sparse encoding of ``joint``: the exact length of the weight stream
+(:mod:`hwq.quant.joint.stream`), and the same count for a planned mask (the projections)."""
 
 from __future__ import annotations
 
 import math
 import numbers
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from hwq.quant.base import QuantizedWeight
+from hwq.quant.joint.stream import LayerCode, encode_layer, header_bits, position_bits
 
-__all__ = ["INDEX_WIDTHS", "TABLE_BITS", "LayerSize", "budget_from", "index_bits", "layer_size",
-           "sparse_size"]
+__all__ = ["TABLE_BITS", "LayerSize", "budget_from", "index_bits", "layer_size", "sparse_size"]
 
-#: Widths ``r`` of the relative-index field.
-INDEX_WIDTHS = (1, 8)
-#: Bits of the header fields ``r - 1`` and ``n - 1`` (number of nonzero table entries).
-HEADER_R_BITS = 3
-HEADER_LEVELS_BITS = 8
-#: Codebook entry width (bits) counted for layers that are not CODEBOOK.
+#: Codebook entry width (bits) the projections plan with (the stream stores the narrowest
+#: two's complement width that holds the table, at most this for ``joint``'s codebooks).
 TABLE_BITS = 8
+#: One layer's record in the stream.
+LayerSize = LayerCode
 
 
 def index_bits(mask: np.ndarray, width: int) -> int:
@@ -41,63 +39,13 @@ def index_bits(mask: np.ndarray, width: int) -> int:
     return int(width * (pos.size + int(np.sum(runs // escape))))
 
 
-def _best_index(mask: np.ndarray) -> tuple[int, int]:
-    """``(r, bits)`` of the cheapest run-field width (the smallest ``r`` on ties)."""
-    lo, hi = INDEX_WIDTHS
-    best = min((index_bits(mask, r), r) for r in range(lo, hi + 1))
-    return best[1], best[0]
-
-
-def _header_bits(numel: int) -> int:
-    return max(1, math.ceil(math.log2(numel + 1))) + HEADER_R_BITS + HEADER_LEVELS_BITS
-
-
-@dataclass(frozen=True)
-class LayerSize:
-    """One layer's storage in the sparse encoding (see the module docstring), in bits.
-
-    Attributes
-    ----------
-    weights, nnz : int
-        weights of the layer, nonzero weights.
-    levels : int
-        distinct nonzero levels ``n`` (table entries).
-    value_width : int
-        ``v = max(1, ceil(log2 n))`` bits per nonzero (0 without nonzeros).
-    index_width : int
-        ``r``, bits of a run field.
-    escapes : int
-        escape fields (zero runs of ``>= 2**r - 1``).
-    value_bits, index_bits, table_bits, header_bits : int
-        ``v * nnz``, ``r * (nnz + escapes)``, ``n * table_bits``, the header.
-    """
-
-    weights: int
-    nnz: int
-    levels: int
-    value_width: int
-    index_width: int
-    escapes: int
-    value_bits: int
-    index_bits: int
-    table_bits: int
-    header_bits: int
-
-    @property
-    def total_bits(self) -> int:
-        return self.value_bits + self.index_bits + self.table_bits + self.header_bits
-
-    def to_dict(self) -> dict[str, int]:
-        return {"weights": self.weights, "nnz": self.nnz, "levels": self.levels,
-                "value_width": self.value_width, "index_width": self.index_width,
-                "escapes": self.escapes, "value_bits": self.value_bits,
-                "index_bits": self.index_bits, "table_bits": self.table_bits,
-                "header_bits": self.header_bits, "total_bits": self.total_bits}
-
-
 def layer_size(mask: np.ndarray, *, value_width: int, levels: int,
-               table_bits: int = TABLE_BITS) -> LayerSize:
-    """Size of one layer given its nonzero pattern, value width and table length.
+               table_bits: int = TABLE_BITS) -> LayerCode:
+    """Planned size of one layer: its nonzero pattern, value width and table length.
+
+    The header and the position code are exact (the stream's, for this mask); values take
+    ``value_width`` bits each and the table ``levels`` entries of ``table_bits`` bits (the
+    stream's values and entries are never wider, so the plan bounds the stream).
 
     Parameters
     ----------
@@ -108,29 +56,25 @@ def layer_size(mask: np.ndarray, *, value_width: int, levels: int,
     levels : int
         table entries stored.
     table_bits : int, default 8
-
-    Returns
-    -------
-    LayerSize
     """
     m = np.asarray(mask, dtype=bool).reshape(-1)
-    nnz = int(m.sum())
-    r, ib = _best_index(m)
-    escapes = ib // r - nnz
+    pos = np.flatnonzero(m)
+    nnz = int(pos.size)
+    code, param, pb = position_bits(pos)
     v = value_width if nnz else 0
     n = levels if nnz else 0
-    return LayerSize(weights=m.size, nnz=nnz, levels=n, value_width=v, index_width=r,
-                     escapes=escapes, value_bits=v * nnz, index_bits=ib,
-                     table_bits=n * table_bits, header_bits=_header_bits(m.size))
+    return LayerCode(weights=m.size, nnz=nnz, levels=n, entry_bits=table_bits if nnz else 0,
+                     value_width=v, position_code=code, position_param=param,
+                     header_bits=header_bits(m.size, nnz), table_bits=n * table_bits,
+                     index_bits=pb, value_bits=v * nnz)
 
 
 def sparse_size(qweights: Mapping[str, QuantizedWeight], *,
                 biases: Mapping[str, int] | None = None) -> dict[str, Any]:
-    """Exact storage of integer weights in the sparse encoding, and the dense IR's.
+    """Exact storage of integer weights in the sparse weight stream, and the dense IR's.
 
-    Works for any method's weights: a layer's levels are its distinct nonzero integer
-    values, ``v = max(1, ceil(log2 n))``, entries of ``spec.table_bits`` bits (INT/POT
-    layers count their ``n`` levels at 8 bits too).
+    Works for any method's weights: each layer is encoded (:func:`hwq.quant.joint.stream.
+    encode_layer`) and its record measured; the total is the stream's length in bits.
 
     Parameters
     ----------
@@ -141,21 +85,17 @@ def sparse_size(qweights: Mapping[str, QuantizedWeight], *,
     Returns
     -------
     dict
-        ``layers`` (name -> :meth:`LayerSize.to_dict` plus ``dense_ir_bits``), and the sums
-        ``weights``, ``nnz``, ``value_bits``, ``index_bits``, ``table_bits``,
+        ``layers`` (name -> :meth:`LayerCode.to_dict` plus ``dense_ir_bits``), and the sums
+        ``weights``, ``nnz``, ``value_bits``, ``index_bits`` (positions), ``table_bits``,
         ``header_bits``, ``total_bits``, ``compression_ratio = 32 * weights / total_bits``,
         ``dense_ir_bits`` (every IR code plus tables, what the core's memories hold),
         ``dense_ir_compression_ratio``, ``bias_bits`` and
         ``compression_ratio_with_biases = 32 * (weights + biases) / (total + bias_bits)``.
     """
-    layers: dict[str, dict[str, int]] = {}
+    layers: dict[str, dict[str, Any]] = {}
     for name, qw in qweights.items():
-        values = qw.values
-        levels = int(np.unique(values[values != 0]).size)
-        v = max(1, math.ceil(math.log2(levels))) if levels else 0
-        tb = qw.spec.table_bits if qw.spec.kind == "codebook" else TABLE_BITS
-        size = layer_size(values != 0, value_width=v, levels=levels, table_bits=tb)
-        layers[name] = {**size.to_dict(), "dense_ir_bits": qw.storage_bits()}
+        _, code = encode_layer(qw.values)
+        layers[name] = {**code.to_dict(), "dense_ir_bits": qw.storage_bits()}
     keys = ("weights", "nnz", "value_bits", "index_bits", "table_bits", "header_bits",
             "total_bits", "dense_ir_bits")
     out: dict[str, Any] = {"layers": layers}

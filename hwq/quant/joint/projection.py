@@ -8,11 +8,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hwq.quant.joint.encoding import LayerSize, _best_index, _header_bits, layer_size
+from hwq.quant.joint.encoding import LayerSize, layer_size
 from hwq.quant.joint.kmeans import KMeansResult, kmeans_zero
-from hwq.quant.joint.knapsack import _scores, choose_bits, knapsack_masks
+from hwq.quant.joint.knapsack import _scores, choose_bits
+from hwq.quant.joint.stream import header_bits, position_bits, position_marginal
 
-__all__: list[str] = []
+__all__ = ["minimum_budget"]
 
 
 @dataclass
@@ -30,6 +31,22 @@ def _planned_sizes(masks: Sequence[np.ndarray], bits: Sequence[int], table_bits:
                        table_bits=table_bits) for m, b in zip(masks, bits, strict=True)]
 
 
+def _model_bits(nnz: int, numel: int) -> int:
+    """Position bits of ``nnz`` evenly spread nonzeros (the pricing model's length)."""
+    n = max(0, min(int(nnz), numel))
+    return position_bits((np.arange(n, dtype=np.int64) * numel) // max(n, 1))[2]
+
+
+def minimum_budget(numels: Sequence[int], b_min: int, table_bits: int) -> int:
+    """Bits of the smallest plan with one nonzero in every layer (the worst position).
+
+    Per layer: the header, one ``table_bits`` table entry, a ``b_min``-bit value and the
+    position code of a nonzero at the last position (:func:`position_bits`).
+    """
+    return sum(header_bits(n, 1) + table_bits + b_min
+               + position_bits(np.array([n - 1]))[2] for n in numels)
+
+
 class _Projector:
     """``V = Proj(X)`` onto {size <= budget, per-layer k-means codebooks}, alternating."""
 
@@ -39,29 +56,85 @@ class _Projector:
         self.table_bits, self.solver, self.rounds = table_bits, solver, rounds
         self.iterations, self.snap = kmeans_iterations, snap
 
-    def sparse(self, xs: list[np.ndarray], bits: list[int], widths: list[int],
+    def initial_nnz(self, numels: Sequence[int], bits: Sequence[int]) -> list[int]:
+        """A first guess of the nonzeros: one density ``d`` in every layer, priced at
+        ``b + log2(1 / d) + 2`` bits per nonzero, filling the budget."""
+        total = sum(numels)
+        lo, hi = 0.0, 1.0
+        for _ in range(40):  # bisection on the density
+            d = (lo + hi) / 2
+            cost = sum(n * d * (b + math.log2(1 / d) + 2) for n, b in zip(numels, bits,
+                                                                        strict=True))
+            lo, hi = (d, hi) if cost <= self.budget else (lo, d)
+        return [max(1, round(lo * n)) for n in numels] if total else []
+
+    def sparse(self, xs: list[np.ndarray], bits: list[int], nnz: Sequence[int],
                importance: Sequence[np.ndarray | float] | None = None) -> list[np.ndarray]:
-        """Knapsack masks at per-nonzero cost ``b + r``, then exact trimming to the budget."""
+        """Knapsack masks, then exact trimming or filling to the budget.
+
+        A nonzero of layer ``l`` costs ``b_l + m_l`` with ``m_l`` the marginal position bits
+        of the layer's best code (:func:`position_marginal`) at the network's density
+        ``sum(nnz) / sum(numel)`` of the previous plan; the rest of each code (the
+        intercept of that tangent), headers and full tables are fixed costs. Every layer
+        keeps its best-scored weight (no empty layer). The exact planned size is then
+        brought to the budget by dropping the lowest-scored or adding the next-best weights.
+        """
         numels = [x.size for x in xs]
-        fixed = sum(_header_bits(n) + (1 << b) * self.table_bits
-                    for n, b in zip(numels, bits, strict=True))
-        cost = [b + r for b, r in zip(bits, widths, strict=True)]
-        masks = knapsack_masks(xs, cost, self.budget - fixed, importance=importance)
+        # every layer priced at the network's density: a layer's own (lower) density would
+        # price its nonzeros higher and starve it further
+        density = sum(nnz) / max(1, sum(numels))
+        nnz = [max(1, round(density * n)) for n in numels]
+        marg = [position_marginal(n0, n) for n0, n in zip(nnz, numels, strict=True)]
+        cost = np.array([b + m for b, m in zip(bits, marg, strict=True)])
+        fixed = sum(header_bits(n, 1) + (1 << b) * self.table_bits
+                    + _model_bits(n0, n) - m * n0
+                    for n, b, n0, m in zip(numels, bits, nnz, marg, strict=True))
         score = _scores(xs, cost, importance)
-        flat = np.concatenate(masks)
+        costs = np.repeat(cost, numels)
+        offsets = np.concatenate([[0], np.cumsum(numels)[:-1]]).astype(np.int64)
+        forced = np.array([o + int(np.argmax(score[o:o + n]))
+                           for o, n in zip(offsets, numels, strict=True)], dtype=np.int64)
+        flat = np.zeros(score.size, dtype=bool)
+        flat[forced] = True
+        order = np.argsort(-score, kind="stable")
+        order = order[(score[order] > 0) & ~flat[order]]
+        cum = np.cumsum(costs[order])
+        room = self.budget - fixed - float(costs[forced].sum())
+        keep = int(np.searchsorted(cum, room, side="right"))
+        flat[order[:keep]] = True
         bounds = np.cumsum(numels)[:-1]
-        while True:
-            masks = np.split(flat, bounds)
-            total = sum(s.total_bits for s in _planned_sizes(masks, bits, self.table_bits))
-            excess = total - self.budget
-            if excess <= 0:
-                return [m.copy() for m in masks]
-            kept = np.flatnonzero(flat)
-            if kept.size == 0:  # only headers and tables left: cannot happen if fixed fits
-                raise ValueError(f"A size budget of {self.budget} bits does not even hold the "
-                                 f"layer headers and codebooks")
-            drop = max(1, math.ceil(excess / max(cost)))
-            flat[kept[np.argsort(score[kept], kind="stable")[:drop]]] = False
+        step = float(cost.max())
+
+        def total(f: np.ndarray) -> int:
+            return sum(s.total_bits for s in _planned_sizes(np.split(f, bounds), bits,
+                                                            self.table_bits))
+
+        best: np.ndarray | None = None
+        for it in range(12):
+            used = total(flat)
+            if used <= self.budget:
+                best = flat.copy()
+                slack = self.budget - used
+                extra = order[keep:keep + int(slack // step)]
+                if it >= 8 or extra.size == 0:
+                    break
+                flat[extra] = True
+                keep += extra.size
+            else:  # drop the lowest-scored non-forced survivors
+                drop = max(1, math.ceil((used - self.budget) / step))
+                keep = max(0, keep - drop)
+                flat[order[keep:keep + drop]] = False
+                if best is not None and it >= 8:
+                    break
+        while best is None:
+            if keep == 0:
+                raise ValueError(f"A size budget of {self.budget} bits does not hold one "
+                                 "nonzero weight per layer")
+            keep -= 1
+            flat[order[keep]] = False
+            if total(flat) <= self.budget:
+                best = flat
+        return [m.copy() for m in np.split(best, bounds)]
 
     def quantizers(self, xs: list[np.ndarray], masks: list[np.ndarray]
                    ) -> list[dict[int, KMeansResult]]:
@@ -87,16 +160,18 @@ class _Projector:
             return bits
         return [bs[j] for j in choice]
 
-    def __call__(self, xs: list[np.ndarray], bits: list[int],
+    def __call__(self, xs: list[np.ndarray], bits: list[int], nnz: Sequence[int] | None = None,
                  importance: Sequence[np.ndarray | float] | None = None) -> _Plan:
-        widths = [_best_index(np.abs(x) >= np.quantile(np.abs(x), 0.9))[0] for x in xs]
+        """Project ``xs`` starting from the widths ``bits`` and the nonzero counts ``nnz``
+        (the previous plan's; default :meth:`initial_nnz`)."""
+        counts = list(nnz) if nnz is not None else self.initial_nnz([x.size for x in xs], bits)
         for _ in range(self.rounds):
-            masks = self.sparse(xs, bits, widths, importance)
-            widths = [_best_index(m)[0] for m in masks]
+            masks = self.sparse(xs, bits, counts, importance)
+            counts = [int(m.sum()) for m in masks]
             kms = self.quantizers(xs, masks)
             bits = self.bit_widths(masks, kms, bits)
         # a last sparse step fills what the bit widths left of the budget
-        masks = self.sparse(xs, bits, widths, importance)
+        masks = self.sparse(xs, bits, counts, importance)
         vs, cents, dist = [], [], 0.0
         for x, m, b in zip(xs, masks, bits, strict=True):
             v = np.zeros_like(x)
