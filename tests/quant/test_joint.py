@@ -28,7 +28,10 @@ from hwq.quant.joint import (
     quantize_joint,
     sparse_size,
 )
-from hwq.quant.joint.admm import _Distilled
+from hwq.quant.joint.admm import _Distilled, chain_links, constant_layers
+from hwq.quant.joint.compressed import from_compressed_bytes, to_compressed_bytes
+from hwq.quant.joint.projection import _Projector
+from hwq.serialize import to_bytes
 from hwq.workloads.train import evaluate
 
 # --- sparse projection (0-1 knapsack) -------------------------------------------------------
@@ -346,3 +349,39 @@ def test_joint_network_runs_on_golden_and_bit_serial_layout(joint_run, digits_da
     assert evaluate(folded, digits_data.x_test, digits_data.y_test) >= 90.0
     program = compile_layout(network, CoreConfig(pe="bit_serial", weight_bits=8))
     np.testing.assert_array_equal(execute(program, x[:64]), golden[:64])
+    # the compressed file: its weight stream is the reported size, and it loads as the network
+    data, nbits, codes = to_compressed_bytes(network)
+    assert nbits == q.info["total_bits"]
+    assert {n: c.total_bits for n, c in codes.items()} == {
+        op.name: q.info["layers"][name]["total_bits"]
+        for op, name in zip([o for o in network.ops if hasattr(o, "weight")], q, strict=True)}
+    assert to_bytes(from_compressed_bytes(data)) == to_bytes(network)
+
+
+# --- no dead networks -------------------------------------------------------------------------
+
+
+def test_chain_keeps_a_live_path():
+    # layer 0: 2 out channels x 1 input x 2 taps; layer 1 (linear, 4 inputs = 2 channels x 2)
+    proj = _Projector(100, 1, 3, table_bits=8, solver="exact", rounds=1, kmeans_iterations=1,
+                      snap=False)
+    conv = torch.nn.Conv2d(1, 2, (1, 2))
+    fc = torch.nn.Linear(4, 3)
+    proj.links = chain_links([conv, fc])
+    assert proj.links[0][1] is None
+    np.testing.assert_array_equal(proj.links[1][1], [0, 0, 1, 1] * 3)
+    # best of layer 0: index 3 (out channel 1); layer 1's best reading channel 1 is index 7,
+    # not its global best 0 (which reads channel 0)
+    score = np.concatenate([[0.1, 0.2, 0.3, 0.9], [5.0, 0.1, 0.1, 0.2, 0.1, 0.1, 0.1, 0.4,
+                                                   0.1, 0.1, 0.1, 0.1]])
+    assert proj.chain(score, [0, 4], [4, 12]) == [3, 4 + 7]
+
+
+def test_tight_feasible_budget_keeps_every_layer_alive(digits_reference, digits_data):
+    # 1500 bits: 325x on digits, 7 times the 204-bit minimum (one nonzero per layer)
+    folded = fold_batchnorm(digits_reference)
+    q = quantize_joint(folded, digits_data, budget_bits=1500, epochs=10, finetune_epochs=5,
+                       seed=0, progress=False)
+    assert q.info["total_bits"] <= 1500
+    assert all(layer["nnz"] > 0 for layer in q.info["layers"].values())
+    assert constant_layers(folded, digits_data.x_test) == []

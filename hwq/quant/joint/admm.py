@@ -142,6 +142,27 @@ def constant_layers(model: nn.Module, x: torch.Tensor) -> list[str]:
     return [n for n, o in outs.items() if o.shape[0] < 2 or bool((o == o[:1]).all())]
 
 
+def chain_links(modules: Sequence[nn.Module]) -> list[tuple[int, np.ndarray | None]]:
+    """Per weight layer ``(out_channels, the previous layer's channel each weight reads)``,
+    the map None where the layer does not take the previous one's output channels (grouped
+    convolutions, a first layer, widths that do not match): the projector's live path."""
+    out: list[tuple[int, np.ndarray | None]] = []
+    prev = None
+    for m in modules:
+        w = m.weight
+        n, co = w.numel(), int(w.shape[0])
+        link = None
+        if prev is not None and isinstance(m, nn.Conv2d) and m.groups == 1 \
+                and m.in_channels == prev:
+            link = (np.arange(n) // (int(w.shape[2]) * int(w.shape[3]))) % m.in_channels
+        elif prev is not None and isinstance(m, nn.Linear) and m.in_features % prev == 0:
+            k = m.in_features
+            link = (np.arange(n) % k) // (k // prev)
+        out.append((co, link))
+        prev = co
+    return out
+
+
 def _check_int(name: str, value: object, lo: int, hi: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lo \
             or (hi is not None and value > hi):
@@ -306,6 +327,7 @@ def quantize_joint(
     project = _Projector(budget, b_min, b_max, table_bits=table_bits, solver=solver,
                          rounds=proj_rounds, kmeans_iterations=kmeans_iterations,
                          snap=snap_to_zero)
+    project.links = chain_links([m for _, m in layers])
     x, y = data.x_train, data.y_train
     if saliency not in SALIENCIES:
         raise ValueError(f"Joint saliency must be one of {', '.join(SALIENCIES)}, "
@@ -463,7 +485,7 @@ def quantize_joint(
     apply_weights(model, out)
     constant = constant_layers(model, x[:256])
     if constant:
-        raise RuntimeError(f"Joint produced a network whose layer(s) {', '.join(constant)} "
+        raise ValueError(f"Joint produced a network whose layer(s) {', '.join(constant)} "
                            f"give a constant output at a budget of {budget} bits; allow more "
                            "bits")
     biases = {n: (int(m.bias.numel()) if m.bias is not None else 0) for n, m in layers}

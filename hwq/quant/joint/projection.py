@@ -55,6 +55,27 @@ class _Projector:
         self.budget, self.b_min, self.b_max = budget, b_min, b_max
         self.table_bits, self.solver, self.rounds = table_bits, solver, rounds
         self.iterations, self.snap = kmeans_iterations, snap
+        #: per layer ``(out_channels, input channel read by each weight)``, or None where
+        #: the layer's input is not the previous layer's output (set by the caller)
+        self.links: list[tuple[int, np.ndarray | None]] | None = None
+
+    def chain(self, score: np.ndarray, offsets: Sequence[int], numels: Sequence[int]
+              ) -> list[int]:
+        """One weight per layer that every plan keeps: a live path through the network.
+
+        Layer ``l``'s is its best-scored weight among those reading the output channel of
+        layer ``l - 1``'s (all its weights where :attr:`links` has no map), so the kept
+        weights always connect the input to the output."""
+        out, prev = [], None
+        for layer, (o, n) in enumerate(zip(offsets, numels, strict=True)):
+            s = score[o:o + n]
+            link = self.links[layer] if self.links else None
+            if prev is not None and link is not None and link[1] is not None:
+                s = np.where(link[1] == prev, s, -1.0)
+            j = int(np.argmax(s))
+            out.append(o + j)
+            prev = j // (n // link[0]) if link is not None else None
+        return out
 
     def initial_nnz(self, numels: Sequence[int], bits: Sequence[int]) -> list[int]:
         """A first guess of the nonzeros: one density ``d`` in every layer, priced at
@@ -92,8 +113,7 @@ class _Projector:
         score = _scores(xs, cost, importance)
         costs = np.repeat(cost, numels)
         offsets = np.concatenate([[0], np.cumsum(numels)[:-1]]).astype(np.int64)
-        forced = np.array([o + int(np.argmax(score[o:o + n]))
-                           for o, n in zip(offsets, numels, strict=True)], dtype=np.int64)
+        forced = np.array(self.chain(score, offsets, numels), dtype=np.int64)
         flat = np.zeros(score.size, dtype=bool)
         flat[forced] = True
         order = np.argsort(-score, kind="stable")
@@ -128,6 +148,8 @@ class _Projector:
                     break
         while best is None:
             if keep == 0:
+                if any(b > self.b_min for b in bits):  # the live path at the narrowest widths
+                    return self.sparse(xs, [self.b_min] * len(xs), nnz, importance)
                 raise ValueError(f"A size budget of {self.budget} bits does not hold one "
                                  "nonzero weight per layer")
             keep -= 1
@@ -156,8 +178,8 @@ class _Projector:
             costs.append([b * nnz + min(1 << b, nnz) * self.table_bits for b in bs])
             dists.append([km[b].error if km else 0.0 for b in bs])
         choice = choose_bits(costs, dists, self.budget - other, solver=self.solver)
-        if choice is None:  # keep the current widths (feasible by construction)
-            return bits
+        if choice is None:  # only the narrowest widths fit
+            return [self.b_min] * len(masks)
         return [bs[j] for j in choice]
 
     def __call__(self, xs: list[np.ndarray], bits: list[int], nnz: Sequence[int] | None = None,
