@@ -10,7 +10,7 @@ joint learning: a constrained optimization-based approach". The problem is
 where every Conv2d/Linear layer ``l`` keeps ``nnz_l`` nonzero weights, each one of ``2**b_l``
 learned levels (a per-layer 1-D k-means codebook) or an exact zero. The paper's size is
 ``sum_l b_l * nnz_l``; here ``size`` is **every stored bit** of the sparse encoding below
-(values, indices, codebooks and per-layer headers), so a budget of ``32 * N / C`` bits is a
+(values, positions, codebooks and per-layer headers), so a budget of ``32 * N / C`` bits is a
 compression ratio ``C`` against fp32 weights that nobody has to take on trust.
 
 ADMM on the split ``W`` (trained, dense) / ``V`` (in the constraint set), scaled dual ``Y``:
@@ -20,17 +20,24 @@ ADMM on the split ``W`` (trained, dense) / ``V`` (in the constraint set), scaled
 2. once per epoch ``V <- Proj(W + Y)``, alternating (``proj_rounds`` times, starting from the
    previous bit widths, at first ``init_bits`` in every layer) two projections:
 
-   * sparse (bits fixed), a 0-1 knapsack (:func:`knapsack_masks`): score every weight by
-     ``w**2 / c_l`` with ``c_l = b_l + r_l`` the stored bits of one nonzero of layer ``l``
-     (value code plus relative index; the paper's ``c_l = b_l``), keep the longest prefix of
-     the descending order whose cost fits the budget left after codebooks and headers; then
-     the exact size is checked and the lowest-scored survivors dropped until it fits;
+   * sparse (bits fixed), a 0-1 knapsack: score every weight by ``w**2 / c_l`` with
+     ``c_l = b_l + m_l`` the marginal stored bits of one more nonzero of layer ``l``: its
+     value code plus the marginal cost ``m_l`` of the layer's shortest position code at the
+     network's current density (:func:`hwq.quant.joint.stream.position_marginal`; the paper's
+     ``c_l = b_l``), keep the longest prefix of the descending order whose cost fits the
+     budget left after headers, codebooks and the position codes' intercepts; then the exact
+     size is brought to the budget, dropping the lowest-scored survivors or adding the next
+     ones. Every plan keeps a **live path**, one weight per layer reading the output channel
+     of the previous layer's (:meth:`~hwq.quant.joint.projection._Projector.chain`), so no
+     layer is ever empty or cut off; a budget that cannot hold it is refused before training
+     with the minimum in bits and as a ratio
+     (:func:`~hwq.quant.joint.projection.minimum_budget`);
    * bit widths (nonzeros fixed), a multiple-choice knapsack (:func:`choose_bits`): for each
      layer and ``b`` in ``b_min..b_max`` a k-means of the nonzeros of ``W + Y`` into ``2**b``
      centroids plus a fixed exact 0 (:func:`kmeans_zero`, <= 100 Lloyd iterations) gives the
      distortion ``d_l(b) = sum (x - Q_b(x))**2``; one ``b_l`` per layer minimizes
-     ``sum_l d_l(b_l)`` subject to ``sum_l (b_l * nnz_l + 8 * min(2**b_l, nnz_l)) <= S - index
-     bits - headers``;
+     ``sum_l d_l(b_l)`` subject to ``sum_l (b_l * nnz_l + 8 * min(2**b_l, nnz_l)) <= S -
+     position bits - headers``;
 
    then one more sparse step at the chosen widths fills the budget they left, and
    ``V = Q_b(W + Y)`` with a final k-means per layer;
@@ -52,24 +59,18 @@ Then masks and bit widths are fixed and ``W`` is fine-tuned through the k-means 
 with a straight-through estimator (forward ``Q(W * mask)``, identity gradient on the kept
 weights; after every step ``W <- W * mask`` and one Lloyd update of the centroids).
 
-Sparse encoding and size accounting (:func:`sparse_size`)
----------------------------------------------------------
-Per layer, weights in PyTorch's row-major order (``(C_out, C_in, k, k)`` or ``(C_out, K)``):
-
-* **values**: each nonzero stores a ``v``-bit index into the layer's table of its ``n``
-  distinct nonzero integer levels, ``v = max(1, ceil(log2 n))`` (``<= b_l``); zero is not a
-  table entry, the index stream encodes it;
-* **relative index** (Deep Compression style, with an escape instead of filler weights): each
-  nonzero is preceded by an ``r``-bit field holding its zero run ``z`` (zeros since the
-  previous nonzero or the layer start) if ``z < 2**r - 1``; the field value ``2**r - 1`` is an
-  escape meaning "``2**r - 1`` zeros, no weight". A run ``z`` costs ``floor(z / (2**r - 1))``
-  escapes plus the run field of its weight; trailing zeros cost nothing (the header gives
-  ``nnz``). ``r`` in 1..8 is chosen per layer to minimize the index bits
-  ``r * (nnz + sum_i floor(z_i / (2**r - 1)))``;
-* **table**: ``n`` entries of ``table_bits`` = 8 bits (the paper does not count codebooks; we
-  do);
-* **header**: ``ceil(log2(numel + 1))`` bits of ``nnz``, 3 bits of ``r - 1``, 8 bits of
-  ``n - 1``.
+Sparse weight stream and size accounting (:func:`sparse_size`)
+--------------------------------------------------------------
+The size is the exact length of the sparse weight stream (:mod:`hwq.quant.joint.stream`):
+per layer, in PyTorch's row-major order, a header (``nnz``; the position code and its
+parameter, the table length and entry width), the table of distinct nonzero integers, the
+positions (Golomb-Rice of the zero runs, Elias-Fano, or the relative index with escapes,
+whichever is shortest for the layer, its parameter chosen per layer) and a
+``ceil(log2 levels)``-bit table index per nonzero. Golomb-Rice with ``k`` is never longer
+than Elias-Fano with ``L = k``, so Elias-Fano is taken on ties only. The paper does not count
+codebooks, positions or headers; we do. :mod:`hwq.quant.joint.compressed` writes a network
+with its weights as this stream and reads it back bit for bit. After training, a layer whose
+output is the same for every training image (a dead ReLU path) is an error, never a result.
 
 Not counted, as for every hwq method (:class:`hwq.quant.api.QuantizeResult`): the per-layer
 weight scale (folded into the requantization multipliers) and the biases (int32 after

@@ -84,8 +84,8 @@ def _lengths(code: str, pos: np.ndarray) -> np.ndarray:
 def position_bits(positions: np.ndarray) -> tuple[str, int, int]:
     """``(code, parameter, bits)`` of the shortest position code of ascending ``positions``.
 
-    >>> position_bits(np.array([3, 5]))     # runs 3, 1: relative r = 2 with one escape
-    ('relative', 2, 6)
+    >>> position_bits(np.array([3, 5]))     # runs 3, 1: Golomb-Rice k = 1, 2 * 2 + (1 + 0)
+    ('golomb-rice', 1, 5)
     >>> position_bits(np.array([400_000]))
     ('elias-fano', 18, 20)
     """
