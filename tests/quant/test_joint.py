@@ -385,3 +385,18 @@ def test_tight_feasible_budget_keeps_every_layer_alive(digits_reference, digits_
     assert q.info["total_bits"] <= 1500
     assert all(layer["nnz"] > 0 for layer in q.info["layers"].values())
     assert constant_layers(folded, digits_data.x_test) == []
+
+
+@pytest.mark.slow
+def test_lenet5_at_1000x_does_not_collapse(tmp_path):
+    # issue 25: 1000x on LeNet-5 used to return a 10 % network with every layer empty
+    from hwq.quant.api import quantize
+    from hwq.quant.joint.compressed import save_compressed
+
+    result = quantize("lenet5", "joint", bits=None, compression=1000, progress=False)
+    info = result.info
+    assert info["total_bits"] <= info["budget_bits"] == math.floor(32 * 430500 / 1000)
+    assert all(layer["nnz"] > 0 for layer in info["layers"].values())
+    assert result.accuracy >= result.fp32_accuracy - 3.0
+    _, nbits, _ = save_compressed(result.network, tmp_path / "lenet5.hwqz")
+    assert nbits == info["total_bits"]
