@@ -378,11 +378,12 @@ def test_chain_keeps_a_live_path():
 
 
 def test_tight_feasible_budget_keeps_every_layer_alive(digits_reference, digits_data):
-    # 1500 bits: 325x on digits, 7 times the 204-bit minimum (one nonzero per layer)
+    # 1000 bits: 488x on digits, 5 times the 204-bit minimum (one nonzero per layer); the
+    # relative-index code returned layers 7 and 12 constant here (a 9.6 % network)
     folded = fold_batchnorm(digits_reference)
-    q = quantize_joint(folded, digits_data, budget_bits=1500, epochs=10, finetune_epochs=5,
+    q = quantize_joint(folded, digits_data, budget_bits=1000, epochs=10, finetune_epochs=5,
                        seed=0, progress=False)
-    assert q.info["total_bits"] <= 1500
+    assert q.info["total_bits"] <= 1000
     assert all(layer["nnz"] > 0 for layer in q.info["layers"].values())
     assert constant_layers(folded, digits_data.x_test) == []
 
