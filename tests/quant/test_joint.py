@@ -25,12 +25,14 @@ from hwq.quant.joint import (
     kmeans_zero,
     knapsack_masks,
     layer_importance,
+    layer_size,
     quantize_joint,
     sparse_size,
 )
 from hwq.quant.joint.admm import _Distilled, chain_links, constant_layers
 from hwq.quant.joint.compressed import from_compressed_bytes, to_compressed_bytes
 from hwq.quant.joint.projection import _Projector
+from hwq.quant.joint.stream import position_marginal
 from hwq.serialize import to_bytes
 from hwq.workloads.train import evaluate
 
@@ -401,3 +403,28 @@ def test_lenet5_at_1000x_does_not_collapse(tmp_path):
     assert result.accuracy >= result.fp32_accuracy - 3.0
     _, nbits, _ = save_compressed(result.network, tmp_path / "lenet5.hwqz")
     assert nbits == info["total_bits"]
+
+
+def test_sparse_projection_fills_the_budget_without_a_position_floor():
+    # LeNet-5's shapes at 1000x (13,776 bits): the relative index's floor (an escape every
+    # 2**r - 1 positions, ~12,500 bits for fc1 at r = 8) left fc1 empty; priced at the
+    # marginal bits of its shortest code, every layer gets nonzeros and the exact size ends
+    # within one nonzero's cost of the budget
+    rng = np.random.default_rng(0)
+    numels = [500, 25_000, 400_000, 5_000]
+    xs = [rng.normal(0, s, n) for n, s in zip(numels, [0.1, 0.05, 0.05, 0.1], strict=True)]
+    budget = math.floor(32 * sum(numels) / 1000)
+    proj = _Projector(budget, 1, 7, table_bits=8, solver="exact", rounds=1,
+                      kmeans_iterations=1, snap=False)
+    bits = [3, 3, 3, 3]
+    nnz = proj.initial_nnz(numels, bits)
+    masks = proj.sparse(xs, bits, nnz)
+    sizes = [layer_size(m, value_width=3, levels=8) for m in masks]
+    used = sum(s.total_bits for s in sizes)
+    # the projector's price of a nonzero: value bits + marginal position bits at the
+    # network's density
+    density = sum(nnz) / sum(numels)
+    costs = [3 + position_marginal(max(1, round(density * n)), n) for n in numels]
+    assert budget - max(costs) <= used <= budget
+    assert all(s.nnz > 0 for s in sizes)
+    assert sizes[2].nnz > 100 and sizes[2].position_code == "golomb-rice"
