@@ -428,3 +428,19 @@ def test_sparse_projection_fills_the_budget_without_a_position_floor():
     assert budget - max(costs) <= used <= budget
     assert all(s.nnz > 0 for s in sizes)
     assert sizes[2].nnz > 100 and sizes[2].position_code == "golomb-rice"
+
+
+def test_weights_reading_an_empty_channel_are_not_kept():
+    # conv (2 out channels x 2 taps) -> linear (4 inputs = 2 channels x 2 positions, 1 out);
+    # layer 0's channel 1 has zero weights, so it is never kept and its output is the
+    # constant ReLU(bias): the linear weights on its inputs (2, 3) score best but buy nothing
+    conv, fc = torch.nn.Conv2d(1, 2, (1, 2)), torch.nn.Linear(4, 1)
+    xs = [np.array([1.0, 0.9, 0.0, 0.0]), np.array([0.5, 0.4, 3.0, 2.0])]
+    for prune, expect in ((False, [True, True, True, True]), (True, [True, True, False, False])):
+        proj = _Projector(10_000, 1, 1, table_bits=8, solver="exact", rounds=1,
+                          kmeans_iterations=1, snap=False)
+        proj.links = chain_links([conv, fc])
+        proj.prune_dead_inputs = prune
+        masks = proj.sparse(xs, [1, 1], [2, 2])
+        np.testing.assert_array_equal(masks[0], [True, True, False, False])
+        np.testing.assert_array_equal(masks[1], expect)

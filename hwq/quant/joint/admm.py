@@ -205,6 +205,7 @@ def quantize_joint(
     distill: float = DEFAULT_DISTILL,
     distill_temperature: float = 4.0,
     kmeans_iterations: int = 100,
+    prune_dead_inputs: bool = True,
     table_bits: int = TABLE_BITS,
     batch_size: int = 64,
     momentum: float = 0.9,
@@ -273,6 +274,13 @@ def quantize_joint(
     distill_temperature : float, default 4
         ``T`` of the distillation softmaxes.
     kmeans_iterations : int, default 100
+    prune_dead_inputs : bool, default True
+        In a chain of layers (each Conv2d/Linear reads the previous one's channels; not
+        grouped, widths matching), the sparse projection keeps no weight that reads a
+        channel of the previous layer left without kept weights (that channel is the
+        constant ``ReLU(bias)``; such a weight only adds a constant) and spends its bits
+        elsewhere. Measured on LeNet-5 before this option: at 1000x 231 of fc2's 441
+        nonzeros, at 2000x 307 of 365, read hidden units with an empty fc1 row.
     table_bits : int, default 8
         Codebook entry width (2..8).
     batch_size, momentum, weight_decay, num_threads, seed, progress
@@ -328,6 +336,8 @@ def quantize_joint(
                          rounds=proj_rounds, kmeans_iterations=kmeans_iterations,
                          snap=snap_to_zero)
     project.links = chain_links([m for _, m in layers])
+    project.prune_dead_inputs = prune_dead_inputs and all(
+        link is not None for _, link in project.links[1:])
     x, y = data.x_train, data.y_train
     if saliency not in SALIENCIES:
         raise ValueError(f"Joint saliency must be one of {', '.join(SALIENCIES)}, "
@@ -509,6 +519,7 @@ def quantize_joint(
                     "epochs": epochs, "finetune_epochs": finetune_epochs, "lr": lr,
                     "finetune_lr": finetune_lr, "solver": solver, "proj_rounds": proj_rounds,
                     "kmeans_iterations": kmeans_iterations, "table_bits": table_bits,
+                    "prune_dead_inputs": project.prune_dead_inputs,
                     "seed": seed},
         "history": history,
         "timings": timings,

@@ -58,6 +58,9 @@ class _Projector:
         #: per layer ``(out_channels, input channel read by each weight)``, or None where
         #: the layer's input is not the previous layer's output (set by the caller)
         self.links: list[tuple[int, np.ndarray | None]] | None = None
+        #: drop weights reading an empty channel of the previous layer (needs ``links`` of a
+        #: chain: each layer reads the previous one's output only)
+        self.prune_dead_inputs = False
 
     def chain(self, score: np.ndarray, offsets: Sequence[int], numels: Sequence[int]
               ) -> list[int]:
@@ -111,8 +114,39 @@ class _Projector:
                     + _model_bits(n0, n) - m * n0
                     for n, b, n0, m in zip(numels, bits, nnz, marg, strict=True))
         score = _scores(xs, cost, importance)
-        costs = np.repeat(cost, numels)
         offsets = np.concatenate([[0], np.cumsum(numels)[:-1]]).astype(np.int64)
+        best = self._select(xs, bits, nnz, importance, score, np.repeat(cost, numels), fixed,
+                            float(cost.max()), offsets)
+        if not self.prune_dead_inputs:
+            return best
+        for _ in range(4):  # weights reading an empty channel buy nothing: free their bits
+            dead = self._dead_reads(best, numels)
+            if not any(d.any() for d in dead):
+                break
+            for o, d in zip(offsets, dead, strict=True):
+                score[o + np.flatnonzero(d)] = 0.0
+            best = self._select(xs, bits, nnz, importance, score, np.repeat(cost, numels),
+                                fixed, float(cost.max()), offsets)
+        return best
+
+    def _dead_reads(self, masks: list[np.ndarray], numels: Sequence[int]) -> list[np.ndarray]:
+        """Per layer, the weights (kept or not) that read a channel of the previous layer
+        with no kept weight (its output is a constant, ReLU(bias))."""
+        out = [np.zeros(n, dtype=bool) for n in numels]
+        assert self.links is not None
+        for layer in range(1, len(masks)):
+            link = self.links[layer][1]
+            prev_c = self.links[layer - 1][0]
+            live = masks[layer - 1].reshape(prev_c, -1).any(axis=1)
+            if link is not None and not live.all():
+                out[layer] = ~live[link]
+        return out
+
+    def _select(self, xs: list[np.ndarray], bits: list[int], nnz: Sequence[int],
+                importance: Sequence[np.ndarray | float] | None, score: np.ndarray,
+                costs: np.ndarray, fixed: float, step: float, offsets: np.ndarray
+                ) -> list[np.ndarray]:
+        numels = [x.size for x in xs]
         forced = np.array(self.chain(score, offsets, numels), dtype=np.int64)
         flat = np.zeros(score.size, dtype=bool)
         flat[forced] = True
@@ -123,7 +157,6 @@ class _Projector:
         keep = int(np.searchsorted(cum, room, side="right"))
         flat[order[:keep]] = True
         bounds = np.cumsum(numels)[:-1]
-        step = float(cost.max())
 
         def total(f: np.ndarray) -> int:
             return sum(s.total_bits for s in _planned_sizes(np.split(f, bounds), bits,
