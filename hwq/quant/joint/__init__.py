@@ -31,7 +31,9 @@ ADMM on the split ``W`` (trained, dense) / ``V`` (in the constraint set), scaled
      of the previous layer's (:meth:`~hwq.quant.joint.projection._Projector.chain`), so no
      layer is ever empty or cut off; a budget that cannot hold it is refused before training
      with the minimum in bits and as a ratio
-     (:func:`~hwq.quant.joint.projection.minimum_budget`);
+     (:func:`~hwq.quant.joint.projection.minimum_budget`). In a chain of layers no weight
+     reading a channel that the previous layer left empty (a constant) is kept
+     (``prune_dead_inputs``);
    * bit widths (nonzeros fixed), a multiple-choice knapsack (:func:`choose_bits`): for each
      layer and ``b`` in ``b_min..b_max`` a k-means of the nonzeros of ``W + Y`` into ``2**b``
      centroids plus a fixed exact 0 (:func:`kmeans_zero`, <= 100 Lloyd iterations) gives the
