@@ -187,3 +187,13 @@ def test_compressed_file_corruption_is_an_artifact_error(digits_network):
         from_compressed_bytes(bytes(flipped))
     with pytest.raises(ArtifactError, match="truncated"):
         from_compressed_bytes(data[:13 + nbits // 16])
+
+
+@pytest.mark.parametrize("name", ["hwq.quant.joint.stream", "hwq.quant.joint.kmeans",
+                                  "hwq.quant.joint.knapsack", "hwq.quant.joint.encoding"])
+def test_doctests(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.attempted > 0 and result.failed == 0
