@@ -173,11 +173,17 @@ def parse_json(text: bytes | str, source: str, what: str) -> Any:
 
 
 def load(path: str | os.PathLike) -> QuantizedNetwork:
-    """Read and fully validate a network written by :func:`save`."""
+    """Read and fully validate a network written by :func:`save` (or a compressed one,
+    :func:`hwq.quant.joint.compressed.save_compressed`)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No network file at {path}")
-    return from_bytes(path.read_bytes(), source=str(path))
+    data = path.read_bytes()
+    if data[:4] == b"HWQZ":  # a compressed network (hwq quantize --compressed)
+        from hwq.quant.joint.compressed import from_compressed_bytes
+
+        return from_compressed_bytes(data, source=str(path))
+    return from_bytes(data, source=str(path))
 
 
 def _header_metadata(data: bytes, source: str) -> dict[str, str]:

@@ -8,9 +8,9 @@ executor on the whole test split (mismatches against the golden model must be 0)
 ratio, log scale, with the fp32 accuracy and the fp32 - 1 point line).
 
 Compression ratios are ``32 * weights / bits`` with bits the exact sparse encoding of
-:func:`hwq.quant.joint.sparse_size` (values, relative indices, codebooks, headers; no biases,
-no scales); the dense CODEBOOK IR ratio and the ratio with int32 biases on both sides are
-reported too.
+:func:`hwq.quant.joint.sparse_size`, the weight stream's length (values, positions, codebooks,
+headers; no biases, no scales); the dense CODEBOOK IR ratio and the ratio with int32 biases
+on both sides are reported too.
 """
 
 from __future__ import annotations
@@ -160,7 +160,7 @@ def bench_joint(
         "workload": "digits",
         "what": "joint sparsity-quantization (ADMM, Yang et al. 2020): accuracy of the "
                 "integer network (golden model) vs weight compression ratio",
-        "ratio": "32 * weights / exact sparse-encoding bits (values + relative indices + "
+        "ratio": "32 * weights / bits of the sparse weight stream (values + positions + "
                  "codebooks + headers; biases and scales not counted)",
         "fp32_accuracy": fp32,
         "compressions": [float(c) for c in compressions],

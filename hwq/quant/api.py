@@ -62,7 +62,7 @@ class QuantizeResult:
         model (0 unless something is broken).
     weight_bits_total : int
         storage of every weight code plus codebook tables, in bits (joint: its sparse
-        encoding, run-length indices included; see ``info``).
+        weight stream, positions included; see ``info``).
     weight_count : int
         number of Conv2d/Linear weights.
     compression_ratio : float
@@ -252,7 +252,7 @@ def quantize(
     weight_bits = network.weight_storage_bits()
     # tq adds basis layers: the ratio is against the ORIGINAL network's fp32 weights
     weight_count = int(info.get("original_weight_count", network.weight_count()))
-    if "total_bits" in info:  # joint: the sparse encoding (values, run-length indices, tables)
+    if "total_bits" in info:  # joint: the sparse weight stream (values, positions, tables)
         weight_bits = int(info["total_bits"])
     result = QuantizeResult(
         network=network, method=method, bits=bits, act_bits=act_bits, seed=seed,

@@ -45,6 +45,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "basis, e.g. 2.0; joint: the widest layer, optional)")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="FILE",
                         help="where to write the QuantizedNetwork (.safetensors)")
+    parser.add_argument("--compressed", type=Path, default=None, metavar="FILE",
+                        help="also write the network with its weights as a sparse weight "
+                             "stream (.hwqz; loads as the same network; its stream length is "
+                             "the joint size)")
     parser.add_argument("--act-bits", type=integer(2, 16), default=8, metavar="A",
                         help="activation bit width, 2..16 (default: 8)")
     parser.add_argument("--epochs", type=integer(1), default=None, metavar="N",
@@ -158,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
                          f"({', '.join(n for n, m in METHODS.items() if m.retrains)}), "
                          f"not {args.method!r}")
     check_output(args.output, "-o/--output")
+    if args.compressed is not None:
+        check_output(args.compressed, "--compressed")
 
     result = quantize(model, args.method, bits=bits, act_bits=args.act_bits, data=data,
                       seed=args.seed, progress=args.progress, calibration=args.calibration,
@@ -168,6 +174,15 @@ def run(args: argparse.Namespace) -> int:
 
     report = {"ok": result.output_mismatches == 0, "model": args.model, **result.to_dict(),
               "output": str(path)}
+    compressed = []
+    if args.compressed is not None:
+        from hwq.quant.joint.compressed import save_compressed
+
+        cpath, nbits, _ = save_compressed(result.network, args.compressed)
+        report["compressed"] = {"output": str(cpath), "stream_bits": nbits,
+                                "file_bytes": cpath.stat().st_size}
+        compressed = [f"  compressed file      {cpath}: weight stream {nbits} bits, file "
+                      f"{cpath.stat().st_size} bytes"]
     kib = result.weight_bits_total / 8 / 1024
     text = "\n".join([
         f"{args.model}: {args.method}, "
@@ -179,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
         f"  weight storage       {result.weight_bits_total} bits ({kib:.1f} KiB) for "
         f"{result.weight_count} weights",
         f"  compression ratio    {result.compression_ratio:.2f}x vs fp32 weights",
+        *compressed,
         *(["  coding gain (dB)     " + ", ".join(
             f"{layer}: " + "/".join(f"{t} {g:.1f}" if isinstance(g, float) else f"{t} {g}"
                                     for t, g in gains.items())

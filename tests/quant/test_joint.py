@@ -19,16 +19,21 @@ from hwq.layout import execute
 from hwq.quant.base import QuantizedWeight, fold_batchnorm, weight_layers
 from hwq.quant.integerize import fake_quant_model
 from hwq.quant.joint import (
-    _Distilled,
     budget_from,
     choose_bits,
     index_bits,
     kmeans_zero,
     knapsack_masks,
     layer_importance,
+    layer_size,
     quantize_joint,
     sparse_size,
 )
+from hwq.quant.joint.admm import _Distilled, chain_links, constant_layers
+from hwq.quant.joint.compressed import from_compressed_bytes, to_compressed_bytes
+from hwq.quant.joint.projection import _Projector
+from hwq.quant.joint.stream import position_marginal
+from hwq.serialize import to_bytes
 from hwq.workloads.train import evaluate
 
 # --- sparse projection (0-1 knapsack) -------------------------------------------------------
@@ -241,21 +246,22 @@ def _hand_network() -> dict[str, QuantizedWeight]:
 def test_sparse_size_equals_hand_count():
     size = sparse_size(_hand_network(), biases={"fc": 2, "conv": 1})
     fc = size["layers"]["fc"]
-    # fc: nonzeros at 3, 5, 15 (runs 3, 1, 9); levels {5, -3}: 1-bit values;
-    # index: r = 3 (12 bits, one escape; r = 4 ties at 12, the smaller wins);
-    # table 2 x 8; header ceil(log2(17)) + 3 + 8 = 16
-    assert fc == {"weights": 16, "nnz": 3, "levels": 2, "value_width": 1, "index_width": 3,
-                  "escapes": 1, "value_bits": 3, "index_bits": 12, "table_bits": 16,
-                  "header_bits": 16, "total_bits": 47, "dense_ir_bits": 16 * 2 + 3 * 8}
+    # fc: nonzeros at 3, 5, 15 (runs 3, 1, 9); levels {-3, 5}: 4-bit entries, 1-bit values;
+    # positions: relative r = 3: 12, Elias-Fano L = 2: 6 + 3 + 3 = 12, Golomb-Rice k = 1:
+    # 3 * 2 + (1 + 0 + 4) = 11 (the shortest); header ceil(log2(17)) + 2 + 5 + 8 + 4 = 24
+    assert fc == {"weights": 16, "nnz": 3, "levels": 2, "entry_bits": 4, "value_width": 1,
+                  "position_code": "golomb-rice", "position_param": 1, "value_bits": 3,
+                  "index_bits": 11, "table_bits": 8, "header_bits": 24, "total_bits": 46,
+                  "dense_ir_bits": 16 * 2 + 3 * 8}
     conv = size["layers"]["conv"]
-    # all zero: only the header, ceil(log2(5)) + 3 + 8
-    assert conv["total_bits"] == 14 and conv["nnz"] == 0 and conv["index_bits"] == 0
+    # all zero: only the nnz field, ceil(log2(5))
+    assert conv["total_bits"] == 3 and conv["nnz"] == 0 and conv["index_bits"] == 0
     assert conv["dense_ir_bits"] == 4 * 1 + 1 * 8
-    assert size["total_bits"] == 61 and size["weights"] == 20 and size["nnz"] == 3
-    assert size["compression_ratio"] == 32 * 20 / 61
+    assert size["total_bits"] == 49 and size["weights"] == 20 and size["nnz"] == 3
+    assert size["compression_ratio"] == 32 * 20 / 49
     assert size["dense_ir_bits"] == 56 + 12
     assert size["bias_bits"] == 3 * 32
-    assert size["compression_ratio_with_biases"] == 32 * 23 / (61 + 96)
+    assert size["compression_ratio_with_biases"] == 32 * 23 / (49 + 96)
 
 
 def test_budget_from_and_its_errors():
@@ -282,9 +288,13 @@ def test_quantize_joint_rejects_bad_options(digits_model, digits_data):
         quantize_joint(folded, digits_data)
     with pytest.raises(ValueError, match=r"Joint bits must be an integer in 1..7, not 8"):
         quantize_joint(folded, digits_data, compression=10, bits=8)
-    # headers: 8+11 (144 weights), 13+11 (4608), 14+11 (9216), 11+11 (1280) = 90 bits
-    with pytest.raises(ValueError, match="budget of 50 bits is below the 90 bits of the layer "
-                                         "headers alone"):
+    # one nonzero per layer at its last position: headers (8, 13, 14, 11) + 19 each = 122,
+    # one 8-bit table entry and a 1-bit value each = 36, relative indices of r = 8, 13, 14, 11
+    # bits = 46: 204 bits, 32 * 15248 / 204 = 2391.8x
+    with pytest.raises(ValueError, match=r"^Joint budget of 50 bits \(9758\.7x\) cannot hold "
+                                         r"one nonzero weight per layer: the minimum is 204 "
+                                         r"bits \(2391\.8x\); allow more bits or less "
+                                         r"compression$"):
         quantize_joint(folded, digits_data, budget_bits=50, progress=False)
     with pytest.raises(ValueError, match="Joint saliency must be one of"):
         quantize_joint(folded, digits_data, compression=10, saliency="taylor")
@@ -341,3 +351,96 @@ def test_joint_network_runs_on_golden_and_bit_serial_layout(joint_run, digits_da
     assert evaluate(folded, digits_data.x_test, digits_data.y_test) >= 90.0
     program = compile_layout(network, CoreConfig(pe="bit_serial", weight_bits=8))
     np.testing.assert_array_equal(execute(program, x[:64]), golden[:64])
+    # the compressed file: its weight stream is the reported size, and it loads as the network
+    data, nbits, codes = to_compressed_bytes(network)
+    assert nbits == q.info["total_bits"]
+    assert {n: c.total_bits for n, c in codes.items()} == {
+        op.name: q.info["layers"][name]["total_bits"]
+        for op, name in zip([o for o in network.ops if hasattr(o, "weight")], q, strict=True)}
+    assert to_bytes(from_compressed_bytes(data)) == to_bytes(network)
+
+
+# --- no dead networks -------------------------------------------------------------------------
+
+
+def test_chain_keeps_a_live_path():
+    # layer 0: 2 out channels x 1 input x 2 taps; layer 1 (linear, 4 inputs = 2 channels x 2)
+    proj = _Projector(100, 1, 3, table_bits=8, solver="exact", rounds=1, kmeans_iterations=1,
+                      snap=False)
+    conv = torch.nn.Conv2d(1, 2, (1, 2))
+    fc = torch.nn.Linear(4, 3)
+    proj.links = chain_links([conv, fc])
+    assert proj.links[0][1] is None
+    np.testing.assert_array_equal(proj.links[1][1], [0, 0, 1, 1] * 3)
+    # best of layer 0: index 3 (out channel 1); layer 1's best reading channel 1 is index 7,
+    # not its global best 0 (which reads channel 0)
+    score = np.concatenate([[0.1, 0.2, 0.3, 0.9], [5.0, 0.1, 0.1, 0.2, 0.1, 0.1, 0.1, 0.4,
+                                                   0.1, 0.1, 0.1, 0.1]])
+    assert proj.chain(score, [0, 4], [4, 12]) == [3, 4 + 7]
+
+
+def test_tight_feasible_budget_keeps_every_layer_alive(digits_reference, digits_data):
+    # 1000 bits: 488x on digits, 5 times the 204-bit minimum (one nonzero per layer); the
+    # relative-index code returned layers 7 and 12 constant here (a 9.6 % network)
+    folded = fold_batchnorm(digits_reference)
+    q = quantize_joint(folded, digits_data, budget_bits=1000, epochs=10, finetune_epochs=5,
+                       seed=0, progress=False)
+    assert q.info["total_bits"] <= 1000
+    assert all(layer["nnz"] > 0 for layer in q.info["layers"].values())
+    assert constant_layers(folded, digits_data.x_test) == []
+
+
+@pytest.mark.slow
+def test_lenet5_at_1000x_does_not_collapse(tmp_path):
+    # issue 25: 1000x on LeNet-5 used to return a 10 % network with every layer empty
+    from hwq.quant.api import quantize
+    from hwq.quant.joint.compressed import save_compressed
+
+    result = quantize("lenet5", "joint", bits=None, compression=1000, progress=False)
+    info = result.info
+    assert info["total_bits"] <= info["budget_bits"] == math.floor(32 * 430500 / 1000)
+    assert all(layer["nnz"] > 0 for layer in info["layers"].values())
+    assert result.accuracy >= result.fp32_accuracy - 3.0
+    _, nbits, _ = save_compressed(result.network, tmp_path / "lenet5.hwqz")
+    assert nbits == info["total_bits"]
+
+
+def test_sparse_projection_fills_the_budget_without_a_position_floor():
+    # LeNet-5's shapes at 1000x (13,776 bits): the relative index's floor (an escape every
+    # 2**r - 1 positions, ~12,500 bits for fc1 at r = 8) left fc1 empty; priced at the
+    # marginal bits of its shortest code, every layer gets nonzeros and the exact size ends
+    # within one nonzero's cost of the budget
+    rng = np.random.default_rng(0)
+    numels = [500, 25_000, 400_000, 5_000]
+    xs = [rng.normal(0, s, n) for n, s in zip(numels, [0.1, 0.05, 0.05, 0.1], strict=True)]
+    budget = math.floor(32 * sum(numels) / 1000)
+    proj = _Projector(budget, 1, 7, table_bits=8, solver="exact", rounds=1,
+                      kmeans_iterations=1, snap=False)
+    bits = [3, 3, 3, 3]
+    nnz = proj.initial_nnz(numels, bits)
+    masks = proj.sparse(xs, bits, nnz)
+    sizes = [layer_size(m, value_width=3, levels=8) for m in masks]
+    used = sum(s.total_bits for s in sizes)
+    # the projector's price of a nonzero: value bits + marginal position bits at the
+    # network's density
+    density = sum(nnz) / sum(numels)
+    costs = [3 + position_marginal(max(1, round(density * n)), n) for n in numels]
+    assert budget - max(costs) <= used <= budget
+    assert all(s.nnz > 0 for s in sizes)
+    assert sizes[2].nnz > 100 and sizes[2].position_code == "golomb-rice"
+
+
+def test_weights_reading_an_empty_channel_are_not_kept():
+    # conv (2 out channels x 2 taps) -> linear (4 inputs = 2 channels x 2 positions, 1 out);
+    # layer 0's channel 1 has zero weights, so it is never kept and its output is the
+    # constant ReLU(bias): the linear weights on its inputs (2, 3) score best but buy nothing
+    conv, fc = torch.nn.Conv2d(1, 2, (1, 2)), torch.nn.Linear(4, 1)
+    xs = [np.array([1.0, 0.9, 0.0, 0.0]), np.array([0.5, 0.4, 3.0, 2.0])]
+    for prune, expect in ((False, [True, True, True, True]), (True, [True, True, False, False])):
+        proj = _Projector(10_000, 1, 1, table_bits=8, solver="exact", rounds=1,
+                          kmeans_iterations=1, snap=False)
+        proj.links = chain_links([conv, fc])
+        proj.prune_dead_inputs = prune
+        masks = proj.sparse(xs, [1, 1], [2, 2])
+        np.testing.assert_array_equal(masks[0], [True, True, False, False])
+        np.testing.assert_array_equal(masks[1], expect)

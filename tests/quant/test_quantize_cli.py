@@ -280,3 +280,20 @@ def test_your_own_model_refusals(cli, tmp_path, model, data, message):
     assert code == 2
     assert err.startswith("hwq quantize: error: " + message.format(dir=tmp_path))
     assert err.count("\n") == 1
+
+
+def test_compressed_option_writes_a_file_that_loads_as_the_network(cli, tmp_path):
+    from hwq.serialize import to_bytes
+
+    path, packed = tmp_path / "net.safetensors", tmp_path / "net.hwqz"
+    code, out, err = cli("--bits", "3", "-o", str(path), "--compressed", str(packed), "--json",
+                         "--no-progress")
+    assert code == 0 and err == ""
+    data = json.loads(out)["compressed"]
+    assert data["output"] == str(packed) and data["file_bytes"] == packed.stat().st_size
+    raw = packed.read_bytes()
+    assert int.from_bytes(raw[5:13], "little") == data["stream_bits"]
+    assert to_bytes(load(packed)) == to_bytes(load(path))
+    # a bad --compressed target is bad usage before any work
+    code, out, err = cli("--bits", "3", "-o", str(path), "--compressed", str(tmp_path))
+    assert code == 2 and "--compressed" in err and err.count("\n") == 1
