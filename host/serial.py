@@ -139,10 +139,10 @@ class SerialDevice(Device):
                 self._settle()
                 if attempt + 1 < attempts:
                     self.stats["retries"] += 1
-        how = f"after {attempts} attempts" if retry else "not repeated (a read with a side effect)"
-        words = f"{count} word(s)" if op != Op.HELLO else "HELLO"
-        raise LinkError(f"Serial link {self.port}: {op.name} of {words} at {addr:#04x} failed "
-                        f"{how}: {last}")
+        how = (f"after {attempts} attempt(s)" if retry
+               else "and was not repeated (a read with a side effect)")
+        what = "HELLO" if op == Op.HELLO else f"{op.name} of {count} word(s) at {addr:#04x}"
+        raise LinkError(f"Serial link {self.port}: {what} failed {how}: {last}")
 
     # -- the Device interface -------------------------------------------------------------
     async def read_reg(self, offset: int) -> int:

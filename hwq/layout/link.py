@@ -190,12 +190,14 @@ def decode_reply(frame: bytes, op: Op, seq: int, count: int = 1) -> list[int]:
                          "(a byte was lost or added)")
     if crc16(frame[:-2]) != int.from_bytes(frame[-2:], "big"):
         raise FrameError("reply CRC does not check (a byte was corrupted on the line)")
+    if status != Status.OK:
+        # before the sequence number: a frame that lost bytes may have lost its SEQ too
+        known = status in Status._value2member_map_
+        raise FrameError(f"the bridge refused the request: "
+                         f"{Status(status).name if known else f'<status {status}>'}",
+                         Status(status) if known else None)
     if frame[2] != seq:
         raise FrameError(f"reply to sequence number {frame[2]}, expected {seq} (a stale reply)")
-    if status != Status.OK:
-        name = Status(status).name if status in Status._value2member_map_ else f"<{status}>"
-        raise FrameError(f"the bridge refused the request: {name}",
-                         Status(status) if status in Status._value2member_map_ else None)
     resp = frame[-3]
     if resp:
         raise BusResponseError(f"AXI4-Lite error response {resp:#x} from the core")
