@@ -29,8 +29,9 @@ from hwq.errors import CheckFailed, ToolchainError
 from hwq.layout.program import Program
 from hwq.rtl.linked_core import LinkedCore
 
-__all__ = ["BOARDS", "Board", "BoardTop", "build_board", "check_board", "platform_for",
-           "plan_clock", "pll_parameters", "uart_divider"]
+__all__ = ["BOARDS", "BRAM_BLOCKS", "Board", "BoardTop", "bram_blocks", "build_board",
+           "check_board", "core_bram_blocks", "fit_memories", "platform_for", "plan_clock",
+           "pll_parameters", "uart_divider"]
 
 #: Top module of the board design (and the stem of its files: ``hwq_board.bit``, ...).
 NAME = "hwq_board"
@@ -104,6 +105,63 @@ def platform_for(board: Board):
             Subsignal("tx", Pins(tx.split(":")[1], dir="o", conn=(conn_rx.split("_")[0], 0))),
             Attrs(IO_TYPE="LVCMOS33"))])
     return platform
+
+
+# ---------------------------------------------------------------------------------------------
+# memories
+
+#: DP16KD blocks of each ECP5 part (nextpnr-ecp5's figures).
+BRAM_BLOCKS = {"LFE5U-12F": 32, "LFE5U-25F": 56, "LFE5U-45F": 108, "LFE5U-85F": 208}
+#: DP16KD shapes (depth, width): 16 kbit, or 18 kbit from 9 bits wide up.
+_DP16KD = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
+
+
+def bram_blocks(depth: int, width: int) -> int:
+    """DP16KD blocks of a ``depth x width`` memory in its cheapest shape; 0 below 64 words,
+    which Yosys puts in LUT RAM. An estimate: the tools' utilisation is the arbiter."""
+    if depth < 64:
+        return 0
+    return min(-(-depth // d) * -(-width // w) for d, w in _DP16KD)
+
+
+def _blocks(config: CoreConfig) -> dict[str, int]:
+    from hwq.layout.words import core_words
+
+    words = core_words(config)
+    return {name: bram_blocks(getattr(config, f"{name}_depth"), getattr(words, name).width)
+            for name in _FLOORS}
+
+
+#: The smallest depth :func:`fit_memories` gives each memory.
+_FLOORS = {"act": 256, "weight": 256, "param": 64, "desc": 16}
+
+
+def core_bram_blocks(config: CoreConfig) -> int:
+    """DP16KD blocks of the core's four memories (:func:`bram_blocks` of each word layout)."""
+    return sum(_blocks(config).values())
+
+
+def fit_memories(config: CoreConfig, device: str, *, reserve: int = 2) -> CoreConfig:
+    """The largest depths up to ``config``'s whose block RAMs fit ``device`` less ``reserve``
+    blocks (the link's buffer): the memory with the most blocks is halved until they fit.
+
+    Raises
+    ------
+    ValueError
+        even the smallest depths (:data:`_FLOORS`) do not fit.
+    """
+    import dataclasses
+
+    budget = BRAM_BLOCKS[device] - reserve
+    cfg = config
+    while (blocks := _blocks(cfg)) and sum(blocks.values()) > budget:
+        shrinkable = [n for n in blocks if getattr(cfg, f"{n}_depth") > _FLOORS[n]]
+        if not shrinkable:
+            raise ValueError(f"The core's memories need {sum(blocks.values())} DP16KD even at "
+                             f"their smallest depths; {device} has {BRAM_BLOCKS[device]}")
+        name = max(shrinkable, key=lambda n: blocks[n])
+        cfg = dataclasses.replace(cfg, **{f"{name}_depth": getattr(cfg, f"{name}_depth") // 2})
+    return cfg
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,8 +8,10 @@ writes ``DIR/hwq_board.bit`` and ``.svf`` (Yosys → nextpnr-ecp5 → ecppack, t
 packages), ``DIR/hwq_board.json`` (the report: resources, routed Fmax against the clock,
 PLL, UART divider and baud error, tool times), and what ``hwq rtl`` writes (``hwq_core.v``,
 ``hwq_regs.md``, ``hwq_regs.py``, ``hwq_config.json``). With ``--network`` the memories
-are sized to the network (:func:`hwq.layout.core_config`). Exit 1 when the design does not
-fit the part or misses timing at the clock (the figures in the message).
+are sized to the network (:func:`hwq.layout.core_config`); without it and without depth
+options, the largest depths whose block RAMs fit the board's part
+(:func:`hwq.rtl.board.fit_memories`). Exit 1 when the design does not fit the part or misses
+timing at the clock (the figures in the message).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ def _config(args: argparse.Namespace):
     """(config, network) from the options; refuses combinations that do not apply."""
     from hwq import serialize
     from hwq.layout import core_config
+    from hwq.rtl.board import check_board, fit_memories, platform_for
 
     given = {name: getattr(args, name) for name in CoreConfig.INT_FIELDS
              if getattr(args, name) is not None}
@@ -64,7 +67,11 @@ def _config(args: argparse.Namespace):
             raise ValueError("--pe is required without --network")
         if args.preload:
             raise ValueError("--preload applies with --network (the program it preloads)")
-        return CoreConfig(pe=args.pe, **({"dsp": args.dsp} if args.dsp else {}), **given), None
+        check_board(args.board)
+        config = CoreConfig(pe=args.pe, **({"dsp": args.dsp} if args.dsp else {}), **given)
+        if not any(k.endswith("_depth") for k in given):
+            config = fit_memories(config, platform_for(check_board(args.board)).device)
+        return config, None
     if not args.network.is_file():
         raise FileNotFoundError(f"No network file at {args.network}")
     depths = [k for k in given if k.endswith("_depth") or k.endswith("_bits")]

@@ -82,3 +82,22 @@ def test_cli_lists_boards_and_refuses_bad_usage(capsys, tmp_path):
         out = json.loads(capsys.readouterr().out)
         assert out["ok"] is False and out["error"].startswith(message), out
     assert list(tmp_path.iterdir()) == []
+
+
+def test_memories_fit_the_part():
+    from hwq.config import CoreConfig
+    from hwq.rtl.board import BRAM_BLOCKS, bram_blocks, core_bram_blocks, fit_memories
+
+    assert bram_blocks(512, 36) == 1 and bram_blocks(1024, 37) == 3 and bram_blocks(63, 500) == 0
+    assert bram_blocks(16384, 1) == 1 and bram_blocks(4096, 64) == 16
+    default = CoreConfig(pe="shift_add")
+    assert core_bram_blocks(default) == 308  # the default core fits no ECP5 (85F: 208)
+    fitted = fit_memories(default, "LFE5U-85F")
+    assert (fitted.act_depth, fitted.weight_depth, fitted.param_depth, fitted.desc_depth) == (
+        4096, 8192, 1024, 32)
+    assert core_bram_blocks(fitted) == 176 <= BRAM_BLOCKS["LFE5U-85F"] - 2
+    crab = fit_memories(CoreConfig(pe="shift_add", lanes=4, simd=4), "LFE5U-25F")
+    assert core_bram_blocks(crab) <= 54
+    with pytest.raises(ValueError, match="^The core's memories need 62 DP16KD even at their "
+                                         "smallest depths; LFE5U-12F has 32$"):
+        fit_memories(CoreConfig(pe="shift_add", lanes=16, simd=16), "LFE5U-12F")
