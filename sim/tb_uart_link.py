@@ -54,7 +54,7 @@ async def run_over_uart(dut) -> None:
             t1 = time.perf_counter()
             result = await rt.infer(x)
             box.update(result=result, load_s=t1 - t0, infer_s=time.perf_counter() - t1,
-                       stats=dict(dev.stats))
+                       stats=dict(dev.stats), failures=list(dev.failures))
         finally:
             await dev.close()
 
@@ -82,4 +82,5 @@ async def run_over_uart(dut) -> None:
     np.savez(job / "results.npz", outputs=r.outputs, cycles=r.cycles,
              layer_cycles=r.layer_cycles, model_layer_cycles=r.model_layer_cycles,
              load_s=box["load_s"], infer_s=box["infer_s"], sim_cycles=bits * divider,
-             commands=box["stats"]["commands"], retries=box["stats"]["retries"])
+             commands=box["stats"]["commands"], retries=box["stats"]["retries"],
+             failures=np.array(box["failures"], dtype=str))

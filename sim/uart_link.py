@@ -41,8 +41,9 @@ def simulate_uart(program: Program, x: np.ndarray, *, divider: int = 4, max_burs
     -------
     dict
         ``outputs``, ``cycles``, ``layer_cycles``, ``model_layer_cycles`` (arrays as in
-        :class:`hwq.host.runtime.InferenceResult`), ``commands``, ``retries``, ``load_s``,
-        ``infer_s``, ``sim_cycles``, ``build_cached``.
+        :class:`hwq.host.runtime.InferenceResult`), ``commands``, ``retries``, ``failures``
+        (why each failed attempt failed), ``load_s``, ``infer_s``, ``sim_cycles``,
+        ``build_cached``.
 
     Raises
     ------
@@ -84,6 +85,7 @@ def simulate_uart(program: Program, x: np.ndarray, *, divider: int = 4, max_burs
         r = np.load(job / "results.npz")
         out = {k: r[k] for k in ("outputs", "cycles", "layer_cycles", "model_layer_cycles")}
         out.update({k: int(r[k]) for k in ("commands", "retries", "sim_cycles")})
-        out.update(load_s=float(r["load_s"]), infer_s=float(r["infer_s"]),
+        out.update(failures=[str(f) for f in r["failures"]], load_s=float(r["load_s"]),
+                   infer_s=float(r["infer_s"]),
                    build_cached=bool(build.cached))
         return out

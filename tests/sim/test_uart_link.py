@@ -34,13 +34,18 @@ def test_digits_inference_through_the_link_is_bit_exact_and_survives_damaged_byt
     np.testing.assert_array_equal(clean["layer_cycles"], clean["model_layer_cycles"][None]
                                   .repeat(len(x), 0))
     assert clean["retries"] == 0
-    # two dropped and one corrupted request byte, two corrupted reply bytes: each detected
-    # (CRC, length or the bridge's frame timeout) and the command repeated
-    faults = {"drop": {"to_device": [500, 5000]},
+    # two dropped and one corrupted request byte, two corrupted reply bytes, each in another
+    # command: each detected (CRC, sync byte, the bridge's frame timeout), the command repeated
+    faults = {"drop": {"to_device": [1000, 5000]},
               "corrupt": {"to_device": [3000], "to_host": [100, 400]}}
     damaged = simulate_uart(program, x, faults=faults)
     np.testing.assert_array_equal(damaged["outputs"], expected)
-    assert damaged["retries"] == 5
+    assert damaged["retries"] == len(damaged["failures"]) == 5, damaged["failures"]
+    reasons = sorted(f.split(": ", 1)[1].split(",")[0] for f in damaged["failures"])
+    assert reasons == ["reply starts with 0xb5", "reply starts with 0xb5",
+                       "the bridge refused the request: BAD_CRC",
+                       "the bridge refused the request: FRAME_TIMEOUT",
+                       "the bridge refused the request: FRAME_TIMEOUT"], reasons
 
 
 def test_a_link_that_loses_every_try_is_a_link_error(digits_case):
