@@ -71,7 +71,7 @@ def test_bare_hwq_lists_the_commands_on_stderr(capsys):
     (["rtl", "--pe", "fpu", "-o", "x"], "hwq rtl: error: argument --pe: invalid choice: 'fpu' "
      "(choose from {q}shift_add{q}, {q}bit_serial{q}, {q}multiply{q}) (see hwq rtl --help)"),
     (["frobnicate"], "hwq: error: argument COMMAND: invalid choice: 'frobnicate' (choose from "
-     "{q}doctor{q}, {q}quantize{q}, {q}rtl{q}, {q}sim{q}, {q}flow{q}, {q}report{q}, "
+     "{q}doctor{q}, {q}quantize{q}, {q}rtl{q}, {q}sim{q}, {q}flow{q}, {q}report{q}, {q}build{q}, "
      "{q}bench{q}, {q}import{q}, {q}export{q}) (see hwq --help)"),
 ])
 def test_argparse_errors_are_one_line(capsys, argv, line):

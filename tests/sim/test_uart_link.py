@@ -34,10 +34,11 @@ def test_digits_inference_through_the_link_is_bit_exact_and_survives_damaged_byt
     np.testing.assert_array_equal(clean["layer_cycles"], clean["model_layer_cycles"][None]
                                   .repeat(len(x), 0))
     assert clean["retries"] == 0
-    # two dropped and one corrupted request byte, two corrupted reply bytes, each in another
-    # command: each detected (CRC, sync byte, the bridge's frame timeout), the command repeated
+    # two dropped and one corrupted request byte, and the sync byte of two replies (every reply
+    # while loading has 6 bytes, from byte 70 on), each in another command of the load: each
+    # detected (CRC, sync byte, the bridge's frame timeout) and the command repeated
     faults = {"drop": {"to_device": [1000, 5000]},
-              "corrupt": {"to_device": [3000], "to_host": [100, 400]}}
+              "corrupt": {"to_device": [3000], "to_host": [100, 202]}}
     damaged = simulate_uart(program, x, faults=faults)
     np.testing.assert_array_equal(damaged["outputs"], expected)
     assert damaged["retries"] == len(damaged["failures"]) == 5, damaged["failures"]
