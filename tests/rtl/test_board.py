@@ -1,5 +1,6 @@
 """Board designs without place-and-route: PLL settings, UART divider, pins and the build plan."""
 
+import dataclasses
 import json
 import re
 
@@ -101,3 +102,37 @@ def test_memories_fit_the_part():
     with pytest.raises(ValueError, match="^The core's memories need 62 DP16KD even at their "
                                          "smallest depths; LFE5U-12F has 32$"):
         fit_memories(CoreConfig(pe="shift_add", lanes=16, simd=16), "LFE5U-12F")
+
+
+def test_cli_reports_a_build(capsys, tmp_path, monkeypatch):
+    """The success path's text and JSON, with the tools replaced by a recorded report."""
+    from hwq.rtl import board
+
+    calls = []
+
+    def fake_build(config, brd, folder, **kwargs):
+        calls.append((config, brd.name, kwargs))
+        return {"board": brd.name, "device": "LFE5U-25F", "fingerprint": config.fingerprint(),
+                "clock_mhz": {"asked": 60.0, "pll": 60.0, "fmax_routed": 147.15},
+                "uart": {"divider": 20, "baud_error": 0.0},
+                "resources": {"DP16KD": {"used": 9, "available": 56}},
+                "seconds": {"tools": 808.3}, "files": {"bit": f"{folder}/hwq_board.bit"},
+                "timing_met": True}
+
+    monkeypatch.setattr(board, "build_board", fake_build)
+    out = tmp_path / "crab"
+    argv = ["build", "--board", "orangecrab-25f", "--pe", "shift_add", "--lanes", "4",
+            "--simd", "4", "-o", str(out)]
+    assert main(argv) == 0
+    text = capsys.readouterr().out.splitlines()
+    (config, name, kwargs), = calls
+    assert name == "orangecrab-25f" and kwargs["max_burst"] == 64 and kwargs["baud"] == 3_000_000
+    # no depth given: the largest memories whose block RAMs fit the LFE5U-25F
+    assert board.core_bram_blocks(config) <= 54 < board.core_bram_blocks(
+        dataclasses.replace(config, weight_depth=2 * config.weight_depth))
+    assert text[0] == f"orangecrab-25f (LFE5U-25F): wrote {out}/hwq_board.bit and .svf"
+    assert text[2] == "resources: DP16KD 9/56"
+    assert text[3] == "clock 60 MHz (asked 60), routed Fmax 147.15 MHz: timing met"
+    assert (out / "hwq_core.v").is_file() and (out / "hwq_regs.md").is_file()
+    assert main([*argv, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["ok"] is True
