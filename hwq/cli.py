@@ -40,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("hwq.sim.cli", "run a network on the simulated core (Verilator)"),
     "flow": ("hwq.sim.flow", "model -> quantize -> RTL -> Verilator -> check bit-for-bit"),
     "report": ("hwq.rtl.report", "synthesize and place-and-route: resources and Fmax"),
+    "build": ("hwq.rtl.build_cli", "bitstream of the core with a UART host link for a board"),
     "bench": ("hwq.bench.cli", "benchmarks: speed, accuracy tables, hardware reports"),
     "import": ("hwq.qonnx.cli_import", "read a QONNX model (e.g. from Brevitas) into a network"),
     "export": ("hwq.qonnx.cli_export", "write a network as QONNX, checked against hwq.golden"),
