@@ -68,10 +68,11 @@ def test_runs_ratios_and_table(calls):
     assert "\n  amaranth  core cycles       1       1           100       0.000x     50.0\n" in text
 
 
-def test_the_large_network_needs_over_200k_cycles(calls):
+def test_the_large_network_needs_over_150k_cycles(calls):
+    """A long program per image (about 24x the digits CNN's), so speed is measured on long runs."""
     r = bench_sim.bench_sim(images=0, large_images=2, jobs=2, repeats=1, progress=False)
     large = r["workloads"]["vgg_small"]
-    assert large["cycles_per_image"] >= 200_000
+    assert large["cycles_per_image"] >= 150_000
     assert large["core"]["pe"] == "shift_add" and "digits" not in r["workloads"]
     assert ("cocotb", 1, 2, 200_000) in calls  # 2 M cycles hold fewer than 10 images
     assert [row["engine"] for row in large["rows"]].count("amaranth") == 0
