@@ -9,7 +9,8 @@ from collections.abc import Callable
 
 from hwq.config import DSP_KINDS, PE_TYPES, CoreConfig
 
-__all__ = ["CLI_FIELDS", "add_config_arguments", "config_from_arguments", "integer",
+__all__ = ["CLI_FIELDS", "DEPTH_FIELDS", "add_config_arguments", "config_from_arguments",
+           "depths_given", "integer",
            "positive_number", "positive_seconds"]
 
 
@@ -17,15 +18,27 @@ __all__ = ["CLI_FIELDS", "add_config_arguments", "config_from_arguments", "integ
 CLI_FIELDS = tuple(CoreConfig.INT_FIELDS)
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--pe`` and one option per field of :data:`CLI_FIELDS` (defaults from CoreConfig)."""
+#: The memory depth fields (``--act-depth`` ...), which ``fitted_depths`` leaves unset.
+DEPTH_FIELDS = ("act_depth", "weight_depth", "param_depth", "desc_depth")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, *,
+                         fitted_depths: bool = False) -> None:
+    """``--pe`` and one option per field of :data:`CLI_FIELDS` (defaults from CoreConfig).
+
+    With ``fitted_depths`` the depth options default to None: the command sizes the memories
+    to its target part (:func:`depths_given` tells whether the user set any).
+    """
     parser.add_argument("--pe", required=True, choices=PE_TYPES, help="PE type")
     defaults = CoreConfig(pe="multiply")
     for name in CLI_FIELDS:
         _, lo, hi = CoreConfig.INT_FIELDS[name]
+        fitted = fitted_depths and name in DEPTH_FIELDS
         parser.add_argument(f"--{name.replace('_', '-')}", type=integer(lo, hi),
-                            default=getattr(defaults, name),
-                            help=f"{name}, {lo}..{hi} (default {getattr(defaults, name)})")
+                            default=None if fitted else getattr(defaults, name),
+                            help=f"{name}, {lo}..{hi} (default "
+                                 + ("the largest that fit the part)" if fitted
+                                    else f"{getattr(defaults, name)})"))
     parser.add_argument("--dsp", choices=DSP_KINDS, default=defaults.dsp,
                         help="multipliers: inferred (any tool) or ecp5 (MULT18X18D blocks with "
                              f"their own registers; ECP5 only) (default {defaults.dsp})")
@@ -34,7 +47,13 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_arguments(args: argparse.Namespace) -> CoreConfig:
     """The :class:`CoreConfig` of options added by :func:`add_config_arguments`."""
     return CoreConfig(pe=args.pe, dsp=args.dsp,
-                      **{name: getattr(args, name) for name in CLI_FIELDS})
+                      **{name: getattr(args, name) for name in CLI_FIELDS
+                         if getattr(args, name) is not None})
+
+
+def depths_given(args: argparse.Namespace) -> bool:
+    """Whether any memory depth option was set (else CoreConfig's defaults, or fitted)."""
+    return any(getattr(args, name, None) is not None for name in DEPTH_FIELDS)
 
 
 def integer(lo: int, hi: int | None = None) -> Callable[[str], int]:

@@ -21,6 +21,7 @@ output read-back through ``BULK_RDATA``, and ``irq`` (``STATUS.DONE`` and ``IRQ_
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 from amaranth.hdl import Module, Mux, Signal, unsigned
@@ -113,7 +114,16 @@ class Core(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        cfg, w = self.config, self.words
+        ports = self._ports(m)
+        dp = self._datapath(m, ports)
+        seq = self._sequencer(m, ports, dp)
+        bulk = self._bulk_path(m, ports, dp, seq)
+        self._registers(m, ports, seq, bulk)
+        return m
+
+    def _ports(self, m: Module) -> SimpleNamespace:
+        """The memories' ports and the AXI4-Lite register block."""
+        cfg = self.config
         mems = self._memories(m)
         desc_rd = mems["desc"].read_port()
         weight_rd = mems["weight"].read_port()
@@ -125,7 +135,14 @@ class Core(wiring.Component):
         m.submodules.regs = regs = RegisterBlock(read_strobes=("BULK_RDATA",))
         wiring.connect(m, wiring.flipped(self.s_axil), regs.s_axil)
 
-        # ------------------------------------------------------------ datapath
+        return SimpleNamespace(desc_rd=desc_rd, weight_rd=weight_rd, param_rd=param_rd,
+                               act_rd=act_rd, act_wr=act_wr, host_wr=host_wr, regs=regs)
+
+    def _datapath(self, m: Module, p: SimpleNamespace) -> SimpleNamespace:
+        """Descriptor -> address generator -> weight and activation fetch -> MAC array or
+        max pool -> requant -> write-back."""
+        cfg, w = self.config, self.words
+        desc_rd, weight_rd, param_rd, act_rd = p.desc_rd, p.weight_rd, p.param_rd, p.act_rd
         desc = struct_layout(w.desc)(desc_rd.data)
         # a registered copy for the consumers that first use a field cycles after START (the
         # fetch stages, the array's decoders, requant, write-back): their fan-out then starts
@@ -172,7 +189,13 @@ class Core(wiring.Component):
         wiring.connect(m, rq.o, wb.i)
         m.d.comb += [wb.out_ct.eq(layer.out_ct), mp.o.ready.eq(1)]
 
-        # ------------------------------------------------------------ sequencer
+        return SimpleNamespace(desc=desc, layer=layer, pool=pool, ag=ag, af=af, mp=mp, wb=wb)
+
+    def _sequencer(self, m: Module, p: SimpleNamespace, dp: SimpleNamespace) -> SimpleNamespace:
+        """One START runs every layer's descriptor in turn; cycle counters per layer."""
+        cfg, w = self.config, self.words
+        regs, desc_rd = p.regs, p.desc_rd
+        desc, pool, ag, mp, wb = dp.desc, dp.pool, dp.ag, dp.mp, dp.wb
         busy = Signal()
         done = Signal()
         irq_en = Signal()
@@ -220,7 +243,18 @@ class Core(wiring.Component):
         with m.If(regs.ctrl_we & ctrl.field("CLEAR_DONE").get(regs.ctrl_w)):
             m.d.sync += done.eq(0)
 
-        # ------------------------------------------------------------ bulk path
+        return SimpleNamespace(busy=busy, done=done, irq_en=irq_en, cycles=cycles,
+                               layers_done=layers_done, layer_sel=layer_sel, cyc_rd=cyc_rd)
+
+    def _bulk_path(self, m: Module, p: SimpleNamespace, dp: SimpleNamespace,
+                   seq: SimpleNamespace) -> SimpleNamespace:
+        """Host writes: images in 32-bit chunks (AXI4-Lite or AXI4-Stream) into the memories,
+        the activation read-back, the control registers, and the activation memory's
+        arbitration (the core while busy, the host while idle)."""
+        cfg, w = self.config, self.words
+        regs, act_rd, act_wr, host_wr = p.regs, p.act_rd, p.act_wr, p.host_wr
+        af, mp, wb, pool = dp.af, dp.mp, dp.wb, dp.pool
+        busy, irq_en, layer_sel = seq.busy, seq.irq_en, seq.layer_sel
         bulk_sel = Signal(2)
         bulk_addr = Signal(32)
         chunks = {name: lay.chunks for name, lay in w.memories.items()}
@@ -294,7 +328,17 @@ class Core(wiring.Component):
                              Mux(host_act, (1 << cfg.simd) - 1, 0))),
         ]
 
-        # ------------------------------------------------------------ registers
+        return SimpleNamespace(bulk_sel=bulk_sel, bulk_addr=bulk_addr, act_word=act_word,
+                               rchunk=rchunk)
+
+    def _registers(self, m: Module, p: SimpleNamespace, seq: SimpleNamespace,
+                   bulk: SimpleNamespace) -> None:
+        """What the register block reads: identity, status, counters, the bulk state."""
+        cfg, regs = self.config, p.regs
+        busy, done, irq_en, cycles = seq.busy, seq.done, seq.irq_en, seq.cycles
+        layer_sel, cyc_rd, layers_done = seq.layer_sel, seq.cyc_rd, seq.layers_done
+        bulk_sel, bulk_addr, act_word, rchunk = (bulk.bulk_sel, bulk.bulk_addr, bulk.act_word,
+                                                 bulk.rchunk)
         lo, hi = regmap.fingerprint_words(cfg.fingerprint())
         config0, config1 = regmap.config_words(cfg)
         m.d.comb += [
@@ -314,7 +358,6 @@ class Core(wiring.Component):
             regs.config0_r.eq(config0),
             regs.config1_r.eq(config1),
         ]
-        return m
 
 
 def _mac_side(config: CoreConfig) -> data.StructLayout:

@@ -277,7 +277,7 @@ def format_report(result: dict[str, Any]) -> str:
 # CLI
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser)
+    add_config_arguments(parser, fitted_depths=True)
     parser.add_argument("--target", choices=TARGETS, default="ecp5",
                         help="FPGA family (default ecp5)")
     parser.add_argument("--array-only", "--array", action="store_true",
@@ -317,6 +317,7 @@ def run(args: argparse.Namespace) -> int:
     check_arguments(args)
     if args.device:
         find_device(args.device, args.target)
+    config, fitted = _fit_to_part(args, config)
     if not args.array_only:
         from hwq.rtl.generate import check_buildable
 
@@ -325,11 +326,32 @@ def run(args: argparse.Namespace) -> int:
                     device=args.device, dsp=not args.no_dsp, freq_mhz=args.freq,
                     seed=args.seed, cache=not args.no_cache, timeout=args.timeout,
                     router=args.router)
-    emit(args, result, format_report(result))
+    result["memories_fitted_to"] = fitted
+    text = format_report(result)
+    if fitted:
+        text += (f"\nmemories: the largest that fit {fitted} (act {config.act_depth}, weight "
+                 f"{config.weight_depth}, param {config.param_depth}, desc "
+                 f"{config.desc_depth} words; set --*-depth to choose)")
+    emit(args, result, text)
     if not result["ok"]:
         print(f"hwq report: {result['error']}", file=sys.stderr)
         return 1
     return 0
+
+
+def _fit_to_part(args: argparse.Namespace, config: CoreConfig) -> tuple[CoreConfig, str | None]:
+    """Without depth options, an ECP5 core's memories are the largest that fit the part
+    (``--device``, else the largest ECP5), so the default command fits: ``(config, part)``.
+    iCE40 and ``--array-only`` reports keep ``config`` (``part`` None)."""
+    from hwq.arguments import depths_given
+
+    if depths_given(args) or args.target != "ecp5" or args.array_only:
+        return config, None
+    from hwq.rtl.board import BRAM_BLOCKS, fit_memories
+
+    part = (find_device(args.device, "ecp5").name if args.device
+            else max(BRAM_BLOCKS, key=BRAM_BLOCKS.get))
+    return fit_memories(config, part, reserve=0), part
 
 
 def _run_asic(args: argparse.Namespace, config: CoreConfig) -> int:

@@ -405,3 +405,34 @@ def test_cli_rejects_a_bad_timeout(capsys):
         assert capsys.readouterr().err == (f"hwq report: error: argument --timeout: must be a "
                                            f"positive number of seconds, not '{bad}' (see hwq "
                                            "report --help)\n")
+
+
+def test_the_default_report_fits_its_memories_to_the_largest_ecp5(monkeypatch, capsys):
+    """`hwq report --pe shift_add` without depth options sizes the memories to the part (the
+    default depths need 308 DP16KD; the LFE5U-85F has 208), and says so; depth options win."""
+    from hwq.cli import main
+    from hwq.config import CoreConfig
+    from hwq.rtl.board import BRAM_BLOCKS, core_bram_blocks
+
+    seen = []
+
+    def fake(config, **kwargs):
+        seen.append((config, kwargs["device"]))
+        return {"ok": True, "config": config.to_dict(), "device": "LFE5U-85F"}
+
+    monkeypatch.setattr(report, "report", fake)
+    monkeypatch.setattr(report, "format_report", lambda result: "report")
+    assert core_bram_blocks(CoreConfig(pe="shift_add")) == 308
+    assert main(["report", "--pe", "shift_add", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    config, device = seen[-1]
+    assert out["memories_fitted_to"] == "LFE5U-85F" and device is None
+    assert core_bram_blocks(config) <= BRAM_BLOCKS["LFE5U-85F"]
+    assert (config.act_depth, config.weight_depth, config.param_depth, config.desc_depth) == \
+        (4096, 8192, 1024, 32)                 # the weight memory, the largest, halved once
+    assert main(["report", "--pe", "shift_add", "--device", "25k", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["memories_fitted_to"] == "LFE5U-25F"
+    assert core_bram_blocks(seen[-1][0]) <= BRAM_BLOCKS["LFE5U-25F"]
+    assert main(["report", "--pe", "shift_add", "--weight-depth", "16384", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["memories_fitted_to"] is None
+    assert seen[-1][0] == CoreConfig(pe="shift_add")   # a depth given: nothing fitted
