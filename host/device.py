@@ -180,12 +180,7 @@ class Device(ABC):
 
         Only the activation memory reads back (``BULK_RDATA``); ``memory`` must be ``"act"``.
         """
-        if memory != "act":
-            raise ValueError(f"Only the act memory can be read back through BULK_RDATA, "
-                             f"not {memory!r}")
-        if operator.index(count) < 0 or operator.index(chunks) < 1:
-            raise ValueError(f"Words to read must be count >= 0 of chunks >= 1, not "
-                             f"count={count!r}, chunks={chunks!r}")
+        check_read(memory, count, chunks)
         await self.write_reg(ADDR.BULK_SEL, MEM.act)
         await self.write_reg(ADDR.BULK_ADDR, check_value(base))
         out = [await self.read_reg(ADDR.BULK_RDATA) for _ in range(count * chunks)]
@@ -235,6 +230,16 @@ class Device(ABC):
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         await self.close()
+
+
+def check_read(memory: str, count: int, chunks: int) -> None:
+    """Refuse a bulk read other than ``count >= 0`` words of ``chunks >= 1`` of ``act``."""
+    if memory != "act":
+        raise ValueError(f"Only the act memory can be read back through BULK_RDATA, "
+                         f"not {memory!r}")
+    if operator.index(count) < 0 or operator.index(chunks) < 1:
+        raise ValueError(f"Words to read must be count >= 0 of chunks >= 1, not "
+                         f"count={count!r}, chunks={chunks!r}")
 
 
 def _memory_id(memory: str) -> int:

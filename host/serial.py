@@ -19,7 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from hwq.host.device import Device, DeviceError, _check_words, _memory_id, check_offset, check_value
+from hwq.host.device import (
+    Device,
+    DeviceError,
+    _check_words,
+    _memory_id,
+    check_offset,
+    check_read,
+    check_value,
+)
 from hwq.layout import link
 from hwq.layout.link import BusResponseError, FrameError, Op
 from hwq.layout.regmap import ADDR, MEM
@@ -166,12 +174,7 @@ class SerialDevice(Device):
 
     async def read_words(self, memory: str, base: int, count: int, chunks: int) -> np.ndarray:
         """The bulk read as bursts from ``BULK_RDATA``, each re-addressed before a retry."""
-        if memory != "act":
-            raise ValueError(f"Only the act memory can be read back through BULK_RDATA, "
-                             f"not {memory!r}")
-        if count < 0 or chunks < 1:
-            raise ValueError(f"Words to read must be count >= 0 of chunks >= 1, not "
-                             f"count={count!r}, chunks={chunks!r}")
+        check_read(memory, count, chunks)
         per_burst = max(1, self.max_burst // chunks)
         if per_burst * chunks > self.max_burst:
             raise DeviceError(f"A word of {chunks} chunks does not fit the bridge's bursts of "

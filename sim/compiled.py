@@ -36,6 +36,7 @@ from hwq.host.device import (
     _check_words,
     _memory_id,
     check_offset,
+    check_read,
     check_value,
 )
 from hwq.layout import regmap
@@ -301,12 +302,7 @@ class CompiledDevice(Device):
         self.model.write_words(_memory_id(memory), check_value(base), _check_words(words))
 
     async def read_words(self, memory: str, base: int, count: int, chunks: int) -> np.ndarray:
-        if memory != "act":
-            raise ValueError(f"Only the act memory can be read back through BULK_RDATA, "
-                             f"not {memory!r}")
-        if count < 0 or chunks < 1:
-            raise ValueError(f"Words to read must be count >= 0 of chunks >= 1, not "
-                             f"count={count!r}, chunks={chunks!r}")
+        check_read(memory, count, chunks)
         return self.model.read_act(check_value(base), count * chunks).reshape(count, chunks)
 
     async def wait_done(self, *, timeout_s: float, timeout_cycles: int | None = None) -> None:

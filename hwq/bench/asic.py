@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from hwq.bench.hw import bench_config
+from hwq.bench.hw import _fmt, bench_config  # the same cells as the hw table
 from hwq.config import CoreConfig
 from hwq.errors import ToolchainError
 from hwq.serialize import atomic_write
@@ -158,12 +158,6 @@ def bench_asic(*, pes: Iterable[str] = PES, weight_bits: Iterable[int] = WEIGHT_
         atomic_write(paths["markdown"], (format_table(rows) + "\n").encode())
         atomic_write(paths["json"], (json.dumps(doc, indent=2) + "\n").encode())
     return doc
-
-
-def _fmt(value: Any, digits: int = 1) -> str:
-    if value is None:
-        return "—"
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
