@@ -36,9 +36,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, *,
         fitted = fitted_depths and name in DEPTH_FIELDS
         parser.add_argument(f"--{name.replace('_', '-')}", type=integer(lo, hi),
                             default=None if fitted else getattr(defaults, name),
-                            help=f"{name}, {lo}..{hi} (default "
-                                 + ("the largest that fit the part)" if fitted
-                                    else f"{getattr(defaults, name)})"))
+                            help=f"{name}, {lo}..{hi} (default {getattr(defaults, name)}"
+                                 + ("; with no depth option an ECP5 report fits the memories "
+                                    "to the part)" if fitted else ")"))
     parser.add_argument("--dsp", choices=DSP_KINDS, default=defaults.dsp,
                         help="multipliers: inferred (any tool) or ecp5 (MULT18X18D blocks with "
                              f"their own registers; ECP5 only) (default {defaults.dsp})")

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import argparse
 
-from hwq.arguments import add_config_arguments, config_from_arguments
+from hwq.arguments import add_config_arguments, config_from_arguments, depths_given
 from hwq.errors import CheckFailed
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser)
+    add_config_arguments(parser, fitted_depths=True)
     parser.add_argument("-o", "--output", required=True, metavar="DIR",
                         help="folder for hwq_core.v, hwq_core.vlt, hwq_regs.md, hwq_regs.py, "
                              "hwq_config.json")
@@ -47,6 +47,11 @@ def run(args: argparse.Namespace) -> int:
     from hwq.rtl.generate import check_buildable, write
 
     config = config_from_arguments(args)
+    if args.report and not args.asic and not depths_given(args):
+        # as `hwq report`: the memories that fit the largest ECP5, and these Verilog files too
+        from hwq.rtl.board import BRAM_BLOCKS, fit_memories
+
+        config = fit_memories(config, max(BRAM_BLOCKS, key=BRAM_BLOCKS.get), reserve=0)
     if args.readmemh and not args.program:
         raise ValueError("--readmemh applies with --program (the images the files hold)")
     check_output(args.output, "-o/--output", folder=True)

@@ -436,3 +436,28 @@ def test_the_default_report_fits_its_memories_to_the_largest_ecp5(monkeypatch, c
     assert main(["report", "--pe", "shift_add", "--weight-depth", "16384", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["memories_fitted_to"] is None
     assert seen[-1][0] == CoreConfig(pe="shift_add")   # a depth given: nothing fitted
+
+
+def test_rtl_report_writes_and_reports_the_fitted_core(monkeypatch, tmp_path, capsys):
+    """`hwq rtl --report` without depth options: the Verilog and the report are of the core
+    whose memories fit the largest ECP5; without --report the depths stay CoreConfig's."""
+    from hwq.cli import main
+    from hwq.config import CoreConfig
+    from hwq.rtl.board import BRAM_BLOCKS, core_bram_blocks
+
+    seen = []
+    monkeypatch.setattr(report, "report", lambda config, **kw: seen.append(config) or {
+        "ok": True, "config": config.to_dict(), "resources": {}, "fmax_mhz": 1.0,
+        "device": "LFE5U-85F", "attempts": [], "cells": {}, "throughput": {}, "cached": True,
+        "critical_path": None, "utilization": None})
+    monkeypatch.setattr(report, "format_report", lambda result: "report")
+    assert main(["rtl", "--pe", "shift_add", "--report", "-o", str(tmp_path / "a"),
+                 "--json"]) == 0
+    written = json.loads((tmp_path / "a" / "hwq_config.json").read_text())["config"]
+    assert CoreConfig.from_dict(written) == seen[-1]
+    assert core_bram_blocks(seen[-1]) <= BRAM_BLOCKS["LFE5U-85F"] < core_bram_blocks(
+        CoreConfig(pe="shift_add"))
+    capsys.readouterr()
+    assert main(["rtl", "--pe", "shift_add", "-o", str(tmp_path / "b"), "--json"]) == 0
+    written = json.loads((tmp_path / "b" / "hwq_config.json").read_text())["config"]
+    assert CoreConfig.from_dict(written) == CoreConfig(pe="shift_add")
