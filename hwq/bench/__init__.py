@@ -36,6 +36,32 @@ and each benchmark has its own module (golden, sim, quant, tq, joint, hw, asic).
 """
 
 from pathlib import Path
+from typing import Any
 
 #: Where every benchmark writes its JSON, tables and plots unless told otherwise.
 DEFAULT_OUT = Path("bench-results")
+
+
+def save_figure(fig: Any, path: str | Path) -> Path:
+    """Lay out a matplotlib figure, write it as ``path`` (120 dpi, folders made) and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def cell(value: Any, digits: int = 1) -> str:
+    """A table cell: a float to ``digits`` places, None as an em dash, anything else as str."""
+    if value is None:
+        return "—"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def bits_label(row: dict[str, Any]) -> str:
+    """A row's weight bits, with the POT width it used when that differs (``8 (POT7)``)."""
+    used = row["weight_bits_used"]
+    return str(row["weight_bits"]) + ("" if used == row["weight_bits"] else f" (POT{used})")

@@ -28,7 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from hwq.bench.hw import _fmt, bench_config  # the same cells as the hw table
+from hwq.bench import bits_label, cell
+from hwq.bench.hw import bench_config
 from hwq.config import CoreConfig
 from hwq.errors import ToolchainError
 from hwq.serialize import atomic_write
@@ -166,15 +167,14 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             "pJ/MAC | ECP5 LUT4-eq/MAC | ECP5 DSP |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
-        bits = str(r["weight_bits"]) + ("" if r["weight_bits_used"] == r["weight_bits"]
-                                        else f" (POT{r['weight_bits_used']})")
+        bits = bits_label(r)
         if "error" in r:
             lines.append(f"| {r['pe']} | {r['shape']} | {bits} | failed: {r['error'][:60]} |"
                          + " |" * 7)
             continue
         lines.append(f"| {r['pe']} | {r['shape']} | {bits} | {r['cells']} | "
-                     f"{_fmt(r['um2_per_mac'])} | {_fmt(r['fmax_mhz'])} | "
-                     f"{_fmt(r['cycles_per_mac'], 0)} | {_fmt(r['gmacs_per_mm2'], 2)} | "
-                     f"{_fmt(r['pj_per_mac'], 2)} | {_fmt(r['fpga_lut4_eq_per_mac'])} | "
-                     f"{_fmt(r['fpga_dsp'])} |")
+                     f"{cell(r['um2_per_mac'])} | {cell(r['fmax_mhz'])} | "
+                     f"{cell(r['cycles_per_mac'], 0)} | {cell(r['gmacs_per_mm2'], 2)} | "
+                     f"{cell(r['pj_per_mac'], 2)} | {cell(r['fpga_lut4_eq_per_mac'])} | "
+                     f"{cell(r['fpga_dsp'])} |")
     return "\n".join(lines)

@@ -35,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from hwq.bench import bits_label, cell, save_figure
 from hwq.config import CoreConfig
 from hwq.errors import ToolchainError
 from hwq.rtl.report import Progress, _stderr_progress, report
@@ -223,28 +224,21 @@ def bench_hw(*, quick: bool = True, shapes: Iterable[int] | None = None,
     return doc
 
 
-def _fmt(value: Any, digits: int = 1) -> str:
-    if value is None:
-        return "—"
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-
-
 def format_table(rows: list[dict[str, Any]]) -> str:
     """Markdown table of :func:`bench_hw` rows."""
     head = ("| scope | variant | shape | w bits | device | LUT4 | CCU2C | LUT4-eq | FF | DSP | "
             "BRAM | Fmax MHz | LUT4-eq/MAC | LUT4-eq/binop | peak GOPS | critical path |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
-        bits = str(r["weight_bits"]) + ("" if r["weight_bits_used"] == r["weight_bits"]
-                                        else f" (POT{r['weight_bits_used']})")
-        per_binop = _fmt(r["lut4_eq_per_op"], 3) if r["op_unit"] != "MAC" else "—"
-        gops = _fmt(r["peak_gops"], 1) + (" bin" if r["op_unit"] != "MAC" and r["peak_gops"]
+        bits = bits_label(r)
+        per_binop = cell(r["lut4_eq_per_op"], 3) if r["op_unit"] != "MAC" else "—"
+        gops = cell(r["peak_gops"], 1) + (" bin" if r["op_unit"] != "MAC" and r["peak_gops"]
                                           else "")
         device = r["device"] or ("failed" if r["fits"] is None else "does not fit")
         lines.append(f"| {r['scope']} | {r['variant']} | {r['shape']} | {bits} | {device} | "
-                     f"{_fmt(r['lut4'])} | {_fmt(r['ccu2c'])} | {_fmt(r['lut4_eq'])} | "
-                     f"{_fmt(r['ff'])} | {_fmt(r['dsp'])} | {_fmt(r['bram'])} | "
-                     f"{_fmt(r['fmax_mhz'])} | {_fmt(r['lut4_eq_per_mac'])} | "
+                     f"{cell(r['lut4'])} | {cell(r['ccu2c'])} | {cell(r['lut4_eq'])} | "
+                     f"{cell(r['ff'])} | {cell(r['dsp'])} | {cell(r['bram'])} | "
+                     f"{cell(r['fmax_mhz'])} | {cell(r['lut4_eq_per_mac'])} | "
                      f"{per_binop} | {gops} | {_critical(r)} |")
     return "\n".join(lines)
 
@@ -287,7 +281,4 @@ def plot(rows: list[dict[str, Any]], path: str | Path) -> None:
     ax.grid(True, which="both", alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend()
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from hwq.bench import save_figure
 from hwq.serialize import atomic_write
 
 __all__ = ["DEFAULT_COMPRESSIONS", "bench_joint", "format_joint", "plot_joint"]
@@ -211,11 +212,7 @@ def plot_joint(result: dict[str, Any], path: str | Path) -> bool:
     ax.set_ylabel("test accuracy, integer network (%)")
     ax.set_title("joint on digits")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return True
 
 

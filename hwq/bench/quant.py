@@ -57,7 +57,7 @@ import torch
 from torch import nn
 
 from hwq import __version__
-from hwq.bench import DEFAULT_OUT
+from hwq.bench import DEFAULT_OUT, save_figure
 from hwq.serialize import atomic_write
 
 __all__ = [
@@ -714,9 +714,5 @@ def plot_quant(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
             ax.set_title(f"{result['workload']}: accuracy vs weight bits "
                          "(mean ± std over seeds)")
             ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    path = save_figure(fig, path)
     return path

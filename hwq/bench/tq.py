@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from hwq import golden
-from hwq.bench import DEFAULT_OUT
+from hwq.bench import DEFAULT_OUT, save_figure
 from hwq.quant.base import fold_batchnorm
 from hwq.quant.integerize import fake_quant_model
 from hwq.quant.tq import analyze_tq, quantize_tq
@@ -383,9 +383,5 @@ def plot_tq(result: dict[str, Any], path: str | Path) -> Path:
         else:
             ax.set_title(f"{result.get('workload', 'digits')}: TQ vs baselines (golden model)")
             ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    path = save_figure(fig, path)
     return path
