@@ -77,7 +77,7 @@ OVERHEADS = Overheads(
 )
 
 
-def min_group_words(lanes: int, simd: int) -> int:
+def min_group_steps(lanes: int, simd: int) -> int:
     """Fewest micro-ops per group: ``max(1, lanes // simd)`` (write-back of wide groups)."""
     return max(1, lanes // simd)
 
@@ -115,7 +115,7 @@ def tile_planes(tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return bits, planes & (np.arange(8) < bits[..., None])
 
 
-def group_words(pe: str, tiles: np.ndarray) -> np.ndarray:
+def group_steps(pe: str, tiles: np.ndarray) -> np.ndarray:
     """Micro-ops of each group (before the ``min_group`` floor), shape ``(groups,)``."""
     if pe not in PE_TYPES:
         raise ValueError(f"PE type must be one of {', '.join(PE_TYPES)}, not {pe!r}")
@@ -125,17 +125,17 @@ def group_words(pe: str, tiles: np.ndarray) -> np.ndarray:
     return (tiles != 0).any(axis=(-2, -1)).reshape(g, -1).sum(axis=1)
 
 
-def matmul_cycles(*, positions: int, words: np.ndarray | list[int], lanes: int, simd: int,
+def matmul_cycles(*, positions: int, steps: np.ndarray | list[int], lanes: int, simd: int,
                   overheads: Overheads = OVERHEADS) -> int:
     """Cycles of a conv2d or linear layer from its per-group micro-op counts.
 
-    >>> matmul_cycles(positions=16, words=[9, 0, 4], lanes=8, simd=8,
+    >>> matmul_cycles(positions=16, steps=[9, 0, 4], lanes=8, simd=8,
     ...               overheads=Overheads(matmul=5))
     229
     """
     positions = check_int(positions, "Output positions", 1, 1 << 40)
-    floor = min_group_words(lanes, simd)
-    w = np.maximum(np.asarray(words, dtype=np.int64), floor)
+    floor = min_group_steps(lanes, simd)
+    w = np.maximum(np.asarray(steps, dtype=np.int64), floor)
     # the write-back of the layer's last group takes `floor` cycles
     return positions * int(w.sum()) + overheads.matmul + floor - 1
 

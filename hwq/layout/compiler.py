@@ -135,8 +135,8 @@ def _plan_with(network: QuantizedNetwork, config: CoreConfig, *, window: bool) -
         if isinstance(layer.prim, Matmul):
             chans = [storage[t].chw[0] for t in layer.sources]
             layer.terms = matmul_terms(layer.prim, chans, config, layer.op.name)
-            floor = cyc.min_group_words(config.lanes, s)
-            weight_words += int(np.maximum(layer.terms.group_words(config.pe), floor).sum())
+            floor = cyc.min_group_steps(config.lanes, s)
+            weight_words += int(np.maximum(layer.terms.group_steps(config.pe), floor).sum())
             param_words += math.ceil(layer.out_chw[0] / config.lanes)
     return _Plan(layers=layers, owner=owner, storage=storage, intervals=intervals,
                  weight_words=weight_words, param_words=param_words, window=window)
@@ -336,7 +336,7 @@ def _pack(network: QuantizedNetwork, config: CoreConfig, plan: _Plan) -> Program
             positions = oh * ow
             info.update(meta, positions=positions, w_base=w_base, w_words=int(img.shape[0]),
                         p_base=p_base,
-                        cycles=cyc.matmul_cycles(positions=positions, words=meta["words"],
+                        cycles=cyc.matmul_cycles(positions=positions, steps=meta["steps"],
                                                  lanes=config.lanes, simd=s))
         for name, value in d.items():
             words.desc.check(name, value, f"{op.name}: descriptor field {name}")
@@ -414,7 +414,7 @@ def _matmul_image(name: str, prim: Matmul, terms: MatmulTerms, srcs: list[Tensor
         extra = {}
     # micro-ops in walk order: group, tap, channel tile, term (bit_serial: then plane)
     counts = np.bincount(g, minlength=g_n)
-    floor = cyc.min_group_words(p, s)
+    floor = cyc.min_group_steps(p, s)
     fill = np.maximum(floor - counts, 0)                 # every group gets `floor` micro-ops
     fg = np.repeat(np.arange(g_n), fill)
     key = np.lexsort((k, t, v, u, g)) if len(g) else np.zeros(0, np.int64)
@@ -442,7 +442,7 @@ def _matmul_image(name: str, prim: Matmul, terms: MatmulTerms, srcs: list[Tensor
         words.weight.check(field, val, f"{name}: micro-op field {field}")
     img = words.weight.pack(n, off=off, u=du, v=dv, glast=glast, w=payload, **extra)
     meta: dict[str, Any] = {"groups": g_n, "k_tiles": kh * kw * ct_n,
-                            "words": counts.tolist(),
+                            "steps": counts.tolist(),
                             "tile_mask": stored.reshape(g_n, -1).tolist()}
     if pe == "bit_serial":
         meta["tile_bits"] = bits.max(axis=0).reshape(g_n, -1).tolist()
@@ -482,11 +482,11 @@ def network_cycles(network: QuantizedNetwork, config: CoreConfig) -> list[dict[s
                                                  out_positions=layer.out_chw[1] *
                                                  layer.out_chw[2], taps=kh * kw)
         elif layer is not None:
-            words = layer.terms.group_words(config.pe)
+            steps = layer.terms.group_steps(config.pe)
             positions = layer.out_chw[1] * layer.out_chw[2]
             w = layer.prim.weight[layer.prim.weight != 0]
-            entry.update(words=words.tolist(), positions=positions,
-                         cycles=cyc.matmul_cycles(positions=positions, words=words,
+            entry.update(steps=steps.tolist(), positions=positions,
+                         cycles=cyc.matmul_cycles(positions=positions, steps=steps,
                                                   lanes=config.lanes, simd=config.simd),
                          macs=positions * int(w.size),
                          bit_ops=positions * int(cyc.bit_ops(w)))

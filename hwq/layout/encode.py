@@ -63,7 +63,7 @@ class MatmulTerms:
         """The tiles themselves: the sum of the terms."""
         return self.terms.sum(axis=0)
 
-    def group_words(self, pe: str) -> np.ndarray:
+    def group_steps(self, pe: str) -> np.ndarray:
         """Micro-ops of each output group (before the ``min_group`` floor)."""
         g = self.terms.shape[1]
         if pe == "bit_serial":

@@ -46,7 +46,7 @@ class LayerRun:
     kind : {"matmul", "pool"}
     positions : int
         output positions (``out_h * out_w``).
-    words : tuple of int
+    steps : tuple of int
         micro-ops of each output-channel group, as stored (matmul; empty for a pool).
     cycles : int
         model cycles of the layer (:func:`layer_cycles`).
@@ -55,7 +55,7 @@ class LayerRun:
     index: int
     kind: str
     positions: int
-    words: tuple[int, ...]
+    steps: tuple[int, ...]
     cycles: int
 
 
@@ -132,16 +132,16 @@ def run_images(config: CoreConfig, images: Mapping[str, np.ndarray],
             _check_disjoint(i, *_pool_accesses(d))
             _pool(act, d, config.act_bits)
             positions = int(d["out_h"] * d["out_w"])
-            runs.append(LayerRun(index=i, kind="pool", positions=positions, words=(),
+            runs.append(LayerRun(index=i, kind="pool", positions=positions, steps=(),
                                  cycles=layer_cycles(config, d)))
         else:
             micro, params = _layer_words(config, words, images, d, i)
             _check_disjoint(i, *_matmul_accesses(d, micro, config))
             _matmul(act, d, micro, params, config)
-            group_words = _group_words(micro["glast"])
+            group_steps = _group_steps(micro["glast"])
             runs.append(LayerRun(index=i, kind="matmul", positions=int(d["out_h"] * d["out_w"]),
-                                 words=group_words,
-                                 cycles=layer_cycles(config, d, group_words)))
+                                 steps=group_steps,
+                                 cycles=layer_cycles(config, d, group_steps)))
         if d["last"]:
             return runs
     raise UnterminatedProgram(
@@ -150,7 +150,7 @@ def run_images(config: CoreConfig, images: Mapping[str, np.ndarray],
 
 
 def layer_cycles(config: CoreConfig, desc: Mapping[str, object],
-                 group_words: tuple[int, ...] | list[int] = ()) -> int:
+                 group_steps: tuple[int, ...] | list[int] = ()) -> int:
     """Model cycles of one layer from its decoded descriptor and its micro-ops per group.
 
     Parameters
@@ -158,7 +158,7 @@ def layer_cycles(config: CoreConfig, desc: Mapping[str, object],
     config : CoreConfig
     desc : mapping
         one decoded descriptor (field name -> value, see :func:`hwq.layout.words.core_words`).
-    group_words : sequence of int
+    group_steps : sequence of int
         matmul: the micro-ops stored for each output-channel group, in order (the compiler's
         padding included); ignored for a pool.
 
@@ -174,11 +174,11 @@ def layer_cycles(config: CoreConfig, desc: Mapping[str, object],
         return cyc.maxpool_cycles(channels=int(desc["in_ct"]) * config.simd,
                                   out_positions=positions, simd=config.simd,
                                   taps=int(desc["kernel_h"]) * int(desc["kernel_w"]))
-    return cyc.matmul_cycles(positions=positions, words=list(group_words), lanes=config.lanes,
+    return cyc.matmul_cycles(positions=positions, steps=list(group_steps), lanes=config.lanes,
                              simd=config.simd)
 
 
-def _group_words(glast: np.ndarray) -> tuple[int, ...]:
+def _group_steps(glast: np.ndarray) -> tuple[int, ...]:
     ends = np.flatnonzero(glast) + 1
     return tuple(int(v) for v in np.diff(np.concatenate([[0], ends])))
 

@@ -40,7 +40,7 @@ from hwq.serialize import atomic_write, parse_json
 
 MAGIC = b"HWQPROG\0"
 FORMAT = "hwq.Program"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 #: version 2: descriptors carry stride_h, stride_w, pad_t, pad_l (graph IR); matmuls may
 #: read several tensors. Version 3: the input tensor may be stored in im2col order
 #: (``input.window``, see :class:`Window`).
@@ -52,14 +52,14 @@ HEADER_FIELDS = ("format", "format_version", "hwq_version", "config", "fingerpri
                  "output", "layers", "meta", "sections")
 SECTION_FIELDS = ("name", "words", "chunks", "offset", "nbytes", "crc32")
 LAYER_FIELDS = ("name", "kind", "op", "cycles")
-LAYER_FACTS = ("words", "positions", "w_base", "w_words", "p_base", "groups", "k_tiles",
+LAYER_FACTS = ("steps", "positions", "w_base", "w_words", "p_base", "groups", "k_tiles",
                "tile_mask", "tile_bits")
-LAYER_LISTS = ("words", "tile_mask", "tile_bits")
+LAYER_LISTS = ("steps", "tile_mask", "tile_bits")
 
 
 @dataclass(frozen=True)
 class Window:
-    """The im2col order of a stored network input (format version 3).
+    """The im2col order of a stored network input (since format version 3).
 
     The host stores a ``(C, H, W)`` input as the windows of the first layer's kernel: a
     tensor ``(KH * KW * C, OH, OW)`` whose channel ``(u * KW + v) * C + c`` at output
@@ -155,7 +155,7 @@ class Program:
         the network input and output in the activation memory.
     layers : list of dict
         one per descriptor: ``name``, ``kind`` (``"matmul"``/``"pool"``), ``op`` (the IR op
-        kind), ``cycles`` (model), and for matmul layers ``words`` (micro-ops per group),
+        kind), ``cycles`` (model), and for matmul layers ``steps`` (micro-ops per group),
         ``positions``, ``w_base``, ``w_words``, ``p_base``, ``groups``, ``k_tiles``,
         ``tile_mask`` (groups x k_tiles, True = stored, False = all-zero and skipped) and
         ``tile_bits`` (bit_serial: each tile's bit width).

@@ -133,7 +133,7 @@ def test_sparse_tiles_are_skipped_and_cost_nothing():
     program = compile(net, _config("multiply", 4, 4))
     layer = program.layers[0]
     assert layer["tile_mask"] == [[False, True], [True, True]]
-    assert layer["words"] == [1, 2]
+    assert layer["steps"] == [1, 2]
     assert layer["cycles"] == 16 * 3 + OVERHEADS.matmul
     x = random_inputs(rng, net, 2)
     np.testing.assert_array_equal(execute(program, x), golden.run(net, x))
@@ -153,7 +153,7 @@ def test_codebook_zero_anywhere_pads_with_the_zero_index():
     # pads with a micro-op whose weights must all decode to 0 (index 1 here, not index 0)
     net = zero_last_codebook_network()
     program = compile(net, _config("multiply", 2, 1))
-    assert program.layers[0]["words"] == [1]
+    assert program.layers[0]["steps"] == [1]
     x = np.array([[7], [-3], [0], [127]])
     expect = golden.run(net, x)
     np.testing.assert_array_equal(expect, np.repeat(np.clip((5 * x + 1) >> 1, -128, 127), 2, axis=1))
@@ -180,11 +180,11 @@ def test_bit_serial_tiles_cost_their_nonzero_planes():
     net = QuantizedNetwork(input_shape=(2, 3, 3), act_bits=8, input_scale=1.0, ops=[op])
     program = compile(net, _config("bit_serial", 2, 2))
     assert program.layers[0]["tile_bits"] == [[3]]
-    assert program.layers[0]["words"] == [3]
+    assert program.layers[0]["steps"] == [3]
     w[0, 1] = 1                                          # no negative value: 3 bits, 2 planes
     op = Conv2d(name="c", weight=w, spec=WeightSpec(kind="int", bits=np.array(4)), requant=rq)
     net = QuantizedNetwork(input_shape=(2, 3, 3), act_bits=8, input_scale=1.0, ops=[op])
-    assert compile(net, _config("bit_serial", 2, 2)).layers[0]["words"] == [2]
+    assert compile(net, _config("bit_serial", 2, 2)).layers[0]["steps"] == [2]
 
 
 def test_digits_cnn_fits_the_default_core_and_its_cycle_budget():

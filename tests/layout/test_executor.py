@@ -66,9 +66,9 @@ def test_layer_facts_equal_the_compiled_layers(pe, kind, lanes, simd):
     for r, layer in zip(runs, program.layers, strict=True):
         if layer["kind"] == "matmul":
             assert r.positions == layer["positions"]
-            assert list(r.words) == [max(w, floor) for w in layer["words"]]   # padded groups
+            assert list(r.steps) == [max(w, floor) for w in layer["steps"]]   # padded groups
         else:
-            assert r.words == ()
+            assert r.steps == ()
 
 
 def test_layer_cycles_of_decoded_descriptors():
@@ -78,7 +78,7 @@ def test_layer_cycles_of_decoded_descriptors():
     assert pool["kind"] == 1
     assert layer_cycles(program.config, pool) == program.layers[1]["cycles"]
     first = {k: v[0] for k, v in descs.items()}
-    words = [max(w, 2) for w in program.layers[0]["words"]]
+    words = [max(w, 2) for w in program.layers[0]["steps"]]
     assert layer_cycles(program.config, first, words) == program.layers[0]["cycles"]
 
 

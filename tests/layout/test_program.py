@@ -109,8 +109,8 @@ HEADER = "format, format_version, hwq_version, config, fingerprint, input, outpu
 
 @pytest.mark.parametrize("edit, expect", [
     # the version inside the header
-    (_set("format_version", 4), "field format_version must be 3 (the version hwq 0.1.0 reads), not 4"),
-    (_set("format_version", "3"), "field format_version must be 3 (the version hwq 0.1.0 reads), not '3'"),
+    (_set("format_version", 5), "field format_version must be 4 (the version hwq 0.1.0 reads), not 5"),
+    (_set("format_version", "4"), "field format_version must be 4 (the version hwq 0.1.0 reads), not '4'"),
     # keys missing or unknown
     (_drop("layers"), "field layers must be present, not missing"),
     (_set("extra", 1), f"field extra must be left out (the fields are {HEADER}), not 1"),
@@ -118,7 +118,7 @@ HEADER = "format, format_version, hwq_version, config, fingerprint, input, outpu
     (_drop("sections.1.crc32"), "field sections[1].crc32 must be present, not missing"),
     (_drop("layers.0.cycles"), "field layers[0].cycles must be present, not missing"),
     (_set("layers.0.colour", "red"), "field layers[0].colour must be left out (the fields are "
-     "name, kind, op, cycles, words, positions, w_base, w_words, p_base, groups, k_tiles, "
+     "name, kind, op, cycles, steps, positions, w_base, w_words, p_base, groups, k_tiles, "
      "tile_mask, tile_bits), not 'red'"),
     # types: no coercion
     (_set("config.act_bits", "8"), "field config.act_bits must be an integer in 2..16, not '8'"),
@@ -132,7 +132,7 @@ HEADER = "format, format_version, hwq_version, config, fingerprint, input, outpu
      "must divide one another, not lanes=4, simd=3), not {"),
     (_set("layers.0.cycles", "5"), "field layers[0].cycles must be an integer >= 0, not '5'"),
     (_set("layers.0.name", 5), "field layers[0].name must be a string, not 5"),
-    (_set("layers.0.words", 5), "field layers[0].words must be a JSON list, not 5"),
+    (_set("layers.0.steps", 5), "field layers[0].steps must be a JSON list, not 5"),
     (_set("meta", []), "field meta must be a JSON object, not []"),
     (_set("input", [0, [3, 8, 8], 1, [3, 8, 8]]), "field input must be a JSON object, not "
      "[0, [3, 8, 8], 1, [3, 8, 8]]"),

@@ -63,7 +63,7 @@ def test_first_conv_of_one_channel_packs_its_taps():
                                           padding=(0, 0, 0, 0), dilation=(1, 1))
     assert program.input.chw == (25, 24, 24) and program.input.ct == 4
     conv1 = program.layers[0]
-    assert conv1["k_tiles"] == 4 and conv1["words"] == [4, 4, 4]
+    assert conv1["k_tiles"] == 4 and conv1["steps"] == [4, 4, 4]
     assert conv1["cycles"] == 576 * 12 + 24
     # the second conv keeps its stored input: 25 taps x ceil(20 / 8) channel tiles
     assert program.layers[2]["k_tiles"] == 75
