@@ -136,6 +136,10 @@ class Device(ABC):
 
     #: short name for reports ("golden", "sim", "mmio")
     name: str = "device"
+    #: the latency of the memory on the core's ``m_axi`` port when it is fixed (a memory
+    #: model without stalls): the cycle model is then exact for external weights
+    #: (:mod:`hwq.golden.memory`); None: unknown, the model is a lower bound
+    memory_latency: int | None = None
 
     @abstractmethod
     async def read_reg(self, offset: int) -> int:
@@ -185,6 +189,15 @@ class Device(ABC):
         await self.write_reg(ADDR.BULK_ADDR, check_value(base))
         out = [await self.read_reg(ADDR.BULK_RDATA) for _ in range(count * chunks)]
         return np.array(out, dtype=np.uint32).reshape(count, chunks)
+
+    async def write_external(self, image: np.ndarray) -> int:
+        """Put the external image (``Program.images["ext"]``, uint32 chunks, LSB first)
+        where the core reads it over ``m_axi``; return its byte address (``EXT_BASE``).
+
+        Devices with a memory model on the port implement it; the default refuses.
+        """
+        raise DeviceError(f"The {self.name} device has no external memory for the core's "
+                          "m_axi port (its Program keeps weights off chip)")
 
     async def start(self) -> None:
         """Start a run (``CTRL.START``); :class:`DeviceError` if the core is still busy."""

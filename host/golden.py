@@ -96,7 +96,7 @@ class GoldenDevice(Device):
         self._layers_done_mask = (1 << (self.words.desc_addr_bits + 1)) - 1
         self._cycle_mem = np.zeros(config.desc_depth, dtype=np.int64)
         lo, hi = regmap.fingerprint_words(config.fingerprint())
-        config0, config1 = regmap.config_words(config)
+        config0, config1, config2 = regmap.config_words(config)
         self._const = {
             ADDR.ID: regmap.CORE_ID,
             ADDR.VERSION: regmap.version_word(),
@@ -104,6 +104,7 @@ class GoldenDevice(Device):
             ADDR.FINGERPRINT_HI: hi,
             ADDR.CONFIG0: config0,
             ADDR.CONFIG1: config1,
+            ADDR.CONFIG2: config2,
         }
         self.last_run: list[LayerRun] = []
         self.reset()

@@ -20,6 +20,7 @@ import numpy as np
 
 from hwq.errors import CheckFailed
 from hwq.golden._checks import signed_range
+from hwq.golden.memory import schedule
 from hwq.host.device import Device, DeviceError
 from hwq.layout.program import Program
 from hwq.layout.regmap import ADDR
@@ -44,6 +45,14 @@ class InferenceResult:
         int64 ``(layers,)``: the cycle model's figure of each layer (``Program.layers``).
     layer_names : list of str
         the layers' names, in descriptor order.
+    stall_cycles, ext_beats : numpy.ndarray
+        int64 ``(N,)``: ``STALL_CYCLES`` (cycles descriptors waited for weight loads) and
+        ``EXT_BEATS`` (``m_axi`` read beats) after each run; zeros on a program with every
+        weight on chip.
+    model_is_bound : bool
+        the model is a lower bound, not exact: external weights on a memory whose timing
+        is not the fixed latency of :mod:`hwq.golden.memory` (each layer must then take at
+        least its model's cycles).
     """
 
     outputs: np.ndarray
@@ -51,6 +60,9 @@ class InferenceResult:
     layer_cycles: np.ndarray
     model_layer_cycles: np.ndarray
     layer_names: list[str] = field(default_factory=list)
+    stall_cycles: np.ndarray | None = None
+    ext_beats: np.ndarray | None = None
+    model_is_bound: bool = False
 
     def mismatches(self, expected: np.ndarray) -> int:
         """Number of output values that differ from ``expected`` (exact integer compare).
@@ -85,17 +97,31 @@ class InferenceResult:
             )
 
     def cycle_model_mismatches(self) -> list[str]:
-        """Names of the layers whose measured cycles differ from the model in any run."""
+        """Names of the layers whose measured cycles differ from the model in any run (are
+        below it, when the model is a bound)."""
         return cycle_model_mismatches(self.layer_cycles, self.model_layer_cycles,
-                                      self.layer_names)
+                                      self.layer_names, bound=self.model_is_bound)
 
 
 def cycle_model_mismatches(layer_cycles: np.ndarray, model_layer_cycles: np.ndarray,
-                           layer_names: list[str]) -> list[str]:
+                           layer_names: list[str], *, bound: bool = False) -> list[str]:
     """Names of the layers whose measured cycles (``(N, layers)``) differ from the cycle
-    model's (``(layers,)``) in any run."""
-    diff = (np.asarray(layer_cycles) != np.asarray(model_layer_cycles)[None]).any(axis=0)
+    model's (``(layers,)``) in any run; with ``bound``, those below it."""
+    measured, model = np.asarray(layer_cycles), np.asarray(model_layer_cycles)[None]
+    diff = (measured < model if bound else measured != model).any(axis=0)
     return [layer_names[i] for i in np.flatnonzero(diff)]
+
+
+def model_layer_cycles(program: Program, latency: int | None) -> np.ndarray:
+    """Each descriptor's cycles by the model: with external weights, the waits for loads
+    on a memory of fixed ``latency`` (:func:`hwq.golden.memory.schedule`), or none when the
+    latency is not fixed (``None``: the figures are then lower bounds)."""
+    cfg = program.config
+    if program.images["ext"].shape[0] and latency is not None:
+        return np.array(schedule(program.layers, beats=program.words.ext_beats,
+                                 burst=cfg.ext_burst, outstanding=cfg.ext_outstanding,
+                                 latency=latency), dtype=np.int64)
+    return np.array([int(layer["cycles"]) for layer in program.layers], dtype=np.int64)
 
 
 class Runtime:
@@ -139,6 +165,8 @@ class Runtime:
         cfg = program.config
         depth = {name: d for name, d in cfg.depths.items() if name != "act"}   # host images
         for memory, image in program.images.items():
+            if memory == "ext":
+                continue
             if memory not in depth:
                 raise ValueError(f"Program image must be one of {', '.join(depth)}, "
                                  f"not {memory!r}")
@@ -160,6 +188,14 @@ class Runtime:
             image = program.images[memory]
             if len(image) and not preloaded:
                 await self.device.write_words(memory, 0, image)
+        ext = program.images["ext"]
+        if ext.shape[0]:
+            base = await self.device.write_external(ext)
+            align = cfg.ext_burst * cfg.ext_bits // 8
+            if base % align:
+                raise DeviceError(f"The external image is at byte {base:#x}, which is not "
+                                  f"aligned to {align} bytes (ext_burst beats of ext_bits)")
+            await self.device.write_reg(ADDR.EXT_BASE, base)
         self.program = program
 
     async def infer(
@@ -196,9 +232,13 @@ class Runtime:
         out_t = program.output
         chunks = program.words.act.chunks
         n_layers = len(program.layers)
-        model = np.array([int(layer["cycles"]) for layer in program.layers], dtype=np.int64)
-        timeout_cycles = int(program.cycles()) + TIMEOUT_SLACK_CYCLES
-        outs, totals, layers = [], [], []
+        external = bool(program.images["ext"].shape[0])
+        latency = self.device.memory_latency
+        model = model_layer_cycles(program, latency)
+        # a load takes at least a cycle per beat: allow each beat 64 on a slow memory
+        beats = program.images["ext"].shape[0] * program.words.ext_beats
+        timeout_cycles = int(model.sum()) + 64 * beats + TIMEOUT_SLACK_CYCLES
+        outs, totals, layers, stalls, ext_beats = [], [], [], [], []
         for i in range(packed.shape[0]):
             await self.device.write_words("act", program.input.base, packed[i])
             await self.device.start()
@@ -211,6 +251,8 @@ class Runtime:
             total, per_layer = await self.device.cycles(n_layers)
             totals.append(total)
             layers.append(per_layer)
+            stalls.append(await self.device.read_reg(ADDR.STALL_CYCLES) if external else 0)
+            ext_beats.append(await self.device.read_reg(ADDR.EXT_BEATS) if external else 0)
             if progress is not None:
                 progress(i)
         return InferenceResult(
@@ -219,6 +261,9 @@ class Runtime:
             layer_cycles=np.array(layers, dtype=np.int64).reshape(len(outs), n_layers),
             model_layer_cycles=model,
             layer_names=[str(layer["name"]) for layer in program.layers],
+            stall_cycles=np.array(stalls, dtype=np.int64),
+            ext_beats=np.array(ext_beats, dtype=np.int64),
+            model_is_bound=external and latency is None,
         )
 
     @staticmethod

@@ -49,6 +49,14 @@ class CoreConfig:
         (same latency, no routing between the registers and the block): for ECP5 only; the
         simulator uses hwq's Verilog model of that block (:mod:`hwq.rtl.dsp`). Not part of
         :meth:`fingerprint`: a program runs the same on either.
+    ext_bits : {0, 32, 64, 128}
+        data width of the AXI4 master port ``m_axi`` through which the core reads weight
+        tiles from external memory; 0 (default): no port, every weight on chip.
+    ext_burst : int
+        most beats per AXI4 read burst (a power of two, 1..256; bursts are aligned to it,
+        so none crosses a 4 KB boundary while ``ext_burst * ext_bits / 8 <= 4096``).
+    ext_outstanding : int
+        most read bursts in flight, 1..16.
 
     ``lanes`` and ``simd`` must divide one another (``max % min == 0``) so that a group of
     ``lanes`` outputs fills whole activation words or a whole fraction of one. Integer fields
@@ -67,6 +75,9 @@ class CoreConfig:
     param_depth: int = 1024
     desc_depth: int = 32
     dsp: str = "inferred"
+    ext_bits: int = 0
+    ext_burst: int = 16
+    ext_outstanding: int = 4
 
     #: Range of ``weight_bits`` per PE type (:data:`hwq.hardware.PES`).
     WEIGHT_BITS: ClassVar[dict[str, tuple[int, int]]] = {
@@ -84,7 +95,12 @@ class CoreConfig:
         "weight_depth": ("Weight memory depth", 16, 1 << 22),
         "param_depth": ("Parameter memory depth", 16, 1 << 20),
         "desc_depth": ("Descriptor memory depth", 2, 1024),
+        "ext_bits": ("External memory port width (0: none)", 0, 128),
+        "ext_burst": ("External memory burst length", 1, 256),
+        "ext_outstanding": ("External memory outstanding reads", 1, 16),
     }
+    #: Widths of the ``m_axi`` data bus (0: no external memory port).
+    EXT_BITS: ClassVar[tuple[int, ...]] = (0, 32, 64, 128)
 
     def int_range(self, name: str) -> tuple[int, int]:
         """Allowed range of integer field ``name`` (``weight_bits`` depends on the PE)."""
@@ -105,6 +121,16 @@ class CoreConfig:
         if self.dsp not in DSP_KINDS:
             raise ValueError(f"DSP kind must be one of {', '.join(DSP_KINDS)}, not {self.dsp!r}")
         object.__setattr__(self, "dsp", str(self.dsp))
+        if self.ext_bits not in self.EXT_BITS:
+            raise ValueError("External memory port width must be one of "
+                             f"{', '.join(map(str, self.EXT_BITS))} bits, not {self.ext_bits!r}")
+        if self.ext_burst & (self.ext_burst - 1):
+            raise ValueError("External memory burst length must be a power of two, not "
+                             f"{self.ext_burst!r}")
+        if self.ext_burst * self.ext_bits // 8 > 4096:
+            raise ValueError(f"An external memory burst of {self.ext_burst} x {self.ext_bits} "
+                             "bits crosses 4 KB (AXI4 forbids it): at most "
+                             f"{4096 * 8 // max(self.ext_bits, 1)} beats")
         if max(self.lanes, self.simd) % min(self.lanes, self.simd):
             raise ValueError(
                 "Lanes and SIMD width must divide one another, not "
@@ -123,6 +149,11 @@ class CoreConfig:
         ``param``, ``act``; :data:`hwq.layout.words.MEMORY_IDS`)."""
         return {"desc": self.desc_depth, "weight": self.weight_depth,
                 "param": self.param_depth, "act": self.act_depth}
+
+    @property
+    def external(self) -> bool:
+        """Whether the core has the ``m_axi`` port (weights may live in external memory)."""
+        return self.ext_bits > 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -143,5 +174,8 @@ class CoreConfig:
         """
         d = self.to_dict()
         del d["dsp"]
+        if not self.ext_bits:   # the burst shape of a core without the port changes nothing
+            for name in ("ext_bits", "ext_burst", "ext_outstanding"):
+                del d[name]
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ACCUMULATE_STAGES", "ACT_FETCH_STAGES", "DOT_STAGES", "MAX_STAGES", "PES",
+__all__ = ["ACCUMULATE_STAGES", "ACT_FETCH_STAGES", "DMA_COMMIT_CYCLES", "DMA_ISSUE_CYCLES",
+           "DOT_STAGES", "LOAD_CHECK_STAGES", "LOAD_DESCRIPTOR_CYCLES", "MAX_STAGES", "PES",
            "PE_FORMATS", "PE_TYPES", "REQUANT_STAGES", "REQUANT_SUM_LEVELS",
            "WEIGHT_FETCH_STAGES", "PeKind", "pe_for_formats"]
 
@@ -79,3 +80,15 @@ WEIGHT_FETCH_STAGES = 2
 ACT_FETCH_STAGES = 3
 #: The max pool's compare-and-hold register (:mod:`hwq.rtl.maxpool`).
 MAX_STAGES = 1
+
+# ----------------------------------------------------------------------------- external memory
+#: A core with the ``m_axi`` port spends one more sequencer cycle per descriptor: the
+#: descriptor's load check (wait for the load in flight, start its own load).
+LOAD_CHECK_STAGES = 1
+#: Cycles of a load-only descriptor (kind ``"load"``) when it does not wait: its read and
+#: its load check.
+LOAD_DESCRIPTOR_CYCLES = 1 + LOAD_CHECK_STAGES
+#: From the cycle a descriptor starts a load to the first read address the DMA offers.
+DMA_ISSUE_CYCLES = 1
+#: From the last read beat to the cycle the DMA is idle again: the word's write.
+DMA_COMMIT_CYCLES = 2

@@ -33,6 +33,7 @@ from hwq.layout import regmap
 from hwq.layout.words import KIND_POOL, MEMORY_IDS, core_words
 from hwq.rtl.addrgen import AddressGenerator
 from hwq.rtl.axil import RegisterBlock, axil_signature
+from hwq.rtl.dma import WeightDma, axi4_read_signature
 from hwq.rtl.fetch import ActFetch, WeightFetch, group_side_layout
 from hwq.rtl.maxpool import MaxPool
 from hwq.rtl.pe import MacArray
@@ -70,7 +71,7 @@ class Core(wiring.Component):
         activation memory words to preload, address -> word.
 
     Ports: ``s_axil`` (AXI4-Lite slave), ``s_axis`` (AXI-Stream of 32-bit bulk chunks),
-    ``irq``.
+    ``irq``; with ``config.ext_bits``, ``m_axi`` (AXI4 read master, :mod:`hwq.rtl.dma`).
     """
 
     def __init__(self, *, config: CoreConfig, program: Program | None = None,
@@ -83,11 +84,14 @@ class Core(wiring.Component):
         self.program = program
         self.act_init = dict(act_init or {})
         self.words = core_words(config)
-        super().__init__({
+        ports = {
             "s_axil": In(axil_signature()),
             "s_axis": In(axis_signature()),
             "irq": Out(1),
-        })
+        }
+        if config.external:
+            ports["m_axi"] = Out(axi4_read_signature(config.ext_bits))
+        super().__init__(ports)
 
     def _memories(self, m: Module) -> dict[str, memory.Memory]:
         cfg, w = self.config, self.words
@@ -187,7 +191,8 @@ class Core(wiring.Component):
             rq.i.payload.side.eq(ms.side.group), rq.lo.eq(layer.lo), rq.hi.eq(layer.hi),
         ]
         wiring.connect(m, rq.o, wb.i)
-        m.d.comb += [wb.out_ct.eq(layer.out_ct), mp.o.ready.eq(1)]
+        m.d.comb += [wb.out_ct.eq(layer.out_lim if cfg.external else layer.out_ct),
+                     mp.o.ready.eq(1)]
 
         return SimpleNamespace(desc=desc, layer=layer, pool=pool, ag=ag, af=af, mp=mp, wb=wb)
 
@@ -218,33 +223,73 @@ class Core(wiring.Component):
                      self.irq.eq(done & irq_en)]
         with m.If(busy):
             m.d.sync += [cycles.eq(cycles + 1), layer_cycles.eq(layer_cycles + 1)]
+        dma = self._loader(m, p, desc, busy) if cfg.external else None
+        stall_cycles = Signal(32)
+        ext_beats = Signal(32)
+
+        def finish_layer():
+            m.d.comb += cyc_wr.en.eq(1)
+            m.d.sync += [layers_done.eq(layers_done + 1), layer_cycles.eq(0)]
+            with m.If(desc.last):
+                m.d.sync += [busy.eq(0), done.eq(1)]
+                m.next = "IDLE"
+            with m.Else():
+                m.d.sync += idx.eq(idx + 1)
+                m.next = "DESC"
+
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(start):
                     m.d.sync += [busy.eq(1), done.eq(0), idx.eq(0), cycles.eq(0),
-                                 layer_cycles.eq(0), layers_done.eq(0)]
+                                 layer_cycles.eq(0), layers_done.eq(0),
+                                 stall_cycles.eq(0), ext_beats.eq(0)]
                     m.next = "DESC"
             with m.State("DESC"):                       # descriptor read
-                m.d.sync += start_ag.eq(1)
-                m.next = "START"
+                if dma is None:
+                    m.d.sync += start_ag.eq(1)
+                    m.next = "START"
+                else:
+                    m.next = "CHECK"
+            if dma is not None:
+                with m.State("CHECK"):                  # wait for the load; start our own
+                    loads = desc.ld_len != 0
+                    with m.If((desc.wait | loads) & dma.busy):
+                        m.d.sync += stall_cycles.eq(stall_cycles + 1)
+                    with m.Else():
+                        m.d.comb += dma.start.eq(loads)
+                        with m.If(desc.nop):
+                            finish_layer()
+                        with m.Else():
+                            m.d.sync += start_ag.eq(1)
+                            m.next = "START"
             with m.State("START"):                      # address generator setup
                 m.d.sync += start_ag.eq(0)
                 m.next = "RUN"
             with m.State("RUN"):
                 with m.If(layer_done):
-                    m.d.comb += cyc_wr.en.eq(1)
-                    m.d.sync += [layers_done.eq(layers_done + 1), layer_cycles.eq(0)]
-                    with m.If(desc.last):
-                        m.d.sync += [busy.eq(0), done.eq(1)]
-                        m.next = "IDLE"
-                    with m.Else():
-                        m.d.sync += idx.eq(idx + 1)
-                        m.next = "DESC"
+                    finish_layer()
+        if dma is not None:
+            with m.If(dma.beat):
+                m.d.sync += ext_beats.eq(ext_beats + 1)
         with m.If(regs.ctrl_we & ctrl.field("CLEAR_DONE").get(regs.ctrl_w)):
             m.d.sync += done.eq(0)
 
         return SimpleNamespace(busy=busy, done=done, irq_en=irq_en, cycles=cycles,
-                               layers_done=layers_done, layer_sel=layer_sel, cyc_rd=cyc_rd)
+                               layers_done=layers_done, layer_sel=layer_sel, cyc_rd=cyc_rd,
+                               dma=dma, stall_cycles=stall_cycles, ext_beats=ext_beats)
+
+    def _loader(self, m: Module, p: SimpleNamespace, desc, busy) -> WeightDma:
+        """The weight loader on ``m_axi``, its request from the descriptor, ``EXT_BASE``."""
+        m.submodules.dma = dma = WeightDma(config=self.config)
+        wiring.connect(m, wiring.flipped(self.m_axi), dma.m_axi)
+        ext_base = Signal(32)
+        with m.If(p.regs.ext_base_we):
+            m.d.sync += ext_base.eq(p.regs.ext_base_w)
+        m.d.comb += [dma.src.eq(desc.ld_src), dma.dst.eq(desc.ld_dst),
+                     dma.length.eq(desc.ld_len), dma.base.eq(ext_base),
+                     p.regs.ext_base_r.eq(ext_base)]
+        p.ext_base = ext_base
+        return dma
 
     def _bulk_path(self, m: Module, p: SimpleNamespace, dp: SimpleNamespace,
                    seq: SimpleNamespace) -> SimpleNamespace:
@@ -291,6 +336,11 @@ class Core(wiring.Component):
         for name, port in host_wr.items():
             m.d.comb += [port.addr.eq(bulk_addr), port.data.eq(word),
                          port.en.eq(commit & (bulk_sel == MEMORY_IDS[name]))]
+        if seq.dma is not None:                 # the loader writes the weights while busy
+            dma, port = seq.dma, host_wr["weight"]
+            with m.If(busy):
+                m.d.comb += [port.addr.eq(dma.wr_addr), port.data.eq(dma.wr_data),
+                             port.en.eq(dma.wr_en)]
         with m.If(commit):
             m.d.sync += bulk_addr.eq(bulk_addr + 1)
         # read-back of the activation memory, one chunk per BULK_RDATA read
@@ -340,7 +390,7 @@ class Core(wiring.Component):
         bulk_sel, bulk_addr, act_word, rchunk = (bulk.bulk_sel, bulk.bulk_addr, bulk.act_word,
                                                  bulk.rchunk)
         lo, hi = regmap.fingerprint_words(cfg.fingerprint())
-        config0, config1 = regmap.config_words(cfg)
+        config0, config1, config2 = regmap.config_words(cfg)
         m.d.comb += [
             regs.id_r.eq(regmap.CORE_ID),
             regs.version_r.eq(regmap.version_word()),
@@ -357,6 +407,9 @@ class Core(wiring.Component):
             regs.bulk_rdata_r.eq(act_word.word_select(rchunk, 32)),
             regs.config0_r.eq(config0),
             regs.config1_r.eq(config1),
+            regs.config2_r.eq(config2),
+            regs.stall_cycles_r.eq(seq.stall_cycles),
+            regs.ext_beats_r.eq(seq.ext_beats),
         ]
 
 

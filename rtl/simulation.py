@@ -19,6 +19,7 @@ from hwq.host.device import Device, DeviceTimeout
 from hwq.host.runtime import InferenceResult, Runtime
 from hwq.layout.program import Program
 from hwq.layout.regmap import ADDR, BIT, MEM
+from hwq.rtl.axi_memory import AxiReadMemory
 from hwq.rtl.core import Core
 
 __all__ = ["AmaranthDevice", "CoreRun", "axil_read", "axil_write", "simulate_core"]
@@ -75,12 +76,23 @@ class AmaranthDevice(Device):
         the simulated core.
     stream_bulk : bool
         write bulk words through ``s_axis`` rather than ``BULK_WDATA``.
+    memory : AxiReadMemory, optional
+        the memory model on the core's ``m_axi`` port (its testbench runs beside).
     """
 
     name = "amaranth"
 
-    def __init__(self, ctx, core: Core, *, stream_bulk: bool = False) -> None:
+    def __init__(self, ctx, core: Core, *, stream_bulk: bool = False,
+                 memory: AxiReadMemory | None = None) -> None:
         self.ctx, self.core, self.stream_bulk = ctx, core, stream_bulk
+        self.memory = memory
+        if memory is not None and not memory.stall:
+            self.memory_latency = memory.latency
+
+    async def write_external(self, image: np.ndarray) -> int:
+        if self.memory is None:
+            return await super().write_external(image)
+        return self.memory.load(image)
 
     async def read_reg(self, offset: int) -> int:
         return await axil_read(self.ctx, self.core.s_axil, offset)
@@ -122,10 +134,13 @@ class CoreRun:
     cycles: list[int]
     layer_cycles: list[list[int]]
     run_seconds: float = 0.0
+    model_layer_cycles: list[int] | None = None
+    stall_cycles: list[int] | None = None
 
 
 def simulate_core(program: Program, x: object, *, load: str = "init",
-                  vcd: str | None = None) -> CoreRun:
+                  vcd: str | None = None, latency: int = 4, stall: float = 0.0,
+                  seed: int = 0) -> CoreRun:
     """Run ``program`` on inputs ``x`` (``(N, *input.shape)``) in the Python simulator,
     through the host runtime (:class:`~hwq.host.runtime.Runtime` over an
     :class:`AmaranthDevice`), the loop every backend runs.
@@ -133,7 +148,8 @@ def simulate_core(program: Program, x: object, *, load: str = "init",
     ``load="init"`` preloads the images into the memories (fast; the runtime then only
     checks the core's identity); ``"bulk"`` writes them through ``BULK_WDATA``
     (AXI4-Lite), ``"axis"`` through the ``s_axis`` port. Inputs go through the bulk path
-    (``s_axis`` with ``"axis"``).
+    (``s_axis`` with ``"axis"``). A core with ``m_axi`` gets an :class:`AxiReadMemory` of
+    ``latency``, ``stall`` and ``seed`` that holds the external image.
     """
     if load not in ("init", "bulk", "axis"):
         raise ValueError(f"Load must be one of init, bulk, axis, not {load!r}")
@@ -144,15 +160,19 @@ def simulate_core(program: Program, x: object, *, load: str = "init",
     preload = load == "init"
     core = Core(config=cfg, program=program if preload else None)
     out: dict[str, InferenceResult] = {}
+    memory = (AxiReadMemory(core.m_axi, data_bits=cfg.ext_bits, latency=latency, stall=stall,
+                            seed=seed) if cfg.external else None)
 
     async def testbench(ctx):
-        runtime = Runtime(AmaranthDevice(ctx, core, stream_bulk=load == "axis"))
+        runtime = Runtime(AmaranthDevice(ctx, core, stream_bulk=load == "axis", memory=memory))
         await runtime.load(program, preloaded=preload)
         out["result"] = await runtime.infer(x)
 
     sim = Simulator(core)
     sim.add_clock(1e-8)
     sim.add_testbench(testbench)
+    if memory is not None:
+        sim.add_testbench(memory.testbench, background=True)
     t0 = time.perf_counter()
     if vcd:
         with sim.write_vcd(vcd):
@@ -162,4 +182,6 @@ def simulate_core(program: Program, x: object, *, load: str = "init",
     seconds = time.perf_counter() - t0
     result = out["result"]
     return CoreRun(outputs=result.outputs, cycles=result.cycles.tolist(),
-                   layer_cycles=result.layer_cycles.tolist(), run_seconds=seconds)
+                   layer_cycles=result.layer_cycles.tolist(), run_seconds=seconds,
+                   model_layer_cycles=result.model_layer_cycles.tolist(),
+                   stall_cycles=result.stall_cycles.tolist())

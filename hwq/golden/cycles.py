@@ -8,9 +8,9 @@ with ``groups = ceil(C_out / lanes)`` groups of output channels and, per group, 
 ``k_tiles = KH * KW * ceil(C_in / simd)``; a linear layer after a flatten of ``(C, H, W)``
 has ``H * W * ceil(C / simd)``) costs::
 
-    cycles = positions * sum_g max(words(g), min_group) + matmul_overhead + min_group - 1
+    cycles = positions * sum_g max(steps(g), min_group) + matmul_overhead + min_group - 1
 
-``words(g)``, the micro-ops of group ``g``:
+``steps(g)``, the micro-ops of group ``g``:
 
 * ``shift_add``, ``multiply``: one per tile that is not all zero (all-zero tiles skipped);
 * ``bit_serial``: per tile, one per *non-zero bit-plane* of its ``b``-bit two's complement

@@ -41,10 +41,12 @@ from hwq.config import CoreConfig
 from hwq.golden import cycles as cyc
 from hwq.golden.formats import CodebookFormat, IntFormat, PotFormat
 from hwq.golden.ops import accumulator_bits
+from hwq.hardware import LOAD_CHECK_STAGES
 from hwq.ir import INPUT, Alias, Matmul, Pool, QuantizedNetwork, Storage
 from hwq.layout.alloc import Interval, allocate
 from hwq.layout.encode import MatmulTerms, matmul_terms
 from hwq.layout.program import Program, Tensor, Window
+from hwq.layout.tiling import WEIGHT_PLACES, external_needs, tile_descriptors
 from hwq.layout.words import FMT_CODEBOOK, FMT_INT, KIND_MATMUL, KIND_POOL, core_words
 
 __all__ = ["compile", "core_config", "network_cycles"]
@@ -200,7 +202,7 @@ def _fitted_depth(field: str, need: int) -> int:
 
 
 def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
-                dsp: str = "inferred", **fields: int) -> CoreConfig:
+                dsp: str = "inferred", weights: str = "auto", **fields: int) -> CoreConfig:
     """The narrowest :class:`~hwq.config.CoreConfig` of ``pe`` that runs ``network``.
 
     Weight bits: the widest layer's, within the PE's range. Codebook entries
@@ -208,8 +210,10 @@ def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
     codebook, so a multiply PE's values are no wider than the weights (with
     ``dsp="ecp5"``, 4-bit values let two lanes share each DSP block); wide enough for the
     values of synthesized weights (add multipliers) when they need a table. Memory depths:
-    the smallest powers of two that hold the program. ``fields`` set any other field (or
-    override these).
+    the smallest powers of two that hold the program; with external weights
+    (``weights="external"``, or ``"auto"`` on a core with ``ext_bits`` when ``weight_depth``
+    is given and too small), the weight buffers of :func:`hwq.layout.tiling.external_needs`
+    and the descriptors of the tiles. ``fields`` set any other field (or override these).
     """
     ops = network.weight_ops()
     low, high = CoreConfig.WEIGHT_BITS[pe]
@@ -241,13 +245,36 @@ def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
             base["table_bits"] = max(base["table_bits"], min(need, 8))
             probe = replace(probe, table_bits=base["table_bits"])
             plan = _plan(network, probe)
-    for field, need in _needs(plan).items():
+    needs = _needs(plan)
+    ext = base.get("ext_bits", 0)
+    if weights == "external" or (weights == "auto" and ext and
+                                 base.get("weight_depth", needs["weight_depth"])
+                                 < needs["weight_depth"]):
+        if not ext:
+            raise ValueError("External weights need a core with the m_axi port (ext_bits 32, "
+                             "64 or 128), not ext_bits=0")
+        floor = cyc.min_group_steps(lanes, simd)
+        steps = [np.maximum(lay.terms.group_steps(pe), floor) if lay.terms is not None
+                 else None for lay in plan.layers]
+        ext_needs = external_needs(steps, probe, base.get("weight_depth"))
+        needs.update(weight_depth=ext_needs["weight_depth"])
+        needs["desc_depth"] = ext_needs["desc_depth"]
+    for field, need in needs.items():
         base.setdefault(field, _fitted_depth(field, need))
     return CoreConfig(**base)
 
 
-def compile(network: QuantizedNetwork, config: CoreConfig) -> Program:  # noqa: A001
+def compile(network: QuantizedNetwork, config: CoreConfig, *,  # noqa: A001
+            weights: str = "auto") -> Program:
     """Compile ``network`` for a core ``config``.
+
+    Parameters
+    ----------
+    weights : {"auto", "onchip", "external"}
+        where the weights live (:data:`hwq.layout.tiling.WEIGHT_PLACES`): ``external``
+        streams every matmul layer's weights from the external image in tiles
+        (:mod:`hwq.layout.tiling`; the core needs ``ext_bits``); ``auto`` does so only when
+        they do not fit the weight memory and the core has the port.
 
     Raises
     ------
@@ -260,21 +287,35 @@ def compile(network: QuantizedNetwork, config: CoreConfig) -> Program:  # noqa: 
         raise TypeError(f"Network must be a QuantizedNetwork, not {type(network).__name__}")
     if not isinstance(config, CoreConfig):
         raise TypeError(f"Config must be a CoreConfig, not {type(config).__name__}")
+    if weights not in WEIGHT_PLACES:
+        raise ValueError(f"Weights must be one of {', '.join(WEIGHT_PLACES)}, not {weights!r}")
+    if weights == "external" and not config.external:
+        raise ValueError("External weights need a core with the m_axi port (ext_bits 32, 64 "
+                         "or 128), not ext_bits=0")
     if network.act_bits > config.act_bits:
         raise ValueError(f"Network activations of {network.act_bits} bits are wider than the "
                          f"core's {config.act_bits}-bit activations (act_bits)")
     plan = _plan(network, config)
-    short = {f: n for f, n in _needs(plan).items() if n > getattr(config, f)}
+    needs = _needs(plan)
+    external = weights == "external" or (
+        weights == "auto" and config.external and needs["weight_depth"] > config.weight_depth)
+    if external:
+        del needs["weight_depth"]       # the tiles' buffers: checked when cutting the tiles
+        needs["desc_depth"] = 0         # the tiles' descriptors: checked after cutting them
+    short = {f: n for f, n in needs.items() if n > getattr(config, f)}
     if short:
         parts = [f"the {_MEMORY[f][0]} memory needs {n} {_MEMORY[f][1]}, "
                  f"{getattr(config, f)} available" for f, n in short.items()]
         fits = ", ".join(f"{f}={_fitted_depth(f, n)}" for f, n in short.items())
+        hint = ("; or stream the weights from external memory (ext_bits=64)"
+                if "weight_depth" in short and not config.external else "")
         raise ValueError(f"Network does not fit the core: {'; '.join(parts)} "
-                         f"({fits} would fit)")
-    return _pack(network, config, plan)
+                         f"({fits} would fit){hint}")
+    return _pack(network, config, plan, external=external)
 
 
-def _pack(network: QuantizedNetwork, config: CoreConfig, plan: _Plan) -> Program:
+def _pack(network: QuantizedNetwork, config: CoreConfig, plan: _Plan, *,
+          external: bool = False) -> Program:
     words = core_words(config)
     s = config.simd
     bases, peak = allocate(plan.intervals)
@@ -287,6 +328,7 @@ def _pack(network: QuantizedNetwork, config: CoreConfig, plan: _Plan) -> Program
 
     descs: list[dict[str, Any]] = []
     weight_imgs: list[np.ndarray] = []
+    layer_imgs: list[np.ndarray | None] = []
     param_imgs: list[np.ndarray] = []
     infos: list[dict[str, Any]] = []
     w_used = p_used = 0
@@ -313,6 +355,7 @@ def _pack(network: QuantizedNetwork, config: CoreConfig, plan: _Plan) -> Program
                      kernel_h=kh, kernel_w=kw)
             info["cycles"] = cyc.maxpool_cycles(channels=c_in, out_positions=oh * ow, simd=s,
                                                 taps=kh * kw)
+            layer_imgs.append(None)
         else:
             prim = layer.prim
             info["kind"] = "matmul"
@@ -322,6 +365,9 @@ def _pack(network: QuantizedNetwork, config: CoreConfig, plan: _Plan) -> Program
                                  f"the core has {config.acc_bits} (raise acc_bits)")
             img, fields, meta = _matmul_image(op.name, prim, terms, srcs, w, config, words)
             prm = _params(prim, config, words)
+            layer_imgs.append(img)
+            if external:                 # each layer's micro-ops from 0; tiled below
+                w_used = 0
             w_base, p_base = w_used, p_used
             w_used += img.shape[0]
             p_used += prm.shape[0]
@@ -338,10 +384,23 @@ def _pack(network: QuantizedNetwork, config: CoreConfig, plan: _Plan) -> Program
                         p_base=p_base,
                         cycles=cyc.matmul_cycles(positions=positions, steps=meta["steps"],
                                                  lanes=config.lanes, simd=s))
-        for name, value in d.items():
-            words.desc.check(name, value, f"{op.name}: descriptor field {name}")
         descs.append(d)
         infos.append(info)
+    if external:
+        descs, infos, ext_image = tile_descriptors(descs, infos, layer_imgs, config, words)
+        if len(descs) > config.desc_depth:
+            raise ValueError(f"Network does not fit the core: its weight tiles need "
+                             f"{len(descs)} descriptors, {config.desc_depth} available "
+                             f"(desc_depth={_fitted_depth('desc_depth', len(descs))} would "
+                             "fit, or a larger weight_depth)")
+        weight_imgs = []
+    elif config.external:               # weights on chip, on a core with the load check
+        for d, info in zip(descs, infos, strict=True):
+            d["out_lim"] = d["out_ct"]
+            info["cycles"] += LOAD_CHECK_STAGES
+    for d, info in zip(descs, infos, strict=True):
+        for name, value in d.items():
+            words.desc.check(name, value, f"{info['name']}: descriptor field {name}")
 
     keys = sorted({k for d in descs for k in d})
     desc_values = {}
@@ -353,6 +412,7 @@ def _pack(network: QuantizedNetwork, config: CoreConfig, plan: _Plan) -> Program
         else:
             desc_values[k] = np.array([0 if r is None else r for r in rows], dtype=np.int64)
     images = {
+        "ext": ext_image if external else np.zeros((0, words.ext_chunks), np.uint32),
         "desc": words.desc.pack(len(descs), **desc_values),
         "weight": np.concatenate(weight_imgs) if weight_imgs else
         np.zeros((0, words.weight.chunks), np.uint32),

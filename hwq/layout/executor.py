@@ -25,6 +25,7 @@ from hwq.config import CoreConfig
 from hwq.golden import cycles as cyc
 from hwq.golden.formats import IntFormat, PotFormat
 from hwq.golden.requant import requantize
+from hwq.hardware import LOAD_CHECK_STAGES, LOAD_DESCRIPTOR_CYCLES
 from hwq.layout.program import Program
 from hwq.layout.words import FMT_CODEBOOK, KIND_POOL, CoreWords, core_words
 
@@ -43,7 +44,7 @@ class LayerRun:
     ----------
     index : int
         descriptor number (``LAYER_SEL`` value).
-    kind : {"matmul", "pool"}
+    kind : {"matmul", "pool", "load"}
     positions : int
         output positions (``out_h * out_w``).
     steps : tuple of int
@@ -122,10 +123,18 @@ def run_images(config: CoreConfig, images: Mapping[str, np.ndarray],
         raise ValueError(f"Activation memories must have shape (N, depth, {config.simd}), "
                          f"not {act.shape}")
     desc_img = images["desc"]
+    loads = _Loads(config, words, images) if config.external else None
+    if loads is not None:
+        images = {**images, "weight": loads.weight}
     runs = []
     for i in range(desc_img.shape[0]):
         d = {k: v[0] for k, v in words.desc.unpack(desc_img[i:i + 1]).items()}
-        if d["kind"] == KIND_POOL:
+        if loads is not None:
+            loads.start(i, d)
+        if loads is not None and d["nop"]:
+            runs.append(LayerRun(index=i, kind="load", positions=0, steps=(),
+                                 cycles=LOAD_DESCRIPTOR_CYCLES))
+        elif d["kind"] == KIND_POOL:
             if d["kernel_h"] < 1 or d["kernel_w"] < 1:
                 raise ValueError(f"Descriptor {i}: a pool window of {d['kernel_h']}x"
                                  f"{d['kernel_w']} taps (at least 1x1)")
@@ -142,11 +151,58 @@ def run_images(config: CoreConfig, images: Mapping[str, np.ndarray],
             runs.append(LayerRun(index=i, kind="matmul", positions=int(d["out_h"] * d["out_w"]),
                                  steps=group_steps,
                                  cycles=layer_cycles(config, d, group_steps)))
+        if loads is not None:
+            loads.issue(i, d)
         if d["last"]:
             return runs
     raise UnterminatedProgram(
         f"No descriptor of the {desc_img.shape[0]} in the descriptor memory has 'last' set: "
         "the core would run forever")
+
+
+class _Loads:
+    """The weight buffer of a core with external memory and the loads into it.
+
+    A load starts with its descriptor and may still run while the descriptors after it
+    work: it is applied at once here, and a descriptor that reads words of a load in flight
+    without waiting for it (``wait``) is refused, as is a load into the words its own
+    descriptor reads (the core would read them while they change).
+    """
+
+    def __init__(self, config: CoreConfig, words: CoreWords,
+                 images: Mapping[str, np.ndarray]) -> None:
+        self.ext = images.get("ext", np.zeros((0, words.ext_chunks), np.uint32))
+        chunks = words.weight.chunks
+        self.weight = np.zeros((config.weight_depth, chunks), np.uint32)
+        given = images["weight"][:config.weight_depth]
+        self.weight[:given.shape[0]] = given
+        self.flight: tuple[int, int] | None = None          # weight words being loaded
+
+    def start(self, i: int, d: dict) -> None:
+        if d["wait"] or d["ld_len"]:
+            self.flight = None
+        if self.flight is not None and not d["nop"] and d["kind"] != KIND_POOL:
+            lo, hi = self.flight
+            if d["w_base"] <= hi and lo <= d["w_last"]:
+                raise ValueError(f"Descriptor {i}: reads weight words {d['w_base']}.."
+                                 f"{d['w_last']} while a load into {lo}..{hi} is in flight "
+                                 "(it must wait)")
+
+    def issue(self, i: int, d: dict) -> None:
+        n, src, dst = int(d["ld_len"]), int(d["ld_src"]), int(d["ld_dst"])
+        if not n:
+            return
+        if src + n > self.ext.shape[0] or dst + n > self.weight.shape[0]:
+            raise ValueError(f"Descriptor {i}: a load of {n} words from external word {src} "
+                             f"to weight word {dst} is outside the external image "
+                             f"({self.ext.shape[0]} words) or the weight memory "
+                             f"({self.weight.shape[0]} words)")
+        if not d["nop"] and d["kind"] != KIND_POOL and \
+                d["w_base"] < dst + n and dst <= d["w_last"]:
+            raise ValueError(f"Descriptor {i}: loads weight words {dst}..{dst + n - 1}, which "
+                             f"it reads itself ({d['w_base']}..{d['w_last']})")
+        self.weight[dst:dst + n] = self.ext[src:src + n, :self.weight.shape[1]]
+        self.flight = (dst, dst + n - 1)
 
 
 def layer_cycles(config: CoreConfig, desc: Mapping[str, object],
@@ -169,13 +225,16 @@ def layer_cycles(config: CoreConfig, desc: Mapping[str, object],
         of the layer; equal to the compiler's ``Program.layers[i]["cycles"]``.
     """
     positions = int(desc["out_h"]) * int(desc["out_w"])
+    check = LOAD_CHECK_STAGES if config.external else 0
+    if config.external and desc["nop"]:
+        return LOAD_DESCRIPTOR_CYCLES
     if int(desc["kind"]) == KIND_POOL:
         # ceil(C / simd) words per position is the descriptor's in_ct
         return cyc.maxpool_cycles(channels=int(desc["in_ct"]) * config.simd,
                                   out_positions=positions, simd=config.simd,
-                                  taps=int(desc["kernel_h"]) * int(desc["kernel_w"]))
+                                  taps=int(desc["kernel_h"]) * int(desc["kernel_w"])) + check
     return cyc.matmul_cycles(positions=positions, steps=list(group_steps), lanes=config.lanes,
-                             simd=config.simd)
+                             simd=config.simd) + check
 
 
 def _group_steps(glast: np.ndarray) -> tuple[int, ...]:
@@ -255,10 +314,16 @@ def _matmul_accesses(d: dict, micro: dict, config: CoreConfig) -> tuple[np.ndarr
     groups = np.arange(int(micro["glast"].sum()))
     if p >= s:
         cts = (groups[:, None] * (p // s) + np.arange(p // s)).ravel()
-        cts = cts[cts < d["out_ct"]]
+        cts = cts[cts < _out_lim(d)]
     else:
         cts = np.unique(groups // (s // p))
     return np.concatenate(reads), (out[:, None] + cts).ravel()
+
+
+def _out_lim(d: dict) -> int:
+    """Output channel tiles a matmul descriptor writes (``out_lim`` on a core with external
+    memory, whose tiles write part of a tensor; else all ``out_ct``)."""
+    return int(d.get("out_lim", d["out_ct"]))
 
 
 def _pool(mem: np.ndarray, d: dict, act_bits: int) -> None:
@@ -310,7 +375,7 @@ def _matmul(mem: np.ndarray, d: dict, micro: dict, params: dict, config: CoreCon
         if p >= s:
             for j in range(p // s):
                 ct = g * (p // s) + j
-                if ct < d["out_ct"]:
+                if ct < _out_lim(d):
                     mem[:, out + ct] = y[:, :, j * s:(j + 1) * s]
         else:
             r = s // p

@@ -35,7 +35,7 @@ import numpy as np
 from hwq import __version__
 from hwq.config import DSP_KINDS, PE_TYPES, CoreConfig
 from hwq.errors import ArtifactError
-from hwq.layout.words import CoreWords, core_words
+from hwq.layout.words import EXT_SRC_BITS, CoreWords, core_words
 from hwq.serialize import atomic_write, parse_json
 
 MAGIC = b"HWQPROG\0"
@@ -46,6 +46,9 @@ FORMAT_VERSION = 4
 #: (``input.window``, see :class:`Window`).
 #: Images of a Program, in container order (the activation memory holds no image).
 IMAGES = ("desc", "weight", "param")
+#: Sections of the container: the memory images, then the external memory image (weight
+#: micro-ops the core reads over ``m_axi``; 0 words when every weight is on chip).
+SECTIONS = (*IMAGES, "ext")
 #: Fields of the JSON header, of each entry of its ``sections``, and of each of its
 #: ``layers`` (required, then the optional facts of a matmul layer; see :class:`Program`).
 HEADER_FIELDS = ("format", "format_version", "hwq_version", "config", "fingerprint", "input",
@@ -53,8 +56,8 @@ HEADER_FIELDS = ("format", "format_version", "hwq_version", "config", "fingerpri
 SECTION_FIELDS = ("name", "words", "chunks", "offset", "nbytes", "crc32")
 LAYER_FIELDS = ("name", "kind", "op", "cycles")
 LAYER_FACTS = ("steps", "positions", "w_base", "w_words", "p_base", "groups", "k_tiles",
-               "tile_mask", "tile_bits")
-LAYER_LISTS = ("steps", "tile_mask", "tile_bits")
+               "tile_mask", "tile_bits", "tile", "wait", "ld_words", "ld_src")
+LAYER_LISTS = ("steps", "tile_mask", "tile_bits", "tile")
 
 
 @dataclass(frozen=True)
@@ -150,7 +153,9 @@ class Program:
     ----------
     config : CoreConfig
     images : dict of str to uint32 array ``(words, chunks)``
-        ``desc``, ``weight`` and ``param`` memory images, loaded from address 0.
+        ``desc``, ``weight`` and ``param`` memory images, loaded from address 0, and
+        ``ext``: the external memory image (:mod:`hwq.layout.words`; empty when every
+        weight is on chip; given as absent, it is made empty).
     input, output : Tensor
         the network input and output in the activation memory.
     layers : list of dict
@@ -158,7 +163,12 @@ class Program:
         kind), ``cycles`` (model), and for matmul layers ``steps`` (micro-ops per group),
         ``positions``, ``w_base``, ``w_words``, ``p_base``, ``groups``, ``k_tiles``,
         ``tile_mask`` (groups x k_tiles, True = stored, False = all-zero and skipped) and
-        ``tile_bits`` (bit_serial: each tile's bit width).
+        ``tile_bits`` (bit_serial: each tile's bit width). With external weights a layer is
+        cut into descriptors of whole output-channel groups (``tile``: first and last
+        group + 1), and each descriptor has ``wait`` (it waits for the load in flight),
+        ``ld_words`` and ``ld_src`` (the load it starts); a descriptor of kind ``"load"``
+        only loads. ``cycles`` is then the descriptor's cycles when it never waits
+        (:func:`hwq.golden.memory.schedule` adds the waits).
     meta : dict
         JSON facts (network name, generator, ...).
     """
@@ -169,6 +179,16 @@ class Program:
     output: Tensor
     layers: list[dict[str, Any]]
     meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if "ext" not in self.images:
+            self.images = {**self.images, "ext": np.zeros(
+                (0, core_words(self.config).ext_chunks), np.uint32)}
+
+    @property
+    def external_bytes(self) -> int:
+        """Bytes of the external memory image (what one inference reads over ``m_axi``)."""
+        return 4 * int(self.images["ext"].size)
 
     @property
     def words(self) -> CoreWords:
@@ -209,7 +229,7 @@ class Program:
         sections = []
         blobs = []
         offset = 0
-        for name in IMAGES:
+        for name in SECTIONS:
             img = np.ascontiguousarray(self.images[name], dtype="<u4")
             blob = img.tobytes()
             sections.append({"name": name, "words": int(img.shape[0]),
@@ -438,19 +458,26 @@ class _HeaderCheck:
     def sections(self, obj: object, config: CoreConfig, payload_bytes: int) -> None:
         names = [s.get("name") if isinstance(s, dict) else None for s in obj] \
             if isinstance(obj, list) else []
-        if not all(isinstance(n, str) for n in names) or sorted(names) != sorted(IMAGES):
-            raise self.fail("sections", obj, f"one entry for each of {', '.join(IMAGES)}")
+        if not all(isinstance(n, str) for n in names) or sorted(names) != sorted(SECTIONS):
+            raise self.fail("sections", obj, f"one entry for each of {', '.join(SECTIONS)}")
         for i, sec in enumerate(obj):  # first the sizes: the word widths depend on the depths
             where = f"sections[{i}]"
             self.record(sec, where, SECTION_FIELDS)
             name = sec["name"]
+            if name == "ext":
+                most = (1 << EXT_SRC_BITS) if config.external else 0
+                self.integer(sec, "words", where, 0, most,
+                             f"at most {most} (external words a descriptor addresses)"
+                             if most else "0 (the core has no external memory port)")
+                continue
             depth = getattr(config, f"{name}_depth")
             self.integer(sec, "words", where, 0, depth,
                          f"at most {depth} (the {name} memory's depth, config.{name}_depth)")
-        memories = core_words(config).memories
+        words = core_words(config)
         for i, sec in enumerate(obj):
             where = f"sections[{i}]"
-            chunks = memories[sec["name"]].chunks
+            chunks = (words.ext_chunks if sec["name"] == "ext"
+                      else words.memories[sec["name"]].chunks)
             self.integer(sec, "chunks", where, chunks, chunks,
                          f"{chunks} (32-bit chunks of a {sec['name']} word of this config)")
             nbytes = 4 * sec["words"] * chunks

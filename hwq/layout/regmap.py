@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 #: ``ID`` register value: ASCII "HWQC".
 CORE_ID = 0x4857_5143
 #: ``VERSION`` register value: register map major.minor as ``major << 16 | minor``.
-MAP_VERSION = (1, 0)
+MAP_VERSION = (1, 1)
 #: ``CONFIG0.pe`` codes: the order of :data:`hwq.hardware.PE_TYPES`.
 PE_CODES = {pe: code for code, pe in enumerate(PE_TYPES)}
 
@@ -159,6 +159,17 @@ REGISTERS: tuple[Register, ...] = (
         BitField("WEIGHT_BITS", 8, 4, "weight code bits"),
         BitField("ACC_BITS", 16, 6, "accumulator bits"),
     )),
+    Register("EXT_BASE", 0x48, "rw",
+             "Byte address on the m_axi port of the external image (Program section ext), "
+             "aligned to ext_burst beats; cores without the port keep 0."),
+    Register("EXT_BEATS", 0x4C, "ro", "m_axi read beats of the last run."),
+    Register("STALL_CYCLES", 0x50, "ro",
+             "Cycles the last run's descriptors waited for weight loads."),
+    Register("CONFIG2", 0x54, "ro", "External memory port (0 without it).", (
+        BitField("EXT_BITS", 0, 8, "m_axi data bits (0: no port)"),
+        BitField("EXT_BURST", 8, 9, "most beats per read burst"),
+        BitField("EXT_OUTSTANDING", 20, 5, "most read bursts in flight"),
+    )),
 )
 
 #: Register offsets by name: ``ADDR.CTRL == 0x10``.
@@ -183,12 +194,16 @@ def version_word() -> int:
     return MAP_VERSION[0] << 16 | MAP_VERSION[1]
 
 
-def config_words(config: CoreConfig) -> tuple[int, int]:
-    """``(CONFIG0, CONFIG1)`` of a core ``config``."""
+def config_words(config: CoreConfig) -> tuple[int, int, int]:
+    """``(CONFIG0, CONFIG1, CONFIG2)`` of a core ``config``."""
+    ext = config.external
     return (register("CONFIG0").pack(PE=PE_CODES[config.pe], LANES=config.lanes,
                                      SIMD=config.simd),
             register("CONFIG1").pack(ACT_BITS=config.act_bits, WEIGHT_BITS=config.weight_bits,
-                                     ACC_BITS=config.acc_bits))
+                                     ACC_BITS=config.acc_bits),
+            register("CONFIG2").pack(EXT_BITS=config.ext_bits,
+                                     EXT_BURST=config.ext_burst if ext else 0,
+                                     EXT_OUTSTANDING=config.ext_outstanding if ext else 0))
 
 
 def fingerprint_words(fingerprint: str) -> tuple[int, int]:

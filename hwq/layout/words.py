@@ -17,6 +17,16 @@ Memories and their words (``P`` lanes, ``S`` SIMD, ``A`` activation address bits
 ``param``   per group of ``P`` output channels: ``bias`` (int32), ``m`` (24-bit), ``s``
             (6-bit) for each lane.
 ``desc``    one layer descriptor (see :func:`desc_layout`).
+
+External memory (cores with ``ext_bits``, the ``m_axi`` port): the weight memory is then a
+buffer that the core fills from the external image (``Program.images["ext"]``) while it
+runs. Each external word is one weight micro-op in ``ext_beats`` beats of ``ext_bits``,
+LSB beat first at the lower address (the word's ``chunks`` zero-extended to whole beats).
+The descriptors of such a core carry a load (``ld_len`` words from external word
+``ld_src`` to weight address ``ld_dst``, started when the descriptor starts), ``wait``
+(start only when no load is in flight), ``nop`` (a descriptor that only loads) and
+``out_lim`` (the output channel tiles the descriptor writes, for a layer cut into tiles of
+output-channel groups).
 """
 
 from __future__ import annotations
@@ -36,6 +46,8 @@ CHUNK_BITS = 32
 #: Descriptor ``kind`` values.
 KIND_MATMUL = 0
 KIND_POOL = 1
+#: Bits of a descriptor's ``ld_src`` (external word index): 2**28 words of at least 4 bytes.
+EXT_SRC_BITS = 28
 #: Descriptor ``fmt`` values (multiply PE only: how the payload decodes).
 FMT_INT = 0
 FMT_CODEBOOK = 1
@@ -197,6 +209,17 @@ class CoreWords:
     desc_addr_bits: int
     dim_bits: int
     pos_bits: int
+    ext_bits: int = 0
+
+    @property
+    def ext_beats(self) -> int:
+        """Beats of the ``m_axi`` bus per external weight word (0 without the port)."""
+        return -(-self.weight.width // self.ext_bits) if self.ext_bits else 0
+
+    @property
+    def ext_chunks(self) -> int:
+        """32-bit chunks of one external word (whole beats; 1 without the port)."""
+        return max(1, self.ext_beats * self.ext_bits // CHUNK_BITS)
 
     @property
     def memories(self) -> dict[str, WordLayout]:
@@ -241,7 +264,11 @@ def core_words(config: CoreConfig) -> CoreWords:
     if config.pe == "multiply":
         desc_fields.append(Field("table", config.table_bits, signed=True,
                                  count=1 << config.weight_bits))
+    if config.external:
+        desc_fields += [Field("wait", 1), Field("nop", 1), Field("out_lim", dim),
+                        Field("ld_len", addr_bits(config.weight_depth + 1)),
+                        Field("ld_dst", w_bits), Field("ld_src", EXT_SRC_BITS)]
     desc = WordLayout("desc", desc_fields)
     return CoreWords(act=act, weight=weight, param=param, desc=desc, act_addr_bits=a_bits,
                      weight_addr_bits=w_bits, param_addr_bits=p_bits, desc_addr_bits=d_bits,
-                     dim_bits=dim, pos_bits=pos)
+                     dim_bits=dim, pos_bits=pos, ext_bits=config.ext_bits)

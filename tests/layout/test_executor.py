@@ -35,7 +35,8 @@ def _memories(program, x, depth_images=False):
     images = dict(program.images)
     if depth_images:   # whole memories, as a core holds them: zero words after the program
         depth = {"desc": cfg.desc_depth, "weight": cfg.weight_depth, "param": cfg.param_depth}
-        for name, img in program.images.items():
+        for name in depth:
+            img = program.images[name]
             full = np.zeros((depth[name], img.shape[1]), dtype=np.uint32)
             full[:len(img)] = img
             images[name] = full

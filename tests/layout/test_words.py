@@ -122,7 +122,9 @@ def test_register_fields_pack_and_unpack_through_their_bitfields():
     c0 = regmap.register("CONFIG0")
     assert c0.unpack(c0.pack(PE=2, LANES=256, SIMD=3)) == {"PE": 2, "LANES": 256, "SIMD": 3}
     assert regmap.config_words(CoreConfig(pe="bit_serial", lanes=2, simd=2, acc_bits=24)) == (
-        1 | 2 << 8 | 2 << 20, 8 | 4 << 8 | 24 << 16)
+        1 | 2 << 8 | 2 << 20, 8 | 4 << 8 | 24 << 16, 0)
+    assert regmap.config_words(CoreConfig(pe="shift_add", ext_bits=64, ext_burst=8,
+                                          ext_outstanding=3))[2] == 64 | 8 << 8 | 3 << 20
     assert regmap.register("STATUS").pack(DONE=1) == regmap.BIT.STATUS_DONE
     with pytest.raises(ValueError, match=r"CONFIG0.LANES must be in 0..511 \(9 bits\), not 512"):
         c0.pack(LANES=512)

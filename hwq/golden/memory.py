@@ -1,0 +1,114 @@
+"""Timing of the external memory: the core's weight loads over ``m_axi`` and the waits they
+cause, exact for a memory of fixed latency that returns one beat per cycle.
+
+A core with the ``m_axi`` port (:attr:`hwq.config.CoreConfig.ext_bits`) runs each descriptor
+as: its read (1 cycle), its *load check* (wait while a load is in flight if the descriptor
+waits or starts a load; then start its load), then its work. The DMA reads a load's
+``words * beats`` beats (``beats`` per weight word, :attr:`hwq.layout.words.CoreWords.ext_beats`)
+in INCR bursts aligned to ``ext_burst`` beats (so a load's first burst may be shorter), with
+at most ``ext_outstanding`` bursts in flight, and writes each word into the weight buffer
+the cycle after its last beat.
+
+The memory model (``latency`` L): a burst whose read address is accepted in cycle ``a``
+returns its first beat in cycle ``a + L`` at the earliest and one beat per cycle, bursts in
+order, the read address always accepted. Then, for a load started in cycle ``x``::
+
+    a_0 = x + 1;  a_j = max(a_{j-1} + 1, e_{j-O} + 1)      (address of burst j accepted)
+    f_j = max(a_j + L, e_{j-1} + 1);  e_j = f_j + n_j - 1   (its first and last beat)
+    idle from e_last + 2
+
+and a descriptor's counter is its cycles without waiting plus the cycles its load check
+waits. With any other memory (stalls, variable latency) the outputs are the same and each
+counter is still ``cycles + wait`` with ``wait >= 0``: :func:`schedule` at the memory's
+smallest latency is a lower bound, and the core's ``STALL_CYCLES`` register counts the
+waits actually taken.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from hwq.golden._checks import check_int
+from hwq.hardware import DMA_COMMIT_CYCLES, DMA_ISSUE_CYCLES
+
+__all__ = ["bursts", "load_cycles", "schedule"]
+
+
+def bursts(first_beat: int, beats: int, burst: int) -> list[int]:
+    """Lengths of the INCR bursts reading beats ``first_beat .. first_beat + beats - 1``,
+    cut at multiples of ``burst``.
+
+    >>> bursts(6, 12, 4)
+    [2, 4, 4, 2]
+    """
+    out = []
+    b, end = first_beat, first_beat + beats
+    while b < end:
+        n = min(end, (b // burst + 1) * burst) - b
+        out.append(n)
+        b += n
+    return out
+
+
+def load_cycles(first_beat: int, beats: int, *, burst: int, outstanding: int,
+                latency: int) -> int:
+    """Cycles from the cycle a load starts to the first cycle its DMA is idle again.
+
+    >>> load_cycles(0, 8, burst=4, outstanding=2, latency=3)   # 1 + 3 + 8 - 1 + 2
+    13
+    >>> load_cycles(0, 8, burst=4, outstanding=1, latency=3)   # the second burst waits
+    16
+    """
+    latency = check_int(latency, "Memory latency", 1, 1 << 20)
+    if beats <= 0:
+        return 0
+    lengths = bursts(first_beat, beats, burst)
+    a_prev = e_prev = None
+    ends: list[int] = []
+    for j, n in enumerate(lengths):
+        a = DMA_ISSUE_CYCLES if j == 0 else a_prev + 1
+        if j >= outstanding:
+            a = max(a, ends[j - outstanding] + 1)
+        f = a + latency if e_prev is None else max(a + latency, e_prev + 1)
+        e = f + n - 1
+        ends.append(e)
+        a_prev, e_prev = a, e
+    return e_prev + DMA_COMMIT_CYCLES
+
+
+def schedule(layers: Sequence[Mapping[str, Any]], *, beats: int, burst: int,
+             outstanding: int, latency: int) -> list[int]:
+    """Each descriptor's cycle counter on a memory of fixed ``latency``.
+
+    Parameters
+    ----------
+    layers : sequence of mapping
+        ``Program.layers``: ``cycles`` (without waiting), and ``wait``, ``ld_words``,
+        ``ld_src`` where a descriptor waits or loads.
+    beats : int
+        ``m_axi`` beats per weight word.
+    burst, outstanding : int
+        the core's ``ext_burst`` and ``ext_outstanding``.
+    latency : int
+        the memory's latency L (cycles from an accepted read address to its first beat).
+
+    Returns
+    -------
+    list of int
+        per descriptor: ``cycles`` + the cycles its load check waited.
+    """
+    t = 0                     # cycle of the descriptor's read
+    free = 0                  # first cycle the DMA is idle
+    out = []
+    for layer in layers:
+        check = t + 1
+        words = int(layer.get("ld_words", 0))
+        start = max(check, free) if layer.get("wait") or words else check
+        if words:
+            free = start + load_cycles(int(layer["ld_src"]) * beats, words * beats,
+                                       burst=burst, outstanding=outstanding, latency=latency)
+        count = int(layer["cycles"]) + start - check
+        out.append(count)
+        t += count
+    return out
