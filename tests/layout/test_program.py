@@ -142,7 +142,7 @@ HEADER = "format, format_version, hwq_version, config, fingerprint, input, outpu
     (_set("input.ct", 2), "field input.ct must be 7 (ceil(C / simd)), not 2"),
     (_set("sections.0.chunks", 1.0), "field sections[0].chunks must be "),
     (_set("sections", []), "field sections must be one entry for each of desc, weight, param, "
-     "not []"),
+     "ext, not []"),
     (_set("fingerprint", "0" * 16), "field fingerprint must be "),
     # sizes: images and tensors within the config's memories
     (_set("config.weight_depth", 16), "field sections[1].words must be at most 16 (the weight "
