@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from hwq.errors import ToolchainError
+from hwq.golden.memory import SIM_BASE, MemoryTiming
 from hwq.host.device import (
     Device,
     DeviceTimeout,
@@ -94,7 +95,8 @@ class CompiledBuild:
 
 
 def build(sources: Sequence[str | os.PathLike], *, waves: WaveFormat | None = None,
-          cache_dir: str | os.PathLike | None = None, jobs: int = 2) -> CompiledBuild:
+          cache_dir: str | os.PathLike | None = None, jobs: int = 2,
+          ext_bits: int = 0) -> CompiledBuild:
     """Build the harness library for the core in ``sources``, or reuse a cached build.
 
     Parameters
@@ -108,6 +110,9 @@ def build(sources: Sequence[str | os.PathLike], *, waves: WaveFormat | None = No
         cache folder (:func:`hwq.sim.build.cache_root`).
     jobs : int
         parallel compile jobs.
+    ext_bits : int
+        the core's ``m_axi`` data width (``CoreConfig.ext_bits``; 0: no port): the harness
+        then serves the port from its memory model.
 
     Raises
     ------
@@ -125,7 +130,9 @@ def build(sources: Sequence[str | os.PathLike], *, waves: WaveFormat | None = No
     args = [*VERILATOR_FLAGS, *({"vcd": ["--trace"], "fst": ["--trace-fst"]}.get(waves, []))]
     make = [*MAKE_OVERRIDES, *OPT_FLAGS]
     header = regmap.c_header()
+    cflags = ["-CFLAGS", f"-DHWQ_EXT_BITS={int(ext_bits)}"] if ext_bits else []
     meta = {"format": _CACHE_FORMAT, "args": args, "make": make, "waves": waves,
+            "cflags": cflags,
             "verilator": f"{info.version} {info.root}",
             "c++": _compiler_identity(str(info.tools["c++"])),
             "CXXFLAGS": os.environ.get("CXXFLAGS", "")}
@@ -153,7 +160,7 @@ def build(sources: Sequence[str | os.PathLike], *, waves: WaveFormat | None = No
         command = [
             str(info.executable), "--cc", "--exe", "--build", "-j", str(jobs),
             "--top-module", TOP, "--prefix", "Vhwq_core", *args,
-            "-CFLAGS", "-fPIC", "-CFLAGS", f"-I{source_dir}", "-LDFLAGS", "-shared",
+            "-CFLAGS", "-fPIC", "-CFLAGS", f"-I{source_dir}", *cflags, "-LDFLAGS", "-shared",
             *(x for flag in make for x in ("-MAKEFLAGS", flag)),
             "--Mdir", str(build_dir / "obj"), "-o", str(build_dir / LIBRARY),
             *map(str, copies), str(harness),
@@ -199,6 +206,7 @@ def _library(path: str) -> ctypes.CDLL:
         ("hwq_wait_done", ctypes.c_int, [handle, u64]),
         ("hwq_counters", None, [handle, u32, _u32p]),
         ("hwq_run", None, [handle, u64]),
+        ("hwq_ext_load", ctypes.c_int, [handle, _u32p, u64, u64, u32, u32, u64]),
     ):
         fn = getattr(lib, name)
         fn.restype, fn.argtypes = restype, argtypes
@@ -263,6 +271,14 @@ class CompiledModel:
         """``cycles`` cycles of the free-running clock, no transactions."""
         self._lib.hwq_run(self._live(), cycles)
 
+    def ext_load(self, chunks: np.ndarray, base: int, timing: MemoryTiming) -> None:
+        """Fill the memory model on ``m_axi`` with ``chunks`` from byte ``base`` on."""
+        c = np.ascontiguousarray(chunks, dtype=np.uint32).reshape(-1)
+        if self._lib.hwq_ext_load(self._live(), c.ctypes.data_as(_u32p), c.size, base,
+                                  timing.latency, round(timing.stall * 1_000_000),
+                                  timing.seed) != 0:
+            raise ValueError("This compiled core has no m_axi port: build it with ext_bits")
+
     def close(self) -> None:
         """Free the model (and close its trace); further calls raise RuntimeError."""
         if self._handle:
@@ -288,8 +304,15 @@ class CompiledDevice(Device):
 
     name = "compiled"
 
-    def __init__(self, model: CompiledModel) -> None:
+    def __init__(self, model: CompiledModel, *, memory: MemoryTiming | None = None) -> None:
         self.model = model
+        self.memory = memory or MemoryTiming()
+        self.memory_latency = self.memory.fixed_latency
+
+    async def write_external(self, image: np.ndarray) -> int:
+        """The image into the harness's memory model on ``m_axi``, at :data:`SIM_BASE`."""
+        self.model.ext_load(image, SIM_BASE, self.memory)
+        return SIM_BASE
 
     async def read_reg(self, offset: int) -> int:
         return self.model.read(check_offset(offset))

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from hwq.errors import CheckFailed
+from hwq.golden.memory import MemoryTiming
 from hwq.host.runtime import Runtime
 from hwq.layout.program import Program
 
@@ -58,6 +59,8 @@ class BatchRun:
     infer_cpu_seconds: float        # CPU time of the inference phase (all processes)
     free_run_cycles: int
     free_run_seconds: float
+    stall_cycles: np.ndarray | None = None  # (N,) STALL_CYCLES per inference
+    ext_beats: np.ndarray | None = None     # (N,) EXT_BEATS per inference
     workers: list[dict] = field(default_factory=list)
 
     @property
@@ -68,19 +71,21 @@ class BatchRun:
 def run_batch(library: str | os.PathLike, program: Program, x: np.ndarray, *,
               waves: str | os.PathLike | None = None,
               free_run_cycles: int = FREE_RUN_CYCLES,
-              progress: Callable[[int], None] | None = None) -> BatchRun:
+              progress: Callable[[int], None] | None = None,
+              memory: MemoryTiming | None = None) -> BatchRun:
     """Load ``program`` and run inputs ``x`` on one model of ``library`` in this process.
 
     The free-running reference runs half before the inputs and half after them, so that
     a change of the machine's load during the batch weighs on both figures alike.
-    ``progress(i)`` is called after input ``i``; ``waves`` records a trace there.
+    ``progress(i)`` is called after input ``i``; ``waves`` records a trace there;
+    ``memory``: the timing of the memory model on ``m_axi`` (a core with ``ext_bits``).
     """
     from hwq.sim.compiled import CompiledDevice, CompiledModel
 
     model = CompiledModel(library, waves=waves)
     first = free_run_cycles // 2
     try:
-        runtime = Runtime(CompiledDevice(model))
+        runtime = Runtime(CompiledDevice(model, memory=memory))
         t0, c0 = time.perf_counter(), model.cycle
         asyncio.run(runtime.load(program))
         t1, c1 = time.perf_counter(), model.cycle
@@ -96,7 +101,8 @@ def run_batch(library: str | os.PathLike, program: Program, x: np.ndarray, *,
                     layer_cycles=result.layer_cycles, load_seconds=t1 - t0,
                     load_cycles=c1 - c0, infer_start=t2, infer_end=t3, infer_cycles=c3 - c2,
                     infer_cpu_seconds=cpu, free_run_cycles=free_run_cycles,
-                    free_run_seconds=t2 - t1 + t4 - t3)
+                    free_run_seconds=t2 - t1 + t4 - t3, stall_cycles=result.stall_cycles,
+                    ext_beats=result.ext_beats)
 
 
 def split(n: int, jobs: int) -> list[tuple[int, int]]:
@@ -108,7 +114,8 @@ def split(n: int, jobs: int) -> list[tuple[int, int]]:
 def run_parallel(library: str | os.PathLike, program: Program, x: np.ndarray, jobs: int, *,
                  free_run_cycles: int = FREE_RUN_CYCLES,
                  progress: Callable[[int], None] | None = None,
-                 timeout_s: float | None = None, poll_s: float = 0.05) -> BatchRun:
+                 timeout_s: float | None = None, poll_s: float = 0.05,
+                 memory: MemoryTiming | None = None) -> BatchRun:
     """Run inputs ``x`` over ``jobs`` worker processes; results in input order.
 
     ``progress(done)`` is called with the number of inputs finished so far; workers still
@@ -126,8 +133,11 @@ def run_parallel(library: str | os.PathLike, program: Program, x: np.ndarray, jo
         job = Path(tmp)
         program.save(job / "program.hwqp")
         np.save(job / "inputs.npy", np.ascontiguousarray(x))
-        (job / "job.json").write_text(json.dumps({"library": str(Path(library).resolve()),
-                                                  "free_run_cycles": free_run_cycles}))
+        timing = memory or MemoryTiming()
+        (job / "job.json").write_text(json.dumps({
+            "library": str(Path(library).resolve()), "free_run_cycles": free_run_cycles,
+            "memory": {"latency": timing.latency, "stall": timing.stall,
+                       "seed": timing.seed}}))
         procs = []
         try:
             for k, (lo, hi) in enumerate(ranges):
@@ -213,6 +223,8 @@ def _join(runs: list[BatchRun], ranges: list[tuple[int, int]]) -> BatchRun:
         outputs=np.concatenate([r.outputs for r in runs]),
         cycles=np.concatenate([r.cycles for r in runs]),
         layer_cycles=np.concatenate([r.layer_cycles for r in runs]),
+        stall_cycles=np.concatenate([r.stall_cycles for r in runs]),
+        ext_beats=np.concatenate([r.ext_beats for r in runs]),
         load_seconds=max(r.load_seconds for r in runs),
         load_cycles=max(r.load_cycles for r in runs),
         infer_start=min(r.infer_start for r in runs),
@@ -241,7 +253,8 @@ def _worker(job: Path, k: int, lo: int, hi: int) -> None:
             progress_file.write_text(str(i + 1))
 
     run = run_batch(spec["library"], program, np.asarray(x), progress=progress,
-                    free_run_cycles=int(spec["free_run_cycles"]))
+                    free_run_cycles=int(spec["free_run_cycles"]),
+                    memory=MemoryTiming(**spec["memory"]))
     with tempfile.NamedTemporaryFile(dir=job, suffix=".npz", delete=False) as f:
         np.savez(f, **{f_.name: getattr(run, f_.name) for f_ in fields(BatchRun)
                        if f_.name != "workers"})

@@ -9,7 +9,10 @@
 // bit masks and memory ids come from hwq_regs.h, written from hwq.layout.regmap.
 
 #include <cstdint>
+#include <cstring>
+#include <deque>
 #include <memory>
+#include <vector>
 
 #include "Vhwq_core.h"
 #include "hwq_regs.h"
@@ -25,8 +28,85 @@ using Trace = VerilatedVcdC;
 // Verilator spells the "__" of Amaranth's flattened port names "___05F".
 #define AXIL(name) top->s_axil___05F##name
 #define AXIS(name) top->s_axis___05F##name
+#define MAXI(name) top->m_axi___05F##name
 
 namespace {
+
+#ifdef HWQ_EXT_BITS
+// The external memory on the core's m_axi read port (hwq.golden.memory's model): a read
+// address is accepted in the cycle it is offered, its burst's first beat comes `latency`
+// cycles later at the earliest, one beat per cycle, bursts in order. With a stall
+// probability each cycle drops arready or withholds the beat (xorshift, seeded). Beats
+// outside the image read SLVERR and zeros.
+constexpr uint32_t EXT_BYTES = HWQ_EXT_BITS / 8;
+
+struct AxiMemory {
+    struct Burst {
+        uint64_t addr;
+        uint32_t left;
+        uint64_t first;  // earliest cycle of its first beat
+    };
+    std::vector<uint8_t> data;
+    uint64_t base = 0;
+    uint32_t latency = 4;
+    uint32_t stall_ppm = 0;  // stall probability in parts per million
+    uint64_t state = 1;
+    uint64_t beats = 0;
+    std::deque<Burst> bursts;
+    bool ar_ready = false, give = false, take_ar = false, taken = false;
+    Burst request{};
+
+    bool stall() {
+        if (!stall_ppm) return false;
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        return state % 1000000u < stall_ppm;
+    }
+
+    // Before the rising edge that ends `cycle`: drive this cycle's outputs.
+    void drive(Vhwq_core* top, uint64_t cycle) {
+        ar_ready = !stall();
+        MAXI(arready) = ar_ready;
+        give = !bursts.empty() && bursts.front().first <= cycle && !stall();
+        MAXI(rvalid) = give;
+        if (give) {
+            const Burst& b = bursts.front();
+            uint32_t words[(EXT_BYTES + 3) / 4] = {};
+            bool inside = b.addr >= base && b.addr - base + EXT_BYTES <= data.size();
+            if (inside) std::memcpy(words, &data[b.addr - base], EXT_BYTES);
+#if HWQ_EXT_BITS > 64
+            for (uint32_t i = 0; i < EXT_BYTES / 4; ++i) MAXI(rdata)[i] = words[i];
+#elif HWQ_EXT_BITS > 32
+            MAXI(rdata) = static_cast<uint64_t>(words[1]) << 32 | words[0];
+#else
+            MAXI(rdata) = words[0];
+#endif
+            MAXI(rresp) = inside ? 0 : 2;
+            MAXI(rlast) = b.left == 1;
+        }
+    }
+
+    // After the settle, before the edge: what the core offers in this cycle.
+    void sample(Vhwq_core* top, uint64_t cycle) {
+        take_ar = ar_ready && MAXI(arvalid);
+        if (take_ar) request = {MAXI(araddr), static_cast<uint32_t>(MAXI(arlen)) + 1u,
+                                cycle + latency};
+        taken = give && MAXI(rready);
+    }
+
+    // After the edge: the handshakes took place.
+    void commit() {
+        if (taken) {
+            ++beats;
+            Burst& b = bursts.front();
+            b.addr += EXT_BYTES;
+            if (--b.left == 0) bursts.pop_front();
+        }
+        if (take_ar) bursts.push_back(request);
+    }
+};
+#endif
 
 constexpr uint64_t HALF_PERIOD = 5;  // trace time units (ns): a 10 ns clock, as under cocotb
 
@@ -35,6 +115,9 @@ struct Sim {
     std::unique_ptr<Vhwq_core> top;
     uint64_t cycle = 0;       // rising clock edges since the model was made
     bool irq_enabled = false;
+#ifdef HWQ_EXT_BITS
+    AxiMemory memory;
+#endif
 #if VM_TRACE
     std::unique_ptr<Trace> trace;
 #endif
@@ -48,11 +131,20 @@ struct Sim {
     // are seen at the rising edge; outputs read after it show the state after that edge).
     void tick() {
         top->clk = 0;
+#ifdef HWQ_EXT_BITS
+        memory.drive(top.get(), cycle);
+#endif
         top->eval();
+#ifdef HWQ_EXT_BITS
+        memory.sample(top.get(), cycle);
+#endif
         dump();
         top->clk = 1;
         top->eval();
         ++cycle;
+#ifdef HWQ_EXT_BITS
+        memory.commit();
+#endif
         dump();
     }
 
@@ -207,6 +299,26 @@ void hwq_counters(void* handle, uint32_t layers, uint32_t* out) {
         sim->write(HWQ_REG_LAYER_SEL, i);
         out[i + 1] = sim->read(HWQ_REG_LAYER_CYCLES);
     }
+}
+
+// The external memory: ``n`` 32-bit chunks from byte ``base`` on, read with ``latency``
+// and a stall probability of ``stall_ppm`` per million (seed ``seed``). Returns 0, or -1
+// when the library's core has no m_axi port.
+int hwq_ext_load(void* handle, const uint32_t* chunks, uint64_t n, uint64_t base,
+                 uint32_t latency, uint32_t stall_ppm, uint64_t seed) {
+#ifdef HWQ_EXT_BITS
+    AxiMemory& mem = static_cast<Sim*>(handle)->memory;
+    mem.data.assign(reinterpret_cast<const uint8_t*>(chunks),
+                    reinterpret_cast<const uint8_t*>(chunks) + 4 * n);
+    mem.base = base;
+    mem.latency = latency;
+    mem.stall_ppm = stall_ppm;
+    mem.state = seed * 2654435761u + 88172645463325252ull;
+    return 0;
+#else
+    (void)handle, (void)chunks, (void)n, (void)base, (void)latency, (void)stall_ppm, (void)seed;
+    return -1;
+#endif
 }
 
 // ``cycles`` cycles of the free-running clock, no transactions.

@@ -33,7 +33,8 @@ import numpy as np
 from hwq.arguments import integer
 from hwq.config import CoreConfig
 from hwq.errors import CheckFailed
-from hwq.host.runtime import cycle_model_mismatches
+from hwq.golden.memory import MemoryTiming
+from hwq.host.runtime import cycle_model_mismatches, model_layer_cycles
 from hwq.ir import QuantizedNetwork
 from hwq.layout.program import Program
 from hwq.sim.harness import FREE_RUN_CYCLES
@@ -67,6 +68,9 @@ class SimResult:
     backend: str = "cocotb"
     jobs: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
+    stall_cycles: np.ndarray | None = None  # (N,) cycles waiting for weight loads
+    ext_beats: np.ndarray | None = None     # (N,) m_axi read beats
+    model_is_bound: bool = False            # external weights on a memory with stalls
 
     @property
     def sim_cycles_per_s(self) -> float:
@@ -74,9 +78,10 @@ class SimResult:
         return self.infer_cycles / self.infer_seconds if self.infer_seconds > 0 else 0.0
 
     def cycle_model_mismatches(self) -> list[str]:
-        """Names of the layers whose measured cycles differ from the model in any run."""
+        """Names of the layers whose measured cycles differ from the model in any run
+        (are below it, when the model is a bound: see :mod:`hwq.golden.memory`)."""
         return cycle_model_mismatches(self.layer_cycles, self.model_layer_cycles,
-                                      self.layer_names)
+                                      self.layer_names, bound=self.model_is_bound)
 
 
 def simulate(
@@ -92,6 +97,7 @@ def simulate(
     timeout_s: float | None = None,
     free_run: bool = False,
     free_run_cycles: int | None = None,
+    memory: MemoryTiming | None = None,
 ) -> SimResult:
     """Run ``inputs`` (``(N, *input_shape)`` integers) through the simulated core.
 
@@ -123,6 +129,10 @@ def simulate(
         else ``None``, the speed the host's overhead is measured against.
     free_run_cycles : int, optional
         cycles of that reference; default :data:`hwq.sim.harness.FREE_RUN_CYCLES`.
+    memory : MemoryTiming, optional
+        the memory model on the core's ``m_axi`` port (a core with ``ext_bits``; default
+        latency 4, no stalls): with a fixed latency each layer's counter is asserted
+        against :func:`hwq.golden.memory.schedule`, with stalls against its lower bound.
     """
     from hwq.layout.compiler import compile as compile_network
     from hwq.rtl.generate import cached_generate
@@ -162,7 +172,7 @@ def simulate(
         run = _simulate_compiled if backend == "compiled" else _simulate_cocotb
         result = run(program, x, sources=sources, job=job, jobs=jobs, waves=wave_kind,
                      progress=progress, cache_dir=cache_dir, timeout_s=timeout_s, t0=t0,
-                     free_run_cycles=free_run_cycles)
+                     free_run_cycles=free_run_cycles, memory=memory or MemoryTiming())
     result.verilog_lines = verilog.count("\n")
     return result
 
@@ -219,12 +229,13 @@ def _keep_waves(path: Path) -> str:
 def _simulate_compiled(program: Program, x: np.ndarray, *, sources: Sequence[Path], job: Path,
                        jobs: int, waves: str | None, progress: bool,
                        cache_dir: str | Path | None, timeout_s: float | None,
-                       t0: float, free_run_cycles: int) -> SimResult:
+                       t0: float, free_run_cycles: int, memory: MemoryTiming) -> SimResult:
     from tqdm import tqdm
 
     from hwq.sim import compiled, harness
 
-    build = compiled.build(sources, waves=waves, cache_dir=cache_dir)
+    build = compiled.build(sources, waves=waves, cache_dir=cache_dir,
+                           ext_bits=program.config.ext_bits)
     build_seconds = time.perf_counter() - t0
     n = x.shape[0]
     trace = job / f"dump.{waves}" if waves else None
@@ -232,21 +243,25 @@ def _simulate_compiled(program: Program, x: np.ndarray, *, sources: Sequence[Pat
         if jobs == 1:
             run = harness.run_batch(build.library, program, x, waves=trace,
                                     free_run_cycles=free_run_cycles,
-                                    progress=lambda i: bar.update(i + 1 - bar.n))
+                                    progress=lambda i: bar.update(i + 1 - bar.n),
+                                    memory=memory)
         else:
             run = harness.run_parallel(build.library, program, x, jobs,
                                        free_run_cycles=free_run_cycles,
                                        progress=lambda done: bar.update(done - bar.n),
-                                       timeout_s=timeout_s)
+                                       timeout_s=timeout_s, memory=memory)
+    external = bool(program.images["ext"].shape[0])
     return SimResult(
         outputs=run.outputs,
         cycles=run.cycles,
         layer_cycles=run.layer_cycles,
-        model_layer_cycles=np.array([int(layer["cycles"]) for layer in program.layers],
-                                    dtype=np.int64),
+        model_layer_cycles=model_layer_cycles(program, memory.fixed_latency),
         layer_names=[str(layer["name"]) for layer in program.layers],
         build_seconds=build_seconds,
         build_cached=build.cached,
+        stall_cycles=run.stall_cycles,
+        ext_beats=run.ext_beats,
+        model_is_bound=external and memory.fixed_latency is None,
         load_seconds=run.load_seconds,
         infer_seconds=run.infer_seconds,
         infer_cycles=run.infer_cycles,
@@ -264,7 +279,7 @@ def _simulate_compiled(program: Program, x: np.ndarray, *, sources: Sequence[Pat
 def _simulate_cocotb(program: Program, x: np.ndarray, *, sources: Sequence[Path], job: Path,
                      jobs: int, waves: str | None, progress: bool,
                      cache_dir: str | Path | None, timeout_s: float | None,
-                     t0: float, free_run_cycles: int) -> SimResult:
+                     t0: float, free_run_cycles: int, memory: MemoryTiming) -> SimResult:
     from hwq.rtl.generate import TOP
     from hwq.sim import build as sim_build
 

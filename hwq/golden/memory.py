@@ -27,12 +27,39 @@ waits actually taken.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from hwq.golden._checks import check_int
 from hwq.hardware import DMA_COMMIT_CYCLES, DMA_ISSUE_CYCLES
 
-__all__ = ["bursts", "load_cycles", "schedule"]
+__all__ = ["SIM_BASE", "MemoryTiming", "bursts", "load_cycles", "schedule"]
+
+#: Byte address where the simulated memories hold a program's external image.
+SIM_BASE = 0x1000_0000
+
+
+@dataclass(frozen=True)
+class MemoryTiming:
+    """The simulated external memory: ``latency`` cycles from an accepted read address to
+    its first beat, and with probability ``stall`` per cycle and channel a stall (a dropped
+    ``arready`` or a withheld beat), drawn from ``seed``."""
+
+    latency: int = 4
+    stall: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_int(self.latency, "Memory latency", 1, 1 << 20)
+        if isinstance(self.stall, bool) or not isinstance(self.stall, (int, float)) \
+                or not 0 <= self.stall < 1:
+            raise ValueError(f"Memory stall probability must be in [0, 1), not {self.stall!r}")
+        check_int(self.seed, "Memory stall seed", 0, (1 << 63) - 1)
+
+    @property
+    def fixed_latency(self) -> int | None:
+        """The latency when it is fixed (no stalls): the model is then exact."""
+        return None if self.stall else self.latency
 
 
 def bursts(first_beat: int, beats: int, burst: int) -> list[int]:
