@@ -35,12 +35,13 @@ assert DMA_ISSUE_CYCLES == 1 and DMA_COMMIT_CYCLES == 2
 
 
 def axi4_read_signature(data_bits: int, addr_bits: int = EXT_ADDR_BITS) -> wiring.Signature:
-    """The read channels of AXI4 from the master's side (``Out`` = driven by the master)."""
+    """The read channels of AXI4 from the master's side (``Out`` = driven by the master).
+    One ID bit (``arid`` always 0): the reads are in order."""
     return wiring.Signature({
-        "araddr": Out(addr_bits), "arlen": Out(8), "arsize": Out(3), "arburst": Out(2),
-        "arvalid": Out(1), "arready": In(1),
-        "rdata": In(data_bits), "rresp": In(2), "rlast": In(1), "rvalid": In(1),
-        "rready": Out(1),
+        "arid": Out(1), "araddr": Out(addr_bits), "arlen": Out(8), "arsize": Out(3),
+        "arburst": Out(2), "arvalid": Out(1), "arready": In(1),
+        "rid": In(1), "rdata": In(data_bits), "rresp": In(2), "rlast": In(1),
+        "rvalid": In(1), "rready": Out(1),
     })
 
 

@@ -14,8 +14,9 @@ import logging
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, First, RisingEdge, Timer
-from cocotbext.axi import AxiLiteBus, AxiLiteMaster
+from cocotbext.axi import AxiLiteBus, AxiLiteMaster, AxiRamRead, AxiReadBus
 
+from hwq.golden.memory import AXI_RAM_LATENCY, MemoryTiming
 from hwq.host.device import Device, DeviceTimeout
 from hwq.layout.regmap import ADDR, BIT, MEM
 
@@ -30,13 +31,25 @@ class SimDevice(Device):
     dut : cocotb handle of ``hwq_core``
     stream_bulk : bool
         write bulk words through ``s_axis`` (default) rather than ``BULK_WDATA``.
+    memory : MemoryTiming, optional
+        the memory on a core's ``m_axi`` port: a cocotbext-axi ``AxiRamRead`` from byte 0,
+        whose latency is :data:`hwq.golden.memory.AXI_RAM_LATENCY` (``latency`` must be
+        that), with ``stall`` as the pause probability of its read address and data
+        channels.
     """
 
     name = "sim"
 
-    def __init__(self, dut, *, stream_bulk: bool = True) -> None:
+    def __init__(self, dut, *, stream_bulk: bool = True,
+                 memory: MemoryTiming | None = None) -> None:
         self.dut = dut
         self.stream_bulk = stream_bulk
+        self.memory = memory or MemoryTiming(latency=AXI_RAM_LATENCY)
+        if self.memory.latency != AXI_RAM_LATENCY:
+            raise ValueError(f"The cocotb memory (AxiRamRead) has a latency of "
+                             f"{AXI_RAM_LATENCY} cycles, not {self.memory.latency}")
+        self.memory_latency = self.memory.fixed_latency
+        self.ram: AxiRamRead | None = None
         self.clock = Clock(dut.clk, CLOCK_PERIOD_NS, unit="ns")
         self.clock.start()
         self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil_"), dut.clk, dut.rst)
@@ -46,6 +59,24 @@ class SimDevice(Device):
         dut.s_axis__tvalid.value = 0
         dut.s_axis__tdata.value = 0
         self._irq_enabled = False
+
+    async def write_external(self, image: np.ndarray) -> int:
+        """The image into an ``AxiRamRead`` on ``m_axi``, from byte 0."""
+        if not hasattr(self.dut, "m_axi__arvalid"):
+            return await super().write_external(image)
+        data = np.ascontiguousarray(image, dtype="<u4").tobytes()
+        if self.ram is None:
+            self.ram = AxiRamRead(AxiReadBus.from_prefix(self.dut, "m_axi_"), self.dut.clk,
+                                  self.dut.rst, size=max(4096, 1 << (len(data) - 1).bit_length()))
+            for channel in (self.ram.ar_channel, self.ram.r_channel):
+                channel.log.setLevel(logging.WARNING)
+            self.ram.log.setLevel(logging.WARNING)
+            if self.memory.stall:
+                rng = np.random.default_rng(self.memory.seed)
+                for channel in (self.ram.ar_channel, self.ram.r_channel):
+                    channel.set_pause_generator(_pauses(rng, self.memory.stall))
+        self.ram.write(0, data)
+        return 0
 
     async def reset(self, cycles: int = 4) -> None:
         self.dut.rst.value = 1
@@ -92,3 +123,9 @@ class SimDevice(Device):
         if fired is limit:
             raise DeviceTimeout(f"The simulated core did not raise DONE within {cycles} cycles")
         await RisingEdge(self.dut.clk)
+
+
+def _pauses(rng: np.random.Generator, p: float):
+    """An endless pause pattern: each cycle paused with probability ``p``."""
+    while True:
+        yield bool(rng.random() < p)

@@ -19,6 +19,7 @@ one START while the host waits on the interrupt; both give the same outputs and 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 import threading
@@ -33,7 +34,7 @@ import numpy as np
 from hwq.arguments import integer
 from hwq.config import CoreConfig
 from hwq.errors import CheckFailed
-from hwq.golden.memory import MemoryTiming
+from hwq.golden.memory import AXI_RAM_LATENCY, MemoryTiming
 from hwq.host.runtime import cycle_model_mismatches, model_layer_cycles
 from hwq.ir import QuantizedNetwork
 from hwq.layout.program import Program
@@ -43,6 +44,8 @@ from hwq.sim.harness import FREE_RUN_CYCLES
 BUILD_ARGS = ("-j", "2")
 #: The simulation backends, the default first.
 BACKENDS = ("compiled", "cocotb")
+#: The memory model on ``m_axi`` of the compiled backend unless one is given.
+DEFAULT_MEMORY = MemoryTiming(latency=4)
 #: Simulated cycles that make one more worker process worth its start-up (about 1 s).
 CYCLES_PER_JOB = 1_000_000
 
@@ -131,8 +134,10 @@ def simulate(
         cycles of that reference; default :data:`hwq.sim.harness.FREE_RUN_CYCLES`.
     memory : MemoryTiming, optional
         the memory model on the core's ``m_axi`` port (a core with ``ext_bits``; default
-        latency 4, no stalls): with a fixed latency each layer's counter is asserted
-        against :func:`hwq.golden.memory.schedule`, with stalls against its lower bound.
+        :data:`DEFAULT_MEMORY`; under cocotb, cocotbext-axi's ``AxiRamRead``, whose latency
+        is :data:`hwq.golden.memory.AXI_RAM_LATENCY`): with a fixed latency each layer's
+        counter is asserted against :func:`hwq.golden.memory.schedule`, with stalls against
+        its lower bound.
     """
     from hwq.layout.compiler import compile as compile_network
     from hwq.rtl.generate import cached_generate
@@ -157,6 +162,7 @@ def simulate(
     else:
         raise TypeError("simulate() takes a QuantizedNetwork or a Program, not "
                         f"{type(network_or_program).__name__}")
+    memory = _memory(backend, memory)
     x = program.pack_input(inputs)  # validates shape and range before the slow steps
     n = x.shape[0]
     x = np.asarray(inputs, dtype=np.int64)
@@ -172,9 +178,23 @@ def simulate(
         run = _simulate_compiled if backend == "compiled" else _simulate_cocotb
         result = run(program, x, sources=sources, job=job, jobs=jobs, waves=wave_kind,
                      progress=progress, cache_dir=cache_dir, timeout_s=timeout_s, t0=t0,
-                     free_run_cycles=free_run_cycles, memory=memory or MemoryTiming())
+                     free_run_cycles=free_run_cycles, memory=memory)
     result.verilog_lines = verilog.count("\n")
     return result
+
+
+def _memory(backend: str, memory: MemoryTiming | None) -> MemoryTiming:
+    """The memory on ``m_axi`` for ``backend``: ``memory``, or its default."""
+    cocotb_latency = AXI_RAM_LATENCY
+    if memory is None:
+        return MemoryTiming(latency=cocotb_latency) if backend == "cocotb" else DEFAULT_MEMORY
+    if not isinstance(memory, MemoryTiming):
+        raise TypeError(f"Memory must be a MemoryTiming, not {type(memory).__name__}")
+    if backend == "cocotb" and memory.latency != cocotb_latency:
+        raise ValueError(f"The cocotb backend's memory (cocotbext-axi AxiRamRead) has a "
+                         f"latency of {cocotb_latency} cycles, not {memory.latency}: use the "
+                         "compiled backend for other latencies")
+    return memory
 
 
 def check_options(*, backend: str, jobs: int | None, waves: bool | str) -> None:
@@ -295,7 +315,10 @@ def _simulate_cocotb(program: Program, x: np.ndarray, *, sources: Sequence[Path]
         try:
             result_box["result"] = sim_build.run_tests(
                 build, "hwq.sim.tb_core",
-                extra_env={"HWQ_SIM_JOB": str(job), "HWQ_SIM_FREE_RUN": str(free_run_cycles)},
+                extra_env={"HWQ_SIM_JOB": str(job), "HWQ_SIM_FREE_RUN": str(free_run_cycles),
+                           "HWQ_SIM_MEMORY": json.dumps({"latency": memory.latency,
+                                                         "stall": memory.stall,
+                                                         "seed": memory.seed})},
                 waves=bool(waves), timeout=timeout_s,
                 test_dir=job / "run" if waves else None)
         except BaseException as exc:  # re-raised in the caller's thread
@@ -333,6 +356,9 @@ def _simulate_cocotb(program: Program, x: np.ndarray, *, sources: Sequence[Path]
         backend="cocotb",
         jobs=1,
         extra={"load_cycles": int(r["load_cycles"])},
+        stall_cycles=r["stall_cycles"],
+        ext_beats=r["ext_beats"],
+        model_is_bound=bool(r["model_is_bound"]),
     )
 
 

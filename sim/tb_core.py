@@ -3,12 +3,14 @@
 Driven by :func:`hwq.sim.simulate.simulate` through the environment variables
 ``HWQ_SIM_JOB``: a folder holding ``program.hwqp`` and ``inputs.npy``; the test writes
 ``results.npz`` (outputs, cycle counters, timings) and ``progress`` (samples done) there;
-and ``HWQ_SIM_FREE_RUN``: cycles of the free-running reference after the batch (unset or 0:
-none).
+``HWQ_SIM_FREE_RUN``: cycles of the free-running reference after the batch (unset or 0:
+none); and ``HWQ_SIM_MEMORY``: the :class:`~hwq.golden.memory.MemoryTiming` fields (JSON)
+of the memory on ``m_axi``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -17,6 +19,7 @@ import cocotb
 import numpy as np
 from cocotb.triggers import Timer
 
+from hwq.golden.memory import MemoryTiming
 from hwq.host.runtime import Runtime
 from hwq.layout.program import Program
 from hwq.sim.device import CLOCK_PERIOD_NS, SimDevice
@@ -31,7 +34,8 @@ async def run_program(dut) -> None:
 
     from cocotb.utils import get_sim_time
 
-    dev = SimDevice(dut)
+    memory = json.loads(os.environ.get("HWQ_SIM_MEMORY") or "{}")
+    dev = SimDevice(dut, memory=MemoryTiming(**memory))
     await dev.reset()
     rt = Runtime(dev)
     t0, c0 = time.perf_counter(), get_sim_time("ns")
@@ -55,6 +59,9 @@ async def run_program(dut) -> None:
         cycles=result.cycles,
         layer_cycles=result.layer_cycles,
         model_layer_cycles=result.model_layer_cycles,
+        stall_cycles=result.stall_cycles,
+        ext_beats=result.ext_beats,
+        model_is_bound=result.model_is_bound,
         load_seconds=t1 - t0,
         load_cycles=(c1 - c0) // CLOCK_PERIOD_NS,
         infer_seconds=t2 - t1,

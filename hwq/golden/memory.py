@@ -33,10 +33,13 @@ from typing import Any
 from hwq.golden._checks import check_int
 from hwq.hardware import DMA_COMMIT_CYCLES, DMA_ISSUE_CYCLES
 
-__all__ = ["SIM_BASE", "MemoryTiming", "bursts", "load_cycles", "schedule"]
+__all__ = ["AXI_RAM_LATENCY", "SIM_BASE", "MemoryTiming", "bursts", "load_cycles", "schedule"]
 
 #: Byte address where the simulated memories hold a program's external image.
 SIM_BASE = 0x1000_0000
+#: The latency of cocotbext-axi's ``AxiRamRead`` (0.1.28), the memory of the cocotb backend:
+#: measured, its timing is this module's model at this latency.
+AXI_RAM_LATENCY = 2
 
 
 @dataclass(frozen=True)
