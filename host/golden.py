@@ -31,6 +31,10 @@ Register behaviour (see :mod:`hwq.layout.regmap`):
   not a power of two), where the RTL is undefined, writes are dropped and reads return 0.
   Host writes to the activation memory are dropped while BUSY.
 * Unmapped (word-aligned) offsets read 0 and ignore writes; ``ro`` registers ignore writes.
+* External memory (a core with ``ext_bits``): :meth:`GoldenDevice.write_external` holds the
+  image at :data:`hwq.golden.memory.SIM_BASE`; ``EXT_BASE`` says where the core reads it;
+  the counters (and ``STALL_CYCLES``, ``EXT_BEATS``) are those of a memory of fixed
+  ``memory_latency`` (:func:`hwq.golden.memory.schedule`).
 
 Where the model is not the RTL: a run takes no wall-clock time (BUSY is never seen, except
 below); a descriptor memory without a ``last`` descriptor leaves the model BUSY for ever
@@ -45,7 +49,9 @@ from __future__ import annotations
 import numpy as np
 
 from hwq.config import CoreConfig
+from hwq.golden._checks import check_int
 from hwq.golden.cycles import OVERHEADS
+from hwq.golden.memory import SIM_BASE, schedule
 from hwq.host.device import Device, DeviceError, check_offset, check_value
 from hwq.layout import regmap
 from hwq.layout.executor import LayerRun, UnterminatedProgram, run_images
@@ -65,7 +71,9 @@ class GoldenDevice(Device):
     Parameters
     ----------
     config : CoreConfig
-        the core modelled; ``FINGERPRINT`` and ``CONFIG0/1`` come from it.
+        the core modelled; ``FINGERPRINT`` and ``CONFIG0/1/2`` come from it.
+    memory_latency : int
+        the fixed latency of the memory on ``m_axi`` (a core with ``ext_bits``).
 
     Attributes
     ----------
@@ -78,10 +86,11 @@ class GoldenDevice(Device):
 
     name = "golden"
 
-    def __init__(self, config: CoreConfig) -> None:
+    def __init__(self, config: CoreConfig, *, memory_latency: int = 4) -> None:
         if not isinstance(config, CoreConfig):
             raise TypeError(f"GoldenDevice needs a hwq CoreConfig, not {type(config).__name__}")
         self.config = config
+        self.memory_latency = check_int(memory_latency, "Memory latency", 1, 1 << 20)
         self.words = core_words(config)
         depth = config.depths
         self.memories = {name: np.zeros((depth[name], lay.chunks), dtype=np.uint32)
@@ -107,6 +116,7 @@ class GoldenDevice(Device):
             ADDR.CONFIG2: config2,
         }
         self.last_run: list[LayerRun] = []
+        self.external = bytearray()           # the memory on m_axi, from SIM_BASE
         self.reset()
 
     # ---------------------------------------------------------------- state
@@ -124,6 +134,17 @@ class GoldenDevice(Device):
         self._layer_sel = 0
         self._cycles = 0
         self._layers_done = 0
+        self._ext_base = 0
+        self._stall_cycles = 0
+        self._ext_beats = 0
+
+    async def write_external(self, image: np.ndarray) -> int:
+        """Hold the external image at :data:`~hwq.golden.memory.SIM_BASE` (a core with
+        ``ext_bits``)."""
+        if not self.config.external:
+            return await super().write_external(image)
+        self.external = bytearray(np.ascontiguousarray(image, dtype="<u4").tobytes())
+        return SIM_BASE
 
     @property
     def irq(self) -> bool:
@@ -171,6 +192,12 @@ class GoldenDevice(Device):
             return self._bulk_addr
         if offset == ADDR.BULK_RDATA:
             return self._bulk_read()
+        if offset == ADDR.EXT_BASE:
+            return self._ext_base
+        if offset == ADDR.STALL_CYCLES:
+            return self._stall_cycles
+        if offset == ADDR.EXT_BEATS:
+            return self._ext_beats
         return 0  # CTRL, BULK_WDATA (write only) and unmapped offsets
 
     def write(self, offset: int, value: int) -> None:
@@ -203,6 +230,8 @@ class GoldenDevice(Device):
             self._rchunk = 0
         elif offset == ADDR.BULK_WDATA:
             self._bulk_write(value)
+        elif offset == ADDR.EXT_BASE:
+            self._ext_base = value
         # read-only and unmapped offsets ignore writes
 
     # ---------------------------------------------------------------- bulk path
@@ -238,11 +267,18 @@ class GoldenDevice(Device):
         return value
 
     # ---------------------------------------------------------------- a run
+    def _external_words(self) -> np.ndarray:
+        """The external words the core reads from ``EXT_BASE`` on."""
+        return _external_words_of(self.external, self._ext_base - SIM_BASE,
+                                  self.words.ext_chunks)
+
     def _run(self) -> None:
         self._done = False
         act_lay = self.words.act
         act = act_lay.unpack(self.memories["act"])["a"][None]
         images = {name: self.memories[name] for name in ("desc", "weight", "param")}
+        if self.config.external:
+            images["ext"] = self._external_words()
         try:
             runs = run_images(self.config, images, act)
         except UnterminatedProgram:
@@ -253,13 +289,29 @@ class GoldenDevice(Device):
             raise DeviceError(f"GoldenDevice: the core's memories hold an invalid program "
                               f"({exc})") from exc
         self.memories["act"][:] = act_lay.pack(act.shape[1], a=act[0])
-        for r in runs:
-            self._cycle_mem[r.index] = r.cycles & _MASK32
-        self._cycles = (sum(r.cycles for r in runs) + OVERHEADS.run) & _MASK32
+        counts = [r.cycles for r in runs]
+        if self.config.external:
+            cfg = self.config
+            counts = schedule([{"cycles": r.cycles, "wait": r.wait, "ld_words": r.ld_words,
+                                "ld_src": r.ld_src} for r in runs],
+                              beats=self.words.ext_beats, burst=cfg.ext_burst,
+                              outstanding=cfg.ext_outstanding, latency=self.memory_latency)
+            self._stall_cycles = (sum(counts) - sum(r.cycles for r in runs)) & _MASK32
+            self._ext_beats = (sum(r.ld_words for r in runs) * self.words.ext_beats) & _MASK32
+        for r, count in zip(runs, counts, strict=True):
+            self._cycle_mem[r.index] = count & _MASK32
+        self._cycles = (sum(counts) + OVERHEADS.run) & _MASK32
         self._layers_done = len(runs) & self._layers_done_mask
         self.last_run = runs
         self._busy = False
         self._done = True
+
+
+def _external_words_of(memory: bytes, offset: int, chunks: int) -> np.ndarray:
+    """External words (``chunks`` each) of ``memory`` from byte ``offset`` on."""
+    data = memory[max(0, offset):] if 0 <= offset <= len(memory) else b""
+    usable = len(data) // (4 * chunks) * 4 * chunks
+    return np.frombuffer(bytes(data[:usable]), dtype="<u4").reshape(-1, chunks).astype(np.uint32)
 
 
 def _top_chunk_mask(width: int, chunks: int) -> int:

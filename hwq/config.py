@@ -53,8 +53,9 @@ class CoreConfig:
         data width of the AXI4 master port ``m_axi`` through which the core reads weight
         tiles from external memory; 0 (default): no port, every weight on chip.
     ext_burst : int
-        most beats per AXI4 read burst (a power of two, 1..256; bursts are aligned to it,
-        so none crosses a 4 KB boundary while ``ext_burst * ext_bits / 8 <= 4096``).
+        most beats per AXI4 read burst (a power of two, 1..256). Bursts are aligned to
+        ``ext_burst`` beats from ``EXT_BASE``, itself so aligned; a burst is at most
+        256 x 16 bytes, so none crosses a 4 KB boundary (AXI4's rule).
     ext_outstanding : int
         most read bursts in flight, 1..16.
 
@@ -127,10 +128,6 @@ class CoreConfig:
         if self.ext_burst & (self.ext_burst - 1):
             raise ValueError("External memory burst length must be a power of two, not "
                              f"{self.ext_burst!r}")
-        if self.ext_burst * self.ext_bits // 8 > 4096:
-            raise ValueError(f"An external memory burst of {self.ext_burst} x {self.ext_bits} "
-                             "bits crosses 4 KB (AXI4 forbids it): at most "
-                             f"{4096 * 8 // max(self.ext_bits, 1)} beats")
         if max(self.lanes, self.simd) % min(self.lanes, self.simd):
             raise ValueError(
                 "Lanes and SIMD width must divide one another, not "

@@ -325,3 +325,15 @@ def random_graph_network(
     g.linear(x, classes, relu=False)
     return QuantizedNetwork(input_shape=tuple(input_shape), act_bits=act_bits, input_scale=1.0,
                             ops=g.ops, meta={"generator": "hwq.testing.random_graph_network"})
+
+
+def tight_weight_depth(program: Any) -> int:
+    """The smallest ``weight_depth`` whose two buffers each hold the largest unit of
+    output-channel groups of ``program``'s layers (:mod:`hwq.layout.tiling`): with it,
+    every layer of more than one unit is cut into several tiles."""
+    cfg = program.config
+    floor, align = max(1, cfg.lanes // cfg.simd), max(1, cfg.simd // cfg.lanes)
+    units = [sum(max(s, floor) for s in layer["steps"][u:u + align])
+             for layer in program.layers if "steps" in layer
+             for u in range(0, len(layer["steps"]), align)]
+    return max(16, 2 * max(units))

@@ -44,6 +44,7 @@ class AxiReadMemory:
         self.rng = np.random.default_rng(seed)
         self.data = bytearray()
         self.beats = 0
+        self.requests: list[tuple[int, int]] = []   # (address, beats) of every burst
 
     def load(self, image: np.ndarray) -> int:
         """Hold ``image`` (uint32 chunks, little-endian) from ``base``; returns ``base``."""
@@ -55,6 +56,18 @@ class AxiReadMemory:
         if off < 0 or off + self.bytes > len(self.data):
             return 0, 2
         return int.from_bytes(self.data[off:off + self.bytes], "little"), 0
+
+    def _check(self, addr: int, beats: int, size: int, burst: int) -> None:
+        """AXI4's rules for the bursts the core asks for: INCR, full-width beats, aligned,
+        within one 4 KB page."""
+        self.requests.append((addr, beats))
+        if burst != 1 or 1 << size != self.bytes or addr % self.bytes:
+            raise AssertionError(f"m_axi: a read burst must be INCR of {self.bytes}-byte "
+                                 f"aligned beats, not arburst={burst} arsize={size} "
+                                 f"araddr={addr:#x}")
+        if addr // 4096 != (addr + beats * self.bytes - 1) // 4096:
+            raise AssertionError(f"m_axi: a read burst of {beats} beats from {addr:#x} "
+                                 "crosses a 4 KB boundary")
 
     async def testbench(self, ctx) -> None:
         """Serve the bus forever (an Amaranth ``add_testbench`` coroutine, ``background``)."""
@@ -77,6 +90,7 @@ class AxiReadMemory:
             if take_ar:
                 request = [ctx.get(bus.araddr), ctx.get(bus.arlen) + 1,
                            cycle + self.latency]
+                self._check(request[0], request[1], ctx.get(bus.arsize), ctx.get(bus.arburst))
             taken = give and ctx.get(bus.rready)
             await ctx.tick()
             cycle += 1

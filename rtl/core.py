@@ -138,9 +138,14 @@ class Core(wiring.Component):
 
         m.submodules.regs = regs = RegisterBlock(read_strobes=("BULK_RDATA",))
         wiring.connect(m, wiring.flipped(self.s_axil), regs.s_axil)
+        ext_base = Signal(32)     # the external image's address (read back by every core)
+        with m.If(regs.ext_base_we):
+            m.d.sync += ext_base.eq(regs.ext_base_w)
+        m.d.comb += regs.ext_base_r.eq(ext_base)
 
         return SimpleNamespace(desc_rd=desc_rd, weight_rd=weight_rd, param_rd=param_rd,
-                               act_rd=act_rd, act_wr=act_wr, host_wr=host_wr, regs=regs)
+                               act_rd=act_rd, act_wr=act_wr, host_wr=host_wr, regs=regs,
+                               ext_base=ext_base)
 
     def _datapath(self, m: Module, p: SimpleNamespace) -> SimpleNamespace:
         """Descriptor -> address generator -> weight and activation fetch -> MAC array or
@@ -282,13 +287,8 @@ class Core(wiring.Component):
         """The weight loader on ``m_axi``, its request from the descriptor, ``EXT_BASE``."""
         m.submodules.dma = dma = WeightDma(config=self.config)
         wiring.connect(m, wiring.flipped(self.m_axi), dma.m_axi)
-        ext_base = Signal(32)
-        with m.If(p.regs.ext_base_we):
-            m.d.sync += ext_base.eq(p.regs.ext_base_w)
         m.d.comb += [dma.src.eq(desc.ld_src), dma.dst.eq(desc.ld_dst),
-                     dma.length.eq(desc.ld_len), dma.base.eq(ext_base),
-                     p.regs.ext_base_r.eq(ext_base)]
-        p.ext_base = ext_base
+                     dma.length.eq(desc.ld_len), dma.base.eq(p.ext_base)]
         return dma
 
     def _bulk_path(self, m: Module, p: SimpleNamespace, dp: SimpleNamespace,

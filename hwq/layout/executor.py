@@ -17,7 +17,7 @@ and the output positions; the loop is over micro-ops.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -50,7 +50,10 @@ class LayerRun:
     steps : tuple of int
         micro-ops of each output-channel group, as stored (matmul; empty for a pool).
     cycles : int
-        model cycles of the layer (:func:`layer_cycles`).
+        model cycles of the layer (:func:`layer_cycles`), without waiting for loads.
+    wait, ld_words, ld_src : bool, int, int
+        a core with external memory: whether the descriptor waits for the load in flight,
+        and the load it starts (:func:`hwq.golden.memory.schedule` times them).
     """
 
     index: int
@@ -58,6 +61,9 @@ class LayerRun:
     positions: int
     steps: tuple[int, ...]
     cycles: int
+    wait: bool = False
+    ld_words: int = 0
+    ld_src: int = 0
 
 
 def execute(program: Program, x: object) -> np.ndarray:
@@ -153,6 +159,8 @@ def run_images(config: CoreConfig, images: Mapping[str, np.ndarray],
                                  cycles=layer_cycles(config, d, group_steps)))
         if loads is not None:
             loads.issue(i, d)
+            runs[-1] = replace(runs[-1], wait=bool(d["wait"]), ld_words=int(d["ld_len"]),
+                               ld_src=int(d["ld_src"]))
         if d["last"]:
             return runs
     raise UnterminatedProgram(
@@ -173,9 +181,12 @@ class _Loads:
                  images: Mapping[str, np.ndarray]) -> None:
         self.ext = images.get("ext", np.zeros((0, words.ext_chunks), np.uint32))
         chunks = words.weight.chunks
-        self.weight = np.zeros((config.weight_depth, chunks), np.uint32)
-        given = images["weight"][:config.weight_depth]
-        self.weight[:given.shape[0]] = given
+        given = images["weight"]
+        if given.shape == (config.weight_depth, chunks):     # a whole memory: load into it
+            self.weight = given
+        else:
+            self.weight = np.zeros((config.weight_depth, chunks), np.uint32)
+            self.weight[:min(len(given), config.weight_depth)] = given[:config.weight_depth]
         self.flight: tuple[int, int] | None = None          # weight words being loaded
 
     def start(self, i: int, d: dict) -> None:

@@ -161,7 +161,7 @@ REGISTERS: tuple[Register, ...] = (
     )),
     Register("EXT_BASE", 0x48, "rw",
              "Byte address on the m_axi port of the external image (Program section ext), "
-             "aligned to ext_burst beats; cores without the port keep 0."),
+             "aligned to ext_burst beats (cores without the port only hold it)."),
     Register("EXT_BEATS", 0x4C, "ro", "m_axi read beats of the last run."),
     Register("STALL_CYCLES", 0x50, "ro",
              "Cycles the last run's descriptors waited for weight loads."),

@@ -1,0 +1,88 @@
+"""Weights in external memory on the Verilated core: the C++ memory model of the compiled
+backend and cocotbext-axi's AxiRamRead under cocotb, against hwq.golden and the model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hwq import golden
+from hwq.config import CoreConfig
+from hwq.golden.memory import MemoryTiming
+from hwq.layout.compiler import compile as compile_network
+from hwq.layout.compiler import core_config
+from hwq.sim.simulate import simulate
+from hwq.testing import random_inputs, random_network, tight_weight_depth
+
+ARCH = (("conv", 8, 3, 1, 1, True), ("pool",), ("conv", 12, 3, 1, 0, True), ("flatten",),
+        ("linear", 10, False))
+
+
+def _tiled(pe="shift_add", kind="pot", lanes=4, simd=4, ext_bits=64, outstanding=2):
+    rng = np.random.default_rng(7)
+    net = random_network(rng, input_shape=(3, 6, 6), arch=ARCH, kind=kind, bits=[2, 3, 4],
+                         per_channel_bits=True, zero_tile_fraction=0.3, zero_tile=(lanes, simd))
+    cfg = core_config(net, pe=pe, lanes=lanes, simd=simd, ext_bits=ext_bits, ext_burst=4,
+                      ext_outstanding=outstanding, weights="external")
+    depth = tight_weight_depth(compile_network(net, cfg, weights="external"))
+    cfg = CoreConfig(**{**cfg.to_dict(), "weight_depth": depth, "desc_depth": 64})
+    return net, compile_network(net, cfg, weights="external"), random_inputs(rng, net, 4)
+
+
+def test_compiled_backend_fixed_latency_is_exact_and_stalls_stay_within_the_bound():
+    net, program, x = _tiled()
+    want = golden.run(net, x)
+    fixed = simulate(program, None, x, memory=MemoryTiming(latency=5), jobs=2, progress=False)
+    np.testing.assert_array_equal(fixed.outputs, want)
+    assert not fixed.model_is_bound and fixed.cycle_model_mismatches() == []
+    assert (fixed.layer_cycles == fixed.model_layer_cycles[None]).all()
+    plain = np.array([layer["cycles"] for layer in program.layers])
+    assert fixed.stall_cycles.tolist() == [int(fixed.model_layer_cycles.sum() - plain.sum())] * 4
+    beats = program.images["ext"].shape[0] * program.words.ext_beats
+    assert fixed.ext_beats.tolist() == [beats] * 4
+    stalled = simulate(program, None, x, memory=MemoryTiming(latency=2, stall=0.3, seed=9),
+                       jobs=1, progress=False)
+    np.testing.assert_array_equal(stalled.outputs, want)
+    assert stalled.model_is_bound and stalled.cycle_model_mismatches() == []
+    assert (stalled.layer_cycles.sum(axis=1) - plain.sum() == stalled.stall_cycles).all()
+    assert (stalled.stall_cycles > 0).all()
+
+
+def test_cocotb_backend_reads_the_image_from_axi_ram():
+    net, program, x = _tiled(pe="multiply", kind="codebook", lanes=8, simd=2, ext_bits=32,
+                             outstanding=3)
+    run = simulate(program, None, x[:2], backend="cocotb", progress=False)
+    np.testing.assert_array_equal(run.outputs, golden.run(net, x[:2]))
+    assert run.cycle_model_mismatches() == [] and not run.model_is_bound
+    with pytest.raises(ValueError, match="The cocotb backend's memory .* has a latency of 2 "
+                                         "cycles, not 6: use the compiled backend"):
+        simulate(program, None, x[:1], backend="cocotb", memory=MemoryTiming(latency=6))
+
+
+def _wide_conv():
+    """A conv of 256 positions whose 4 groups are each a tile: compute per tile (256 x 9
+    micro-ops) far exceeds its transfer (9 words)."""
+    return random_network(np.random.default_rng(3), input_shape=(8, 16, 16), kind="int",
+                          bits=4, arch=(("conv", 32, 3, 1, 1, True),))
+
+
+def test_double_buffering_hides_the_loads_of_a_compute_bound_layer():
+    net = _wide_conv()
+    cfg = core_config(net, pe="multiply", lanes=8, simd=8, ext_bits=64, weights="external")
+    depth = tight_weight_depth(compile_network(net, cfg, weights="external"))
+    program = compile_network(net, CoreConfig(**{**cfg.to_dict(), "weight_depth": depth,
+                                               "desc_depth": 16}),
+                              weights="external")
+    x = random_inputs(np.random.default_rng(0), net, 1)
+    run = simulate(program, None, x, memory=MemoryTiming(latency=8), jobs=1, progress=False)
+    np.testing.assert_array_equal(run.outputs, golden.run(net, x))
+    assert run.cycle_model_mismatches() == []
+    tiles = [i for i, layer in enumerate(program.layers) if layer["name"] == "conv0"]
+    assert len(tiles) == 4
+    compute = sum(program.layers[i]["cycles"] for i in tiles)
+    measured = int(run.layer_cycles[0, tiles].sum())
+    # only the program's first load is exposed (the first tile waits for it); every other
+    # load runs while the tile before it computes
+    waits = [int(run.layer_cycles[0, i]) - program.layers[i]["cycles"] for i in tiles]
+    assert waits[0] > 0 and waits[1:] == [0, 0, 0]
+    assert compute < measured <= 1.05 * compute
