@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 from hwq.config import DSP_KINDS, PE_TYPES, CoreConfig
 
-__all__ = ["CLI_FIELDS", "DEPTH_FIELDS", "add_config_arguments", "config_from_arguments",
-           "depths_given", "integer",
+__all__ = ["CLI_FIELDS", "DEPTH_FIELDS", "add_config_arguments", "add_memory_arguments",
+           "config_from_arguments", "depths_given", "integer", "memory_from_arguments",
            "positive_number", "positive_seconds"]
 
 
@@ -94,3 +94,64 @@ def positive_number(unit: str | None = None) -> Callable[[str], float]:
 
 #: argparse type of a duration option: a positive, finite number of seconds.
 positive_seconds = positive_number("seconds")
+
+
+def add_memory_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the weights live and the simulated external memory (``hwq sim``, ``hwq flow``):
+    ``--weights``, ``--ext-bits``, ``--ext-burst``, ``--ext-outstanding``, ``--mem-latency``,
+    ``--mem-stall``, ``--mem-seed``."""
+    from hwq.layout.tiling import WEIGHT_PLACES
+
+    group = parser.add_argument_group("external memory (weights streamed over m_axi)")
+    group.add_argument("--weights", choices=WEIGHT_PLACES, default="auto",
+                       help="where the weights live: on chip, or streamed in tiles from "
+                            "external memory (auto: external only when they do not fit and the "
+                            "core has the port; default auto)")
+    ext = CoreConfig.INT_FIELDS
+    group.add_argument("--ext-bits", type=int, choices=CoreConfig.EXT_BITS[1:], default=None,
+                       help="data width of the core's AXI4 master port m_axi (default 64 with "
+                            "--weights external, else no port)")
+    group.add_argument("--ext-burst", type=integer(*ext["ext_burst"][1:]), default=None,
+                       help=f"most beats per read burst, a power of two (default "
+                            f"{CoreConfig.ext_burst})")
+    group.add_argument("--ext-outstanding", type=integer(*ext["ext_outstanding"][1:]),
+                       default=None, help=f"most read bursts in flight (default "
+                                          f"{CoreConfig.ext_outstanding})")
+    group.add_argument("--mem-latency", type=integer(1, 1 << 20), default=None,
+                       help="simulated memory: cycles from a read address to its first beat "
+                            "(default 4; cocotb's AxiRamRead: 2)")
+    group.add_argument("--mem-stall", type=_probability, default=0.0,
+                       help="simulated memory: probability of a stall per cycle and channel "
+                            "(default 0; counters are then checked against the model's bound)")
+    group.add_argument("--mem-seed", type=integer(0), default=0,
+                       help="seed of the stalls (default 0)")
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be a probability in [0, 1), not {text!r}")
+    return value
+
+
+def memory_from_arguments(args: argparse.Namespace, backend: str) -> tuple[str, dict, object]:
+    """``(weights, core fields, MemoryTiming or None)`` of :func:`add_memory_arguments`'
+    options: the core fields (``ext_bits``, ...) to build the core with, and the simulated
+    memory (None: the backend's default)."""
+    from hwq.golden.memory import AXI_RAM_LATENCY, MemoryTiming
+
+    fields = {name: getattr(args, name) for name in ("ext_bits", "ext_burst", "ext_outstanding")
+              if getattr(args, name) is not None}
+    if args.weights == "external":
+        fields.setdefault("ext_bits", 64)
+    if args.weights == "onchip" and fields.get("ext_bits"):
+        raise ValueError("--ext-bits gives the core an external memory port, which "
+                         "--weights onchip does not use: leave one of them out")
+    latency = args.mem_latency
+    if latency is None:
+        latency = AXI_RAM_LATENCY if backend == "cocotb" else 4
+    memory = MemoryTiming(latency=latency, stall=args.mem_stall, seed=args.mem_seed)
+    return args.weights, fields, memory

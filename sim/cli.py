@@ -13,11 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from hwq.arguments import integer
+from hwq.arguments import add_memory_arguments, integer, memory_from_arguments
 from hwq.config import DSP_KINDS, PE_TYPES, CoreConfig
 from hwq.golden._checks import signed_range
 from hwq.hardware import pe_for_formats
 from hwq.sim.simulate import add_arguments as add_simulate_arguments
+from hwq.sim.simulate import memory_lines, memory_report
 
 #: Most random inputs ``--limit`` takes (an int64 array of them is built up front).
 MAX_RANDOM_INPUTS = 100_000
@@ -50,6 +51,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--waves", nargs="?", const="vcd", default=None, choices=["vcd", "fst"],
                         help="record a waveform (vcd, or fst)")
     add_simulate_arguments(parser)
+    add_memory_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--cache-dir", type=Path, default=None, help="Verilator build cache")
     parser.add_argument("--free-run", action="store_true",
@@ -73,11 +75,15 @@ def run(args: argparse.Namespace) -> int:
     if not args.network.is_file():
         raise FileNotFoundError(f"No network file at {args.network}")
     _check_options(args)
+    weights, ext_fields, memory = memory_from_arguments(args, args.backend)
     network = None
     if _is_program(args.network):
         program = Program.load(args.network)
-        given = [f"--{name}" for name in ("pe", "lanes", "simd")
+        given = [f"--{name.replace('_', '-')}" for name in ("pe", "lanes", "simd", "ext_bits",
+                                                            "ext_burst", "ext_outstanding")
                  if getattr(args, name) is not None]
+        if args.weights != "auto":
+            given.append("--weights")
         if given:
             verb = "applies" if len(given) == 1 else "apply"
             raise ValueError(f"{' and '.join(given)} {verb} to a network, not to the Program "
@@ -87,14 +93,14 @@ def run(args: argparse.Namespace) -> int:
     if network is not None:
         pe = args.pe or _pe_for(network)
         config = core_config(network, pe=pe, lanes=args.lanes or 8, simd=args.simd or 8,
-                             dsp=args.dsp or "inferred")
-        program = compile_network(network, config)
+                             dsp=args.dsp or "inferred", weights=weights, **ext_fields)
+        program = compile_network(network, config, weights=weights)
     else:
         config = replace(program.config, dsp=args.dsp) if args.dsp else program.config
     x, labels = _inputs(args, program, network)
     sim = simulate(program, config, x, backend=args.backend, jobs=args.jobs,
                    waves=args.waves or False, progress=not args.no_progress,
-                   cache_dir=args.cache_dir, free_run=args.free_run)
+                   cache_dir=args.cache_dir, free_run=args.free_run, memory=memory)
     expected = golden.run(network, x) if network is not None else None
     mismatches = int((sim.outputs != expected).sum()) if expected is not None else None
     bad_layers = sim.cycle_model_mismatches()
@@ -114,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
         "model_layer_cycles": dict(zip(sim.layer_names, sim.model_layer_cycles.tolist(),
                                        strict=True)),
         "cycle_model_mismatches": bad_layers,
+        "memory": memory_report(program, sim, memory),
         "backend": sim.backend,
         "jobs": sim.jobs,
         "sim_cycles_per_s": sim.sim_cycles_per_s,
@@ -133,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
                  else "  (a Program alone: no golden network to compare with)")
     if accuracy is not None:
         lines.append(f"  accuracy on the file's labels: {accuracy:.2f} %")
+    lines += memory_lines(data["memory"])
     lines.append(f"  {sim.sim_cycles_per_s / 1e3:.0f} k cycles/s end to end"
                  + (f", {sim.free_run_cycles_per_s / 1e3:.0f} k free-running"
                     if sim.free_run_cycles_per_s else "")

@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hwq.arguments import integer
+from hwq.arguments import add_memory_arguments, integer, memory_from_arguments
 from hwq.config import DSP_KINDS, PE_TYPES, CoreConfig
+from hwq.golden.memory import MemoryTiming
 from hwq.sim.simulate import add_arguments as add_simulate_arguments
+from hwq.sim.simulate import memory_lines, memory_report, sim_memory
 from hwq.workloads import WORKLOADS, get_workload
 
 #: Default quantization method per PE type: a format that PE takes (bit_serial: INT weights,
@@ -67,6 +69,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     from hwq.rtl.asic import add_arguments
 
     add_arguments(parser)  # --asic: the hardware report on a standard-cell library
+    add_memory_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="Verilator build cache (default: HWQ_CACHE_DIR or the user cache)")
@@ -94,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
     from hwq.rtl.asic import check_arguments
 
     check_arguments(args, with_report=args.report)  # before training and simulating
+    weights, ext_fields, memory = memory_from_arguments(args, args.backend)
     report = flow(
         model=args.model, data_path=args.data, method=args.method,
         bits=4 if args.bits is None else args.bits,
@@ -101,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         limit=args.limit, seed=args.seed or 0,
         waves=args.waves, free_run=args.free_run, backend=args.backend, jobs=args.jobs,
         progress=not args.no_progress, cache_dir=args.cache_dir,
-        log=lambda text: _say(args, text),
+        log=lambda text: _say(args, text), weights=weights, ext=ext_fields, memory=memory,
     )
     text = format_report(report)
     if args.report and args.asic:
@@ -210,6 +214,9 @@ def flow(
     progress: bool = True,
     cache_dir: Path | None = None,
     log=print,
+    weights: str = "auto",
+    ext: dict[str, int] | None = None,
+    memory: MemoryTiming | None = None,
 ) -> dict[str, Any]:
     """Run the whole flow; returns the report (see :func:`format_report`).
 
@@ -217,7 +224,10 @@ def flow(
     images run, or is your own model (``path/to/file.py:function`` or a ``.pt2`` file, see
     :func:`hwq.quant.cli.resolve_model`) with its data or ``data_path``'s; with
     ``network_path``, ``data_path`` alone gives the test images. ``backend`` and ``jobs``
-    choose the simulator (:func:`hwq.sim.simulate.simulate`).
+    choose the simulator (:func:`hwq.sim.simulate.simulate`). ``weights`` places the
+    weights (:data:`hwq.layout.tiling.WEIGHT_PLACES`), ``ext`` gives the core's external
+    memory port (``ext_bits``, ``ext_burst``, ``ext_outstanding``) and ``memory`` the
+    simulated memory on it.
     """
     from hwq import golden, serialize
     from hwq.layout.compiler import compile as compile_network
@@ -269,9 +279,10 @@ def flow(
         network = result.network
     timings["quantize_s"] = time.perf_counter() - t0
 
-    config = core_config(network, pe=pe, lanes=lanes, simd=simd, dsp=dsp)
+    config = core_config(network, pe=pe, lanes=lanes, simd=simd, dsp=dsp, weights=weights,
+                         **(ext or {}))
     t0 = time.perf_counter()
-    program = compile_network(network, config)
+    program = compile_network(network, config, weights=weights)
     timings["compile_s"] = time.perf_counter() - t0
     log(f"[2/4] compiled for {pe} {lanes}x{simd}: {len(program.layers)} layers, "
         f"{program.cycles()} model cycles per inference")
@@ -286,7 +297,7 @@ def flow(
         f"({backend} backend)")
     t0 = time.perf_counter()
     sim = simulate(program, None, x, backend=backend, jobs=jobs, waves=waves or False,
-                   progress=progress, cache_dir=cache_dir, free_run=free_run)
+                   progress=progress, cache_dir=cache_dir, free_run=free_run, memory=memory)
     timings["simulate_s"] = time.perf_counter() - t0
     timings["build_s"] = sim.build_seconds
 
@@ -320,7 +331,8 @@ def flow(
         "outputs_compared": int(expected.size),
         "cycles_per_inference": cycles,
         "cycles_min_max": [int(sim.cycles.min()), int(sim.cycles.max())],
-        "model_cycles_per_inference": int(program.cycles()),
+        "model_cycles_per_inference": int(sim.model_layer_cycles.sum()),
+        "memory": memory_report(program, sim, sim_memory(backend, memory)),
         "layer_cycles": dict(zip(sim.layer_names, sim.layer_cycles[0].tolist(), strict=True)),
         "model_layer_cycles": dict(zip(sim.layer_names, sim.model_layer_cycles.tolist(),
                                        strict=True)),
@@ -378,6 +390,8 @@ def format_report(r: dict[str, Any]) -> str:
         f"build {t['build_s']:.1f}{' cached' if r['build_cached'] else ''}, "
         f"simulate {t['simulate_s']:.1f})",
     ]
+    lines += [line.replace("  ", "  memory                   ", 1) if i == 0 else line
+              for i, line in enumerate(memory_lines(r["memory"]))]
     if r.get("waves_file"):
         lines.append(f"  waveform                 {r['waves_file']}")
     lines.append("ok" if r["ok"] else f"FAILED: {r['error']}")

@@ -162,7 +162,7 @@ def simulate(
     else:
         raise TypeError("simulate() takes a QuantizedNetwork or a Program, not "
                         f"{type(network_or_program).__name__}")
-    memory = _memory(backend, memory)
+    memory = sim_memory(backend, memory)
     x = program.pack_input(inputs)  # validates shape and range before the slow steps
     n = x.shape[0]
     x = np.asarray(inputs, dtype=np.int64)
@@ -183,7 +183,7 @@ def simulate(
     return result
 
 
-def _memory(backend: str, memory: MemoryTiming | None) -> MemoryTiming:
+def sim_memory(backend: str, memory: MemoryTiming | None) -> MemoryTiming:
     """The memory on ``m_axi`` for ``backend``: ``memory``, or its default."""
     cocotb_latency = AXI_RAM_LATENCY
     if memory is None:
@@ -195,6 +195,41 @@ def _memory(backend: str, memory: MemoryTiming | None) -> MemoryTiming:
                          f"latency of {cocotb_latency} cycles, not {memory.latency}: use the "
                          "compiled backend for other latencies")
     return memory
+
+
+def memory_report(program: Program, sim: SimResult, memory: MemoryTiming) -> dict[str, Any]:
+    """Where the weights live and what the external memory cost, for a report: on-chip and
+    external bytes, bytes read over ``m_axi`` and cycles lost waiting per inference."""
+    external = bool(program.images["ext"].shape[0])
+    cfg = program.config
+    onchip = {name: depth * lay.width // 8
+              for (name, lay), depth in zip(program.words.memories.items(),
+                                            (cfg.depths[n] for n in program.words.memories),
+                                            strict=True)}
+    report: dict[str, Any] = {
+        "weights": "external" if external else "onchip",
+        "onchip_bytes": onchip,
+        "external_bytes": program.external_bytes,
+    }
+    if external:
+        report.update(
+            bytes_per_inference=float(sim.ext_beats.mean()) * cfg.ext_bits // 8,
+            stall_cycles_per_inference=float(sim.stall_cycles.mean()),
+            latency=memory.latency, stall=memory.stall,
+            model="bound" if sim.model_is_bound else "exact")
+    return report
+
+
+def memory_lines(report: dict[str, Any]) -> list[str]:
+    """Text lines of :func:`memory_report`."""
+    kb = sum(report["onchip_bytes"].values()) / 1024
+    if report["weights"] == "onchip":
+        return [f"  every weight on chip ({kb:.1f} KiB of on-chip memories)"]
+    return [f"  weights in external memory: {report['external_bytes'] / 1024:.1f} KiB image, "
+            f"{report['bytes_per_inference'] / 1024:.1f} KiB read per inference, "
+            f"{report['stall_cycles_per_inference']:.0f} cycles waiting per inference "
+            f"(on-chip memories {kb:.1f} KiB; memory latency {report['latency']}, "
+            f"stalls {report['stall']:g})"]
 
 
 def check_options(*, backend: str, jobs: int | None, waves: bool | str) -> None:
