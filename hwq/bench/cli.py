@@ -114,7 +114,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     asic.add_argument("--jobs", type=integer(1), default=2, help="points at once (default 2)")
     asic.add_argument("--timeout", type=positive_seconds, default=None, metavar="S",
                       help="stop a point's tool run after S seconds (the row records it)")
-    for p in (g, sm, q, a, t, j, h, u, asic):
+    off = sub.add_parser("offchip", help="weights streamed from external memory: bytes, "
+                                         "cycles lost (Verilator)")
+    off.add_argument("--networks", nargs="+", default=None, metavar="NET",
+                     help="digits, lenet5, resnet8, sepnet, vgg11 (default digits lenet5 "
+                          "resnet8 vgg11)")
+    off.add_argument("--pe", nargs="+", default=list(PE_TYPES), choices=list(PE_TYPES),
+                     help="PE types (default all)")
+    off.add_argument("--images", type=integer(1), default=2, help="test images per run "
+                                                                  "(default 2)")
+    off.add_argument("--ext-bits", type=int, choices=(32, 64, 128), default=64,
+                     help="m_axi data width (default 64)")
+    off.add_argument("--latency", type=integer(1), default=4,
+                     help="memory latency in cycles (default 4)")
+    for p in (g, sm, q, a, t, j, h, u, asic, off):
         p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
         p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
         p.add_argument("-o", "--out", type=Path, default=None,
@@ -165,6 +178,14 @@ def run(args: argparse.Namespace) -> int:
                             simd=args.simd, bits=args.bits, fmax=args.fmax,
                             hw_json=args.hw_json)
         text = format_util(result)
+    elif args.bench == "offchip":
+        from hwq.bench.offchip import NETWORKS as OFFCHIP
+        from hwq.bench.offchip import bench_offchip, format_offchip
+
+        result = bench_offchip(networks=tuple(args.networks or OFFCHIP), pes=tuple(args.pe),
+                               images=args.images, ext_bits=args.ext_bits,
+                               latency=args.latency)
+        text = format_offchip(result)
     elif args.bench == "all":
         result = bench_all(full=args.full, skip=args.skip, hw_timeout=args.hw_timeout,
                            hw_cores=args.hw_cores)

@@ -86,3 +86,22 @@ def test_double_buffering_hides_the_loads_of_a_compute_bound_layer():
     waits = [int(run.layer_cycles[0, i]) - program.layers[i]["cycles"] for i in tiles]
     assert waits[0] > 0 and waits[1:] == [0, 0, 0]
     assert compute < measured <= 1.05 * compute
+
+
+def test_bench_offchip_measures_bytes_and_lost_cycles(monkeypatch):
+    from hwq.bench import offchip
+
+    def tiny(name, pe, images):
+        net, _, x = _tiled(pe="multiply", kind="int")
+        return net, x[:images]
+
+    monkeypatch.setattr(offchip, "_network", tiny)
+    result = offchip.bench_offchip(networks=("tiny",), pes=("multiply",), images=2, lanes=4,
+                                   simd=4, latency=6, log=lambda _: None)
+    (row,) = result["rows"]
+    assert result["ok"] and row["mismatches"] == 0 and row["cycle_model_mismatches"] == []
+    assert row["bytes_per_inference"] == row["external_bytes"]     # every weight read once
+    assert row["lost_cycles"] == row["cycles"] - row["onchip_cycles"] > row["stall_cycles"] > 0
+    assert row["buffer_depth"] == 1024 and row["buffer_bytes"] < row["external_bytes"] * 10
+    table = offchip.format_offchip(result)
+    assert "| tiny | multiply |" in table and "| yes |" in table
