@@ -102,6 +102,6 @@ def test_bench_offchip_measures_bytes_and_lost_cycles(monkeypatch):
     assert result["ok"] and row["mismatches"] == 0 and row["cycle_model_mismatches"] == []
     assert row["bytes_per_inference"] == row["external_bytes"]     # every weight read once
     assert row["lost_cycles"] == row["cycles"] - row["onchip_cycles"] > row["stall_cycles"] > 0
-    assert row["buffer_depth"] == 1024 and row["buffer_bytes"] < row["external_bytes"] * 10
+    assert row["buffer_depth"] == 1024      # two buffers of 512 words, the default
     table = offchip.format_offchip(result)
     assert "| tiny | multiply |" in table and "| yes |" in table
