@@ -105,6 +105,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("-o/--output is required (the folder for the bitstream)")
     _check_burst(args.max_burst)
     config, network = _config(args)
+    if config.external:
+        raise ValueError(f"--ext-bits {config.ext_bits}: the {args.board} board top has no "
+                         "memory controller for the core's m_axi port yet; build without it "
+                         "(weights on chip), or take hwq rtl's Verilog into your own SoC")
     plan_clock(board, args.clock, args.baud)  # clock and baud checked before any work
     check_output(args.output, "-o/--output", folder=True)
     from hwq.rtl.generate import check_buildable, write

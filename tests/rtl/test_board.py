@@ -74,6 +74,8 @@ def test_cli_lists_boards_and_refuses_bad_usage(capsys, tmp_path):
         (["--board", "ulx3s-85f", "--pe", "shift_add", "-o", str(tmp_path), "--preload"],
          "--preload applies with --network"),
         (["--board", "ulx3s-85f", "--pe", "shift_add"], "-o/--output is required"),
+        (["--board", "ulx3s-85f", "--pe", "shift_add", "-o", str(tmp_path), "--ext-bits", "64"],
+         "--ext-bits 64: the ulx3s-85f board top has no memory controller"),
         (["--board", "ulx3s-85f", "--pe", "shift_add", "-o", str(tmp_path), "--max-burst", "12"],
          "Max burst must be a power of two in 1..256 words, not 12"),
         (["--board", "ulx3s-85f", "--pe", "shift_add", "-o", str(tmp_path), "--clock", "47"],
