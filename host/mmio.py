@@ -36,6 +36,15 @@ class MmioDevice(Device):
         bytes.
     base : int
         byte offset of the register block in ``path``, a multiple of ``mmap.PAGESIZE``.
+    ext_buffer : str or os.PathLike, optional
+        for a core with ``m_axi``: a memory the core can read, where :meth:`write_external`
+        puts a Program's external image (a DMA buffer such as ``/dev/udmabuf0``, or
+        ``/dev/mem``; tests: a regular file).
+    ext_offset : int
+        byte offset of the image in ``ext_buffer`` (page aligned).
+    ext_address : int, optional
+        the bus address at which the core sees byte ``ext_offset`` of ``ext_buffer``
+        (``EXT_BASE``); required with ``ext_buffer``.
 
     Raises
     ------
@@ -51,10 +60,22 @@ class MmioDevice(Device):
 
     name = "mmio"
 
-    def __init__(self, path: str | os.PathLike = "/dev/uio0", *, base: int = 0) -> None:
+    def __init__(self, path: str | os.PathLike = "/dev/uio0", *, base: int = 0,
+                 ext_buffer: str | os.PathLike | None = None, ext_offset: int = 0,
+                 ext_address: int | None = None) -> None:
         if not isinstance(base, int) or base < 0 or base % mmap.ALLOCATIONGRANULARITY:
             raise ValueError(f"MMIO base must be a page-aligned byte offset (a multiple of "
                              f"{mmap.ALLOCATIONGRANULARITY}), not {base!r}")
+        if ext_buffer is not None:
+            if not isinstance(ext_address, int) or not 0 <= ext_address < 1 << 32:
+                raise ValueError(f"An external buffer needs its 32-bit bus address "
+                                 f"(ext_address), not {ext_address!r}")
+            if not isinstance(ext_offset, int) or ext_offset < 0 \
+                    or ext_offset % mmap.ALLOCATIONGRANULARITY:
+                raise ValueError(f"External buffer offset must be page aligned (a multiple of "
+                                 f"{mmap.ALLOCATIONGRANULARITY}), not {ext_offset!r}")
+        self.ext_buffer = None if ext_buffer is None else Path(ext_buffer)
+        self.ext_offset, self.ext_address = ext_offset, ext_address
         self.path = Path(path)
         self.base = base
         try:
@@ -95,6 +116,33 @@ class MmioDevice(Device):
         """One 32-bit store of ``value`` to the register at byte ``offset``."""
         index = self._index(offset)
         self._words[index] = check_value(value)
+
+    async def write_external(self, image) -> int:
+        """Copy the external image into ``ext_buffer`` at ``ext_offset``; return
+        ``ext_address``, where the core reads it."""
+        if self.ext_buffer is None:
+            return await super().write_external(image)
+        import numpy as np
+
+        data = np.ascontiguousarray(image, dtype="<u4").tobytes()
+        try:
+            fd = os.open(self.ext_buffer, os.O_RDWR | os.O_SYNC)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"No external buffer at {self.ext_buffer}") from None
+        except PermissionError:
+            raise PermissionError(f"No permission to map {self.ext_buffer}: run as root or "
+                                  "give the user read/write access to it") from None
+        try:
+            with mmap.mmap(fd, len(data), mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE,
+                           offset=self.ext_offset) as buf:
+                buf[:] = data
+                buf.flush()
+        except (OSError, ValueError) as exc:
+            raise DeviceError(f"Cannot map {len(data)} bytes of {self.ext_buffer} at offset "
+                              f"{self.ext_offset:#x} for the external image: {exc}") from None
+        finally:
+            os.close(fd)
+        return self.ext_address
 
     async def close(self) -> None:
         """Unmap the window and close the file (idempotent)."""

@@ -211,3 +211,28 @@ def test_runtime_through_mmio_on_a_fake_core(window):
     # the core really got the program through the window
     np.testing.assert_array_equal(fake.model.memories["weight"][:len(program.images["weight"])],
                                   program.images["weight"])
+
+
+def test_the_external_image_goes_into_the_buffer_the_core_reads(window, tmp_path):
+    buffer = tmp_path / "udmabuf0"
+    buffer.write_bytes(bytes(3 * mmap.ALLOCATIONGRANULARITY))
+    image = np.arange(1, 2 * 13 + 1, dtype=np.uint32).reshape(13, 2) * 0x01010101
+
+    async def go(**kw):
+        async with MmioDevice(window, **kw) as dev:
+            return await dev.write_external(image)
+
+    page = mmap.ALLOCATIONGRANULARITY
+    assert run(go(ext_buffer=buffer, ext_offset=page, ext_address=0x3000_0000)) == 0x3000_0000
+    data = buffer.read_bytes()
+    assert data[page:page + image.nbytes] == image.astype("<u4").tobytes()
+    assert not any(data[:page]) and not any(data[page + image.nbytes:])
+    with pytest.raises(DeviceError, match="has no external memory for the core's m_axi port"):
+        run(go())
+    with pytest.raises(ValueError, match="An external buffer needs its 32-bit bus address "
+                                         r"\(ext_address\), not None"):
+        run(go(ext_buffer=buffer))
+    with pytest.raises(ValueError, match="External buffer offset must be page aligned"):
+        run(go(ext_buffer=buffer, ext_offset=100, ext_address=0))
+    with pytest.raises(FileNotFoundError, match="No external buffer at .*nothing"):
+        run(go(ext_buffer=tmp_path / "nothing", ext_address=0))
