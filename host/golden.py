@@ -30,7 +30,9 @@ Register behaviour (see :mod:`hwq.layout.regmap`):
   bits (``ceil(log2(depth))``); between the depth and that power of two (a depth that is
   not a power of two), where the RTL is undefined, writes are dropped and reads return 0.
   Host writes to the activation memory are dropped while BUSY.
-* Unmapped (word-aligned) offsets read 0 and ignore writes; ``ro`` registers ignore writes.
+* ``ro`` registers ignore writes. An unmapped offset (the RTL answers SLVERR) raises
+  ValueError naming it and the map's range (:func:`hwq.host.device.check_offset`), as on
+  every device.
 
 Where the model is not the RTL: a run takes no wall-clock time (BUSY is never seen, except
 below); a descriptor memory without a ``last`` descriptor leaves the model BUSY for ever
@@ -145,7 +147,8 @@ class GoldenDevice(Device):
         Raises
         ------
         ValueError
-            ``offset`` is not a word-aligned byte offset in the register window.
+            ``offset`` is not a word-aligned byte offset in the register window, or is
+            unmapped.
         """
         offset = check_offset(offset)
         if offset in self._const:
@@ -170,7 +173,7 @@ class GoldenDevice(Device):
             return self._bulk_addr
         if offset == ADDR.BULK_RDATA:
             return self._bulk_read()
-        return 0  # CTRL, BULK_WDATA (write only) and unmapped offsets
+        return 0  # CTRL, BULK_WDATA (write only)
 
     def write(self, offset: int, value: int) -> None:
         """Synchronous register write.
@@ -178,8 +181,8 @@ class GoldenDevice(Device):
         Raises
         ------
         ValueError
-            ``offset`` is not a word-aligned byte offset in the register window, or
-            ``value`` is not a 32-bit unsigned integer.
+            ``offset`` is not a word-aligned byte offset in the register window or is
+            unmapped, or ``value`` is not a 32-bit unsigned integer.
         DeviceError
             ``CTRL.START`` on descriptors that point outside the memories.
         """
@@ -202,7 +205,7 @@ class GoldenDevice(Device):
             self._rchunk = 0
         elif offset == ADDR.BULK_WDATA:
             self._bulk_write(value)
-        # read-only and unmapped offsets ignore writes
+        # read-only registers ignore writes
 
     # ---------------------------------------------------------------- bulk path
     def _bulk_write(self, chunk: int) -> None:

@@ -29,14 +29,28 @@ def test_constant_registers():
         assert dev.read(getattr(ADDR, name)) == before
 
 
-def test_power_on_state_write_only_and_unmapped_registers():
+def test_power_on_state_and_write_only_registers():
     dev = GoldenDevice(CFG)
     for name in ("STATUS", "IRQ_ENABLE", "CYCLES", "LAYER_SEL", "LAYER_CYCLES", "LAYERS_DONE",
                  "BULK_SEL", "BULK_ADDR", "CTRL", "BULK_WDATA"):
         assert dev.read(getattr(ADDR, name)) == 0, name
-    dev.write(0x2C, 0xFFFF_FFFF)
-    dev.write(0xFC, 0xFFFF_FFFF)
-    assert dev.read(0x2C) == dev.read(0x48) == dev.read(0xFC) == 0
+
+
+def test_unmapped_offsets_are_one_clear_error_and_change_nothing():
+    # the RTL answers SLVERR (tests/rtl/test_axil.py); every device refuses the access
+    dev = GoldenDevice(CFG)
+    dev.write(ADDR.LAYER_SEL, 3)
+    for off in (0x2C, 0x48, 0x80, 0xFC):
+        msg = (r"^Register offset must be a mapped register \(0x00\.\.0x44 except 0x2c\), "
+               rf"not {off:#04x} \(unmapped\)$")
+        with pytest.raises(ValueError, match=msg):
+            dev.read(off)
+        with pytest.raises(ValueError, match=msg):
+            dev.write(off, 0xFFFF_FFFF)
+        with pytest.raises(ValueError, match=msg):
+            run(dev.read_reg(off))
+    assert dev.read(ADDR.LAYER_SEL) == 3
+    assert dev.read(ADDR.CTRL) == dev.read(ADDR.BULK_WDATA) == 0    # mapped write-only
 
 
 def test_rw_registers_keep_their_implemented_bits():
