@@ -11,7 +11,8 @@ properties, with expected values from :mod:`hwq.formal.spec` (never from the RTL
   group's ``side`` is its number), a tracked group (any one) has the golden value, a refused
   output holds its payload, and without back-pressure the latency is the cycle model's.
 * ``writeback``: each taken group is written as the golden words, one per cycle.
-* ``axil``: AXI4-Lite handshake rules, reads and writes of the register map.
+* ``axil``: AXI4-Lite handshake rules, reads and writes of the register map, SLVERR
+  for a word with no register, OKAY for one with.
 """
 
 from __future__ import annotations
@@ -293,8 +294,20 @@ def _axil(b: Bench, wr: Wrapped, proof: Proof) -> None:
     m.d.sync += [w_out.eq(w_out + aw - bh), r_out.eq(r_out + ar - rh)]
     m.d.comb += [Assert(w_out <= 1), Assert(r_out <= 1),
                  Assert(~out["bvalid"] | (w_out == 1)), Assert(~out["rvalid"] | (r_out == 1)),
-                 Assert(~aw | (w_out == 0)), Assert(~ar | (r_out == 0)),
-                 Assert(out["bresp"] == 0), Assert(out["rresp"] == 0)]
+                 Assert(~aw | (w_out == 0)), Assert(~ar | (r_out == 0))]
+    # and the responses' latency: a write is answered from the second cycle after its
+    # handshake, a read from the third (these also make the proof inductive: an open
+    # request is never invisible)
+    aw1 = b.delay(aw, 1, "aw1")
+    ar1, ar2 = b.delay(ar, 1, "ar1"), b.delay(ar, 2, "ar2")
+    m.d.comb += [Assert(w_out == (out["bvalid"] | aw1)),
+                 Assert(r_out == (out["rvalid"] | ar1 | ar2))]
+    # the response: SLVERR for a word with no register of the map, OKAY otherwise
+    w_bad = Signal(name="write_unmapped")
+    with m.If(aw):
+        m.d.sync += w_bad.eq(~_mapped(inp["awaddr"][2:]))
+    with m.If(out["bvalid"]):
+        m.d.comb += Assert(out["bresp"] == Mux(w_bad, SLVERR, OKAY))
     # a response holds until taken
     for v, r, pay in (("bvalid", "bready", "bresp"), ("rvalid", "rready", "rdata")):
         held = b.delay(out[v] & ~inp[r], 1, f"{v}_held")
@@ -331,9 +344,28 @@ def _axil(b: Bench, wr: Wrapped, proof: Proof) -> None:
     sampled = b.delay(value, 1, "value")
     with m.If(rise):
         m.d.comb += Assert(out["rdata"] == sampled)
-    # covers: back-to-back writes, a written value read back, a held response, unmapped read
-    # back-to-back: the next write is taken the cycle after the response
+    with m.If(out["rvalid"]):
+        m.d.comb += Assert(out["rresp"] == Mux(_mapped(raddr), OKAY, SLVERR))
+    # covers: back-to-back writes (the next write taken the cycle after the response), a
+    # written value read back, a held response, SLVERR for an unmapped read and write, OKAY
+    # for a mapped write after an unmapped one
     m.d.comb += [Cover(aw & b.delay(bh, 1, "b1") & b.delay(aw, 3, "aw3")),
                  Cover(rise & (raddr == 0x20 >> 2) & (out["rdata"] != 0)),
                  Cover(out["bvalid"] & b.delay(out["bvalid"] & ~inp["bready"], 2, "bheld")),
-                 Cover(rise & (raddr == 0x2c >> 2))]
+                 Cover(rh & (out["rresp"] == SLVERR) & (raddr == 0x2c >> 2)),
+                 Cover(rh & (out["rresp"] == SLVERR) & (raddr == 0xfc >> 2)),
+                 Cover(bh & (out["bresp"] == SLVERR)),
+                 Cover(bh & (out["bresp"] == OKAY) & b.delay(bh & (out["bresp"] == SLVERR),
+                                                             3, "b_err"))]
+
+
+#: AXI4-Lite response codes (the AMBA AXI specification's ``xRESP`` encoding).
+OKAY, SLVERR = 0b00, 0b10
+
+
+def _mapped(word: Value) -> Value:
+    """1 when the word address ``word`` is a register of :data:`hwq.layout.regmap.REGISTERS`
+    (the map itself, not the RTL's decode)."""
+    from hwq.layout.regmap import REGISTERS
+
+    return Cat(*[word == r.offset >> 2 for r in REGISTERS]).any()
