@@ -132,15 +132,24 @@ def _requant(b: Bench, wr: Wrapped, proof: Proof) -> None:
                          Cover(sat_d[1] & sat_d[3] & sat_d[2] & (y < 0))]
 
 
-def _group_model(b: Bench, wr: Wrapped, proof: Proof, take: Value) -> tuple[Value, dict]:
+#: Stream blocks proven in two halves (see :func:`_stream`): pipelines whose every register
+#: is enabled by the one ``advance`` (= ``i.ready``) signal.
+SPLIT = ("mac_array", "requant")
+
+
+def _group_model(b: Bench, wr: Wrapped, proof: Proof,
+                 take: Value) -> tuple[Value, dict, list]:
     """The golden value of the group that an input beat ends: ``(ends a group, {output
-    field: expected value})``, with the model's running state updated on ``take``."""
+    field: expected value}, [(model register, block register, cycles)])``, with the model's
+    running state updated on ``take``; the last list pairs each running state of the model
+    with the block's register that holds the same value ``cycles`` cycles later (an
+    invariant of the proof by induction)."""
     m, inp, cfg = b.m, b.inputs, wr.cfg
     if proof.kind == "requant":
         return Const(1), {f"o_y_{lane}": _requant_want(wr, inp, lane)
-                          for lane in range(cfg.lanes)}
+                          for lane in range(cfg.lanes)}, []
     if proof.kind == "maxpool":
-        out = {}
+        out, runs = {}, []
         for j in range(cfg.simd):
             a = inp[f"i_a_{j}"]
             run = Signal(signed(cfg.act_bits), name=f"model_max{j}")
@@ -148,11 +157,14 @@ def _group_model(b: Bench, wr: Wrapped, proof: Proof, take: Value) -> tuple[Valu
             with m.If(take):
                 m.d.sync += run.eq(best)
             out[f"o_y_{j}"] = best
-        return inp["i_last"], out
-    # mac_array: per lane, the running golden dot product of the group
+            runs.append(run)
+        return inp["i_last"], out, [(Cat(*runs), wr.regs["run"], 0)]
+    # mac_array: per lane, the running golden dot product of the group (acc_bits, wrapping)
+    from hwq.rtl.pe import DOT_STAGES
+
     p, s = cfg.lanes, cfg.simd
     pe_w = {"simd": s, "act": cfg.act_bits, "w": cfg.weight_bits, "table": cfg.table_bits}
-    out = {}
+    out, pairs = {}, []
     for lane in range(p):
         if cfg.pe == "bit_serial":
             beat = {f"a{j}": inp[f"i_a_{j}"] for j in range(s)}
@@ -165,68 +177,110 @@ def _group_model(b: Bench, wr: Wrapped, proof: Proof, take: Value) -> tuple[Valu
             beat |= {k: v for k, v in inp.items() if k.startswith("table")}
             variant = proof.variant
         dot = pe_golden_expr(Proof("pe", variant, pe_w, "bmc", 0), beat)
-        acc = Signal(signed(32), name=f"model_acc{lane}")
-        total = acc + dot
+        acc = Signal(signed(cfg.acc_bits), name=f"model_acc{lane}")
+        total = (acc + dot)[:cfg.acc_bits].as_signed()
         with m.If(take):
             m.d.sync += acc.eq(Mux(inp["i_glast"], 0, total))
-        out[f"o_acc_{lane}"] = total[:cfg.acc_bits].as_signed()    # acc_bits, wrapping
-    return inp["i_glast"], out
+        out[f"o_acc_{lane}"] = total
+        # a beat reaches the block's accumulator DOT_STAGES cycles after the model's
+        pairs.append((acc, wr.regs[f"acc{lane}"], DOT_STAGES))
+    return inp["i_glast"], out, pairs
 
 
 def _stream(b: Bench, wr: Wrapped, proof: Proof) -> None:
+    """The stream contract, proven for every reachable state (k-induction).
+
+    ``maxpool`` (one register stage) directly, under any valid/ready pattern. The
+    pipelines of :data:`SPLIT` in two halves chosen by a free constant ``flow``, whose
+    union is the contract: with ``flow = 0`` (any valid/ready pattern) a cycle whose input
+    is refused (``~i.ready``: the output is refused) changes no register of the block, and
+    ``i.ready == ~o.valid | o.ready``; with ``flow = 1`` (the output never refused: every
+    cycle advances the pipeline) no beat is lost, duplicated or reordered, each group has
+    the golden value and the latency is the cycle model's. A run with stalls is a run
+    without them with frozen cycles inserted, so the two together give the contract under
+    every pattern, for all time; each half alone is inductive at a depth of about the
+    pipeline's length (a stall of any length leaves nothing to remember).
+    """
     m, inp, out = b.m, b.inputs, wr.outputs
     side_bits = len(inp["i_side"])
     take = inp["i_valid"] & out["i_ready"]
     give = out["o_valid"] & inp["o_ready"]
-    n_in = Signal(8, name="n_in")        # groups taken
-    n_out = Signal(8, name="n_out")      # output beats given
+    n = latency(proof.kind)
+    n_in = Signal(8, name="n_in")        # groups taken (mod 256)
+    n_out = Signal(8, name="n_out")      # output beats given (mod 256)
+    inflight = Signal(8, name="inflight")
+    m.d.comb += inflight.eq(n_in - n_out)
     if proof.kind == "mac_array" and wr.cfg.pe == "multiply":
         # the layer's table and format are set a cycle before its first beat
         m.d.comb += Assume(b.delay(Const(1), 1, "started") | ~inp["i_valid"])
         m.d.comb += Assume(inp["fmt"] == int(proof.variant.endswith("codebook")))
     if "shift" in proof.widths:         # bit-serial planes up to this shift
         m.d.comb += Assume(inp["i_shift"] <= proof.widths["shift"])
-    ends, want = _group_model(b, wr, proof, take)
+    ends, want, pairs = _group_model(b, wr, proof, take)
     m.d.comb += Assume(inp["i_side"] == n_in[:side_bits])     # each group tagged by its number
     with m.If(take & ends):
         m.d.sync += n_in.eq(n_in + 1)
     with m.If(give):
         m.d.sync += n_out.eq(n_out + 1)
-    # order, no loss, no duplicate, no beat out of nothing
-    with m.If(give):
-        m.d.comb += [Assert(out["o_side"] == n_out[:side_bits]), Assert(n_out < n_in)]
-    # one tracked group (any): its output has the golden value
-    k = Signal(8, name="tracked_k")
-    m.d.comb += k.eq(b.const("tracked", 8))
-    tracked = {name: Signal(v.shape(), name=f"tracked_{name}") for name, v in want.items()}
-    with m.If(take & ends & (n_in == k)):
-        m.d.sync += [tracked[name].eq(v) for name, v in want.items()]
-    with m.If(give & (n_out == k)):
-        m.d.comb += [Assert(out[name] == tracked[name]) for name in want]
+    # the input is refused only while the output is
+    m.d.comb += Assert(out["i_ready"] == (~out["o_valid"] | inp["o_ready"]))
     # a refused output holds
     held = b.delay(out["o_valid"] & ~inp["o_ready"], 1, "refused")
     payload = Cat(*[out[name] for name in want], out["o_side"])
     was = b.delay(payload, 1, "payload")
     with m.If(held):
         m.d.comb += [Assert(out["o_valid"]), Assert(payload == was)]
-    # latency: with the output never refused, a group's beat is out exactly L cycles after
-    # its last input beat
-    n = latency(proof.kind)
-    ready_run = Signal(range(n + 1), name="ready_run")
-    m.d.sync += ready_run.eq(Mux(inp["o_ready"], Mux(ready_run == n, n, ready_run + 1), 0))
-    ended = b.delay(take & ends, n, "ended")
-    with m.If(ready_run == n):
-        m.d.comb += Assert(out["o_valid"] == ended)
-    # covers: values, several-cycle stalls, back-to-back output beats
+    if proof.kind in SPLIT:
+        flow = b.const("flow", 1)
+        m.d.comb += Assume(~flow | ~out["o_valid"] | inp["o_ready"])
+        regs = Cat(*wr.regs.values())
+        stalled = b.delay(~out["i_ready"], 1, "stalled")
+        regs_was = b.delay(regs, 1, "regs_was")
+        with m.If(~flow & stalled):
+            m.d.comb += Assert(regs == regs_was)
+        check = flow
+    else:
+        check = Const(1)
+    ended = [b.delay(take & ends, i, f"ended{i}") for i in range(1, n + 1)]
+    with m.If(check):
+        # order, no loss, no duplicate, no beat out of nothing: the groups in flight are
+        # those taken and not given (mod 256)
+        with m.If(out["o_valid"]):
+            m.d.comb += [Assert(out["o_side"] == n_out[:side_bits]), Assert(inflight != 0)]
+        if proof.kind in SPLIT:
+            # latency: a group's beat is out exactly L cycles after its last input beat
+            m.d.comb += [Assert(out["o_valid"] == ended[-1]),
+                         Assert(inflight == sum(ended))]
+        else:
+            m.d.comb += Assert(inflight == out["o_valid"])
+            # latency: with the output never refused, L cycles after the last input beat
+            ready_run = Signal(range(n + 1), name="ready_run")
+            m.d.sync += ready_run.eq(Mux(inp["o_ready"], Mux(ready_run == n, n,
+                                                             ready_run + 1), 0))
+            with m.If(ready_run == n):
+                m.d.comb += Assert(out["o_valid"] == ended[-1])
+        # the model's running state is the block's, `cycles` later
+        for model, reg, cycles in pairs:
+            model_d = b.delay(model, cycles, f"{model.name}_was") if cycles else model
+            m.d.comb += Assert(reg == model_d)
+    # one tracked group (any): its output has the golden value
+    k = Signal(8, name="tracked_k")
+    m.d.comb += k.eq(b.const("tracked", 8))
+    tracked = {name: Signal(v.shape(), name=f"tracked_{name}") for name, v in want.items()}
+    with m.If(take & ends & (n_in == k)):
+        m.d.sync += [tracked[name].eq(v) for name, v in want.items()]
+    with m.If(check & out["o_valid"] & (n_out == k)):
+        m.d.comb += [Assert(out[name] == tracked[name]) for name in want]
+    # covers: values (where they are checked), several-cycle stalls, back-to-back beats
     first = next(iter(want))
     stall = b.delay(held, 2, "stall") & b.delay(held, 1, "stall1") & held
-    m.d.comb += [Cover(give & (out[first] < 0)), Cover(give & (out[first] > 0)),
-                 Cover(stall), Cover(give & b.delay(give, 1, "give"))]
+    m.d.comb += [Cover(check & give & (out[first] < 0)), Cover(check & give & (out[first] > 0)),
+                 Cover(stall), Cover(check & give & b.delay(give, 1, "give"))]
     if proof.kind == "mac_array":
-        m.d.comb += Cover(take & ends & ~b.delay(take & ends, 1, "prev_end")
+        m.d.comb += Cover(check & take & ends & ~b.delay(take & ends, 1, "prev_end")
                           & b.delay(take, 1, "prev_take"))       # a group of several beats
     if proof.kind == "requant":
-        m.d.comb += Cover(give & (out[first] == inp["hi"]) & (inp["lo"] < inp["hi"]))
+        m.d.comb += Cover(check & give & (out[first] == inp["hi"]) & (inp["lo"] < inp["hi"]))
 
 
 def _writeback(b: Bench, wr: Wrapped, proof: Proof) -> None:
