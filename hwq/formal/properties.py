@@ -8,11 +8,16 @@ properties, with expected values from :mod:`hwq.formal.spec` (never from the RTL
   golden requant.
 * stream blocks (``mac_array``, ``requant``/stream, ``maxpool``): under any valid/ready
   pattern, the output beats are the input groups in order, none lost or duplicated (each
-  group's ``side`` is its number), a tracked group (any one) has the golden value, a refused
-  output holds its payload, and without back-pressure the latency is the cycle model's.
+  group's ``side`` is its number, counted mod 256), a tracked group (any one) has the golden
+  value, a refused output holds its payload, and the latency is the cycle model's; the
+  pipelines (:data:`SPLIT`) in two halves, see :func:`_stream`.
 * ``writeback``: each taken group is written as the golden words, one per cycle.
 * ``axil``: AXI4-Lite handshake rules, reads and writes of the register map, SLVERR
   for a word with no register, OKAY for one with.
+
+Every proof is a k-induction (SBY ``prove``); the invariants it needs are assertions here,
+on the harness's own state and the block's registers (:attr:`Wrapped.regs`), never in the
+RTL.
 """
 
 from __future__ import annotations

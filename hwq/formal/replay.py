@@ -28,7 +28,8 @@ def _signed(v: int, bits: int) -> int:
 
 def simulate(wrapped: Wrapped, steps: list[dict[str, int]]) -> list[dict[str, int]]:
     """Run the wrapper with the inputs of ``steps`` (raw bits per cycle; a missing input is
-    0); the outputs of each cycle, read before its clock edge."""
+    0); the outputs of each cycle, read before its clock edge, and the block's registers
+    (``"reg.<name>"``, where the wrapper names them)."""
     top = Module()
     top.domains.sync = ClockDomain()
     top.submodules.w = wrapped.m
@@ -41,7 +42,8 @@ def simulate(wrapped: Wrapped, steps: list[dict[str, int]]) -> list[dict[str, in
                 width = len(sig)
                 ctx.set(sig, _signed(raw, width) if sig.shape().signed else
                         raw & ((1 << width) - 1))
-            seen.append({name: int(ctx.get(v)) for name, v in wrapped.outputs.items()})
+            seen.append({name: int(ctx.get(v)) for name, v in wrapped.outputs.items()}
+                        | {f"reg.{name}": int(ctx.get(v)) for name, v in wrapped.regs.items()})
             await ctx.tick()
 
     sim = Simulator(top)
@@ -167,6 +169,14 @@ def _groups(proof: Proof, wrapped: Wrapped, steps: list, outs: list) -> list[str
             if {k: outs[t][k] for k in prev} != prev:
                 bad.append(f"cycle {t}: the refused output beat changed: {prev} -> "
                            f"{ {k: outs[t][k] for k in prev} }")
+        if not outs[t - 1]["i_ready"]:
+            # a refused input: the block stalls, its state (the beats in flight) holds
+            moved = sorted(k[4:] for k in outs[t] if k.startswith("reg.")
+                           and outs[t][k] != outs[t - 1][k])
+            if moved:
+                bad.append(f"cycle {t}: the block's registers {', '.join(moved)} changed while "
+                           "it stalled (input refused, output held): a beat in flight is lost "
+                           "or made up")
     return bad
 
 
