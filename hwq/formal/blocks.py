@@ -78,7 +78,11 @@ def _registers(frag: Fragment, path: str = "") -> dict[str, Signal]:
     for domain, stmts in frag.statements.items():
         if domain == "sync":
             for stmt in stmts:
-                out.update({path + sig.name: sig for sig in stmt._lhs_signals()})
+                for sig in stmt._lhs_signals():
+                    key = path + sig.name
+                    while key in out and out[key] is not sig:   # two of one name
+                        key += "'"
+                    out[key] = sig
     for sub, name, *_ in frag.subfragments:
         if isinstance(sub, Instance):
             raise ValueError(f"A proof by induction needs every register of the block; "
