@@ -27,7 +27,7 @@ from hwq.layout import regmap
 from hwq.layout.regmap import ADDR, ADDR_WIDTH, BIT, MEM, PE_CODES
 from hwq.layout.words import MEMORY_IDS
 
-__all__ = ["CoreIdentity", "Device", "DeviceError", "DeviceTimeout", "check_offset",
+__all__ = ["MAPPED", "CoreIdentity", "Device", "DeviceError", "DeviceTimeout", "check_offset",
            "check_value"]
 
 #: Bytes of register space the core decodes.
@@ -43,15 +43,33 @@ class DeviceTimeout(DeviceError):
     """The core did not finish in time."""
 
 
+def _map_text() -> str:
+    """The register map's offsets in a few words: ``0x00..0x44 except 0x2c``."""
+    offsets = sorted(r.offset for r in regmap.REGISTERS)
+    holes = [o for o in range(offsets[0], offsets[-1], 4) if o not in MAPPED]
+    text = f"{offsets[0]:#04x}..{offsets[-1]:#04x}"
+    return text + (" except " + ", ".join(f"{o:#04x}" for o in holes) if holes else "")
+
+
+#: Byte offsets of the registers of :data:`hwq.layout.regmap.REGISTERS`; the core answers
+#: every other word of its window with SLVERR.
+MAPPED = frozenset(r.offset for r in regmap.REGISTERS)
+
+
 def check_offset(offset: int) -> int:
-    """``offset`` as an int if it is a word-aligned byte offset in the register window.
+    """``offset`` as an int if it is the byte offset of a register of the map.
+
+    Every device checks an offset here before the access: the core answers an unmapped
+    word with SLVERR, which a board's memory mapping (:class:`~hwq.host.mmio.MmioDevice`)
+    cannot report (an ARM host takes it as an external abort), so no device issues one.
 
     Raises
     ------
     TypeError
         ``offset`` is not an integer.
     ValueError
-        ``offset`` is not a multiple of 4 in ``0 .. WINDOW - 4``.
+        ``offset`` is not a multiple of 4 in ``0 .. WINDOW - 4``, or is no register's
+        offset (unmapped).
     """
     try:
         off = operator.index(offset)
@@ -60,6 +78,9 @@ def check_offset(offset: int) -> int:
     if off % 4 or not 0 <= off < WINDOW:
         raise ValueError(f"Register offset must be a multiple of 4 in 0..{WINDOW - 4:#x}, "
                          f"not {off:#x}")
+    if off not in MAPPED:
+        raise ValueError(f"Register offset must be a mapped register ({_map_text()}), "
+                         f"not {off:#04x} (unmapped)")
     return off
 
 

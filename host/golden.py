@@ -30,7 +30,9 @@ Register behaviour (see :mod:`hwq.layout.regmap`):
   bits (``ceil(log2(depth))``); between the depth and that power of two (a depth that is
   not a power of two), where the RTL is undefined, writes are dropped and reads return 0.
   Host writes to the activation memory are dropped while BUSY.
-* Unmapped (word-aligned) offsets read 0 and ignore writes; ``ro`` registers ignore writes.
+* ``ro`` registers ignore writes. An unmapped offset (the RTL answers SLVERR) raises
+  ValueError naming it and the map's range (:func:`hwq.host.device.check_offset`), as on
+  every device.
 * External memory (a core with ``ext_bits``): :meth:`GoldenDevice.write_external` holds the
   image at :data:`hwq.golden.memory.SIM_BASE`; ``EXT_BASE`` says where the core reads it;
   the counters (and ``STALL_CYCLES``, ``EXT_BEATS``) are those of a memory of fixed
@@ -167,7 +169,8 @@ class GoldenDevice(Device):
         Raises
         ------
         ValueError
-            ``offset`` is not a word-aligned byte offset in the register window.
+            ``offset`` is not a word-aligned byte offset in the register window, or is
+            unmapped.
         """
         offset = check_offset(offset)
         if offset in self._const:
@@ -198,7 +201,7 @@ class GoldenDevice(Device):
             return self._stall_cycles
         if offset == ADDR.EXT_BEATS:
             return self._ext_beats
-        return 0  # CTRL, BULK_WDATA (write only) and unmapped offsets
+        return 0  # CTRL, BULK_WDATA (write only)
 
     def write(self, offset: int, value: int) -> None:
         """Synchronous register write.
@@ -206,8 +209,8 @@ class GoldenDevice(Device):
         Raises
         ------
         ValueError
-            ``offset`` is not a word-aligned byte offset in the register window, or
-            ``value`` is not a 32-bit unsigned integer.
+            ``offset`` is not a word-aligned byte offset in the register window or is
+            unmapped, or ``value`` is not a 32-bit unsigned integer.
         DeviceError
             ``CTRL.START`` on descriptors that point outside the memories.
         """
@@ -232,7 +235,7 @@ class GoldenDevice(Device):
             self._bulk_write(value)
         elif offset == ADDR.EXT_BASE:
             self._ext_base = value
-        # read-only and unmapped offsets ignore writes
+        # read-only registers ignore writes
 
     # ---------------------------------------------------------------- bulk path
     def _bulk_write(self, chunk: int) -> None:

@@ -7,7 +7,10 @@ Every register access is one aligned 32-bit load or store on the mapping, throug
 ``struct.unpack_from("<I")``/``pack_into``, whose little-endian code moves the word byte by
 byte: split into byte accesses, one read of ``BULK_RDATA`` would pop four chunks and one
 ``BULK_WDATA`` write would write four partial chunks. Registers are little-endian, as is
-every host this runs on (checked at import). Tested against a file-backed fake.
+every host this runs on (checked at import). The mapping cannot see a bus response: the
+core answers an unmapped offset with SLVERR, which an ARM host takes as an external abort
+(SIGBUS), so an unmapped offset is refused with ValueError before any access
+(:func:`hwq.host.device.check_offset`). Tested against a file-backed fake.
 """
 
 from __future__ import annotations
@@ -109,11 +112,12 @@ class MmioDevice(Device):
         return check_offset(offset) >> 2
 
     async def read_reg(self, offset: int) -> int:
-        """One 32-bit load from the register at byte ``offset``."""
+        """One 32-bit load from the register at byte ``offset`` (ValueError if unmapped)."""
         return int(self._words[self._index(offset)])
 
     async def write_reg(self, offset: int, value: int) -> None:
-        """One 32-bit store of ``value`` to the register at byte ``offset``."""
+        """One 32-bit store of ``value`` to the register at byte ``offset`` (ValueError if
+        unmapped)."""
         index = self._index(offset)
         self._words[index] = check_value(value)
 

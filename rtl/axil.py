@@ -10,21 +10,27 @@ read (``<name>_r``, In, for ``ro``/``rw``), the written value and a write strobe
 (``<name>_w``/``<name>_we``, Out, for ``rw``/``wo``; the cycle after the bus handshake, from
 registers) and, when asked, a read strobe (``<name>_re``); the core keeps the state. Port
 widths are the registers' field widths. Writes honour ``wstrb`` (bytes not enabled keep the
-``_r`` value); a write is answered once it has taken effect. Unmapped addresses read 0 and
-ignore writes; responses are always OKAY.
+``_r`` value); a write is answered once it has taken effect. A word address that is no
+register of ``registers`` is unmapped: a read of it answers SLVERR (``rresp = 0b10``, data
+0) and a write SLVERR (``bresp = 0b10``, nothing written); every mapped access answers OKAY
+(a read of a ``wo`` register gives 0, a write to a ``ro`` one is ignored). The two low
+address bits are not decoded.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from hwq.layout.regmap import ADDR_WIDTH, REGISTERS, Register
 
-__all__ = ["RegisterBlock", "axil_signature", "register_width"]
+__all__ = ["OKAY", "SLVERR", "RegisterBlock", "axil_signature", "register_width"]
+
+#: AXI4-Lite ``bresp``/``rresp`` codes the block answers with.
+OKAY, SLVERR = 0b00, 0b10
 
 
 def axil_signature(*, addr_width: int = ADDR_WIDTH, data_width: int = 32) -> wiring.Signature:
@@ -77,17 +83,24 @@ class RegisterBlock(wiring.Component):
                 ports[f"{n}_re"] = Out(1)
         super().__init__(ports)
 
+    def mapped(self, word: Value) -> Value:
+        """1 when the word address ``word`` (byte address >> 2) is one of the block's
+        registers."""
+        return Cat(*[word == r.offset >> 2 for r in self.registers]).any()
+
     def elaborate(self, platform):
         m = Module()
         bus = self.s_axil
-        # write: take address and data together, answer with one OKAY response once the
-        # write has taken effect (the strobes fire the cycle after the handshake)
+        # write: take address and data together, answer with one response once the write
+        # has taken effect (the strobes fire the cycle after the handshake): OKAY, or
+        # SLVERR for an unmapped address
         take_w = Signal()
         wpend = Signal()
         m.d.comb += [take_w.eq(bus.awvalid & bus.wvalid & ~bus.bvalid & ~wpend),
-                     bus.awready.eq(take_w), bus.wready.eq(take_w), bus.bresp.eq(0),
-                     bus.rresp.eq(0)]
+                     bus.awready.eq(take_w), bus.wready.eq(take_w)]
         m.d.sync += wpend.eq(take_w)
+        with m.If(take_w):
+            m.d.sync += bus.bresp.eq(Mux(self.mapped(bus.awaddr[2:]), OKAY, SLVERR))
         with m.If(bus.bvalid & bus.bready):
             m.d.sync += bus.bvalid.eq(0)
         with m.If(wpend):
@@ -117,7 +130,8 @@ class RegisterBlock(wiring.Component):
         with m.If(take_r):
             m.d.sync += word_r.eq(bus.araddr[2:])
         with m.If(pending):
-            m.d.sync += [bus.rvalid.eq(1), bus.rdata.eq(0)]
+            m.d.sync += [bus.rvalid.eq(1), bus.rdata.eq(0),
+                         bus.rresp.eq(Mux(self.mapped(word_r), OKAY, SLVERR))]
         word_w = bus.awaddr[2:]
         for r in self.registers:
             n, wd = r.name.lower(), register_width(r)

@@ -15,18 +15,25 @@ from dataclasses import dataclass
 import numpy as np
 from amaranth.sim import Simulator
 
-from hwq.host.device import Device, DeviceTimeout
+from hwq.host.device import Device, DeviceError, DeviceTimeout, check_offset, check_value
 from hwq.host.runtime import InferenceResult, Runtime
 from hwq.layout.program import Program
 from hwq.layout.regmap import ADDR, BIT, MEM
 from hwq.rtl.axi_memory import AxiReadMemory
 from hwq.rtl.core import Core
 
-__all__ = ["AmaranthDevice", "CoreRun", "axil_read", "axil_write", "simulate_core"]
+__all__ = ["AmaranthDevice", "CoreRun", "axil_read", "axil_read_resp", "axil_write",
+           "simulate_core"]
 
 
-async def axil_write(ctx, bus, addr: int, value: int, strb: int = 0xF) -> None:
-    """One AXI4-Lite write; returns after the response."""
+def _check_resp(what: str, offset: int, resp: int) -> None:
+    if resp != 0:
+        raise DeviceError(f"The simulated core answered the {what} of {offset:#04x} with "
+                          f"response {resp:#04b}, not OKAY (0b00)")
+
+
+async def axil_write(ctx, bus, addr: int, value: int, strb: int = 0xF) -> int:
+    """One AXI4-Lite write; returns its response (``bresp``: 0 OKAY, 2 SLVERR)."""
     ctx.set(bus.awaddr, addr)
     ctx.set(bus.wdata, value & 0xFFFF_FFFF)
     ctx.set(bus.wstrb, strb)
@@ -40,12 +47,19 @@ async def axil_write(ctx, bus, addr: int, value: int, strb: int = 0xF) -> None:
     ctx.set(bus.wvalid, 0)
     while not ctx.get(bus.bvalid):
         await ctx.tick()
+    resp = ctx.get(bus.bresp)
     await ctx.tick()
     ctx.set(bus.bready, 0)
+    return int(resp)
 
 
 async def axil_read(ctx, bus, addr: int) -> int:
-    """One AXI4-Lite read."""
+    """One AXI4-Lite read: its data (see :func:`axil_read_resp`)."""
+    return (await axil_read_resp(ctx, bus, addr))[0]
+
+
+async def axil_read_resp(ctx, bus, addr: int) -> tuple[int, int]:
+    """One AXI4-Lite read: ``(rdata, rresp)`` (``rresp``: 0 OKAY, 2 SLVERR)."""
     ctx.set(bus.araddr, addr)
     ctx.set(bus.arvalid, 1)
     ctx.set(bus.rready, 1)
@@ -55,10 +69,10 @@ async def axil_read(ctx, bus, addr: int) -> int:
     ctx.set(bus.arvalid, 0)
     while not ctx.get(bus.rvalid):
         await ctx.tick()
-    value = ctx.get(bus.rdata)
+    value, resp = ctx.get(bus.rdata), ctx.get(bus.rresp)
     await ctx.tick()
     ctx.set(bus.rready, 0)
-    return int(value)
+    return int(value), int(resp)
 
 
 class AmaranthDevice(Device):
@@ -95,10 +109,18 @@ class AmaranthDevice(Device):
         return self.memory.load(image)
 
     async def read_reg(self, offset: int) -> int:
-        return await axil_read(self.ctx, self.core.s_axil, offset)
+        """One AXI4-Lite read; ValueError for an unmapped offset (checked before the
+        access, as on every device), DeviceError if the core answers other than OKAY."""
+        off = check_offset(offset)
+        value, resp = await axil_read_resp(self.ctx, self.core.s_axil, off)
+        _check_resp("read", off, resp)
+        return value
 
     async def write_reg(self, offset: int, value: int) -> None:
-        await axil_write(self.ctx, self.core.s_axil, offset, value)
+        """One AXI4-Lite write (errors as :meth:`read_reg`)."""
+        off = check_offset(offset)
+        _check_resp("write", off, await axil_write(self.ctx, self.core.s_axil, off,
+                                                   check_value(value)))
 
     async def write_words(self, memory: str, base: int, words: np.ndarray) -> None:
         if not self.stream_bulk:

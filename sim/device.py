@@ -17,10 +17,16 @@ from cocotb.triggers import ClockCycles, First, RisingEdge, Timer
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster, AxiRamRead, AxiReadBus
 
 from hwq.golden.memory import AXI_RAM_LATENCY, MemoryTiming
-from hwq.host.device import Device, DeviceTimeout
+from hwq.host.device import Device, DeviceError, DeviceTimeout, check_offset, check_value
 from hwq.layout.regmap import ADDR, BIT, MEM
 
 CLOCK_PERIOD_NS = 10
+
+
+def _check_resp(what: str, offset: int, resp: object) -> None:
+    if int(resp) != 0:
+        raise DeviceError(f"The simulated core answered the {what} of {offset:#04x} with "
+                          f"{getattr(resp, 'name', resp)}, not OKAY")
 
 
 class SimDevice(Device):
@@ -85,11 +91,18 @@ class SimDevice(Device):
         await RisingEdge(self.dut.clk)
 
     async def read_reg(self, offset: int) -> int:
-        data = await self.axil.read_dword(offset)
-        return int(data)
+        """One AXI4-Lite read; ValueError for an unmapped offset (checked before the
+        access, as on every device), DeviceError if the core answers other than OKAY."""
+        off = check_offset(offset)
+        resp = await self.axil.read(off, 4)
+        _check_resp("read", off, resp.resp)
+        return int.from_bytes(resp.data, "little")
 
     async def write_reg(self, offset: int, value: int) -> None:
-        await self.axil.write_dword(offset, int(value))
+        """One AXI4-Lite write (errors as :meth:`read_reg`)."""
+        off = check_offset(offset)
+        resp = await self.axil.write(off, check_value(value).to_bytes(4, "little"))
+        _check_resp("write", off, resp.resp)
 
     async def write_words(self, memory: str, base: int, words: np.ndarray) -> None:
         if not self.stream_bulk:

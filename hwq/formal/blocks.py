@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from amaranth.hdl import Module, Signal, Value, signed, unsigned
+from amaranth.hdl import Fragment, Instance, Module, Signal, Value, signed, unsigned
 from amaranth.lib import data
 
 from hwq.config import CoreConfig
@@ -59,6 +59,36 @@ class Wrapped:
     cfg: CoreConfig | None = None
     #: inputs that are the same in every cycle (layer constants: tables, clamp bounds)
     constants: tuple[str, ...] = ()
+    #: the block's registers by hierarchical name (``"pe0.term0"``), for the invariants a
+    #: proof by induction needs (filled for the stream blocks, which are elaborated here)
+    regs: dict[str, Signal] = field(default_factory=dict)
+
+
+def elaborated(m: Module, dut: object, name: str = "dut") -> dict[str, Signal]:
+    """Elaborate ``dut`` now, add it to ``m`` as ``name`` and return its registers (every
+    signal its ``sync`` domain drives, by hierarchical name). Raises ValueError for a block
+    with an instance (a DSP model): its registers would be invisible here."""
+    frag = Fragment.get(dut, None)
+    m.submodules[name] = frag
+    return _registers(frag)
+
+
+def _registers(frag: Fragment, path: str = "") -> dict[str, Signal]:
+    out: dict[str, Signal] = {}
+    for domain, stmts in frag.statements.items():
+        if domain == "sync":
+            for stmt in stmts:
+                for sig in stmt._lhs_signals():
+                    key = path + sig.name
+                    while key in out and out[key] is not sig:   # two of one name
+                        key += "'"
+                    out[key] = sig
+    for sub, name, *_ in frag.subfragments:
+        if isinstance(sub, Instance):
+            raise ValueError(f"A proof by induction needs every register of the block; "
+                             f"{path}{name} is an instance ({sub.type}), not Amaranth")
+        out.update(_registers(sub, f"{path}{name}."))
+    return out
 
 
 def _inputs(m: Module, spec: dict[str, object]) -> dict[str, Signal]:
@@ -162,7 +192,7 @@ def _wrap_stream(proof: Proof) -> Wrapped:
     m = Module()
     cls = {"mac_array": pe.MacArray, "requant": requant.Requant,
            "maxpool": maxpool.MaxPool}[proof.kind]
-    m.submodules.dut = dut = cls(config=cfg, side=side)
+    dut = cls(config=cfg, side=side)
     ins: dict[str, Signal] = {}
     _flat("i_", dut.i.payload, dut.i.payload.shape(), ins, m)
     for name in ("i_valid", "o_ready"):
@@ -187,7 +217,8 @@ def _wrap_stream(proof: Proof) -> Wrapped:
                 outs[f"o_{name}_{i}"] = dut.o.payload[name][i]
         else:
             outs[f"o_{name}"] = dut.o.payload[name]
-    return Wrapped(m, dut, ins, outs, cfg=cfg, constants=tuple(consts))
+    regs = elaborated(m, dut)
+    return Wrapped(m, dut, ins, outs, cfg=cfg, constants=tuple(consts), regs=regs)
 
 
 def _wrap_writeback(proof: Proof) -> Wrapped:

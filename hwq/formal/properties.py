@@ -8,10 +8,16 @@ properties, with expected values from :mod:`hwq.formal.spec` (never from the RTL
   golden requant.
 * stream blocks (``mac_array``, ``requant``/stream, ``maxpool``): under any valid/ready
   pattern, the output beats are the input groups in order, none lost or duplicated (each
-  group's ``side`` is its number), a tracked group (any one) has the golden value, a refused
-  output holds its payload, and without back-pressure the latency is the cycle model's.
+  group's ``side`` is its number, counted mod 256), a tracked group (any one) has the golden
+  value, a refused output holds its payload, and the latency is the cycle model's; the
+  pipelines (:data:`SPLIT`) in two halves, see :func:`_stream`.
 * ``writeback``: each taken group is written as the golden words, one per cycle.
-* ``axil``: AXI4-Lite handshake rules, reads and writes of the register map.
+* ``axil``: AXI4-Lite handshake rules, reads and writes of the register map, SLVERR
+  for a word with no register, OKAY for one with.
+
+Every proof is a k-induction (SBY ``prove``); the invariants it needs are assertions here,
+on the harness's own state and the block's registers (:attr:`Wrapped.regs`), never in the
+RTL.
 """
 
 from __future__ import annotations
@@ -131,15 +137,24 @@ def _requant(b: Bench, wr: Wrapped, proof: Proof) -> None:
                          Cover(sat_d[1] & sat_d[3] & sat_d[2] & (y < 0))]
 
 
-def _group_model(b: Bench, wr: Wrapped, proof: Proof, take: Value) -> tuple[Value, dict]:
+#: Stream blocks proven in two halves (see :func:`_stream`): pipelines whose every register
+#: is enabled by the one ``advance`` (= ``i.ready``) signal.
+SPLIT = ("mac_array", "requant")
+
+
+def _group_model(b: Bench, wr: Wrapped, proof: Proof,
+                 take: Value) -> tuple[Value, dict, list]:
     """The golden value of the group that an input beat ends: ``(ends a group, {output
-    field: expected value})``, with the model's running state updated on ``take``."""
+    field: expected value}, [(model register, block register, cycles)])``, with the model's
+    running state updated on ``take``; the last list pairs each running state of the model
+    with the block's register that holds the same value ``cycles`` cycles later (an
+    invariant of the proof by induction)."""
     m, inp, cfg = b.m, b.inputs, wr.cfg
     if proof.kind == "requant":
         return Const(1), {f"o_y_{lane}": _requant_want(wr, inp, lane)
-                          for lane in range(cfg.lanes)}
+                          for lane in range(cfg.lanes)}, []
     if proof.kind == "maxpool":
-        out = {}
+        out, runs = {}, []
         for j in range(cfg.simd):
             a = inp[f"i_a_{j}"]
             run = Signal(signed(cfg.act_bits), name=f"model_max{j}")
@@ -147,11 +162,14 @@ def _group_model(b: Bench, wr: Wrapped, proof: Proof, take: Value) -> tuple[Valu
             with m.If(take):
                 m.d.sync += run.eq(best)
             out[f"o_y_{j}"] = best
-        return inp["i_last"], out
-    # mac_array: per lane, the running golden dot product of the group
+            runs.append(run)
+        return inp["i_last"], out, [(Cat(*runs), wr.regs["run"], 0)]
+    # mac_array: per lane, the running golden dot product of the group (acc_bits, wrapping)
+    from hwq.rtl.pe import DOT_STAGES
+
     p, s = cfg.lanes, cfg.simd
     pe_w = {"simd": s, "act": cfg.act_bits, "w": cfg.weight_bits, "table": cfg.table_bits}
-    out = {}
+    out, pairs = {}, []
     for lane in range(p):
         if cfg.pe == "bit_serial":
             beat = {f"a{j}": inp[f"i_a_{j}"] for j in range(s)}
@@ -164,68 +182,110 @@ def _group_model(b: Bench, wr: Wrapped, proof: Proof, take: Value) -> tuple[Valu
             beat |= {k: v for k, v in inp.items() if k.startswith("table")}
             variant = proof.variant
         dot = pe_golden_expr(Proof("pe", variant, pe_w, "bmc", 0), beat)
-        acc = Signal(signed(32), name=f"model_acc{lane}")
-        total = acc + dot
+        acc = Signal(signed(cfg.acc_bits), name=f"model_acc{lane}")
+        total = (acc + dot)[:cfg.acc_bits].as_signed()
         with m.If(take):
             m.d.sync += acc.eq(Mux(inp["i_glast"], 0, total))
-        out[f"o_acc_{lane}"] = total[:cfg.acc_bits].as_signed()    # acc_bits, wrapping
-    return inp["i_glast"], out
+        out[f"o_acc_{lane}"] = total
+        # a beat reaches the block's accumulator DOT_STAGES cycles after the model's
+        pairs.append((acc, wr.regs[f"acc{lane}"], DOT_STAGES))
+    return inp["i_glast"], out, pairs
 
 
 def _stream(b: Bench, wr: Wrapped, proof: Proof) -> None:
+    """The stream contract, proven for every reachable state (k-induction).
+
+    ``maxpool`` (one register stage) directly, under any valid/ready pattern. The
+    pipelines of :data:`SPLIT` in two halves chosen by a free constant ``flow``, whose
+    union is the contract: with ``flow = 0`` (any valid/ready pattern) a cycle whose input
+    is refused (``~i.ready``: the output is refused) changes no register of the block, and
+    ``i.ready == ~o.valid | o.ready``; with ``flow = 1`` (the output never refused: every
+    cycle advances the pipeline) no beat is lost, duplicated or reordered, each group has
+    the golden value and the latency is the cycle model's. A run with stalls is a run
+    without them with frozen cycles inserted, so the two together give the contract under
+    every pattern, for all time; each half alone is inductive at a depth of about the
+    pipeline's length (a stall of any length leaves nothing to remember).
+    """
     m, inp, out = b.m, b.inputs, wr.outputs
     side_bits = len(inp["i_side"])
     take = inp["i_valid"] & out["i_ready"]
     give = out["o_valid"] & inp["o_ready"]
-    n_in = Signal(8, name="n_in")        # groups taken
-    n_out = Signal(8, name="n_out")      # output beats given
+    n = latency(proof.kind)
+    n_in = Signal(8, name="n_in")        # groups taken (mod 256)
+    n_out = Signal(8, name="n_out")      # output beats given (mod 256)
+    inflight = Signal(8, name="inflight")
+    m.d.comb += inflight.eq(n_in - n_out)
     if proof.kind == "mac_array" and wr.cfg.pe == "multiply":
         # the layer's table and format are set a cycle before its first beat
         m.d.comb += Assume(b.delay(Const(1), 1, "started") | ~inp["i_valid"])
         m.d.comb += Assume(inp["fmt"] == int(proof.variant.endswith("codebook")))
     if "shift" in proof.widths:         # bit-serial planes up to this shift
         m.d.comb += Assume(inp["i_shift"] <= proof.widths["shift"])
-    ends, want = _group_model(b, wr, proof, take)
+    ends, want, pairs = _group_model(b, wr, proof, take)
     m.d.comb += Assume(inp["i_side"] == n_in[:side_bits])     # each group tagged by its number
     with m.If(take & ends):
         m.d.sync += n_in.eq(n_in + 1)
     with m.If(give):
         m.d.sync += n_out.eq(n_out + 1)
-    # order, no loss, no duplicate, no beat out of nothing
-    with m.If(give):
-        m.d.comb += [Assert(out["o_side"] == n_out[:side_bits]), Assert(n_out < n_in)]
-    # one tracked group (any): its output has the golden value
-    k = Signal(8, name="tracked_k")
-    m.d.comb += k.eq(b.const("tracked", 8))
-    tracked = {name: Signal(v.shape(), name=f"tracked_{name}") for name, v in want.items()}
-    with m.If(take & ends & (n_in == k)):
-        m.d.sync += [tracked[name].eq(v) for name, v in want.items()]
-    with m.If(give & (n_out == k)):
-        m.d.comb += [Assert(out[name] == tracked[name]) for name in want]
+    # the input is refused only while the output is
+    m.d.comb += Assert(out["i_ready"] == (~out["o_valid"] | inp["o_ready"]))
     # a refused output holds
     held = b.delay(out["o_valid"] & ~inp["o_ready"], 1, "refused")
     payload = Cat(*[out[name] for name in want], out["o_side"])
     was = b.delay(payload, 1, "payload")
     with m.If(held):
         m.d.comb += [Assert(out["o_valid"]), Assert(payload == was)]
-    # latency: with the output never refused, a group's beat is out exactly L cycles after
-    # its last input beat
-    n = latency(proof.kind)
-    ready_run = Signal(range(n + 1), name="ready_run")
-    m.d.sync += ready_run.eq(Mux(inp["o_ready"], Mux(ready_run == n, n, ready_run + 1), 0))
-    ended = b.delay(take & ends, n, "ended")
-    with m.If(ready_run == n):
-        m.d.comb += Assert(out["o_valid"] == ended)
-    # covers: values, several-cycle stalls, back-to-back output beats
+    if proof.kind in SPLIT:
+        flow = b.const("flow", 1)
+        m.d.comb += Assume(~flow | ~out["o_valid"] | inp["o_ready"])
+        regs = Cat(*wr.regs.values())
+        stalled = b.delay(~out["i_ready"], 1, "stalled")
+        regs_was = b.delay(regs, 1, "regs_was")
+        with m.If(~flow & stalled):
+            m.d.comb += Assert(regs == regs_was)
+        check = flow
+    else:
+        check = Const(1)
+    ended = [b.delay(take & ends, i, f"ended{i}") for i in range(1, n + 1)]
+    with m.If(check):
+        # order, no loss, no duplicate, no beat out of nothing: the groups in flight are
+        # those taken and not given (mod 256)
+        with m.If(out["o_valid"]):
+            m.d.comb += [Assert(out["o_side"] == n_out[:side_bits]), Assert(inflight != 0)]
+        if proof.kind in SPLIT:
+            # latency: a group's beat is out exactly L cycles after its last input beat
+            m.d.comb += [Assert(out["o_valid"] == ended[-1]),
+                         Assert(inflight == sum(ended))]
+        else:
+            m.d.comb += Assert(inflight == out["o_valid"])
+            # latency: with the output never refused, L cycles after the last input beat
+            ready_run = Signal(range(n + 1), name="ready_run")
+            m.d.sync += ready_run.eq(Mux(inp["o_ready"], Mux(ready_run == n, n,
+                                                             ready_run + 1), 0))
+            with m.If(ready_run == n):
+                m.d.comb += Assert(out["o_valid"] == ended[-1])
+        # the model's running state is the block's, `cycles` later
+        for model, reg, cycles in pairs:
+            model_d = b.delay(model, cycles, f"{model.name}_was") if cycles else model
+            m.d.comb += Assert(reg == model_d)
+    # one tracked group (any): its output has the golden value
+    k = Signal(8, name="tracked_k")
+    m.d.comb += k.eq(b.const("tracked", 8))
+    tracked = {name: Signal(v.shape(), name=f"tracked_{name}") for name, v in want.items()}
+    with m.If(take & ends & (n_in == k)):
+        m.d.sync += [tracked[name].eq(v) for name, v in want.items()]
+    with m.If(check & out["o_valid"] & (n_out == k)):
+        m.d.comb += [Assert(out[name] == tracked[name]) for name in want]
+    # covers: values (where they are checked), several-cycle stalls, back-to-back beats
     first = next(iter(want))
     stall = b.delay(held, 2, "stall") & b.delay(held, 1, "stall1") & held
-    m.d.comb += [Cover(give & (out[first] < 0)), Cover(give & (out[first] > 0)),
-                 Cover(stall), Cover(give & b.delay(give, 1, "give"))]
+    m.d.comb += [Cover(check & give & (out[first] < 0)), Cover(check & give & (out[first] > 0)),
+                 Cover(stall), Cover(check & give & b.delay(give, 1, "give"))]
     if proof.kind == "mac_array":
-        m.d.comb += Cover(take & ends & ~b.delay(take & ends, 1, "prev_end")
+        m.d.comb += Cover(check & take & ends & ~b.delay(take & ends, 1, "prev_end")
                           & b.delay(take, 1, "prev_take"))       # a group of several beats
     if proof.kind == "requant":
-        m.d.comb += Cover(give & (out[first] == inp["hi"]) & (inp["lo"] < inp["hi"]))
+        m.d.comb += Cover(check & give & (out[first] == inp["hi"]) & (inp["lo"] < inp["hi"]))
 
 
 def _writeback(b: Bench, wr: Wrapped, proof: Proof) -> None:
@@ -293,8 +353,20 @@ def _axil(b: Bench, wr: Wrapped, proof: Proof) -> None:
     m.d.sync += [w_out.eq(w_out + aw - bh), r_out.eq(r_out + ar - rh)]
     m.d.comb += [Assert(w_out <= 1), Assert(r_out <= 1),
                  Assert(~out["bvalid"] | (w_out == 1)), Assert(~out["rvalid"] | (r_out == 1)),
-                 Assert(~aw | (w_out == 0)), Assert(~ar | (r_out == 0)),
-                 Assert(out["bresp"] == 0), Assert(out["rresp"] == 0)]
+                 Assert(~aw | (w_out == 0)), Assert(~ar | (r_out == 0))]
+    # and the responses' latency: a write is answered from the second cycle after its
+    # handshake, a read from the third (these also make the proof inductive: an open
+    # request is never invisible)
+    aw1 = b.delay(aw, 1, "aw1")
+    ar1, ar2 = b.delay(ar, 1, "ar1"), b.delay(ar, 2, "ar2")
+    m.d.comb += [Assert(w_out == (out["bvalid"] | aw1)),
+                 Assert(r_out == (out["rvalid"] | ar1 | ar2))]
+    # the response: SLVERR for a word with no register of the map, OKAY otherwise
+    w_bad = Signal(name="write_unmapped")
+    with m.If(aw):
+        m.d.sync += w_bad.eq(~_mapped(inp["awaddr"][2:]))
+    with m.If(out["bvalid"]):
+        m.d.comb += Assert(out["bresp"] == Mux(w_bad, SLVERR, OKAY))
     # a response holds until taken
     for v, r, pay in (("bvalid", "bready", "bresp"), ("rvalid", "rready", "rdata")):
         held = b.delay(out[v] & ~inp[r], 1, f"{v}_held")
@@ -331,9 +403,28 @@ def _axil(b: Bench, wr: Wrapped, proof: Proof) -> None:
     sampled = b.delay(value, 1, "value")
     with m.If(rise):
         m.d.comb += Assert(out["rdata"] == sampled)
-    # covers: back-to-back writes, a written value read back, a held response, unmapped read
-    # back-to-back: the next write is taken the cycle after the response
+    with m.If(out["rvalid"]):
+        m.d.comb += Assert(out["rresp"] == Mux(_mapped(raddr), OKAY, SLVERR))
+    # covers: back-to-back writes (the next write taken the cycle after the response), a
+    # written value read back, a held response, SLVERR for an unmapped read and write, OKAY
+    # for a mapped write after an unmapped one
     m.d.comb += [Cover(aw & b.delay(bh, 1, "b1") & b.delay(aw, 3, "aw3")),
                  Cover(rise & (raddr == 0x20 >> 2) & (out["rdata"] != 0)),
                  Cover(out["bvalid"] & b.delay(out["bvalid"] & ~inp["bready"], 2, "bheld")),
-                 Cover(rise & (raddr == 0x2c >> 2))]
+                 Cover(rh & (out["rresp"] == SLVERR) & (raddr == 0x2c >> 2)),
+                 Cover(rh & (out["rresp"] == SLVERR) & (raddr == 0xfc >> 2)),
+                 Cover(bh & (out["bresp"] == SLVERR)),
+                 Cover(bh & (out["bresp"] == OKAY) & b.delay(bh & (out["bresp"] == SLVERR),
+                                                             3, "b_err"))]
+
+
+#: AXI4-Lite response codes (the AMBA AXI specification's ``xRESP`` encoding).
+OKAY, SLVERR = 0b00, 0b10
+
+
+def _mapped(word: Value) -> Value:
+    """1 when the word address ``word`` is a register of :data:`hwq.layout.regmap.REGISTERS`
+    (the map itself, not the RTL's decode)."""
+    from hwq.layout.regmap import REGISTERS
+
+    return Cat(*[word == r.offset >> 2 for r in REGISTERS]).any()

@@ -28,7 +28,8 @@ def _signed(v: int, bits: int) -> int:
 
 def simulate(wrapped: Wrapped, steps: list[dict[str, int]]) -> list[dict[str, int]]:
     """Run the wrapper with the inputs of ``steps`` (raw bits per cycle; a missing input is
-    0); the outputs of each cycle, read before its clock edge."""
+    0); the outputs of each cycle, read before its clock edge, and the block's registers
+    (``"reg.<name>"``, where the wrapper names them)."""
     top = Module()
     top.domains.sync = ClockDomain()
     top.submodules.w = wrapped.m
@@ -41,7 +42,8 @@ def simulate(wrapped: Wrapped, steps: list[dict[str, int]]) -> list[dict[str, in
                 width = len(sig)
                 ctx.set(sig, _signed(raw, width) if sig.shape().signed else
                         raw & ((1 << width) - 1))
-            seen.append({name: int(ctx.get(v)) for name, v in wrapped.outputs.items()})
+            seen.append({name: int(ctx.get(v)) for name, v in wrapped.outputs.items()}
+                        | {f"reg.{name}": int(ctx.get(v)) for name, v in wrapped.regs.items()})
             await ctx.tick()
 
     sim = Simulator(top)
@@ -167,6 +169,14 @@ def _groups(proof: Proof, wrapped: Wrapped, steps: list, outs: list) -> list[str
             if {k: outs[t][k] for k in prev} != prev:
                 bad.append(f"cycle {t}: the refused output beat changed: {prev} -> "
                            f"{ {k: outs[t][k] for k in prev} }")
+        if not outs[t - 1]["i_ready"]:
+            # a refused input: the block stalls, its state (the beats in flight) holds
+            moved = sorted(k[4:] for k in outs[t] if k.startswith("reg.")
+                           and outs[t][k] != outs[t - 1][k])
+            if moved:
+                bad.append(f"cycle {t}: the block's registers {', '.join(moved)} changed while "
+                           "it stalled (input refused, output held): a beat in flight is lost "
+                           "or made up")
     return bad
 
 
@@ -204,20 +214,24 @@ def _writeback(proof: Proof, wrapped: Wrapped, steps: list, outs: list) -> list[
 
 
 def _axil(proof: Proof, wrapped: Wrapped, steps: list, outs: list) -> list[str]:
-    """Against the register map: responses one per request, reads of the written value."""
+    """Against the register map: responses one per request (SLVERR for a word with no
+    register, OKAY otherwise), reads of the written value."""
     from hwq.layout.regmap import REGISTERS
     from hwq.rtl.axil import register_width
 
     regs = {r.offset >> 2: r for r in REGISTERS}
     state = {r.offset >> 2: 0 for r in REGISTERS if r.access == "rw"}
     history = []                     # the rw registers after each cycle's write
-    bad, writes, pending = [], 0, []
+    bad, writes, pending = [], [], []
     for t, o in enumerate(outs):
         st = steps[t]
-        if o["bvalid"] and writes == 0:
+        if o["bvalid"] and not writes:
             bad.append(f"cycle {t}: write response offered without a write request")
-        if o["bvalid"] and st.get("bready", 0):
-            writes = max(0, writes - 1)
+        elif o["bvalid"] and o["bresp"] != _resp(writes[0], regs):
+            bad.append(f"cycle {t}: write of {writes[0] * 4:#x} answered {o['bresp']:#04b}, "
+                       f"the register map says {_resp(writes[0], regs):#04b}")
+        if o["bvalid"] and st.get("bready", 0) and writes:
+            writes.pop(0)
         if o["rvalid"] and not (t and outs[t - 1]["rvalid"]):
             if not pending:
                 bad.append(f"cycle {t}: read response without a read request")
@@ -235,9 +249,13 @@ def _axil(proof: Proof, wrapped: Wrapped, steps: list, outs: list) -> list[str]:
                 if o["rdata"] != want:
                     bad.append(f"cycle {t}: read of {word * 4:#x} gave {o['rdata']:#x}, "
                                f"the register map says {want:#x}")
+                if o["rresp"] != _resp(word, regs):
+                    bad.append(f"cycle {t}: read of {word * 4:#x} answered "
+                               f"{o['rresp']:#04b}, the register map says "
+                               f"{_resp(word, regs):#04b}")
         if st.get("awvalid", 0) and o["awready"] and st.get("wvalid", 0):
-            writes += 1
             word = st.get("awaddr", 0) >> 2
+            writes.append(word)
             if word in state:
                 mask = sum(0xFF << (8 * b) for b in range(4) if st.get("wstrb", 0) >> b & 1)
                 wd = register_width(regs[word])
@@ -247,3 +265,9 @@ def _axil(proof: Proof, wrapped: Wrapped, steps: list, outs: list) -> list[str]:
         if st.get("arvalid", 0) and o["arready"]:
             pending.append(st.get("araddr", 0) >> 2)
     return bad
+
+
+def _resp(word: int, regs: dict) -> int:
+    """The AXI4-Lite response to an access of ``word``: OKAY (0) for a register of the map,
+    SLVERR (0b10) otherwise."""
+    return 0 if word in regs else 0b10

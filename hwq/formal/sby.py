@@ -132,7 +132,10 @@ def run_sby(harness: object, workdir: Path, *, mode: str, depth: int, ports: lis
                 return Outcome("uncovered", seconds, uncovered=missed, log=log)
             return Outcome("error", seconds, log=log)
         traces = sorted((workdir / task / "engine_0").glob("trace*.vcd"))
-        if status == "FAIL" and traces:
+        # FAIL: an assertion fails from reset; UNKNOWN: the base case holds but the
+        # induction step does not (from a state that may be unreachable: an invariant is
+        # missing, or the depth is too small), a failed proof all the same
+        if status in ("FAIL", "UNKNOWN") and traces:
             base = [t for t in traces if t.name == "trace.vcd"]
             trace = base[0] if base else traces[0]
             step = "basecase" if base else "induction"

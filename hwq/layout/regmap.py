@@ -7,7 +7,9 @@ stand-alone constants module and :func:`c_header` the same as a C header.
 
 Access kinds: ``ro`` (the core drives the value; a read may have a side effect, e.g.
 ``BULK_RDATA``), ``rw`` (stored in the block, byte enables honoured), ``wo`` (a write is a
-command; reads return 0).
+command; reads return 0). Every access to a register answers OKAY; a word with no register
+answers SLVERR (``BRESP``/``RRESP`` = 0b10; a read gives 0, a write does nothing), and the
+host refuses such an offset before the access (``hwq.host.device.check_offset``).
 
 How a host runs a network (see also ``hwq.host``)::
 

@@ -92,6 +92,8 @@ MUTANTS = {
         pe, "register", _dropping_stage(pe.register))),
     "response_before_request": ("axil", lambda mp: mp.setattr(axil, "RegisterBlock",
                                                              EarlyResponse)),
+    # the block as it was: OKAY (and data 0) for a word with no register
+    "okay_on_unmapped": ("axil", lambda mp: mp.setattr(axil, "SLVERR", axil.OKAY)),
 }
 
 

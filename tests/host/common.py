@@ -32,3 +32,24 @@ def case(pe: str, kind: str, *, seed: int = 0, lanes: int = 4, simd: int = 4,
 
 def run(coro: Coroutine[Any, Any, Any]) -> Any:
     return asyncio.run(coro)
+
+
+def unmapped() -> tuple[int, ...]:
+    """Word offsets with no register: a hole inside the map, the word past its last
+    register and the window's last word."""
+    from hwq.layout.regmap import REGISTERS
+
+    offsets = {r.offset for r in REGISTERS}
+    hole = next(o for o in range(0, max(offsets), 4) if o not in offsets)
+    return hole, max(offsets) + 4, 0xFC
+
+
+def unmapped_message(offset: int) -> str:
+    """The one error every device gives for an access to ``offset`` (unmapped)."""
+    from hwq.layout.regmap import REGISTERS
+
+    offsets = sorted(r.offset for r in REGISTERS)
+    holes = [o for o in range(0, offsets[-1], 4) if o not in offsets]
+    where = f"0x00..{offsets[-1]:#04x}" + (" except " + ", ".join(f"{o:#04x}" for o in holes)
+                                            if holes else "")
+    return f"Register offset must be a mapped register ({where}), not {offset:#04x} (unmapped)"

@@ -87,7 +87,7 @@ def _trace(program, x):
                                   ADDR.FINGERPRINT_HI, ADDR.CONFIG0, ADDR.CONFIG1, ADDR.STATUS,
                                   ADDR.IRQ_ENABLE, ADDR.CYCLES, ADDR.LAYER_SEL,
                                   ADDR.LAYER_CYCLES, ADDR.LAYERS_DONE, ADDR.BULK_SEL,
-                                  ADDR.BULK_ADDR, ADDR.CTRL, ADDR.BULK_WDATA, 0x2C, 0x48, 0xFC)]
+                                  ADDR.BULK_ADDR, ADDR.CTRL, ADDR.BULK_WDATA)]
     ops += [("w", ADDR.ID, 5), ("w", ADDR.CYCLES, 7), ("r", ADDR.ID), ("r", ADDR.CYCLES),
             ("w", ADDR.LAYER_SEL, 0xFFFF_FFFF), ("r", ADDR.LAYER_SEL),
             ("w", ADDR.BULK_SEL, 0xFFFF_FFFE), ("r", ADDR.BULK_SEL),

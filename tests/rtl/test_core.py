@@ -9,9 +9,10 @@ from hwq.config import CoreConfig
 from hwq.layout import compile, regmap
 from hwq.layout.regmap import ADDR, BIT
 from hwq.rtl.core import Core
-from hwq.rtl.simulation import axil_read, axil_write, simulate_core
+from hwq.rtl.simulation import AmaranthDevice, axil_read, axil_read_resp, axil_write, simulate_core
 from hwq.testing import random_inputs, random_network
 
+from ..host.common import unmapped_message
 from .streams import run
 
 #: channels not a multiple of lanes (3, 5), K not a multiple of simd (3 inputs, 5 taps*ch),
@@ -103,7 +104,16 @@ def test_registers_irq_and_idle_program():
         seen["layers"] = await axil_read(ctx, bus, ADDR.LAYERS_DONE)
         await axil_write(ctx, bus, ADDR.CTRL, BIT.CTRL_CLEAR_DONE)
         seen["irq_after_clear"] = ctx.get(dut.irq)
-        seen["unmapped"] = await axil_read(ctx, bus, 0xFC)
+        seen["unmapped"] = (await axil_read_resp(ctx, bus, 0xFC),
+                            await axil_write(ctx, bus, 0x2C, 1))
+        seen["mapped"] = await axil_read_resp(ctx, bus, ADDR.LAYERS_DONE)
+        # as a host device: refused before the access, as on every device
+        dev = AmaranthDevice(ctx, dut)
+        for access in (dev.read_reg(0xFC), dev.write_reg(0x2C, 1)):
+            try:
+                await access
+            except ValueError as exc:
+                seen.setdefault("refused", []).append(str(exc))
 
     run(dut, tb)
     assert seen["id"] == regmap.CORE_ID
@@ -113,7 +123,10 @@ def test_registers_irq_and_idle_program():
     assert seen["layer_sel"] == 3                  # 3-bit register, byte 0 written
     assert seen["busy"] & BIT.STATUS_BUSY
     assert seen["irq"] == 1 and seen["status"] == BIT.STATUS_DONE
-    assert seen["layers"] == 1 and seen["irq_after_clear"] == 0 and seen["unmapped"] == 0
+    assert seen["layers"] == 1 and seen["irq_after_clear"] == 0
+    assert seen["unmapped"] == ((0, 0b10), 0b10)            # SLVERR for a read and a write
+    assert seen["mapped"] == (1, 0b00)
+    assert seen["refused"] == [unmapped_message(0xFC), unmapped_message(0x2C)]
 
 
 @pytest.mark.slow

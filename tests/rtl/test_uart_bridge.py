@@ -94,8 +94,8 @@ def test_registers_bursts_and_hello_through_the_link():
         dev = SerialDevice(port, **HOST)
         assert dev.hello == {"version": link.PROTOCOL_VERSION, "max_burst": BURST,
                              "divider": DIV}
-        await dev.write_reg(0x80, 0xDEADBEEF)
-        seen = [await dev.read_reg(0x80), await dev.read_reg(ADDR.ID)]
+        await dev.write_reg(ADDR.LAYER_SEL, 0xDEADBEEF)
+        seen = [await dev.read_reg(ADDR.LAYER_SEL), await dev.read_reg(ADDR.ID)]
         await dev.write_words("act", 0, words)           # 3 bursts into BULK_WDATA
         back = await dev.read_words("act", 0, 40, 1)      # re-addressed bursts of BULK_RDATA
         dev._command(Op.WRITE_INCR, 0xC0, data=[7, 8, 9], retry=True)
@@ -124,7 +124,7 @@ def test_registers_bursts_and_hello_through_the_link():
 
 
 # byte indices counted on the line: HELLO (request 7 bytes, reply 10), then the test's
-# write of 0x80 (request 11 bytes from index 7, reply 6 from index 10) and its read (request
+# write of LAYER_SEL (request 11 bytes from index 7, reply 6 from index 10) and its read (request
 # 7 bytes from index 18, reply 10 from index 16)
 @pytest.mark.parametrize("faults", [
     dict(drop={"to_device": [9]}),         # the write's SEQ byte never arrives
@@ -139,8 +139,8 @@ def test_dropped_and_corrupted_bytes_are_detected_and_repeated(faults):
 
     async def host(port):
         dev = SerialDevice(port, **HOST)
-        await dev.write_reg(0x80, 0x0BADF00D)
-        value = await dev.read_reg(0x80)
+        await dev.write_reg(ADDR.LAYER_SEL, 0x0BADF00D)
+        value = await dev.read_reg(ADDR.LAYER_SEL)
         stats = dict(dev.stats)
         await dev.close()
         return value, stats
@@ -158,7 +158,7 @@ def test_a_link_that_keeps_failing_is_one_clear_error():
     async def host(port):
         dev = SerialDevice(port, retries=1, **HOST)
         with pytest.raises(LinkError) as info:
-            await dev.write_reg(0x80, 1)
+            await dev.write_reg(ADDR.LAYER_SEL, 1)
         messages = [str(info.value)]
         # a BULK_RDATA read has a side effect: a damaged reply is not read twice
         with pytest.raises(LinkError) as info:
@@ -172,7 +172,7 @@ def test_a_link_that_keeps_failing_is_one_clear_error():
     pty = PtyUart(drop={"to_device": [9, 20]}, corrupt={"to_host": [26]})
     out = run_link(m, hl, host, divider=DIV, pty=pty, probe=target.writes)
     write, read = out["result"]
-    assert write.startswith(f"Serial link {pty.port}: WRITE of 1 word(s) at 0x80 failed after 2 "
+    assert write.startswith(f"Serial link {pty.port}: WRITE of 1 word(s) at 0x20 failed after 2 "
                             "attempt(s): the bridge refused the request: FRAME_TIMEOUT")
     assert read == (f"Serial link {pty.port}: READ of 1 word(s) at 0x3c failed and was not "
                     "repeated (a read with a side effect): reply CRC does not check (a byte was corrupted "

@@ -66,6 +66,8 @@ def test_the_device_identifies_loads_runs_and_times_out(library):
         layer_sel = await device.read_reg(regmap.ADDR.LAYER_SEL)
         with pytest.raises(ValueError, match="multiple of 4"):
             await device.read_reg(0x3)
+        with pytest.raises(ValueError, match="not 0xfc \\(unmapped\\)"):  # the core: SLVERR
+            await device.read_reg(0xFC)
         await device.close()
         return ident, result, waited, layer_sel
 
