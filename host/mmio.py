@@ -81,13 +81,7 @@ class MmioDevice(Device):
         self.ext_offset, self.ext_address = ext_offset, ext_address
         self.path = Path(path)
         self.base = base
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_SYNC)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"No MMIO device at {self.path}") from None
-        except PermissionError:
-            raise PermissionError(f"No permission to map {self.path}: run as root or give "
-                                  "the user read/write access to the device") from None
+        fd = _open(self.path, "MMIO device")
         try:
             mapping = mmap.mmap(fd, WINDOW, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE,
                                 offset=base)
@@ -129,13 +123,7 @@ class MmioDevice(Device):
         import numpy as np
 
         data = np.ascontiguousarray(image, dtype="<u4").tobytes()
-        try:
-            fd = os.open(self.ext_buffer, os.O_RDWR | os.O_SYNC)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"No external buffer at {self.ext_buffer}") from None
-        except PermissionError:
-            raise PermissionError(f"No permission to map {self.ext_buffer}: run as root or "
-                                  "give the user read/write access to it") from None
+        fd = _open(self.ext_buffer, "external buffer")
         try:
             with mmap.mmap(fd, len(data), mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE,
                            offset=self.ext_offset) as buf:
@@ -154,3 +142,14 @@ class MmioDevice(Device):
             self._words.release()
             self._map.close()
             os.close(self._fd)
+
+
+def _open(path: Path, what: str) -> int:
+    """``path`` opened for reading and writing (synchronous), or one clear error naming it."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_SYNC)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"No {what} at {path}") from None
+    except PermissionError:
+        raise PermissionError(f"No permission to map {path}: run as root or give the user "
+                              f"read/write access to the {what}") from None
