@@ -76,6 +76,9 @@ class CompiledBuild:
         hash of the build inputs (hex).
     waves : {"vcd", "fst"} or None
         trace format the library can record.
+    toggles : bool
+        built with ``--coverage-toggle``: the library counts every signal bit's toggles
+        (:meth:`CompiledModel.coverage`).
     cached : bool
         this call reused an earlier build.
     seconds : float
@@ -87,6 +90,7 @@ class CompiledBuild:
     waves: WaveFormat | None
     cached: bool
     seconds: float
+    toggles: bool = False
 
     @property
     def library(self) -> Path:
@@ -94,7 +98,8 @@ class CompiledBuild:
 
 
 def build(sources: Sequence[str | os.PathLike], *, waves: WaveFormat | None = None,
-          cache_dir: str | os.PathLike | None = None, jobs: int = 2) -> CompiledBuild:
+          cache_dir: str | os.PathLike | None = None, jobs: int = 2,
+          toggles: bool = False) -> CompiledBuild:
     """Build the harness library for the core in ``sources``, or reuse a cached build.
 
     Parameters
@@ -108,6 +113,9 @@ def build(sources: Sequence[str | os.PathLike], *, waves: WaveFormat | None = No
         cache folder (:func:`hwq.sim.build.cache_root`).
     jobs : int
         parallel compile jobs.
+    toggles : bool
+        build with ``--coverage-toggle`` (a cache entry of its own; slower to build and run):
+        the model counts the toggles of every signal bit.
 
     Raises
     ------
@@ -122,7 +130,9 @@ def build(sources: Sequence[str | os.PathLike], *, waves: WaveFormat | None = No
         if not path.is_file():
             raise FileNotFoundError(f"Verilog source not found: {path}")
     info = ensure_verilator()
-    args = [*VERILATOR_FLAGS, *({"vcd": ["--trace"], "fst": ["--trace-fst"]}.get(waves, []))]
+    args = [*VERILATOR_FLAGS, *({"vcd": ["--trace"], "fst": ["--trace-fst"]}.get(waves, [])),
+            # the toggle counters make Verilator see the PEs' wires as combinational loops
+            *(["--coverage-toggle", "-Wno-UNOPTFLAT"] if toggles else [])]
     make = [*MAKE_OVERRIDES, *OPT_FLAGS]
     header = regmap.c_header()
     meta = {"format": _CACHE_FORMAT, "args": args, "make": make, "waves": waves,
@@ -137,7 +147,8 @@ def build(sources: Sequence[str | os.PathLike], *, waves: WaveFormat | None = No
     build_dir = root / f"hwq_sim-{key}"
     with file_lock(root / f".hwq_sim-{key}.lock"):
         if _stamp_valid(build_dir, key):
-            return CompiledBuild(build_dir, key, waves, True, time.perf_counter() - start)
+            return CompiledBuild(build_dir, key, waves, True, time.perf_counter() - start,
+                                 toggles)
         if waves == "fst":
             check_fst_headers()
         shutil.rmtree(build_dir, ignore_errors=True)
@@ -170,7 +181,7 @@ def build(sources: Sequence[str | os.PathLike], *, waves: WaveFormat | None = No
         tmp = build_dir / f".{STAMP_NAME}.{os.getpid()}"
         tmp.write_text(json.dumps(stamp, indent=1, sort_keys=True))
         os.replace(tmp, build_dir / STAMP_NAME)
-    return CompiledBuild(build_dir, key, waves, False, time.perf_counter() - start)
+    return CompiledBuild(build_dir, key, waves, False, time.perf_counter() - start, toggles)
 
 
 def _stamp_valid(build_dir: Path, key: str) -> bool:
@@ -199,6 +210,7 @@ def _library(path: str) -> ctypes.CDLL:
         ("hwq_wait_done", ctypes.c_int, [handle, u64]),
         ("hwq_counters", None, [handle, u32, _u32p]),
         ("hwq_run", None, [handle, u64]),
+        ("hwq_coverage", ctypes.c_int, [handle, ctypes.c_char_p]),
     ):
         fn = getattr(lib, name)
         fn.restype, fn.argtypes = restype, argtypes
@@ -262,6 +274,13 @@ class CompiledModel:
     def run(self, cycles: int) -> None:
         """``cycles`` cycles of the free-running clock, no transactions."""
         self._lib.hwq_run(self._live(), cycles)
+
+    def coverage(self, path: str | os.PathLike | None = None) -> None:
+        """Zero the toggle counts (``path`` None) or write them to ``path`` (Verilator's
+        ``coverage.dat``); a library built with ``toggles`` only."""
+        code = self._lib.hwq_coverage(self._live(), None if path is None else os.fsencode(path))
+        if code != 0:
+            raise ValueError("Toggle counts need a library built with toggles=True")
 
     def close(self) -> None:
         """Free the model (and close its trace); further calls raise RuntimeError."""

@@ -14,6 +14,9 @@
 #include "Vhwq_core.h"
 #include "hwq_regs.h"
 #include "verilated.h"
+#if VM_COVERAGE
+#include "verilated_cov.h"
+#endif
 #if VM_TRACE_FST
 #include "verilated_fst_c.h"
 using Trace = VerilatedFstC;
@@ -207,6 +210,24 @@ void hwq_counters(void* handle, uint32_t layers, uint32_t* out) {
         sim->write(HWQ_REG_LAYER_SEL, i);
         out[i + 1] = sim->read(HWQ_REG_LAYER_CYCLES);
     }
+}
+
+// Toggle counts of a library built with --coverage-toggle: zeroed when ``path`` is null,
+// else written there (Verilator's coverage.dat format). 1 when the library counts none.
+int hwq_coverage(void* handle, const char* path) {
+#if VM_COVERAGE
+    Sim* sim = static_cast<Sim*>(handle);
+    if (path) {
+        sim->context.coveragep()->write(path);
+    } else {
+        sim->context.coveragep()->zero();
+    }
+    return 0;
+#else
+    (void)handle;
+    (void)path;
+    return 1;
+#endif
 }
 
 // ``cycles`` cycles of the free-running clock, no transactions.
