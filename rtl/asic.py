@@ -501,8 +501,19 @@ def check_arguments(args: argparse.Namespace, *, with_report: bool = True) -> Pa
 
 
 def report_from_arguments(args: argparse.Namespace, config: CoreConfig, *,
-                          array_only: bool = False) -> dict[str, Any]:
-    """:func:`asic_report` with the options of :func:`add_arguments`."""
+                          array_only: bool = False, energy: tuple[Any, Any] | None = None
+                          ) -> dict[str, Any]:
+    """:func:`asic_report` with the options of :func:`add_arguments`; with ``energy``
+    (a Program and its inputs), :func:`hwq.rtl.asic_energy.energy_report`."""
+    if energy is not None:
+        from hwq.rtl.asic_energy import energy_report
+
+        return energy_report(config, energy[0], energy[1], liberty=args.liberty,
+                             clock_ns=args.clock_ns or 10.0, activity=args.activity or 0.2,
+                             sram_um2_per_bit_override=args.sram_um2_per_bit,
+                             cache=not getattr(args, "no_cache", False),
+                             cache_dir=getattr(args, "cache_dir", None),
+                             timeout=getattr(args, "timeout", None))
     return asic_report(config, liberty=args.liberty, array_only=array_only,
                        clock_ns=args.clock_ns or 10.0, activity=args.activity or 0.2,
                        sram_um2_per_bit_override=args.sram_um2_per_bit,

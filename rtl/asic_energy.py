@@ -201,7 +201,8 @@ def power_with_rates(*, netlist: str, top: str, liberty: Path, cells: dict[str, 
 def energy_report(config: CoreConfig, program: Any, x: Any, *, liberty: str | Path | None = None,
                   clock_ns: float = 10.0, activity: float = 0.2, cache: bool = True,
                   cache_dir: str | Path | None = None, timeout: float | None = None,
-                  progress: Any = None) -> dict[str, Any]:
+                  progress: Any = None, sram_um2_per_bit_override: float | None = None
+                  ) -> dict[str, Any]:
     """The ASIC report of ``config``'s core with power and energy per inference from the
     toggle rates of inputs ``x`` run through ``program`` (see the module doc).
 
@@ -224,7 +225,8 @@ def energy_report(config: CoreConfig, program: Any, x: Any, *, liberty: str | Pa
     program.check_config(config)
     result = asic_report(config, liberty=liberty, clock_ns=clock_ns, activity=activity,
                          cache=cache, cache_dir=cache_dir, timeout=timeout, progress=say,
-                         keep_netlist=True)
+                         keep_netlist=True,
+                         sram_um2_per_bit_override=sram_um2_per_bit_override)
     toggles = measure_toggles(program, x, cache_dir=cache_dir, cache=cache,
                               progress=say)
     key = hashlib.sha256(json.dumps({"format": FORMAT, "report": result["key"],
