@@ -113,3 +113,25 @@ def test_energy_needs_report_asic(capsys):
     assert "--energy applies with --report --asic" in capsys.readouterr().err
     assert main(["flow", "--report", "--energy", "--no-progress"]) == 2
     assert "--energy applies with --report --asic" in capsys.readouterr().err
+
+
+def test_bench_network_row_and_table():
+    from hwq.bench import asic_networks
+
+    flow = {"method": "inq", "images": 50, "ok": True, "sim_accuracy": 97.0,
+            "cycles_per_inference": 2000.0}
+    hw = {"logic": {"area": 2.5e6}, "memories": {"bits": 1000, "sram_um2": 4.0e4},
+          "fmax_mhz": 150.0, "power": {"total": {"total": 300.0}},
+          "energy": {"cycles_per_inference": 2500.0, "clock_ns": 10.0,
+                     "power": {"total": {"total": 200.0}}, "energy_per_inference_nj": 5000.0,
+                     "measured": 90, "flops": 100}}
+    row = asic_networks._row("digits", "shift_add", flow, hw)
+    assert (row["logic_mm2"], row["memory_mm2"], row["inferences_per_s"], row["energy_nj"],
+            row["vectorless_nj"]) == (2.5, 0.04, 75000, 5000.0, 7500.0)  # 300 mW x 25 us
+    lines = asic_networks.format_networks(
+        [row, {"network": "lenet5", "pe": "multiply", "error": "boom"}]).splitlines()
+    assert lines[2] == ("| digits | shift_add | inq | 2.5000 | 0.040 (1000) | 150.0 | 2000 | "
+                        "75000 | 5000.00 | 7500.00 | 90/100 |")
+    assert lines[3].startswith("| lenet5 | multiply | failed: boom |")
+    with pytest.raises(ValueError, match="Networks must be built-in workloads"):
+        asic_networks.network_rows(networks=("nope",), pes=("shift_add",))
