@@ -22,7 +22,9 @@ all combinational nets get OpenSTA's propagated activity, the design's inputs th
 take the rates of the core port bits they hold.
 
 Energy per inference = total power x (cycles of the run / inputs) x clock period: the
-power averaged over the whole inference phase (inputs written, compute, outputs read).
+power averaged over the whole inference phase (inputs written, compute, outputs read), of the
+logic and the harness registers; the memory macros are black boxes without a power model, so
+SRAM reads and writes are not in it.
 """
 
 from __future__ import annotations
@@ -281,6 +283,7 @@ def format_energy(result: dict[str, Any]) -> str:
         f"activity: internal {t['internal']:.3f}, switching {t['switching']:.3f}, leakage "
         f"{t['leakage'] * 1e3:.3f} uW",
         f"  energy    {e['energy_per_inference_nj']:.2f} nJ per inference (= {t['total']:.3f} mW"
-        f" x {e['cycles_per_inference']:.0f} cycles x {e['clock_ns']:g} ns)"
+        f" x {e['cycles_per_inference']:.0f} cycles x {e['clock_ns']:g} ns; logic and harness "
+        "registers, the memory macros have no power model)"
         + (" [cached]" if e.get("cached") else ""),
     ])
