@@ -57,6 +57,8 @@ LIBRARY = "libhwq_sim.so"
 VERILATOR_FLAGS = ("-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert")
 #: C++ optimization of the model and the harness (verilated.mk's default is -Os).
 OPT_FLAGS = ("OPT_FAST=-O2", "OPT_SLOW=-O1", "OPT_GLOBAL=-O2")
+#: Widest signal whose toggles a ``toggles`` build counts (Verilator ``--coverage-max-width``).
+TOGGLE_MAX_WIDTH = 65536
 #: Reset cycles before the first transaction (as :meth:`hwq.sim.device.SimDevice.reset`).
 RESET_CYCLES = 4
 #: Bump when the layout of a build folder changes.
@@ -131,8 +133,11 @@ def build(sources: Sequence[str | os.PathLike], *, waves: WaveFormat | None = No
             raise FileNotFoundError(f"Verilog source not found: {path}")
     info = ensure_verilator()
     args = [*VERILATOR_FLAGS, *({"vcd": ["--trace"], "fst": ["--trace-fst"]}.get(waves, [])),
-            # the toggle counters make Verilator see the PEs' wires as combinational loops
-            *(["--coverage-toggle", "-Wno-UNOPTFLAT"] if toggles else [])]
+            # every signal counted, however wide (Verilator's default stops at 256 bits: the
+            # fetch payloads and the MAC array's side pipeline are wider); the toggle counters
+            # make Verilator see the PEs' wires as combinational loops
+            *(["--coverage-toggle", "--coverage-max-width", str(TOGGLE_MAX_WIDTH),
+               "-Wno-UNOPTFLAT"] if toggles else [])]
     make = [*MAKE_OVERRIDES, *OPT_FLAGS]
     header = regmap.c_header()
     meta = {"format": _CACHE_FORMAT, "args": args, "make": make, "waves": waves,
