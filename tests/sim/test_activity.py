@@ -7,6 +7,7 @@ import asyncio
 import re
 
 import numpy as np
+import pytest
 
 from hwq.config import CoreConfig
 from hwq.host.runtime import Runtime
@@ -92,6 +93,8 @@ def test_toggle_counts_equal_the_value_changes_of_a_vcd(tmp_path):
     c0 = model.cycle
     result = asyncio.run(runtime.infer(x))
     c1 = model.cycle
+    with pytest.raises(ValueError, match="Toggle counts need a library built with toggles"):
+        model.coverage()  # this build counts none
     model.close()
     assert c1 - c0 == measured["cycles"]
     assert int(result.cycles.sum()) == measured["compute_cycles"]
