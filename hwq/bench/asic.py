@@ -130,6 +130,9 @@ def bench_asic(*, pes: Iterable[str] = PES, weight_bits: Iterable[int] = WEIGHT_
         raise ValueError(f"PE types must be among {', '.join(PES)}, not {bad}")
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"Parallel jobs must be a positive integer, not {jobs!r}")
+    networks = tuple(networks)
+    if networks:  # checked before any synthesis
+        network_rows(networks=networks, pes=(), images=images)
     lib = check_asic_setup(liberty)  # before any synthesis
     t0 = time.monotonic()
     points = [(pe, b) for pe in pes for b in bits]
@@ -155,7 +158,6 @@ def bench_asic(*, pes: Iterable[str] = PES, weight_bits: Iterable[int] = WEIGHT_
                     "weight_bits_used": config.weight_bits, "error": str(exc)}
         return _row(pe, b, config, result, res)
 
-    networks = tuple(networks)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         rows = list(pool.map(one, range(1, len(points) + 1), points))
     net_rows = (network_rows(networks=networks, pes=pes, images=images, liberty=lib,

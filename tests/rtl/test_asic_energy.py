@@ -135,3 +135,10 @@ def test_bench_network_row_and_table():
     assert lines[3].startswith("| lenet5 | multiply | failed: boom |")
     with pytest.raises(ValueError, match="Networks must be built-in workloads"):
         asic_networks.network_rows(networks=("nope",), pes=("shift_add",))
+    with pytest.raises(ValueError, match="Images must be a positive integer, not 0"):
+        asic_networks.network_rows(networks=("digits",), pes=(), images=0)
+    assert asic_networks.network_rows(networks=("digits",), pes=()) == []
+    from hwq.bench.asic import bench_asic  # bad networks refused before any synthesis
+
+    with pytest.raises(ValueError, match=r"not \['nope'\]"):
+        bench_asic(pes=("shift_add",), networks=("nope",), out=None)
