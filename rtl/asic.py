@@ -218,7 +218,8 @@ def asic_report(config: CoreConfig, *, liberty: str | Path | None = None,
                 clock_ns: float = 10.0, activity: float = 0.2, array_only: bool = False,
                 sram_um2_per_bit_override: float | None = None, cache: bool = True,
                 cache_dir: str | Path | None = None, timeout: float | None = None,
-                progress: Progress | None = _stderr) -> dict[str, Any]:
+                progress: Progress | None = _stderr, keep_netlist: bool = False
+                ) -> dict[str, Any]:
     """Map ``config``'s core (or MAC array) to a standard-cell library; see the module doc.
 
     Parameters
@@ -231,6 +232,9 @@ def asic_report(config: CoreConfig, *, liberty: str | Path | None = None,
         vectorless toggle rate: transitions per net per clock cycle (0 < activity <= 2).
     array_only : bool
         only the :class:`~hwq.rtl.pe.MacArray` (registered inputs and outputs).
+    keep_netlist : bool
+        keep the mapped netlist (gzip) beside the cached report, ``netlist_file`` (a cached
+        report without one is mapped again); :mod:`hwq.rtl.asic_energy` reads it.
 
     Returns
     -------
@@ -258,14 +262,17 @@ def asic_report(config: CoreConfig, *, liberty: str | Path | None = None,
     key = cache_key(options, tools, design + harness)
     path = cache_path(key, cache_dir)
     per_bit, model = sram_um2_per_bit(lib, sram_um2_per_bit_override)
+    netlist = path.with_suffix(".netlist.v.gz")
     with locked(path, cache):
         result = load(path) if cache else None
+        if result is not None and keep_netlist and not netlist.is_file():
+            result = None  # cached before netlists were kept: map again
         if result is not None:
             say(f"cached: {path}")
         else:
             result = map_and_time(design=design, harness=harness, top=top, liberty=lib,
                                   clock_ns=clock_ns, activity=activity, timeout=timeout,
-                                  progress=say)
+                                  progress=say, netlist_out=netlist if keep_netlist else None)
             result.update(scope=scope, liberty=str(lib), clock_ns=clock_ns, activity=activity,
                           tools=tools, key=key, seconds=round(time.monotonic() - t0, 1))
             if cache:
@@ -274,6 +281,7 @@ def asic_report(config: CoreConfig, *, liberty: str | Path | None = None,
     if result.get("cached") is not False:
         result["cached"] = True
     result["cache_file"] = str(path) if cache else None
+    result["netlist_file"] = str(netlist) if keep_netlist else None
     result["config"] = config.to_dict()
     result["memories"] = _memories(memories, result["macro_instances"], per_bit, model)
     result["per_mac"] = _per_mac(config, result)
@@ -287,14 +295,15 @@ def harness_only(verilog: str, top: str) -> str:
 
 def map_and_time(*, design: str, harness: str, top: str, liberty: Path, clock_ns: float = 10.0,
                  activity: float = 0.2, timeout: float | None = None,
-                 progress: Progress | None = None, workdir: Path | None = None
-                 ) -> dict[str, Any]:
+                 progress: Progress | None = None, workdir: Path | None = None,
+                 netlist_out: Path | None = None) -> dict[str, Any]:
     """Yosys and OpenSTA on ``design`` (RTLIL or Verilog, top module ``top``) in ``harness``.
 
     Returns the figures of :func:`asic_report` that do not depend on the config (``logic``,
     ``blocks``, ``blocks_total``, ``harness``, ``macro_instances``, ``critical_path``,
     ``fmax_mhz``, ``power``, ``tool_seconds``). ``workdir`` keeps the tools' files
     (``netlist.v``, ``stat.json``, ``yosys.log``, ``sta.log``) there; default a temporary folder.
+    ``netlist_out`` receives the netlist gzipped (written atomically).
     """
     say = progress or (lambda message: None)
     lib = liberty
@@ -309,6 +318,12 @@ def map_and_time(*, design: str, harness: str, top: str, liberty: Path, clock_ns
                                sequential=sorted(n for n, c in cells.items() if c.sequential),
                                workdir=work, timeout=timeout)
         yosys_s = time.monotonic() - t
+        if netlist_out is not None:
+            import gzip
+
+            from hwq.serialize import atomic_write
+
+            atomic_write(netlist_out, gzip.compress((work / "netlist.v").read_bytes(), 6))
         areas = block_areas(stat, cells, HARNESS_TOP)
         say(f"yosys done in {yosys_s:.0f} s")
         t = time.monotonic()
@@ -486,8 +501,19 @@ def check_arguments(args: argparse.Namespace, *, with_report: bool = True) -> Pa
 
 
 def report_from_arguments(args: argparse.Namespace, config: CoreConfig, *,
-                          array_only: bool = False) -> dict[str, Any]:
-    """:func:`asic_report` with the options of :func:`add_arguments`."""
+                          array_only: bool = False, energy: tuple[Any, Any] | None = None
+                          ) -> dict[str, Any]:
+    """:func:`asic_report` with the options of :func:`add_arguments`; with ``energy``
+    (a Program and its inputs), :func:`hwq.rtl.asic_energy.energy_report`."""
+    if energy is not None:
+        from hwq.rtl.asic_energy import energy_report
+
+        return energy_report(config, energy[0], energy[1], liberty=args.liberty,
+                             clock_ns=args.clock_ns or 10.0, activity=args.activity or 0.2,
+                             sram_um2_per_bit_override=args.sram_um2_per_bit,
+                             cache=not getattr(args, "no_cache", False),
+                             cache_dir=getattr(args, "cache_dir", None),
+                             timeout=getattr(args, "timeout", None))
     return asic_report(config, liberty=args.liberty, array_only=array_only,
                        clock_ns=args.clock_ns or 10.0, activity=args.activity or 0.2,
                        sram_um2_per_bit_override=args.sram_um2_per_bit,

@@ -50,6 +50,9 @@ class Cell:
     #: input pin capacitance when the cell is a buffer (one input ``A``, output function
     #: ``"A"``), else None
     buffer_cap: float | None = None
+    #: a sequential cell's data pin (its ``next_state`` or ``data_in`` when that is one pin
+    #: name, e.g. ``D``), else None
+    data_pin: str | None = None
 
 
 def resolve_liberty(liberty: str | Path | None) -> Path:
@@ -83,6 +86,7 @@ _COMMENT = re.compile(r"/\*.*?\*/", re.S)
 _CELL = re.compile(r"\bcell\s*\(\s*\"?([^\s\")]+)\"?\s*\)\s*\{")
 _AREA = re.compile(r"^\s*area\s*:\s*([0-9.eE+-]+)\s*;", re.M)
 _SEQ = re.compile(r"\b(ff|latch|ff_bank|latch_bank|statetable)\s*\(")
+_DATA = re.compile(r"\b(?:next_state|data_in)\s*:\s*\"\s*(\w+)\s*\"")
 _PIN = re.compile(r"\bpin\s*\(\s*\"?(\w+)\"?\s*\)\s*\{")
 _DIRECTION = re.compile(r"\bdirection\s*:\s*\"?(\w+)")
 _FUNCTION = re.compile(r"\bfunction\s*:\s*\"\s*\(?\s*(\w+)\s*\)?\s*\"")
@@ -149,8 +153,10 @@ def _read_cells(name: str, size: int, mtime_ns: int) -> dict[str, Cell]:
         body = _group(text, match.end())
         area = _AREA.search(body)
         if area is not None:
-            cells[match.group(1)] = Cell(match.group(1), float(area.group(1)),
-                                         _SEQ.search(body) is not None, _buffer_cap(body))
+            seq = _SEQ.search(body) is not None
+            data = _DATA.search(body) if seq else None
+            cells[match.group(1)] = Cell(match.group(1), float(area.group(1)), seq,
+                                         _buffer_cap(body), data.group(1) if data else None)
     if not cells:
         raise AsicSetupError(f"Liberty file {str(path)!r} has no cell with an area: not a "
                              "standard-cell library")

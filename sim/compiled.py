@@ -58,6 +58,8 @@ LIBRARY = "libhwq_sim.so"
 VERILATOR_FLAGS = ("-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert")
 #: C++ optimization of the model and the harness (verilated.mk's default is -Os).
 OPT_FLAGS = ("OPT_FAST=-O2", "OPT_SLOW=-O1", "OPT_GLOBAL=-O2")
+#: Widest signal whose toggles a ``toggles`` build counts (Verilator ``--coverage-max-width``).
+TOGGLE_MAX_WIDTH = 65536
 #: Reset cycles before the first transaction (as :meth:`hwq.sim.device.SimDevice.reset`).
 RESET_CYCLES = 4
 #: Bump when the layout of a build folder changes.
@@ -77,6 +79,9 @@ class CompiledBuild:
         hash of the build inputs (hex).
     waves : {"vcd", "fst"} or None
         trace format the library can record.
+    toggles : bool
+        built with ``--coverage-toggle``: the library counts every signal bit's toggles
+        (:meth:`CompiledModel.coverage`).
     cached : bool
         this call reused an earlier build.
     seconds : float
@@ -88,6 +93,7 @@ class CompiledBuild:
     waves: WaveFormat | None
     cached: bool
     seconds: float
+    toggles: bool = False
 
     @property
     def library(self) -> Path:
@@ -96,7 +102,7 @@ class CompiledBuild:
 
 def build(sources: Sequence[str | os.PathLike], *, waves: WaveFormat | None = None,
           cache_dir: str | os.PathLike | None = None, jobs: int = 2,
-          ext_bits: int = 0) -> CompiledBuild:
+          ext_bits: int = 0, toggles: bool = False) -> CompiledBuild:
     """Build the harness library for the core in ``sources``, or reuse a cached build.
 
     Parameters
@@ -113,6 +119,9 @@ def build(sources: Sequence[str | os.PathLike], *, waves: WaveFormat | None = No
     ext_bits : int
         the core's ``m_axi`` data width (``CoreConfig.ext_bits``; 0: no port): the harness
         then serves the port from its memory model.
+    toggles : bool
+        build with ``--coverage-toggle`` (a cache entry of its own; slower to build and run):
+        the model counts the toggles of every signal bit.
 
     Raises
     ------
@@ -127,7 +136,12 @@ def build(sources: Sequence[str | os.PathLike], *, waves: WaveFormat | None = No
         if not path.is_file():
             raise FileNotFoundError(f"Verilog source not found: {path}")
     info = ensure_verilator()
-    args = [*VERILATOR_FLAGS, *({"vcd": ["--trace"], "fst": ["--trace-fst"]}.get(waves, []))]
+    args = [*VERILATOR_FLAGS, *({"vcd": ["--trace"], "fst": ["--trace-fst"]}.get(waves, [])),
+            # every signal counted, however wide (Verilator's default stops at 256 bits: the
+            # fetch payloads and the MAC array's side pipeline are wider); the toggle counters
+            # make Verilator see the PEs' wires as combinational loops
+            *(["--coverage-toggle", "--coverage-max-width", str(TOGGLE_MAX_WIDTH),
+               "-Wno-UNOPTFLAT"] if toggles else [])]
     make = [*MAKE_OVERRIDES, *OPT_FLAGS]
     header = regmap.c_header()
     cflags = ["-CFLAGS", f"-DHWQ_EXT_BITS={int(ext_bits)}"] if ext_bits else []
@@ -144,7 +158,8 @@ def build(sources: Sequence[str | os.PathLike], *, waves: WaveFormat | None = No
     build_dir = root / f"hwq_sim-{key}"
     with file_lock(root / f".hwq_sim-{key}.lock"):
         if _stamp_valid(build_dir, key):
-            return CompiledBuild(build_dir, key, waves, True, time.perf_counter() - start)
+            return CompiledBuild(build_dir, key, waves, True, time.perf_counter() - start,
+                                 toggles)
         if waves == "fst":
             check_fst_headers()
         shutil.rmtree(build_dir, ignore_errors=True)
@@ -177,7 +192,7 @@ def build(sources: Sequence[str | os.PathLike], *, waves: WaveFormat | None = No
         tmp = build_dir / f".{STAMP_NAME}.{os.getpid()}"
         tmp.write_text(json.dumps(stamp, indent=1, sort_keys=True))
         os.replace(tmp, build_dir / STAMP_NAME)
-    return CompiledBuild(build_dir, key, waves, False, time.perf_counter() - start)
+    return CompiledBuild(build_dir, key, waves, False, time.perf_counter() - start, toggles)
 
 
 def _stamp_valid(build_dir: Path, key: str) -> bool:
@@ -207,6 +222,7 @@ def _library(path: str) -> ctypes.CDLL:
         ("hwq_counters", None, [handle, u32, _u32p]),
         ("hwq_run", None, [handle, u64]),
         ("hwq_ext_load", ctypes.c_int, [handle, _u32p, u64, u64, u32, u32, u64]),
+        ("hwq_coverage", ctypes.c_int, [handle, ctypes.c_char_p]),
     ):
         fn = getattr(lib, name)
         fn.restype, fn.argtypes = restype, argtypes
@@ -278,6 +294,13 @@ class CompiledModel:
                                   timing.latency, round(timing.stall * 1_000_000),
                                   timing.seed) != 0:
             raise ValueError("This compiled core has no m_axi port: build it with ext_bits")
+
+    def coverage(self, path: str | os.PathLike | None = None) -> None:
+        """Zero the toggle counts (``path`` None) or write them to ``path`` (Verilator's
+        ``coverage.dat``); a library built with ``toggles`` only."""
+        code = self._lib.hwq_coverage(self._live(), None if path is None else os.fsencode(path))
+        if code != 0:
+            raise ValueError("Toggle counts need a library built with toggles=True")
 
     def close(self) -> None:
         """Free the model (and close its trace); further calls raise RuntimeError."""

@@ -70,6 +70,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     add_arguments(parser)  # --asic: the hardware report on a standard-cell library
     add_memory_arguments(parser)
+    parser.add_argument("--energy", action="store_true",
+                        help="with --report --asic: power and energy per inference from the "
+                             "toggle rates of the run's images (a Verilator build that counts "
+                             "toggles, then OpenSTA; cached)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="Verilator build cache (default: HWQ_CACHE_DIR or the user cache)")
@@ -97,6 +101,9 @@ def run(args: argparse.Namespace) -> int:
     from hwq.rtl.asic import check_arguments
 
     check_arguments(args, with_report=args.report)  # before training and simulating
+    if args.energy and not (args.report and args.asic):
+        raise ValueError("--energy applies with --report --asic (the ASIC report it extends)")
+    kept: dict[str, Any] = {}
     weights, ext_fields, memory = memory_from_arguments(args, args.backend)
     report = flow(
         model=args.model, data_path=args.data, method=args.method,
@@ -106,15 +113,23 @@ def run(args: argparse.Namespace) -> int:
         waves=args.waves, free_run=args.free_run, backend=args.backend, jobs=args.jobs,
         progress=not args.no_progress, cache_dir=args.cache_dir,
         log=lambda text: _say(args, text), weights=weights, ext=ext_fields, memory=memory,
+        after_run=lambda program, x: kept.update(program=program, x=x),
     )
     text = format_report(report)
     if args.report and args.asic:
         from hwq.rtl.asic import format_asic, report_from_arguments
 
         _say(args, "[+] hardware report: Yosys + OpenSTA on a standard-cell library (cached)")
-        hw = report_from_arguments(args, CoreConfig.from_dict(report["core"]))
+        config = CoreConfig.from_dict(report["core"])
+        if args.energy:
+            from hwq.rtl.asic_energy import format_energy
+
+            hw = report_from_arguments(args, config, energy=(kept["program"], kept["x"]))
+            text += "\n" + format_asic(hw) + "\n" + format_energy(hw)
+        else:
+            hw = report_from_arguments(args, config)
+            text += "\n" + format_asic(hw)
         report["hardware"] = hw
-        text += "\n" + format_asic(hw)
     elif args.report:
         from hwq.rtl.report import format_report as format_hw
         from hwq.rtl.report import report as hw_report
@@ -217,6 +232,7 @@ def flow(
     weights: str = "auto",
     ext: dict[str, int] | None = None,
     memory: MemoryTiming | None = None,
+    after_run: Callable[[Any, Any], None] | None = None,
 ) -> dict[str, Any]:
     """Run the whole flow; returns the report (see :func:`format_report`).
 
@@ -227,7 +243,9 @@ def flow(
     choose the simulator (:func:`hwq.sim.simulate.simulate`). ``weights`` places the
     weights (:data:`hwq.layout.tiling.WEIGHT_PLACES`), ``ext`` gives the core's external
     memory port (``ext_bits``, ``ext_burst``, ``ext_outstanding``) and ``memory`` the
-    simulated memory on it.
+    simulated memory on it;
+    ``after_run(program, x)`` receives the compiled Program and the quantized inputs
+    after the simulation.
     """
     from hwq import golden, serialize
     from hwq.layout.compiler import compile as compile_network
@@ -300,6 +318,8 @@ def flow(
                    progress=progress, cache_dir=cache_dir, free_run=free_run, memory=memory)
     timings["simulate_s"] = time.perf_counter() - t0
     timings["build_s"] = sim.build_seconds
+    if after_run is not None:
+        after_run(program, x)
 
     golden_pred = expected.argmax(axis=1)
     sim_pred = sim.outputs.argmax(axis=1)

@@ -17,6 +17,9 @@
 #include "Vhwq_core.h"
 #include "hwq_regs.h"
 #include "verilated.h"
+#if VM_COVERAGE
+#include "verilated_cov.h"
+#endif
 #if VM_TRACE_FST
 #include "verilated_fst_c.h"
 using Trace = VerilatedFstC;
@@ -318,6 +321,24 @@ int hwq_ext_load(void* handle, const uint32_t* chunks, uint64_t n, uint64_t base
 #else
     (void)handle, (void)chunks, (void)n, (void)base, (void)latency, (void)stall_ppm, (void)seed;
     return -1;
+#endif
+}
+
+// Toggle counts of a library built with --coverage-toggle: zeroed when ``path`` is null,
+// else written there (Verilator's coverage.dat format). 1 when the library counts none.
+int hwq_coverage(void* handle, const char* path) {
+#if VM_COVERAGE
+    Sim* sim = static_cast<Sim*>(handle);
+    if (path) {
+        sim->context.coveragep()->write(path);
+    } else {
+        sim->context.coveragep()->zero();
+    }
+    return 0;
+#else
+    (void)handle;
+    (void)path;
+    return 1;
 #endif
 }
 

@@ -15,7 +15,9 @@ counted in the area) of ``multiply``, ``shift_add`` and ``bit_serial`` at weight
 
 Beside them the ECP5 figures of the same arrays from Yosys ``synth_ecp5`` (LUT4-equivalents
 and DSPs as :func:`hwq.rtl.report.resources` counts them, no place and route: ``hwq bench hw``
-gives routed Fmax). Writes ``asic.json`` and ``asic.md``; every point is cached.
+gives routed Fmax). Then, per network and PE type, the whole 8x8 core running it, with
+energy per inference from measured toggle rates (:mod:`hwq.bench.asic_networks`). Writes
+``asic.json`` and ``asic.md``; every point is cached.
 """
 
 from __future__ import annotations
@@ -93,7 +95,8 @@ def _row(pe: str, bits: int, config: CoreConfig, result: dict[str, Any],
 def bench_asic(*, pes: Iterable[str] = PES, weight_bits: Iterable[int] = WEIGHT_BITS,
                size: int = 8, liberty: str | Path | None = None, fpga: bool = True,
                out: str | Path | None = "bench-results", jobs: int = 2,
-               timeout: float | None = None, progress: bool = True) -> dict[str, Any]:
+               timeout: float | None = None, progress: bool = True,
+               networks: Iterable[str] = (), images: int = 50) -> dict[str, Any]:
     """The PE comparison on one library (see the module docstring).
 
     Parameters
@@ -108,12 +111,17 @@ def bench_asic(*, pes: Iterable[str] = PES, weight_bits: Iterable[int] = WEIGHT_
         folder for ``asic.json`` and ``asic.md``; None writes nothing.
     jobs : int
         points mapped at once (each tool run is single-threaded).
+    networks : iterable of str
+        built-in workloads for the network rows (:func:`hwq.bench.asic_networks.network_rows`,
+        ``images`` test images each); empty: none.
 
     Returns
     -------
     dict
-        ``rows`` (one per point), ``liberty``, ``seconds``, ``files``.
+        ``rows`` (one per point), ``networks`` (network rows), ``liberty``, ``seconds``,
+        ``files``.
     """
+    from hwq.bench.asic_networks import format_networks, network_rows
     from hwq.rtl.asic import asic_report, check_asic_setup
 
     pes, bits = tuple(pes), tuple(weight_bits)
@@ -122,6 +130,9 @@ def bench_asic(*, pes: Iterable[str] = PES, weight_bits: Iterable[int] = WEIGHT_
         raise ValueError(f"PE types must be among {', '.join(PES)}, not {bad}")
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"Parallel jobs must be a positive integer, not {jobs!r}")
+    networks = tuple(networks)
+    if networks:  # checked before any synthesis
+        network_rows(networks=networks, pes=(), images=images)
     lib = check_asic_setup(liberty)  # before any synthesis
     t0 = time.monotonic()
     points = [(pe, b) for pe in pes for b in bits]
@@ -149,14 +160,17 @@ def bench_asic(*, pes: Iterable[str] = PES, weight_bits: Iterable[int] = WEIGHT_
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         rows = list(pool.map(one, range(1, len(points) + 1), points))
+    net_rows = (network_rows(networks=networks, pes=pes, images=images, liberty=lib,
+                             timeout=timeout, progress=progress) if networks else [])
     doc = {"bench": "asic", "liberty": str(lib), "size": size, "clock_ns": 10.0,
-           "activity": 0.2, "rows": rows, "seconds": round(time.monotonic() - t0, 1),
-           "files": {}}
+           "activity": 0.2, "rows": rows, "networks": net_rows, "images": images,
+           "seconds": round(time.monotonic() - t0, 1), "files": {}}
     if out is not None:
         folder = Path(out)
         paths = {"json": folder / "asic.json", "markdown": folder / "asic.md"}
         doc["files"] = {k: str(v) for k, v in paths.items()}
-        atomic_write(paths["markdown"], (format_table(rows) + "\n").encode())
+        text = format_table(rows) + ("\n\n" + format_networks(net_rows) if net_rows else "")
+        atomic_write(paths["markdown"], (text + "\n").encode())
         atomic_write(paths["json"], (json.dumps(doc, indent=2) + "\n").encode())
     return doc
 

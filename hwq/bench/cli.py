@@ -114,6 +114,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     asic.add_argument("--jobs", type=integer(1), default=2, help="points at once (default 2)")
     asic.add_argument("--timeout", type=positive_seconds, default=None, metavar="S",
                       help="stop a point's tool run after S seconds (the row records it)")
+    asic.add_argument("--networks", nargs="*", default=["digits", "lenet5"], metavar="NAME",
+                      help="built-in workloads whose whole 8x8 cores get a row per PE type: "
+                           "area, Fmax, inferences/s, energy per inference from measured "
+                           "toggle rates (default digits lenet5; none: --networks)")
+    asic.add_argument("--images", type=integer(1), default=50,
+                      help="test images of each network run for the toggle rates (default 50)")
     off = sub.add_parser("offchip", help="weights streamed from external memory: bytes, "
                                          "cycles lost (Verilator)")
     off.add_argument("--networks", nargs="+", default=None, metavar="NET",
@@ -192,10 +198,14 @@ def run(args: argparse.Namespace) -> int:
         text = result.pop("_text")
     elif args.bench == "asic":  # hwq.bench.asic
         from hwq.bench.asic import bench_asic, format_table
+        from hwq.bench.asic_networks import format_networks
 
         result = bench_asic(liberty=args.liberty, fpga=not args.no_fpga, jobs=args.jobs,
-                            timeout=args.timeout, out=args.out.parent if args.out else DEFAULT_OUT)
+                            timeout=args.timeout, out=args.out.parent if args.out else DEFAULT_OUT,
+                            networks=args.networks, images=args.images)
         text = format_table(result["rows"])
+        if result["networks"]:
+            text += "\n\n" + format_networks(result["networks"])
     elif args.bench in ("tq", "joint", "hw"):
         folder = args.out.parent if args.out else DEFAULT_OUT
         if args.bench == "hw":

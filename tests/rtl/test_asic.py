@@ -63,7 +63,7 @@ def test_read_cells_areas_sequential_and_buffers(tmp_path):
     cells = liberty.read_cells(path)
     assert cells == {"BUF1": liberty.Cell("BUF1", 3.5, False, 0.002),
                      "INV1": liberty.Cell("INV1", 2.0, False, None),
-                     "DFF1": liberty.Cell("DFF1", 12.25, True, None)}
+                     "DFF1": liberty.Cell("DFF1", 12.25, True, None, "D")}
     assert liberty.buffer_cell(cells).name == "BUF1"
 
 
