@@ -185,14 +185,13 @@ def simulate(
 
 def sim_memory(backend: str, memory: MemoryTiming | None) -> MemoryTiming:
     """The memory on ``m_axi`` for ``backend``: ``memory``, or its default."""
-    cocotb_latency = AXI_RAM_LATENCY
     if memory is None:
-        return MemoryTiming(latency=cocotb_latency) if backend == "cocotb" else DEFAULT_MEMORY
+        return MemoryTiming(latency=AXI_RAM_LATENCY) if backend == "cocotb" else DEFAULT_MEMORY
     if not isinstance(memory, MemoryTiming):
         raise TypeError(f"Memory must be a MemoryTiming, not {type(memory).__name__}")
-    if backend == "cocotb" and memory.latency != cocotb_latency:
+    if backend == "cocotb" and memory.latency != AXI_RAM_LATENCY:
         raise ValueError(f"The cocotb backend's memory (cocotbext-axi AxiRamRead) has a "
-                         f"latency of {cocotb_latency} cycles, not {memory.latency}: use the "
+                         f"latency of {AXI_RAM_LATENCY} cycles, not {memory.latency}: use the "
                          "compiled backend for other latencies")
     return memory
 

@@ -84,8 +84,9 @@ def external_needs(layer_steps: list[np.ndarray | None], config: CoreConfig,
     descs = 0
     for st in layer_steps:
         descs += 1 if st is None else len(group_tiles(st, align, weight_depth // 2))
-    first = next((st for st in layer_steps), None)
-    return {"weight_depth": weight_depth, "desc_depth": descs + (first is not None)}
+    # a load-only descriptor goes first when the first layer is a matmul
+    first_matmul = bool(layer_steps) and layer_steps[0] is not None
+    return {"weight_depth": weight_depth, "desc_depth": descs + first_matmul}
 
 
 def _fit(words: int) -> int:
