@@ -198,6 +198,8 @@ class Core(wiring.Component):
         wiring.connect(m, rq.o, wb.i)
         m.d.comb += [wb.out_ct.eq(layer.out_lim if cfg.external else layer.out_ct),
                      mp.o.ready.eq(1)]
+        if cfg.pool_words:
+            m.d.comb += wb.fuse.eq(layer.fuse)
 
         return SimpleNamespace(desc=desc, layer=layer, pool=pool, ag=ag, af=af, mp=mp, wb=wb)
 

@@ -5,12 +5,20 @@ taken from the stream at its first word (so the stream never waits more than the
 ``lanes / simd`` cycles the compiler spaces groups by) and words past the layer's
 ``out_ct`` channel tiles are not written. With ``lanes < simd`` it fills one
 ``lanes``-element slot of a word, using the memory's per-element write enables.
+
+Fused max pool (cores with ``pool_words``, a layer with ``fuse``): the groups of one conv
+position arrive with ``tfirst``/``tlast``, whether the position is the first or the last of
+its pool window. The running maximum of each output word lives in a buffer of
+``pool_words`` words (indexed by the word's channel tile, read without a clock): the first
+position's values are stored, each later one stores the element-wise maximum with the
+buffer, and only the last writes the maximum to the activation memory (at the pooled
+output's address). No cycle is added: the comparison is in the cycle of the write.
 """
 
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
-from amaranth.lib import stream, wiring
+from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hwq.config import CoreConfig
@@ -41,7 +49,31 @@ class Writeback(wiring.Component):
             "wr_data": Out(unsigned(config.simd * config.act_bits)),
             "wr_en": Out(config.simd),
             "done": Out(1),
+            **({"fuse": In(1)} if config.pool_words else {}),
         })
+
+    def _pooled(self, m: Module, index, data, en, tfirst, tlast):
+        """``(data, en)`` to write to the activation memory: unchanged without the buffer;
+        with it, the running maximum of a fused layer's window, written on its last tap."""
+        cfg = self.config
+        if not cfg.pool_words:
+            return data, en
+        ab, s = cfg.act_bits, cfg.simd
+        m.submodules.pool_buf = buf = memory.Memory(shape=unsigned(s * ab),
+                                                    depth=cfg.pool_words, init=[])
+        rd = buf.read_port(domain="comb")
+        wr = buf.write_port(granularity=ab)
+        addr = index[:max(1, (cfg.pool_words - 1).bit_length())]
+        keep = self.fuse & ~tfirst
+        best = []
+        for e in range(s):
+            y = data[e * ab:(e + 1) * ab].as_signed()
+            b = rd.data[e * ab:(e + 1) * ab].as_signed()
+            best.append(Mux(keep & (b > y), b, y).as_unsigned())
+        pooled = Cat(*best)
+        m.d.comb += [rd.addr.eq(addr), wr.addr.eq(addr), wr.data.eq(pooled),
+                     wr.en.eq(Mux(self.fuse, en, 0))]
+        return pooled, Mux(~self.fuse | tlast, en, 0)
 
     def elaborate(self, platform):
         m = Module()
@@ -61,11 +93,15 @@ class Writeback(wiring.Component):
             for k in range(1, beats):
                 data_mux = Mux(j == k, words[k], data_mux)
             active = Mux(j == 0, self.i.valid, 1)
-            ct = src.side.wct + j
+            ct = Signal(len(self.out_ct) + 1)
+            m.d.comb += ct.eq(src.side.wct + j)
+            wr_data, wr_en = self._pooled(
+                m, ct, data_mux, Mux(active & (ct < self.out_ct), (1 << s) - 1, 0),
+                *((src.side.tfirst, src.side.tlast) if cfg.pool_words else (0, 0)))
             m.d.comb += [
                 self.wr_addr.eq(src.side.out + ct),
-                self.wr_data.eq(data_mux),
-                self.wr_en.eq(Mux(active & (ct < self.out_ct), (1 << s) - 1, 0)),
+                self.wr_data.eq(wr_data),
+                self.wr_en.eq(wr_en),
                 self.i.ready.eq(j == 0),
                 self.done.eq(active & (j == beats - 1) & src.side.llast),
             ]
@@ -80,10 +116,13 @@ class Writeback(wiring.Component):
             for k in range(r):
                 m.d.comb += en[k * p:(k + 1) * p].eq(Mux(self.i.valid & (side.wslot == k),
                                                          (1 << p) - 1, 0))
+            wr_data, wr_en = self._pooled(
+                m, side.wct, Cat(*([y[lane].as_unsigned() for lane in range(p)] * r)), en,
+                *((side.tfirst, side.tlast) if cfg.pool_words else (0, 0)))
             m.d.comb += [
                 self.wr_addr.eq(side.out + side.wct),
-                self.wr_data.eq(Cat(*([y[lane].as_unsigned() for lane in range(p)] * r))),
-                self.wr_en.eq(en),
+                self.wr_data.eq(wr_data),
+                self.wr_en.eq(wr_en),
                 self.i.ready.eq(1),
                 self.done.eq(self.i.valid & side.llast),
             ]

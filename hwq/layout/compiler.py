@@ -23,6 +23,12 @@ output position's first input word (``off``), and the tap's row and column offse
 ``v``, dilation included) for the padding test. A matmul over several tensors (an add)
 reads the others at their distance from the first in the activation memory.
 
+Fused pooling (:func:`_fuse_pools`): on a core with a pool buffer (``pool_words``), a max
+pool runs in the write-back of the matmul that produces its input, as one descriptor that
+computes only the conv positions of the pool windows, in window order, and writes the
+pooled tensor; the conv's own output is never stored. The standalone pool descriptor stays
+for every pool the rule of :func:`_fusable` refuses.
+
 Activations: every stored tensor gets a region by liveness (:mod:`hwq.layout.alloc`). The
 network input is stored in im2col order when that packs the first layer's kernel taps into
 the SIMD lanes and the memory holds it (:func:`_input_window`,
@@ -63,6 +69,8 @@ class _Layer:
     in_chw: tuple[int, int, int]
     out_chw: tuple[int, int, int]
     terms: MatmulTerms | None = None
+    pool: Pool | None = None      # a max pool fused into this matmul's write-back
+    pool_name: str | None = None  # its op
 
 
 @dataclass(eq=False)
@@ -120,6 +128,7 @@ def _plan_with(network: QuantizedNetwork, config: CoreConfig, *, window: bool) -
     if not layers:
         raise ValueError("Network has no conv2d, linear or maxpool2d layer for the core to run")
     window = _input_window(network, layers, owner, storage, s) if window else None
+    layers = _fuse_pools(network, layers, owner, config)
 
     # liveness: a storage owner lives from the layer writing it to the last layer reading it
     index = {layer.out: i for i, layer in enumerate(layers)}
@@ -179,6 +188,64 @@ def _input_window(network: QuantizedNetwork, layers: list[_Layer], owner: dict[s
     return win
 
 
+def _fusable(pool: _Layer, producer: _Layer | None, readers: int, network_output: bool,
+             config: CoreConfig) -> str | None:
+    """Why max pool ``pool`` cannot run in ``producer``'s write-back, or None if it can.
+
+    The rule: the pool's input is written by a matmul (conv, linear, add, average pool) and
+    read by nothing else (not by another layer, not the network's output); the pool has no
+    padding and its windows do not overlap (``stride >= kernel`` in both directions, so each
+    conv position is in at most one window: computing it once per window costs no more
+    than the standalone walk); the matmul is not already fused; the core has a pool buffer
+    of at least the matmul's output channel tiles (``pool_words >= ceil(C / simd)``). Conv
+    positions in no window (a floor-mode remainder, a stride past the kernel) are skipped.
+    """
+    if producer is None or not isinstance(producer.prim, Matmul):
+        return "its input is not a matmul's output"
+    if producer.pool is not None:
+        return "its producer already has a pool"
+    if readers != 1 or network_output:
+        return "its input is also read elsewhere"
+    (kh, kw), (sh, sw) = pool.prim.kernel, pool.prim.stride
+    if any(pool.prim.padding):
+        return "it has padding"
+    if sh < kh or sw < kw:
+        return "its windows overlap"
+    need = math.ceil(producer.out_chw[0] / config.simd)
+    if config.pool_words < need:
+        return (f"the pool buffer holds {config.pool_words} words, the matmul writes {need} "
+                "per position")
+    return None
+
+
+def _fuse_pools(network: QuantizedNetwork, layers: list[_Layer], owner: dict[str, str],
+                config: CoreConfig) -> list[_Layer]:
+    """``layers`` with every max pool that :func:`_fusable` allows folded into the matmul
+    before it: the matmul writes the pool's tensor over the pooled positions, the pool has
+    no layer of its own."""
+    producers = {layer.out: layer for layer in layers}
+    kept = []
+    for layer in layers:
+        if isinstance(layer.prim, Pool):
+            src = layer.sources[0]
+            readers = sum(src in lay.sources for lay in layers)
+            producer = producers.get(src)
+            if _fusable(layer, producer, readers, owner[network.output] == src,
+                        config) is None:
+                producer.pool, producer.pool_name = layer.prim, layer.op.name
+                producer.out, producer.out_chw = layer.out, layer.out_chw
+                continue
+        kept.append(layer)
+    return kept
+
+
+def _fused_need(network: QuantizedNetwork, config: CoreConfig) -> int:
+    """The pool buffer words the pools that may fuse on ``config`` need (0: none may)."""
+    plan = _plan(network, replace(config, pool_words=CoreConfig.INT_FIELDS["pool_words"][2]))
+    return max((math.ceil(lay.out_chw[0] / config.simd) for lay in plan.layers
+                if lay.pool is not None), default=0)
+
+
 def _words(st: Storage, simd: int) -> int:
     c, h, w = st.chw
     return h * w * math.ceil(c / simd)
@@ -210,7 +277,9 @@ def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
     codebook, so a multiply PE's values are no wider than the weights (with
     ``dsp="ecp5"``, 4-bit values let two lanes share each DSP block); wide enough for the
     values of synthesized weights (add multipliers) when they need a table. Memory depths:
-    the smallest powers of two that hold the program; with external weights
+    the smallest powers of two that hold the program; the pool buffer (``pool_words``) the
+    smallest power of two that lets every max pool :func:`_fusable` allows fuse (0 if none
+    can); with external weights
     (``weights="external"``, or ``"auto"`` on a core with ``ext_bits`` when ``weight_depth``
     is given and too small), the weight buffers of :func:`hwq.layout.tiling.external_needs`
     and the descriptors of the tiles. ``fields`` set any other field (or override these).
@@ -244,6 +313,12 @@ def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
                        for b in books)
             base["table_bits"] = max(base["table_bits"], min(need, 8))
             probe = replace(probe, table_bits=base["table_bits"])
+            plan = _plan(network, probe)
+    if "pool_words" not in fields:
+        need = _fused_need(network, probe)
+        base["pool_words"] = 1 << max(0, need - 1).bit_length() if need else 0
+        if base["pool_words"]:
+            probe = replace(probe, pool_words=base["pool_words"])
             plan = _plan(network, probe)
     needs = _needs(plan)
     ext = base.get("ext_bits", 0)
@@ -375,11 +450,20 @@ def _pack(network: QuantizedNetwork, config: CoreConfig, plan: _Plan, *,
             param_imgs.append(prm)
             (sh, sw), (pt, _, pl, _) = prim.stride, prim.padding
             ct0 = srcs[0].ct
-            d.update(kind=KIND_MATMUL, stride_h=sh, stride_w=sw, pad_t=pt, pad_l=pl,
-                     pos0=srcs[0].base - (pt * w + pl) * ct0, col_step=sw * ct0,
-                     row_step=sh * w * ct0, w_base=w_base, w_last=w_used - 1,
-                     p_base=p_base, lo=prim.requant.lo, hi=prim.requant.hi, **fields)
-            positions = oh * ow
+            # a fused pool: the pooled positions step by the pool's stride in conv positions,
+            # the window's taps by one conv position (input step and input rows/columns)
+            (kh, kw), (psh, psw) = layer.pool.kernel if layer.pool else (1, 1), \
+                layer.pool.stride if layer.pool else (1, 1)
+            d.update(kind=KIND_MATMUL, stride_h=psh * sh, stride_w=psw * sw, pad_t=pt,
+                     pad_l=pl, pos0=srcs[0].base - (pt * w + pl) * ct0,
+                     col_step=psw * sw * ct0, row_step=psh * sh * w * ct0, w_base=w_base,
+                     w_last=w_used - 1, p_base=p_base, lo=prim.requant.lo,
+                     hi=prim.requant.hi, **fields)
+            if layer.pool is not None:
+                d.update(fuse=1, kernel_h=kh, kernel_w=kw, dx_step=sw * ct0,
+                         dy_step=sh * w * ct0, tap_sh=sh, tap_sw=sw)
+                info["fused"] = layer.pool_name
+            positions = oh * ow * kh * kw
             info.update(meta, positions=positions, w_base=w_base, w_words=int(img.shape[0]),
                         p_base=p_base,
                         cycles=cyc.matmul_cycles(positions=positions, steps=meta["steps"],
@@ -526,16 +610,21 @@ def network_cycles(network: QuantizedNetwork, config: CoreConfig) -> list[dict[s
     """Model cycles of every op of ``network`` on a core ``config``, without packing.
 
     Returns one dict per op: ``name``, ``kind`` (the op kind), ``cycles`` (0 for an op that
-    lowers to nothing, such as flatten) and, for matmul layers, ``words`` (micro-ops per
-    group), ``positions``, ``macs`` (products of nonzero weights per inference) and
-    ``bit_ops`` (their one-bits at each weight's narrowest two's complement width).
+    lowers to nothing, such as flatten, and for a max pool fused into the matmul before it,
+    which names that matmul in ``fused_into``) and, for matmul layers, ``words`` (micro-ops
+    per group), ``positions`` (that it computes), ``macs`` (products of nonzero weights per
+    inference), ``bit_ops`` (their one-bits at each weight's narrowest two's complement
+    width) and ``fused`` (the max pool in its write-back, if any).
     """
     plan = _plan(network, config)
     by_op = {layer.op.name: layer for layer in plan.layers}
+    fused = {layer.pool_name: layer.op.name for layer in plan.layers if layer.pool is not None}
     out = []
     for op in network.ops:
         entry: dict[str, Any] = {"name": op.name, "kind": op.kind, "cycles": 0}
         layer = by_op.get(op.name)
+        if op.name in fused:
+            entry["fused_into"] = fused[op.name]
         if layer is not None and isinstance(layer.prim, Pool):
             kh, kw = layer.prim.kernel
             entry["cycles"] = cyc.maxpool_cycles(channels=layer.in_chw[0], simd=config.simd,
@@ -544,6 +633,9 @@ def network_cycles(network: QuantizedNetwork, config: CoreConfig) -> list[dict[s
         elif layer is not None:
             steps = layer.terms.group_steps(config.pe)
             positions = layer.out_chw[1] * layer.out_chw[2]
+            if layer.pool is not None:      # the conv positions of the pool windows
+                positions *= layer.pool.kernel[0] * layer.pool.kernel[1]
+                entry["fused"] = layer.pool_name
             w = layer.prim.weight[layer.prim.weight != 0]
             entry.update(steps=steps.tolist(), positions=positions,
                          cycles=cyc.matmul_cycles(positions=positions, steps=steps,

@@ -27,6 +27,14 @@ The descriptors of such a core carry a load (``ld_len`` words from external word
 (start only when no load is in flight), ``nop`` (a descriptor that only loads) and
 ``out_lim`` (the output channel tiles the descriptor writes, for a layer cut into tiles of
 output-channel groups).
+
+Fused pooling (cores with ``pool_words``): a matmul descriptor with ``fuse`` walks the conv
+positions of each max-pool window (``kernel_h x kernel_w`` taps, the conv position of tap
+``(u, v)`` at input offset ``u * dy_step + v * dx_step`` and input row/column offset
+``u * tap_sh``/``v * tap_sw``) and writes each pooled output once, the maximum of its
+window's requantized outputs. Its ``out_h``, ``out_w``, ``stride_*``, ``*_step`` and
+``out_*`` fields then describe the pooled positions (:func:`hwq.layout.compiler.compile`).
+A pool descriptor ignores ``fuse``, ``tap_sh`` and ``tap_sw`` (its taps step by 1).
 """
 
 from __future__ import annotations
@@ -268,6 +276,8 @@ def core_words(config: CoreConfig) -> CoreWords:
         desc_fields += [Field("wait", 1), Field("nop", 1), Field("out_lim", dim),
                         Field("ld_len", addr_bits(config.weight_depth + 1)),
                         Field("ld_dst", w_bits), Field("ld_src", EXT_SRC_BITS)]
+    if config.pool_words:
+        desc_fields += [Field("fuse", 1), Field("tap_sh", dim), Field("tap_sw", dim)]
     desc = WordLayout("desc", desc_fields)
     return CoreWords(act=act, weight=weight, param=param, desc=desc, act_addr_bits=a_bits,
                      weight_addr_bits=w_bits, param_addr_bits=p_bits, desc_addr_bits=d_bits,
