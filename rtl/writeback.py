@@ -18,7 +18,7 @@ output's address). No cycle is added: the comparison is in the cycle of the writ
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
-from amaranth.lib import memory, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hwq.config import CoreConfig
@@ -34,7 +34,10 @@ class Writeback(wiring.Component):
 
     Ports: ``i`` (requant output stream, ``side`` = :func:`group_side_layout`), ``out_ct``
     (In, output channel tiles of the layer), ``wr_addr``/``wr_data``/``wr_en`` (Out, a write
-    port with ``simd`` element enables), ``done`` (Out, strobe: the layer's last write).
+    port with ``simd`` element enables), ``done`` (Out, strobe: the layer's last write); with
+    ``pool_words``: ``fuse`` (In, the layer's pool is fused) and the pool buffer's ports
+    ``pool_addr`` (Out, read without a clock and written at it), ``pool_rdata`` (In),
+    ``pool_wdata``/``pool_wen`` (Out, ``simd`` element enables).
     """
 
     def __init__(self, *, config: CoreConfig) -> None:
@@ -49,7 +52,10 @@ class Writeback(wiring.Component):
             "wr_data": Out(unsigned(config.simd * config.act_bits)),
             "wr_en": Out(config.simd),
             "done": Out(1),
-            **({"fuse": In(1)} if config.pool_words else {}),
+            **({"fuse": In(1), "pool_addr": Out(range(config.pool_words)),
+                "pool_rdata": In(unsigned(config.simd * config.act_bits)),
+                "pool_wdata": Out(unsigned(config.simd * config.act_bits)),
+                "pool_wen": Out(config.simd)} if config.pool_words else {}),
         })
 
     def _pooled(self, m: Module, index, data, en, tfirst, tlast):
@@ -59,20 +65,15 @@ class Writeback(wiring.Component):
         if not cfg.pool_words:
             return data, en
         ab, s = cfg.act_bits, cfg.simd
-        m.submodules.pool_buf = buf = memory.Memory(shape=unsigned(s * ab),
-                                                    depth=cfg.pool_words, init=[])
-        rd = buf.read_port(domain="comb")
-        wr = buf.write_port(granularity=ab)
-        addr = index[:max(1, (cfg.pool_words - 1).bit_length())]
         keep = self.fuse & ~tfirst
         best = []
         for e in range(s):
             y = data[e * ab:(e + 1) * ab].as_signed()
-            b = rd.data[e * ab:(e + 1) * ab].as_signed()
+            b = self.pool_rdata[e * ab:(e + 1) * ab].as_signed()
             best.append(Mux(keep & (b > y), b, y).as_unsigned())
         pooled = Cat(*best)
-        m.d.comb += [rd.addr.eq(addr), wr.addr.eq(addr), wr.data.eq(pooled),
-                     wr.en.eq(Mux(self.fuse, en, 0))]
+        m.d.comb += [self.pool_addr.eq(index), self.pool_wdata.eq(pooled),
+                     self.pool_wen.eq(Mux(self.fuse, en, 0))]
         return pooled, Mux(~self.fuse | tlast, en, 0)
 
     def elaborate(self, platform):
