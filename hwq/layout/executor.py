@@ -200,6 +200,11 @@ class _Loads:
                                  "(it must wait)")
 
     def issue(self, i: int, d: dict) -> None:
+        if d["ld_act"] or d["st_len"]:
+            # the core moves activations over m_axi (hwq.rtl.dma); the compiler does not
+            # emit such transfers yet, so no program can rely on them
+            raise ValueError(f"Descriptor {i}: activation loads and stores over m_axi are not "
+                             "run by this executor; the compiler does not emit them")
         n, src, dst = int(d["ld_len"]), int(d["ld_src"]), int(d["ld_dst"])
         if not n:
             return

@@ -40,7 +40,7 @@ from hwq.serialize import atomic_write, parse_json
 
 MAGIC = b"HWQPROG\0"
 FORMAT = "hwq.Program"
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 #: version 2: descriptors carry stride_h, stride_w, pad_t, pad_l (graph IR); matmuls may
 #: read several tensors. Version 3: the input tensor may be stored in im2col order
 #: (``input.window``, see :class:`Window`).
