@@ -155,7 +155,8 @@ def compile_stage(quantized: dict[str, Any], core: dict[str, Any],
             cycles = int(sum(schedule(program.layers, beats=program.words.ext_beats,
                                       burst=config.ext_burst,
                                       outstanding=config.ext_outstanding,
-                                      latency=core["mem_latency"]))) + OVERHEADS.run
+                                      latency=core["mem_latency"],
+                                      act_beats=program.words.ext_act_beats))) + OVERHEADS.run
             result.update(cycles=cycles, compute_cycles=compute,
                           utilization=useful / (cycles * config.lanes * config.simd),
                           weights="external", external_bytes=int(program.external_bytes),

@@ -49,7 +49,7 @@ from hwq.golden._checks import check_int
 from hwq.hardware import DMA_COMMIT_CYCLES, DMA_ISSUE_CYCLES
 
 __all__ = ["AXI_RAM_LATENCY", "SIM_BASE", "MemoryTiming", "bursts", "load_cycles", "schedule",
-           "store_cycles"]
+           "stall_cycles", "store_cycles"]
 
 #: Byte address where the simulated memories hold a program's external image.
 SIM_BASE = 0x1000_0000
@@ -170,8 +170,26 @@ def schedule(layers: Sequence[Mapping[str, Any]], *, beats: int, burst: int,
     Returns
     -------
     list of int
-        per descriptor: ``cycles`` + the cycles its load check waited.
+        per descriptor: ``cycles`` + the cycles its load check waited (+ a store's time
+        beyond its time at latency 1).
     """
+    return [count for count, _ in _timeline(layers, beats=beats, burst=burst,
+                                            outstanding=outstanding, latency=latency,
+                                            act_beats=act_beats)]
+
+
+def stall_cycles(layers: Sequence[Mapping[str, Any]], *, beats: int, burst: int,
+                 outstanding: int, latency: int, act_beats: int = 0) -> int:
+    """The cycles the load checks of :func:`schedule`'s descriptors wait in all (the core's
+    ``STALL_CYCLES``)."""
+    return sum(wait for _, wait in _timeline(layers, beats=beats, burst=burst,
+                                             outstanding=outstanding, latency=latency,
+                                             act_beats=act_beats))
+
+
+def _timeline(layers: Sequence[Mapping[str, Any]], *, beats: int, burst: int,
+              outstanding: int, latency: int, act_beats: int) -> list[tuple[int, int]]:
+    """(counter, wait) of each descriptor."""
     t = 0                     # cycle of the descriptor's read
     free = 0                  # first cycle the DMA is idle
     out = []
@@ -191,6 +209,6 @@ def schedule(layers: Sequence[Mapping[str, Any]], *, beats: int, burst: int,
             took = store_cycles(first, stored * act_beats, latency=latency, **shape)
             free = start + took
             count += took - store_cycles(first, stored * act_beats, latency=1, **shape)
-        out.append(count)
+        out.append((count, start - check))
         t += count
     return out
