@@ -56,8 +56,9 @@ HEADER_FIELDS = ("format", "format_version", "hwq_version", "config", "fingerpri
 SECTION_FIELDS = ("name", "words", "chunks", "offset", "nbytes", "crc32")
 LAYER_FIELDS = ("name", "kind", "op", "cycles")
 LAYER_FACTS = ("steps", "positions", "w_base", "w_words", "p_base", "groups", "k_tiles",
-               "tile_mask", "tile_bits", "tile", "wait", "ld_words", "ld_src")
-LAYER_LISTS = ("steps", "tile_mask", "tile_bits", "tile")
+               "tile_mask", "tile_bits", "tile", "wait", "ld_words", "ld_src", "ld_act",
+               "st_words", "st_dst", "rows")
+LAYER_LISTS = ("steps", "tile_mask", "tile_bits", "tile", "rows")
 
 
 @dataclass(frozen=True)
