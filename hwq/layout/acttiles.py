@@ -38,7 +38,8 @@ from hwq.hardware import LOAD_CHECK_STAGES, LOAD_DESCRIPTOR_CYCLES
 from hwq.ir import INPUT, Matmul
 from hwq.layout.alloc import Interval, allocate
 
-__all__ = ["ACT_PLACES", "RowTiles", "TilePlan", "plan_tiles", "spillable", "tile_layer"]
+__all__ = ["ACT_PLACES", "RowTiles", "TilePlan", "descriptor_count", "plan_tiles", "spillable",
+           "tile_layer"]
 
 #: Where a program's intermediate tensors go: ``auto`` (on chip if they fit, else the
 #: largest in external memory until the rest fits, on a core with the ``m_axi`` port),
@@ -144,6 +145,20 @@ def plan_tiles(layers: list[Any], intervals: list[Interval], words: dict[str, in
     raise ValueError(f"The activation memory of {depth} words cannot hold the tiles' staging "
                      f"buffers beside the tensors on chip ({peak} words needed; raise "
                      "act_depth)")
+
+
+def descriptor_count(layers: list[Any], plan: TilePlan) -> int:
+    """Descriptors of the program: one per untiled layer; per tile of a tiled layer its
+    own, plus a load (input in external memory) and a store (output there)."""
+    total = 0
+    for i, layer in enumerate(layers):
+        rt = plan.tiles.get(i)
+        if rt is None:
+            total += 1
+            continue
+        per = 1 + int(layer.sources[0] in plan.external) + int(layer.out in plan.external)
+        total += math.ceil(layer.out_chw[1] / rt.rows) * per
+    return total
 
 
 def tile_layer(i: int, layer: Any, d: dict[str, Any], info: dict[str, Any], plan: TilePlan,

@@ -43,7 +43,14 @@ from hwq.golden.formats import CodebookFormat, IntFormat, PotFormat
 from hwq.golden.ops import accumulator_bits
 from hwq.hardware import LOAD_CHECK_STAGES
 from hwq.ir import INPUT, Alias, Matmul, Pool, QuantizedNetwork, Storage
-from hwq.layout.acttiles import ACT_PLACES, TilePlan, plan_tiles, spillable, tile_layer
+from hwq.layout.acttiles import (
+    ACT_PLACES,
+    TilePlan,
+    descriptor_count,
+    plan_tiles,
+    spillable,
+    tile_layer,
+)
 from hwq.layout.alloc import Interval, allocate
 from hwq.layout.encode import MatmulTerms, matmul_terms
 from hwq.layout.program import Program, Tensor, Window
@@ -203,7 +210,8 @@ def _fitted_depth(field: str, need: int) -> int:
 
 
 def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
-                dsp: str = "inferred", weights: str = "auto", **fields: int) -> CoreConfig:
+                dsp: str = "inferred", weights: str = "auto", activations: str = "auto",
+                **fields: int) -> CoreConfig:
     """The narrowest :class:`~hwq.config.CoreConfig` of ``pe`` that runs ``network``.
 
     Weight bits: the widest layer's, within the PE's range. Codebook entries
@@ -214,7 +222,10 @@ def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
     the smallest powers of two that hold the program; with external weights
     (``weights="external"``, or ``"auto"`` on a core with ``ext_bits`` when ``weight_depth``
     is given and too small), the weight buffers of :func:`hwq.layout.tiling.external_needs`
-    and the descriptors of the tiles. ``fields`` set any other field (or override these).
+    and the descriptors of the tiles; with activations in external memory
+    (``activations="external"``, or ``"auto"`` on a core with ``ext_bits`` when ``act_depth``
+    is given and too small), the descriptors of the row tiles (:mod:`hwq.layout.acttiles`)
+    and the activation memory they use. ``fields`` set any other field (or override these).
     """
     ops = network.weight_ops()
     low, high = CoreConfig.WEIGHT_BITS[pe]
@@ -260,6 +271,23 @@ def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
         ext_needs = external_needs(steps, probe, base.get("weight_depth"))
         needs.update(weight_depth=ext_needs["weight_depth"])
         needs["desc_depth"] = ext_needs["desc_depth"]
+    if activations not in ACT_PLACES:
+        raise ValueError(f"Activations must be one of {', '.join(ACT_PLACES)}, not "
+                         f"{activations!r}")
+    if activations == "external" or (activations == "auto" and ext and
+                                     base.get("act_depth", needs["act_depth"])
+                                     < needs["act_depth"]):
+        if not ext:
+            raise ValueError("External activations need a core with the m_axi port (ext_bits "
+                             "32, 64 or 128), not ext_bits=0")
+        depth = base.get("act_depth", _fitted_depth("act_depth", needs["act_depth"]))
+        probe = replace(probe, act_depth=depth, ext_bits=ext)
+        plan = _plan(network, probe)         # the input as stored if its windows do not fit
+        tiles = _spill(network, plan, probe, every=activations == "external")
+        if not base.get("weight_depth") and needs["weight_depth"] < plan.weight_words:
+            needs["weight_depth"] = plan.weight_words    # the first layer's taps unpacked
+        needs.update(act_depth=tiles.peak, desc_depth=descriptor_count(plan.layers, tiles),
+                     param_depth=max(needs["param_depth"], plan.param_words))
     for field, need in needs.items():
         base.setdefault(field, _fitted_depth(field, need))
     return CoreConfig(**base)
