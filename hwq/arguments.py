@@ -129,7 +129,7 @@ def add_memory_arguments(parser: argparse.ArgumentParser) -> None:
                                           f"{CoreConfig.ext_outstanding})")
     group.add_argument("--mem-latency", type=integer(1, 1 << 20), default=None,
                        help="simulated memory: cycles from a read address to its first beat "
-                            "(default 4; cocotb's AxiRamRead: 2)")
+                            "(default 4; cocotb's AxiRam: 2)")
     group.add_argument("--mem-stall", type=_probability, default=0.0,
                        help="simulated memory: probability of a stall per cycle and channel "
                             "(default 0; counters are then checked against the model's bound)")

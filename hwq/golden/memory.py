@@ -53,7 +53,7 @@ __all__ = ["AXI_RAM_LATENCY", "SIM_BASE", "MemoryTiming", "bursts", "load_cycles
 
 #: Byte address where the simulated memories hold a program's external image.
 SIM_BASE = 0x1000_0000
-#: The latency of cocotbext-axi's ``AxiRamRead`` (0.1.28), the memory of the cocotb backend:
+#: The latency of cocotbext-axi's ``AxiRam`` (0.1.28), the memory of the cocotb backend:
 #: measured, its timing is this module's model at this latency.
 AXI_RAM_LATENCY = 2
 

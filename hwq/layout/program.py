@@ -169,7 +169,10 @@ class Program:
         group + 1), and each descriptor has ``wait`` (it waits for the load in flight),
         ``ld_words`` and ``ld_src`` (the load it starts); a descriptor of kind ``"load"``
         only loads. ``cycles`` is then the descriptor's cycles when it never waits
-        (:func:`hwq.golden.memory.schedule` adds the waits).
+        (:func:`hwq.golden.memory.schedule` adds the waits). With activations in external
+        memory (:mod:`hwq.layout.acttiles`) a tiled layer's descriptors have ``rows`` (its
+        first and last output row + 1), a load of kind ``"load"`` has ``ld_act``, and a
+        store (kind ``"store"``: ``st_words``, ``st_dst``) counts its time at latency 1.
     meta : dict
         JSON facts (network name, generator, ...).
     """
