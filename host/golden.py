@@ -53,7 +53,7 @@ import numpy as np
 from hwq.config import CoreConfig
 from hwq.golden._checks import check_int
 from hwq.golden.cycles import OVERHEADS
-from hwq.golden.memory import SIM_BASE, schedule
+from hwq.golden.memory import SIM_BASE, schedule, stall_cycles
 from hwq.host.device import Device, DeviceError, check_offset, check_value
 from hwq.layout import regmap
 from hwq.layout.executor import LayerRun, UnterminatedProgram, run_images
@@ -280,10 +280,19 @@ class GoldenDevice(Device):
         act_lay = self.words.act
         act = act_lay.unpack(self.memories["act"])["a"][None]
         images = {name: self.memories[name] for name in ("desc", "weight", "param")}
+        ext_act = None
+        moves = False
         if self.config.external:
             images["ext"] = self._external_words()
+            d = self.words.desc.unpack(self.memories["desc"])
+            moves = bool(d["st_len"].any() or d["ld_act"].any())
+        if self.config.external and moves:          # activation words over m_axi
+            ext_act = act_lay.unpack(_external_words_of(
+                self.external, self._ext_base - SIM_BASE,
+                self.words.ext_act_beats * self.config.ext_bits // CHUNK_BITS)[:, :act_lay.chunks]
+            )["a"][None].copy()
         try:
-            runs = run_images(self.config, images, act)
+            runs = run_images(self.config, images, act, ext_act)
         except UnterminatedProgram:
             self._busy = self._hung = True
             self._cycles = self._layers_done = 0
@@ -294,13 +303,15 @@ class GoldenDevice(Device):
         self.memories["act"][:] = act_lay.pack(act.shape[1], a=act[0])
         counts = [r.cycles for r in runs]
         if self.config.external:
-            cfg = self.config
-            counts = schedule([{"cycles": r.cycles, "wait": r.wait, "ld_words": r.ld_words,
-                                "ld_src": r.ld_src} for r in runs],
-                              beats=self.words.ext_beats, burst=cfg.ext_burst,
-                              outstanding=cfg.ext_outstanding, latency=self.memory_latency)
-            self._stall_cycles = (sum(counts) - sum(r.cycles for r in runs)) & _MASK32
-            self._ext_beats = (sum(r.ld_words for r in runs) * self.words.ext_beats) & _MASK32
+            cfg, w = self.config, self.words
+            timing = dict(beats=w.ext_beats, burst=cfg.ext_burst, act_beats=w.ext_act_beats,
+                          outstanding=cfg.ext_outstanding, latency=self.memory_latency)
+            counts = schedule([r.transfer() for r in runs], **timing)
+            self._stall_cycles = stall_cycles([r.transfer() for r in runs], **timing) & _MASK32
+            self._ext_beats = sum(r.ld_words * (w.ext_act_beats if r.ld_act else w.ext_beats)
+                                  + r.st_words * w.ext_act_beats for r in runs) & _MASK32
+            if moves:
+                self._store_external(ext_act, runs)
         for r, count in zip(runs, counts, strict=True):
             self._cycle_mem[r.index] = count & _MASK32
         self._cycles = (sum(counts) + OVERHEADS.run) & _MASK32
@@ -308,6 +319,22 @@ class GoldenDevice(Device):
         self.last_run = runs
         self._busy = False
         self._done = True
+
+
+    def _store_external(self, ext_act: np.ndarray, runs: list[LayerRun]) -> None:
+        """Write the activation words the run stored into the external bytes (each word
+        zero-padded to whole beats, as the core writes it)."""
+        lay = self.words.act
+        size = self.words.ext_act_beats * self.config.ext_bits // 8
+        offset = self._ext_base - SIM_BASE
+        for r in runs:
+            if not r.st_words:
+                continue
+            packed = lay.pack(r.st_words, a=ext_act[0, r.st_dst:r.st_dst + r.st_words])
+            for k in range(r.st_words):
+                raw = np.ascontiguousarray(packed[k], dtype="<u4").tobytes()
+                at = offset + (r.st_dst + k) * size
+                self.external[at:at + size] = raw + bytes(size - len(raw))
 
 
 def _external_words_of(memory: bytes, offset: int, chunks: int) -> np.ndarray:

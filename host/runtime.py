@@ -120,7 +120,8 @@ def model_layer_cycles(program: Program, latency: int | None) -> np.ndarray:
     if program.images["ext"].shape[0] and latency is not None:
         return np.array(schedule(program.layers, beats=program.words.ext_beats,
                                  burst=cfg.ext_burst, outstanding=cfg.ext_outstanding,
-                                 latency=latency), dtype=np.int64)
+                                 latency=latency, act_beats=program.words.ext_act_beats),
+                        dtype=np.int64)
     return np.array([int(layer["cycles"]) for layer in program.layers], dtype=np.int64)
 
 

@@ -98,15 +98,25 @@ positive_seconds = positive_number("seconds")
 
 def add_memory_arguments(parser: argparse.ArgumentParser) -> None:
     """Where the weights live and the simulated external memory (``hwq sim``, ``hwq flow``):
-    ``--weights``, ``--ext-bits``, ``--ext-burst``, ``--ext-outstanding``, ``--mem-latency``,
+    ``--weights``, ``--activations``, ``--act-depth``, ``--ext-bits``, ``--ext-burst``,
+    ``--ext-outstanding``, ``--mem-latency``,
     ``--mem-stall``, ``--mem-seed``."""
+    from hwq.layout.acttiles import ACT_PLACES
     from hwq.layout.tiling import WEIGHT_PLACES
 
-    group = parser.add_argument_group("external memory (weights streamed over m_axi)")
+    group = parser.add_argument_group("external memory (weights and activations over m_axi)")
     group.add_argument("--weights", choices=WEIGHT_PLACES, default="auto",
                        help="where the weights live: on chip, or streamed in tiles from "
                             "external memory (auto: external only when they do not fit and the "
                             "core has the port; default auto)")
+    group.add_argument("--activations", choices=ACT_PLACES, default="auto",
+                       help="where intermediate tensors live: on chip, or in external memory "
+                            "with their layers run in tiles of output rows (auto: external "
+                            "only when they do not fit --act-depth and the core has the port; "
+                            "default auto)")
+    group.add_argument("--act-depth", type=integer(*CoreConfig.INT_FIELDS["act_depth"][1:]),
+                       default=None, metavar="WORDS",
+                       help="activation memory words (default: what the network needs)")
     ext = CoreConfig.INT_FIELDS
     group.add_argument("--ext-bits", type=int, choices=CoreConfig.EXT_BITS[1:], default=None,
                        help="data width of the core's AXI4 master port m_axi (default 64 with "
@@ -119,7 +129,7 @@ def add_memory_arguments(parser: argparse.ArgumentParser) -> None:
                                           f"{CoreConfig.ext_outstanding})")
     group.add_argument("--mem-latency", type=integer(1, 1 << 20), default=None,
                        help="simulated memory: cycles from a read address to its first beat "
-                            "(default 4; cocotb's AxiRamRead: 2)")
+                            "(default 4; cocotb's AxiRam: 2)")
     group.add_argument("--mem-stall", type=_probability, default=0.0,
                        help="simulated memory: probability of a stall per cycle and channel "
                             "(default 0; counters are then checked against the model's bound)")
@@ -137,21 +147,24 @@ def _probability(text: str) -> float:
     return value
 
 
-def memory_from_arguments(args: argparse.Namespace, backend: str) -> tuple[str, dict, object]:
-    """``(weights, core fields, MemoryTiming or None)`` of :func:`add_memory_arguments`'
-    options: the core fields (``ext_bits``, ...) to build the core with, and the simulated
-    memory (None: the backend's default)."""
+def memory_from_arguments(args: argparse.Namespace, backend: str) -> tuple[dict, dict, object]:
+    """``(places, core fields, MemoryTiming)`` of :func:`add_memory_arguments`' options:
+    ``weights`` and ``activations`` (keywords of ``core_config`` and ``compile``), the core
+    fields (``ext_bits``, ``act_depth``, ...) to build the core with, and the simulated
+    memory."""
     from hwq.golden.memory import AXI_RAM_LATENCY, MemoryTiming
 
-    fields = {name: getattr(args, name) for name in ("ext_bits", "ext_burst", "ext_outstanding")
+    fields = {name: getattr(args, name) for name in ("ext_bits", "ext_burst", "ext_outstanding",
+                                                     "act_depth")
               if getattr(args, name) is not None}
-    if args.weights == "external":
+    if "external" in (args.weights, args.activations):
         fields.setdefault("ext_bits", 64)
-    if args.weights == "onchip" and fields.get("ext_bits"):
+    if args.weights == "onchip" and args.activations == "onchip" and fields.get("ext_bits"):
         raise ValueError("--ext-bits gives the core an external memory port, which "
-                         "--weights onchip does not use: leave one of them out")
+                         "--weights onchip --activations onchip do not use: leave one of "
+                         "them out")
     latency = args.mem_latency
     if latency is None:
         latency = AXI_RAM_LATENCY if backend == "cocotb" else 4
     memory = MemoryTiming(latency=latency, stall=args.mem_stall, seed=args.mem_seed)
-    return args.weights, fields, memory
+    return {"weights": args.weights, "activations": args.activations}, fields, memory

@@ -33,7 +33,7 @@ from hwq.layout import regmap
 from hwq.layout.words import KIND_POOL, MEMORY_IDS, core_words
 from hwq.rtl.addrgen import AddressGenerator
 from hwq.rtl.axil import RegisterBlock, axil_signature
-from hwq.rtl.dma import WeightDma, axi4_read_signature
+from hwq.rtl.dma import Dma, axi4_signature
 from hwq.rtl.fetch import ActFetch, WeightFetch, group_side_layout
 from hwq.rtl.maxpool import MaxPool
 from hwq.rtl.pe import MacArray
@@ -71,7 +71,7 @@ class Core(wiring.Component):
         activation memory words to preload, address -> word.
 
     Ports: ``s_axil`` (AXI4-Lite slave), ``s_axis`` (AXI-Stream of 32-bit bulk chunks),
-    ``irq``; with ``config.ext_bits``, ``m_axi`` (AXI4 read master, :mod:`hwq.rtl.dma`).
+    ``irq``; with ``config.ext_bits``, ``m_axi`` (AXI4 master, :mod:`hwq.rtl.dma`).
     """
 
     def __init__(self, *, config: CoreConfig, program: Program | None = None,
@@ -90,7 +90,7 @@ class Core(wiring.Component):
             "irq": Out(1),
         }
         if config.external:
-            ports["m_axi"] = Out(axi4_read_signature(config.ext_bits))
+            ports["m_axi"] = Out(axi4_signature(config.ext_bits))
         super().__init__(ports)
 
     def _memories(self, m: Module) -> dict[str, memory.Memory]:
@@ -268,15 +268,21 @@ class Core(wiring.Component):
             if dma is not None:
                 with m.State("CHECK"):                  # wait for the load; start our own
                     loads = desc.ld_len != 0
-                    with m.If((desc.wait | loads) & dma.busy):
+                    stores = desc.st_len != 0
+                    with m.If((desc.wait | loads | stores) & dma.busy):
                         m.d.sync += stall_cycles.eq(stall_cycles + 1)
                     with m.Else():
-                        m.d.comb += dma.start.eq(loads)
-                        with m.If(desc.nop):
+                        m.d.comb += [dma.start.eq(loads), dma.st_start.eq(stores)]
+                        with m.If(stores):
+                            m.next = "STORE"
+                        with m.Elif(desc.nop):
                             finish_layer()
                         with m.Else():
                             m.d.sync += start_ag.eq(1)
                             m.next = "START"
+                with m.State("STORE"):                  # until every write is acknowledged
+                    with m.If(~dma.storing):
+                        finish_layer()
             with m.State("START"):                      # address generator setup
                 m.d.sync += start_ag.eq(0)
                 m.next = "RUN"
@@ -293,12 +299,15 @@ class Core(wiring.Component):
                                layers_done=layers_done, layer_sel=layer_sel, cyc_rd=cyc_rd,
                                dma=dma, stall_cycles=stall_cycles, ext_beats=ext_beats)
 
-    def _loader(self, m: Module, p: SimpleNamespace, desc, busy) -> WeightDma:
-        """The weight loader on ``m_axi``, its request from the descriptor, ``EXT_BASE``."""
-        m.submodules.dma = dma = WeightDma(config=self.config)
+    def _loader(self, m: Module, p: SimpleNamespace, desc, busy) -> Dma:
+        """The DMA on ``m_axi``, its requests from the descriptor, ``EXT_BASE``."""
+        m.submodules.dma = dma = Dma(config=self.config)
         wiring.connect(m, wiring.flipped(self.m_axi), dma.m_axi)
         m.d.comb += [dma.src.eq(desc.ld_src), dma.dst.eq(desc.ld_dst),
-                     dma.length.eq(desc.ld_len), dma.base.eq(p.ext_base)]
+                     dma.length.eq(desc.ld_len), dma.to_act.eq(desc.ld_act),
+                     dma.st_src.eq(desc.st_src), dma.st_dst.eq(desc.st_dst),
+                     dma.st_len.eq(desc.st_len), dma.base.eq(p.ext_base),
+                     dma.rd_data.eq(p.act_rd.data)]
         return dma
 
     def _bulk_path(self, m: Module, p: SimpleNamespace, dp: SimpleNamespace,
@@ -350,7 +359,7 @@ class Core(wiring.Component):
             dma, port = seq.dma, host_wr["weight"]
             with m.If(busy):
                 m.d.comb += [port.addr.eq(dma.wr_addr), port.data.eq(dma.wr_data),
-                             port.en.eq(dma.wr_en)]
+                             port.en.eq(dma.wr_en & ~dma.wr_act)]
         with m.If(commit):
             m.d.sync += bulk_addr.eq(bulk_addr + 1)
         # read-back of the activation memory, one chunk per BULK_RDATA read
@@ -387,6 +396,15 @@ class Core(wiring.Component):
                                        wb.wr_en),
                              Mux(host_act, (1 << cfg.simd) - 1, 0))),
         ]
+        if seq.dma is not None:
+            # the DMA's activation transfers run in descriptors that compute nothing: a
+            # store reads through the read port, a load writes through the write port
+            dma = seq.dma
+            with m.If(busy & dma.storing):
+                m.d.comb += [act_rd.addr.eq(dma.rd_addr), act_rd.en.eq(dma.rd_en)]
+            with m.If(busy & dma.wr_en & dma.wr_act):
+                m.d.comb += [act_wr.addr.eq(dma.wr_addr), act_wr.data.eq(dma.wr_data[:act_bits]),
+                             act_wr.en.eq((1 << cfg.simd) - 1)]
 
         return SimpleNamespace(bulk_sel=bulk_sel, bulk_addr=bulk_addr, act_word=act_word,
                                rchunk=rchunk)

@@ -19,7 +19,7 @@ from hwq.host.device import Device, DeviceError, DeviceTimeout, check_offset, ch
 from hwq.host.runtime import InferenceResult, Runtime
 from hwq.layout.program import Program
 from hwq.layout.regmap import ADDR, BIT, MEM
-from hwq.rtl.axi_memory import AxiReadMemory
+from hwq.rtl.axi_memory import AxiMemory
 from hwq.rtl.core import Core
 
 __all__ = ["AmaranthDevice", "CoreRun", "axil_read", "axil_read_resp", "axil_write",
@@ -90,14 +90,14 @@ class AmaranthDevice(Device):
         the simulated core.
     stream_bulk : bool
         write bulk words through ``s_axis`` rather than ``BULK_WDATA``.
-    memory : AxiReadMemory, optional
+    memory : AxiMemory, optional
         the memory model on the core's ``m_axi`` port (its testbench runs beside).
     """
 
     name = "amaranth"
 
     def __init__(self, ctx, core: Core, *, stream_bulk: bool = False,
-                 memory: AxiReadMemory | None = None) -> None:
+                 memory: AxiMemory | None = None) -> None:
         self.ctx, self.core, self.stream_bulk = ctx, core, stream_bulk
         self.memory = memory
         if memory is not None and not memory.stall:
@@ -170,7 +170,7 @@ def simulate_core(program: Program, x: object, *, load: str = "init",
     ``load="init"`` preloads the images into the memories (fast; the runtime then only
     checks the core's identity); ``"bulk"`` writes them through ``BULK_WDATA``
     (AXI4-Lite), ``"axis"`` through the ``s_axis`` port. Inputs go through the bulk path
-    (``s_axis`` with ``"axis"``). A core with ``m_axi`` gets an :class:`AxiReadMemory` of
+    (``s_axis`` with ``"axis"``). A core with ``m_axi`` gets an :class:`AxiMemory` of
     ``latency``, ``stall`` and ``seed`` that holds the external image.
     """
     if load not in ("init", "bulk", "axis"):
@@ -182,7 +182,7 @@ def simulate_core(program: Program, x: object, *, load: str = "init",
     preload = load == "init"
     core = Core(config=cfg, program=program if preload else None)
     out: dict[str, InferenceResult] = {}
-    memory = (AxiReadMemory(core.m_axi, data_bits=cfg.ext_bits, latency=latency, stall=stall,
+    memory = (AxiMemory(core.m_axi, data_bits=cfg.ext_bits, latency=latency, stall=stall,
                             seed=seed) if cfg.external else None)
 
     async def testbench(ctx):

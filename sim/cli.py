@@ -75,15 +75,15 @@ def run(args: argparse.Namespace) -> int:
     if not args.network.is_file():
         raise FileNotFoundError(f"No network file at {args.network}")
     _check_options(args)
-    weights, ext_fields, memory = memory_from_arguments(args, args.backend)
+    places, ext_fields, memory = memory_from_arguments(args, args.backend)
     network = None
     if _is_program(args.network):
         program = Program.load(args.network)
         given = [f"--{name.replace('_', '-')}" for name in ("pe", "lanes", "simd", "ext_bits",
-                                                            "ext_burst", "ext_outstanding")
+                                                            "ext_burst", "ext_outstanding",
+                                                            "act_depth")
                  if getattr(args, name) is not None]
-        if args.weights != "auto":
-            given.append("--weights")
+        given += [f"--{name}" for name, place in places.items() if place != "auto"]
         if given:
             verb = "applies" if len(given) == 1 else "apply"
             raise ValueError(f"{' and '.join(given)} {verb} to a network, not to the Program "
@@ -93,8 +93,8 @@ def run(args: argparse.Namespace) -> int:
     if network is not None:
         pe = args.pe or _pe_for(network)
         config = core_config(network, pe=pe, lanes=args.lanes or 8, simd=args.simd or 8,
-                             dsp=args.dsp or "inferred", weights=weights, **ext_fields)
-        program = compile_network(network, config, weights=weights)
+                             dsp=args.dsp or "inferred", **places, **ext_fields)
+        program = compile_network(network, config, **places)
     else:
         config = replace(program.config, dsp=args.dsp) if args.dsp else program.config
     x, labels = _inputs(args, program, network)

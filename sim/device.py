@@ -14,7 +14,7 @@ import logging
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, First, RisingEdge, Timer
-from cocotbext.axi import AxiLiteBus, AxiLiteMaster, AxiRamRead, AxiReadBus
+from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
 
 from hwq.golden.memory import AXI_RAM_LATENCY, MemoryTiming
 from hwq.host.device import Device, DeviceError, DeviceTimeout, check_offset, check_value
@@ -38,10 +38,9 @@ class SimDevice(Device):
     stream_bulk : bool
         write bulk words through ``s_axis`` (default) rather than ``BULK_WDATA``.
     memory : MemoryTiming, optional
-        the memory on a core's ``m_axi`` port: a cocotbext-axi ``AxiRamRead`` from byte 0,
-        whose latency is :data:`hwq.golden.memory.AXI_RAM_LATENCY` (``latency`` must be
-        that), with ``stall`` as the pause probability of its read address and data
-        channels.
+        the memory on a core's ``m_axi`` port: a cocotbext-axi ``AxiRam`` from byte 0, whose
+        read latency is :data:`hwq.golden.memory.AXI_RAM_LATENCY` (``latency`` must be
+        that), with ``stall`` as the pause probability of its channels.
     """
 
     name = "sim"
@@ -52,10 +51,10 @@ class SimDevice(Device):
         self.stream_bulk = stream_bulk
         self.memory = memory or MemoryTiming(latency=AXI_RAM_LATENCY)
         if self.memory.latency != AXI_RAM_LATENCY:
-            raise ValueError(f"The cocotb memory (AxiRamRead) has a latency of "
+            raise ValueError(f"The cocotb memory (AxiRam) has a read latency of "
                              f"{AXI_RAM_LATENCY} cycles, not {self.memory.latency}")
         self.memory_latency = self.memory.fixed_latency
-        self.ram: AxiRamRead | None = None
+        self.ram: AxiRam | None = None
         self.clock = Clock(dut.clk, CLOCK_PERIOD_NS, unit="ns")
         self.clock.start()
         self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil_"), dut.clk, dut.rst)
@@ -67,19 +66,23 @@ class SimDevice(Device):
         self._irq_enabled = False
 
     async def write_external(self, image: np.ndarray) -> int:
-        """The image into an ``AxiRamRead`` on ``m_axi``, from byte 0."""
+        """The image into an ``AxiRam`` on ``m_axi``, from byte 0."""
         if not hasattr(self.dut, "m_axi__arvalid"):
             return await super().write_external(image)
         data = np.ascontiguousarray(image, dtype="<u4").tobytes()
         if self.ram is None:
-            self.ram = AxiRamRead(AxiReadBus.from_prefix(self.dut, "m_axi_"), self.dut.clk,
-                                  self.dut.rst, size=max(4096, 1 << (len(data) - 1).bit_length()))
-            for channel in (self.ram.ar_channel, self.ram.r_channel):
+            self.ram = AxiRam(AxiBus.from_prefix(self.dut, "m_axi_"), self.dut.clk,
+                              self.dut.rst, size=max(4096, 1 << (len(data) - 1).bit_length()))
+            ram = self.ram
+            channels = (ram.read_if.ar_channel, ram.read_if.r_channel, ram.write_if.aw_channel,
+                        ram.write_if.w_channel, ram.write_if.b_channel)
+            for channel in channels:
                 channel.log.setLevel(logging.WARNING)
-            self.ram.log.setLevel(logging.WARNING)
+            for log in (ram.read_if.log, ram.write_if.log):
+                log.setLevel(logging.WARNING)
             if self.memory.stall:
                 rng = np.random.default_rng(self.memory.seed)
-                for channel in (self.ram.ar_channel, self.ram.r_channel):
+                for channel in channels:
                     channel.set_pause_generator(_pauses(rng, self.memory.stall))
         self.ram.write(0, data)
         return 0

@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     if args.energy and not (args.report and args.asic):
         raise ValueError("--energy applies with --report --asic (the ASIC report it extends)")
     kept: dict[str, Any] = {}
-    weights, ext_fields, memory = memory_from_arguments(args, args.backend)
+    places, ext_fields, memory = memory_from_arguments(args, args.backend)
     report = flow(
         model=args.model, data_path=args.data, method=args.method,
         bits=4 if args.bits is None else args.bits,
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         limit=args.limit, seed=args.seed or 0,
         waves=args.waves, free_run=args.free_run, backend=args.backend, jobs=args.jobs,
         progress=not args.no_progress, cache_dir=args.cache_dir,
-        log=lambda text: _say(args, text), weights=weights, ext=ext_fields, memory=memory,
+        log=lambda text: _say(args, text), ext=ext_fields, memory=memory, **places,
         after_run=lambda program, x: kept.update(program=program, x=x),
     )
     text = format_report(report)
@@ -230,6 +230,7 @@ def flow(
     cache_dir: Path | None = None,
     log=print,
     weights: str = "auto",
+    activations: str = "auto",
     ext: dict[str, int] | None = None,
     memory: MemoryTiming | None = None,
     after_run: Callable[[Any, Any], None] | None = None,
@@ -241,9 +242,10 @@ def flow(
     :func:`hwq.quant.cli.resolve_model`) with its data or ``data_path``'s; with
     ``network_path``, ``data_path`` alone gives the test images. ``backend`` and ``jobs``
     choose the simulator (:func:`hwq.sim.simulate.simulate`). ``weights`` places the
-    weights (:data:`hwq.layout.tiling.WEIGHT_PLACES`), ``ext`` gives the core's external
-    memory port (``ext_bits``, ``ext_burst``, ``ext_outstanding``) and ``memory`` the
-    simulated memory on it;
+    weights (:data:`hwq.layout.tiling.WEIGHT_PLACES`) and ``activations`` the intermediate
+    tensors (:data:`hwq.layout.acttiles.ACT_PLACES`), ``ext`` gives the core's external
+    memory port (``ext_bits``, ``ext_burst``, ``ext_outstanding``; ``act_depth``) and
+    ``memory`` the simulated memory on it;
     ``after_run(program, x)`` receives the compiled Program and the quantized inputs
     after the simulation.
     """
@@ -298,9 +300,9 @@ def flow(
     timings["quantize_s"] = time.perf_counter() - t0
 
     config = core_config(network, pe=pe, lanes=lanes, simd=simd, dsp=dsp, weights=weights,
-                         **(ext or {}))
+                         activations=activations, **(ext or {}))
     t0 = time.perf_counter()
-    program = compile_network(network, config, weights=weights)
+    program = compile_network(network, config, weights=weights, activations=activations)
     timings["compile_s"] = time.perf_counter() - t0
     log(f"[2/4] compiled for {pe} {lanes}x{simd}: {len(program.layers)} layers, "
         f"{program.cycles()} model cycles per inference")

@@ -8,6 +8,7 @@
 // per cycle; waiting for DONE clocks the core until its irq line rises. Register offsets,
 // bit masks and memory ids come from hwq_regs.h, written from hwq.layout.regmap.
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <deque>
@@ -36,11 +37,14 @@ using Trace = VerilatedVcdC;
 namespace {
 
 #ifdef HWQ_EXT_BITS
-// The external memory on the core's m_axi read port (hwq.golden.memory's model): a read
+// The external memory on the core's m_axi port (hwq.golden.memory's model): a read
 // address is accepted in the cycle it is offered, its burst's first beat comes `latency`
-// cycles later at the earliest, one beat per cycle, bursts in order. With a stall
-// probability each cycle drops arready or withholds the beat (xorshift, seeded). Beats
-// outside the image read SLVERR and zeros.
+// cycles later at the earliest, one beat per cycle, bursts in order. Write addresses and
+// data are accepted in the cycle they are offered (data may come first) and a write burst's
+// response comes `latency` cycles after both its address and its last beat at the earliest,
+// in order. With a stall probability each cycle drops arready, awready or wready or
+// withholds a read beat or a response (xorshift, seeded). Beats outside the image read
+// SLVERR and zeros; writes outside it are dropped and answered SLVERR.
 constexpr uint32_t EXT_BYTES = HWQ_EXT_BITS / 8;
 
 struct AxiMemory {
@@ -58,6 +62,42 @@ struct AxiMemory {
     std::deque<Burst> bursts;
     bool ar_ready = false, give = false, take_ar = false, taken = false;
     Burst request{};
+
+    struct WriteBurst {
+        uint64_t addr;
+        uint32_t len, got = 0;
+        uint64_t ready = 0;  // max(address cycle, last beat cycle)
+        bool inside = true;
+    };
+    struct Beat {
+        uint8_t bytes[EXT_BYTES];
+        uint32_t strobe;
+        uint64_t cycle;
+    };
+    std::deque<WriteBurst> writes;  // address accepted, in order
+    std::deque<Beat> early;         // data beats ahead of their address
+    bool aw_ready = false, w_ready = false, respond = false;
+    bool take_aw = false, take_w = false, responded = false;
+    WriteBurst aw_request{};
+    Beat w_request{};
+
+    // The burst the next data beat belongs to (the oldest not yet full), or null.
+    WriteBurst* filling() {
+        for (WriteBurst& b : writes)
+            if (b.got < b.len) return &b;
+        return nullptr;
+    }
+
+    void put(WriteBurst& b, const Beat& beat) {
+        uint64_t at = b.addr + static_cast<uint64_t>(b.got) * EXT_BYTES;
+        bool inside = at >= base && at - base + EXT_BYTES <= data.size();
+        b.inside = b.inside && inside;
+        if (inside)
+            for (uint32_t i = 0; i < EXT_BYTES; ++i)
+                if (beat.strobe >> i & 1u) data[at - base + i] = beat.bytes[i];
+        b.ready = std::max(b.ready, beat.cycle);
+        ++b.got;
+    }
 
     bool stall() {
         if (!stall_ppm) return false;
@@ -88,6 +128,14 @@ struct AxiMemory {
             MAXI(rresp) = inside ? 0 : 2;
             MAXI(rlast) = b.left == 1;
         }
+        aw_ready = !stall();
+        MAXI(awready) = aw_ready;
+        w_ready = !stall();
+        MAXI(wready) = w_ready;
+        respond = !writes.empty() && writes.front().got == writes.front().len
+                  && writes.front().ready + latency <= cycle && !stall();
+        MAXI(bvalid) = respond;
+        if (respond) MAXI(bresp) = writes.front().inside ? 0 : 2;
     }
 
     // After the settle, before the edge: what the core offers in this cycle.
@@ -96,10 +144,45 @@ struct AxiMemory {
         if (take_ar) request = {MAXI(araddr), static_cast<uint32_t>(MAXI(arlen)) + 1u,
                                 cycle + latency};
         taken = give && MAXI(rready);
+        take_aw = aw_ready && MAXI(awvalid);
+        if (take_aw) aw_request = {MAXI(awaddr), static_cast<uint32_t>(MAXI(awlen)) + 1u, 0,
+                                   cycle, true};
+        take_w = w_ready && MAXI(wvalid);
+        if (take_w) {
+            uint32_t words[(EXT_BYTES + 3) / 4] = {};
+#if HWQ_EXT_BITS > 64
+            for (uint32_t i = 0; i < EXT_BYTES / 4; ++i) words[i] = MAXI(wdata)[i];
+#elif HWQ_EXT_BITS > 32
+            words[0] = static_cast<uint32_t>(MAXI(wdata));
+            words[1] = static_cast<uint32_t>(MAXI(wdata) >> 32);
+#else
+            words[0] = MAXI(wdata);
+#endif
+            std::memcpy(w_request.bytes, words, EXT_BYTES);
+            w_request.strobe = static_cast<uint32_t>(MAXI(wstrb));
+            w_request.cycle = cycle;
+        }
+        responded = respond && MAXI(bready);
     }
 
     // After the edge: the handshakes took place.
     void commit() {
+        if (responded) writes.pop_front();
+        if (take_aw) {
+            writes.push_back(aw_request);
+            while (!early.empty() && filling() == &writes.back()) {
+                put(writes.back(), early.front());
+                early.pop_front();
+            }
+        }
+        if (take_w) {
+            ++beats;
+            if (WriteBurst* b = filling()) {
+                put(*b, w_request);
+            } else {
+                early.push_back(w_request);
+            }
+        }
         if (taken) {
             ++beats;
             Burst& b = bursts.front();
@@ -320,6 +403,20 @@ int hwq_ext_load(void* handle, const uint32_t* chunks, uint64_t n, uint64_t base
     return 0;
 #else
     (void)handle, (void)chunks, (void)n, (void)base, (void)latency, (void)stall_ppm, (void)seed;
+    return -1;
+#endif
+}
+
+// ``n`` 32-bit chunks of the external memory from byte ``offset`` of the image on (what
+// the core stored there). Returns 0, or -1 without m_axi or past the image's end.
+int hwq_ext_read(void* handle, uint32_t* chunks, uint64_t n, uint64_t offset) {
+#ifdef HWQ_EXT_BITS
+    AxiMemory& mem = static_cast<Sim*>(handle)->memory;
+    if (offset + 4 * n > mem.data.size()) return -1;
+    std::memcpy(chunks, &mem.data[offset], 4 * n);
+    return 0;
+#else
+    (void)handle, (void)chunks, (void)n, (void)offset;
     return -1;
 #endif
 }

@@ -134,7 +134,7 @@ def simulate(
         cycles of that reference; default :data:`hwq.sim.harness.FREE_RUN_CYCLES`.
     memory : MemoryTiming, optional
         the memory model on the core's ``m_axi`` port (a core with ``ext_bits``; default
-        :data:`DEFAULT_MEMORY`; under cocotb, cocotbext-axi's ``AxiRamRead``, whose latency
+        :data:`DEFAULT_MEMORY`; under cocotb, cocotbext-axi's ``AxiRam``, whose read latency
         is :data:`hwq.golden.memory.AXI_RAM_LATENCY`): with a fixed latency each layer's
         counter is asserted against :func:`hwq.golden.memory.schedule`, with stalls against
         its lower bound.
@@ -190,7 +190,7 @@ def sim_memory(backend: str, memory: MemoryTiming | None) -> MemoryTiming:
     if not isinstance(memory, MemoryTiming):
         raise TypeError(f"Memory must be a MemoryTiming, not {type(memory).__name__}")
     if backend == "cocotb" and memory.latency != AXI_RAM_LATENCY:
-        raise ValueError(f"The cocotb backend's memory (cocotbext-axi AxiRamRead) has a "
+        raise ValueError(f"The cocotb backend's memory (cocotbext-axi AxiRam) has a "
                          f"latency of {AXI_RAM_LATENCY} cycles, not {memory.latency}: use the "
                          "compiled backend for other latencies")
     return memory

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from hwq.arguments import integer, positive_number
-from hwq.config import PE_TYPES
-from hwq.explore.space import DEFAULTS
+from hwq.config import PE_TYPES, CoreConfig
+from hwq.explore.space import DEFAULTS, WEIGHT_AXIS
 from hwq.workloads import WORKLOADS
 
 
@@ -30,7 +30,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="the workload (default digits)")
     parser.add_argument("--config", type=Path, default=None, metavar="FILE.toml",
                         help="the sweep as TOML (keys model, methods, bits, pe, lanes, simd, "
-                             "seed, sample, target, device); flags given here win")
+                             "seed, sample, weights, ext_bits, mem_latency, target, device); "
+                             "flags given here win")
     parser.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
                         help=f"quantization methods (default {' '.join(DEFAULTS['methods'])})")
     parser.add_argument("--bits", type=integer(1, 8), nargs="+", default=None,
@@ -45,6 +46,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="quantization seed, and the seed of --sample (default 0)")
     parser.add_argument("--sample", type=integer(1), default=None, metavar="N",
                         help="a seeded random sample of N points instead of the whole grid")
+    parser.add_argument("--weights", nargs="+", default=None, choices=WEIGHT_AXIS,
+                        help="where the weights live: every weight on chip, or streamed in "
+                             "tiles from external memory over the core's AXI4 master (both: "
+                             "each point twice; default onchip)")
+    parser.add_argument("--ext-bits", type=int, default=None, choices=CoreConfig.EXT_BITS[1:],
+                        help=f"AXI4 data width of the external-weight points (default "
+                             f"{DEFAULTS['ext_bits']})")
+    parser.add_argument("--mem-latency", type=integer(1, 1 << 20), default=None,
+                        help=f"cycles from a read address to its first beat, for the cycles of "
+                             f"the external-weight points (default {DEFAULTS['mem_latency']})")
     parser.add_argument("--target", choices=["ecp5", "ice40"], default=None,
                         help="FPGA family of the reports (default ecp5)")
     parser.add_argument("--device", default=None,
@@ -76,17 +87,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
     """The sweep: defaults, then the TOML file, then the flags."""
-    from hwq.explore.space import read_toml
+    from hwq.explore.space import check_memory, read_toml
 
     settings: dict[str, Any] = {"model": "digits", "target": "ecp5", "device": None,
                                 **DEFAULTS}
     if args.config is not None:
         settings.update(read_toml(args.config))
-    for key in ("model", "methods", "bits", "pe", "lanes", "simd", "seed", "sample", "target",
-                "device"):
+    for key in ("model", "methods", "bits", "pe", "lanes", "simd", "seed", "sample", "weights",
+                "ext_bits", "mem_latency", "target", "device"):
         value = getattr(args, key)
         if value is not None:
             settings[key] = value
+    check_memory(settings["ext_bits"], settings["mem_latency"])
     if settings["model"] not in WORKLOADS:
         raise ValueError(f"Unknown model {settings['model']!r}; allowed: {', '.join(WORKLOADS)}")
     return settings
@@ -103,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
     points, skipped = grid(settings["model"], methods=list(settings["methods"]),
                            bits=settings["bits"], pe=list(settings["pe"]),
                            lanes=settings["lanes"], simd=settings["simd"],
-                           seed=settings["seed"], sample=settings["sample"])
+                           seed=settings["seed"], sample=settings["sample"],
+                           weights=settings["weights"])
     out = check_output(args.out, "-o/--out", folder=True)
     if args.cache_dir is not None:
         check_output(args.cache_dir, "--cache-dir", folder=True)
@@ -115,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
                       report=not args.no_report, sim_check=args.sim_check,
                       sim_images=args.sim_images, address=args.address,
                       cache_root=None if args.cache_dir is None else str(args.cache_dir),
-                      retry=args.retry, progress=not args.no_progress)
+                      retry=args.retry, progress=not args.no_progress,
+                      ext_bits=settings["ext_bits"], mem_latency=settings["mem_latency"])
     rows = sweep.pop("rows")
     objs = mark_pareto(rows)
     budget = {"budget_luts": args.budget_luts, "min_accuracy": args.min_accuracy}

@@ -15,7 +15,8 @@ __all__ = ["COLUMNS", "format_table", "write_outputs"]
 #: (key, header, format) of the table's columns, in order.
 COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("method", "method", "{}"), ("bits", "bits", "{}"), ("pe", "PE", "{}"),
-    ("lanes", "lanes", "{}"), ("simd", "simd", "{}"), ("accuracy", "accuracy %", "{:.2f}"),
+    ("lanes", "lanes", "{}"), ("simd", "simd", "{}"), ("weights", "weights", "{}"),
+    ("accuracy", "accuracy %", "{:.2f}"),
     ("weight_bits", "weight bits", "{:,}"), ("cycles", "cycles", "{:,}"),
     ("utilization", "util %", "{:.1%}"), ("device", "part", "{}"), ("lut4", "LUT4", "{:,}"),
     ("ff", "FF", "{:,}"), ("carry", "CCU2C", "{:,}"), ("dsp", "DSP", "{}"),

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from hwq.explore.space import Point
+from hwq.explore.space import Point, core_inputs
 from hwq.explore.stages import (
     StageCache,
     compile_stage,
@@ -121,6 +121,9 @@ def _row(point: Point, q: dict | None, c: dict | None, r: dict | None,
     if c and "error" not in c:
         row.update(cycles=c["cycles"], utilization=c["utilization"], core=c["config"],
                    act_peak_words=c["act_peak_words"])
+        if "compute_cycles" in c:
+            row.update(compute_cycles=c["compute_cycles"], external_bytes=c["external_bytes"],
+                       mem_latency=c["mem_latency"])
     if r and "error" not in r:
         res = r["resources"]
         row.update(device=r["device"], fmax_mhz=r["fmax_mhz"], lut4=res["lut4"],
@@ -145,12 +148,16 @@ def _row(point: Point, q: dict | None, c: dict | None, r: dict | None,
 def run_sweep(points: list[Point], *, target: str = "ecp5", device: str | None = None,
               report: bool = True, sim_check: int = 0, sim_images: int = 8,
               address: str | None = None, cache_root: str | None = None, retry: bool = False,
-              progress: bool = True) -> dict[str, Any]:
+              progress: bool = True, ext_bits: int = 64, mem_latency: int = 4
+              ) -> dict[str, Any]:
     """Every point's row (in ``points`` order) and how the sweep ran.
 
     ``sim_check`` points (a seeded sample) also run ``sim_images`` test images on the
-    Verilated core; a difference from golden or the cycle model is the row's error.
+    Verilated core; a difference from golden or the cycle model is the row's error. Points
+    with external weights get an ``ext_bits`` port and their cycles are modelled (and
+    simulated) on a memory of fixed latency ``mem_latency``.
     """
+    cores = [core_inputs(p, ext_bits=ext_bits, mem_latency=mem_latency) for p in points]
     say = (lambda text: print(text, file=sys.stderr)) if progress else (lambda text: None)
     cache = StageCache(cache_root)
     sched = _Scheduler(cache, address, retry, say)
@@ -180,8 +187,7 @@ def run_sweep(points: list[Point], *, target: str = "ecp5", device: str | None =
 
     def on_quantize(i: int, q: dict) -> None:
         parts[i]["q"] = q
-        point = points[i]
-        core = {"pe": point.pe, "lanes": point.lanes, "simd": point.simd}
+        core = cores[i]
         if "error" in q:
             maybe_finish(i)
             return

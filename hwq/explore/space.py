@@ -1,9 +1,11 @@
-"""The points of a sweep: method x bits x PE x lanes x simd for one model, from flags or TOML.
+"""The points of a sweep: method x bits x PE x lanes x simd (x weights on chip or external) for
+one model, from flags or TOML.
 
 A :class:`Point` is one design: a quantization (method, weight bits, seed) of the workload's
-model and a core (PE type, lanes, simd) that runs it. :func:`grid` makes every combination,
-drops those that cannot exist (a method's weight format the PE does not take, bits outside the
-method's range) with the reason, and optionally draws a seeded random sample of the rest.
+model and a core (PE type, lanes, simd, where its weights live) that runs it. :func:`grid`
+makes every combination, drops those that cannot exist (a method's weight format the PE does
+not take, bits outside the method's range) with the reason, and optionally draws a seeded
+random sample of the rest.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 from hwq.config import PE_TYPES, CoreConfig
 
-__all__ = ["DEFAULTS", "Point", "grid", "read_toml"]
+__all__ = ["DEFAULTS", "WEIGHT_AXIS", "Point", "check_memory", "core_inputs", "grid", "read_toml"]
 
 #: The sweep of a bare ``hwq explore --model M``: 3 methods x 3 bit widths x 3 PE types x
 #: 2 array sizes (the pairs that exist: INQ on shift_add, uniform on bit_serial and multiply,
@@ -30,7 +32,15 @@ DEFAULTS: dict[str, Any] = {
     "simd": [8],
     "seed": 0,
     "sample": None,
+    "weights": ["onchip"],
+    "ext_bits": 64,
+    "mem_latency": 4,
 }
+
+#: Where a point's weights live: every weight in the core's weight memory, or streamed in
+#: double-buffered tiles over the core's AXI4 master from external memory
+#: (:mod:`hwq.layout.tiling`).
+WEIGHT_AXIS = ("onchip", "external")
 
 
 @dataclass(frozen=True, order=True)
@@ -44,10 +54,12 @@ class Point:
     lanes: int
     simd: int
     seed: int = 0
+    weights: str = "onchip"
 
     @property
     def label(self) -> str:
         return (f"{self.method} {self.bits}b / {self.pe} {self.lanes}x{self.simd}"
+                + (" / external weights" if self.weights == "external" else "")
                 + (f" / seed {self.seed}" if self.seed else ""))
 
     def to_dict(self) -> dict[str, Any]:
@@ -65,7 +77,8 @@ def _ints(name: str, values: Any, lo: int, hi: int) -> list[int]:
 
 
 def grid(model: str, *, methods: list[str], bits: list[int], pe: list[str], lanes: list[int],
-         simd: list[int], seed: int = 0, sample: int | None = None
+         simd: list[int], seed: int = 0, sample: int | None = None,
+         weights: list[str] | tuple[str, ...] = ("onchip",)
          ) -> tuple[list[Point], list[dict[str, Any]]]:
     """``(points, skipped)``: every valid combination (or a seeded sample of ``sample`` of
     them) and each dropped combination with its reason. Bad values raise ``ValueError``."""
@@ -79,6 +92,13 @@ def grid(model: str, *, methods: list[str], bits: list[int], pe: list[str], lane
             raise ValueError(f"PE type must be one of {', '.join(PE_TYPES)}, not {p!r}")
     if not methods or not pe:
         raise ValueError("A sweep needs at least one method and one PE type")
+    weights = [weights] if isinstance(weights, str) else list(weights)
+    for place in weights:
+        if place not in WEIGHT_AXIS:
+            raise ValueError(f"--weights must be among {', '.join(WEIGHT_AXIS)}, not {place!r}")
+    if not weights:
+        raise ValueError("--weights needs at least one of onchip, external")
+    places = [p for p in WEIGHT_AXIS if p in weights]
     specs = {m: get_method(m) for m in methods}  # unknown methods: one clear error
     for name, spec in specs.items():
         if spec.bits_optional:
@@ -103,8 +123,8 @@ def grid(model: str, *, methods: list[str], bits: list[int], pe: list[str], lane
         if reason:
             skipped.append({"method": m, "bits": b, "pe": p, "reason": reason})
             continue
-        points += [Point(model, m, b, p, la, s, seed)
-                   for la, s in itertools.product(lane_values, simd_values)]
+        points += [Point(model, m, b, p, la, s, seed, place)
+                   for la, s, place in itertools.product(lane_values, simd_values, places)]
     if sample is not None:
         if isinstance(sample, bool) or not isinstance(sample, int) or sample < 1:
             raise ValueError(f"--sample must be a positive integer, not {sample!r}")
@@ -117,8 +137,8 @@ def grid(model: str, *, methods: list[str], bits: list[int], pe: list[str], lane
 
 
 #: Keys a sweep TOML file may hold (any may be left out; flags given on the command line win).
-TOML_KEYS = ("model", "methods", "bits", "pe", "lanes", "simd", "seed", "sample", "target",
-             "device")
+TOML_KEYS = ("model", "methods", "bits", "pe", "lanes", "simd", "seed", "sample", "weights",
+             "ext_bits", "mem_latency", "target", "device")
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -134,7 +154,29 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"{p}: unknown key(s) {', '.join(unknown)}; allowed: "
                          f"{', '.join(TOML_KEYS)}")
-    for key in ("methods", "pe"):
+    for key in ("methods", "pe", "weights"):
         if key in doc and isinstance(doc[key], str):
             doc[key] = [doc[key]]
     return doc
+
+
+def core_inputs(point: Point, *, ext_bits: int = 64, mem_latency: int = 4) -> dict[str, Any]:
+    """The core half of a point's compile stage: PE, lanes, simd and, for external weights,
+    the port width and the memory latency its cycles are modelled at (left out for on-chip
+    weights, so their cached stages keep their keys)."""
+    core: dict[str, Any] = {"pe": point.pe, "lanes": point.lanes, "simd": point.simd}
+    if point.weights == "external":
+        check_memory(ext_bits, mem_latency)
+        core.update(weights="external", ext_bits=ext_bits, mem_latency=mem_latency)
+    return core
+
+
+def check_memory(ext_bits: Any, mem_latency: Any) -> None:
+    """Refuse an external port width or a memory latency the sweep cannot use."""
+    if ext_bits not in CoreConfig.EXT_BITS[1:] or isinstance(ext_bits, bool):
+        raise ValueError(f"--ext-bits must be one of "
+                         f"{', '.join(map(str, CoreConfig.EXT_BITS[1:]))}, not {ext_bits!r}")
+    if isinstance(mem_latency, bool) or not isinstance(mem_latency, int) \
+            or not 1 <= mem_latency <= 1 << 20:
+        raise ValueError(f"--mem-latency must be an integer in 1..{1 << 20}, not "
+                         f"{mem_latency!r}")

@@ -119,7 +119,10 @@ def quantize_stage(inputs: dict[str, Any], cache_root: str | None = None,
 
 def compile_stage(quantized: dict[str, Any], core: dict[str, Any],
                   cache_root: str | None = None) -> dict[str, Any]:
-    """Compile the network for ``core`` (pe, lanes, simd): its fitted config and cycles."""
+    """Compile the network for ``core`` (pe, lanes, simd; :func:`hwq.explore.space.core_inputs`):
+    its fitted config and cycles. With ``weights="external"`` the weights stream from external
+    memory over an ``ext_bits`` port and the cycles include the waits for loads on a memory of
+    fixed latency ``mem_latency`` (:func:`hwq.golden.memory.schedule`)."""
     if "error" in quantized:
         return {"error": quantized["error"], "cached": quantized.get("cached", False)}
     cache = StageCache(cache_root)
@@ -131,16 +134,34 @@ def compile_stage(quantized: dict[str, Any], core: dict[str, Any],
         from hwq.layout.compiler import core_config, network_cycles
 
         network = serialize.load(quantized["network_file"])
-        config = core_config(network, pe=core["pe"], lanes=core["lanes"], simd=core["simd"])
-        program = compile_network(network, config)
+        weights = core.get("weights", "onchip")
+        extra = {"ext_bits": core["ext_bits"]} if weights == "external" else {}
+        config = core_config(network, pe=core["pe"], lanes=core["lanes"], simd=core["simd"],
+                             weights=weights, **extra)
+        program = compile_network(network, config, weights=weights)
         layers = network_cycles(network, config)
         macs = sum(layer.get("macs", 0) for layer in layers)
         plane_ops = sum(layer.get("bit_ops", 0) for layer in layers)
         useful = plane_ops if config.pe == "bit_serial" else macs  # as hwq flow counts
         cycles = int(program.cycles())
-        return {"config": config.to_dict(), "cycles": cycles, "macs": int(macs),
-                "utilization": useful / (cycles * config.lanes * config.simd),
-                "act_peak_words": int(program.meta["act_peak"])}
+        result = {"config": config.to_dict(), "cycles": cycles, "macs": int(macs),
+                  "utilization": useful / (cycles * config.lanes * config.simd),
+                  "act_peak_words": int(program.meta["act_peak"])}
+        if weights == "external":
+            from hwq.golden.cycles import OVERHEADS
+            from hwq.golden.memory import schedule
+
+            compute = cycles
+            cycles = int(sum(schedule(program.layers, beats=program.words.ext_beats,
+                                      burst=config.ext_burst,
+                                      outstanding=config.ext_outstanding,
+                                      latency=core["mem_latency"],
+                                      act_beats=program.words.ext_act_beats))) + OVERHEADS.run
+            result.update(cycles=cycles, compute_cycles=compute,
+                          utilization=useful / (cycles * config.lanes * config.simd),
+                          weights="external", external_bytes=int(program.external_bytes),
+                          mem_latency=core["mem_latency"])
+        return result
 
     return _guard("compile", cache, key, work)
 
@@ -181,16 +202,20 @@ def sim_stage(quantized: dict[str, Any], compiled: dict[str, Any], images: int,
     def work() -> dict[str, Any]:
         from hwq import golden, serialize
         from hwq.config import CoreConfig
+        from hwq.golden.memory import MemoryTiming
         from hwq.layout.compiler import compile as compile_network
         from hwq.sim.simulate import simulate
         from hwq.workloads import get_workload
 
         network = serialize.load(quantized["network_file"])
-        program = compile_network(network, CoreConfig.from_dict(compiled["config"]))
+        program = compile_network(network, CoreConfig.from_dict(compiled["config"]),
+                                  weights=compiled.get("weights", "onchip"))
         data = get_workload(quantized["model"]).load_data()
         x = golden.quantize_input(data.x_test[:images].numpy(), network.input_scale,
                                   network.act_bits)
-        sim = simulate(program, None, x, jobs=1, progress=False)
+        memory = (MemoryTiming(latency=compiled["mem_latency"]) if "mem_latency" in compiled
+                  else None)
+        sim = simulate(program, None, x, jobs=1, progress=False, memory=memory)
         mismatches = int((sim.outputs != golden.run(network, x)).sum())
         return {"images": images, "mismatches": mismatches,
                 "cycle_model_mismatches": sim.cycle_model_mismatches(),

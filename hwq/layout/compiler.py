@@ -27,7 +27,8 @@ Fused pooling (:func:`_fuse_pools`): on a core with a pool buffer (``pool_words`
 pool runs in the write-back of the matmul that produces its input, as one descriptor that
 computes only the conv positions of the pool windows, in window order, and writes the
 pooled tensor; the conv's own output is never stored. The standalone pool descriptor stays
-for every pool the rule of :func:`_fusable` refuses.
+for every pool the rule of :func:`_fusable` refuses, and for every pool of a program whose
+activations run in row tiles (:mod:`hwq.layout.acttiles`).
 
 Activations: every stored tensor gets a region by liveness (:mod:`hwq.layout.alloc`). The
 network input is stored in im2col order when that packs the first layer's kernel taps into
@@ -49,6 +50,14 @@ from hwq.golden.formats import CodebookFormat, IntFormat, PotFormat
 from hwq.golden.ops import accumulator_bits
 from hwq.hardware import LOAD_CHECK_STAGES
 from hwq.ir import INPUT, Alias, Matmul, Pool, QuantizedNetwork, Storage
+from hwq.layout.acttiles import (
+    ACT_PLACES,
+    TilePlan,
+    descriptor_count,
+    plan_tiles,
+    spillable,
+    tile_layer,
+)
 from hwq.layout.alloc import Interval, allocate
 from hwq.layout.encode import MatmulTerms, matmul_terms
 from hwq.layout.program import Program, Tensor, Window
@@ -86,17 +95,19 @@ class _Plan:
     window: Window | None = None           # the input's im2col order, if it has one
 
 
-def _plan(network: QuantizedNetwork, config: CoreConfig) -> _Plan:
+def _plan(network: QuantizedNetwork, config: CoreConfig, *, fuse: bool = True) -> _Plan:
     """The plan of ``network`` on ``config``: with the input in im2col order when that packs
     the first layer's taps (:func:`_input_window`) and the activation memory holds it, else
-    with the input as stored."""
-    plan = _plan_with(network, config, window=True)
+    with the input as stored; with the max pools :func:`_fusable` allows fused unless
+    ``fuse`` is False (a program with activation tiles, :mod:`hwq.layout.acttiles`)."""
+    plan = _plan_with(network, config, window=True, fuse=fuse)
     if plan.window is not None and _needs(plan)["act_depth"] > config.act_depth:
-        return _plan_with(network, config, window=False)
+        return _plan_with(network, config, window=False, fuse=fuse)
     return plan
 
 
-def _plan_with(network: QuantizedNetwork, config: CoreConfig, *, window: bool) -> _Plan:
+def _plan_with(network: QuantizedNetwork, config: CoreConfig, *, window: bool,
+               fuse: bool = True) -> _Plan:
     shapes = network.tensor_shapes()
     storage = {INPUT: Storage.of_shape(network.input_shape)}
     owner = {INPUT: INPUT}
@@ -128,7 +139,8 @@ def _plan_with(network: QuantizedNetwork, config: CoreConfig, *, window: bool) -
     if not layers:
         raise ValueError("Network has no conv2d, linear or maxpool2d layer for the core to run")
     window = _input_window(network, layers, owner, storage, s) if window else None
-    layers = _fuse_pools(network, layers, owner, config)
+    if fuse:
+        layers = _fuse_pools(network, layers, owner, config)
 
     # liveness: a storage owner lives from the layer writing it to the last layer reading it
     index = {layer.out: i for i, layer in enumerate(layers)}
@@ -269,7 +281,8 @@ def _fitted_depth(field: str, need: int) -> int:
 
 
 def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
-                dsp: str = "inferred", weights: str = "auto", **fields: int) -> CoreConfig:
+                dsp: str = "inferred", weights: str = "auto", activations: str = "auto",
+                **fields: int) -> CoreConfig:
     """The narrowest :class:`~hwq.config.CoreConfig` of ``pe`` that runs ``network``.
 
     Weight bits: the widest layer's, within the PE's range. Codebook entries
@@ -282,7 +295,10 @@ def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
     can); with external weights
     (``weights="external"``, or ``"auto"`` on a core with ``ext_bits`` when ``weight_depth``
     is given and too small), the weight buffers of :func:`hwq.layout.tiling.external_needs`
-    and the descriptors of the tiles. ``fields`` set any other field (or override these).
+    and the descriptors of the tiles; with activations in external memory
+    (``activations="external"``, or ``"auto"`` on a core with ``ext_bits`` when ``act_depth``
+    is given and too small), the descriptors of the row tiles (:mod:`hwq.layout.acttiles`)
+    and the activation memory they use. ``fields`` set any other field (or override these).
     """
     ops = network.weight_ops()
     low, high = CoreConfig.WEIGHT_BITS[pe]
@@ -334,13 +350,33 @@ def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
         ext_needs = external_needs(steps, probe, base.get("weight_depth"))
         needs.update(weight_depth=ext_needs["weight_depth"])
         needs["desc_depth"] = ext_needs["desc_depth"]
+    if activations not in ACT_PLACES:
+        raise ValueError(f"Activations must be one of {', '.join(ACT_PLACES)}, not "
+                         f"{activations!r}")
+    if activations == "external" or (activations == "auto" and ext and
+                                     base.get("act_depth", needs["act_depth"])
+                                     < needs["act_depth"]):
+        if not ext:
+            raise ValueError("External activations need a core with the m_axi port (ext_bits "
+                             "32, 64 or 128), not ext_bits=0")
+        depth = base.get("act_depth", _fitted_depth("act_depth", needs["act_depth"]))
+        if "pool_words" not in fields:       # row tiles run their pools unfused
+            base["pool_words"] = 0
+        probe = replace(probe, act_depth=depth, ext_bits=ext, pool_words=base["pool_words"])
+        # the input as stored if its windows do not fit; the pools unfused
+        plan = _plan(network, probe, fuse=False)
+        tiles = _spill(network, plan, probe, every=activations == "external")
+        if not base.get("weight_depth") and needs["weight_depth"] < plan.weight_words:
+            needs["weight_depth"] = plan.weight_words    # the first layer's taps unpacked
+        needs.update(act_depth=tiles.peak, desc_depth=descriptor_count(plan.layers, tiles),
+                     param_depth=max(needs["param_depth"], plan.param_words))
     for field, need in needs.items():
         base.setdefault(field, _fitted_depth(field, need))
     return CoreConfig(**base)
 
 
 def compile(network: QuantizedNetwork, config: CoreConfig, *,  # noqa: A001
-            weights: str = "auto") -> Program:
+            weights: str = "auto", activations: str = "auto") -> Program:
     """Compile ``network`` for a core ``config``.
 
     Parameters
@@ -350,6 +386,13 @@ def compile(network: QuantizedNetwork, config: CoreConfig, *,  # noqa: A001
         streams every matmul layer's weights from the external image in tiles
         (:mod:`hwq.layout.tiling`; the core needs ``ext_bits``); ``auto`` does so only when
         they do not fit the weight memory and the core has the port.
+    activations : {"auto", "onchip", "external"}
+        where intermediate tensors live (:data:`hwq.layout.acttiles.ACT_PLACES`):
+        ``external`` puts every tensor that can go in external memory and runs the layers
+        that read or write one in tiles of output rows (:mod:`hwq.layout.acttiles`; the
+        core needs ``ext_bits``, the weights must be on chip); ``auto`` does so, largest
+        tensor first, only when they do not fit the activation memory and the core has the
+        port.
 
     Raises
     ------
@@ -370,10 +413,28 @@ def compile(network: QuantizedNetwork, config: CoreConfig, *,  # noqa: A001
     if network.act_bits > config.act_bits:
         raise ValueError(f"Network activations of {network.act_bits} bits are wider than the "
                          f"core's {config.act_bits}-bit activations (act_bits)")
+    if activations not in ACT_PLACES:
+        raise ValueError(f"Activations must be one of {', '.join(ACT_PLACES)}, not "
+                         f"{activations!r}")
+    if activations == "external" and not config.external:
+        raise ValueError("External activations need a core with the m_axi port (ext_bits 32, "
+                         "64 or 128), not ext_bits=0")
     plan = _plan(network, config)
     needs = _needs(plan)
     external = weights == "external" or (
         weights == "auto" and config.external and needs["weight_depth"] > config.weight_depth)
+    spill = activations == "external" or (
+        activations == "auto" and config.external and needs["act_depth"] > config.act_depth)
+    tiles = None
+    if spill:
+        if external:
+            raise ValueError("Weights and activations both in external memory are not "
+                             "supported yet: keep the weights on chip (weights='onchip', a "
+                             "larger weight_depth) or the activations (a larger act_depth)")
+        plan = _plan(network, config, fuse=False)    # row tiles run their pools unfused
+        tiles = _spill(network, plan, config, every=activations == "external")
+        del needs["act_depth"]          # the tiles' staging buffers: fitted by _spill
+        needs["desc_depth"] = 0         # the tiles' descriptors: checked after cutting them
     if external:
         del needs["weight_depth"]       # the tiles' buffers: checked when cutting the tiles
         needs["desc_depth"] = 0         # the tiles' descriptors: checked after cutting them
@@ -384,22 +445,48 @@ def compile(network: QuantizedNetwork, config: CoreConfig, *,  # noqa: A001
         fits = ", ".join(f"{f}={_fitted_depth(f, n)}" for f, n in short.items())
         hint = ("; or stream the weights from external memory (ext_bits=64)"
                 if "weight_depth" in short and not config.external else "")
+        if "act_depth" in short and not config.external:
+            hint += "; or keep activations in external memory in row tiles (ext_bits=64)"
         raise ValueError(f"Network does not fit the core: {'; '.join(parts)} "
                          f"({fits} would fit){hint}")
-    return _pack(network, config, plan, external=external)
+    return _pack(network, config, plan, external=external, tiles=tiles)
+
+
+def _spill(network: QuantizedNetwork, plan: _Plan, config: CoreConfig, *,
+           every: bool) -> TilePlan:
+    """The tensors in external memory and the row tiles (:mod:`hwq.layout.acttiles`): every
+    one that can go, or the largest first until the rest fits."""
+    words = {iv.name: iv.words for iv in plan.intervals}
+    can = spillable(plan.layers, plan.owner[network.output])
+    if not can:
+        raise ValueError("Network does not fit the activation memory, and no tensor of it can "
+                         "live in external memory (only tensors written by one layer of one "
+                         "input and read by such layers can)")
+    if every:
+        return plan_tiles(plan.layers, plan.intervals, words, can, config)
+    order = sorted(can, key=lambda t: -words[t])
+    error: ValueError | None = None
+    for k in range(1, len(order) + 1):
+        try:
+            return plan_tiles(plan.layers, plan.intervals, words, order[:k], config)
+        except ValueError as exc:
+            error = exc
+    raise ValueError(f"Network does not fit the activation memory even with "
+                     f"{', '.join(order)} in external memory: {error}")
 
 
 def _pack(network: QuantizedNetwork, config: CoreConfig, plan: _Plan, *,
-          external: bool = False) -> Program:
+          external: bool = False, tiles: TilePlan | None = None) -> Program:
     words = core_words(config)
     s = config.simd
-    bases, peak = allocate(plan.intervals)
+    bases, peak = (tiles.bases, tiles.peak) if tiles is not None else allocate(plan.intervals)
     shapes = network.tensor_shapes()
 
     def tensor(name: str) -> Tensor:
         st = plan.storage[name]
-        return Tensor(base=bases[plan.owner[name]], chw=st.chw, ct=math.ceil(st.chw[0] / s),
-                      shape=shapes[name], window=plan.window if name == INPUT else None)
+        return Tensor(base=bases.get(plan.owner[name], 0), chw=st.chw,
+                      ct=math.ceil(st.chw[0] / s), shape=shapes[name],
+                      window=plan.window if name == INPUT else None)
 
     descs: list[dict[str, Any]] = []
     weight_imgs: list[np.ndarray] = []
@@ -468,8 +555,26 @@ def _pack(network: QuantizedNetwork, config: CoreConfig, plan: _Plan, *,
                         p_base=p_base,
                         cycles=cyc.matmul_cycles(positions=positions, steps=meta["steps"],
                                                  lanes=config.lanes, simd=s))
+        if tiles is not None and i in tiles.tiles:
+            kept = [t for t in (layer.sources[0], layer.out) if t not in tiles.external]
+            t_descs, t_infos = tile_layer(
+                i, layer, d, info, tiles, config,
+                src_base=srcs[0].base if layer.sources[0] in kept else None,
+                dst_base=dst.base if layer.out in kept else None,
+                ext_base=0, act_beats=words.ext_act_beats)
+            descs += t_descs
+            infos += t_infos
+            continue
         descs.append(d)
         infos.append(info)
+    if tiles is not None:
+        for j, d in enumerate(descs):
+            d["last"] = int(j == len(descs) - 1)
+        if len(descs) > config.desc_depth:
+            raise ValueError(f"Network does not fit the core: its row tiles need "
+                             f"{len(descs)} descriptors, {config.desc_depth} available "
+                             f"(desc_depth={_fitted_depth('desc_depth', len(descs))} would fit, "
+                             "or a larger act_depth)")
     if external:
         descs, infos, ext_image = tile_descriptors(descs, infos, layer_imgs, config, words)
         if len(descs) > config.desc_depth:
@@ -480,6 +585,8 @@ def _pack(network: QuantizedNetwork, config: CoreConfig, plan: _Plan, *,
         weight_imgs = []
     elif config.external:               # weights on chip, on a core with the load check
         for d, info in zip(descs, infos, strict=True):
+            if "rows" in info:          # a row tile, its load or store: counted already
+                continue
             d["out_lim"] = d["out_ct"]
             info["cycles"] += LOAD_CHECK_STAGES
     for d, info in zip(descs, infos, strict=True):
@@ -495,8 +602,15 @@ def _pack(network: QuantizedNetwork, config: CoreConfig, plan: _Plan, *,
                                        if r is None else r for r in rows])
         else:
             desc_values[k] = np.array([0 if r is None else r for r in rows], dtype=np.int64)
+    if tiles is not None:                # zeros where the tensors in external memory go
+        beat_bytes = config.ext_bits // 8
+        rows = -(-tiles.ext_words * words.ext_act_beats // words.ext_beats)
+        ext_image = np.zeros((rows, words.ext_chunks), np.uint32)
+        assert rows * words.ext_beats * beat_bytes >= \
+            tiles.ext_words * words.ext_act_beats * beat_bytes
     images = {
-        "ext": ext_image if external else np.zeros((0, words.ext_chunks), np.uint32),
+        "ext": ext_image if external or tiles is not None
+        else np.zeros((0, words.ext_chunks), np.uint32),
         "desc": words.desc.pack(len(descs), **desc_values),
         "weight": np.concatenate(weight_imgs) if weight_imgs else
         np.zeros((0, words.weight.chunks), np.uint32),
@@ -505,6 +619,9 @@ def _pack(network: QuantizedNetwork, config: CoreConfig, plan: _Plan, *,
     }
     meta = {"network": dict(network.meta), "ops": [op.name for op in network.ops],
             "act_peak": peak}
+    if tiles is not None:
+        meta["act_external"] = dict(tiles.external)     # tensor -> first external word
+        meta["act_external_words"] = tiles.ext_words
     return Program(config=config, images=images, input=tensor(INPUT),
                    output=tensor(network.output), layers=infos, meta=meta)
 

@@ -25,6 +25,7 @@ import numpy as np
 from hwq.config import CoreConfig
 from hwq.golden import cycles as cyc
 from hwq.golden.formats import IntFormat, PotFormat
+from hwq.golden.memory import store_cycles
 from hwq.golden.requant import requantize
 from hwq.hardware import LOAD_CHECK_STAGES, LOAD_DESCRIPTOR_CYCLES
 from hwq.layout.program import Program
@@ -53,9 +54,11 @@ class LayerRun:
         micro-ops of each output-channel group, as stored (matmul; empty for a pool).
     cycles : int
         model cycles of the layer (:func:`layer_cycles`), without waiting for loads.
-    wait, ld_words, ld_src : bool, int, int
+    wait, ld_words, ld_src, ld_act : bool, int, int, bool
         a core with external memory: whether the descriptor waits for the load in flight,
-        and the load it starts (:func:`hwq.golden.memory.schedule` times them).
+        and the load it starts (of activation words with ``ld_act``);
+    st_words, st_dst : int
+        the activation words it stores (:func:`hwq.golden.memory.schedule` times them all).
     """
 
     index: int
@@ -66,6 +69,15 @@ class LayerRun:
     wait: bool = False
     ld_words: int = 0
     ld_src: int = 0
+    ld_act: bool = False
+    st_words: int = 0
+    st_dst: int = 0
+
+    def transfer(self) -> dict[str, int]:
+        """The fields :func:`hwq.golden.memory.schedule` reads."""
+        return {"cycles": self.cycles, "wait": int(self.wait), "ld_words": self.ld_words,
+                "ld_src": self.ld_src, "ld_act": int(self.ld_act), "st_words": self.st_words,
+                "st_dst": self.st_dst}
 
 
 def execute(program: Program, x: object) -> np.ndarray:
@@ -99,7 +111,7 @@ def execute(program: Program, x: object) -> np.ndarray:
 
 
 def run_images(config: CoreConfig, images: Mapping[str, np.ndarray],
-               act: np.ndarray) -> list[LayerRun]:
+               act: np.ndarray, ext_act: np.ndarray | None = None) -> list[LayerRun]:
     """Run the program held in memory images on activation memories, as the core does.
 
     Parameters
@@ -111,6 +123,10 @@ def run_images(config: CoreConfig, images: Mapping[str, np.ndarray],
     act : numpy.ndarray
         int64 activation memories ``(N, depth, simd)`` (one per sample, element ``s`` of a
         word is channel ``ct*simd + s``); updated in place.
+    ext_act : numpy.ndarray, optional
+        a core with external memory: its activation words ``(N, words, simd)`` int64 (word
+        ``i`` the external activation word ``i``), which stores write and activation loads
+        read; updated in place. Default: zeros as large as the descriptors reach.
 
     Returns
     -------
@@ -131,7 +147,7 @@ def run_images(config: CoreConfig, images: Mapping[str, np.ndarray],
         raise ValueError(f"Activation memories must have shape (N, depth, {config.simd}), "
                          f"not {act.shape}")
     desc_img = images["desc"]
-    loads = _Loads(config, words, images) if config.external else None
+    loads = _Loads(config, words, images, act, ext_act) if config.external else None
     if loads is not None:
         images = {**images, "weight": loads.weight}
     runs = []
@@ -140,8 +156,8 @@ def run_images(config: CoreConfig, images: Mapping[str, np.ndarray],
         if loads is not None:
             loads.start(i, d)
         if loads is not None and d["nop"]:
-            runs.append(LayerRun(index=i, kind="load", positions=0, steps=(),
-                                 cycles=LOAD_DESCRIPTOR_CYCLES))
+            runs.append(LayerRun(index=i, kind="store" if d["st_len"] else "load",
+                                 positions=0, steps=(), cycles=layer_cycles(config, d)))
         elif d["kind"] == KIND_POOL:
             if d["kernel_h"] < 1 or d["kernel_w"] < 1:
                 raise ValueError(f"Descriptor {i}: a pool window of {d['kernel_h']}x"
@@ -163,7 +179,8 @@ def run_images(config: CoreConfig, images: Mapping[str, np.ndarray],
         if loads is not None:
             loads.issue(i, d)
             runs[-1] = replace(runs[-1], wait=bool(d["wait"]), ld_words=int(d["ld_len"]),
-                               ld_src=int(d["ld_src"]))
+                               ld_src=int(d["ld_src"]), ld_act=bool(d["ld_act"]),
+                               st_words=int(d["st_len"]), st_dst=int(d["st_dst"]))
         if d["last"]:
             return runs
     raise UnterminatedProgram(
@@ -172,16 +189,19 @@ def run_images(config: CoreConfig, images: Mapping[str, np.ndarray],
 
 
 class _Loads:
-    """The weight buffer of a core with external memory and the loads into it.
+    """The weight buffer of a core with external memory, and its DMA's transfers.
 
     A load starts with its descriptor and may still run while the descriptors after it
     work: it is applied at once here, and a descriptor that reads words of a load in flight
     without waiting for it (``wait``) is refused, as is a load into the words its own
-    descriptor reads (the core would read them while they change).
+    descriptor reads (the core would read them while they change). Activation loads
+    (``ld_act``) and stores run only in ``nop`` descriptors (the array is idle while the DMA
+    uses an activation memory port); a store ends with its descriptor, and every descriptor
+    that computes waits for an activation load in flight.
     """
 
-    def __init__(self, config: CoreConfig, words: CoreWords,
-                 images: Mapping[str, np.ndarray]) -> None:
+    def __init__(self, config: CoreConfig, words: CoreWords, images: Mapping[str, np.ndarray],
+                 act: np.ndarray, ext_act: np.ndarray | None) -> None:
         self.ext = images.get("ext", np.zeros((0, words.ext_chunks), np.uint32))
         chunks = words.weight.chunks
         given = images["weight"]
@@ -190,21 +210,60 @@ class _Loads:
         else:
             self.weight = np.zeros((config.weight_depth, chunks), np.uint32)
             self.weight[:min(len(given), config.weight_depth)] = given[:config.weight_depth]
+        self.act = act
+        if ext_act is None:
+            d = words.desc.unpack(images["desc"])
+            reach = max([0, *(d["st_dst"] + d["st_len"]),
+                         *((d["ld_src"] + d["ld_len"]) * (d["ld_act"] != 0))])
+            ext_act = np.zeros((act.shape[0], int(reach), config.simd), np.int64)
+        self.ext_act = ext_act
         self.flight: tuple[int, int] | None = None          # weight words being loaded
+        self.act_flight = False                              # activation words being loaded
 
     def start(self, i: int, d: dict) -> None:
-        if d["wait"] or d["ld_len"]:
+        if d["wait"] or d["ld_len"] or d["st_len"]:
             self.flight = None
-        if self.flight is not None and not d["nop"] and d["kind"] != KIND_POOL:
+            self.act_flight = False
+        computes = not d["nop"]
+        if self.act_flight and computes:
+            raise ValueError(f"Descriptor {i}: reads the activation memory while a load into "
+                             "it is in flight (it must wait)")
+        if (d["ld_act"] or d["st_len"]) and computes:
+            raise ValueError(f"Descriptor {i}: activation loads and stores run only in "
+                             "descriptors that compute nothing (nop)")
+        if d["st_len"] and d["ld_len"]:
+            raise ValueError(f"Descriptor {i}: stores and loads at once; give each its own "
+                             "descriptor")
+        if self.flight is not None and computes and d["kind"] != KIND_POOL:
             lo, hi = self.flight
             if d["w_base"] <= hi and lo <= d["w_last"]:
                 raise ValueError(f"Descriptor {i}: reads weight words {d['w_base']}.."
                                  f"{d['w_last']} while a load into {lo}..{hi} is in flight "
                                  "(it must wait)")
 
+    def _span(self, i: int, what: str, first: int, n: int, size: int, where: str) -> None:
+        if first + n > size:
+            raise ValueError(f"Descriptor {i}: {what} {first}..{first + n - 1} is outside "
+                             f"{where} ({size} words)")
+
     def issue(self, i: int, d: dict) -> None:
+        depth = self.act.shape[1]
+        if d["st_len"]:
+            n, src, dst = int(d["st_len"]), int(d["st_src"]), int(d["st_dst"])
+            self._span(i, "a store of activation words", src, n, depth, "the activation memory")
+            self._span(i, "a store to external activation words", dst, n,
+                       self.ext_act.shape[1], "the external activation words")
+            self.ext_act[:, dst:dst + n] = self.act[:, src:src + n]
         n, src, dst = int(d["ld_len"]), int(d["ld_src"]), int(d["ld_dst"])
         if not n:
+            return
+        if d["ld_act"]:
+            self._span(i, "a load of external activation words", src, n,
+                       self.ext_act.shape[1], "the external activation words")
+            self._span(i, "a load into activation words", dst, n, depth,
+                       "the activation memory")
+            self.act[:, dst:dst + n] = self.ext_act[:, src:src + n]
+            self.act_flight = True
             return
         if src + n > self.ext.shape[0] or dst + n > self.weight.shape[0]:
             raise ValueError(f"Descriptor {i}: a load of {n} words from external word {src} "
@@ -243,6 +302,11 @@ def layer_cycles(config: CoreConfig, desc: Mapping[str, object],
         positions *= _fused_taps(desc)
     check = LOAD_CHECK_STAGES if config.external else 0
     if config.external and desc["nop"]:
+        if desc["st_len"]:          # a store: its time at the smallest latency
+            ab = core_words(config).ext_act_beats
+            return LOAD_DESCRIPTOR_CYCLES + store_cycles(
+                int(desc["st_dst"]) * ab, int(desc["st_len"]) * ab, burst=config.ext_burst,
+                outstanding=config.ext_outstanding, latency=1)
         return LOAD_DESCRIPTOR_CYCLES
     if int(desc["kind"]) == KIND_POOL:
         # ceil(C / simd) words per position is the descriptor's in_ct

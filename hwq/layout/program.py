@@ -40,12 +40,13 @@ from hwq.serialize import atomic_write, parse_json
 
 MAGIC = b"HWQPROG\0"
 FORMAT = "hwq.Program"
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 #: version 2: descriptors carry stride_h, stride_w, pad_t, pad_l (graph IR); matmuls may
 #: read several tensors. Version 3: the input tensor may be stored in im2col order
-#: (``input.window``, see :class:`Window`). Version 5: a max pool may be fused into a
-#: matmul's descriptor (``fuse``, ``tap_sh``, ``tap_sw`` on cores with ``pool_words``; the
-#: layer's ``fused`` names the pool op).
+#: (``input.window``, see :class:`Window`). Version 5: activation loads and stores over
+#: ``m_axi``. Version 6: a max pool may be fused into a matmul's descriptor (``fuse``,
+#: ``tap_sh``, ``tap_sw`` on cores with ``pool_words``; the layer's ``fused`` names the pool
+#: op).
 #: Images of a Program, in container order (the activation memory holds no image).
 IMAGES = ("desc", "weight", "param")
 #: Sections of the container: the memory images, then the external memory image (weight
@@ -58,8 +59,9 @@ HEADER_FIELDS = ("format", "format_version", "hwq_version", "config", "fingerpri
 SECTION_FIELDS = ("name", "words", "chunks", "offset", "nbytes", "crc32")
 LAYER_FIELDS = ("name", "kind", "op", "cycles")
 LAYER_FACTS = ("steps", "positions", "w_base", "w_words", "p_base", "groups", "k_tiles",
-               "tile_mask", "tile_bits", "tile", "wait", "ld_words", "ld_src", "fused")
-LAYER_LISTS = ("steps", "tile_mask", "tile_bits", "tile")
+               "tile_mask", "tile_bits", "tile", "wait", "ld_words", "ld_src", "ld_act",
+               "st_words", "st_dst", "rows", "fused")
+LAYER_LISTS = ("steps", "tile_mask", "tile_bits", "tile", "rows")
 
 
 @dataclass(frozen=True)
@@ -172,7 +174,10 @@ class Program:
         group + 1), and each descriptor has ``wait`` (it waits for the load in flight),
         ``ld_words`` and ``ld_src`` (the load it starts); a descriptor of kind ``"load"``
         only loads. ``cycles`` is then the descriptor's cycles when it never waits
-        (:func:`hwq.golden.memory.schedule` adds the waits).
+        (:func:`hwq.golden.memory.schedule` adds the waits). With activations in external
+        memory (:mod:`hwq.layout.acttiles`) a tiled layer's descriptors have ``rows`` (its
+        first and last output row + 1), a load of kind ``"load"`` has ``ld_act``, and a
+        store (kind ``"store"``: ``st_words``, ``st_dst``) counts its time at latency 1.
     meta : dict
         JSON facts (network name, generator, ...).
     """

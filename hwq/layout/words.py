@@ -28,6 +28,14 @@ The descriptors of such a core carry a load (``ld_len`` words from external word
 ``out_lim`` (the output channel tiles the descriptor writes, for a layer cut into tiles of
 output-channel groups).
 
+Activations move over the same port: a load with ``ld_act`` reads ``ld_len`` activation
+words from external activation word ``ld_src`` (``ext_act_beats`` beats each, the same
+LSB-beat-first rule) into activation address ``ld_dst``; a store (``st_len`` words from
+activation address ``st_src`` to external activation word ``st_dst``) runs in a ``nop``
+descriptor, which ends when the memory has acknowledged every write. External weight words
+and external activation words are indexed separately: word ``i`` starts at byte
+``i * beats * ext_bits / 8`` of the image with that word's ``beats``.
+
 Fused pooling (cores with ``pool_words``): a matmul descriptor with ``fuse`` walks the conv
 positions of each max-pool window (``kernel_h x kernel_w`` taps, the conv position of tap
 ``(u, v)`` at input offset ``u * dy_step + v * dx_step`` and input row/column offset
@@ -225,6 +233,11 @@ class CoreWords:
         return -(-self.weight.width // self.ext_bits) if self.ext_bits else 0
 
     @property
+    def ext_act_beats(self) -> int:
+        """Beats of the ``m_axi`` bus per external activation word (0 without the port)."""
+        return -(-self.act.width // self.ext_bits) if self.ext_bits else 0
+
+    @property
     def ext_chunks(self) -> int:
         """32-bit chunks of one external word (whole beats; 1 without the port)."""
         return max(1, self.ext_beats * self.ext_bits // CHUNK_BITS)
@@ -274,8 +287,12 @@ def core_words(config: CoreConfig) -> CoreWords:
                                  count=1 << config.weight_bits))
     if config.external:
         desc_fields += [Field("wait", 1), Field("nop", 1), Field("out_lim", dim),
-                        Field("ld_len", addr_bits(config.weight_depth + 1)),
-                        Field("ld_dst", w_bits), Field("ld_src", EXT_SRC_BITS)]
+                        Field("ld_act", 1),
+                        Field("ld_len", addr_bits(max(config.weight_depth,
+                                                      config.act_depth) + 1)),
+                        Field("ld_dst", max(w_bits, a_bits)), Field("ld_src", EXT_SRC_BITS),
+                        Field("st_len", addr_bits(config.act_depth + 1)),
+                        Field("st_src", a_bits), Field("st_dst", EXT_SRC_BITS)]
     if config.pool_words:
         desc_fields += [Field("fuse", 1), Field("tap_sh", dim), Field("tap_sw", dim)]
     desc = WordLayout("desc", desc_fields)

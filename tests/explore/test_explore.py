@@ -12,7 +12,7 @@ import json
 import pytest
 
 from hwq.explore.pareto import best, mark_pareto
-from hwq.explore.space import Point, grid, read_toml
+from hwq.explore.space import Point, core_inputs, grid, read_toml
 from hwq.explore.stages import StageCache, report_key
 
 ray = pytest.importorskip("ray")  # the [explore] extra; CI installs it with [dev]
@@ -57,6 +57,28 @@ def test_bad_sweeps_are_refused(kwargs, message):
     base = dict(methods=["uniform"], bits=[4], pe=["multiply"], lanes=[4], simd=[4])
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         grid("digits", **{**base, **kwargs})
+
+
+def test_the_weights_axis_doubles_the_points_and_keeps_on_chip_keys():
+    kwargs = dict(methods=["uniform"], bits=[4], pe=["multiply"], lanes=[2, 4], simd=[4])
+    onchip, _ = grid("digits", **kwargs)
+    both, _ = grid("digits", weights=["external", "onchip"], **kwargs)
+    assert [p.weights for p in onchip] == ["onchip"] * 2
+    assert sorted(both) == sorted(onchip + [Point("digits", "uniform", 4, "multiply", la, 4,
+                                                  0, "external") for la in (2, 4)])
+    assert both[0].label == "uniform 4b / multiply 2x4"
+    assert both[1].label == "uniform 4b / multiply 2x4 / external weights"
+    # an on-chip point's compile inputs are those of sweeps before the axis existed (cache)
+    assert core_inputs(onchip[0]) == {"pe": "multiply", "lanes": 2, "simd": 4}
+    assert core_inputs(both[1], ext_bits=32, mem_latency=9) == {
+        "pe": "multiply", "lanes": 2, "simd": 4, "weights": "external", "ext_bits": 32,
+        "mem_latency": 9}
+    with pytest.raises(ValueError, match="--weights must be among onchip, external, not 'auto'"):
+        grid("digits", weights=["auto"], **kwargs)
+    with pytest.raises(ValueError, match="--ext-bits must be one of 32, 64, 128, not 48"):
+        core_inputs(both[1], ext_bits=48)
+    with pytest.raises(ValueError, match="--mem-latency must be an integer in 1..1048576, not 0"):
+        core_inputs(both[1], mem_latency=0)
 
 
 def test_a_toml_sweep_names_its_unknown_keys(tmp_path):
@@ -176,6 +198,27 @@ def test_a_failing_stage_is_a_row_with_its_error(local_ray, tmp_path):
     assert row.get("cycles") is None and row["accuracy"] == result["accuracy"]
 
 
+def test_an_external_weight_point_models_its_loads_and_matches_simulation(local_ray, tmp_path):
+    from hwq.explore.runner import run_sweep
+
+    kwargs = dict(methods=["uniform"], bits=[4], pe=["multiply"], lanes=[4], simd=[4])
+    root = str(local_ray / "stages")
+    (onchip,) = run_sweep(grid("digits", **kwargs)[0], report=False, cache_root=root,
+                          progress=False)["rows"]
+    points, _ = grid("digits", weights=["external"], **kwargs)
+    (ext,) = run_sweep(points, report=False, cache_root=root, progress=False, sim_check=1,
+                       sim_images=2, mem_latency=6)["rows"]
+    assert ext["error"] is None and ext["weights"] == "external"
+    assert ext["sim_check"] == {"images": 2, "mismatches": 0, "cycle_model_mismatches": []}
+    assert ext["core"]["ext_bits"] == 64 and onchip["core"]["ext_bits"] == 0
+    assert ext["core"]["weight_depth"] < onchip["core"]["weight_depth"] or \
+        onchip["core"]["weight_depth"] <= 1024
+    assert ext["accuracy"] == onchip["accuracy"] and ext["mem_latency"] == 6
+    assert ext["external_bytes"] > 0
+    # the loads cost cycles beyond the compute (the first load is never hidden)
+    assert ext["cycles"] > ext["compute_cycles"] >= onchip["cycles"]
+
+
 def test_explore_cli_writes_the_table(local_ray, tmp_path, capsys):
     from hwq.cli import main
 
@@ -192,7 +235,7 @@ def test_explore_cli_writes_the_table(local_ray, tmp_path, capsys):
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert files == ["explore.csv", "explore.json", "explore.md"]
     table = (tmp_path / "out" / "explore.md").read_text()
-    assert "| uniform | 4 | multiply | 4 | 4 |" in table
+    assert "| uniform | 4 | multiply | 4 | 4 | onchip |" in table
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ from hwq.golden.memory import SIM_BASE, bursts
 from hwq.hardware import PE_FORMATS
 from hwq.layout import compile
 from hwq.layout.compiler import core_config
-from hwq.rtl.axi_memory import AxiReadMemory
+from hwq.rtl.axi_memory import AxiMemory
 from hwq.rtl.core import Core
 from hwq.rtl.simulation import simulate_core
 from hwq.testing import random_inputs, random_network, tight_weight_depth
@@ -69,16 +69,16 @@ def test_the_loader_reads_aligned_bursts_of_the_image_once():
     seen = {}
 
     def spy(bus, **kw):
-        seen["memory"] = AxiReadMemory(bus, **kw)
+        seen["memory"] = AxiMemory(bus, **kw)
         return seen["memory"]
 
     import hwq.rtl.simulation as simulation
-    real = simulation.AxiReadMemory
-    simulation.AxiReadMemory = spy
+    real = simulation.AxiMemory
+    simulation.AxiMemory = spy
     try:
         run = simulate_core(program, x[:1], latency=2)
     finally:
-        simulation.AxiReadMemory = real
+        simulation.AxiMemory = real
     np.testing.assert_array_equal(run.outputs, golden.run(net, x[:1]))
     memory = seen["memory"]
     nbytes = cfg.ext_bits // 8
