@@ -12,7 +12,9 @@ its pool window. The running maximum of each output word lives in a buffer of
 ``pool_words`` words (indexed by the word's channel tile, read without a clock): the first
 position's values are stored, each later one stores the element-wise maximum with the
 buffer, and only the last writes the maximum to the activation memory (at the pooled
-output's address). No cycle is added: the comparison is in the cycle of the write.
+output's address). The comparison sits between the buffer's read and a register
+(:data:`~hwq.hardware.FUSED_WRITE_STAGES`) before the activation memory, so a fused layer's
+writes, and its ``done``, come one cycle later; other layers write as before.
 """
 
 from __future__ import annotations
@@ -58,12 +60,13 @@ class Writeback(wiring.Component):
                 "pool_wen": Out(config.simd)} if config.pool_words else {}),
         })
 
-    def _pooled(self, m: Module, index, data, en, tfirst, tlast):
-        """``(data, en)`` to write to the activation memory: unchanged without the buffer;
-        with it, the running maximum of a fused layer's window, written on its last tap."""
+    def _pooled(self, m: Module, index, addr, data, en, done, tfirst, tlast):
+        """``(addr, data, en, done)`` of the activation memory write: unchanged without the
+        buffer; with it, in a fused layer, the running maximum of the window, written on its
+        last tap through a register (the comparison stays off the memory's input)."""
         cfg = self.config
         if not cfg.pool_words:
-            return data, en
+            return addr, data, en, done
         ab, s = cfg.act_bits, cfg.simd
         keep = self.fuse & ~tfirst
         best = []
@@ -74,7 +77,12 @@ class Writeback(wiring.Component):
         pooled = Cat(*best)
         m.d.comb += [self.pool_addr.eq(index), self.pool_wdata.eq(pooled),
                      self.pool_wen.eq(Mux(self.fuse, en, 0))]
-        return pooled, Mux(~self.fuse | tlast, en, 0)
+        r_addr, r_data = Signal.like(self.wr_addr), Signal.like(self.wr_data)
+        r_en, r_done = Signal.like(self.wr_en), Signal()
+        m.d.sync += [r_addr.eq(addr), r_data.eq(pooled), r_en.eq(Mux(tlast, en, 0)),
+                     r_done.eq(done)]
+        return (Mux(self.fuse, r_addr, addr), Mux(self.fuse, r_data, data),
+                Mux(self.fuse, r_en, en), Mux(self.fuse, r_done, done))
 
     def elaborate(self, platform):
         m = Module()
@@ -96,15 +104,17 @@ class Writeback(wiring.Component):
             active = Mux(j == 0, self.i.valid, 1)
             ct = Signal(len(self.out_ct) + 1)
             m.d.comb += ct.eq(src.side.wct + j)
-            wr_data, wr_en = self._pooled(
-                m, ct, data_mux, Mux(active & (ct < self.out_ct), (1 << s) - 1, 0),
+            wr_addr, wr_data, wr_en, done = self._pooled(
+                m, ct, src.side.out + ct, data_mux,
+                Mux(active & (ct < self.out_ct), (1 << s) - 1, 0),
+                active & (j == beats - 1) & src.side.llast,
                 *((src.side.tfirst, src.side.tlast) if cfg.pool_words else (0, 0)))
             m.d.comb += [
-                self.wr_addr.eq(src.side.out + ct),
+                self.wr_addr.eq(wr_addr),
                 self.wr_data.eq(wr_data),
                 self.wr_en.eq(wr_en),
                 self.i.ready.eq(j == 0),
-                self.done.eq(active & (j == beats - 1) & src.side.llast),
+                self.done.eq(done),
             ]
             if beats > 1:
                 with m.If(j != 0):
@@ -117,14 +127,16 @@ class Writeback(wiring.Component):
             for k in range(r):
                 m.d.comb += en[k * p:(k + 1) * p].eq(Mux(self.i.valid & (side.wslot == k),
                                                          (1 << p) - 1, 0))
-            wr_data, wr_en = self._pooled(
-                m, side.wct, Cat(*([y[lane].as_unsigned() for lane in range(p)] * r)), en,
+            wr_addr, wr_data, wr_en, done = self._pooled(
+                m, side.wct, side.out + side.wct,
+                Cat(*([y[lane].as_unsigned() for lane in range(p)] * r)), en,
+                self.i.valid & side.llast,
                 *((side.tfirst, side.tlast) if cfg.pool_words else (0, 0)))
             m.d.comb += [
-                self.wr_addr.eq(side.out + side.wct),
+                self.wr_addr.eq(wr_addr),
                 self.wr_data.eq(wr_data),
                 self.wr_en.eq(wr_en),
                 self.i.ready.eq(1),
-                self.done.eq(self.i.valid & side.llast),
+                self.done.eq(done),
             ]
         return m

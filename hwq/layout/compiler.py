@@ -48,7 +48,7 @@ from hwq.config import CoreConfig
 from hwq.golden import cycles as cyc
 from hwq.golden.formats import CodebookFormat, IntFormat, PotFormat
 from hwq.golden.ops import accumulator_bits
-from hwq.hardware import LOAD_CHECK_STAGES
+from hwq.hardware import FUSED_WRITE_STAGES, LOAD_CHECK_STAGES
 from hwq.ir import INPUT, Alias, Matmul, Pool, QuantizedNetwork, Storage
 from hwq.layout.acttiles import (
     ACT_PLACES,
@@ -554,7 +554,8 @@ def _pack(network: QuantizedNetwork, config: CoreConfig, plan: _Plan, *,
             info.update(meta, positions=positions, w_base=w_base, w_words=int(img.shape[0]),
                         p_base=p_base,
                         cycles=cyc.matmul_cycles(positions=positions, steps=meta["steps"],
-                                                 lanes=config.lanes, simd=s))
+                                                 lanes=config.lanes, simd=s)
+                        + (FUSED_WRITE_STAGES if layer.pool is not None else 0))
         if tiles is not None and i in tiles.tiles:
             kept = [t for t in (layer.sources[0], layer.out) if t not in tiles.external]
             t_descs, t_infos = tile_layer(
@@ -756,7 +757,8 @@ def network_cycles(network: QuantizedNetwork, config: CoreConfig) -> list[dict[s
             w = layer.prim.weight[layer.prim.weight != 0]
             entry.update(steps=steps.tolist(), positions=positions,
                          cycles=cyc.matmul_cycles(positions=positions, steps=steps,
-                                                  lanes=config.lanes, simd=config.simd),
+                                                  lanes=config.lanes, simd=config.simd)
+                         + (FUSED_WRITE_STAGES if layer.pool is not None else 0),
                          macs=positions * int(w.size),
                          bit_ops=positions * int(cyc.bit_ops(w)))
         out.append(entry)

@@ -27,7 +27,7 @@ from hwq.golden import cycles as cyc
 from hwq.golden.formats import IntFormat, PotFormat
 from hwq.golden.memory import store_cycles
 from hwq.golden.requant import requantize
-from hwq.hardware import LOAD_CHECK_STAGES, LOAD_DESCRIPTOR_CYCLES
+from hwq.hardware import FUSED_WRITE_STAGES, LOAD_CHECK_STAGES, LOAD_DESCRIPTOR_CYCLES
 from hwq.layout.program import Program
 from hwq.layout.words import FMT_CODEBOOK, KIND_POOL, CoreWords, core_words
 
@@ -313,6 +313,8 @@ def layer_cycles(config: CoreConfig, desc: Mapping[str, object],
         return cyc.maxpool_cycles(channels=int(desc["in_ct"]) * config.simd,
                                   out_positions=positions, simd=config.simd,
                                   taps=int(desc["kernel_h"]) * int(desc["kernel_w"])) + check
+    if desc.get("fuse", 0):             # a fused pool's registered write
+        check += FUSED_WRITE_STAGES
     return cyc.matmul_cycles(positions=positions, steps=list(group_steps), lanes=config.lanes,
                              simd=config.simd) + check
 
