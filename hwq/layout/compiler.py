@@ -40,8 +40,9 @@ import numpy as np
 from hwq.config import CoreConfig
 from hwq.golden import cycles as cyc
 from hwq.golden.formats import CodebookFormat, IntFormat, PotFormat
+from hwq.golden.memory import store_cycles
 from hwq.golden.ops import accumulator_bits
-from hwq.hardware import LOAD_CHECK_STAGES
+from hwq.hardware import LOAD_CHECK_STAGES, LOAD_DESCRIPTOR_CYCLES
 from hwq.ir import INPUT, Alias, Matmul, Pool, QuantizedNetwork, Storage
 from hwq.layout.acttiles import (
     ACT_PLACES,
@@ -259,9 +260,10 @@ def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
             plan = _plan(network, probe)
     needs = _needs(plan)
     ext = base.get("ext_bits", 0)
-    if weights == "external" or (weights == "auto" and ext and
-                                 base.get("weight_depth", needs["weight_depth"])
-                                 < needs["weight_depth"]):
+    ext_weights = weights == "external" or (weights == "auto" and ext and
+                                            base.get("weight_depth", needs["weight_depth"])
+                                            < needs["weight_depth"])
+    if ext_weights:
         if not ext:
             raise ValueError("External weights need a core with the m_axi port (ext_bits 32, "
                              "64 or 128), not ext_bits=0")
@@ -288,6 +290,11 @@ def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
             needs["weight_depth"] = plan.weight_words    # the first layer's taps unpacked
         needs.update(act_depth=tiles.peak, desc_depth=descriptor_count(plan.layers, tiles),
                      param_depth=max(needs["param_depth"], plan.param_words))
+        if ext_weights:                 # weight tiles inside row tiles: count them
+            trial = {**{f: _fitted_depth(f, n) for f, n in needs.items()}, **base,
+                     "desc_depth": CoreConfig.INT_FIELDS["desc_depth"][2]}
+            needs["desc_depth"] = len(compile(network, CoreConfig(**trial), weights="external",
+                                              activations=activations).layers)
     for field, need in needs.items():
         base.setdefault(field, _fitted_depth(field, need))
     return CoreConfig(**base)
@@ -345,10 +352,6 @@ def compile(network: QuantizedNetwork, config: CoreConfig, *,  # noqa: A001
         activations == "auto" and config.external and needs["act_depth"] > config.act_depth)
     tiles = None
     if spill:
-        if external:
-            raise ValueError("Weights and activations both in external memory are not "
-                             "supported yet: keep the weights on chip (weights='onchip', a "
-                             "larger weight_depth) or the activations (a larger act_depth)")
         tiles = _spill(network, plan, config, every=activations == "external")
         del needs["act_depth"]          # the tiles' staging buffers: fitted by _spill
         needs["desc_depth"] = 0         # the tiles' descriptors: checked after cutting them
@@ -408,6 +411,7 @@ def _pack(network: QuantizedNetwork, config: CoreConfig, plan: _Plan, *,
     descs: list[dict[str, Any]] = []
     weight_imgs: list[np.ndarray] = []
     layer_imgs: list[np.ndarray | None] = []
+    desc_imgs: list[np.ndarray | None] = []      # per descriptor (row tiles share theirs)
     param_imgs: list[np.ndarray] = []
     infos: list[dict[str, Any]] = []
     w_used = p_used = 0
@@ -472,26 +476,44 @@ def _pack(network: QuantizedNetwork, config: CoreConfig, plan: _Plan, *,
                 ext_base=0, act_beats=words.ext_act_beats)
             descs += t_descs
             infos += t_infos
+            desc_imgs += [None if td.get("nop") else layer_imgs[-1] for td in t_descs]
             continue
         descs.append(d)
         infos.append(info)
+        desc_imgs.append(layer_imgs[-1])
+    ext_image = np.zeros((0, words.ext_chunks), np.uint32)
+    if external:
+        descs, infos, ext_image = tile_descriptors(descs, infos, desc_imgs, config, words)
+        weight_imgs = []
     if tiles is not None:
+        # the external activation regions after the weight image: relocate the row tiles'
+        # loads and stores, and hold zeros where the tensors go
+        ab, wb = words.ext_act_beats, words.ext_beats
+        base = -(-ext_image.shape[0] * wb // ab)
+        for d, info in zip(descs, infos, strict=True):
+            if d.get("ld_act"):
+                d["ld_src"] += base
+                info["ld_src"] += base
+            if d.get("st_len"):
+                d["st_dst"] += base
+                info["st_dst"] += base
+                info["cycles"] = LOAD_DESCRIPTOR_CYCLES + store_cycles(
+                    d["st_dst"] * ab, d["st_len"] * ab, burst=config.ext_burst,
+                    outstanding=config.ext_outstanding, latency=1)
+        rows = -(-(base + tiles.ext_words) * ab // wb)
+        ext_image = np.concatenate([ext_image, np.zeros((rows - ext_image.shape[0],
+                                                         words.ext_chunks), np.uint32)])
+    if tiles is not None or external:
         for j, d in enumerate(descs):
             d["last"] = int(j == len(descs) - 1)
         if len(descs) > config.desc_depth:
-            raise ValueError(f"Network does not fit the core: its row tiles need "
-                             f"{len(descs)} descriptors, {config.desc_depth} available "
-                             f"(desc_depth={_fitted_depth('desc_depth', len(descs))} would fit, "
-                             "or a larger act_depth)")
-    if external:
-        descs, infos, ext_image = tile_descriptors(descs, infos, layer_imgs, config, words)
-        if len(descs) > config.desc_depth:
-            raise ValueError(f"Network does not fit the core: its weight tiles need "
+            what = "weight and row tiles" if external and tiles else (
+                "weight tiles" if external else "row tiles")
+            raise ValueError(f"Network does not fit the core: its {what} need "
                              f"{len(descs)} descriptors, {config.desc_depth} available "
                              f"(desc_depth={_fitted_depth('desc_depth', len(descs))} would "
-                             "fit, or a larger weight_depth)")
-        weight_imgs = []
-    elif config.external:               # weights on chip, on a core with the load check
+                             "fit, or larger memories)")
+    if config.external and not external:    # weights on chip, on a core with the load check
         for d, info in zip(descs, infos, strict=True):
             if "rows" in info:          # a row tile, its load or store: counted already
                 continue
@@ -510,15 +532,8 @@ def _pack(network: QuantizedNetwork, config: CoreConfig, plan: _Plan, *,
                                        if r is None else r for r in rows])
         else:
             desc_values[k] = np.array([0 if r is None else r for r in rows], dtype=np.int64)
-    if tiles is not None:                # zeros where the tensors in external memory go
-        beat_bytes = config.ext_bits // 8
-        rows = -(-tiles.ext_words * words.ext_act_beats // words.ext_beats)
-        ext_image = np.zeros((rows, words.ext_chunks), np.uint32)
-        assert rows * words.ext_beats * beat_bytes >= \
-            tiles.ext_words * words.ext_act_beats * beat_bytes
     images = {
-        "ext": ext_image if external or tiles is not None
-        else np.zeros((0, words.ext_chunks), np.uint32),
+        "ext": ext_image,
         "desc": words.desc.pack(len(descs), **desc_values),
         "weight": np.concatenate(weight_imgs) if weight_imgs else
         np.zeros((0, words.weight.chunks), np.uint32),
@@ -528,7 +543,7 @@ def _pack(network: QuantizedNetwork, config: CoreConfig, plan: _Plan, *,
     meta = {"network": dict(network.meta), "ops": [op.name for op in network.ops],
             "act_peak": peak}
     if tiles is not None:
-        meta["act_external"] = dict(tiles.external)     # tensor -> first external word
+        meta["act_external"] = {t: w + base for t, w in tiles.external.items()}  # first word
         meta["act_external_words"] = tiles.ext_words
     return Program(config=config, images=images, input=tensor(INPUT),
                    output=tensor(network.output), layers=infos, meta=meta)

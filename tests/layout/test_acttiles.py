@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 
 import hwq.golden as golden
+from hwq.config import CoreConfig
 from hwq.layout import compile, execute
 from hwq.layout.compiler import core_config
 from hwq.layout.program import Program
-from hwq.testing import random_graph_network, random_inputs, random_network
+from hwq.testing import random_graph_network, random_inputs, random_network, tight_weight_depth
 
 ARCH = (("conv", 8, 3, 1, 1, True), ("conv", 8, 3, 2, 1, True), ("pool",),
         ("conv", 12, 3, 1, 0, True), ("flatten",), ("linear", 10, False))
@@ -123,8 +124,6 @@ def test_bad_placements_are_refused():
     small = core_config(net, pe="multiply", lanes=4, simd=4, ext_bits=64, act_depth=512)
     with pytest.raises(ValueError, match="Network does not fit the core: the activation memory"):
         compile(net, small, activations="onchip")
-    with pytest.raises(ValueError, match="Weights and activations both in external memory"):
-        compile(net, small, weights="external")
     tiny = core_config(net, pe="multiply", lanes=4, simd=4, ext_bits=64, act_depth=512)
     from dataclasses import replace
 
@@ -133,3 +132,39 @@ def test_bad_placements_are_refused():
         compile(net, replace(tiny, act_depth=256))
     with pytest.raises(ValueError, match="Network does not fit the core: the activation memory"):
         compile(net, replace(no_port, act_depth=256))
+
+
+@pytest.mark.parametrize("pe", ["shift_add", "bit_serial", "multiply"])
+def test_weight_tiles_inside_row_tiles_are_bit_exact(pe):
+    """Weights streamed in output-channel tiles and activations in row tiles together: each
+    row tile reloads its layer's weight tiles (stored once in the image); a weight load next
+    to a row tile's load or store gets a load-only descriptor of its own."""
+    net, x = _chain(pe)
+    cfg = core_config(net, pe=pe, lanes=4, simd=4, ext_bits=32, act_depth=512,
+                      weights="external")
+    tight = tight_weight_depth(compile(net, cfg, weights="external"))
+    cfg = CoreConfig(**{**cfg.to_dict(), "weight_depth": tight, "desc_depth": 256})
+    program = compile(net, cfg, weights="external")
+    assert any(la.get("tile", [0, 0])[0] > 0 for la in program.layers)   # several per layer
+    layers = program.layers
+    assert any("rows" in la and "tile" in la for la in layers)
+    assert any(la.get("ld_act") for la in layers) and any(la.get("st_words") for la in layers)
+    assert not any(la.get("st_words") and la.get("ld_words") for la in layers)
+    # the weight image holds each weight tile once, the activation regions follow it
+    distinct = {(la["name"], tuple(la["tile"])): la["w_words"] for la in layers if "tile" in la}
+    w = program.words
+    first_act = -(-sum(distinct.values()) * w.ext_beats // w.ext_act_beats)
+    assert min(program.meta["act_external"].values()) == first_act
+    np.testing.assert_array_equal(execute(program, x), golden.run(net, x))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_graphs_with_weights_and_tensors_external(seed):
+    rng = np.random.default_rng(200 + seed)
+    pe = ("shift_add", "bit_serial", "multiply")[seed]
+    net = random_graph_network(rng, input_shape=(3, 10, 10), kind=KIND[pe])
+    x = random_inputs(rng, net, 2)
+    cfg = core_config(net, pe=pe, lanes=4, simd=4, ext_bits=64, weights="external",
+                      activations="external")
+    program = compile(net, cfg, weights="external", activations="external")
+    np.testing.assert_array_equal(execute(program, x), golden.run(net, x))

@@ -119,7 +119,8 @@ HEADER = "format, format_version, hwq_version, config, fingerprint, input, outpu
     (_drop("layers.0.cycles"), "field layers[0].cycles must be present, not missing"),
     (_set("layers.0.colour", "red"), "field layers[0].colour must be left out (the fields are "
      "name, kind, op, cycles, steps, positions, w_base, w_words, p_base, groups, k_tiles, "
-     "tile_mask, tile_bits, tile, wait, ld_words, ld_src), not 'red'"),
+     "tile_mask, tile_bits, tile, wait, ld_words, ld_src, ld_act, st_words, st_dst, rows), "
+     "not 'red'"),
     # types: no coercion
     (_set("config.act_bits", "8"), "field config.act_bits must be an integer in 2..16, not '8'"),
     (_set("config.act_bits", 8.9), "field config.act_bits must be an integer in 2..16, not 8.9"),

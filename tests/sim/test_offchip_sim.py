@@ -1,5 +1,6 @@
-"""Weights in external memory on the Verilated core: the C++ memory model of the compiled
-backend and cocotbext-axi's AxiRamRead under cocotb, against hwq.golden and the model."""
+"""Weights and activations in external memory on the Verilated core: the C++ memory model of
+the compiled backend and cocotbext-axi's AxiRam under cocotb, against hwq.golden and the
+model."""
 
 from __future__ import annotations
 
@@ -151,4 +152,19 @@ def test_activation_tiles_under_cocotb_write_to_axi_ram():
     net, program, x = _act_tiled("multiply", "codebook")
     sim = simulate(program, None, x[:1], backend="cocotb", progress=False)
     np.testing.assert_array_equal(sim.outputs, golden.run(net, x[:1]))
+    assert sim.cycle_model_mismatches() == []
+
+
+def test_weight_tiles_inside_row_tiles_run_exact_in_the_modelled_cycles():
+    rng = np.random.default_rng(11)
+    net = random_network(rng, input_shape=(3, 16, 16), arch=ACT_ARCH, kind="int", bits=4)
+    x = random_inputs(rng, net, 2)
+    cfg = core_config(net, pe="multiply", lanes=4, simd=4, ext_bits=32, ext_burst=4,
+                      ext_outstanding=2, act_depth=512, weights="external")
+    tight = tight_weight_depth(compile_network(net, cfg, weights="external"))
+    cfg = CoreConfig(**{**cfg.to_dict(), "weight_depth": tight, "desc_depth": 256})
+    program = compile_network(net, cfg, weights="external")
+    assert program.meta["act_external"]
+    sim = simulate(program, None, x, memory=MemoryTiming(latency=4), jobs=1, progress=False)
+    np.testing.assert_array_equal(sim.outputs, golden.run(net, x))
     assert sim.cycle_model_mismatches() == []
