@@ -17,7 +17,9 @@ A tensor read from on-chip memory needs no load (the tile reads its rows in plac
 on-chip output gets the tile's rows written in place. A tile computes exactly the output
 rows the whole layer would (the staged rows are the same words, the padding test sees the
 same padding), so outputs stay bit-exact. Transfers do not overlap the array's work in this
-version: each costs its time (:func:`hwq.golden.memory.load_cycles`, ``store_cycles``).
+version: each costs its time (:func:`hwq.golden.memory.load_cycles`, ``store_cycles``). With
+external weights too, :func:`hwq.layout.tiling.tile_descriptors` then cuts each row tile's
+descriptor into weight tiles.
 
 Which tensors: ``"external"`` places every tensor that can go out (written by one layer
 and read only by layers of one input tensor, not the network's input or output); ``"auto"``

@@ -315,9 +315,8 @@ def compile(network: QuantizedNetwork, config: CoreConfig, *,  # noqa: A001
         where intermediate tensors live (:data:`hwq.layout.acttiles.ACT_PLACES`):
         ``external`` puts every tensor that can go in external memory and runs the layers
         that read or write one in tiles of output rows (:mod:`hwq.layout.acttiles`; the
-        core needs ``ext_bits``, the weights must be on chip); ``auto`` does so, largest
-        tensor first, only when they do not fit the activation memory and the core has the
-        port.
+        core needs ``ext_bits``); ``auto`` does so, largest tensor first, only when they do
+        not fit the activation memory and the core has the port.
 
     Raises
     ------
