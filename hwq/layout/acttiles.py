@@ -21,8 +21,9 @@ version: each costs its time (:func:`hwq.golden.memory.load_cycles`, ``store_cyc
 external weights too, :func:`hwq.layout.tiling.tile_descriptors` then cuts each row tile's
 descriptor into weight tiles.
 
-Which tensors: ``"external"`` places every tensor that can go out (written by one layer
-and read only by layers of one input tensor, not the network's input or output); ``"auto"``
+Which tensors: ``"external"`` places every tensor that can go out (written by one layer of
+one input, or the network input that the host writes there, and read only by layers of one
+input tensor; the network output too, which the host then reads from there); ``"auto"``
 places the largest of them, one at a time, until the rest fits. The rows per tile are the
 most whose staging buffers fit beside the tensors on chip at that layer.
 """
@@ -76,21 +77,18 @@ def _rows_in(prim: Any, rows: int, height: int) -> int:
     return min(height, (rows - 1) * sh + (kh - 1) * dh + 1)
 
 
-def spillable(layers: list[Any], out_owner: str) -> list[str]:
-    """Tensors that may live in external memory: each written by one layer of one input
-    and read only by layers of that one input tensor; never the input or the output."""
+def spillable(layers: list[Any], *, window: bool) -> list[str]:
+    """Tensors that may live in external memory: read only by layers of that one input
+    tensor, and written by one layer of one input or the host (the network input, unless it
+    is stored in im2col order, ``window``). The network output may go too: the host reads it
+    back from external memory."""
     readers: dict[str, list[Any]] = {}
     for layer in layers:
         for t in layer.sources:
             readers.setdefault(t, []).append(layer)
-    out = []
-    for layer in layers:
-        t = layer.out
-        if t in (INPUT, out_owner) or len(layer.sources) != 1:
-            continue
-        if t in readers and all(r.sources == [t] for r in readers[t]):
-            out.append(t)
-    return out
+    candidates = [] if window else [INPUT]
+    candidates += [layer.out for layer in layers if len(layer.sources) == 1]
+    return [t for t in candidates if all(r.sources == [t] for r in readers.get(t, []))]
 
 
 def plan_tiles(layers: list[Any], intervals: list[Interval], words: dict[str, int],

@@ -376,11 +376,11 @@ def _spill(network: QuantizedNetwork, plan: _Plan, config: CoreConfig, *,
     """The tensors in external memory and the row tiles (:mod:`hwq.layout.acttiles`): every
     one that can go, or the largest first until the rest fits."""
     words = {iv.name: iv.words for iv in plan.intervals}
-    can = spillable(plan.layers, plan.owner[network.output])
+    can = spillable(plan.layers, window=plan.window is not None)
     if not can:
         raise ValueError("Network does not fit the activation memory, and no tensor of it can "
-                         "live in external memory (only tensors written by one layer of one "
-                         "input and read by such layers can)")
+                         "live in external memory (only tensors read by layers of one input "
+                         "can)")
     if every:
         return plan_tiles(plan.layers, plan.intervals, words, can, config)
     order = sorted(can, key=lambda t: -words[t])
@@ -399,13 +399,17 @@ def _pack(network: QuantizedNetwork, config: CoreConfig, plan: _Plan, *,
     words = core_words(config)
     s = config.simd
     bases, peak = (tiles.bases, tiles.peak) if tiles is not None else allocate(plan.intervals)
+    act_base = 0        # the first external activation word (after the weight image): below
     shapes = network.tensor_shapes()
 
     def tensor(name: str) -> Tensor:
         st = plan.storage[name]
-        return Tensor(base=bases.get(plan.owner[name], 0), chw=st.chw,
+        owner = plan.owner[name]
+        ext = None if tiles is None else tiles.external.get(owner)
+        return Tensor(base=bases.get(owner, 0) if ext is None else 0, chw=st.chw,
                       ct=math.ceil(st.chw[0] / s), shape=shapes[name],
-                      window=plan.window if name == INPUT else None)
+                      window=plan.window if name == INPUT else None,
+                      external=None if ext is None else ext + act_base)
 
     descs: list[dict[str, Any]] = []
     weight_imgs: list[np.ndarray] = []
@@ -488,7 +492,7 @@ def _pack(network: QuantizedNetwork, config: CoreConfig, plan: _Plan, *,
         # the external activation regions after the weight image: relocate the row tiles'
         # loads and stores, and hold zeros where the tensors go
         ab, wb = words.ext_act_beats, words.ext_beats
-        base = -(-ext_image.shape[0] * wb // ab)
+        base = act_base = -(-ext_image.shape[0] * wb // ab)
         for d, info in zip(descs, infos, strict=True):
             if d.get("ld_act"):
                 d["ld_src"] += base

@@ -168,3 +168,18 @@ def test_weight_tiles_inside_row_tiles_run_exact_in_the_modelled_cycles():
     sim = simulate(program, None, x, memory=MemoryTiming(latency=4), jobs=1, progress=False)
     np.testing.assert_array_equal(sim.outputs, golden.run(net, x))
     assert sim.cycle_model_mismatches() == []
+
+
+@pytest.mark.parametrize("backend", ["compiled", "cocotb"])
+def test_network_input_and_output_in_external_memory(backend):
+    """An activation memory of 128 words for a 3x16x16 input: the Runtime writes each input
+    into the memory on m_axi and reads the output back from it."""
+    rng = np.random.default_rng(11)
+    net = random_network(rng, input_shape=(3, 16, 16), arch=ACT_ARCH, kind="int", bits=4)
+    x = random_inputs(rng, net, 2)
+    cfg = core_config(net, pe="bit_serial", lanes=4, simd=4, ext_bits=64, act_depth=128)
+    program = compile_network(net, cfg, activations="external")
+    assert program.input.external is not None and program.output.external is not None
+    sim = simulate(program, None, x, backend=backend, jobs=1, progress=False)
+    np.testing.assert_array_equal(sim.outputs, golden.run(net, x))
+    assert sim.cycle_model_mismatches() == []
