@@ -183,3 +183,22 @@ def test_network_input_and_output_in_external_memory(backend):
     sim = simulate(program, None, x, backend=backend, jobs=1, progress=False)
     np.testing.assert_array_equal(sim.outputs, golden.run(net, x))
     assert sim.cycle_model_mismatches() == []
+
+
+def test_bench_offchip_with_a_small_activation_memory(monkeypatch):
+    from hwq.bench import offchip
+
+    def chain(name, pe, images):
+        rng = np.random.default_rng(11)
+        net = random_network(rng, input_shape=(3, 16, 16), arch=ACT_ARCH, kind="int", bits=4)
+        return net, random_inputs(rng, net, images)
+
+    monkeypatch.setattr(offchip, "_network", chain)
+    result = offchip.bench_offchip(networks=("chain",), pes=("multiply",), images=1, lanes=4,
+                                   simd=4, act_depth=256, log=lambda _: None)
+    (row,) = result["rows"]
+    assert result["ok"] and row["act_depth"] == 256 < row["onchip_act_depth"]
+    assert "input" in row["external_tensors"]
+    # the core reads at least the whole input (256 words of 4 x 8 bits, one 64-bit beat each)
+    assert row["bytes_per_inference"] >= 256 * 8
+    assert "256 of" in offchip.format_offchip(result)
