@@ -163,11 +163,12 @@ def descriptor_count(layers: list[Any], plan: TilePlan) -> int:
 
 def tile_layer(i: int, layer: Any, d: dict[str, Any], info: dict[str, Any], plan: TilePlan,
                config: CoreConfig, src_base: int | None, dst_base: int | None,
-               ext_base: int, act_beats: int) -> tuple[list[dict], list[dict]]:
+               act_beats: int) -> tuple[list[dict], list[dict]]:
     """The descriptors and facts of layer ``i`` run in row tiles (loads and stores
     included); ``d``/``info`` are the layer's whole descriptor and facts, ``src_base`` /
-    ``dst_base`` its on-chip input / output (None when in external memory) and
-    ``ext_base`` the first external activation word of the program's regions."""
+    ``dst_base`` its on-chip input / output (None when in external memory). External
+    activation words count from the first region (the compiler moves them after the weight
+    image); a store's cycles are for that place until it does."""
     s = config.simd
     rt = plan.tiles[i]
     c_in, h, w = layer.in_chw
@@ -189,7 +190,7 @@ def tile_layer(i: int, layer: Any, d: dict[str, Any], info: dict[str, Any], plan
         tile = {"rows": [r0, r1]}
         if in_ext is not None:
             n = (rb - ra + 1) * w * ct_in
-            src = ext_base + in_ext + ra * w * ct_in
+            src = in_ext + ra * w * ct_in
             buf = plan.bases[f"@in{i}"]
             descs.append({"kind": d["kind"], "nop": 1, "ld_act": 1, "ld_len": n,
                           "ld_src": src, "ld_dst": buf})
@@ -215,7 +216,7 @@ def tile_layer(i: int, layer: Any, d: dict[str, Any], info: dict[str, Any], plan
                       "wait": int(in_ext is not None), **tile})
         if out_ext is not None:
             n = positions * ct_out
-            dst = ext_base + out_ext + r0 * ow * ct_out
+            dst = out_ext + r0 * ow * ct_out
             descs.append({"kind": d["kind"], "nop": 1, "st_len": n, "st_src": out_base,
                           "st_dst": dst})
             infos.append({"name": f"store {name}", "kind": "store", "op": "store",

@@ -476,7 +476,7 @@ def _pack(network: QuantizedNetwork, config: CoreConfig, plan: _Plan, *,
                 i, layer, d, info, tiles, config,
                 src_base=srcs[0].base if layer.sources[0] in kept else None,
                 dst_base=dst.base if layer.out in kept else None,
-                ext_base=0, act_beats=words.ext_act_beats)
+                act_beats=words.ext_act_beats)
             descs += t_descs
             infos += t_infos
             desc_imgs += [None if td.get("nop") else layer_imgs[-1] for td in t_descs]
