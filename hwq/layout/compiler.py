@@ -263,16 +263,19 @@ def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
     ext_weights = weights == "external" or (weights == "auto" and ext and
                                             base.get("weight_depth", needs["weight_depth"])
                                             < needs["weight_depth"])
-    if ext_weights:
-        if not ext:
-            raise ValueError("External weights need a core with the m_axi port (ext_bits 32, "
-                             "64 or 128), not ext_bits=0")
+    if ext_weights and not ext:
+        raise ValueError("External weights need a core with the m_axi port (ext_bits 32, 64 "
+                         "or 128), not ext_bits=0")
+
+    def weight_buffers() -> None:
         floor = cyc.min_group_steps(lanes, simd)
         steps = [np.maximum(lay.terms.group_steps(pe), floor) if lay.terms is not None
                  else None for lay in plan.layers]
         ext_needs = external_needs(steps, probe, base.get("weight_depth"))
-        needs.update(weight_depth=ext_needs["weight_depth"])
-        needs["desc_depth"] = ext_needs["desc_depth"]
+        needs.update(weight_depth=ext_needs["weight_depth"], desc_depth=ext_needs["desc_depth"])
+
+    if ext_weights:
+        weight_buffers()
     if activations not in ACT_PLACES:
         raise ValueError(f"Activations must be one of {', '.join(ACT_PLACES)}, not "
                          f"{activations!r}")
@@ -286,8 +289,10 @@ def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
         probe = replace(probe, act_depth=depth, ext_bits=ext)
         plan = _plan(network, probe)         # the input as stored if its windows do not fit
         tiles = _spill(network, plan, probe, every=activations == "external")
-        if not base.get("weight_depth") and needs["weight_depth"] < plan.weight_words:
-            needs["weight_depth"] = plan.weight_words    # the first layer's taps unpacked
+        if ext_weights:
+            weight_buffers()            # of this plan (the first layer's taps may be unpacked)
+        else:
+            needs["weight_depth"] = max(needs["weight_depth"], plan.weight_words)
         needs.update(act_depth=tiles.peak, desc_depth=descriptor_count(plan.layers, tiles),
                      param_depth=max(needs["param_depth"], plan.param_words))
         if ext_weights:                 # weight tiles inside row tiles: count them

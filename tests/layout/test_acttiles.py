@@ -199,3 +199,18 @@ def test_the_network_input_and_output_in_external_memory():
         res = asyncio.run(run(p))
         np.testing.assert_array_equal(res.outputs, want)
         assert res.cycle_model_mismatches() == []
+
+
+def test_external_weights_keep_their_small_buffers_when_activations_go_out_too():
+    rng = np.random.default_rng(3)
+    arch = (("conv", 32, 3, 1, 1, True), ("conv", 64, 3, 1, 1, True), ("pool",),
+            ("flatten",), ("linear", 10, False))
+    net = random_network(rng, input_shape=(3, 8, 8), arch=arch, kind="int", bits=4)
+    whole = core_config(net, pe="multiply", lanes=4, simd=4).weight_depth
+    cfg = core_config(net, pe="multiply", lanes=4, simd=4, ext_bits=64, act_depth=512,
+                      weights="external")
+    assert cfg.weight_depth == 1024 < whole      # two default buffers, not every weight
+    program = compile(net, cfg, weights="external")
+    assert program.meta["act_external"]
+    x = random_inputs(rng, net, 2)
+    np.testing.assert_array_equal(execute(program, x), golden.run(net, x))
