@@ -119,6 +119,8 @@ def tile_descriptors(descs: list[dict[str, Any]], infos: list[dict[str, Any]],
     src = 0
     loads: list[tuple[int, int, int, int]] = []   # (descriptor, src, words, buffer base)
     stored: dict[tuple[int, int, int], int] = {}   # (image, first group, end) -> src
+    held: tuple[int, int, int] | None = None      # the weight tile of the last descriptor
+    buf = capacity                                 # ... and its buffer
     for d, info, img in zip(descs, infos, images, strict=True):
         if img is None and "rows" in info:   # a row tile's pool, load or store: as it is
             out_d.append(d)
@@ -132,15 +134,20 @@ def tile_descriptors(descs: list[dict[str, Any]], infos: list[dict[str, Any]],
         starts = np.concatenate([[0], np.cumsum(steps)])
         for g0, g1 in group_tiles(steps, align, capacity):
             n = int(starts[g1] - starts[g0])
-            buf = (len(loads) % 2) * capacity
+            tile_key = (id(img), g0, g1)
+            again = tile_key == held                 # the next row tile of a one-tile layer: kept
+            if not again:
+                buf = capacity - buf            # the other buffer
             ct0 = g0 * p // s
             lim = min(int(d["out_ct"]) - ct0, -(-(g1 - g0) * p // s))
             out_d.append({**d, "w_base": buf, "w_last": buf + n - 1,
                           "p_base": int(d["p_base"]) + g0, "out_base": int(d["out_base"]) + ct0,
-                          "out_lim": lim, "wait": 1, "last": 0})
+                          "out_lim": lim, "wait": int(d.get("wait", 0) or not again),
+                          "last": 0})
             tile_info = {**info, "tile": [g0, g1], "steps": info["steps"][g0:g1],
                          "groups": g1 - g0, "w_base": buf, "w_words": n,
-                         "p_base": int(info["p_base"]) + g0, "wait": 1,
+                         "p_base": int(info["p_base"]) + g0,
+                         "wait": int(info.get("wait", 0) or not again),
                          "cycles": cyc.matmul_cycles(positions=info["positions"],
                                                      steps=steps[g0:g1], lanes=p, simd=s)
                          + LOAD_CHECK_STAGES}
@@ -148,14 +155,16 @@ def tile_descriptors(descs: list[dict[str, Any]], infos: list[dict[str, Any]],
                 if key in info:
                     tile_info[key] = info[key][g0:g1]
             out_i.append(tile_info)
-            key = (id(img), g0, g1)
-            if key not in stored:               # a row tile's weights: stored once
-                stored[key] = src
+            held = tile_key
+            if again:
+                continue
+            if tile_key not in stored:          # a row tile's weights: stored once
+                stored[tile_key] = src
                 chunk = np.zeros((n, words.ext_chunks), np.uint32)
                 chunk[:, :img.shape[1]] = img[starts[g0]:starts[g1]]
                 ext.append(chunk)
                 src += n
-            loads.append((len(out_d) - 1, stored[key], n, buf))
+            loads.append((len(out_d) - 1, stored[tile_key], n, buf))
     # the load of each tile goes to the descriptor before the tile's (a load-only one of its
     # own first when that is the program's start or a row tile's load or store)
     for j, lsrc, n, buf in reversed(loads):

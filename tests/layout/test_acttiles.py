@@ -212,5 +212,10 @@ def test_external_weights_keep_their_small_buffers_when_activations_go_out_too()
     assert cfg.weight_depth == 1024 < whole      # two default buffers, not every weight
     program = compile(net, cfg, weights="external")
     assert program.meta["act_external"]
+    # a weight tile that the next row tile uses again stays in its buffer: no load
+    keys = [(la["name"], tuple(la["tile"])) for la in program.layers if "tile" in la]
+    changes = 1 + sum(a != b for a, b in pairwise(keys))
+    weight_loads = [la for la in program.layers if la.get("ld_words") and not la.get("ld_act")]
+    assert len(weight_loads) == changes < len(keys)
     x = random_inputs(rng, net, 2)
     np.testing.assert_array_equal(execute(program, x), golden.run(net, x))
