@@ -42,7 +42,7 @@ from hwq.ir import INPUT, Matmul
 from hwq.layout.alloc import Interval, allocate
 
 __all__ = ["ACT_PLACES", "RowTiles", "TilePlan", "descriptor_count", "plan_tiles", "spillable",
-           "tile_layer"]
+           "store_descriptor_cycles", "tile_layer"]
 
 #: Where a program's intermediate tensors go: ``auto`` (on chip if they fit, else the
 #: largest in external memory until the rest fits, on a core with the ``m_axi`` port),
@@ -147,6 +147,15 @@ def plan_tiles(layers: list[Any], intervals: list[Interval], words: dict[str, in
                      "act_depth)")
 
 
+def store_descriptor_cycles(config: CoreConfig, dst: int, words: int, act_beats: int) -> int:
+    """Model cycles of a store descriptor of ``words`` activation words to external word
+    ``dst``: its read and check, and the store at latency 1 (:func:`hwq.golden.memory.schedule`
+    adds what a slower memory costs)."""
+    return LOAD_DESCRIPTOR_CYCLES + store_cycles(dst * act_beats, words * act_beats,
+                                                 burst=config.ext_burst,
+                                                 outstanding=config.ext_outstanding, latency=1)
+
+
 def descriptor_count(layers: list[Any], plan: TilePlan) -> int:
     """Descriptors of the program: one per untiled layer; per tile of a tiled layer its
     own, plus a load (input in external memory) and a store (output there)."""
@@ -220,8 +229,6 @@ def tile_layer(i: int, layer: Any, d: dict[str, Any], info: dict[str, Any], plan
             descs.append({"kind": d["kind"], "nop": 1, "st_len": n, "st_src": out_base,
                           "st_dst": dst})
             infos.append({"name": f"store {name}", "kind": "store", "op": "store",
-                          "cycles": LOAD_DESCRIPTOR_CYCLES + store_cycles(
-                              dst * act_beats, n * act_beats, burst=config.ext_burst,
-                              outstanding=config.ext_outstanding, latency=1),
+                          "cycles": store_descriptor_cycles(config, dst, n, act_beats),
                           "st_words": n, "st_dst": dst, **tile})
     return descs, infos

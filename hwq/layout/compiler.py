@@ -40,9 +40,8 @@ import numpy as np
 from hwq.config import CoreConfig
 from hwq.golden import cycles as cyc
 from hwq.golden.formats import CodebookFormat, IntFormat, PotFormat
-from hwq.golden.memory import store_cycles
 from hwq.golden.ops import accumulator_bits
-from hwq.hardware import LOAD_CHECK_STAGES, LOAD_DESCRIPTOR_CYCLES
+from hwq.hardware import LOAD_CHECK_STAGES
 from hwq.ir import INPUT, Alias, Matmul, Pool, QuantizedNetwork, Storage
 from hwq.layout.acttiles import (
     ACT_PLACES,
@@ -50,6 +49,7 @@ from hwq.layout.acttiles import (
     descriptor_count,
     plan_tiles,
     spillable,
+    store_descriptor_cycles,
     tile_layer,
 )
 from hwq.layout.alloc import Interval, allocate
@@ -497,18 +497,16 @@ def _pack(network: QuantizedNetwork, config: CoreConfig, plan: _Plan, *,
         # the external activation regions after the weight image: relocate the row tiles'
         # loads and stores, and hold zeros where the tensors go
         ab, wb = words.ext_act_beats, words.ext_beats
-        base = act_base = -(-ext_image.shape[0] * wb // ab)
+        act_base = -(-ext_image.shape[0] * wb // ab)
         for d, info in zip(descs, infos, strict=True):
             if d.get("ld_act"):
-                d["ld_src"] += base
-                info["ld_src"] += base
+                d["ld_src"] += act_base
+                info["ld_src"] += act_base
             if d.get("st_len"):
-                d["st_dst"] += base
-                info["st_dst"] += base
-                info["cycles"] = LOAD_DESCRIPTOR_CYCLES + store_cycles(
-                    d["st_dst"] * ab, d["st_len"] * ab, burst=config.ext_burst,
-                    outstanding=config.ext_outstanding, latency=1)
-        rows = -(-(base + tiles.ext_words) * ab // wb)
+                d["st_dst"] += act_base
+                info["st_dst"] += act_base
+                info["cycles"] = store_descriptor_cycles(config, d["st_dst"], d["st_len"], ab)
+        rows = -(-(act_base + tiles.ext_words) * ab // wb)
         ext_image = np.concatenate([ext_image, np.zeros((rows - ext_image.shape[0],
                                                          words.ext_chunks), np.uint32)])
     if tiles is not None or external:
@@ -551,7 +549,7 @@ def _pack(network: QuantizedNetwork, config: CoreConfig, plan: _Plan, *,
     meta = {"network": dict(network.meta), "ops": [op.name for op in network.ops],
             "act_peak": peak}
     if tiles is not None:
-        meta["act_external"] = {t: w + base for t, w in tiles.external.items()}  # first word
+        meta["act_external"] = {t: w + act_base for t, w in tiles.external.items()}
         meta["act_external_words"] = tiles.ext_words
     return Program(config=config, images=images, input=tensor(INPUT),
                    output=tensor(network.output), layers=infos, meta=meta)
