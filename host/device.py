@@ -220,6 +220,18 @@ class Device(ABC):
         raise DeviceError(f"The {self.name} device has no external memory for the core's "
                           "m_axi port (its Program keeps weights off chip)")
 
+    async def write_external_at(self, offset: int, chunks: np.ndarray) -> None:
+        """Write uint32 ``chunks`` (LSB first) into the external image from byte ``offset``
+        of it on (a network input in external memory); after :meth:`write_external`."""
+        raise DeviceError(f"The {self.name} device has no external memory for the core's "
+                          "m_axi port (its Program keeps tensors off chip)")
+
+    async def read_external(self, offset: int, count: int) -> np.ndarray:
+        """``count`` uint32 chunks of the external image from byte ``offset`` of it on (a
+        network output in external memory)."""
+        raise DeviceError(f"The {self.name} device has no external memory for the core's "
+                          "m_axi port (its Program keeps tensors off chip)")
+
     async def start(self) -> None:
         """Start a run (``CTRL.START``); :class:`DeviceError` if the core is still busy."""
         if (await self.read_reg(ADDR.STATUS)) & BIT.STATUS_BUSY:

@@ -148,6 +148,16 @@ class GoldenDevice(Device):
         self.external = bytearray(np.ascontiguousarray(image, dtype="<u4").tobytes())
         return SIM_BASE
 
+    async def write_external_at(self, offset: int, chunks: np.ndarray) -> None:
+        data = np.ascontiguousarray(chunks, dtype="<u4").tobytes()
+        _check_span(offset, len(data), len(self.external))
+        self.external[offset:offset + len(data)] = data
+
+    async def read_external(self, offset: int, count: int) -> np.ndarray:
+        _check_span(offset, 4 * count, len(self.external))
+        return np.frombuffer(bytes(self.external[offset:offset + 4 * count]),
+                             dtype="<u4").astype(np.uint32)
+
     @property
     def irq(self) -> bool:
         """The ``irq`` line: ``STATUS.DONE and IRQ_ENABLE.DONE``."""
@@ -335,6 +345,12 @@ class GoldenDevice(Device):
                 raw = np.ascontiguousarray(packed[k], dtype="<u4").tobytes()
                 at = offset + (r.st_dst + k) * size
                 self.external[at:at + size] = raw + bytes(size - len(raw))
+
+
+def _check_span(offset: int, nbytes: int, size: int) -> None:
+    if not 0 <= offset <= offset + nbytes <= size:
+        raise DeviceError(f"Bytes {offset}..{offset + nbytes - 1} are outside the external "
+                          f"image of {size} bytes")
 
 
 def _external_words_of(memory: bytes, offset: int, chunks: int) -> np.ndarray:

@@ -136,6 +136,42 @@ class MmioDevice(Device):
             os.close(fd)
         return self.ext_address
 
+    def _ext_span(self, offset: int, nbytes: int):
+        """A map of the external buffer over bytes ``offset .. offset + nbytes`` of the
+        image, and where they start in it (mmap offsets are whole pages)."""
+        start = self.ext_offset + offset
+        page = start - start % mmap.ALLOCATIONGRANULARITY
+        fd = _open(self.ext_buffer, "external buffer")
+        try:
+            buf = mmap.mmap(fd, start - page + nbytes, mmap.MAP_SHARED,
+                            mmap.PROT_READ | mmap.PROT_WRITE, offset=page)
+        except (OSError, ValueError) as exc:
+            raise DeviceError(f"Cannot map {nbytes} bytes of {self.ext_buffer} at offset "
+                              f"{start:#x}: {exc}") from None
+        finally:
+            os.close(fd)
+        return buf, start - page
+
+    async def write_external_at(self, offset: int, chunks) -> None:
+        if self.ext_buffer is None:
+            return await super().write_external_at(offset, chunks)
+        import numpy as np
+
+        data = np.ascontiguousarray(chunks, dtype="<u4").tobytes()
+        buf, at = self._ext_span(offset, len(data))
+        with buf:
+            buf[at:at + len(data)] = data
+            buf.flush()
+
+    async def read_external(self, offset: int, count: int):
+        if self.ext_buffer is None:
+            return await super().read_external(offset, count)
+        import numpy as np
+
+        buf, at = self._ext_span(offset, 4 * count)
+        with buf:
+            return np.frombuffer(bytes(buf[at:at + 4 * count]), dtype="<u4").astype(np.uint32)
+
     async def close(self) -> None:
         """Unmap the window and close the file (idempotent)."""
         if not self._map.closed:

@@ -112,6 +112,20 @@ def cycle_model_mismatches(layer_cycles: np.ndarray, model_layer_cycles: np.ndar
     return [layer_names[i] for i in np.flatnonzero(diff)]
 
 
+def _external_span(program: Program, tensor, words: np.ndarray | None = None):
+    """A tensor in external memory: its byte offset in the image and, with ``words``
+    (``(count, act chunks)``), the chunks to write there (each word zero-padded to whole
+    beats); without, the chunks per word."""
+    w = program.words
+    per = w.ext_act_beats * program.config.ext_bits // 32
+    offset = tensor.external * per * 4
+    if words is None:
+        return offset, per
+    padded = np.zeros((words.shape[0], per), np.uint32)
+    padded[:, :words.shape[1]] = words
+    return offset, padded.reshape(-1)
+
+
 def model_layer_cycles(program: Program, latency: int | None) -> np.ndarray:
     """Each descriptor's cycles by the model: with external weights, the waits for loads
     on a memory of fixed ``latency`` (:func:`hwq.golden.memory.schedule`), or none when the
@@ -240,15 +254,25 @@ class Runtime:
         beats = program.images["ext"].shape[0] * program.words.ext_beats
         timeout_cycles = int(model.sum()) + 64 * beats + TIMEOUT_SLACK_CYCLES
         outs, totals, layers, stalls, ext_beats = [], [], [], [], []
+        in_t = program.input
         for i in range(packed.shape[0]):
-            await self.device.write_words("act", program.input.base, packed[i])
+            if in_t.external is None:
+                await self.device.write_words("act", in_t.base, packed[i])
+            else:
+                await self.device.write_external_at(*_external_span(program, in_t, packed[i]))
             await self.device.start()
             await self.device.wait_done(timeout_s=self.timeout_s, timeout_cycles=timeout_cycles)
             done = await self.device.read_reg(ADDR.LAYERS_DONE)
             if done != n_layers:
                 raise DeviceError(f"The core finished {done} layer(s) of the program's "
                                   f"{n_layers} ({self.device.name} device)")
-            outs.append(await self.device.read_words("act", out_t.base, out_t.words, chunks))
+            if out_t.external is None:
+                outs.append(await self.device.read_words("act", out_t.base, out_t.words,
+                                                         chunks))
+            else:
+                offset, per = _external_span(program, out_t)
+                got = await self.device.read_external(offset, out_t.words * per)
+                outs.append(got.reshape(out_t.words, per)[:, :chunks])
             total, per_layer = await self.device.cycles(n_layers)
             totals.append(total)
             layers.append(per_layer)

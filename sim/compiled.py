@@ -33,6 +33,7 @@ from hwq.errors import ToolchainError
 from hwq.golden.memory import SIM_BASE, MemoryTiming
 from hwq.host.device import (
     Device,
+    DeviceError,
     DeviceTimeout,
     _check_words,
     _memory_id,
@@ -222,6 +223,8 @@ def _library(path: str) -> ctypes.CDLL:
         ("hwq_counters", None, [handle, u32, _u32p]),
         ("hwq_run", None, [handle, u64]),
         ("hwq_ext_load", ctypes.c_int, [handle, _u32p, u64, u64, u32, u32, u64]),
+        ("hwq_ext_write", ctypes.c_int, [handle, _u32p, u64, u64]),
+        ("hwq_ext_read", ctypes.c_int, [handle, _u32p, u64, u64]),
         ("hwq_coverage", ctypes.c_int, [handle, ctypes.c_char_p]),
     ):
         fn = getattr(lib, name)
@@ -295,6 +298,21 @@ class CompiledModel:
                                   timing.seed) != 0:
             raise ValueError("This compiled core has no m_axi port: build it with ext_bits")
 
+    def ext_write(self, offset: int, chunks: np.ndarray) -> None:
+        """Overwrite the memory model's bytes from ``offset`` (of the image) on."""
+        c = np.ascontiguousarray(chunks, dtype=np.uint32).reshape(-1)
+        if self._lib.hwq_ext_write(self._live(), c.ctypes.data_as(_u32p), c.size, offset) != 0:
+            raise ValueError(f"Bytes {offset}..{offset + 4 * c.size - 1} are outside the "
+                             "external image (or the core has no m_axi port)")
+
+    def ext_read(self, offset: int, count: int) -> np.ndarray:
+        """``count`` chunks of the memory model from byte ``offset`` of the image on."""
+        out = np.zeros(count, np.uint32)
+        if self._lib.hwq_ext_read(self._live(), out.ctypes.data_as(_u32p), count, offset) != 0:
+            raise ValueError(f"Bytes {offset}..{offset + 4 * count - 1} are outside the "
+                             "external image (or the core has no m_axi port)")
+        return out
+
     def coverage(self, path: str | os.PathLike | None = None) -> None:
         """Zero the toggle counts (``path`` None) or write them to ``path`` (Verilator's
         ``coverage.dat``); a library built with ``toggles`` only."""
@@ -336,6 +354,18 @@ class CompiledDevice(Device):
         """The image into the harness's memory model on ``m_axi``, at :data:`SIM_BASE`."""
         self.model.ext_load(image, SIM_BASE, self.memory)
         return SIM_BASE
+
+    async def write_external_at(self, offset: int, chunks: np.ndarray) -> None:
+        try:
+            self.model.ext_write(offset, chunks)
+        except ValueError as exc:
+            raise DeviceError(str(exc)) from None
+
+    async def read_external(self, offset: int, count: int) -> np.ndarray:
+        try:
+            return self.model.ext_read(offset, count)
+        except ValueError as exc:
+            raise DeviceError(str(exc)) from None
 
     async def read_reg(self, offset: int) -> int:
         return self.model.read(check_offset(offset))

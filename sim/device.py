@@ -87,6 +87,16 @@ class SimDevice(Device):
         self.ram.write(0, data)
         return 0
 
+    async def write_external_at(self, offset: int, chunks: np.ndarray) -> None:
+        if self.ram is None:
+            return await super().write_external_at(offset, chunks)
+        self.ram.write(offset, np.ascontiguousarray(chunks, dtype="<u4").tobytes())
+
+    async def read_external(self, offset: int, count: int) -> np.ndarray:
+        if self.ram is None:
+            return await super().read_external(offset, count)
+        return np.frombuffer(self.ram.read(offset, 4 * count), dtype="<u4").astype(np.uint32)
+
     async def reset(self, cycles: int = 4) -> None:
         self.dut.rst.value = 1
         await ClockCycles(self.dut.clk, cycles)

@@ -355,9 +355,10 @@ def flow(
         "cycles_min_max": [int(sim.cycles.min()), int(sim.cycles.max())],
         "model_cycles_per_inference": int(sim.model_layer_cycles.sum()),
         "memory": memory_report(program, sim, sim_memory(backend, memory)),
-        "layer_cycles": dict(zip(sim.layer_names, sim.layer_cycles[0].tolist(), strict=True)),
-        "model_layer_cycles": dict(zip(sim.layer_names, sim.model_layer_cycles.tolist(),
-                                       strict=True)),
+        "layer_cycles": dict(zip(_unique(sim.layer_names), sim.layer_cycles[0].tolist(),
+                                 strict=True)),
+        "model_layer_cycles": dict(zip(_unique(sim.layer_names),
+                                       sim.model_layer_cycles.tolist(), strict=True)),
         "cycle_model_mismatches": cycle_bad,
         "macs_per_inference": macs,
         "bitplane_ops_per_inference": plane_ops,
@@ -384,6 +385,17 @@ def flow(
                            else f"cycle model mismatch in {cycle_bad}" if cycle_bad
                            else "simulated accuracy differs from golden")
     return report
+
+
+def _unique(names: list[str]) -> list[str]:
+    """Descriptor names as keys: a layer cut into tiles repeats its name, so the second and
+    later get ``#2``, ``#3``, ..."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+    return out
 
 
 def format_report(r: dict[str, Any]) -> str:

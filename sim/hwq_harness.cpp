@@ -407,6 +407,20 @@ int hwq_ext_load(void* handle, const uint32_t* chunks, uint64_t n, uint64_t base
 #endif
 }
 
+// Overwrite ``n`` 32-bit chunks of the external memory from byte ``offset`` of the image on
+// (a network input). Returns 0, or -1 without m_axi or past the image's end.
+int hwq_ext_write(void* handle, const uint32_t* chunks, uint64_t n, uint64_t offset) {
+#ifdef HWQ_EXT_BITS
+    AxiMemory& mem = static_cast<Sim*>(handle)->memory;
+    if (offset + 4 * n > mem.data.size()) return -1;
+    std::memcpy(&mem.data[offset], chunks, 4 * n);
+    return 0;
+#else
+    (void)handle, (void)chunks, (void)n, (void)offset;
+    return -1;
+#endif
+}
+
 // ``n`` 32-bit chunks of the external memory from byte ``offset`` of the image on (what
 // the core stored there). Returns 0, or -1 without m_axi or past the image's end.
 int hwq_ext_read(void* handle, uint32_t* chunks, uint64_t n, uint64_t offset) {

@@ -197,16 +197,20 @@ def sim_memory(backend: str, memory: MemoryTiming | None) -> MemoryTiming:
 
 
 def memory_report(program: Program, sim: SimResult, memory: MemoryTiming) -> dict[str, Any]:
-    """Where the weights live and what the external memory cost, for a report: on-chip and
-    external bytes, bytes read over ``m_axi`` and cycles lost waiting per inference."""
+    """Where the weights and tensors live and what the external memory cost, for a report:
+    on-chip and external bytes, bytes moved over ``m_axi`` and cycles lost waiting per
+    inference."""
     external = bool(program.images["ext"].shape[0])
     cfg = program.config
     onchip = {name: depth * lay.width // 8
               for (name, lay), depth in zip(program.words.memories.items(),
                                             (cfg.depths[n] for n in program.words.memories),
                                             strict=True)}
+    tensors = sorted(program.meta.get("act_external", {}))
     report: dict[str, Any] = {
-        "weights": "external" if external else "onchip",
+        "weights": "external" if any("tile" in layer for layer in program.layers)
+        else "onchip",
+        "activations": tensors or "onchip",
         "onchip_bytes": onchip,
         "external_bytes": program.external_bytes,
     }
@@ -222,10 +226,17 @@ def memory_report(program: Program, sim: SimResult, memory: MemoryTiming) -> dic
 def memory_lines(report: dict[str, Any]) -> list[str]:
     """Text lines of :func:`memory_report`."""
     kb = sum(report["onchip_bytes"].values()) / 1024
-    if report["weights"] == "onchip":
-        return [f"  every weight on chip ({kb:.1f} KiB of on-chip memories)"]
-    return [f"  weights in external memory: {report['external_bytes'] / 1024:.1f} KiB image, "
-            f"{report['bytes_per_inference'] / 1024:.1f} KiB read per inference, "
+    acts = report.get("activations", "onchip")
+    if report["weights"] == "onchip" and acts == "onchip":
+        return [f"  every weight and tensor on chip ({kb:.1f} KiB of on-chip memories)"]
+    where = []
+    if report["weights"] != "onchip":
+        where.append("weights")
+    if acts != "onchip":
+        where.append(f"tensors {', '.join(acts)}")
+    return [f"  {' and '.join(where)} in external memory: "
+            f"{report['external_bytes'] / 1024:.1f} KiB image, "
+            f"{report['bytes_per_inference'] / 1024:.1f} KiB moved per inference, "
             f"{report['stall_cycles_per_inference']:.0f} cycles waiting per inference "
             f"(on-chip memories {kb:.1f} KiB; memory latency {report['latency']}, "
             f"stalls {report['stall']:g})"]

@@ -133,6 +133,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                      help="m_axi data width (default 64)")
     off.add_argument("--latency", type=integer(1), default=4,
                      help="memory latency in cycles (default 4)")
+    off.add_argument("--act-depth", type=integer(16, 1 << 20), default=None, metavar="WORDS",
+                     help="an activation memory of WORDS words, the tensors that do not fit in "
+                          "external memory too (default: every tensor on chip)")
     for p in (g, sm, q, a, t, j, h, u, asic, off):
         p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
         p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -190,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
 
         result = bench_offchip(networks=tuple(args.networks or OFFCHIP), pes=tuple(args.pe),
                                images=args.images, ext_bits=args.ext_bits,
-                               latency=args.latency)
+                               latency=args.latency, act_depth=args.act_depth)
         text = format_offchip(result)
     elif args.bench == "all":
         result = bench_all(full=args.full, skip=args.skip, hw_timeout=args.hw_timeout,

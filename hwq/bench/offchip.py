@@ -65,8 +65,11 @@ def _network(name: str, pe: str, images: int) -> tuple[Any, np.ndarray]:
 
 
 def offchip_row(name: str, pe: str, *, images: int, lanes: int = 8, simd: int = 8,
-                ext_bits: int = 64, latency: int = 4) -> dict[str, Any]:
-    """One network on one PE type with its weights in external memory (module docstring)."""
+                ext_bits: int = 64, latency: int = 4, act_depth: int | None = None
+                ) -> dict[str, Any]:
+    """One network on one PE type with its weights in external memory (module docstring);
+    with ``act_depth``, an activation memory of that many words, the tensors that do not fit
+    in external memory too (:mod:`hwq.layout.acttiles`)."""
     from hwq import golden
     from hwq.golden.memory import MemoryTiming
     from hwq.layout.compiler import compile as compile_network
@@ -75,8 +78,9 @@ def offchip_row(name: str, pe: str, *, images: int, lanes: int = 8, simd: int = 
 
     net, x = _network(name, pe, images)
     onchip = core_config(net, pe=pe, lanes=lanes, simd=simd)
+    small = {} if act_depth is None else {"act_depth": act_depth}
     config = core_config(net, pe=pe, lanes=lanes, simd=simd, ext_bits=ext_bits,
-                         weights="external")
+                         weights="external", **small)
     t0 = time.perf_counter()
     program = compile_network(net, config, weights="external")
     compile_s = time.perf_counter() - t0
@@ -95,6 +99,8 @@ def offchip_row(name: str, pe: str, *, images: int, lanes: int = 8, simd: int = 
         "external_bytes": program.external_bytes,
         "bytes_per_inference": float(sim.ext_beats.mean()) * ext_bits // 8,
         "descriptors": len(program.layers),
+        "act_depth": config.act_depth, "onchip_act_depth": onchip.act_depth,
+        "external_tensors": sorted(program.meta.get("act_external", {})),
         "cycles": cycles, "onchip_cycles": int(onchip_cycles),
         "lost_cycles": cycles - onchip_cycles,
         "stall_cycles": float(sim.stall_cycles.mean()),
@@ -107,7 +113,7 @@ def offchip_row(name: str, pe: str, *, images: int, lanes: int = 8, simd: int = 
 
 def bench_offchip(*, networks: tuple[str, ...] = NETWORKS, pes: tuple[str, ...] = PE_TYPES,
                   images: int = 2, lanes: int = 8, simd: int = 8, ext_bits: int = 64,
-                  latency: int = 4, log=print) -> dict[str, Any]:
+                  latency: int = 4, act_depth: int | None = None, log=print) -> dict[str, Any]:
     """Every network on every PE type with external weights (module docstring)."""
     for pe in pes:
         if pe not in PE_TYPES:
@@ -117,7 +123,7 @@ def bench_offchip(*, networks: tuple[str, ...] = NETWORKS, pes: tuple[str, ...] 
         for pe in pes:
             log(f"offchip: {name} on {pe} ...")
             rows.append(offchip_row(name, pe, images=images, lanes=lanes, simd=simd,
-                                    ext_bits=ext_bits, latency=latency))
+                                    ext_bits=ext_bits, latency=latency, act_depth=act_depth))
     ok = all(r["mismatches"] == 0 and not r["cycle_model_mismatches"] for r in rows)
     return {"bench": "offchip", "ok": ok, "lanes": lanes, "simd": simd, "ext_bits": ext_bits,
             "latency": latency, "rows": rows}
@@ -127,14 +133,15 @@ def format_offchip(result: dict[str, Any]) -> str:
     """A Markdown table of :func:`bench_offchip`'s rows."""
     out = [f"Weights in external memory: {result['lanes']}x{result['simd']} cores, m_axi "
            f"{result['ext_bits']} bits, memory latency {result['latency']} cycles",
-           "", "| network | PE | weights | on-chip weights | buffers | external image | "
-           "read/inference | cycles on chip | cycles external | lost | exact |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "", "| network | PE | weights | on-chip weights | buffers | activations | "
+           "external image | moved/inference | cycles on chip | cycles external | lost | "
+           "exact |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         exact = "yes" if r["mismatches"] == 0 and not r["cycle_model_mismatches"] else "NO"
         out.append(
             f"| {r['network']} | {r['pe']} | {r['weights']:,} | {_kib(r['onchip_weight_bytes'])} "
-            f"| {_kib(r['buffer_bytes'])} | {_kib(r['external_bytes'])} "
+            f"| {_kib(r['buffer_bytes'])} | {_acts(r)} | {_kib(r['external_bytes'])} "
             f"| {_kib(r['bytes_per_inference'])} | {r['onchip_cycles']:,} "
             f"| {r['cycles']:,.0f} | {r['lost_cycles']:,.0f} "
             f"({100 * r['lost_cycles'] / r['onchip_cycles']:.1f} %) | {exact} |")
@@ -143,3 +150,12 @@ def format_offchip(result: dict[str, Any]) -> str:
 
 def _kib(n: float) -> str:
     return f"{n / 1024:,.1f} KiB"
+
+
+def _acts(row: dict[str, Any]) -> str:
+    """The activation memory of a row: on chip, or its words and the tensors out."""
+    out = row.get("external_tensors") or []
+    if not out:
+        return f"{row['act_depth']:,} words"
+    return (f"{row['act_depth']:,} of {row['onchip_act_depth']:,} words, "
+            f"{len(out)} tensor{'s' if len(out) > 1 else ''} out")

@@ -17,10 +17,13 @@ A tensor read from on-chip memory needs no load (the tile reads its rows in plac
 on-chip output gets the tile's rows written in place. A tile computes exactly the output
 rows the whole layer would (the staged rows are the same words, the padding test sees the
 same padding), so outputs stay bit-exact. Transfers do not overlap the array's work in this
-version: each costs its time (:func:`hwq.golden.memory.load_cycles`, ``store_cycles``).
+version: each costs its time (:func:`hwq.golden.memory.load_cycles`, ``store_cycles``). With
+external weights too, :func:`hwq.layout.tiling.tile_descriptors` then cuts each row tile's
+descriptor into weight tiles.
 
-Which tensors: ``"external"`` places every tensor that can go out (written by one layer
-and read only by layers of one input tensor, not the network's input or output); ``"auto"``
+Which tensors: ``"external"`` places every tensor that can go out (written by one layer of
+one input, or the network input that the host writes there, and read only by layers of one
+input tensor; the network output too, which the host then reads from there); ``"auto"``
 places the largest of them, one at a time, until the rest fits. The rows per tile are the
 most whose staging buffers fit beside the tensors on chip at that layer.
 """
@@ -39,7 +42,7 @@ from hwq.ir import INPUT, Matmul
 from hwq.layout.alloc import Interval, allocate
 
 __all__ = ["ACT_PLACES", "RowTiles", "TilePlan", "descriptor_count", "plan_tiles", "spillable",
-           "tile_layer"]
+           "store_descriptor_cycles", "tile_layer"]
 
 #: Where a program's intermediate tensors go: ``auto`` (on chip if they fit, else the
 #: largest in external memory until the rest fits, on a core with the ``m_axi`` port),
@@ -74,21 +77,18 @@ def _rows_in(prim: Any, rows: int, height: int) -> int:
     return min(height, (rows - 1) * sh + (kh - 1) * dh + 1)
 
 
-def spillable(layers: list[Any], out_owner: str) -> list[str]:
-    """Tensors that may live in external memory: each written by one layer of one input
-    and read only by layers of that one input tensor; never the input or the output."""
+def spillable(layers: list[Any], *, window: bool) -> list[str]:
+    """Tensors that may live in external memory: read only by layers of that one input
+    tensor, and written by one layer of one input or the host (the network input, unless it
+    is stored in im2col order, ``window``). The network output may go too: the host reads it
+    back from external memory."""
     readers: dict[str, list[Any]] = {}
     for layer in layers:
         for t in layer.sources:
             readers.setdefault(t, []).append(layer)
-    out = []
-    for layer in layers:
-        t = layer.out
-        if t in (INPUT, out_owner) or len(layer.sources) != 1:
-            continue
-        if t in readers and all(r.sources == [t] for r in readers[t]):
-            out.append(t)
-    return out
+    candidates = [] if window else [INPUT]
+    candidates += [layer.out for layer in layers if len(layer.sources) == 1]
+    return [t for t in candidates if all(r.sources == [t] for r in readers.get(t, []))]
 
 
 def plan_tiles(layers: list[Any], intervals: list[Interval], words: dict[str, int],
@@ -147,6 +147,15 @@ def plan_tiles(layers: list[Any], intervals: list[Interval], words: dict[str, in
                      "act_depth)")
 
 
+def store_descriptor_cycles(config: CoreConfig, dst: int, words: int, act_beats: int) -> int:
+    """Model cycles of a store descriptor of ``words`` activation words to external word
+    ``dst``: its read and check, and the store at latency 1 (:func:`hwq.golden.memory.schedule`
+    adds what a slower memory costs)."""
+    return LOAD_DESCRIPTOR_CYCLES + store_cycles(dst * act_beats, words * act_beats,
+                                                 burst=config.ext_burst,
+                                                 outstanding=config.ext_outstanding, latency=1)
+
+
 def descriptor_count(layers: list[Any], plan: TilePlan) -> int:
     """Descriptors of the program: one per untiled layer; per tile of a tiled layer its
     own, plus a load (input in external memory) and a store (output there)."""
@@ -163,11 +172,12 @@ def descriptor_count(layers: list[Any], plan: TilePlan) -> int:
 
 def tile_layer(i: int, layer: Any, d: dict[str, Any], info: dict[str, Any], plan: TilePlan,
                config: CoreConfig, src_base: int | None, dst_base: int | None,
-               ext_base: int, act_beats: int) -> tuple[list[dict], list[dict]]:
+               act_beats: int) -> tuple[list[dict], list[dict]]:
     """The descriptors and facts of layer ``i`` run in row tiles (loads and stores
     included); ``d``/``info`` are the layer's whole descriptor and facts, ``src_base`` /
-    ``dst_base`` its on-chip input / output (None when in external memory) and
-    ``ext_base`` the first external activation word of the program's regions."""
+    ``dst_base`` its on-chip input / output (None when in external memory). External
+    activation words count from the first region (the compiler moves them after the weight
+    image); a store's cycles are for that place until it does."""
     s = config.simd
     rt = plan.tiles[i]
     c_in, h, w = layer.in_chw
@@ -189,7 +199,7 @@ def tile_layer(i: int, layer: Any, d: dict[str, Any], info: dict[str, Any], plan
         tile = {"rows": [r0, r1]}
         if in_ext is not None:
             n = (rb - ra + 1) * w * ct_in
-            src = ext_base + in_ext + ra * w * ct_in
+            src = in_ext + ra * w * ct_in
             buf = plan.bases[f"@in{i}"]
             descs.append({"kind": d["kind"], "nop": 1, "ld_act": 1, "ld_len": n,
                           "ld_src": src, "ld_dst": buf})
@@ -215,12 +225,10 @@ def tile_layer(i: int, layer: Any, d: dict[str, Any], info: dict[str, Any], plan
                       "wait": int(in_ext is not None), **tile})
         if out_ext is not None:
             n = positions * ct_out
-            dst = ext_base + out_ext + r0 * ow * ct_out
+            dst = out_ext + r0 * ow * ct_out
             descs.append({"kind": d["kind"], "nop": 1, "st_len": n, "st_src": out_base,
                           "st_dst": dst})
             infos.append({"name": f"store {name}", "kind": "store", "op": "store",
-                          "cycles": LOAD_DESCRIPTOR_CYCLES + store_cycles(
-                              dst * act_beats, n * act_beats, burst=config.ext_burst,
-                              outstanding=config.ext_outstanding, latency=1),
+                          "cycles": store_descriptor_cycles(config, dst, n, act_beats),
                           "st_words": n, "st_dst": dst, **tile})
     return descs, infos

@@ -56,6 +56,7 @@ from hwq.layout.acttiles import (
     descriptor_count,
     plan_tiles,
     spillable,
+    store_descriptor_cycles,
     tile_layer,
 )
 from hwq.layout.alloc import Interval, allocate
@@ -338,18 +339,22 @@ def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
             plan = _plan(network, probe)
     needs = _needs(plan)
     ext = base.get("ext_bits", 0)
-    if weights == "external" or (weights == "auto" and ext and
-                                 base.get("weight_depth", needs["weight_depth"])
-                                 < needs["weight_depth"]):
-        if not ext:
-            raise ValueError("External weights need a core with the m_axi port (ext_bits 32, "
-                             "64 or 128), not ext_bits=0")
+    ext_weights = weights == "external" or (weights == "auto" and ext and
+                                            base.get("weight_depth", needs["weight_depth"])
+                                            < needs["weight_depth"])
+    if ext_weights and not ext:
+        raise ValueError("External weights need a core with the m_axi port (ext_bits 32, 64 "
+                         "or 128), not ext_bits=0")
+
+    def weight_buffers() -> None:
         floor = cyc.min_group_steps(lanes, simd)
         steps = [np.maximum(lay.terms.group_steps(pe), floor) if lay.terms is not None
                  else None for lay in plan.layers]
         ext_needs = external_needs(steps, probe, base.get("weight_depth"))
-        needs.update(weight_depth=ext_needs["weight_depth"])
-        needs["desc_depth"] = ext_needs["desc_depth"]
+        needs.update(weight_depth=ext_needs["weight_depth"], desc_depth=ext_needs["desc_depth"])
+
+    if ext_weights:
+        weight_buffers()
     if activations not in ACT_PLACES:
         raise ValueError(f"Activations must be one of {', '.join(ACT_PLACES)}, not "
                          f"{activations!r}")
@@ -366,10 +371,17 @@ def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
         # the input as stored if its windows do not fit; the pools unfused
         plan = _plan(network, probe, fuse=False)
         tiles = _spill(network, plan, probe, every=activations == "external")
-        if not base.get("weight_depth") and needs["weight_depth"] < plan.weight_words:
-            needs["weight_depth"] = plan.weight_words    # the first layer's taps unpacked
+        if ext_weights:
+            weight_buffers()            # of this plan (the first layer's taps may be unpacked)
+        else:
+            needs["weight_depth"] = max(needs["weight_depth"], plan.weight_words)
         needs.update(act_depth=tiles.peak, desc_depth=descriptor_count(plan.layers, tiles),
                      param_depth=max(needs["param_depth"], plan.param_words))
+        if ext_weights:                 # weight tiles inside row tiles: count them
+            trial = {**{f: _fitted_depth(f, n) for f, n in needs.items()}, **base,
+                     "desc_depth": CoreConfig.INT_FIELDS["desc_depth"][2]}
+            needs["desc_depth"] = len(compile(network, CoreConfig(**trial), weights="external",
+                                              activations=activations).layers)
     for field, need in needs.items():
         base.setdefault(field, _fitted_depth(field, need))
     return CoreConfig(**base)
@@ -390,9 +402,8 @@ def compile(network: QuantizedNetwork, config: CoreConfig, *,  # noqa: A001
         where intermediate tensors live (:data:`hwq.layout.acttiles.ACT_PLACES`):
         ``external`` puts every tensor that can go in external memory and runs the layers
         that read or write one in tiles of output rows (:mod:`hwq.layout.acttiles`; the
-        core needs ``ext_bits``, the weights must be on chip); ``auto`` does so, largest
-        tensor first, only when they do not fit the activation memory and the core has the
-        port.
+        core needs ``ext_bits``); ``auto`` does so, largest tensor first, only when they do
+        not fit the activation memory and the core has the port.
 
     Raises
     ------
@@ -427,10 +438,6 @@ def compile(network: QuantizedNetwork, config: CoreConfig, *,  # noqa: A001
         activations == "auto" and config.external and needs["act_depth"] > config.act_depth)
     tiles = None
     if spill:
-        if external:
-            raise ValueError("Weights and activations both in external memory are not "
-                             "supported yet: keep the weights on chip (weights='onchip', a "
-                             "larger weight_depth) or the activations (a larger act_depth)")
         plan = _plan(network, config, fuse=False)    # row tiles run their pools unfused
         tiles = _spill(network, plan, config, every=activations == "external")
         del needs["act_depth"]          # the tiles' staging buffers: fitted by _spill
@@ -457,11 +464,11 @@ def _spill(network: QuantizedNetwork, plan: _Plan, config: CoreConfig, *,
     """The tensors in external memory and the row tiles (:mod:`hwq.layout.acttiles`): every
     one that can go, or the largest first until the rest fits."""
     words = {iv.name: iv.words for iv in plan.intervals}
-    can = spillable(plan.layers, plan.owner[network.output])
+    can = spillable(plan.layers, window=plan.window is not None)
     if not can:
         raise ValueError("Network does not fit the activation memory, and no tensor of it can "
-                         "live in external memory (only tensors written by one layer of one "
-                         "input and read by such layers can)")
+                         "live in external memory (only tensors read by layers of one input "
+                         "can)")
     if every:
         return plan_tiles(plan.layers, plan.intervals, words, can, config)
     order = sorted(can, key=lambda t: -words[t])
@@ -480,17 +487,22 @@ def _pack(network: QuantizedNetwork, config: CoreConfig, plan: _Plan, *,
     words = core_words(config)
     s = config.simd
     bases, peak = (tiles.bases, tiles.peak) if tiles is not None else allocate(plan.intervals)
+    act_base = 0        # the first external activation word (after the weight image): below
     shapes = network.tensor_shapes()
 
     def tensor(name: str) -> Tensor:
         st = plan.storage[name]
-        return Tensor(base=bases.get(plan.owner[name], 0), chw=st.chw,
+        owner = plan.owner[name]
+        ext = None if tiles is None else tiles.external.get(owner)
+        return Tensor(base=bases.get(owner, 0) if ext is None else 0, chw=st.chw,
                       ct=math.ceil(st.chw[0] / s), shape=shapes[name],
-                      window=plan.window if name == INPUT else None)
+                      window=plan.window if name == INPUT else None,
+                      external=None if ext is None else ext + act_base)
 
     descs: list[dict[str, Any]] = []
     weight_imgs: list[np.ndarray] = []
     layer_imgs: list[np.ndarray | None] = []
+    desc_imgs: list[np.ndarray | None] = []      # per descriptor (row tiles share theirs)
     param_imgs: list[np.ndarray] = []
     infos: list[dict[str, Any]] = []
     w_used = p_used = 0
@@ -562,29 +574,45 @@ def _pack(network: QuantizedNetwork, config: CoreConfig, plan: _Plan, *,
                 i, layer, d, info, tiles, config,
                 src_base=srcs[0].base if layer.sources[0] in kept else None,
                 dst_base=dst.base if layer.out in kept else None,
-                ext_base=0, act_beats=words.ext_act_beats)
+                act_beats=words.ext_act_beats)
             descs += t_descs
             infos += t_infos
+            desc_imgs += [None if td.get("nop") else layer_imgs[-1] for td in t_descs]
             continue
         descs.append(d)
         infos.append(info)
+        desc_imgs.append(layer_imgs[-1])
+    ext_image = np.zeros((0, words.ext_chunks), np.uint32)
+    if external:
+        descs, infos, ext_image = tile_descriptors(descs, infos, desc_imgs, config, words)
+        weight_imgs = []
     if tiles is not None:
+        # the external activation regions after the weight image: relocate the row tiles'
+        # loads and stores, and hold zeros where the tensors go
+        ab, wb = words.ext_act_beats, words.ext_beats
+        act_base = -(-ext_image.shape[0] * wb // ab)
+        for d, info in zip(descs, infos, strict=True):
+            if d.get("ld_act"):
+                d["ld_src"] += act_base
+                info["ld_src"] += act_base
+            if d.get("st_len"):
+                d["st_dst"] += act_base
+                info["st_dst"] += act_base
+                info["cycles"] = store_descriptor_cycles(config, d["st_dst"], d["st_len"], ab)
+        rows = -(-(act_base + tiles.ext_words) * ab // wb)
+        ext_image = np.concatenate([ext_image, np.zeros((rows - ext_image.shape[0],
+                                                         words.ext_chunks), np.uint32)])
+    if tiles is not None or external:
         for j, d in enumerate(descs):
             d["last"] = int(j == len(descs) - 1)
         if len(descs) > config.desc_depth:
-            raise ValueError(f"Network does not fit the core: its row tiles need "
-                             f"{len(descs)} descriptors, {config.desc_depth} available "
-                             f"(desc_depth={_fitted_depth('desc_depth', len(descs))} would fit, "
-                             "or a larger act_depth)")
-    if external:
-        descs, infos, ext_image = tile_descriptors(descs, infos, layer_imgs, config, words)
-        if len(descs) > config.desc_depth:
-            raise ValueError(f"Network does not fit the core: its weight tiles need "
+            what = "weight and row tiles" if external and tiles else (
+                "weight tiles" if external else "row tiles")
+            raise ValueError(f"Network does not fit the core: its {what} need "
                              f"{len(descs)} descriptors, {config.desc_depth} available "
                              f"(desc_depth={_fitted_depth('desc_depth', len(descs))} would "
-                             "fit, or a larger weight_depth)")
-        weight_imgs = []
-    elif config.external:               # weights on chip, on a core with the load check
+                             "fit, or larger memories)")
+    if config.external and not external:    # weights on chip, on a core with the load check
         for d, info in zip(descs, infos, strict=True):
             if "rows" in info:          # a row tile, its load or store: counted already
                 continue
@@ -603,15 +631,8 @@ def _pack(network: QuantizedNetwork, config: CoreConfig, plan: _Plan, *,
                                        if r is None else r for r in rows])
         else:
             desc_values[k] = np.array([0 if r is None else r for r in rows], dtype=np.int64)
-    if tiles is not None:                # zeros where the tensors in external memory go
-        beat_bytes = config.ext_bits // 8
-        rows = -(-tiles.ext_words * words.ext_act_beats // words.ext_beats)
-        ext_image = np.zeros((rows, words.ext_chunks), np.uint32)
-        assert rows * words.ext_beats * beat_bytes >= \
-            tiles.ext_words * words.ext_act_beats * beat_bytes
     images = {
-        "ext": ext_image if external or tiles is not None
-        else np.zeros((0, words.ext_chunks), np.uint32),
+        "ext": ext_image,
         "desc": words.desc.pack(len(descs), **desc_values),
         "weight": np.concatenate(weight_imgs) if weight_imgs else
         np.zeros((0, words.weight.chunks), np.uint32),
@@ -621,7 +642,7 @@ def _pack(network: QuantizedNetwork, config: CoreConfig, plan: _Plan, *,
     meta = {"network": dict(network.meta), "ops": [op.name for op in network.ops],
             "act_peak": peak}
     if tiles is not None:
-        meta["act_external"] = dict(tiles.external)     # tensor -> first external word
+        meta["act_external"] = {t: w + act_base for t, w in tiles.external.items()}
         meta["act_external_words"] = tiles.ext_words
     return Program(config=config, images=images, input=tensor(INPUT),
                    output=tensor(network.output), layers=infos, meta=meta)

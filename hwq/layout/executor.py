@@ -99,12 +99,18 @@ def execute(program: Program, x: object) -> np.ndarray:
     packed = program.pack_input(x)
     n = packed.shape[0]
     mem = np.zeros((n, cfg.act_depth, cfg.simd), dtype=np.int64)
-    t = program.input
-    mem[:, t.base:t.base + t.words] = words.act.unpack(
+    t, out = program.input, program.output
+    ext_act = None
+    if cfg.external:        # external activation words: what the descriptors and tensors reach
+        reach = max([_ext_reach(words, program.images["desc"]),
+                     *(u.external + u.words for u in (t, out) if u.external is not None)])
+        ext_act = np.zeros((n, reach, cfg.simd), dtype=np.int64)
+    where, at = (mem, t.base) if t.external is None else (ext_act, t.external)
+    where[:, at:at + t.words] = words.act.unpack(
         packed.reshape(-1, words.act.chunks))["a"].reshape(n, t.words, cfg.simd)
-    run_images(cfg, program.images, mem)
-    out = program.output
-    region = mem[:, out.base:out.base + out.words]
+    run_images(cfg, program.images, mem, ext_act)
+    where, at = (mem, out.base) if out.external is None else (ext_act, out.external)
+    region = where[:, at:at + out.words]
     return program.unpack_output(words.act.pack(region.size // cfg.simd,
                                                 a=region.reshape(-1, cfg.simd))
                                  .reshape(n, out.words, -1))
@@ -212,10 +218,8 @@ class _Loads:
             self.weight[:min(len(given), config.weight_depth)] = given[:config.weight_depth]
         self.act = act
         if ext_act is None:
-            d = words.desc.unpack(images["desc"])
-            reach = max([0, *(d["st_dst"] + d["st_len"]),
-                         *((d["ld_src"] + d["ld_len"]) * (d["ld_act"] != 0))])
-            ext_act = np.zeros((act.shape[0], int(reach), config.simd), np.int64)
+            ext_act = np.zeros((act.shape[0], _ext_reach(words, images["desc"]), config.simd),
+                               np.int64)
         self.ext_act = ext_act
         self.flight: tuple[int, int] | None = None          # weight words being loaded
         self.act_flight = False                              # activation words being loaded
@@ -276,6 +280,13 @@ class _Loads:
                              f"it reads itself ({d['w_base']}..{d['w_last']})")
         self.weight[dst:dst + n] = self.ext[src:src + n, :self.weight.shape[1]]
         self.flight = (dst, dst + n - 1)
+
+
+def _ext_reach(words: CoreWords, desc_img: np.ndarray) -> int:
+    """External activation words the descriptors' loads and stores reach."""
+    d = words.desc.unpack(desc_img)
+    return int(max([0, *(d["st_dst"] + d["st_len"]),
+                    *((d["ld_src"] + d["ld_len"]) * (d["ld_act"] != 0))]))
 
 
 def layer_cycles(config: CoreConfig, desc: Mapping[str, object],

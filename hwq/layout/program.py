@@ -40,11 +40,12 @@ from hwq.serialize import atomic_write, parse_json
 
 MAGIC = b"HWQPROG\0"
 FORMAT = "hwq.Program"
-FORMAT_VERSION = 6
+FORMAT_VERSION = 7
 #: version 2: descriptors carry stride_h, stride_w, pad_t, pad_l (graph IR); matmuls may
 #: read several tensors. Version 3: the input tensor may be stored in im2col order
 #: (``input.window``, see :class:`Window`). Version 5: activation loads and stores over
-#: ``m_axi``. Version 6: a max pool may be fused into a matmul's descriptor (``fuse``,
+#: ``m_axi``. Version 6: the network input and output may live in external memory
+#: (``Tensor.external``). Version 7: a max pool may be fused into a matmul's descriptor (``fuse``,
 #: ``tap_sh``, ``tap_sw`` on cores with ``pool_words``; the layer's ``fused`` names the pool
 #: op).
 #: Images of a Program, in container order (the activation memory holds no image).
@@ -124,7 +125,9 @@ class Tensor:
     ``(h, w)``; ``ct = ceil(C / S)``. ``shape`` is the network's view of it (``(C, H, W)``,
     ``(K,)`` for a linear input or output, ``(C*H*W,)`` after a trailing flatten).
     ``window``: the network input stored in im2col order (``chw`` is then the stored
-    ``(KH * KW * C, OH, OW)``; see :class:`Window`), or None.
+    ``(KH * KW * C, OH, OW)``; see :class:`Window`), or None. ``external``: the tensor lives
+    in external memory from that external activation word on (``base`` is then 0; each word
+    ``ext_act_beats`` beats, :mod:`hwq.layout.words`), or None.
     """
 
     base: int
@@ -132,6 +135,7 @@ class Tensor:
     ct: int
     shape: tuple[int, ...]
     window: Window | None = None
+    external: int | None = None
 
     @property
     def words(self) -> int:
@@ -140,13 +144,15 @@ class Tensor:
     def to_dict(self) -> dict[str, Any]:
         return {"base": self.base, "chw": list(self.chw), "ct": self.ct,
                 "shape": list(self.shape),
-                "window": None if self.window is None else self.window.to_dict()}
+                "window": None if self.window is None else self.window.to_dict(),
+                "external": self.external}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Tensor:
         return cls(base=int(d["base"]), chw=tuple(d["chw"]), ct=int(d["ct"]),
                    shape=tuple(d["shape"]),
-                   window=None if d["window"] is None else Window.from_dict(d["window"]))
+                   window=None if d["window"] is None else Window.from_dict(d["window"]),
+                   external=None if d["external"] is None else int(d["external"]))
 
 
 @dataclass
@@ -425,7 +431,7 @@ class _HeaderCheck:
             raise self.fail("config", d, f"a valid core config ({exc})") from None
 
     def tensor(self, obj: object, where: str, config: CoreConfig) -> None:
-        t = self.record(obj, where, ("base", "chw", "ct", "shape", "window"))
+        t = self.record(obj, where, ("base", "chw", "ct", "shape", "window", "external"))
         chw, shape = self.typed(t, "chw", where, list), self.typed(t, "shape", where, list)
         if len(chw) != 3 or any(type(v) is not int or v < 1 for v in chw):
             raise self.fail(f"{where}.chw", chw, "3 positive integers (C, H, W)")
@@ -447,6 +453,14 @@ class _HeaderCheck:
         ct = -(-chw[0] // config.simd)
         self.integer(t, "ct", where, ct, ct, f"{ct} (ceil(C / simd))")
         words = chw[1] * chw[2] * ct
+        if t["external"] is not None:
+            if not config.external:
+                raise self.fail(f"{where}.external", t["external"], "null (a core without "
+                                                                    "ext_bits has no m_axi)")
+            self.integer(t, "external", where, 0, (1 << EXT_SRC_BITS) - words,
+                         "the first external activation word of the tensor")
+            self.integer(t, "base", where, 0, 0, "0 (the tensor lives in external memory)")
+            return
         self.integer(t, "base", where, 0, config.act_depth - words,
                      f"an integer in 0..{config.act_depth - words} (its {words} words within "
                      f"the {config.act_depth}-word activation memory, config.act_depth)")

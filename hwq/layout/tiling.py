@@ -104,7 +104,10 @@ def tile_descriptors(descs: list[dict[str, Any]], infos: list[dict[str, Any]],
         one per layer, as :func:`hwq.layout.compiler.compile` builds them (matmul weight
         ranges relative to the layer's own image).
     images : list of array or None
-        each layer's micro-op image (None for a pool).
+        each layer's micro-op image (None for a pool); with activations in row tiles
+        (:mod:`hwq.layout.acttiles`) one entry per descriptor: a row tile's descriptor
+        has its layer's image (its weight tiles are stored once and loaded for every row
+        tile), and the row tiles' own loads and stores, None, pass unchanged.
     """
     p, s = config.lanes, config.simd
     align = max(1, s // p)
@@ -115,7 +118,14 @@ def tile_descriptors(descs: list[dict[str, Any]], infos: list[dict[str, Any]],
     ext: list[np.ndarray] = []
     src = 0
     loads: list[tuple[int, int, int, int]] = []   # (descriptor, src, words, buffer base)
+    stored: dict[tuple[int, int, int], int] = {}   # (image, first group, end) -> src
+    held: tuple[int, int, int] | None = None      # the weight tile of the last descriptor
+    buf = capacity                                 # ... and its buffer
     for d, info, img in zip(descs, infos, images, strict=True):
+        if img is None and "rows" in info:   # a row tile's pool, load or store: as it is
+            out_d.append(d)
+            out_i.append(info)
+            continue
         if img is None:
             out_d.append({**d, "out_lim": d["out_ct"]})
             out_i.append({**info, "cycles": info["cycles"] + LOAD_CHECK_STAGES})
@@ -124,15 +134,20 @@ def tile_descriptors(descs: list[dict[str, Any]], infos: list[dict[str, Any]],
         starts = np.concatenate([[0], np.cumsum(steps)])
         for g0, g1 in group_tiles(steps, align, capacity):
             n = int(starts[g1] - starts[g0])
-            buf = (len(loads) % 2) * capacity
+            tile_key = (id(img), g0, g1)
+            again = tile_key == held                 # the next row tile of a one-tile layer: kept
+            if not again:
+                buf = capacity - buf            # the other buffer
             ct0 = g0 * p // s
             lim = min(int(d["out_ct"]) - ct0, -(-(g1 - g0) * p // s))
             out_d.append({**d, "w_base": buf, "w_last": buf + n - 1,
                           "p_base": int(d["p_base"]) + g0, "out_base": int(d["out_base"]) + ct0,
-                          "out_lim": lim, "wait": 1, "last": 0})
+                          "out_lim": lim, "wait": int(d.get("wait", 0) or not again),
+                          "last": 0})
             tile_info = {**info, "tile": [g0, g1], "steps": info["steps"][g0:g1],
                          "groups": g1 - g0, "w_base": buf, "w_words": n,
-                         "p_base": int(info["p_base"]) + g0, "wait": 1,
+                         "p_base": int(info["p_base"]) + g0,
+                         "wait": int(info.get("wait", 0) or not again),
                          "cycles": cyc.matmul_cycles(positions=info["positions"],
                                                      steps=steps[g0:g1], lanes=p, simd=s)
                          + LOAD_CHECK_STAGES
@@ -141,18 +156,25 @@ def tile_descriptors(descs: list[dict[str, Any]], infos: list[dict[str, Any]],
                 if key in info:
                     tile_info[key] = info[key][g0:g1]
             out_i.append(tile_info)
-            loads.append((len(out_d) - 1, src, n, buf))
-            chunk = np.zeros((n, words.ext_chunks), np.uint32)
-            chunk[:, :img.shape[1]] = img[starts[g0]:starts[g1]]
-            ext.append(chunk)
-            src += n
-    # the load of each tile goes to the descriptor before the tile's
+            held = tile_key
+            if again:
+                continue
+            if tile_key not in stored:          # a row tile's weights: stored once
+                stored[tile_key] = src
+                chunk = np.zeros((n, words.ext_chunks), np.uint32)
+                chunk[:, :img.shape[1]] = img[starts[g0]:starts[g1]]
+                ext.append(chunk)
+                src += n
+            loads.append((len(out_d) - 1, stored[tile_key], n, buf))
+    # the load of each tile goes to the descriptor before the tile's (a load-only one of its
+    # own first when that is the program's start or a row tile's load or store)
     for j, lsrc, n, buf in reversed(loads):
-        if j == 0:
-            out_d.insert(0, {"kind": KIND_MATMUL, "nop": 1})
-            out_i.insert(0, {"name": f"load {out_i[0]['name']}", "kind": "load", "op": "load",
+        before = out_d[j - 1] if j else None
+        if before is None or before.get("ld_act") or before.get("st_len"):
+            out_d.insert(j, {"kind": KIND_MATMUL, "nop": 1})
+            out_i.insert(j, {"name": f"load {out_i[j]['name']}", "kind": "load", "op": "load",
                              "cycles": LOAD_DESCRIPTOR_CYCLES})
-            j = 1
+            j += 1
         out_d[j - 1].update(ld_len=n, ld_src=lsrc, ld_dst=buf)
         out_i[j - 1].update(ld_words=n, ld_src=lsrc)
     out_d[-1]["last"] = 1

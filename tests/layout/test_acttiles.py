@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 
 import hwq.golden as golden
+from hwq.config import CoreConfig
 from hwq.layout import compile, execute
 from hwq.layout.compiler import core_config
 from hwq.layout.program import Program
-from hwq.testing import random_graph_network, random_inputs, random_network
+from hwq.testing import random_graph_network, random_inputs, random_network, tight_weight_depth
 
 ARCH = (("conv", 8, 3, 1, 1, True), ("conv", 8, 3, 2, 1, True), ("pool",),
         ("conv", 12, 3, 1, 0, True), ("flatten",), ("linear", 10, False))
@@ -38,9 +39,11 @@ def test_every_tensor_external_is_bit_exact(pe):
     net, x = _chain(pe)
     cfg = core_config(net, pe=pe, lanes=4, simd=4, ext_bits=64, activations="external")
     program = compile(net, cfg, activations="external")
-    assert set(program.meta["act_external"]) == {"conv0", "conv1", "pool2", "conv3"}
+    # the input is stored in im2col order (it stays on chip); the output goes out too
+    assert set(program.meta["act_external"]) == {"conv0", "conv1", "pool2", "conv3", "linear5"}
+    assert program.input.external is None and program.output.external is not None
     kinds = [layer["kind"] for layer in program.layers]
-    assert kinds.count("store") == 4 and kinds.count("load") == 4
+    assert kinds.count("store") == 5 and kinds.count("load") == 4
     np.testing.assert_array_equal(execute(program, x), golden.run(net, x))
 
 
@@ -108,7 +111,7 @@ def test_only_single_input_tensors_go_external():
     adds = {op.name for op in net.ops if op.kind == "add"}
     read_by_add = {i for op in net.ops if op.kind == "add" for i in op.inputs}
     ext = set(program.meta["act_external"])
-    assert ext and not ext & (adds | read_by_add | {net.output})
+    assert ext and not ext & (adds | read_by_add)
 
 
 def test_bad_placements_are_refused():
@@ -123,14 +126,12 @@ def test_bad_placements_are_refused():
     small = core_config(net, pe="multiply", lanes=4, simd=4, ext_bits=64, act_depth=512)
     with pytest.raises(ValueError, match="Network does not fit the core: the activation memory"):
         compile(net, small, activations="onchip")
-    with pytest.raises(ValueError, match="Weights and activations both in external memory"):
-        compile(net, small, weights="external")
     tiny = core_config(net, pe="multiply", lanes=4, simd=4, ext_bits=64, act_depth=512)
     from dataclasses import replace
 
     with pytest.raises(ValueError, match=r"conv0: one output row per tile needs \d+ "
                                          r"activation words of staging"):
-        compile(net, replace(tiny, act_depth=256))
+        compile(net, replace(tiny, act_depth=64))
     with pytest.raises(ValueError, match="Network does not fit the core: the activation memory"):
         compile(net, replace(no_port, act_depth=256))
 
@@ -152,3 +153,88 @@ def test_activation_tiles_leave_the_pools_unfused():
         assert not any("fused" in layer for layer in program.layers)
         assert any(layer["kind"] == "pool" for layer in program.layers)
         np.testing.assert_array_equal(execute(program, x), golden.run(net, x))
+
+
+@pytest.mark.parametrize("pe", ["shift_add", "bit_serial", "multiply"])
+def test_weight_tiles_inside_row_tiles_are_bit_exact(pe):
+    """Weights streamed in output-channel tiles and activations in row tiles together: each
+    row tile reloads its layer's weight tiles (stored once in the image); a weight load next
+    to a row tile's load or store gets a load-only descriptor of its own."""
+    net, x = _chain(pe)
+    cfg = core_config(net, pe=pe, lanes=4, simd=4, ext_bits=32, act_depth=512,
+                      weights="external")
+    tight = tight_weight_depth(compile(net, cfg, weights="external"))
+    cfg = CoreConfig(**{**cfg.to_dict(), "weight_depth": tight, "desc_depth": 256})
+    program = compile(net, cfg, weights="external")
+    assert any(la.get("tile", [0, 0])[0] > 0 for la in program.layers)   # several per layer
+    layers = program.layers
+    assert any("rows" in la and "tile" in la for la in layers)
+    assert any(la.get("ld_act") for la in layers) and any(la.get("st_words") for la in layers)
+    assert not any(la.get("st_words") and la.get("ld_words") for la in layers)
+    # the weight image holds each weight tile once, the activation regions follow it
+    distinct = {(la["name"], tuple(la["tile"])): la["w_words"] for la in layers if "tile" in la}
+    w = program.words
+    first_act = -(-sum(distinct.values()) * w.ext_beats // w.ext_act_beats)
+    assert min(program.meta["act_external"].values()) == first_act
+    np.testing.assert_array_equal(execute(program, x), golden.run(net, x))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_graphs_with_weights_and_tensors_external(seed):
+    rng = np.random.default_rng(200 + seed)
+    pe = ("shift_add", "bit_serial", "multiply")[seed]
+    net = random_graph_network(rng, input_shape=(3, 10, 10), kind=KIND[pe])
+    x = random_inputs(rng, net, 2)
+    cfg = core_config(net, pe=pe, lanes=4, simd=4, ext_bits=64, weights="external",
+                      activations="external")
+    program = compile(net, cfg, weights="external", activations="external")
+    np.testing.assert_array_equal(execute(program, x), golden.run(net, x))
+
+
+def test_the_network_input_and_output_in_external_memory():
+    """An activation memory smaller than the network input: the host writes the input into
+    external memory, the first layer loads its rows; GoldenDevice through the Runtime gives
+    golden's outputs, reading an external output back too."""
+    import asyncio
+
+    from hwq.host import GoldenDevice, Runtime
+
+    net, x = _chain("multiply")
+    cfg = core_config(net, pe="multiply", lanes=4, simd=4, ext_bits=32, act_depth=128)
+    program = compile(net, cfg)
+    assert program.input.external is not None and program.input.words > 128
+    want = golden.run(net, x)
+    np.testing.assert_array_equal(execute(program, x), want)
+    everything = compile(net, cfg, activations="external")
+    assert everything.output.external is not None
+
+    async def run(p):
+        dev = GoldenDevice(p.config)
+        rt = Runtime(dev)
+        await rt.load(p)
+        return await rt.infer(x)
+
+    for p in (program, everything):
+        res = asyncio.run(run(p))
+        np.testing.assert_array_equal(res.outputs, want)
+        assert res.cycle_model_mismatches() == []
+
+
+def test_external_weights_keep_their_small_buffers_when_activations_go_out_too():
+    rng = np.random.default_rng(3)
+    arch = (("conv", 32, 3, 1, 1, True), ("conv", 64, 3, 1, 1, True), ("pool",),
+            ("flatten",), ("linear", 10, False))
+    net = random_network(rng, input_shape=(3, 8, 8), arch=arch, kind="int", bits=4)
+    whole = core_config(net, pe="multiply", lanes=4, simd=4).weight_depth
+    cfg = core_config(net, pe="multiply", lanes=4, simd=4, ext_bits=64, act_depth=512,
+                      weights="external")
+    assert cfg.weight_depth == 1024 < whole      # two default buffers, not every weight
+    program = compile(net, cfg, weights="external")
+    assert program.meta["act_external"]
+    # a weight tile that the next row tile uses again stays in its buffer: no load
+    keys = [(la["name"], tuple(la["tile"])) for la in program.layers if "tile" in la]
+    changes = 1 + sum(a != b for a, b in pairwise(keys))
+    weight_loads = [la for la in program.layers if la.get("ld_words") and not la.get("ld_act")]
+    assert len(weight_loads) == changes < len(keys)
+    x = random_inputs(rng, net, 2)
+    np.testing.assert_array_equal(execute(program, x), golden.run(net, x))

@@ -440,7 +440,7 @@ def test_a_fused_conv_output_takes_no_activation_memory():
 
 
 def test_a_fused_layer_must_name_its_pool():
-    # the container (format 6) refuses a layer whose fused pool is not an op name
+    # the container (format 7) refuses a layer whose fused pool is not an op name
     _, _, program = _fusion_program()
     bad = replace(program, layers=[{**layer, "fused": 3} if "fused" in layer else layer
                                       for layer in program.layers])

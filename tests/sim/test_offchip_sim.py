@@ -1,5 +1,6 @@
-"""Weights in external memory on the Verilated core: the C++ memory model of the compiled
-backend and cocotbext-axi's AxiRamRead under cocotb, against hwq.golden and the model."""
+"""Weights and activations in external memory on the Verilated core: the C++ memory model of
+the compiled backend and cocotbext-axi's AxiRam under cocotb, against hwq.golden and the
+model."""
 
 from __future__ import annotations
 
@@ -172,3 +173,52 @@ def test_activation_tiles_under_cocotb_write_to_axi_ram():
     sim = simulate(program, None, x[:1], backend="cocotb", progress=False)
     np.testing.assert_array_equal(sim.outputs, golden.run(net, x[:1]))
     assert sim.cycle_model_mismatches() == []
+
+
+def test_weight_tiles_inside_row_tiles_run_exact_in_the_modelled_cycles():
+    rng = np.random.default_rng(11)
+    net = random_network(rng, input_shape=(3, 16, 16), arch=ACT_ARCH, kind="int", bits=4)
+    x = random_inputs(rng, net, 2)
+    cfg = core_config(net, pe="multiply", lanes=4, simd=4, ext_bits=32, ext_burst=4,
+                      ext_outstanding=2, act_depth=512, weights="external")
+    tight = tight_weight_depth(compile_network(net, cfg, weights="external"))
+    cfg = CoreConfig(**{**cfg.to_dict(), "weight_depth": tight, "desc_depth": 256})
+    program = compile_network(net, cfg, weights="external")
+    assert program.meta["act_external"]
+    sim = simulate(program, None, x, memory=MemoryTiming(latency=4), jobs=1, progress=False)
+    np.testing.assert_array_equal(sim.outputs, golden.run(net, x))
+    assert sim.cycle_model_mismatches() == []
+
+
+@pytest.mark.parametrize("backend", ["compiled", "cocotb"])
+def test_network_input_and_output_in_external_memory(backend):
+    """An activation memory of 128 words for a 3x16x16 input: the Runtime writes each input
+    into the memory on m_axi and reads the output back from it."""
+    rng = np.random.default_rng(11)
+    net = random_network(rng, input_shape=(3, 16, 16), arch=ACT_ARCH, kind="int", bits=4)
+    x = random_inputs(rng, net, 2)
+    cfg = core_config(net, pe="bit_serial", lanes=4, simd=4, ext_bits=64, act_depth=128)
+    program = compile_network(net, cfg, activations="external")
+    assert program.input.external is not None and program.output.external is not None
+    sim = simulate(program, None, x, backend=backend, jobs=1, progress=False)
+    np.testing.assert_array_equal(sim.outputs, golden.run(net, x))
+    assert sim.cycle_model_mismatches() == []
+
+
+def test_bench_offchip_with_a_small_activation_memory(monkeypatch):
+    from hwq.bench import offchip
+
+    def chain(name, pe, images):
+        rng = np.random.default_rng(11)
+        net = random_network(rng, input_shape=(3, 16, 16), arch=ACT_ARCH, kind="int", bits=4)
+        return net, random_inputs(rng, net, images)
+
+    monkeypatch.setattr(offchip, "_network", chain)
+    result = offchip.bench_offchip(networks=("chain",), pes=("multiply",), images=1, lanes=4,
+                                   simd=4, act_depth=256, log=lambda _: None)
+    (row,) = result["rows"]
+    assert result["ok"] and row["act_depth"] == 256 < row["onchip_act_depth"]
+    assert "input" in row["external_tensors"]
+    # the core reads at least the whole input (256 words of 4 x 8 bits, one 64-bit beat each)
+    assert row["bytes_per_inference"] >= 256 * 8
+    assert "256 of" in offchip.format_offchip(result)
