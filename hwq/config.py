@@ -58,6 +58,11 @@ class CoreConfig:
         256 x 16 bytes, so none crosses a 4 KB boundary (AXI4's rule).
     ext_outstanding : int
         most read bursts in flight, 1..16.
+    pool_words : int
+        words of the fused-pool buffer, 0..1024: the running maximum of one output position's
+        ``out_ct`` words when a max pool runs in the write-back of the conv before it
+        (:mod:`hwq.rtl.writeback`). 0 (default): no buffer; every max pool is a pass of its
+        own. :func:`hwq.layout.compiler.core_config` sizes it to the program.
 
     ``lanes`` and ``simd`` must divide one another (``max % min == 0``) so that a group of
     ``lanes`` outputs fills whole activation words or a whole fraction of one. Integer fields
@@ -79,6 +84,7 @@ class CoreConfig:
     ext_bits: int = 0
     ext_burst: int = 16
     ext_outstanding: int = 4
+    pool_words: int = 0
 
     #: Range of ``weight_bits`` per PE type (:data:`hwq.hardware.PES`).
     WEIGHT_BITS: ClassVar[dict[str, tuple[int, int]]] = {
@@ -99,6 +105,7 @@ class CoreConfig:
         "ext_bits": ("External memory port width (0: none)", 0, 128),
         "ext_burst": ("External memory burst length", 1, 256),
         "ext_outstanding": ("External memory outstanding reads", 1, 16),
+        "pool_words": ("Fused pool buffer depth (0: none)", 0, 1024),
     }
     #: Widths of the ``m_axi`` data bus (0: no external memory port).
     EXT_BITS: ClassVar[tuple[int, ...]] = (0, 32, 64, 128)
@@ -174,5 +181,7 @@ class CoreConfig:
         if not self.ext_bits:   # the burst shape of a core without the port changes nothing
             for name in ("ext_bits", "ext_burst", "ext_outstanding"):
                 del d[name]
+        if not self.pool_words:  # cores without the buffer keep their fingerprints
+            del d["pool_words"]
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = ["ACCUMULATE_STAGES", "ACT_FETCH_STAGES", "DMA_COMMIT_CYCLES", "DMA_ISSUE_CYCLES",
-           "DOT_STAGES", "LOAD_CHECK_STAGES", "LOAD_DESCRIPTOR_CYCLES", "MAX_STAGES", "PES",
+           "DOT_STAGES", "FUSED_WRITE_STAGES", "LOAD_CHECK_STAGES", "LOAD_DESCRIPTOR_CYCLES",
+           "MAX_STAGES", "PES",
            "PE_FORMATS", "PE_TYPES", "REQUANT_STAGES", "REQUANT_SUM_LEVELS",
            "WEIGHT_FETCH_STAGES", "PeKind", "pe_for_formats"]
 
@@ -80,6 +81,10 @@ WEIGHT_FETCH_STAGES = 2
 ACT_FETCH_STAGES = 3
 #: The max pool's compare-and-hold register (:mod:`hwq.rtl.maxpool`).
 MAX_STAGES = 1
+#: The write-back's register between a fused max pool's comparison and the activation
+#: memory (:mod:`hwq.rtl.writeback`): a matmul descriptor with ``fuse`` takes this many
+#: cycles more.
+FUSED_WRITE_STAGES = 1
 
 # ----------------------------------------------------------------------------- external memory
 #: A core with the ``m_axi`` port spends one more sequencer cycle per descriptor: the

@@ -337,3 +337,35 @@ def tight_weight_depth(program: Any) -> int:
              for layer in program.layers if "steps" in layer
              for u in range(0, len(layer["steps"]), align)]
     return max(16, 2 * max(units))
+
+
+def pool_fusion_network(rng: np.random.Generator, *, kind: str = "int",
+                        bits: int | Sequence[int] = 4, act_bits: int = 8,
+                        per_channel_bits: bool = False) -> QuantizedNetwork:
+    """A graph of max pools that the layout compiler fuses into the write-back of the
+    matmul before them and pools it must not fuse (:func:`hwq.layout.compiler._fusable`).
+
+    Fused: ``pool1`` (2x2/2 after a padded conv of 10x10: whole windows), ``pool4`` (a 2x1
+    window, stride 2 after an add: positions in no window, a row and every other column,
+    are skipped). Not fused: ``pool5`` (its input, conv2's, is also read by the add),
+    ``pool8`` (windows overlap), ``pool10`` (padding). Some convs have no ReLU, so pooled
+    values are negative too.
+    """
+    choices = np.atleast_1d(np.asarray(bits, dtype=np.int64))
+    shape = (3, 10, 10)
+    g = _GraphBuilder(rng, kind, choices, act_bits, per_channel_bits, shape)
+    c0 = g.conv(INPUT, 5, kernel=(3, 3), padding=1, relu=False)       # 5 x 10 x 10
+    p1 = g.maxpool(c0, kernel=2, stride=2, padding=0)                  # fused: 5 x 5 x 5
+    c2 = g.conv(p1, 5, kernel=(3, 3), padding=1)                       # 5 x 5 x 5
+    a3 = g.add(c2, p1, relu=False)
+    p4 = g.maxpool(a3, kernel=(2, 1), stride=2, padding=0)             # fused: 5 x 2 x 3
+    p5 = g.maxpool(c2, kernel=(2, 1), stride=2, padding=0)             # c2 read twice
+    a6 = g.add(p4, p5, relu=True)
+    c7 = g.conv(a6, 7, kernel=(1, 1), relu=False)                      # 7 x 2 x 3
+    p8 = g.maxpool(c7, kernel=2, stride=1, padding=0)                  # overlap: 7 x 1 x 2
+    c9 = g.conv(p8, 6, kernel=(1, 1))
+    p10 = g.maxpool(c9, kernel=2, stride=2, padding=1)                 # padding: 6 x 1 x 2
+    x = g.flatten(p10)
+    g.linear(x, 4, relu=False)
+    return QuantizedNetwork(input_shape=shape, act_bits=act_bits, input_scale=1.0, ops=g.ops,
+                            meta={"generator": "hwq.testing.pool_fusion_network"})

@@ -11,6 +11,10 @@
 * pool: for each output position and channel tile, the ``kernel_h x kernel_w`` input words
   of the window, row by row; each op carries the tap's input row and column (``ih0``,
   ``iw0``) for the padding test (a tap in the padding is not read and never wins).
+* fused matmul (``fuse``, cores with ``pool_words``): for each pooled output position
+  (row-major), for each of the ``kernel_h x kernel_w`` conv positions of its pool window
+  (row by row), every weight micro-op; ``pool_first``/``pool_last`` mark the window's
+  first and last conv position, ``out`` is the pooled output's address.
 
 Timing: no comparator sits between the loop counters and the enables and muxes of the
 position registers. The loop-end tests (last weight micro-op or pool tap of a position,
@@ -84,6 +88,13 @@ class AddressGenerator(wiring.Component):
         tv = Signal(w.dim_bits)                     # pool window column
         tap_off = Signal(w.pos_bits)                # tu * dy_step + tv * dx_step
         row_off = Signal(w.pos_bits)                # tu * dy_step
+        fusing = bool(self.config.pool_words)
+        if fusing:
+            tap_ih = Signal(w.dim_bits)             # tu * tap_sh (pool: tu)
+            tap_iw = Signal(w.dim_bits)             # tv * tap_sw (pool: tv)
+            fuse = Signal()                         # d.fuse (a matmul with its pool)
+        else:
+            tap_ih, tap_iw, fuse = tu, tv, 0
         row_pos = Signal(signed(w.pos_bits))
         pos = Signal(signed(w.pos_bits))
         ih0 = Signal(signed(w.dim_bits + 1))
@@ -120,19 +131,25 @@ class AddressGenerator(wiring.Component):
         one_col = d.out_w == 1
         one_row = d.out_h == 1
 
+        # the last op of an output position: ``end_pos`` (pool, matmul) and, in a fused
+        # matmul, the pool window's last conv position (a conjunction of flag registers)
+        taps_last = tv_last & tu_last
+        pos_end = end_pos & (taps_last | ~fuse) if fusing else end_pos
+        windowed = pool | fuse if fusing else pool
+
         p = self.o.payload
         m.d.comb += [
             self.busy.eq(running),
             self.o.valid.eq(running),
             p.w_addr.eq(w_addr),
-            p.pos.eq(Mux(pool, pos + ct + tap_off, pos)),
-            p.ih0.eq(ih0 + Mux(pool, tu, 0)),
-            p.iw0.eq(iw0 + Mux(pool, tv, 0)),
+            p.pos.eq(Mux(windowed, pos + ct + tap_off, pos)),
+            p.ih0.eq(ih0 + Mux(windowed, tap_ih, 0)),
+            p.iw0.eq(iw0 + Mux(windowed, tap_iw, 0)),
             p.out.eq(Mux(pool, out_pos + ct, out_pos)),
             p.pfirst.eq(pfirst),
-            p.llast.eq(end_pos & last_col & last_row),
+            p.llast.eq(pos_end & last_col & last_row),
             p.pool_first.eq(tap_first),
-            p.pool_last.eq(tv_last & tu_last),
+            p.pool_last.eq(taps_last),
         ]
         with m.If(self.start):
             kind_pool = d.kind == KIND_POOL
@@ -140,6 +157,8 @@ class AddressGenerator(wiring.Component):
                          tu.eq(0), tv.eq(0), tap_off.eq(0), row_off.eq(0),
                          row_pos.eq(d.pos0), pos.eq(d.pos0), ih0.eq(-d.pad_t),
                          iw0.eq(-d.pad_l), out_pos.eq(d.out_base)]
+            if fusing:
+                m.d.sync += [tap_ih.eq(0), tap_iw.eq(0), fuse.eq(~kind_pool & d.fuse)]
             m.d.sync += [pool.eq(kind_pool), pfirst.eq(1), tap_first.eq(1),
                          end_pos.eq(Mux(kind_pool, one_kw & one_kh & one_ct, one_word)),
                          tv_last.eq(one_kw), tu_last.eq(one_kh), end_ct.eq(one_ct),
@@ -148,29 +167,46 @@ class AddressGenerator(wiring.Component):
                          ct_pen.eq(d.in_ct - 2), col_pen.eq(d.out_w - 2),
                          row_pen.eq(d.out_h - 2)]
         with m.Elif(self.o.valid & self.o.ready):
-            with m.If(pool):
-                # window taps: tv fastest, then tu, then the channel tile ct
-                m.d.sync += tap_first.eq(tv_last & tu_last)
+            def step_taps():
+                """Window taps: tv fastest, then tu; back to (0, 0) after the last."""
+                m.d.sync += tap_first.eq(taps_last)
                 with m.If(~tv_last):
                     m.d.sync += [tv.eq(tv + 1), tv_last.eq(tv == kw_pen),
-                                 tap_off.eq(tap_off + d.dx_step),
-                                 end_pos.eq((tv == kw_pen) & tu_last & end_ct)]
+                                 tap_off.eq(tap_off + d.dx_step)]
+                    if fusing:
+                        m.d.sync += tap_iw.eq(tap_iw + Mux(pool, 1, d.tap_sw))
                 with m.Elif(~tu_last):
                     m.d.sync += [tv.eq(0), tv_last.eq(one_kw), tu.eq(tu + 1),
                                  tu_last.eq(tu == kh_pen), row_off.eq(row_off + d.dy_step),
-                                 tap_off.eq(row_off + d.dy_step),
-                                 end_pos.eq(one_kw & (tu == kh_pen) & end_ct)]
+                                 tap_off.eq(row_off + d.dy_step)]
+                    if fusing:
+                        m.d.sync += [tap_iw.eq(0), tap_ih.eq(tap_ih + Mux(pool, 1, d.tap_sh))]
+                with m.Else():
+                    m.d.sync += [tv.eq(0), tv_last.eq(one_kw), tu.eq(0), tu_last.eq(one_kh),
+                                 tap_off.eq(0), row_off.eq(0)]
+                    if fusing:
+                        m.d.sync += [tap_iw.eq(0), tap_ih.eq(0)]
+
+            with m.If(pool):
+                # window taps, then the channel tile ct
+                step_taps()
+                with m.If(~tv_last):
+                    m.d.sync += end_pos.eq((tv == kw_pen) & tu_last & end_ct)
+                with m.Elif(~tu_last):
+                    m.d.sync += end_pos.eq(one_kw & (tu == kh_pen) & end_ct)
                 with m.Else():
                     next_end_ct = Mux(end_ct, one_ct, ct == ct_pen)
-                    m.d.sync += [tv.eq(0), tv_last.eq(one_kw), tu.eq(0), tu_last.eq(one_kh),
-                                 tap_off.eq(0), row_off.eq(0),
-                                 ct.eq(Mux(end_ct, 0, ct + 1)), end_ct.eq(next_end_ct),
+                    m.d.sync += [ct.eq(Mux(end_ct, 0, ct + 1)), end_ct.eq(next_end_ct),
                                  end_pos.eq(one_kw & one_kh & next_end_ct)]
             with m.Else():
+                # weight micro-ops; in a fused matmul, then the window's conv positions
                 m.d.sync += [w_addr.eq(Mux(end_pos, d.w_base, w_addr + 1)),
                              pfirst.eq(end_pos),
                              end_pos.eq(Mux(end_pos, one_word, w_addr == w_pen))]
-            with m.If(end_pos):                     # next output position
+                if fusing:
+                    with m.If(fuse & end_pos):
+                        step_taps()
+            with m.If(pos_end):                     # next output position
                 m.d.sync += out_pos.eq(out_pos + d.out_ct)
                 with m.If(last_col):
                     m.d.sync += [ow.eq(0), iw0.eq(-d.pad_l), last_col.eq(one_col)]

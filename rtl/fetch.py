@@ -68,12 +68,15 @@ class WeightFetch(wiring.Component):
 def group_side_layout(config: CoreConfig) -> data.StructLayout:
     """What travels with a group to the write-back: where its outputs go."""
     w = core_words(config)
-    return data.StructLayout({
+    fields = {
         "out": unsigned(w.act_addr_bits),      # output position address
         "wct": unsigned(w.dim_bits),           # first output channel tile of the group
         "wslot": unsigned(max(1, (max(1, config.simd // config.lanes) - 1).bit_length())),
         "llast": unsigned(1),                  # the layer's last group
-    })
+    }
+    if config.pool_words:                      # a fused pool's window: first and last tap
+        fields.update(tfirst=unsigned(1), tlast=unsigned(1))
+    return data.StructLayout(fields)
 
 
 def fetched_layout(config: CoreConfig) -> data.StructLayout:
@@ -173,6 +176,9 @@ class ActFetch(wiring.Component):
                          keep0.group.out.eq(op.out), keep0.group.wct.eq(wct_cur),
                          keep0.group.wslot.eq(wslot_cur), keep0.group.llast.eq(op.llast),
                          keep0.pool_first.eq(op.pool_first), keep0.pool_last.eq(op.pool_last)]
+            if cfg.pool_words:
+                m.d.sync += [keep0.group.tfirst.eq(op.pool_first),
+                             keep0.group.tlast.eq(op.pool_last)]
             if cfg.pe == "bit_serial":
                 m.d.sync += [keep0.shift.eq(word.shift), keep0.neg.eq(word.neg)]
             m.d.sync += [valid_a.eq(valid0), inb_a.eq(inb0), keep.eq(keep0)]

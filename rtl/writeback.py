@@ -5,6 +5,16 @@ taken from the stream at its first word (so the stream never waits more than the
 ``lanes / simd`` cycles the compiler spaces groups by) and words past the layer's
 ``out_ct`` channel tiles are not written. With ``lanes < simd`` it fills one
 ``lanes``-element slot of a word, using the memory's per-element write enables.
+
+Fused max pool (cores with ``pool_words``, a layer with ``fuse``): the groups of one conv
+position arrive with ``tfirst``/``tlast``, whether the position is the first or the last of
+its pool window. The running maximum of each output word lives in a buffer of
+``pool_words`` words (indexed by the word's channel tile, read without a clock): the first
+position's values are stored, each later one stores the element-wise maximum with the
+buffer, and only the last writes the maximum to the activation memory (at the pooled
+output's address). The comparison sits between the buffer's read and a register
+(:data:`~hwq.hardware.FUSED_WRITE_STAGES`) before the activation memory, so a fused layer's
+writes, and its ``done``, come one cycle later; other layers write as before.
 """
 
 from __future__ import annotations
@@ -26,7 +36,10 @@ class Writeback(wiring.Component):
 
     Ports: ``i`` (requant output stream, ``side`` = :func:`group_side_layout`), ``out_ct``
     (In, output channel tiles of the layer), ``wr_addr``/``wr_data``/``wr_en`` (Out, a write
-    port with ``simd`` element enables), ``done`` (Out, strobe: the layer's last write).
+    port with ``simd`` element enables), ``done`` (Out, strobe: the layer's last write); with
+    ``pool_words``: ``fuse`` (In, the layer's pool is fused) and the pool buffer's ports
+    ``pool_addr`` (Out, read without a clock and written at it), ``pool_rdata`` (In),
+    ``pool_wdata``/``pool_wen`` (Out, ``simd`` element enables).
     """
 
     def __init__(self, *, config: CoreConfig) -> None:
@@ -41,7 +54,35 @@ class Writeback(wiring.Component):
             "wr_data": Out(unsigned(config.simd * config.act_bits)),
             "wr_en": Out(config.simd),
             "done": Out(1),
+            **({"fuse": In(1), "pool_addr": Out(range(config.pool_words)),
+                "pool_rdata": In(unsigned(config.simd * config.act_bits)),
+                "pool_wdata": Out(unsigned(config.simd * config.act_bits)),
+                "pool_wen": Out(config.simd)} if config.pool_words else {}),
         })
+
+    def _pooled(self, m: Module, index, addr, data, en, done, tfirst, tlast):
+        """``(addr, data, en, done)`` of the activation memory write: unchanged without the
+        buffer; with it, in a fused layer, the running maximum of the window, written on its
+        last tap through a register (the comparison stays off the memory's input)."""
+        cfg = self.config
+        if not cfg.pool_words:
+            return addr, data, en, done
+        ab, s = cfg.act_bits, cfg.simd
+        keep = self.fuse & ~tfirst
+        best = []
+        for e in range(s):
+            y = data[e * ab:(e + 1) * ab].as_signed()
+            b = self.pool_rdata[e * ab:(e + 1) * ab].as_signed()
+            best.append(Mux(keep & (b > y), b, y).as_unsigned())
+        pooled = Cat(*best)
+        m.d.comb += [self.pool_addr.eq(index), self.pool_wdata.eq(pooled),
+                     self.pool_wen.eq(Mux(self.fuse, en, 0))]
+        r_addr, r_data = Signal.like(self.wr_addr), Signal.like(self.wr_data)
+        r_en, r_done = Signal.like(self.wr_en), Signal()
+        m.d.sync += [r_addr.eq(addr), r_data.eq(pooled), r_en.eq(Mux(tlast, en, 0)),
+                     r_done.eq(done)]
+        return (Mux(self.fuse, r_addr, addr), Mux(self.fuse, r_data, data),
+                Mux(self.fuse, r_en, en), Mux(self.fuse, r_done, done))
 
     def elaborate(self, platform):
         m = Module()
@@ -61,13 +102,19 @@ class Writeback(wiring.Component):
             for k in range(1, beats):
                 data_mux = Mux(j == k, words[k], data_mux)
             active = Mux(j == 0, self.i.valid, 1)
-            ct = src.side.wct + j
+            ct = Signal(len(self.out_ct) + 1)
+            m.d.comb += ct.eq(src.side.wct + j)
+            wr_addr, wr_data, wr_en, done = self._pooled(
+                m, ct, src.side.out + ct, data_mux,
+                Mux(active & (ct < self.out_ct), (1 << s) - 1, 0),
+                active & (j == beats - 1) & src.side.llast,
+                *((src.side.tfirst, src.side.tlast) if cfg.pool_words else (0, 0)))
             m.d.comb += [
-                self.wr_addr.eq(src.side.out + ct),
-                self.wr_data.eq(data_mux),
-                self.wr_en.eq(Mux(active & (ct < self.out_ct), (1 << s) - 1, 0)),
+                self.wr_addr.eq(wr_addr),
+                self.wr_data.eq(wr_data),
+                self.wr_en.eq(wr_en),
                 self.i.ready.eq(j == 0),
-                self.done.eq(active & (j == beats - 1) & src.side.llast),
+                self.done.eq(done),
             ]
             if beats > 1:
                 with m.If(j != 0):
@@ -80,11 +127,16 @@ class Writeback(wiring.Component):
             for k in range(r):
                 m.d.comb += en[k * p:(k + 1) * p].eq(Mux(self.i.valid & (side.wslot == k),
                                                          (1 << p) - 1, 0))
+            wr_addr, wr_data, wr_en, done = self._pooled(
+                m, side.wct, side.out + side.wct,
+                Cat(*([y[lane].as_unsigned() for lane in range(p)] * r)), en,
+                self.i.valid & side.llast,
+                *((side.tfirst, side.tlast) if cfg.pool_words else (0, 0)))
             m.d.comb += [
-                self.wr_addr.eq(side.out + side.wct),
-                self.wr_data.eq(Cat(*([y[lane].as_unsigned() for lane in range(p)] * r))),
-                self.wr_en.eq(en),
+                self.wr_addr.eq(wr_addr),
+                self.wr_data.eq(wr_data),
+                self.wr_en.eq(wr_en),
                 self.i.ready.eq(1),
-                self.done.eq(self.i.valid & side.llast),
+                self.done.eq(done),
             ]
         return m

@@ -27,19 +27,18 @@ def _net() -> QuantizedNetwork:
 
 def test_network_util_per_layer():
     r = network_util(_net(), pe="multiply", lanes=8, simd=8)
-    conv, pool, fc = r["layers"]
-    # conv: 16 positions x 72 weights; input in im2col order, ceil(9 / 8) = 2 micro-ops
+    conv, fc = r["layers"]      # the max pool runs in the conv's write-back: no row, 0 cycles
+    # conv: 16 positions (4 pooled x 4 taps) x 72 weights; input in im2col order,
+    # ceil(9 / 8) = 2 micro-ops, and the fused pool's registered write (1 cycle)
     assert (conv["name"], conv["macs"], conv["nonzero"]) == ("conv", 16 * 72, 16 * 71)
-    assert conv["cycles"] == 16 * 2 + 24
-    assert conv["utilization"] == 16 * 72 / 64 / (16 * 2 + 24)
-    assert conv["nonzero_utilization"] == 16 * 71 / 64 / (16 * 2 + 24)
-    assert (pool["kind"], pool["macs"], pool["utilization"]) == ("maxpool2d", 0, None)
-    assert pool["cycles"] == 4 * 4 + 8
+    assert (conv["cycles"], conv["fused"]) == (16 * 2 + 24 + 1, "pool")
+    assert conv["utilization"] == 16 * 72 / 64 / (16 * 2 + 24 + 1)
+    assert conv["nonzero_utilization"] == 16 * 71 / 64 / (16 * 2 + 24 + 1)
     # fc: 4 positions of 8 channels, one word each
     assert (fc["macs"], fc["cycles"]) == (256, 4 + 24)
-    assert r["cycles"] == conv["cycles"] + pool["cycles"] + fc["cycles"]
+    assert r["cycles"] == conv["cycles"] + fc["cycles"]
     assert r["utilization"] == (16 * 72 + 256) / 64 / r["cycles"]
-    assert "| conv | conv2d | 1152 |" in format_util(
+    assert "| conv | conv2d + pool pool | 1152 |" in format_util(
         {"lanes": 8, "simd": 8, "rows": [{**r, "network": "t", "pe": "multiply",
                                            "inferences_per_s": None}]})
 

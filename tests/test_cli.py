@@ -302,7 +302,7 @@ def test_a_program_for_another_core_names_the_differing_fields(capsys, files, tm
     line = _usage(capsys, "rtl", "--pe", "shift_add", "--lanes", "4", "--act-depth",
                   str(cfg.act_depth * 2), "--weight-depth", str(cfg.weight_depth),
                   "--param-depth", str(cfg.param_depth), "--desc-depth", str(cfg.desc_depth),
-                  "--table-bits", str(cfg.table_bits),
+                  "--table-bits", str(cfg.table_bits), "--pool-words", str(cfg.pool_words),
                   "--program", str(files["program"]), "-o", str(tmp_path / "rtl"))
     assert line.startswith("hwq rtl: error: Program was built for core ")
     assert line.endswith(f"it needs lanes 8 (the core has 4), act_depth {cfg.act_depth} (the "

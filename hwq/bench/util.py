@@ -5,8 +5,10 @@ own weights, zeros included), ideal cycles ``MACs / (lanes * simd)``, model cycl
 (:func:`hwq.layout.compiler.network_cycles`, which the simulated core's counters equal),
 utilization ``ideal / cycles``, and the same with nonzero-weight MACs (``bit_serial``:
 one-bits of the codes, as ``hwq flow`` counts). Over the network: the same ratios with every
-layer's cycles (pools included), and inferences/s at a clock (MHz): the routed Fmax of the
-matching 8x8 core in ``hwq bench hw``'s results when given, else the ``fmax`` argument.
+layer's cycles (pools included; a max pool fused into the write-back of the layer before
+it has none, and that layer's row names it), and inferences/s at a clock (MHz): the routed
+Fmax of the matching 8x8 core in ``hwq bench hw``'s results when given, else the ``fmax``
+argument.
 
 The networks are post-training quantized (no retraining, so a run takes seconds): POT
 rounding to the INQ set for ``shift_add``, per-channel INT for ``multiply`` and
@@ -73,6 +75,8 @@ def network_util(network: Any, *, pe: str, lanes: int, simd: int) -> dict[str, A
         macs = e["positions"] * int(own.size) if own is not None else e.get("macs", 0)
         layer = {"name": e["name"], "kind": e["kind"], "macs": macs, "nonzero": nonzero,
                  "cycles": e["cycles"]}
+        if "fused" in e:                 # a max pool in its write-back, no cycles of its own
+            layer["fused"] = e["fused"]
         layers.append(_ratios(layer, lanes * simd))
         for k in total:
             total[k] += layer[k]
@@ -146,7 +150,8 @@ def format_util(result: dict[str, Any]) -> str:
                 "| layer | op | MACs | ideal | cycles | utilization | nonzero util. |",
                 "|---|---|---|---|---|---|---|"]
         for lay in r["layers"]:
-            out.append(f"| {lay['name']} | {lay['kind']} | {lay['macs']} "
+            kind = lay["kind"] + (f" + pool {lay['fused']}" if "fused" in lay else "")
+            out.append(f"| {lay['name']} | {kind} | {lay['macs']} "
                        f"| {lay['ideal_cycles']:.0f} | {lay['cycles']} "
                        f"| {_pct(lay['utilization'])} | {_pct(lay['nonzero_utilization'])} |")
     return "\n".join(out)

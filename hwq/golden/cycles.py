@@ -24,6 +24,13 @@ per output word (a tap in the padding takes its cycle unread)::
 
     cycles = out_positions * ceil(C / simd) * KH * KW + pool_overhead
 
+A max pool fused into the write-back of the matmul before it (a core with ``pool_words``,
+:func:`hwq.layout.compiler.compile`) costs nothing of its own: the matmul's ``positions``
+are then the conv positions of the pool windows (``pooled positions * KH * KW``, fewer
+than the conv's own when some lie in no window), and the descriptor takes
+``FUSED_WRITE_STAGES`` (1) cycle more: the write-back registers the running maximum before
+the activation memory.
+
 Flatten costs nothing: the layout compiler folds it into the next linear layer's weights.
 A run adds ``run_overhead`` cycles (start and done). The overhead constants are the RTL's
 pipeline depth and control states; :data:`OVERHEADS` holds them, and the tests assert that

@@ -23,6 +23,13 @@ output position's first input word (``off``), and the tap's row and column offse
 ``v``, dilation included) for the padding test. A matmul over several tensors (an add)
 reads the others at their distance from the first in the activation memory.
 
+Fused pooling (:func:`_fuse_pools`): on a core with a pool buffer (``pool_words``), a max
+pool runs in the write-back of the matmul that produces its input, as one descriptor that
+computes only the conv positions of the pool windows, in window order, and writes the
+pooled tensor; the conv's own output is never stored. The standalone pool descriptor stays
+for every pool the rule of :func:`_fusable` refuses, and for every pool of a program whose
+activations run in row tiles (:mod:`hwq.layout.acttiles`).
+
 Activations: every stored tensor gets a region by liveness (:mod:`hwq.layout.alloc`). The
 network input is stored in im2col order when that packs the first layer's kernel taps into
 the SIMD lanes and the memory holds it (:func:`_input_window`,
@@ -41,7 +48,7 @@ from hwq.config import CoreConfig
 from hwq.golden import cycles as cyc
 from hwq.golden.formats import CodebookFormat, IntFormat, PotFormat
 from hwq.golden.ops import accumulator_bits
-from hwq.hardware import LOAD_CHECK_STAGES
+from hwq.hardware import FUSED_WRITE_STAGES, LOAD_CHECK_STAGES
 from hwq.ir import INPUT, Alias, Matmul, Pool, QuantizedNetwork, Storage
 from hwq.layout.acttiles import (
     ACT_PLACES,
@@ -72,6 +79,8 @@ class _Layer:
     in_chw: tuple[int, int, int]
     out_chw: tuple[int, int, int]
     terms: MatmulTerms | None = None
+    pool: Pool | None = None      # a max pool fused into this matmul's write-back
+    pool_name: str | None = None  # its op
 
 
 @dataclass(eq=False)
@@ -87,17 +96,19 @@ class _Plan:
     window: Window | None = None           # the input's im2col order, if it has one
 
 
-def _plan(network: QuantizedNetwork, config: CoreConfig) -> _Plan:
+def _plan(network: QuantizedNetwork, config: CoreConfig, *, fuse: bool = True) -> _Plan:
     """The plan of ``network`` on ``config``: with the input in im2col order when that packs
     the first layer's taps (:func:`_input_window`) and the activation memory holds it, else
-    with the input as stored."""
-    plan = _plan_with(network, config, window=True)
+    with the input as stored; with the max pools :func:`_fusable` allows fused unless
+    ``fuse`` is False (a program with activation tiles, :mod:`hwq.layout.acttiles`)."""
+    plan = _plan_with(network, config, window=True, fuse=fuse)
     if plan.window is not None and _needs(plan)["act_depth"] > config.act_depth:
-        return _plan_with(network, config, window=False)
+        return _plan_with(network, config, window=False, fuse=fuse)
     return plan
 
 
-def _plan_with(network: QuantizedNetwork, config: CoreConfig, *, window: bool) -> _Plan:
+def _plan_with(network: QuantizedNetwork, config: CoreConfig, *, window: bool,
+               fuse: bool = True) -> _Plan:
     shapes = network.tensor_shapes()
     storage = {INPUT: Storage.of_shape(network.input_shape)}
     owner = {INPUT: INPUT}
@@ -129,6 +140,8 @@ def _plan_with(network: QuantizedNetwork, config: CoreConfig, *, window: bool) -
     if not layers:
         raise ValueError("Network has no conv2d, linear or maxpool2d layer for the core to run")
     window = _input_window(network, layers, owner, storage, s) if window else None
+    if fuse:
+        layers = _fuse_pools(network, layers, owner, config)
 
     # liveness: a storage owner lives from the layer writing it to the last layer reading it
     index = {layer.out: i for i, layer in enumerate(layers)}
@@ -188,6 +201,64 @@ def _input_window(network: QuantizedNetwork, layers: list[_Layer], owner: dict[s
     return win
 
 
+def _fusable(pool: _Layer, producer: _Layer | None, readers: int, network_output: bool,
+             config: CoreConfig) -> str | None:
+    """Why max pool ``pool`` cannot run in ``producer``'s write-back, or None if it can.
+
+    The rule: the pool's input is written by a matmul (conv, linear, add, average pool) and
+    read by nothing else (not by another layer, not the network's output); the pool has no
+    padding and its windows do not overlap (``stride >= kernel`` in both directions, so each
+    conv position is in at most one window: computing it once per window costs no more
+    than the standalone walk); the matmul is not already fused; the core has a pool buffer
+    of at least the matmul's output channel tiles (``pool_words >= ceil(C / simd)``). Conv
+    positions in no window (a floor-mode remainder, a stride past the kernel) are skipped.
+    """
+    if producer is None or not isinstance(producer.prim, Matmul):
+        return "its input is not a matmul's output"
+    if producer.pool is not None:
+        return "its producer already has a pool"
+    if readers != 1 or network_output:
+        return "its input is also read elsewhere"
+    (kh, kw), (sh, sw) = pool.prim.kernel, pool.prim.stride
+    if any(pool.prim.padding):
+        return "it has padding"
+    if sh < kh or sw < kw:
+        return "its windows overlap"
+    need = math.ceil(producer.out_chw[0] / config.simd)
+    if config.pool_words < need:
+        return (f"the pool buffer holds {config.pool_words} words, the matmul writes {need} "
+                "per position")
+    return None
+
+
+def _fuse_pools(network: QuantizedNetwork, layers: list[_Layer], owner: dict[str, str],
+                config: CoreConfig) -> list[_Layer]:
+    """``layers`` with every max pool that :func:`_fusable` allows folded into the matmul
+    before it: the matmul writes the pool's tensor over the pooled positions, the pool has
+    no layer of its own."""
+    producers = {layer.out: layer for layer in layers}
+    kept = []
+    for layer in layers:
+        if isinstance(layer.prim, Pool):
+            src = layer.sources[0]
+            readers = sum(src in lay.sources for lay in layers)
+            producer = producers.get(src)
+            if _fusable(layer, producer, readers, owner[network.output] == src,
+                        config) is None:
+                producer.pool, producer.pool_name = layer.prim, layer.op.name
+                producer.out, producer.out_chw = layer.out, layer.out_chw
+                continue
+        kept.append(layer)
+    return kept
+
+
+def _fused_need(network: QuantizedNetwork, config: CoreConfig) -> int:
+    """The pool buffer words the pools that may fuse on ``config`` need (0: none may)."""
+    plan = _plan(network, replace(config, pool_words=CoreConfig.INT_FIELDS["pool_words"][2]))
+    return max((math.ceil(lay.out_chw[0] / config.simd) for lay in plan.layers
+                if lay.pool is not None), default=0)
+
+
 def _words(st: Storage, simd: int) -> int:
     c, h, w = st.chw
     return h * w * math.ceil(c / simd)
@@ -220,7 +291,9 @@ def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
     codebook, so a multiply PE's values are no wider than the weights (with
     ``dsp="ecp5"``, 4-bit values let two lanes share each DSP block); wide enough for the
     values of synthesized weights (add multipliers) when they need a table. Memory depths:
-    the smallest powers of two that hold the program; with external weights
+    the smallest powers of two that hold the program; the pool buffer (``pool_words``) the
+    smallest power of two that lets every max pool :func:`_fusable` allows fuse (0 if none
+    can); with external weights
     (``weights="external"``, or ``"auto"`` on a core with ``ext_bits`` when ``weight_depth``
     is given and too small), the weight buffers of :func:`hwq.layout.tiling.external_needs`
     and the descriptors of the tiles; with activations in external memory
@@ -258,6 +331,12 @@ def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
             base["table_bits"] = max(base["table_bits"], min(need, 8))
             probe = replace(probe, table_bits=base["table_bits"])
             plan = _plan(network, probe)
+    if "pool_words" not in fields:
+        need = _fused_need(network, probe)
+        base["pool_words"] = 1 << max(0, need - 1).bit_length() if need else 0
+        if base["pool_words"]:
+            probe = replace(probe, pool_words=base["pool_words"])
+            plan = _plan(network, probe)
     needs = _needs(plan)
     ext = base.get("ext_bits", 0)
     ext_weights = weights == "external" or (weights == "auto" and ext and
@@ -286,8 +365,11 @@ def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
             raise ValueError("External activations need a core with the m_axi port (ext_bits "
                              "32, 64 or 128), not ext_bits=0")
         depth = base.get("act_depth", _fitted_depth("act_depth", needs["act_depth"]))
-        probe = replace(probe, act_depth=depth, ext_bits=ext)
-        plan = _plan(network, probe)         # the input as stored if its windows do not fit
+        if "pool_words" not in fields:       # row tiles run their pools unfused
+            base["pool_words"] = 0
+        probe = replace(probe, act_depth=depth, ext_bits=ext, pool_words=base["pool_words"])
+        # the input as stored if its windows do not fit; the pools unfused
+        plan = _plan(network, probe, fuse=False)
         tiles = _spill(network, plan, probe, every=activations == "external")
         if ext_weights:
             weight_buffers()            # of this plan (the first layer's taps may be unpacked)
@@ -356,6 +438,7 @@ def compile(network: QuantizedNetwork, config: CoreConfig, *,  # noqa: A001
         activations == "auto" and config.external and needs["act_depth"] > config.act_depth)
     tiles = None
     if spill:
+        plan = _plan(network, config, fuse=False)    # row tiles run their pools unfused
         tiles = _spill(network, plan, config, every=activations == "external")
         del needs["act_depth"]          # the tiles' staging buffers: fitted by _spill
         needs["desc_depth"] = 0         # the tiles' descriptors: checked after cutting them
@@ -466,15 +549,25 @@ def _pack(network: QuantizedNetwork, config: CoreConfig, plan: _Plan, *,
             param_imgs.append(prm)
             (sh, sw), (pt, _, pl, _) = prim.stride, prim.padding
             ct0 = srcs[0].ct
-            d.update(kind=KIND_MATMUL, stride_h=sh, stride_w=sw, pad_t=pt, pad_l=pl,
-                     pos0=srcs[0].base - (pt * w + pl) * ct0, col_step=sw * ct0,
-                     row_step=sh * w * ct0, w_base=w_base, w_last=w_used - 1,
-                     p_base=p_base, lo=prim.requant.lo, hi=prim.requant.hi, **fields)
-            positions = oh * ow
+            # a fused pool: the pooled positions step by the pool's stride in conv positions,
+            # the window's taps by one conv position (input step and input rows/columns)
+            (kh, kw), (psh, psw) = layer.pool.kernel if layer.pool else (1, 1), \
+                layer.pool.stride if layer.pool else (1, 1)
+            d.update(kind=KIND_MATMUL, stride_h=psh * sh, stride_w=psw * sw, pad_t=pt,
+                     pad_l=pl, pos0=srcs[0].base - (pt * w + pl) * ct0,
+                     col_step=psw * sw * ct0, row_step=psh * sh * w * ct0, w_base=w_base,
+                     w_last=w_used - 1, p_base=p_base, lo=prim.requant.lo,
+                     hi=prim.requant.hi, **fields)
+            if layer.pool is not None:
+                d.update(fuse=1, kernel_h=kh, kernel_w=kw, dx_step=sw * ct0,
+                         dy_step=sh * w * ct0, tap_sh=sh, tap_sw=sw)
+                info["fused"] = layer.pool_name
+            positions = oh * ow * kh * kw
             info.update(meta, positions=positions, w_base=w_base, w_words=int(img.shape[0]),
                         p_base=p_base,
                         cycles=cyc.matmul_cycles(positions=positions, steps=meta["steps"],
-                                                 lanes=config.lanes, simd=s))
+                                                 lanes=config.lanes, simd=s)
+                        + (FUSED_WRITE_STAGES if layer.pool is not None else 0))
         if tiles is not None and i in tiles.tiles:
             kept = [t for t in (layer.sources[0], layer.out) if t not in tiles.external]
             t_descs, t_infos = tile_layer(
@@ -656,16 +749,21 @@ def network_cycles(network: QuantizedNetwork, config: CoreConfig) -> list[dict[s
     """Model cycles of every op of ``network`` on a core ``config``, without packing.
 
     Returns one dict per op: ``name``, ``kind`` (the op kind), ``cycles`` (0 for an op that
-    lowers to nothing, such as flatten) and, for matmul layers, ``words`` (micro-ops per
-    group), ``positions``, ``macs`` (products of nonzero weights per inference) and
-    ``bit_ops`` (their one-bits at each weight's narrowest two's complement width).
+    lowers to nothing, such as flatten, and for a max pool fused into the matmul before it,
+    which names that matmul in ``fused_into``) and, for matmul layers, ``words`` (micro-ops
+    per group), ``positions`` (that it computes), ``macs`` (products of nonzero weights per
+    inference), ``bit_ops`` (their one-bits at each weight's narrowest two's complement
+    width) and ``fused`` (the max pool in its write-back, if any).
     """
     plan = _plan(network, config)
     by_op = {layer.op.name: layer for layer in plan.layers}
+    fused = {layer.pool_name: layer.op.name for layer in plan.layers if layer.pool is not None}
     out = []
     for op in network.ops:
         entry: dict[str, Any] = {"name": op.name, "kind": op.kind, "cycles": 0}
         layer = by_op.get(op.name)
+        if op.name in fused:
+            entry["fused_into"] = fused[op.name]
         if layer is not None and isinstance(layer.prim, Pool):
             kh, kw = layer.prim.kernel
             entry["cycles"] = cyc.maxpool_cycles(channels=layer.in_chw[0], simd=config.simd,
@@ -674,10 +772,14 @@ def network_cycles(network: QuantizedNetwork, config: CoreConfig) -> list[dict[s
         elif layer is not None:
             steps = layer.terms.group_steps(config.pe)
             positions = layer.out_chw[1] * layer.out_chw[2]
+            if layer.pool is not None:      # the conv positions of the pool windows
+                positions *= layer.pool.kernel[0] * layer.pool.kernel[1]
+                entry["fused"] = layer.pool_name
             w = layer.prim.weight[layer.prim.weight != 0]
             entry.update(steps=steps.tolist(), positions=positions,
                          cycles=cyc.matmul_cycles(positions=positions, steps=steps,
-                                                  lanes=config.lanes, simd=config.simd),
+                                                  lanes=config.lanes, simd=config.simd)
+                         + (FUSED_WRITE_STAGES if layer.pool is not None else 0),
                          macs=positions * int(w.size),
                          bit_ops=positions * int(cyc.bit_ops(w)))
         out.append(entry)

@@ -4,7 +4,8 @@
 (descriptors, weight micro-ops, requant parameters) with the same word layouts the RTL
 uses and runs them exactly as the core does: descriptor by descriptor until the one with
 ``last``, per output position, micro-op by micro-op into ``lanes`` accumulators, requant
-at the end of each group, write-back into the activation memory. It looks at nothing but
+at the end of each group, write-back into the activation memory (a fused max pool: the
+maximum over the window's conv positions). It looks at nothing but
 the memories, so the register-level model :class:`hwq.host.golden.GoldenDevice` runs it on
 whatever the host loaded, and it reports each layer's cycles from the descriptor and its
 micro-ops with the formulas of :mod:`hwq.golden.cycles` (what the core's counters show).
@@ -26,7 +27,7 @@ from hwq.golden import cycles as cyc
 from hwq.golden.formats import IntFormat, PotFormat
 from hwq.golden.memory import store_cycles
 from hwq.golden.requant import requantize
-from hwq.hardware import LOAD_CHECK_STAGES, LOAD_DESCRIPTOR_CYCLES
+from hwq.hardware import FUSED_WRITE_STAGES, LOAD_CHECK_STAGES, LOAD_DESCRIPTOR_CYCLES
 from hwq.layout.program import Program
 from hwq.layout.words import FMT_CODEBOOK, KIND_POOL, CoreWords, core_words
 
@@ -47,7 +48,8 @@ class LayerRun:
         descriptor number (``LAYER_SEL`` value).
     kind : {"matmul", "pool", "load"}
     positions : int
-        output positions (``out_h * out_w``).
+        output positions (``out_h * out_w``); a matmul with a fused pool: the conv positions
+        it computes (times the window's taps).
     steps : tuple of int
         micro-ops of each output-channel group, as stored (matmul; empty for a pool).
     cycles : int
@@ -176,7 +178,8 @@ def run_images(config: CoreConfig, images: Mapping[str, np.ndarray],
             _check_disjoint(i, *_matmul_accesses(d, micro, config))
             _matmul(act, d, micro, params, config)
             group_steps = _group_steps(micro["glast"])
-            runs.append(LayerRun(index=i, kind="matmul", positions=int(d["out_h"] * d["out_w"]),
+            runs.append(LayerRun(index=i, kind="matmul",
+                                 positions=int(d["out_h"] * d["out_w"]) * _fused_taps(d),
                                  steps=group_steps,
                                  cycles=layer_cycles(config, d, group_steps)))
         if loads is not None:
@@ -306,6 +309,8 @@ def layer_cycles(config: CoreConfig, desc: Mapping[str, object],
         of the layer; equal to the compiler's ``Program.layers[i]["cycles"]``.
     """
     positions = int(desc["out_h"]) * int(desc["out_w"])
+    if int(desc["kind"]) != KIND_POOL:
+        positions *= _fused_taps(desc)
     check = LOAD_CHECK_STAGES if config.external else 0
     if config.external and desc["nop"]:
         if desc["st_len"]:          # a store: its time at the smallest latency
@@ -319,6 +324,8 @@ def layer_cycles(config: CoreConfig, desc: Mapping[str, object],
         return cyc.maxpool_cycles(channels=int(desc["in_ct"]) * config.simd,
                                   out_positions=positions, simd=config.simd,
                                   taps=int(desc["kernel_h"]) * int(desc["kernel_w"])) + check
+    if desc.get("fuse", 0):             # a fused pool's registered write
+        check += FUSED_WRITE_STAGES
     return cyc.matmul_cycles(positions=positions, steps=list(group_steps), lanes=config.lanes,
                              simd=config.simd) + check
 
@@ -348,6 +355,31 @@ def _layer_words(config: CoreConfig, words: CoreWords, images: Mapping[str, np.n
 def _positions(d: dict) -> tuple[np.ndarray, np.ndarray]:
     oh, ow = np.meshgrid(np.arange(int(d["out_h"])), np.arange(int(d["out_w"])), indexing="ij")
     return oh.ravel(), ow.ravel()
+
+
+def _fused_taps(d: dict) -> int:
+    """Conv positions per output position: the pool window's taps of a fused matmul, else 1."""
+    return int(d["kernel_h"]) * int(d["kernel_w"]) if d.get("fuse", 0) else 1
+
+
+def _matmul_walk(d: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The conv positions a matmul descriptor computes: input address of its tap (0, 0),
+    top-left input row and column, and output address, each ``(taps * positions,)``, tap
+    major. Without ``fuse`` one tap; with it, the pool window's taps of each pooled output
+    position, all with the pooled output's address."""
+    oh, ow = _positions(d)
+    pos = d["pos0"] + oh * d["row_step"] + ow * d["col_step"]
+    ih0, iw0 = oh * d["stride_h"] - d["pad_t"], ow * d["stride_w"] - d["pad_l"]
+    out = d["out_base"] + (oh * d["out_w"] + ow) * d["out_ct"]
+    if not d.get("fuse", 0):
+        return pos, ih0, iw0, out
+    u, v = np.meshgrid(np.arange(int(d["kernel_h"])), np.arange(int(d["kernel_w"])),
+                       indexing="ij")
+    u, v = u.ravel()[:, None], v.ravel()[:, None]
+    taps = u.size
+    return ((pos + u * d["dy_step"] + v * d["dx_step"]).ravel(),
+            (ih0 + u * d["tap_sh"]).ravel(), (iw0 + v * d["tap_sw"]).ravel(),
+            np.tile(out, taps))
 
 
 def _check_disjoint(i: int, reads: np.ndarray, writes: np.ndarray) -> None:
@@ -388,10 +420,8 @@ def _matmul_accesses(d: dict, micro: dict, config: CoreConfig) -> tuple[np.ndarr
     """Activation words a matmul descriptor reads (in-bounds taps only: a padding tap reads
     word 0 and discards it) and writes."""
     p, s = config.lanes, config.simd
-    oh, ow = _positions(d)
-    ih0, iw0 = oh * d["stride_h"] - d["pad_t"], ow * d["stride_w"] - d["pad_l"]
-    pos = d["pos0"] + oh * d["row_step"] + ow * d["col_step"]
-    out = d["out_base"] + (oh * d["out_w"] + ow) * d["out_ct"]
+    pos, ih0, iw0, out = _matmul_walk(d)
+    out = np.unique(out)
     reads = []
     for k in range(micro["glast"].shape[0]):
         u, v = micro["u"][k], micro["v"][k]
@@ -439,12 +469,11 @@ def _decode(config: CoreConfig, d: dict, micro: dict, k: int) -> np.ndarray:
 def _matmul(mem: np.ndarray, d: dict, micro: dict, params: dict, config: CoreConfig) -> None:
     """One matmul descriptor; ``micro`` and ``params`` are its own words (from index 0)."""
     p, s = config.lanes, config.simd
-    oh, ow = _positions(d)
-    ih0, iw0 = oh * d["stride_h"] - d["pad_t"], ow * d["stride_w"] - d["pad_l"]
-    pos = d["pos0"] + oh * d["row_step"] + ow * d["col_step"]
-    out = d["out_base"] + (oh * d["out_w"] + ow) * d["out_ct"]
+    pos, ih0, iw0, out = _matmul_walk(d)
+    taps = _fused_taps(d)
+    out = out[:out.size // taps]
     n = mem.shape[0]
-    acc = np.zeros((n, oh.size, p), dtype=np.int64)
+    acc = np.zeros((n, pos.size, p), dtype=np.int64)
     half = 1 << (config.acc_bits - 1)
     mask = (1 << config.acc_bits) - 1
     g = 0
@@ -457,7 +486,8 @@ def _matmul(mem: np.ndarray, d: dict, micro: dict, params: dict, config: CoreCon
         if not micro["glast"][k]:
             continue
         y = requantize(acc.reshape(-1, p), params["bias"][g], params["m"][g], params["s"][g],
-                       lo=int(d["lo"]), hi=int(d["hi"])).reshape(n, -1, p)
+                       lo=int(d["lo"]), hi=int(d["hi"])).reshape(n, taps, -1, p)
+        y = y.max(axis=1)                   # a fused pool: the maximum over its window
         if p >= s:
             for j in range(p // s):
                 ct = g * (p // s) + j

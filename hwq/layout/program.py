@@ -40,10 +40,14 @@ from hwq.serialize import atomic_write, parse_json
 
 MAGIC = b"HWQPROG\0"
 FORMAT = "hwq.Program"
-FORMAT_VERSION = 6
+FORMAT_VERSION = 7
 #: version 2: descriptors carry stride_h, stride_w, pad_t, pad_l (graph IR); matmuls may
 #: read several tensors. Version 3: the input tensor may be stored in im2col order
-#: (``input.window``, see :class:`Window`).
+#: (``input.window``, see :class:`Window`). Version 5: activation loads and stores over
+#: ``m_axi``. Version 6: the network input and output may live in external memory
+#: (``Tensor.external``). Version 7: a max pool may be fused into a matmul's descriptor (``fuse``,
+#: ``tap_sh``, ``tap_sw`` on cores with ``pool_words``; the layer's ``fused`` names the pool
+#: op).
 #: Images of a Program, in container order (the activation memory holds no image).
 IMAGES = ("desc", "weight", "param")
 #: Sections of the container: the memory images, then the external memory image (weight
@@ -57,7 +61,7 @@ SECTION_FIELDS = ("name", "words", "chunks", "offset", "nbytes", "crc32")
 LAYER_FIELDS = ("name", "kind", "op", "cycles")
 LAYER_FACTS = ("steps", "positions", "w_base", "w_words", "p_base", "groups", "k_tiles",
                "tile_mask", "tile_bits", "tile", "wait", "ld_words", "ld_src", "ld_act",
-               "st_words", "st_dst", "rows")
+               "st_words", "st_dst", "rows", "fused")
 LAYER_LISTS = ("steps", "tile_mask", "tile_bits", "tile", "rows")
 
 
@@ -169,7 +173,9 @@ class Program:
         kind), ``cycles`` (model), and for matmul layers ``steps`` (micro-ops per group),
         ``positions``, ``w_base``, ``w_words``, ``p_base``, ``groups``, ``k_tiles``,
         ``tile_mask`` (groups x k_tiles, True = stored, False = all-zero and skipped) and
-        ``tile_bits`` (bit_serial: each tile's bit width). With external weights a layer is
+        ``tile_bits`` (bit_serial: each tile's bit width); ``fused``: the max pool op run in
+        the matmul's write-back (its ``positions`` are then the conv positions of the pool
+        windows, and the pool has no layer of its own). With external weights a layer is
         cut into descriptors of whole output-channel groups (``tile``: first and last
         group + 1), and each descriptor has ``wait`` (it waits for the load in flight),
         ``ld_words`` and ``ld_src`` (the load it starts); a descriptor of kind ``"load"``
@@ -512,6 +518,8 @@ class _HeaderCheck:
         for key in LAYER_FACTS:
             if key in layer and key in LAYER_LISTS:
                 self.typed(layer, key, where, list)
+            elif key == "fused" and key in layer:
+                self.typed(layer, key, where, str)
             elif key in layer:
                 self.integer(layer, key, where)
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from hwq.config import CoreConfig
 from hwq.golden import cycles as cyc
-from hwq.hardware import LOAD_CHECK_STAGES, LOAD_DESCRIPTOR_CYCLES
+from hwq.hardware import FUSED_WRITE_STAGES, LOAD_CHECK_STAGES, LOAD_DESCRIPTOR_CYCLES
 from hwq.layout.words import KIND_MATMUL, CoreWords
 
 __all__ = ["WEIGHT_PLACES", "external_needs", "group_tiles", "tile_descriptors"]
@@ -150,7 +150,8 @@ def tile_descriptors(descs: list[dict[str, Any]], infos: list[dict[str, Any]],
                          "wait": int(info.get("wait", 0) or not again),
                          "cycles": cyc.matmul_cycles(positions=info["positions"],
                                                      steps=steps[g0:g1], lanes=p, simd=s)
-                         + LOAD_CHECK_STAGES}
+                         + LOAD_CHECK_STAGES
+                         + (FUSED_WRITE_STAGES if "fused" in info else 0)}
             for key in ("tile_mask", "tile_bits"):
                 if key in info:
                     tile_info[key] = info[key][g0:g1]

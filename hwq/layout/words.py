@@ -35,6 +35,14 @@ activation address ``st_src`` to external activation word ``st_dst``) runs in a 
 descriptor, which ends when the memory has acknowledged every write. External weight words
 and external activation words are indexed separately: word ``i`` starts at byte
 ``i * beats * ext_bits / 8`` of the image with that word's ``beats``.
+
+Fused pooling (cores with ``pool_words``): a matmul descriptor with ``fuse`` walks the conv
+positions of each max-pool window (``kernel_h x kernel_w`` taps, the conv position of tap
+``(u, v)`` at input offset ``u * dy_step + v * dx_step`` and input row/column offset
+``u * tap_sh``/``v * tap_sw``) and writes each pooled output once, the maximum of its
+window's requantized outputs. Its ``out_h``, ``out_w``, ``stride_*``, ``*_step`` and
+``out_*`` fields then describe the pooled positions (:func:`hwq.layout.compiler.compile`).
+A pool descriptor ignores ``fuse``, ``tap_sh`` and ``tap_sw`` (its taps step by 1).
 """
 
 from __future__ import annotations
@@ -285,6 +293,8 @@ def core_words(config: CoreConfig) -> CoreWords:
                         Field("ld_dst", max(w_bits, a_bits)), Field("ld_src", EXT_SRC_BITS),
                         Field("st_len", addr_bits(config.act_depth + 1)),
                         Field("st_src", a_bits), Field("st_dst", EXT_SRC_BITS)]
+    if config.pool_words:
+        desc_fields += [Field("fuse", 1), Field("tap_sh", dim), Field("tap_sw", dim)]
     desc = WordLayout("desc", desc_fields)
     return CoreWords(act=act, weight=weight, param=param, desc=desc, act_addr_bits=a_bits,
                      weight_addr_bits=w_bits, param_addr_bits=p_bits, desc_addr_bits=d_bits,

@@ -136,6 +136,25 @@ def test_bad_placements_are_refused():
         compile(net, replace(no_port, act_depth=256))
 
 
+def test_activation_tiles_leave_the_pools_unfused():
+    # the same chain on chip fuses its pool into conv1 (and needs no pool buffer once
+    # tiled): row tiles of a layer with a fused pool are not supported, so a program with
+    # activation tiles keeps every pool's own pass and the core gets no pool buffer
+    from hwq.config import CoreConfig
+
+    net, x = _chain("shift_add")
+    onchip = compile(net, core_config(net, pe="shift_add", lanes=4, simd=4))
+    assert [layer.get("fused") for layer in onchip.layers if "fused" in layer] == ["pool2"]
+    cfg = core_config(net, pe="shift_add", lanes=4, simd=4, ext_bits=64,
+                      activations="external")
+    assert cfg.pool_words == 0
+    for config in (cfg, CoreConfig(**{**cfg.to_dict(), "pool_words": 2})):
+        program = compile(net, config, activations="external")
+        assert not any("fused" in layer for layer in program.layers)
+        assert any(layer["kind"] == "pool" for layer in program.layers)
+        np.testing.assert_array_equal(execute(program, x), golden.run(net, x))
+
+
 @pytest.mark.parametrize("pe", ["shift_add", "bit_serial", "multiply"])
 def test_weight_tiles_inside_row_tiles_are_bit_exact(pe):
     """Weights streamed in output-channel tiles and activations in row tiles together: each

@@ -40,7 +40,9 @@ def cases(draw):
     sparse = draw(st.sampled_from([0.0, 0.3, 0.7]))
     per_channel = draw(st.booleans())
     act_bits = draw(st.sampled_from([4, 8]))
-    return pe, kind, lanes, simd, arch, (c, hw, hw), bits, seed, sparse, per_channel, act_bits
+    pool_words = draw(st.sampled_from([0, 1, 16]))   # pools fused when the buffer holds them
+    return (pe, kind, lanes, simd, arch, (c, hw, hw), bits, seed, sparse, per_channel, act_bits,
+            pool_words)
 
 
 def _config(pe, lanes, simd, act_bits=8, **kw):
@@ -50,12 +52,12 @@ def _config(pe, lanes, simd, act_bits=8, **kw):
 @settings(max_examples=120)
 @given(cases())
 def test_program_round_trip_equals_golden(case):
-    pe, kind, lanes, simd, arch, shape, bits, seed, sparse, per_channel, act_bits = case
+    pe, kind, lanes, simd, arch, shape, bits, seed, sparse, per_channel, act_bits, pool = case
     rng = np.random.default_rng(seed)
     net = random_network(rng, input_shape=shape, arch=arch, kind=kind, bits=bits,
                          act_bits=act_bits, per_channel_bits=per_channel,
                          zero_tile_fraction=sparse, zero_tile=(lanes, simd))
-    config = _config(pe, lanes, simd, act_bits)
+    config = _config(pe, lanes, simd, act_bits, pool_words=pool)
     program = compile(net, config)
     x = random_inputs(rng, net, 3)
     expect = golden.run(net, x)
@@ -64,7 +66,8 @@ def test_program_round_trip_equals_golden(case):
     again = Program.from_bytes(program.to_bytes())
     np.testing.assert_array_equal(execute(again, x), expect)
     # the cycle model computed from the network alone agrees with the compiled layers
-    model = [c["cycles"] for c in network_cycles(net, config) if c["kind"] != "flatten"]
+    model = [c["cycles"] for c in network_cycles(net, config)
+             if c["kind"] != "flatten" and "fused_into" not in c]
     assert model == [layer["cycles"] for layer in program.layers]
 
 
@@ -367,3 +370,79 @@ def test_network_that_starts_with_flatten_takes_its_own_input_shape():
     x = random_inputs(rng, net, 3)
     assert x.shape == (3, 1, 2, 2)
     np.testing.assert_array_equal(execute(program, x), golden.run(net, x))
+
+
+def _fusion_program(pe="shift_add", kind="pot", lanes=4, simd=4, **fields):
+    from hwq.testing import pool_fusion_network
+
+    net = pool_fusion_network(np.random.default_rng(3), kind=kind, bits=[2, 3, 4],
+                              per_channel_bits=True)
+    config = core_config(net, pe=pe, lanes=lanes, simd=simd, **fields)
+    return net, config, compile(net, config)
+
+
+@pytest.mark.parametrize("pe, kind, lanes, simd", [("shift_add", "pot", 4, 4),
+                                                   ("bit_serial", "int", 4, 2),
+                                                   ("multiply", "codebook", 2, 4)])
+def test_max_pools_fuse_by_the_rule(pe, kind, lanes, simd):
+    # pool1 (after a conv) and pool4 (after an add, windows leaving positions out) fuse;
+    # pool5 (its input also read by the add), pool8 (overlapping windows) and pool10
+    # (padding) stay passes of their own
+    net, config, program = _fusion_program(pe, kind, lanes, simd)
+    assert config.pool_words == (2 if simd == 4 else 4)    # ceil(5 / simd), a power of two
+    layers = {layer["name"]: layer for layer in program.layers}
+    assert {n: layer.get("fused") for n, layer in layers.items() if "fused" in layer} == {
+        "conv0": "pool1", "add3": "pool4"}
+    assert [n for n, layer in layers.items() if layer["kind"] == "pool"] == [
+        "pool5", "pool8", "pool10"]
+    # a fused layer computes the conv positions of its windows only: 5x5 windows of 2x2
+    # over conv0's 10x10; 2x3 windows of 2x1 over add3's 5x5 (row 4, columns 1 and 3 left)
+    assert layers["conv0"]["positions"] == 100 and layers["add3"]["positions"] == 12
+    x = random_inputs(np.random.default_rng(4), net, 3)
+    np.testing.assert_array_equal(execute(program, x), golden.run(net, x))
+    again = Program.from_bytes(program.to_bytes())
+    assert again.layers == program.layers
+    np.testing.assert_array_equal(execute(again, x), golden.run(net, x))
+    entries = {e["name"]: e for e in network_cycles(net, config)}
+    assert (entries["pool1"]["cycles"], entries["pool1"]["fused_into"]) == (0, "conv0")
+    assert entries["add3"]["fused"] == "pool4" and entries["add3"]["positions"] == 12
+    assert [e["cycles"] for e in entries.values() if e["cycles"]] == [
+        layer["cycles"] for layer in program.layers]
+
+
+def test_a_pool_buffer_too_small_or_absent_leaves_the_pools_alone():
+    net, _, fused = _fusion_program(lanes=2, simd=2)           # 3 words per position
+    for words in (0, 2):
+        _, config, program = _fusion_program(lanes=2, simd=2, pool_words=words)
+        assert config.pool_words == words
+        assert not any("fused" in layer for layer in program.layers)
+        assert len(program.layers) == len(fused.layers) + 2
+        # the fused program saves the two pools' passes and the conv positions in no window
+        assert program.cycles() > fused.cycles()
+        x = random_inputs(np.random.default_rng(5), net, 2)
+        np.testing.assert_array_equal(execute(program, x), golden.run(net, x))
+
+
+def test_a_fused_conv_output_takes_no_activation_memory():
+    # input 64 words, conv 64, pool 16, linear 1 (8 channels, simd 8): unfused the input and
+    # the conv's output are live together (128 words); fused the conv writes the pooled
+    # tensor straight away (80)
+    from hwq.testing import random_network
+
+    arch = (("conv", 8, 3, 1, 1, True), ("pool",), ("flatten",), ("linear", 3, False))
+    net = random_network(np.random.default_rng(2), input_shape=(8, 8, 8), arch=arch,
+                         kind="pot", bits=[3])
+    peaks = {}
+    for words in (0, 1):
+        program = compile(net, _config("shift_add", 8, 8, pool_words=words))
+        peaks[words] = program.meta["act_peak"]
+    assert peaks == {0: 128, 1: 80}
+
+
+def test_a_fused_layer_must_name_its_pool():
+    # the container (format 7) refuses a layer whose fused pool is not an op name
+    _, _, program = _fusion_program()
+    bad = replace(program, layers=[{**layer, "fused": 3} if "fused" in layer else layer
+                                      for layer in program.layers])
+    with pytest.raises(ArtifactError, match="fused"):
+        Program.from_bytes(bad.to_bytes())

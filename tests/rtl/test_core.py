@@ -141,3 +141,18 @@ def test_core_larger_networks(pe, kind):
         program = compile(net, CoreConfig(pe=pe, lanes=lanes, simd=simd, act_depth=512,
                                           weight_depth=2048, param_depth=64, desc_depth=8))
         _check(program, net, x, simulate_core(program, x))
+
+
+@pytest.mark.parametrize(("pe", "kind", "lanes", "simd"), [
+    ("shift_add", "pot", 4, 4),
+    ("multiply", "int", 2, 4),
+])
+def test_a_max_pool_fused_into_the_conv_before_it(pe, kind, lanes, simd):
+    # AWKWARD's pool over conv1's 3x3 output (2x2/2: one window, the last row and column in
+    # none) runs in conv1's write-back: one descriptor fewer, outputs and counters exact
+    net, x = _net(hash((pe, kind)) % 1000, kind, [2, 3, 4], lanes=lanes, simd=simd)
+    program = compile(net, CoreConfig(pe=pe, lanes=lanes, simd=simd, pool_words=2, **SMALL))
+    assert [layer.get("fused") for layer in program.layers] == [None, "pool2", None]
+    assert program.layers[1]["positions"] == 4
+    result = simulate_core(program, x[:1])
+    _check(program, net, x[:1], result)

@@ -131,6 +131,61 @@ def test_general_max_pools_on_the_core(pe, kind):
     assert sim.cycle_model_mismatches() == []
 
 
+FUSION_CASES = [
+    # pe, weight format, lanes, simd: lanes = simd, lanes > simd, lanes < simd
+    ("shift_add", "pot", 4, 4),
+    ("bit_serial", "int", 4, 2),
+    ("multiply", "codebook", 2, 4),
+]
+
+
+@pytest.mark.parametrize("pe, kind, lanes, simd", FUSION_CASES,
+                         ids=[f"{c[0]}-{c[1]}-{c[2]}x{c[3]}" for c in FUSION_CASES])
+def test_fused_and_standalone_max_pools_on_the_core(pe, kind, lanes, simd):
+    # pools in the write-back of a conv and of an add (windows that leave positions out),
+    # beside pools that must stay passes of their own (input read twice, overlapping
+    # windows, padding); an all-negative image makes conv0's outputs (no ReLU) negative
+    from hwq.layout.compiler import core_config
+    from hwq.testing import pool_fusion_network
+
+    rng = np.random.default_rng(13)
+    net = pool_fusion_network(rng, kind=kind, bits=[2, 3, 4], per_channel_bits=True)
+    config = core_config(net, pe=pe, lanes=lanes, simd=simd)
+    program = compile_network(net, config)
+    assert [layer.get("fused") for layer in program.layers if "fused" in layer] == [
+        "pool1", "pool4"]
+    assert sum(layer["kind"] == "pool" for layer in program.layers) == 3
+    x = random_inputs(rng, net, 3)
+    x[0] = -128
+    sim = on_both_backends(program, x)
+    np.testing.assert_array_equal(sim.outputs, golden.run(net, x))
+    np.testing.assert_array_equal(sim.layer_cycles,
+                                  np.broadcast_to(sim.model_layer_cycles, sim.layer_cycles.shape))
+    assert sim.cycle_model_mismatches() == []
+
+
+def test_digits_with_fused_pools_on_the_core():
+    # the digits CNN on an 8x8 shift_add core fitted to it: both pools in the convs'
+    # write-back, a 4-word buffer (32 channels), 2 pool passes fewer than without it
+    from hwq.layout.compiler import core_config
+
+    rng = np.random.default_rng(7)
+    net = random_network(rng, kind="pot", bits=[3, 4], input_shape=(1, 8, 8),
+                         arch=DIGITS_ARCH)
+    config = core_config(net, pe="shift_add", lanes=8, simd=8)
+    assert config.pool_words == 4
+    program = compile_network(net, config)
+    alone = compile_network(net, core_config(net, pe="shift_add", lanes=8, simd=8,
+                                             pool_words=0))
+    assert len(alone.layers) == len(program.layers) + 2
+    assert program.cycles() < alone.cycles()
+    x = random_inputs(rng, net, 3)
+    sim = simulate(program, None, x, backend="compiled", jobs=1, progress=False)
+    np.testing.assert_array_equal(sim.outputs, golden.run(net, x))
+    np.testing.assert_array_equal(sim.cycles, np.full(3, program.cycles()))
+    assert sim.cycle_model_mismatches() == []
+
+
 def test_codebook_whose_zero_is_not_entry_0_on_the_core():
     # the compiler pads the 1-tile group to 2 micro-ops (lanes 2, simd 1): the padding must
     # carry the zero's index (1), or the core adds 5 * x a second time

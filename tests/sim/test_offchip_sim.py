@@ -108,6 +108,26 @@ def test_bench_offchip_measures_bytes_and_lost_cycles(monkeypatch):
     assert "| tiny | multiply |" in table and "| yes |" in table
 
 
+def test_fused_pools_in_layers_cut_into_tiles():
+    # conv0 (and its fused pool) cut into two tiles of output-channel groups: each tile
+    # keeps the running maxima of its own channel tiles and writes its part of the pooled
+    # tensor
+    from hwq.testing import pool_fusion_network
+
+    rng = np.random.default_rng(3)
+    net = pool_fusion_network(rng, kind="pot", bits=[2, 3, 4], per_channel_bits=True)
+    cfg = core_config(net, pe="shift_add", lanes=2, simd=2, ext_bits=64, weights="external")
+    depth = tight_weight_depth(compile_network(net, cfg, weights="external"))
+    cfg = CoreConfig(**{**cfg.to_dict(), "weight_depth": depth, "desc_depth": 64})
+    program = compile_network(net, cfg, weights="external")
+    assert [layer["tile"] for layer in program.layers if layer.get("fused") == "pool1"] == [
+        [0, 1], [1, 3]]
+    x = random_inputs(rng, net, 2)
+    sim = simulate(program, None, x, memory=MemoryTiming(latency=3), jobs=1, progress=False)
+    np.testing.assert_array_equal(sim.outputs, golden.run(net, x))
+    assert not sim.model_is_bound and sim.cycle_model_mismatches() == []
+
+
 ACT_ARCH = (("conv", 8, 3, 1, 1, True), ("conv", 8, 3, 2, 1, True), ("pool",),
             ("conv", 12, 3, 1, 0, True), ("flatten",), ("linear", 10, False))
 
