@@ -70,7 +70,10 @@ class _Scheduler:
             else:
                 cores = os.cpu_count() or 1
                 self.say(f"[explore] starting a local Ray on {cores} cores")
-                ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False,
+                # address="local": a Ray of its own, even where `ray start` left a cluster
+                # running (which a bare ray.init() would join, refusing num_cpus)
+                ray.init(address="local", num_cpus=cores, include_dashboard=False,
+                         log_to_driver=False,
                          logging_level="ERROR")
         self.ray = ray
         for name, fn in (("quantize", quantize_stage), ("compile", compile_stage),

@@ -122,7 +122,8 @@ def local_ray(tmp_path_factory):
     cache = tmp_path_factory.mktemp("explore-cache")
     old = os.environ.get("HWQ_CACHE_DIR")
     os.environ["HWQ_CACHE_DIR"] = str(cache)   # the workers' digits model and builds too
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             logging_level="ERROR")
     yield cache
     ray.shutdown()
     if old is None:
