@@ -198,7 +198,7 @@ def quantize_joint(
     finetune_epochs: int = DEFAULT_FINETUNE_EPOCHS,
     lr: float = DEFAULT_LR,
     finetune_lr: float | None = None,
-    anneal_epochs: int = 0,
+    anneal_epochs: int | None = None,
     anneal_from: float = 10.0,
     solver: str = "exact",
     proj_rounds: int = 3,
@@ -224,8 +224,9 @@ def quantize_joint(
     projection and dual update per epoch, ``rho = 1`` growing by ``rho_growth = 1.05`` per
     epoch (``eta * rho`` pulls ``W`` about 20 % of the way to ``V - Y`` per epoch at first,
     60 % at the end; the paper's LeNet-5 ``rho = 0.05`` is for ~240 steps per epoch at
-    ``lr = 0.1``), ``init_bits = 3`` (the official LeNet-5 ``--bit_budget``), then
-    ``finetune_epochs = 30`` of STE fine-tuning with a cosine schedule from ``finetune_lr``
+    ``lr = 0.1``), ``init_bits = 3`` (the official LeNet-5 ``--bit_budget``), the budget
+    annealed from 10x over the first half of the ADMM epochs (``anneal_epochs``; the paper
+    projects onto the final budget from the first epoch), then ``finetune_epochs = 30`` of STE fine-tuning with a cosine schedule from ``finetune_lr``
     (default ``lr``). 12-15 s on an idle machine without distillation (the default
     ``distill = 0.9`` adds a teacher forward per step), under a minute on 2 busy shared cores.
 
@@ -252,11 +253,15 @@ def quantize_joint(
         ADMM epochs (>= 1), fine-tuning epochs (>= 0).
     lr, finetune_lr : float
         SGD learning rates (ADMM constant; fine-tuning cosine from ``finetune_lr``).
-    anneal_epochs : int, default 0
+    anneal_epochs : int, optional
         Gradual compression: the projections of the first ``anneal_epochs`` ADMM epochs
         (0..epochs) use the budget times ``anneal_from ** (1 - e / anneal_epochs)`` at epoch
         ``e`` (0 at the first projection), falling geometrically to the budget; later epochs,
-        fine-tuning and the result use the budget itself. 0: the budget from the start.
+        fine-tuning and the result use the budget itself. 0: the budget from the start (the
+        paper's); default ``epochs // 2``. Measured (integer network on golden, seed by
+        seed, 0 against the default): digits at 50x, seeds 0, 1, 2: 98.70 / 98.70 / 98.52 %
+        against 99.07 / 98.70 / 98.52 %; LeNet-5 at 1000x, seed 0, 80 ADMM and 90
+        fine-tuning epochs: 95.4 % against 96.6 % (fp32 96.6 %).
     anneal_from : float, default 10
         The first projection's budget over the final one (> 1).
     solver : {"exact", "greedy"}
@@ -315,7 +320,8 @@ def quantize_joint(
     if _check_positive("rho growth", rho_growth) < 1:
         raise ValueError(f"Joint rho growth must be >= 1, not {rho_growth!r}")
     epochs = _check_int("epochs", epochs, 1)
-    anneal_epochs = _check_int("anneal epochs", anneal_epochs, 0)
+    anneal_epochs = epochs // 2 if anneal_epochs is None else _check_int(
+        "anneal epochs", anneal_epochs, 0)
     if anneal_epochs > epochs:
         raise ValueError(f"Joint anneal epochs must be at most the ADMM epochs ({epochs}), "
                          f"not {anneal_epochs!r}")
