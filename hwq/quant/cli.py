@@ -75,6 +75,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
                        help="target compression vs fp32 weights, e.g. 50 (indices included)")
     joint.add_argument("--budget-bits", type=integer(1), default=None, metavar="BITS",
                        help="the size budget in bits instead of --compression")
+    joint.add_argument("--finetune-epochs", type=integer(0), default=None, metavar="N",
+                       help="fine-tuning epochs after ADMM (--epochs), masks and widths "
+                            "fixed (default 30; lenet5: 90)")
+    joint.add_argument("--anneal-epochs", type=integer(0), default=None, metavar="N",
+                       help="ADMM epochs over which the budget falls from 10x to the target "
+                            "(default half of --epochs; 0: the target from the start)")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bars on stderr")
 
@@ -143,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
                          f"{args.calibration!r}")
     options = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr)) if v is not None}
     specific = {"tq": ("transform", "variant", "blocks", "retrain_epochs"),
-                "joint": ("compression", "budget_bits")}
+                "joint": ("compression", "budget_bits", "finetune_epochs", "anneal_epochs")}
     for owner, names in specific.items():
         for name in names:
             value = getattr(args, name)

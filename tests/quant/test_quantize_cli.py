@@ -182,6 +182,8 @@ def test_quantize_api_result(digits_model, digits_data):
     (["--method", "inq", "--bits", "4", "--transform", "klt"], "--transform applies only to --method tq, not 'inq'"),
     (["--method", "uniform", "--bits", "4", "--compression", "50"], "--compression applies only to --method joint, not 'uniform'"),
     (["--method", "joint"], "Method 'joint' needs --compression X or --budget-bits BITS"),
+    (["--method", "inq", "--bits", "4", "--anneal-epochs", "5"], "--anneal-epochs applies only to --method joint, not 'inq'"),
+    (["--method", "joint", "--compression", "9", "--epochs", "4", "--anneal-epochs", "5"], "Joint anneal epochs must be at most the ADMM epochs (4), not 5"),
     (["--bits", "4", "--percentile", "99"], "--percentile applies to --calibration percentile, not 'max'"),
     (["--bits", "4", "--seed", "-1"], "argument --seed: must be an integer >= 0, not '-1' (see hwq quantize --help)"),
     (["--bits", "4", "--act-bits", "99"], "argument --act-bits: must be an integer in 2..16, not '99' (see hwq quantize --help)"),
