@@ -227,8 +227,9 @@ def quantize_joint(
     ``lr = 0.1``), ``init_bits = 3`` (the official LeNet-5 ``--bit_budget``), the budget
     annealed from 10x over the first half of the ADMM epochs (``anneal_epochs``; the paper
     projects onto the final budget from the first epoch), then ``finetune_epochs = 30`` of
-    STE fine-tuning with a cosine schedule from ``finetune_lr`` (default ``lr``). 12-15 s on an idle machine without distillation (the default
-    ``distill = 0.9`` adds a teacher forward per step), under a minute on 2 busy shared cores.
+    STE fine-tuning with a cosine schedule from ``finetune_lr`` (default ``lr``). 12-15 s on
+    an idle machine without distillation (the default ``distill = 0.9`` adds a teacher
+    forward per step), under a minute on 2 busy shared cores.
 
     Parameters
     ----------
