@@ -91,3 +91,21 @@ def test_bench_all_hands_the_hw_options_to_the_hw_section_only(tmp_path, monkeyp
     bench.bench_all(skip=["golden", "sim", "quant", "tq", "joint"], out_dir=tmp_path,
                     full=True)
     assert seen["hw"] == {"timeout": None, "cores": True}
+
+
+def test_bench_joint_takes_a_workload_and_its_joint_options(monkeypatch):
+    from hwq import workloads
+    from hwq.bench.joint import bench_joint, format_joint
+
+    # a workload of the digits data and model whose joint defaults are short runs
+    spec = workloads.Workload("digits-short", "hwq.workloads.digits", None, (1, 8, 8), 540,
+                              {"joint": {"epochs": 2, "finetune_epochs": 1}})
+    monkeypatch.setitem(workloads.WORKLOADS, "digits-short", spec)
+    r = bench_joint(workload="digits-short", compressions=(20,), seeds=(0,), layout=False,
+                    out_dir=None, anneal_epochs=0)
+    assert r["workload"] == "digits-short"
+    (run,) = r["runs"]
+    assert (run["options"]["epochs"], run["options"]["finetune_epochs"]) == (2, 1)
+    assert run["options"]["anneal_epochs"] == 0            # the caller's options win
+    assert run["total_bits"] <= run["budget_bits"] and run["output_mismatches"] == 0
+    assert format_joint(r).startswith("joint on digits-short (fp32 ")

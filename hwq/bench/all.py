@@ -51,12 +51,13 @@ def _tq_section(*, full: bool, out_dir: Path, seeds: tuple[int, ...] | None = No
 
 
 def _joint_section(*, full: bool, out_dir: Path, seeds: tuple[int, ...] | None = None,
-                   compressions: tuple[float, ...] | None = None, **_: Any) -> tuple[dict, str]:
+                   compressions: tuple[float, ...] | None = None, workload: str = "digits",
+                   **_: Any) -> tuple[dict, str]:
     from hwq.bench.joint import bench_joint, format_joint
 
-    r = bench_joint(compressions=compressions or ((10, 25, 50, 100) if full else (25, 50)),
+    r = bench_joint(compressions=compressions or (None if full else (25, 50)),
                     seeds=seeds or ((0, 1, 2) if full else (0,)), out_dir=out_dir,
-                    progress=True)
+                    progress=True, workload=workload)
     return r, format_joint(r)
 
 

@@ -45,9 +45,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--retrain-epochs", type=integer(0), nargs="+", default=[0, 3], metavar="E",
                    help="retraining budgets in epochs, 0 = post-training (default 0 3)")
     j = sub.add_parser("joint", help="joint sparsity-quantization: accuracy vs compression")
+    j.add_argument("--model", default="digits", choices=list(WORKLOADS),
+                   help="the workload whose pretrained model and data are compressed "
+                        "(default digits)")
     j.add_argument("--seeds", type=integer(0), nargs="+", default=[0, 1, 2])
-    j.add_argument("--compressions", type=positive_number(), nargs="+",
-                   default=[10, 25, 50, 100])
+    j.add_argument("--compressions", type=positive_number(), nargs="+", default=None,
+                   help="target ratios (default: digits 10 25 50 100; lenet5 250 500 1000 "
+                        "2000 4000)")
     h = sub.add_parser("hw", help="resources and Fmax of arrays and cores (Yosys, nextpnr)")
     h.add_argument("--full", action="store_true",
                    help="shapes 4/8/16 x weight bits 2/4/8 (default: 8x8 at 4 bits + cores)")
@@ -224,8 +228,9 @@ def run(args: argparse.Namespace) -> int:
                 model_seeds=None if args.model_seeds is None else tuple(args.model_seeds),
                 retrain_epochs=tuple(args.retrain_epochs), workload=args.model)
         else:
-            result, text = _joint_section(full=True, out_dir=folder, seeds=tuple(args.seeds),
-                                          compressions=tuple(args.compressions))
+            result, text = _joint_section(
+                full=True, out_dir=folder, seeds=tuple(args.seeds), workload=args.model,
+                compressions=None if args.compressions is None else tuple(args.compressions))
     else:  # pragma: no cover - argparse restricts the choices
         raise ValueError(f"Unknown benchmark {args.bench!r}")
     atomic_write(out, (json.dumps(result, indent=2) + "\n").encode())

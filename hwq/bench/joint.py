@@ -1,4 +1,5 @@
-"""Results bench of ``joint``: accuracy against compression ratio on the digits workload.
+"""Results bench of ``joint``: accuracy against compression ratio on a workload (digits,
+lenet5, ...).
 
 :func:`bench_joint` runs :func:`hwq.quant.joint.quantize_joint` at each target compression
 ratio and seed, integerizes the result, runs the integer network on the golden model (the
@@ -27,10 +28,15 @@ import numpy as np
 from hwq.bench import save_figure
 from hwq.serialize import atomic_write
 
-__all__ = ["DEFAULT_COMPRESSIONS", "bench_joint", "format_joint", "plot_joint"]
+__all__ = ["DEFAULT_COMPRESSIONS", "WORKLOAD_COMPRESSIONS", "bench_joint", "format_joint",
+           "plot_joint"]
 
-#: Target compression ratios of the curve.
+#: Target compression ratios of the curve (digits, and workloads not in
+#: :data:`WORKLOAD_COMPRESSIONS`).
 DEFAULT_COMPRESSIONS: tuple[float, ...] = (10, 25, 50, 100)
+#: Per workload: LeNet-5's 431k weights reach the paper's ~2000x (METHODS.md).
+WORKLOAD_COMPRESSIONS: dict[str, tuple[float, ...]] = {
+    "lenet5": (250, 500, 1000, 2000, 4000)}
 
 
 def _run_one(model: Any, data: Any, compression: float, seed: int, *, layout: bool,
@@ -99,20 +105,22 @@ def _run_one(model: Any, data: Any, compression: float, seed: int, *, layout: bo
 
 def bench_joint(
     *,
-    compressions: Sequence[float] = DEFAULT_COMPRESSIONS,
+    compressions: Sequence[float] | None = None,
     seeds: Sequence[int] = (0,),
     out_dir: str | Path | None = Path("bench-results"),
     plot: bool = True,
     layout: bool = True,
     progress: bool = False,
+    workload: str = "digits",
     **options: Any,
 ) -> dict[str, Any]:
-    """Accuracy against compression ratio of ``joint`` on digits.
+    """Accuracy against compression ratio of ``joint`` on a workload.
 
     Parameters
     ----------
-    compressions : sequence of float
-        Target ratios ``C`` (budget ``floor(32 * N / C)`` bits).
+    compressions : sequence of float, optional
+        Target ratios ``C`` (budget ``floor(32 * N / C)`` bits); default the workload's
+        (:data:`WORKLOAD_COMPRESSIONS`, else :data:`DEFAULT_COMPRESSIONS`).
     seeds : sequence of int
         Seeds of each run (training order); tables report the mean and spread.
     out_dir : path or None, default ``bench-results``
@@ -123,6 +131,9 @@ def bench_joint(
         Also compile every network for the bit-serial core and compare the layout executor
         with the golden model on the test split.
     progress : bool, default False
+    workload : str, default "digits"
+        a :data:`hwq.workloads.WORKLOADS` name: its pretrained model, data and joint option
+        defaults (:attr:`hwq.workloads.Workload.method_options`; ``options`` win).
     **options
         Options of :func:`hwq.quant.joint.quantize_joint` (``epochs``, ``rho``...).
 
@@ -132,11 +143,15 @@ def bench_joint(
         ``runs`` (one row per compression and seed), ``summary`` (per target: mean, std,
         min and max accuracy and achieved ratio), ``fp32_accuracy``, ``files``.
     """
-    from hwq.workloads import digits
+    from hwq.workloads import get_workload
     from hwq.workloads.train import evaluate
 
-    model = digits.pretrained(progress=progress)
-    data = digits.load_data()
+    spec = get_workload(workload)
+    if compressions is None:
+        compressions = WORKLOAD_COMPRESSIONS.get(workload, DEFAULT_COMPRESSIONS)
+    options = {**spec.method_options.get("joint", {}), **options}
+    model = spec.pretrained(progress=progress)
+    data = spec.load_data()
     fp32 = evaluate(model, data.x_test, data.y_test)
     runs = [_run_one(model, data, float(c), int(s), layout=layout, progress=progress,
                      options=dict(options))
@@ -158,7 +173,7 @@ def bench_joint(
         })
     result: dict[str, Any] = {
         "bench": "joint",
-        "workload": "digits",
+        "workload": workload,
         "what": "joint sparsity-quantization (ADMM, Yang et al. 2020): accuracy of the "
                 "integer network (golden model) vs weight compression ratio",
         "ratio": "32 * weights / bits of the sparse weight stream (values + positions + "
@@ -210,7 +225,7 @@ def plot_joint(result: dict[str, Any], path: str | Path) -> bool:
     ax.set_xscale("log")
     ax.set_xlabel("weight compression ratio (32-bit weights / all stored bits)")
     ax.set_ylabel("test accuracy, integer network (%)")
-    ax.set_title("joint on digits")
+    ax.set_title(f"joint on {result.get('workload', 'digits')}")
     ax.legend(fontsize=8)
     save_figure(fig, path)
     return True
@@ -218,7 +233,8 @@ def plot_joint(result: dict[str, Any], path: str | Path) -> bool:
 
 def format_joint(result: dict[str, Any]) -> str:
     """The summary table of :func:`bench_joint`."""
-    lines = [f"joint on digits (fp32 {result['fp32_accuracy']:.2f} %), "
+    lines = [f"joint on {result.get('workload', 'digits')} "
+             f"(fp32 {result['fp32_accuracy']:.2f} %), "
              f"seeds {result['seeds']}",
              "  target   ratio  accuracy mean +/- std (min..max)"]
     for r in result["summary"]:
