@@ -62,8 +62,9 @@ class Workload:
 WORKLOADS: dict[str, Workload] = {
     "digits": Workload("digits", "hwq.workloads.digits", None, (1, 8, 8), 540),
     # joint at 1000x: 80 ADMM epochs (the budget annealed over the first 40) and 90 of
-    # fine-tuning, about 11 min on one core: 96.6 % at seed 0 (fp32 96.6 %), against 95.4 %
-    # without annealing (95.3 % with 30 fine-tuning epochs)
+    # fine-tuning, 11-16 min on one busy core: 96.6 / 96.1 / 96.5 % at seeds 0 / 1 / 2
+    # (fp32 96.6 %), against 95.4 % at seed 0 without annealing (95.3 % with 30 fine-tuning
+    # epochs)
     "lenet5": Workload("lenet5", "hwq.workloads.mnist", "lenet5", (1, 28, 28), 1000,
                        {"joint": {"epochs": 80, "finetune_epochs": 90}}),
     # the BatchNorm-folded residual and separable nets diverge under the SGD retraining
