@@ -199,14 +199,14 @@ class Core(wiring.Component):
         m.d.comb += [wb.out_ct.eq(layer.out_lim if cfg.external else layer.out_ct),
                      mp.o.ready.eq(1)]
         if cfg.pool_words:
-            # the fused pool's running maxima: read without a clock (distributed RAM), so
-            # the write-back compares and writes in one cycle
+            # the fused pool's running maxima: read without a clock (distributed RAM); the
+            # write-back writes them back from its register, a cycle after the comparison
             m.submodules.pool_mem = pool_mem = memory.Memory(
                 shape=unsigned(cfg.simd * cfg.act_bits), depth=cfg.pool_words, init=[])
             pool_rd = pool_mem.read_port(domain="comb")
             pool_wr = pool_mem.write_port(granularity=cfg.act_bits)
-            m.d.comb += [wb.fuse.eq(layer.fuse), pool_rd.addr.eq(wb.pool_addr),
-                         wb.pool_rdata.eq(pool_rd.data), pool_wr.addr.eq(wb.pool_addr),
+            m.d.comb += [wb.fuse.eq(layer.fuse), pool_rd.addr.eq(wb.pool_raddr),
+                         wb.pool_rdata.eq(pool_rd.data), pool_wr.addr.eq(wb.pool_waddr),
                          pool_wr.data.eq(wb.pool_wdata), pool_wr.en.eq(wb.pool_wen)]
 
         return SimpleNamespace(desc=desc, layer=layer, pool=pool, ag=ag, af=af, mp=mp, wb=wb)

@@ -16,29 +16,33 @@ def _requant(c: int) -> Requant:
 
 
 def _net() -> QuantizedNetwork:
-    w1 = np.ones((8, 1, 3, 3), np.int64)
+    # 16 conv channels: two groups of 8 lanes, so the max pool fuses (a fused position
+    # takes two cycles or more)
+    w1 = np.ones((16, 1, 3, 3), np.int64)
     w1[0, 0, 0, 0] = 0                                   # one zero weight
     return QuantizedNetwork(input_shape=(1, 6, 6), act_bits=8, input_scale=1.0, ops=[
-        Conv2d(name="conv", weight=w1, spec=WeightSpec("int", 4), requant=_requant(8)),
+        Conv2d(name="conv", weight=w1, spec=WeightSpec("int", 4), requant=_requant(16)),
         MaxPool2d(name="pool"), Flatten(name="flat"),
-        Linear(name="fc", weight=np.ones((8, 32), np.int64), spec=WeightSpec("int", 4),
+        Linear(name="fc", weight=np.ones((8, 64), np.int64), spec=WeightSpec("int", 4),
                requant=_requant(8))])
 
 
 def test_network_util_per_layer():
     r = network_util(_net(), pe="multiply", lanes=8, simd=8)
     conv, fc = r["layers"]      # the max pool runs in the conv's write-back: no row, 0 cycles
-    # conv: 16 positions (4 pooled x 4 taps) x 72 weights; input in im2col order,
-    # ceil(9 / 8) = 2 micro-ops, and the fused pool's registered write (1 cycle)
-    assert (conv["name"], conv["macs"], conv["nonzero"]) == ("conv", 16 * 72, 16 * 71)
-    assert (conv["cycles"], conv["fused"]) == (16 * 2 + 24 + 1, "pool")
-    assert conv["utilization"] == 16 * 72 / 64 / (16 * 2 + 24 + 1)
-    assert conv["nonzero_utilization"] == 16 * 71 / 64 / (16 * 2 + 24 + 1)
-    # fc: 4 positions of 8 channels, one word each
-    assert (fc["macs"], fc["cycles"]) == (256, 4 + 24)
+    # conv: 16 positions (4 pooled x 4 taps) x 144 weights; input in im2col order,
+    # ceil(9 / 8) = 2 micro-ops per group, 2 groups, and the fused pool's registered write
+    # (1 cycle)
+    cycles = 16 * 2 * 2 + 24 + 1
+    assert (conv["name"], conv["macs"], conv["nonzero"]) == ("conv", 16 * 144, 16 * 143)
+    assert (conv["cycles"], conv["fused"]) == (cycles, "pool")
+    assert conv["utilization"] == 16 * 144 / 64 / cycles
+    assert conv["nonzero_utilization"] == 16 * 143 / 64 / cycles
+    # fc: 4 positions of 16 channels, two words each
+    assert (fc["macs"], fc["cycles"]) == (512, 8 + 24)
     assert r["cycles"] == conv["cycles"] + fc["cycles"]
-    assert r["utilization"] == (16 * 72 + 256) / 64 / r["cycles"]
-    assert "| conv | conv2d + pool pool | 1152 |" in format_util(
+    assert r["utilization"] == (16 * 144 + 512) / 64 / r["cycles"]
+    assert "| conv | conv2d + pool pool | 2304 |" in format_util(
         {"lanes": 8, "simd": 8, "rows": [{**r, "network": "t", "pe": "multiply",
                                            "inferences_per_s": None}]})
 

@@ -248,10 +248,10 @@ def _wrap_writeback(proof: Proof) -> Wrapped:
         ab = cfg.act_bits
         ins["fuse"] = Signal(name="fuse")
         buf = [Signal(cfg.simd * ab, name=f"pool_buf{i}") for i in range(pool)]
-        m.d.comb += [dut.fuse.eq(ins["fuse"]), dut.pool_rdata.eq(Array(buf)[dut.pool_addr])]
+        m.d.comb += [dut.fuse.eq(ins["fuse"]), dut.pool_rdata.eq(Array(buf)[dut.pool_raddr])]
         for i, word in enumerate(buf):
             for e in range(cfg.simd):
-                with m.If((dut.pool_addr == i) & dut.pool_wen[e]):
+                with m.If((dut.pool_waddr == i) & dut.pool_wen[e]):
                     m.d.sync += word[e * ab:(e + 1) * ab].eq(
                         dut.pool_wdata[e * ab:(e + 1) * ab])
             outs[f"pool_buf{i}"] = word

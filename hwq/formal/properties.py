@@ -14,8 +14,10 @@ properties, with expected values from :mod:`hwq.formal.spec` (never from the RTL
 * ``writeback``: each taken group is written as the golden words, one per cycle. Fused
   max pool (the ``fused`` variants): the proof keeps its own copy of the pool buffer, in
   which each taken word's elements become the word (the window's first conv position) or
-  their maximum with the copy (later positions); the buffer equals the copy in every cycle,
-  and a window's last position writes the copy's new word one cycle later, at the pooled
+  their maximum with the copy (later positions); the buffer equals the copy of the cycle
+  before (the block writes it from its output register; the compiler never gives it one
+  word in two consecutive cycles, an assumption here), and a window's last position writes
+  the copy's new word one cycle later, at the pooled
   address; with ``fuse`` low the block writes as without the buffer.
 * ``axil``: AXI4-Lite handshake rules, reads and writes of the register map, SLVERR
   for a word with no register, OKAY for one with.
@@ -408,9 +410,16 @@ def _writeback_fused(b: Bench, wr: Wrapped, proof: Proof) -> None:
     for j in range(s):
         old = Array([copy[i][j] for i in range(pool)])[e_idx]
         new.append(Mux(e_first, e_y[j], Mux(old > e_y[j], old, e_y[j])))
+    # the block writes the buffer a cycle after its read (from its output register): the
+    # buffer is the copy of a cycle ago, and, as the compiler guarantees (a fused position
+    # takes two cycles or more), no word's elements are taken in two consecutive cycles
+    prev_idx = b.delay(e_idx, 1, "prev_idx")
+    prev_en = b.delay(Mux(fuse & e_valid, e_en, 0), 1, "prev_en")
+    m.d.comb += Assume(~(fuse & e_valid & (e_idx == prev_idx) & (e_en & prev_en).any()))
     for i in range(pool):
         for j in range(s):
-            m.d.comb += Assert(element(out[f"pool_buf{i}"], j) == copy[i][j])
+            m.d.comb += Assert(element(out[f"pool_buf{i}"], j)
+                               == b.delay(copy[i][j], 1, f"copy{i}_{j}_prev"))
             with m.If(fuse & e_valid & (e_idx == i) & e_en[j]):
                 m.d.sync += copy[i][j].eq(new[j])
     wr_bits = len(out["wr_addr"])

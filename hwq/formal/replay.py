@@ -220,6 +220,7 @@ def _writeback(proof: Proof, wrapped: Wrapped, steps: list, outs: list) -> list[
             bad.append(f"write {g} has no input group")
             continue
         t, addr, en, word = want[i]
+        addr &= (1 << len(wrapped.outputs["wr_addr"])) - 1     # the port's width wraps
         mask = sum(((1 << act) - 1) << (j * act) for j in range(s) if en >> j & 1)
         if (g[0], g[1], g[2], g[3] & mask) != (t, addr, en, word & mask):
             bad.append(f"write {i}: cycle {g[0]} addr {g[1]} en {g[2]:b} data {g[3]:#x} != "

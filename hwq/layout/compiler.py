@@ -210,7 +210,10 @@ def _fusable(pool: _Layer, producer: _Layer | None, readers: int, network_output
     padding and its windows do not overlap (``stride >= kernel`` in both directions, so each
     conv position is in at most one window: computing it once per window costs no more
     than the standalone walk); the matmul is not already fused; the core has a pool buffer
-    of at least the matmul's output channel tiles (``pool_words >= ceil(C / simd)``). Conv
+    of at least the matmul's output channel tiles (``pool_words >= ceil(C / simd)``); a conv
+    position takes two cycles or more (``ceil(C / lanes) * max(1, lanes // simd) >= 2``: the
+    write-back writes a running maximum into the buffer a cycle after reading it, so the
+    same word's next read must come two cycles later, :mod:`hwq.rtl.writeback`). Conv
     positions in no window (a floor-mode remainder, a stride past the kernel) are skipped.
     """
     if producer is None or not isinstance(producer.prim, Matmul):
@@ -224,6 +227,10 @@ def _fusable(pool: _Layer, producer: _Layer | None, readers: int, network_output
         return "it has padding"
     if sh < kh or sw < kw:
         return "its windows overlap"
+    groups = math.ceil(producer.out_chw[0] / config.lanes)
+    if groups * max(1, config.lanes // config.simd) < 2:
+        return ("its matmul has one group of output channels (a position in one cycle: the "
+                "buffer's running maximum would be read before it is written back)")
     need = math.ceil(producer.out_chw[0] / config.simd)
     if config.pool_words < need:
         return (f"the pool buffer holds {config.pool_words} words, the matmul writes {need} "

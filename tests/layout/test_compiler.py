@@ -424,19 +424,35 @@ def test_a_pool_buffer_too_small_or_absent_leaves_the_pools_alone():
 
 
 def test_a_fused_conv_output_takes_no_activation_memory():
-    # input 64 words, conv 64, pool 16, linear 1 (8 channels, simd 8): unfused the input and
-    # the conv's output are live together (128 words); fused the conv writes the pooled
-    # tensor straight away (80)
+    # input 64 words, conv 128 (16 channels, simd 8), pool 32, linear 1: unfused the input
+    # and the conv's output are live together (192 words); fused the conv writes the pooled
+    # tensor straight away (96)
     from hwq.testing import random_network
 
-    arch = (("conv", 8, 3, 1, 1, True), ("pool",), ("flatten",), ("linear", 3, False))
+    arch = (("conv", 16, 3, 1, 1, True), ("pool",), ("flatten",), ("linear", 3, False))
     net = random_network(np.random.default_rng(2), input_shape=(8, 8, 8), arch=arch,
                          kind="pot", bits=[3])
     peaks = {}
-    for words in (0, 1):
+    for words in (0, 2):
         program = compile(net, _config("shift_add", 8, 8, pool_words=words))
         peaks[words] = program.meta["act_peak"]
-    assert peaks == {0: 128, 1: 80}
+    assert peaks == {0: 192, 2: 96}
+
+
+def test_a_conv_of_one_group_keeps_its_pool_pass():
+    # 8 output channels on 8 lanes: one group, a position can take one cycle, and the
+    # write-back's buffer is written a cycle after its read: the pool is not fused; with 16
+    # lanes and simd 8 a group writes two words (two cycles) and it is
+    from hwq.testing import random_network
+
+    arch = (("conv", 8, 1, 1, 0, True), ("pool",), ("flatten",), ("linear", 3, False))
+    net = random_network(np.random.default_rng(2), input_shape=(8, 4, 4), arch=arch,
+                         kind="pot", bits=[3])
+    for lanes, fused in ((8, False), (16, True), (4, True)):
+        program = compile(net, _config("shift_add", lanes, 8, pool_words=1))
+        assert any("fused" in layer for layer in program.layers) == fused, lanes
+        x = random_inputs(np.random.default_rng(6), net, 2)
+        np.testing.assert_array_equal(execute(program, x), golden.run(net, x))
 
 
 def test_a_fused_layer_must_name_its_pool():
