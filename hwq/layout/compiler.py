@@ -65,7 +65,7 @@ from hwq.layout.program import Program, Tensor, Window
 from hwq.layout.tiling import WEIGHT_PLACES, external_needs, tile_descriptors
 from hwq.layout.words import FMT_CODEBOOK, FMT_INT, KIND_MATMUL, KIND_POOL, core_words
 
-__all__ = ["compile", "core_config", "network_cycles"]
+__all__ = ["PACK_CHOICES", "compile", "core_config", "network_cycles"]
 
 
 @dataclass(eq=False)
@@ -281,9 +281,13 @@ def _fitted_depth(field: str, need: int) -> int:
     return max(low, 1 << max(0, need - 1).bit_length())
 
 
+#: ``core_config``'s choices of K packing (:attr:`~hwq.config.CoreConfig.pack`).
+PACK_CHOICES = ("auto", "on", "off")
+
+
 def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
                 dsp: str = "inferred", weights: str = "auto", activations: str = "auto",
-                **fields: int) -> CoreConfig:
+                pack: str | bool = "off", **fields: int) -> CoreConfig:
     """The narrowest :class:`~hwq.config.CoreConfig` of ``pe`` that runs ``network``.
 
     Weight bits: the widest layer's, within the PE's range. Codebook entries
@@ -299,8 +303,14 @@ def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
     and the descriptors of the tiles; with activations in external memory
     (``activations="external"``, or ``"auto"`` on a core with ``ext_bits`` when ``act_depth``
     is given and too small), the descriptors of the row tiles (:mod:`hwq.layout.acttiles`)
-    and the activation memory they use. ``fields`` set any other field (or override these).
+    and the activation memory they use. K packing (``pack``, :mod:`hwq.layout.kpack`):
+    ``"on"`` (or True), ``"off"`` (or False, the default: packing costs a second copy of the
+    activation memory), ``"auto"``: on when it lowers the network's modelled cycles
+    (:func:`network_cycles`; the fetch stage it adds costs every layer one cycle). ``fields``
+    set any other field (or override these).
     """
+    if pack not in (*PACK_CHOICES, True, False):
+        raise ValueError(f"Packing must be one of {', '.join(PACK_CHOICES)}, not {pack!r}")
     ops = network.weight_ops()
     low, high = CoreConfig.WEIGHT_BITS[pe]
     wbits = min(max(max((int(op.spec.max_bits()) for op in ops), default=low), low), high)
@@ -331,6 +341,12 @@ def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
             base["table_bits"] = max(base["table_bits"], min(need, 8))
             probe = replace(probe, table_bits=base["table_bits"])
             plan = _plan(network, probe)
+    if pack == "auto":
+        pack = _packing_gains(network, probe) and simd >= 2
+    base["pack"] = pack in ("on", True)
+    if base["pack"]:
+        probe = replace(probe, pack=True)
+        plan = _plan(network, probe)
     if "pool_words" not in fields:
         need = _fused_need(network, probe)
         base["pool_words"] = 1 << max(0, need - 1).bit_length() if need else 0
@@ -385,6 +401,15 @@ def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
     for field, need in needs.items():
         base.setdefault(field, _fitted_depth(field, need))
     return CoreConfig(**base)
+
+
+def _packing_gains(network: QuantizedNetwork, config: CoreConfig) -> bool:
+    """Whether ``network`` takes fewer model cycles on ``config`` with K packing."""
+    if config.simd < 2:
+        return False
+    cycles = [sum(e["cycles"] for e in network_cycles(network, replace(config, pack=on)))
+              for on in (False, True)]
+    return cycles[1] < cycles[0]
 
 
 def compile(network: QuantizedNetwork, config: CoreConfig, *,  # noqa: A001
