@@ -183,7 +183,9 @@ class ActFetch(wiring.Component):
         act_addr0 = Signal(w.act_addr_bits)
         param_addr0 = Signal(w.param_addr_bits)
         m.d.comb += [self.act_addr.eq(act_addr0), self.act_en.eq(advance),
-                     self.param_addr.eq(param_addr0), self.param_en.eq(advance)]
+                     self.param_en.eq(advance)]
+        if not cfg.pack:
+            m.d.comb += self.param_addr.eq(param_addr0)
         valid_a, inb_a, keep = Signal(), Signal(), Signal(keep_layout)
         if cfg.pack:
             # stage B registers both words (each zeroed in the padding) and the split; a
@@ -194,13 +196,18 @@ class ActFetch(wiring.Component):
             inb2_a, split_a = Signal(), Signal(split_bits)
             word_b, split_b = Signal(struct_layout(w.act)["a"].shape), Signal(split_bits)
             act_addr2_0 = Signal(w.act_addr_bits)
-            m.d.comb += self.act_addr2.eq(act_addr2_0)
+            # the parameter read one cycle later, so its data meets stage C straight from the
+            # RAM (one address register instead of a second register of the parameter word)
+            param_addr_a = Signal(w.param_addr_bits)
+            m.d.comb += [self.act_addr2.eq(act_addr2_0), self.param_addr.eq(param_addr_a)]
             with m.If(advance):
                 m.d.sync += [inb2_0.eq(inb2), act_addr2_0.eq(Mux(inb2, addr2, 0)),
                              split0.eq(Mux(pool, 0, word.split)),
                              inb2_a.eq(inb2_0), split_a.eq(split0), split_b.eq(split_a),
                              word_b.eq(Mux(inb2_a, self.act_data2.a, 0)),
-                             self.o.valid.eq(o_valid), self.o.payload.eq(o)]
+                             param_addr_a.eq(param_addr0),
+                             self.o.valid.eq(o_valid), self.o.payload.eq(o),
+                             self.o.payload.param.eq(self.param_data)]
                 # a[j] = A[j] for split == 0 or j < split, else B[j - split]
                 for j in range(s):
                     lane = o.a[j]
@@ -226,8 +233,9 @@ class ActFetch(wiring.Component):
             m.d.sync += [o_valid.eq(valid_a),
                          o.w.eq(keep.w), o.shift.eq(keep.shift), o.neg.eq(keep.neg),
                          o.glast.eq(keep.glast), o.group.eq(keep.group),
-                         o.pool_first.eq(keep.pool_first), o.pool_last.eq(keep.pool_last),
-                         o.param.eq(self.param_data)]
+                         o.pool_first.eq(keep.pool_first), o.pool_last.eq(keep.pool_last)]
+            if not cfg.pack:
+                m.d.sync += o.param.eq(self.param_data)
             # a tap in the padding reads as 0 for a matmul and as the most negative value
             # (it never wins) for a max pool
             pad_value = Mux(pool, -(1 << (cfg.act_bits - 1)), 0)
