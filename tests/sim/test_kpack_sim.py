@@ -90,3 +90,26 @@ def test_packed_core_on_both_backends():
     assert _packed_layers(program) == 2
     x = random_inputs(rng, net, 2)
     _check(on_both_backends(program, x), program, net, x)
+
+
+def test_packed_core_with_weights_and_activations_in_external_memory():
+    # the DMA reads activations through the first read port while the second is the fetch's:
+    # row tiles and weight tiles of a packed layer, outputs and counters exact
+    from hwq.layout.compiler import core_config
+
+    rng = np.random.default_rng(37)
+    net = kpack_network(rng, c_in=20, c_out=12, kernel=(3, 3), padding=1, hw=(10, 10),
+                        kind="int", bits=[3], lanes=4, simd=8)
+    places = dict(weights="external", activations="external")
+    config = core_config(net, pe="multiply", lanes=4, simd=8, pack="on", ext_bits=64,
+                         **places)
+    program = compile_network(net, config, **places)
+    plain = compile_network(net, core_config(net, pe="multiply", lanes=4, simd=8, ext_bits=64,
+                                             **places), **places)
+    steps = [sum(sum(layer.get("steps", [])) for layer in p.layers) for p in (program, plain)]
+    assert steps[0] < steps[1]                 # conv1 packs (20 channels: rem 4)
+    assert any("rows" in layer for layer in program.layers)
+    x = random_inputs(rng, net, 2)
+    sim = _compiled(program, x)
+    np.testing.assert_array_equal(sim.outputs, golden.run(net, x))
+    assert sim.cycle_model_mismatches() == []
