@@ -90,6 +90,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                    help="skip the Brevitas peer rows")
     q.add_argument("--quick", action="store_true",
                    help="smoke test: one seed, bits 3 and 4, 3 epochs")
+    q.add_argument("--resume", action="store_true",
+                   help="keep the runs already in the output file (an interrupted bench with "
+                        "the same settings) and run only the missing ones")
     u = sub.add_parser("util", help="MAC utilization per layer of the reference networks "
                                      "(cycle model)")
     u.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=list(NETWORKS),
@@ -177,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
                              methods=args.methods, peers=args.peers,
                              epochs=pick(args.epochs, "epochs", DEFAULT_EPOCHS),
                              out=args.out or DEFAULT_OUT / "quant.json", progress=True,
-                             workload=args.model)
+                             workload=args.model, resume=args.resume)
         files = result["files"]
         text = format_quant(result) + "\n\nwrote " + ", ".join(
             str(f) for k, f in files.items() if k != "json" and f)

@@ -174,6 +174,7 @@ def bench_quant(
     model: nn.Module | None = None,
     data: Any = None,
     workload: str = "digits",
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Accuracy of every method at every bit width and seed on a workload; writes the results.
 
@@ -204,6 +205,10 @@ def bench_quant(
     workload : str, default "digits"
         a :data:`hwq.workloads.WORKLOADS` name (``lenet5``, ``resnet8``, ...): its model, data
         and method option defaults (for example a lower retraining lr for the residual nets).
+    resume : bool, default False
+        keep the runs of an earlier, interrupted bench in ``out`` (same workload and
+        settings, else ``ValueError``) and run only the missing ones: a table of hours can be
+        built over several sittings. Without ``resume`` an existing file is overwritten.
 
     Returns
     -------
@@ -263,6 +268,11 @@ def bench_quant(
         "peer": peer,
         "runs": [],
     }
+    done = _resumed(json_path, result) if resume else set()
+    if done:
+        result["runs"] = [r for r in json.loads(json_path.read_text())["runs"]]
+        result["resumed_runs"] = len(result["runs"])
+        _log(progress, f"resuming {json_path}: {len(result['runs'])} runs kept")
     for row in rows:
         if not any(row.bits[0] <= b <= row.bits[1] for b in bits):
             continue
@@ -276,6 +286,9 @@ def bench_quant(
     for i, (seed, b, row) in enumerate(plan, 1):
         t = time.perf_counter()
         budget = _budget(row.name, b, layers, epochs)
+        names_done = PEER_ROWS if row.method == "brevitas" else (row.name,)
+        if all((seed, b, name) in done for name in names_done):
+            continue
         if row.method == "brevitas":
             if not peer["available"]:  # failed earlier in this run
                 continue
@@ -366,6 +379,28 @@ def _check_ints(name: str, values: Sequence[int], lo: int, hi: int | None) -> li
         rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
         raise ValueError(f"Bench {name} must be distinct integers {rng}, not {values!r}")
     return out
+
+
+def _resumed(path: Path, result: dict[str, Any]) -> set[tuple[int, int, str]]:
+    """``(seed, bits, row)`` of the runs kept from ``path``, an earlier bench of the same
+    workload and settings (an absent file: none)."""
+    try:
+        old = json.loads(path.read_text())
+    except FileNotFoundError:
+        return set()
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"Cannot resume from {path}: {exc}") from None
+    if not isinstance(old, dict) or old.get("bench") != "quant" or not isinstance(
+            old.get("runs"), list):
+        raise ValueError(f"Cannot resume from {path}: not a quant bench result")
+    for key in ("workload", "settings"):
+        if old.get(key) != json.loads(json.dumps(result[key])):
+            raise ValueError(f"Cannot resume from {path}: it was written with other {key} "
+                             f"({old.get(key)!r}); remove it or run without --resume")
+    if old["runs"] and old.get("fp32_accuracy") != result["fp32_accuracy"]:
+        raise ValueError(f"Cannot resume from {path}: its fp32 model differs "
+                         f"({old.get('fp32_accuracy')} vs {result['fp32_accuracy']} %)")
+    return {(r["seed"], r["bits"], r["row"]) for r in old["runs"]}
 
 
 def _json_path(out: str | os.PathLike[str] | None) -> Path:

@@ -3,15 +3,19 @@
 Each stage is a plain function of JSON-able arguments returning a JSON-able dict, so it runs
 the same in this process or as a Ray task on another machine. Its result is stored under
 ``<cache>/explore/<stage>/<key>.json`` (and the quantized network beside it), where ``key`` is
-a SHA-256 over the stage's inputs and hwq's version: the same inputs are never computed twice,
-and an interrupted sweep resumes from what was stored. A stage that fails returns
+a SHA-256 over the stage's inputs, hwq's version and the source of the modules the stage runs
+(:data:`STAGE_SOURCES`, so that a development checkout whose compiler or RTL changed does not
+return stale rows): the same inputs are never computed twice, and an interrupted sweep resumes
+from what was stored. A stage that fails returns
 ``{"error": "..."}`` (also stored, so a broken point is not retried on every run; ``--retry``
 clears those), and the stages after it pass the error on.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.util
 import json
 import os
 import time
@@ -26,6 +30,50 @@ __all__ = ["StageCache", "compile_stage", "quantize_stage", "report_stage", "sim
 #: Bump when a stage's result format changes: older entries are then recomputed.
 FORMAT = 2
 
+#: The modules (packages or single modules) whose source decides each stage's result. A
+#: stage's key includes a digest of their ``.py`` files; the stages chain by key (compile's
+#: inputs hold the quantize key, and so on), so a change upstream reaches every later stage.
+STAGE_SOURCES: dict[str, tuple[str, ...]] = {
+    "quantize": ("hwq.quant", "hwq.workloads", "hwq.golden", "hwq.ir", "hwq.serialize",
+                 "hwq.config"),
+    "compile": ("hwq.layout", "hwq.golden", "hwq.ir", "hwq.config", "hwq.hardware"),
+    "report": ("hwq.rtl", "hwq.layout", "hwq.golden", "hwq.config", "hwq.hardware"),
+    "sim": ("hwq.sim", "hwq.rtl", "hwq.layout", "hwq.golden", "hwq.host", "hwq.config",
+            "hwq.hardware"),
+}
+
+
+def _module_files(name: str) -> list[tuple[str, Path]]:
+    """``(label, path)`` of the ``.py`` files of module or package ``name`` (a package: all of
+    them, recursively), labelled by module and relative path so that two checkouts of the same
+    code (a cluster's machines) agree."""
+    spec = importlib.util.find_spec(name)
+    if spec is None:
+        raise ValueError(f"Stage source {name!r} is not an importable module")
+    if spec.submodule_search_locations:
+        return sorted((f"{name}/{p.relative_to(d).as_posix()}", p)
+                      for d in spec.submodule_search_locations for p in Path(d).rglob("*.py"))
+    return [(name, Path(spec.origin))] if spec.origin else []
+
+
+def files_digest(files: list[tuple[str, Path]]) -> str:
+    """SHA-256 (hex, 24 digits) over the labels and contents of ``files``, in order."""
+    h = hashlib.sha256()
+    for label, path in files:
+        h.update(label.encode() + b"\0")
+        h.update(path.read_bytes())
+        h.update(b"\0")
+    return h.hexdigest()[:24]
+
+
+@functools.cache
+def source_digest(stage: str) -> str:
+    """Digest of the source of ``stage``'s modules (:data:`STAGE_SOURCES`), once per process."""
+    if stage not in STAGE_SOURCES:
+        raise ValueError(f"Unknown stage {stage!r}; allowed: {', '.join(STAGE_SOURCES)}")
+    files = [p for name in STAGE_SOURCES[stage] for p in _module_files(name)]
+    return files_digest(files)
+
 
 class StageCache:
     """Results of the stages on disk, keyed by content."""
@@ -38,7 +86,7 @@ class StageCache:
     @staticmethod
     def key(stage: str, inputs: dict[str, Any]) -> str:
         blob = json.dumps({"stage": stage, "inputs": inputs, "hwq": __version__,
-                           "format": FORMAT}, sort_keys=True)
+                           "source": source_digest(stage), "format": FORMAT}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
     def path(self, stage: str, key: str, suffix: str = ".json") -> Path:

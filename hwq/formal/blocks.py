@@ -222,9 +222,18 @@ def _wrap_stream(proof: Proof) -> Wrapped:
 
 
 def _wrap_writeback(proof: Proof) -> Wrapped:
+    """The write-back; with ``pool`` in the widths (the fused max pool's variants), a core
+    with ``pool_words = pool`` and its pool buffer beside the block as the core has it (read
+    without a clock, written at it with element enables), as registers ``pool_buf<i>`` that
+    the proof can compare with its own copy."""
+    from amaranth.hdl import Array
+
     from hwq.rtl import writeback
 
     cfg = _stream_cfg(proof)
+    pool = proof.widths.get("pool", 0)
+    if pool:
+        cfg = CoreConfig(**{**cfg.to_dict(), "pool_words": pool})
     m = Module()
     m.submodules.dut = dut = writeback.Writeback(config=cfg)
     ins: dict[str, Signal] = {}
@@ -234,7 +243,20 @@ def _wrap_writeback(proof: Proof) -> Wrapped:
     m.d.comb += [dut.i.valid.eq(ins["i_valid"]), dut.out_ct.eq(ins["out_ct"])]
     outs = {"i_ready": dut.i.ready, "wr_addr": dut.wr_addr, "wr_data": dut.wr_data,
             "wr_en": dut.wr_en, "done": dut.done}
-    return Wrapped(m, dut, ins, outs, cfg=cfg, constants=("out_ct",))
+    consts = ("out_ct",)
+    if pool:
+        ab = cfg.act_bits
+        ins["fuse"] = Signal(name="fuse")
+        buf = [Signal(cfg.simd * ab, name=f"pool_buf{i}") for i in range(pool)]
+        m.d.comb += [dut.fuse.eq(ins["fuse"]), dut.pool_rdata.eq(Array(buf)[dut.pool_addr])]
+        for i, word in enumerate(buf):
+            for e in range(cfg.simd):
+                with m.If((dut.pool_addr == i) & dut.pool_wen[e]):
+                    m.d.sync += word[e * ab:(e + 1) * ab].eq(
+                        dut.pool_wdata[e * ab:(e + 1) * ab])
+            outs[f"pool_buf{i}"] = word
+        consts += ("fuse",)
+    return Wrapped(m, dut, ins, outs, cfg=cfg, constants=consts)
 
 
 def _wrap_axil(proof: Proof) -> Wrapped:

@@ -59,6 +59,9 @@ PROOFS: tuple[Proof, ...] = (
     Proof("maxpool", "stream", {"simd": 2, "lanes": 2, "act": 4}, "prove", 6, slow=True),
     Proof("writeback", "words", {"lanes": 2, "simd": 1, "act": 3}, "prove", 6),
     Proof("writeback", "slot", {"lanes": 1, "simd": 2, "act": 3}, "prove", 4),
+    Proof("writeback", "fused", {"lanes": 2, "simd": 1, "act": 3, "pool": 2}, "prove", 6),
+    Proof("writeback", "fused_slot", {"lanes": 1, "simd": 2, "act": 3, "pool": 2}, "prove",
+          4),
     Proof("axil", "regmap", {"addr": 8, "data": 32}, "prove", 8),
 )
 

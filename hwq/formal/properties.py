@@ -11,7 +11,12 @@ properties, with expected values from :mod:`hwq.formal.spec` (never from the RTL
   group's ``side`` is its number, counted mod 256), a tracked group (any one) has the golden
   value, a refused output holds its payload, and the latency is the cycle model's; the
   pipelines (:data:`SPLIT`) in two halves, see :func:`_stream`.
-* ``writeback``: each taken group is written as the golden words, one per cycle.
+* ``writeback``: each taken group is written as the golden words, one per cycle. Fused
+  max pool (the ``fused`` variants): the proof keeps its own copy of the pool buffer, in
+  which each taken word's elements become the word (the window's first conv position) or
+  their maximum with the copy (later positions); the buffer equals the copy in every cycle,
+  and a window's last position writes the copy's new word one cycle later, at the pooled
+  address; with ``fuse`` low the block writes as without the buffer.
 * ``axil``: AXI4-Lite handshake rules, reads and writes of the register map, SLVERR
   for a word with no register, OKAY for one with.
 
@@ -289,6 +294,9 @@ def _stream(b: Bench, wr: Wrapped, proof: Proof) -> None:
 
 
 def _writeback(b: Bench, wr: Wrapped, proof: Proof) -> None:
+    if "pool" in proof.widths:
+        _writeback_fused(b, wr, proof)
+        return
     m, inp, out, cfg = b.m, b.inputs, wr.outputs, wr.cfg
     p, s = cfg.lanes, cfg.simd
     take = inp["i_valid"] & out["i_ready"]
@@ -336,6 +344,103 @@ def _writeback(b: Bench, wr: Wrapped, proof: Proof) -> None:
             m.d.comb += [Assert(out["wr_en"] == 0), Assert(~out["done"])]
         m.d.comb += [Cover(take & (slot == r - 1) & (out["wr_data"] != 0)),
                      Cover(take & b.delay(take, 1, "again"))]
+
+
+def _writeback_fused(b: Bench, wr: Wrapped, proof: Proof) -> None:
+    """The write-back of a core with a pool buffer (see the module docstring)."""
+    from amaranth.hdl import Array
+
+    m, inp, out, cfg = b.m, b.inputs, wr.outputs, wr.cfg
+    p, s, act, pool = cfg.lanes, cfg.simd, cfg.act_bits, proof.widths["pool"]
+    fuse = inp["fuse"]
+    take = inp["i_valid"] & out["i_ready"]
+    # the word this cycle writes without fusing: e_valid, its buffer index (channel tile),
+    # address, element enables, elements, done, and its group's window flags
+    e_valid, e_done, e_first, e_last = (Signal(name=f"e_{n}") for n in
+                                        ("valid", "done", "first", "last"))
+    e_idx = Signal(len(inp["out_ct"]) + 1, name="e_idx")
+    e_addr = Signal(len(out["wr_addr"]) + 1, name="e_addr")
+    e_en = Signal(s, name="e_en")
+    e_y = [Signal(signed(act), name=f"e_y{j}") for j in range(s)]
+    side = ("out", "wct", "llast", "tfirst", "tlast")
+    if p >= s:
+        beats = p // s
+        busy = Cat(*[b.delay(take, k, f"took{k}") for k in range(1, beats)]).any() \
+            if beats > 1 else Const(0)
+        m.d.comb += Assert(out["i_ready"] == ~busy)
+        cond = m.If
+        for k in range(beats):
+            took = b.delay(take, k, f"took{k}") if k else take
+            y = [b.delay(inp[f"i_y_{k * s + j}"], k, f"y{k}_{j}") if k else inp[f"i_y_{j}"]
+                 for j in range(s)]
+            o, wct, llast, tfirst, tlast = (
+                b.delay(inp[f"i_side_{f}"], k, f"{f}{k}") if k else inp[f"i_side_{f}"]
+                for f in side)
+            with cond(took):
+                ct = wct + k
+                m.d.comb += [e_valid.eq(1), e_idx.eq(ct), e_addr.eq(o + ct),
+                             e_en.eq(Mux(ct < inp["out_ct"], (1 << s) - 1, 0)),
+                             e_done.eq(llast & (k == beats - 1)), e_first.eq(tfirst),
+                             e_last.eq(tlast)] + [e_y[j].eq(y[j]) for j in range(s)]
+            cond = m.Elif
+        # the compiler sizes the buffer to the layer's channel tiles
+        m.d.comb += Assume(~fuse | (inp["out_ct"] <= pool))
+    else:
+        r = s // p
+        m.d.comb += Assert(out["i_ready"])
+        slot = inp["i_side_wslot"]
+        with m.If(take):
+            m.d.comb += [e_valid.eq(1), e_idx.eq(inp["i_side_wct"]),
+                         e_addr.eq(inp["i_side_out"] + inp["i_side_wct"]),
+                         e_done.eq(inp["i_side_llast"]), e_first.eq(inp["i_side_tfirst"]),
+                         e_last.eq(inp["i_side_tlast"])]
+            m.d.comb += [e_y[j].eq(inp[f"i_y_{j % p}"]) for j in range(s)]
+            m.d.comb += [e_en[k * p:(k + 1) * p].eq(Mux(slot == k, (1 << p) - 1, 0))
+                         for k in range(r)]
+        m.d.comb += Assume(~fuse | ~inp["i_valid"] | (inp["i_side_wct"] < pool))
+
+    def element(word: Value, j: int) -> Value:
+        return word[j * act:(j + 1) * act].as_signed()
+
+    # the proof's copy of the buffer, and the words a fused write makes of it
+    copy = [[Signal(signed(act), name=f"copy{i}_{j}") for j in range(s)] for i in range(pool)]
+    new = []
+    for j in range(s):
+        old = Array([copy[i][j] for i in range(pool)])[e_idx]
+        new.append(Mux(e_first, e_y[j], Mux(old > e_y[j], old, e_y[j])))
+    for i in range(pool):
+        for j in range(s):
+            m.d.comb += Assert(element(out[f"pool_buf{i}"], j) == copy[i][j])
+            with m.If(fuse & e_valid & (e_idx == i) & e_en[j]):
+                m.d.sync += copy[i][j].eq(new[j])
+    wr_bits = len(out["wr_addr"])
+    with m.If(~fuse):
+        with m.If(e_valid):
+            m.d.comb += [Assert(out["wr_addr"] == e_addr[:wr_bits]),
+                         Assert(out["wr_en"] == e_en), Assert(out["done"] == e_done)]
+            for j in range(s):
+                with m.If(e_en[j]):
+                    m.d.comb += Assert(element(out["wr_data"], j) == e_y[j])
+        with m.Else():
+            m.d.comb += [Assert(out["wr_en"] == 0), Assert(~out["done"])]
+    with m.Else():
+        # a cycle later: the window's last position writes the new word, nothing else does
+        d_valid = b.delay(e_valid, 1, "d_valid")
+        d_addr = b.delay(e_addr[:wr_bits], 1, "d_addr")
+        d_en = b.delay(Mux(e_last, e_en, 0), 1, "d_en")
+        d_done = b.delay(e_done, 1, "d_done")
+        d_new = [b.delay(new[j], 1, f"d_new{j}") for j in range(s)]
+        with m.If(d_valid):
+            m.d.comb += [Assert(out["wr_addr"] == d_addr), Assert(out["wr_en"] == d_en),
+                         Assert(out["done"] == d_done)]
+            for j in range(s):
+                with m.If(d_en[j]):
+                    m.d.comb += Assert(element(out["wr_data"], j) == d_new[j])
+        with m.Else():
+            m.d.comb += [Assert(out["wr_en"] == 0), Assert(~out["done"])]
+        # a window of several positions whose maximum is not its first
+        m.d.comb += Cover(d_valid & (d_en != 0) & ~b.delay(e_first, 1, "d_first")
+                          & (element(out["wr_data"], 0) != b.delay(e_y[0], 1, "d_y0")))
 
 
 def _axil(b: Bench, wr: Wrapped, proof: Proof) -> None:

@@ -183,7 +183,9 @@ def _groups(proof: Proof, wrapped: Wrapped, steps: list, outs: list) -> list[str
 def _writeback(proof: Proof, wrapped: Wrapped, steps: list, outs: list) -> list[str]:
     cfg = wrapped.cfg
     p, s, act = cfg.lanes, cfg.simd, cfg.act_bits
+    fused = bool(cfg.pool_words) and bool(steps and steps[0].get("fuse", 0) & 1)
     want, got = [], []
+    buffer: dict[int, list[int]] = {}         # the fused pool's running maxima, golden
     for t, o in enumerate(outs):
         if o["wr_en"]:
             got.append((t, o["wr_addr"], o["wr_en"], o["wr_data"]))
@@ -192,14 +194,26 @@ def _writeback(proof: Proof, wrapped: Wrapped, steps: list, outs: list) -> list[
         y = [int(steps[t].get(f"i_y_{j}", 0)) & ((1 << act) - 1) for j in range(p)]
         base = steps[t].get("i_side_out", 0) + steps[t].get("i_side_wct", 0)
         if p >= s:
-            for k in range(p // s):
-                if steps[t].get("i_side_wct", 0) + k < steps[t].get("out_ct", 0):
-                    word = sum(y[k * s + j] << (j * act) for j in range(s))
-                    want.append((t + k, base + k, (1 << s) - 1, word))
+            words = [(t + k, base + k, steps[t].get("i_side_wct", 0) + k, (1 << s) - 1,
+                      [y[k * s + j] for j in range(s)]) for k in range(p // s)
+                     if steps[t].get("i_side_wct", 0) + k < steps[t].get("out_ct", 0)]
         else:
             k = steps[t].get("i_side_wslot", 0)
-            word = sum(y[j] << (j * act) for j in range(p))
-            want.append((t, base, ((1 << p) - 1) << (k * p), word << (k * p * act)))
+            words = [(t, base, steps[t].get("i_side_wct", 0), ((1 << p) - 1) << (k * p),
+                      [y[j % p] for j in range(s)])]
+        for when, addr, idx, en, elems in words:
+            if fused:   # max pool (golden: hwq.golden.maxpool2d's maximum) over the window
+                old = buffer.setdefault(idx, [0] * s)
+                first = steps[t].get("i_side_tfirst", 0) & 1
+                for j in range(s):
+                    if en >> j & 1:
+                        v = _signed(elems[j], act)
+                        old[j] = v if first else max(_signed(old[j], act), v)
+                        old[j] &= (1 << act) - 1
+                if not steps[t].get("i_side_tlast", 0) & 1:
+                    continue
+                when, elems = when + 1, list(old)
+            want.append((when, addr, en, sum(e << (j * act) for j, e in enumerate(elems))))
     bad = []
     for i, g in enumerate(got):
         if i >= len(want):

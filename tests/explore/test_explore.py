@@ -289,3 +289,35 @@ def test_an_address_without_a_cluster_is_refused_at_once(address, message):
 
     with pytest.raises(ValueError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
         _check_reachable(address)
+
+
+def test_a_stage_key_follows_the_source_of_the_modules_it_runs(tmp_path, monkeypatch):
+    import sys
+
+    from hwq.explore import stages
+
+    pkg = tmp_path / "hwq_digest_probe"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    files = stages._module_files("hwq_digest_probe")
+    assert [label for label, _ in files] == ["hwq_digest_probe/__init__.py",
+                                             "hwq_digest_probe/a.py"]
+    before = stages.files_digest(files)
+    (pkg / "a.py").write_text("X = 2\n")          # a code change changes the digest
+    assert stages.files_digest(files) != before
+    (pkg / "a.py").write_text("X = 1\n")
+    assert stages.files_digest(files) == before    # and only the content counts
+    sys.modules.pop("hwq_digest_probe", None)
+    # every stage's modules exist; a stage key moves with its digest, not with others'
+    assert set(stages.STAGE_SOURCES) == {"quantize", "compile", "report", "sim"}
+    for stage in stages.STAGE_SOURCES:
+        assert len(stages.source_digest(stage)) == 24
+    with pytest.raises(ValueError, match="Unknown stage 'place'; allowed: quantize, compile"):
+        stages.source_digest("place")
+    inputs = {"model": "digits", "method": "uniform", "bits": 4, "seed": 0}
+    key = stages.StageCache.key("quantize", inputs)
+    monkeypatch.setattr(stages, "source_digest",
+                        lambda s: "changed" if s == "quantize" else "same")
+    assert stages.StageCache.key("quantize", inputs) != key

@@ -60,7 +60,7 @@ def test_table_of_passing_proofs(capsys, tmp_path, monkeypatch):
     assert lines[0].split() == ["block", "variant", "widths", "engine", "depth", "result",
                                 "seconds"]
     assert lines[1].split()[:2] == ["writeback", "words"] and "pass" in lines[1]
-    assert lines[-1] == "2 passed, 0 failed"
+    assert lines[-1] == "4 passed, 0 failed"       # words, slot and the two fused variants
 
 
 @pytest.mark.formal

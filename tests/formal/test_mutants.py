@@ -9,6 +9,7 @@ from amaranth.hdl import Cat, Const, Mux, Value
 import hwq.rtl.axil as axil
 import hwq.rtl.pe as pe
 import hwq.rtl.requant as requant
+import hwq.rtl.writeback as writeback
 from hwq.formal.proofs import PROOFS, run_proof
 from hwq.formal.replay import replay
 
@@ -53,6 +54,14 @@ class EarlyResponse(axil.RegisterBlock):
         return m
 
 
+class ForgetfulPool(writeback.Writeback):
+    """Fused max pool that treats every conv position as its window's first: the window's
+    last position overwrites the running maximum instead of comparing with it."""
+
+    def _pooled(self, m, index, addr, data, en, done, tfirst, tlast):
+        return super()._pooled(m, index, addr, data, en, done, 1, tlast)
+
+
 def _unsigned_activation(real):
     """registered_product with the second operand (the activation) zero-extended."""
     def product(m, a, b, en, *, name, dsp):
@@ -92,6 +101,8 @@ MUTANTS = {
         pe, "register", _dropping_stage(pe.register))),
     "response_before_request": ("axil", lambda mp: mp.setattr(axil, "RegisterBlock",
                                                              EarlyResponse)),
+    "fused_pool_forgets_the_maximum": ("writeback.fused.", lambda mp: mp.setattr(
+        writeback, "Writeback", ForgetfulPool)),
     # the block as it was: OKAY (and data 0) for a word with no register
     "okay_on_unmapped": ("axil", lambda mp: mp.setattr(axil, "SLVERR", axil.OKAY)),
 }

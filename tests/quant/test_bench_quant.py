@@ -122,3 +122,51 @@ def test_the_brevitas_peer_takes_graph_models(build):
     for q, m in zip(qconvs, convs, strict=True):
         assert torch.equal(q.weight, m.weight)   # the float weights, quantized on the fly
     assert net.eval()(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_resume_runs_only_the_missing_runs(digits_reference, digits_data, tmp_path,
+                                           monkeypatch):
+    import hwq.quant.api as api
+
+    out = tmp_path / "quant.json"
+    kwargs = dict(bits=(4,), seeds=(0, 1), methods=("uniform", "pot"), peers=False,
+                  progress=False, out=out, model=digits_reference, data=digits_data, plot=False)
+    full = bench_quant(**kwargs)
+    assert len(full["runs"]) == 4
+    # an interrupted bench: the file holds seed 0's two runs
+    partial = json.loads(out.read_text())
+    partial["runs"] = [r for r in partial["runs"] if r["seed"] == 0]
+    partial["complete"] = False
+    out.write_text(json.dumps(partial))
+    calls = []
+    real = api.quantize
+
+    def counting(model, method, **kw):
+        calls.append((method, kw["seed"]))
+        return real(model, method, **kw)
+
+    monkeypatch.setattr(api, "quantize", counting)
+    resumed = bench_quant(resume=True, **kwargs)
+    assert sorted(calls) == [("inq", 1), ("uniform", 1)]      # the pot row is inq's rounding
+    assert resumed["resumed_runs"] == 2 and resumed["complete"] is True
+
+    def key(r):
+        return r["seed"], r["row"], r["accuracy"], r["weight_bits_total"]
+
+    assert sorted(map(key, resumed["runs"])) == sorted(map(key, full["runs"]))
+    for row, cells in full["summary"].items():
+        for b, cell in cells.items():
+            assert resumed["summary"][row][b]["accuracy_mean"] == cell["accuracy_mean"]
+    # nothing missing: nothing runs; other settings are refused
+    calls.clear()
+    bench_quant(resume=True, **kwargs)
+    assert calls == []
+    with pytest.raises(ValueError, match="written with other settings"):
+        bench_quant(resume=True, **{**kwargs, "seeds": (0, 2)})
+    out.write_text('{"bench": "tq"}')
+    with pytest.raises(ValueError, match="not a quant bench result"):
+        bench_quant(resume=True, **kwargs)
+    # without resume the file is overwritten, and resume from no file runs everything
+    (tmp_path / "none").mkdir()
+    fresh = bench_quant(resume=True, **{**kwargs, "out": tmp_path / "none" / "q.json"})
+    assert "resumed_runs" not in fresh and len(fresh["runs"]) == 4

@@ -302,6 +302,27 @@ def test_quantize_joint_rejects_bad_options(digits_model, digits_data):
         quantize_joint(folded, digits_data, compression=10, distill=1.5)
 
 
+def test_annealed_budget_falls_geometrically_to_the_budget(digits_reference, digits_data):
+    folded = fold_batchnorm(digits_reference)
+    q = quantize_joint(folded, digits_data, compression=50, epochs=4, finetune_epochs=0,
+                       anneal_epochs=3, anneal_from=8, distill=0, seed=0, progress=False)
+    budget = q.info["budget_bits"]
+    # epoch e's projection (after e epochs; e = 1..4) at budget * 8 ** (1 - e / 3)
+    assert [h["budget"] for h in q.info["history"]] == [int(budget * 4.0), int(budget * 2.0),
+                                                          budget, budget]
+    assert [h["epoch"] for h in q.info["history"]] == [1, 2, 3, 4]
+    for h in q.info["history"][:2]:                   # more weights kept early
+        assert sum(h["nnz"]) > sum(q.info["history"][-1]["nnz"])
+    assert sparse_size(q)["total_bits"] == q.info["total_bits"] <= budget
+    assert q.info["options"]["anneal_epochs"] == 3
+    with pytest.raises(ValueError, match=r"anneal epochs must be at most the ADMM epochs "
+                                         r"\(4\), not 5"):
+        quantize_joint(folded, digits_data, compression=50, epochs=4, anneal_epochs=5)
+    with pytest.raises(ValueError, match=r"anneal start must be > 1 \(times the budget\), "
+                                         r"not 0.5"):
+        quantize_joint(folded, digits_data, compression=50, anneal_epochs=2, anneal_from=0.5)
+
+
 @pytest.mark.parametrize("saliency", ["layer", "fisher"])
 def test_joint_saliency_options_meet_the_budget(digits_reference, digits_data, saliency):
     folded = fold_batchnorm(digits_reference)

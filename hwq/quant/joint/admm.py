@@ -198,6 +198,8 @@ def quantize_joint(
     finetune_epochs: int = DEFAULT_FINETUNE_EPOCHS,
     lr: float = DEFAULT_LR,
     finetune_lr: float | None = None,
+    anneal_epochs: int = 0,
+    anneal_from: float = 10.0,
     solver: str = "exact",
     proj_rounds: int = 3,
     snap_to_zero: bool = False,
@@ -250,6 +252,13 @@ def quantize_joint(
         ADMM epochs (>= 1), fine-tuning epochs (>= 0).
     lr, finetune_lr : float
         SGD learning rates (ADMM constant; fine-tuning cosine from ``finetune_lr``).
+    anneal_epochs : int, default 0
+        Gradual compression: the projections of the first ``anneal_epochs`` ADMM epochs
+        (0..epochs) use the budget times ``anneal_from ** (1 - e / anneal_epochs)`` at epoch
+        ``e`` (0 at the first projection), falling geometrically to the budget; later epochs,
+        fine-tuning and the result use the budget itself. 0: the budget from the start.
+    anneal_from : float, default 10
+        The first projection's budget over the final one (> 1).
     solver : {"exact", "greedy"}
         Multiple-choice knapsack solver (:func:`choose_bits`); the paper's is greedy.
     proj_rounds : int, default 3
@@ -306,6 +315,13 @@ def quantize_joint(
     if _check_positive("rho growth", rho_growth) < 1:
         raise ValueError(f"Joint rho growth must be >= 1, not {rho_growth!r}")
     epochs = _check_int("epochs", epochs, 1)
+    anneal_epochs = _check_int("anneal epochs", anneal_epochs, 0)
+    if anneal_epochs > epochs:
+        raise ValueError(f"Joint anneal epochs must be at most the ADMM epochs ({epochs}), "
+                         f"not {anneal_epochs!r}")
+    if _check_positive("anneal start", anneal_from) <= 1:
+        raise ValueError(f"Joint anneal start must be > 1 (times the budget), "
+                         f"not {anneal_from!r}")
     finetune_epochs = _check_int("fine-tuning epochs", finetune_epochs, 0)
     lr = _check_positive("learning rate", lr)
     finetune_lr = lr if finetune_lr is None else _check_positive("fine-tuning learning rate",
@@ -394,7 +410,13 @@ def quantize_joint(
             grad_hook(model)
         model.zero_grad(set_to_none=True)
         model.train(was_training)
+    def annealed(epoch: int) -> int:
+        if epoch >= anneal_epochs:
+            return budget
+        return int(budget * float(anneal_from) ** (1 - epoch / anneal_epochs))
+
     w0 = flat(params)
+    project.budget = annealed(0)
     plan = project(w0, [init_bits] * len(params), None, importance(w0))
     vs = tensors(plan.v)
     ys = [torch.zeros_like(p) for p in params]
@@ -406,7 +428,8 @@ def quantize_joint(
         w = flat(params)
         gap = math.sqrt(sum(float(np.sum((a - b) ** 2)) for a, b in zip(w, p.v, strict=True)))
         norm = math.sqrt(sum(float(np.sum(a ** 2)) for a in w))
-        history.append({"epoch": epoch, "rho": state["rho"], "bits": list(p.bits),
+        history.append({"epoch": epoch, "rho": state["rho"], "budget": project.budget,
+                        "bits": list(p.bits),
                         "nnz": [int(m.sum()) for m in p.masks],
                         "primal_residual": gap / norm if norm else 0.0})
 
@@ -420,6 +443,7 @@ def quantize_joint(
             return
         w = flat(params)
         wy = [a_ + y_.reshape(-1).double().numpy() for a_, y_ in zip(w, ys, strict=True)]
+        project.budget = annealed(state["step"] // per_epoch)
         p_new = project(wy, state["plan"].bits, [int(m.sum()) for m in state["plan"].masks],
                         importance(wy))
         state["plan"] = p_new
@@ -517,7 +541,8 @@ def quantize_joint(
                     "distill_temperature": distill_temperature, "rho": rho,
                     "rho_growth": rho_growth,
                     "epochs": epochs, "finetune_epochs": finetune_epochs, "lr": lr,
-                    "finetune_lr": finetune_lr, "solver": solver, "proj_rounds": proj_rounds,
+                    "finetune_lr": finetune_lr, "anneal_epochs": anneal_epochs,
+                    "anneal_from": anneal_from, "solver": solver, "proj_rounds": proj_rounds,
                     "kmeans_iterations": kmeans_iterations, "table_bits": table_bits,
                     "prune_dead_inputs": project.prune_dead_inputs,
                     "seed": seed},
