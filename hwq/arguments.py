@@ -10,6 +10,7 @@ from collections.abc import Callable
 from hwq.config import DSP_KINDS, PE_TYPES, CoreConfig
 
 __all__ = ["CLI_FIELDS", "DEPTH_FIELDS", "add_config_arguments", "add_memory_arguments",
+           "add_pack_argument",
            "config_from_arguments", "depths_given", "integer", "memory_from_arguments",
            "positive_number", "positive_seconds"]
 
@@ -42,11 +43,24 @@ def add_config_arguments(parser: argparse.ArgumentParser, *,
     parser.add_argument("--dsp", choices=DSP_KINDS, default=defaults.dsp,
                         help="multipliers: inferred (any tool) or ecp5 (MULT18X18D blocks with "
                              f"their own registers; ECP5 only) (default {defaults.dsp})")
+    add_pack_argument(parser, network=False)
+
+
+def add_pack_argument(parser: argparse.ArgumentParser, *, network: bool = True) -> None:
+    """``--pack``: K packing (:attr:`CoreConfig.pack`); ``auto`` only where a network sizes
+    the core (:func:`hwq.layout.compiler.core_config`)."""
+    choices = ("auto", "on", "off") if network else ("on", "off")
+    parser.add_argument("--pack", choices=choices, default="off",
+                        help="K packing: a second activation read port (a second copy of the "
+                             "activation memory's block RAMs) so that the partial channel "
+                             "tiles of two kernel taps share a micro-op"
+                             + ("; auto: on when it lowers the network's modelled cycles"
+                                if network else "") + " (default off)")
 
 
 def config_from_arguments(args: argparse.Namespace) -> CoreConfig:
     """The :class:`CoreConfig` of options added by :func:`add_config_arguments`."""
-    return CoreConfig(pe=args.pe, dsp=args.dsp,
+    return CoreConfig(pe=args.pe, dsp=args.dsp, pack=args.pack == "on",
                       **{name: getattr(args, name) for name in CLI_FIELDS
                          if getattr(args, name) is not None})
 

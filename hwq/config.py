@@ -7,6 +7,8 @@ import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
+import numpy as np
+
 from hwq.golden._checks import check_int
 from hwq.hardware import PE_TYPES, PES
 
@@ -63,6 +65,13 @@ class CoreConfig:
         ``out_ct`` words when a max pool runs in the write-back of the conv before it
         (:mod:`hwq.rtl.writeback`). 0 (default): no buffer; every max pool is a pass of its
         own. :func:`hwq.layout.compiler.core_config` sizes it to the program.
+    pack : bool
+        K packing (needs ``simd >= 2``): a second read port on the activation memory and a
+        weight micro-op that reads two activation words, the second shifted up by ``split``
+        lanes (:mod:`hwq.rtl.fetch`), so that the partial last channel tiles of two kernel
+        taps share one micro-op (:mod:`hwq.layout.kpack`). Costs a second copy of the
+        activation memory's block RAMs and one activation fetch stage. False (default): the
+        core, its Verilog, fingerprint and programs are those without packing.
 
     ``lanes`` and ``simd`` must divide one another (``max % min == 0``) so that a group of
     ``lanes`` outputs fills whole activation words or a whole fraction of one. Integer fields
@@ -85,6 +94,7 @@ class CoreConfig:
     ext_burst: int = 16
     ext_outstanding: int = 4
     pool_words: int = 0
+    pack: bool = False
 
     #: Range of ``weight_bits`` per PE type (:data:`hwq.hardware.PES`).
     WEIGHT_BITS: ClassVar[dict[str, tuple[int, int]]] = {
@@ -135,6 +145,12 @@ class CoreConfig:
         if self.ext_burst & (self.ext_burst - 1):
             raise ValueError("External memory burst length must be a power of two, not "
                              f"{self.ext_burst!r}")
+        if not isinstance(self.pack, bool | np.bool_):
+            raise ValueError(f"K packing (pack) must be True or False, not {self.pack!r}")
+        object.__setattr__(self, "pack", bool(self.pack))
+        if self.pack and self.simd < 2:
+            raise ValueError("K packing (pack) needs a SIMD width of at least 2, not "
+                             f"simd={self.simd!r}")
         if max(self.lanes, self.simd) % min(self.lanes, self.simd):
             raise ValueError(
                 "Lanes and SIMD width must divide one another, not "
@@ -183,5 +199,7 @@ class CoreConfig:
                 del d[name]
         if not self.pool_words:  # cores without the buffer keep their fingerprints
             del d["pool_words"]
+        if not self.pack:        # cores without packing keep their fingerprints
+            del d["pack"]
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 __all__ = ["ACCUMULATE_STAGES", "ACT_FETCH_STAGES", "DMA_COMMIT_CYCLES", "DMA_ISSUE_CYCLES",
            "DOT_STAGES", "FUSED_WRITE_STAGES", "LOAD_CHECK_STAGES", "LOAD_DESCRIPTOR_CYCLES",
-           "MAX_STAGES", "PES",
+           "MAX_STAGES", "PACK_STAGES", "PES",
            "PE_FORMATS", "PE_TYPES", "REQUANT_STAGES", "REQUANT_SUM_LEVELS",
            "WEIGHT_FETCH_STAGES", "PeKind", "pe_for_formats"]
 
@@ -79,6 +79,10 @@ REQUANT_STAGES = 8 + REQUANT_SUM_LEVELS
 #: and parameter select) in cycles (:mod:`hwq.rtl.fetch`).
 WEIGHT_FETCH_STAGES = 2
 ACT_FETCH_STAGES = 3
+#: A core with ``pack`` (:attr:`hwq.config.CoreConfig.pack`): the activation fetch's merge
+#: of its two words (the second shifted by ``split`` lanes) in a stage of its own after the
+#: padding select, so no lane shifter follows a block RAM output in the same cycle.
+PACK_STAGES = 1
 #: The max pool's compare-and-hold register (:mod:`hwq.rtl.maxpool`).
 MAX_STAGES = 1
 #: The write-back's register between a fused max pool's comparison and the activation

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -369,3 +370,40 @@ def pool_fusion_network(rng: np.random.Generator, *, kind: str = "int",
     g.linear(x, 4, relu=False)
     return QuantizedNetwork(input_shape=shape, act_bits=act_bits, input_scale=1.0, ops=g.ops,
                             meta={"generator": "hwq.testing.pool_fusion_network"})
+
+
+def kpack_network(rng: np.random.Generator, *, c_in: int, c_out: int = 6,
+                  kernel: tuple[int, int] = (3, 3), stride: int = 1, padding: int = 1,
+                  dilation: int = 1, hw: tuple[int, int] = (7, 7), kind: str = "int",
+                  bits: int | Sequence[int] = 4, act_bits: int = 8,
+                  zero_taps: float = 0.3, lanes: int = 4, simd: int = 4,
+                  linear: bool = True) -> QuantizedNetwork:
+    """A 1x1 stem conv to ``c_in`` channels, then the conv under test (``c_in -> c_out``,
+    ``kernel``, ``stride``, ``padding``, ``dilation``) and, with ``linear``, a flatten and
+    a linear layer (whose taps are the conv's output positions): the layers that K packing
+    pairs (:mod:`hwq.layout.kpack`).
+
+    ``zero_taps``: the fraction of (group of ``lanes`` output channels, kernel tap) whose
+    last ``c_in mod simd`` input channels are zeroed, so that some partial tiles are all
+    zero (and skipped, or left without a partner).
+    """
+    choices = np.atleast_1d(np.asarray(bits, dtype=np.int64))
+    g = _GraphBuilder(rng, kind, choices, act_bits, False, (2, *hw))
+    x = g.conv(INPUT, c_in, kernel=(1, 1), relu=False)
+    x = g.conv(x, c_out, kernel=kernel, stride=stride, padding=padding, dilation=dilation,
+               relu=bool(rng.random() < 0.5))
+    conv = g.ops[-1]
+    rem = c_in % simd
+    if zero_taps and rem:
+        w = conv.weight.copy()
+        for o in range(0, c_out, lanes):
+            for u in range(kernel[0]):
+                for v in range(kernel[1]):
+                    if rng.random() < zero_taps:
+                        w[o:o + lanes, c_in - rem:, u, v] = 0
+        g.ops[-1] = replace(conv, weight=w)
+    if linear:
+        x = g.flatten(x)
+        g.linear(x, 5, relu=False)
+    return QuantizedNetwork(input_shape=(2, *hw), act_bits=act_bits, input_scale=1.0,
+                            ops=g.ops, meta={"generator": "hwq.testing.kpack_network"})

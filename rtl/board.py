@@ -144,8 +144,11 @@ def _blocks(config: CoreConfig) -> dict[str, int]:
     from hwq.layout.words import core_words
 
     words = core_words(config)
-    return {name: bram_blocks(getattr(config, f"{name}_depth"), getattr(words, name).width)
-            for name in _FLOORS}
+    blocks = {name: bram_blocks(getattr(config, f"{name}_depth"), getattr(words, name).width)
+              for name in _FLOORS}
+    if config.pack:     # K packing's second read port: a second copy of the activation memory
+        blocks["act"] *= 2
+    return blocks
 
 
 #: The smallest depth :func:`fit_memories` gives each memory.

@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hwq.arguments import integer, positive_number
+from hwq.arguments import add_pack_argument, integer, positive_number
 from hwq.config import DSP_KINDS, PE_TYPES, CoreConfig
 
 
@@ -35,6 +35,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(f"--{name.replace('_', '-')}", type=integer(lo, hi), default=None,
                             help=f"{name}, {lo}..{hi}")
     parser.add_argument("--dsp", choices=DSP_KINDS, default=None, help="multipliers")
+    add_pack_argument(parser)
     parser.add_argument("-o", "--output", type=Path, default=None, metavar="DIR",
                         help="folder for the bitstream, report and register table")
     parser.add_argument("--clock", type=positive_number("MHz"), default=None, metavar="MHZ",
@@ -69,7 +70,11 @@ def _config(args: argparse.Namespace):
         if args.preload:
             raise ValueError("--preload applies with --network (the program it preloads)")
         check_board(args.board)
-        config = CoreConfig(pe=args.pe, **({"dsp": args.dsp} if args.dsp else {}), **given)
+        if args.pack == "auto":
+            raise ValueError("--pack auto applies with --network (it compares the network's "
+                             "cycles); give on or off")
+        config = CoreConfig(pe=args.pe, **({"dsp": args.dsp} if args.dsp else {}),
+                            pack=args.pack == "on", **given)
         if not any(k.endswith("_depth") for k in given):
             config = fit_memories(config, platform_for(check_board(args.board)).device)
         return config, None
@@ -84,7 +89,7 @@ def _config(args: argparse.Namespace):
 
     extra = {"dsp": args.dsp} if args.dsp else {}
     return core_config(network, pe=args.pe or _pe_for(network), lanes=given.get("lanes", 8),
-                       simd=given.get("simd", 8), **extra), network
+                       simd=given.get("simd", 8), pack=args.pack, **extra), network
 
 
 def run(args: argparse.Namespace) -> int:

@@ -133,6 +133,9 @@ class Core(wiring.Component):
         weight_rd = mems["weight"].read_port()
         param_rd = mems["param"].read_port()
         act_rd = mems["act"].read_port()
+        # K packing: the activation fetch's second word (Yosys builds the memory twice, one
+        # copy per read port, both written together)
+        act_rd2 = mems["act"].read_port() if cfg.pack else None
         act_wr = mems["act"].write_port(granularity=cfg.act_bits)
         host_wr = {name: mems[name].write_port() for name in ("desc", "weight", "param")}
 
@@ -144,8 +147,8 @@ class Core(wiring.Component):
         m.d.comb += regs.ext_base_r.eq(ext_base)
 
         return SimpleNamespace(desc_rd=desc_rd, weight_rd=weight_rd, param_rd=param_rd,
-                               act_rd=act_rd, act_wr=act_wr, host_wr=host_wr, regs=regs,
-                               ext_base=ext_base)
+                               act_rd=act_rd, act_rd2=act_rd2, act_wr=act_wr, host_wr=host_wr,
+                               regs=regs, ext_base=ext_base)
 
     def _datapath(self, m: Module, p: SimpleNamespace) -> SimpleNamespace:
         """Descriptor -> address generator -> weight and activation fetch -> MAC array or
@@ -176,6 +179,9 @@ class Core(wiring.Component):
                      af.in_h.eq(layer.in_h), af.in_w.eq(layer.in_w),
                      param_rd.addr.eq(af.param_addr), param_rd.en.eq(af.param_en),
                      af.param_data.eq(param_rd.data), af.act_data.eq(act_rd.data)]
+        if cfg.pack:
+            m.d.comb += [p.act_rd2.addr.eq(af.act_addr2), p.act_rd2.en.eq(af.act_en),
+                         af.act_data2.eq(p.act_rd2.data)]
         f = af.o.payload
         m.d.comb += [
             mac.i.valid.eq(af.o.valid & ~pool), mp.i.valid.eq(af.o.valid & pool),

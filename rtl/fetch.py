@@ -11,6 +11,14 @@ micro-op's offset to the position address, tests the tap against the padding (ou
 bounds reads as zero, or as the most negative value in a max pool), counts groups within
 a position (the parameter address and the output channel tile of the group) and reads the
 activation word and the group's requant parameters.
+
+K packing (``config.pack``, :mod:`hwq.layout.kpack`): the activation fetch also reads a
+second word B at ``pos + off2`` on a second read port (its tap ``u2``, ``v2`` tested
+against the padding on its own: out of bounds reads as 0) and, in one stage more
+(:data:`hwq.hardware.PACK_STAGES`), forms ``a[j] = A[j]`` for ``split == 0`` or
+``j < split``, else ``B[j - split]``. The lanes above a packed micro-op's channels see
+B's padding channels and whatever the word after them holds: their weights are 0, so
+those activations never reach a sum. A pool beat has ``split`` 0.
 """
 
 from __future__ import annotations
@@ -117,6 +125,8 @@ class ActFetch(wiring.Component):
             "act_addr": Out(w.act_addr_bits),
             "act_en": Out(1),
             "act_data": In(struct_layout(w.act)),
+            **({"act_addr2": Out(w.act_addr_bits), "act_data2": In(struct_layout(w.act))}
+               if config.pack else {}),
             "param_addr": Out(w.param_addr_bits),
             "param_en": Out(1),
             "param_data": In(struct_layout(w.param)),
@@ -154,9 +164,17 @@ class ActFetch(wiring.Component):
         m.d.comb += [ih.eq(op.ih0 + Mux(pool, 0, word.u)), iw.eq(op.iw0 + Mux(pool, 0, word.v)),
                      addr.eq(op.pos + Mux(pool, 0, word.off))]
         inb = (ih >= 0) & (ih < self.in_h) & (iw >= 0) & (iw < self.in_w)
+        if cfg.pack:        # the second word: its own tap, its own padding test
+            ih2 = Signal(signed(w.dim_bits + 2))
+            iw2 = Signal(signed(w.dim_bits + 2))
+            addr2 = Signal(signed(w.pos_bits + 1))
+            m.d.comb += [ih2.eq(op.ih0 + word.u2), iw2.eq(op.iw0 + word.v2),
+                         addr2.eq(op.pos + word.off2)]
+            inb2 = (ih2 >= 0) & (ih2 < self.in_h) & (iw2 >= 0) & (iw2 < self.in_w)
 
         # stage 0: the addresses registered (``keep0`` holds what goes along); stage A: the
-        # reads; stage B: the read data registered, out-of-bounds taps zeroed
+        # reads; stage B: the read data registered, out-of-bounds taps zeroed (with ``pack``:
+        # stage C, the two words merged)
         keep_layout = data.StructLayout({
             "w": fetched_layout(cfg)["w"].shape, "shift": unsigned(3), "neg": unsigned(1),
             "glast": unsigned(1), "group": side, "pool_first": unsigned(1),
@@ -165,9 +183,39 @@ class ActFetch(wiring.Component):
         act_addr0 = Signal(w.act_addr_bits)
         param_addr0 = Signal(w.param_addr_bits)
         m.d.comb += [self.act_addr.eq(act_addr0), self.act_en.eq(advance),
-                     self.param_addr.eq(param_addr0), self.param_en.eq(advance)]
+                     self.param_en.eq(advance)]
+        if not cfg.pack:
+            m.d.comb += self.param_addr.eq(param_addr0)
         valid_a, inb_a, keep = Signal(), Signal(), Signal(keep_layout)
-        o = self.o.payload
+        if cfg.pack:
+            # stage B registers both words (each zeroed in the padding) and the split; a
+            # stage C merges them (PACK_STAGES): no lane shifter after a RAM output
+            o, o_valid = Signal(fetched_layout(cfg)), Signal()
+            split_bits = w.weight["split"].width
+            inb2_0, split0 = Signal(), Signal(split_bits)
+            inb2_a, split_a = Signal(), Signal(split_bits)
+            word_b, split_b = Signal(struct_layout(w.act)["a"].shape), Signal(split_bits)
+            act_addr2_0 = Signal(w.act_addr_bits)
+            # the parameter read one cycle later, so its data meets stage C straight from the
+            # RAM (one address register instead of a second register of the parameter word)
+            param_addr_a = Signal(w.param_addr_bits)
+            m.d.comb += [self.act_addr2.eq(act_addr2_0), self.param_addr.eq(param_addr_a)]
+            with m.If(advance):
+                m.d.sync += [inb2_0.eq(inb2), act_addr2_0.eq(Mux(inb2, addr2, 0)),
+                             split0.eq(Mux(pool, 0, word.split)),
+                             inb2_a.eq(inb2_0), split_a.eq(split0), split_b.eq(split_a),
+                             word_b.eq(Mux(inb2_a, self.act_data2.a, 0)),
+                             param_addr_a.eq(param_addr0),
+                             self.o.valid.eq(o_valid), self.o.payload.eq(o),
+                             self.o.payload.param.eq(self.param_data)]
+                # a[j] = A[j] for split == 0 or j < split, else B[j - split]
+                for j in range(s):
+                    lane = o.a[j]
+                    for sp in range(1, j + 1):
+                        lane = Mux(split_b == sp, word_b[j - sp], lane)
+                    m.d.sync += self.o.payload.a[j].eq(lane)
+        else:
+            o, o_valid = self.o.payload, self.o.valid
         with m.If(advance):
             m.d.sync += [valid0.eq(self.i.valid), inb0.eq(inb),
                          act_addr0.eq(Mux(inb, addr, 0)),
@@ -182,11 +230,12 @@ class ActFetch(wiring.Component):
             if cfg.pe == "bit_serial":
                 m.d.sync += [keep0.shift.eq(word.shift), keep0.neg.eq(word.neg)]
             m.d.sync += [valid_a.eq(valid0), inb_a.eq(inb0), keep.eq(keep0)]
-            m.d.sync += [self.o.valid.eq(valid_a),
+            m.d.sync += [o_valid.eq(valid_a),
                          o.w.eq(keep.w), o.shift.eq(keep.shift), o.neg.eq(keep.neg),
                          o.glast.eq(keep.glast), o.group.eq(keep.group),
-                         o.pool_first.eq(keep.pool_first), o.pool_last.eq(keep.pool_last),
-                         o.param.eq(self.param_data)]
+                         o.pool_first.eq(keep.pool_first), o.pool_last.eq(keep.pool_last)]
+            if not cfg.pack:
+                m.d.sync += o.param.eq(self.param_data)
             # a tap in the padding reads as 0 for a matmul and as the most negative value
             # (it never wins) for a max pool
             pad_value = Mux(pool, -(1 << (cfg.act_bits - 1)), 0)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from hwq.arguments import add_memory_arguments, integer, memory_from_arguments
+from hwq.arguments import add_memory_arguments, add_pack_argument, integer, memory_from_arguments
 from hwq.config import DSP_KINDS, PE_TYPES, CoreConfig
 from hwq.golden._checks import signed_range
 from hwq.hardware import pe_for_formats
@@ -52,6 +52,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="record a waveform (vcd, or fst)")
     add_simulate_arguments(parser)
     add_memory_arguments(parser)
+    add_pack_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--cache-dir", type=Path, default=None, help="Verilator build cache")
     parser.add_argument("--free-run", action="store_true",
@@ -84,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
                                                             "act_depth")
                  if getattr(args, name) is not None]
         given += [f"--{name}" for name, place in places.items() if place != "auto"]
+        given += ["--pack"] if args.pack != "off" else []
         if given:
             verb = "applies" if len(given) == 1 else "apply"
             raise ValueError(f"{' and '.join(given)} {verb} to a network, not to the Program "
@@ -93,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
     if network is not None:
         pe = args.pe or _pe_for(network)
         config = core_config(network, pe=pe, lanes=args.lanes or 8, simd=args.simd or 8,
-                             dsp=args.dsp or "inferred", **places, **ext_fields)
+                             dsp=args.dsp or "inferred", pack=args.pack, **places,
+                             **ext_fields)
         program = compile_network(network, config, **places)
     else:
         config = replace(program.config, dsp=args.dsp) if args.dsp else program.config

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hwq.arguments import add_memory_arguments, integer, memory_from_arguments
+from hwq.arguments import add_memory_arguments, add_pack_argument, integer, memory_from_arguments
 from hwq.config import DSP_KINDS, PE_TYPES, CoreConfig
 from hwq.golden.memory import MemoryTiming
 from hwq.sim.simulate import add_arguments as add_simulate_arguments
@@ -70,6 +70,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     add_arguments(parser)  # --asic: the hardware report on a standard-cell library
     add_memory_arguments(parser)
+    add_pack_argument(parser)
     parser.add_argument("--energy", action="store_true",
                         help="with --report --asic: power and energy per inference from the "
                              "toggle rates of the run's images (a Verilator build that counts "
@@ -112,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
         limit=args.limit, seed=args.seed or 0,
         waves=args.waves, free_run=args.free_run, backend=args.backend, jobs=args.jobs,
         progress=not args.no_progress, cache_dir=args.cache_dir,
-        log=lambda text: _say(args, text), ext=ext_fields, memory=memory, **places,
+        log=lambda text: _say(args, text), ext=ext_fields, memory=memory, pack=args.pack,
+        **places,
         after_run=lambda program, x: kept.update(program=program, x=x),
     )
     text = format_report(report)
@@ -233,6 +235,7 @@ def flow(
     activations: str = "auto",
     ext: dict[str, int] | None = None,
     memory: MemoryTiming | None = None,
+    pack: str = "off",
     after_run: Callable[[Any, Any], None] | None = None,
 ) -> dict[str, Any]:
     """Run the whole flow; returns the report (see :func:`format_report`).
@@ -245,7 +248,8 @@ def flow(
     weights (:data:`hwq.layout.tiling.WEIGHT_PLACES`) and ``activations`` the intermediate
     tensors (:data:`hwq.layout.acttiles.ACT_PLACES`), ``ext`` gives the core's external
     memory port (``ext_bits``, ``ext_burst``, ``ext_outstanding``; ``act_depth``) and
-    ``memory`` the simulated memory on it;
+    ``memory`` the simulated memory on it; ``pack`` K packing (``auto``, ``on``, ``off``:
+    :func:`hwq.layout.compiler.core_config`);
     ``after_run(program, x)`` receives the compiled Program and the quantized inputs
     after the simulation.
     """
@@ -300,7 +304,7 @@ def flow(
     timings["quantize_s"] = time.perf_counter() - t0
 
     config = core_config(network, pe=pe, lanes=lanes, simd=simd, dsp=dsp, weights=weights,
-                         activations=activations, **(ext or {}))
+                         activations=activations, pack=pack, **(ext or {}))
     t0 = time.perf_counter()
     program = compile_network(network, config, weights=weights, activations=activations)
     timings["compile_s"] = time.perf_counter() - t0

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from hwq.arguments import integer, positive_number, positive_seconds
+from hwq.arguments import add_pack_argument, integer, positive_number, positive_seconds
 from hwq.bench import DEFAULT_OUT
 from hwq.bench.all import SECTIONS, _hw_section, _joint_section, _tq_section, bench_all
 from hwq.bench.golden import bench_golden, format_golden
@@ -107,6 +107,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     u.add_argument("--simd", type=integer(1), default=8)
     u.add_argument("--bits", type=integer(2, 7), default=4,
                    help="weight bits of the post-training quantization (default 4)")
+    add_pack_argument(u)
     u.add_argument("--fmax", type=positive_number(), default=None, metavar="MHZ",
                    help="clock for inferences/s where the hw results have no routed Fmax")
     u.add_argument("--hw-json", type=Path, default=DEFAULT_OUT / "hw.json",
@@ -192,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
 
         result = bench_util(networks=tuple(args.networks), pes=tuple(args.pe), lanes=args.lanes,
                             simd=args.simd, bits=args.bits, fmax=args.fmax,
-                            hw_json=args.hw_json)
+                            hw_json=args.hw_json, pack=args.pack)
         text = format_util(result)
     elif args.bench == "offchip":
         from hwq.bench.offchip import NETWORKS as OFFCHIP

@@ -52,18 +52,21 @@ def routed_fmax(hw_json: Path, pe: str, lanes: int, simd: int) -> float | None:
     return None
 
 
-def network_util(network: Any, *, pe: str, lanes: int, simd: int) -> dict[str, Any]:
+def network_util(network: Any, *, pe: str, lanes: int, simd: int,
+                 pack: str = "off") -> dict[str, Any]:
     """Per-layer and whole-network utilization of ``network`` on a ``pe`` core.
 
     ``macs``: the products of the layer's own weights, zeros included (``positions *
     weight.size`` of a conv or linear op; synthesized weights such as pool ones: their
     nonzero count), so a zero weight the core still multiplies counts as work; ``nonzero``:
     the products of nonzero weights (``bit_serial``: their one-bits). Utilization is
-    ``macs / (cycles * lanes * simd)``, and ``nonzero_utilization`` likewise.
+    ``macs / (cycles * lanes * simd)``, and ``nonzero_utilization`` likewise. ``pack``: K
+    packing (``auto``, ``on``, ``off``; :func:`hwq.layout.compiler.core_config`); ``packed``
+    in the result says whether the core has it.
     """
     from hwq.layout.compiler import core_config, network_cycles
 
-    config = core_config(network, pe=pe, lanes=lanes, simd=simd)
+    config = core_config(network, pe=pe, lanes=lanes, simd=simd, pack=pack)
     ops = {op.name: op for op in network.ops}
     layers = []
     total = {"macs": 0, "nonzero": 0, "cycles": 0}
@@ -80,7 +83,7 @@ def network_util(network: Any, *, pe: str, lanes: int, simd: int) -> dict[str, A
         layers.append(_ratios(layer, lanes * simd))
         for k in total:
             total[k] += layer[k]
-    return {"layers": layers, **_ratios(total, lanes * simd)}
+    return {"layers": layers, "packed": config.pack, **_ratios(total, lanes * simd)}
 
 
 def _ratios(d: dict[str, Any], per_cycle: int) -> dict[str, Any]:
@@ -93,7 +96,7 @@ def _ratios(d: dict[str, Any], per_cycle: int) -> dict[str, Any]:
 def bench_util(*, networks: tuple[str, ...] = NETWORKS,
                pes: tuple[str, ...] = PE_TYPES, lanes: int = 8, simd: int = 8, bits: int = 4,
                fmax: float | None = None, hw_json: Path | None = None,
-               progress: bool = False) -> dict[str, Any]:
+               progress: bool = False, pack: str = "off") -> dict[str, Any]:
     """Utilization of every network on every PE type (see the module docstring).
 
     ``fmax`` (MHz) is used where ``hw_json`` has no routed Fmax for a core; with neither,
@@ -120,14 +123,14 @@ def bench_util(*, networks: tuple[str, ...] = NETWORKS,
             method, options = PTQ[pe]
             net = quantize(model, method, bits=bits, data=data, seed=0, progress=progress,
                            **options).network
-            r = network_util(net, pe=pe, lanes=lanes, simd=simd)
+            r = network_util(net, pe=pe, lanes=lanes, simd=simd, pack=pack)
             clock = routed_fmax(hw_json, pe, lanes, simd) if hw_json else None
             source = "hwq bench hw (routed)" if clock else "given" if fmax else None
             clock = clock or fmax
             r.update(network=name, pe=pe, method=method, fmax_mhz=clock, fmax_source=source,
                      inferences_per_s=clock * 1e6 / r["cycles"] if clock else None)
             rows.append(r)
-    return {"bench": "util", "lanes": lanes, "simd": simd, "bits": bits,
+    return {"bench": "util", "lanes": lanes, "simd": simd, "bits": bits, "pack": pack,
             "definition": "utilization = MACs / (cycles x lanes x simd), MACs of the layers' "
                           "own weights zeros included; nonzero_utilization counts nonzero-"
                           "weight MACs (shift_add, multiply) or the 1-bits of nonzero weights' "
@@ -137,13 +140,16 @@ def bench_util(*, networks: tuple[str, ...] = NETWORKS,
 
 def format_util(result: dict[str, Any]) -> str:
     """Markdown tables: one summary, then per-layer figures of every network and PE."""
-    out = [f"MAC utilization on {result['lanes']}x{result['simd']} cores (cycle model)", "",
-           "| network | PE | cycles | ideal | utilization | nonzero util. | inferences/s |",
-           "|---|---|---|---|---|---|---|"]
+    out = [f"MAC utilization on {result['lanes']}x{result['simd']} cores (cycle model, K "
+           f"packing {result.get('pack', 'off')})", "",
+           "| network | PE | packed | cycles | ideal | utilization | nonzero util. | "
+           "inferences/s |",
+           "|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         ips = f"{r['inferences_per_s']:.0f} @ {r['fmax_mhz']:.1f} MHz" \
             if r["inferences_per_s"] else "-"
-        out.append(f"| {r['network']} | {r['pe']} | {r['cycles']} | {r['ideal_cycles']:.0f} "
+        out.append(f"| {r['network']} | {r['pe']} | {'yes' if r.get('packed') else 'no'} "
+                   f"| {r['cycles']} | {r['ideal_cycles']:.0f} "
                    f"| {_pct(r['utilization'])} | {_pct(r['nonzero_utilization'])} | {ips} |")
     for r in result["rows"]:
         out += ["", f"{r['network']} on {r['pe']}:", "",

@@ -33,8 +33,14 @@ the activation memory.
 
 Flatten costs nothing: the layout compiler folds it into the next linear layer's weights.
 A run adds ``run_overhead`` cycles (start and done). The overhead constants are the RTL's
-pipeline depth and control states; :data:`OVERHEADS` holds them, and the tests assert that
+pipeline depth and control states; :data:`OVERHEADS` holds them (:func:`core_overheads`
+for a core with K packing: one activation fetch stage more), and the tests assert that
 the simulated core's per-layer cycle counters equal this model exactly.
+
+K packing (``CoreConfig.pack``, :mod:`hwq.layout.kpack`): a micro-op may carry the
+partial last channel tiles of two taps; ``steps(g)`` then counts the packed micro-ops
+(the merged tile is one tile: one micro-op per non-zero term, bit_serial one per non-zero
+bit-plane of the merged tile).
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ from hwq.hardware import (
     ACT_FETCH_STAGES,
     DOT_STAGES,
     MAX_STAGES,
+    PACK_STAGES,
     PE_TYPES,
     REQUANT_STAGES,
     WEIGHT_FETCH_STAGES,
@@ -82,6 +89,19 @@ OVERHEADS = Overheads(
     pool=_LAYER_START + WEIGHT_FETCH_STAGES + ACT_FETCH_STAGES + MAX_STAGES,
     run=0,
 )
+
+
+def core_overheads(pack: bool = False) -> Overheads:
+    """:data:`OVERHEADS` of a core with or without K packing (``CoreConfig.pack``): packing
+    adds ``PACK_STAGES`` (1) activation fetch stage, so one cycle to every matmul and pool.
+
+    >>> core_overheads(True).matmul - OVERHEADS.matmul, core_overheads(True).pool - OVERHEADS.pool
+    (1, 1)
+    """
+    if not pack:
+        return OVERHEADS
+    return Overheads(matmul=OVERHEADS.matmul + PACK_STAGES, pool=OVERHEADS.pool + PACK_STAGES,
+                     run=OVERHEADS.run)
 
 
 def min_group_steps(lanes: int, simd: int) -> int:

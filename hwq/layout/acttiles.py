@@ -217,10 +217,12 @@ def tile_layer(i: int, layer: Any, d: dict[str, Any], info: dict[str, Any], plan
                       "out_lim": d["out_ct"], "wait": int(in_ext is not None), "last": 0})
         if info["kind"] == "pool":
             cycles = cyc.maxpool_cycles(channels=c_in, out_positions=positions, simd=s,
-                                        taps=prim.kernel[0] * prim.kernel[1])
+                                        taps=prim.kernel[0] * prim.kernel[1],
+                                        overheads=cyc.core_overheads(config.pack))
         else:
             cycles = cyc.matmul_cycles(positions=positions, steps=info["steps"],
-                                       lanes=config.lanes, simd=s)
+                                       lanes=config.lanes, simd=s,
+                                       overheads=cyc.core_overheads(config.pack))
         infos.append({**info, "positions": positions, "cycles": cycles + LOAD_CHECK_STAGES,
                       "wait": int(in_ext is not None), **tile})
         if out_ext is not None:

@@ -65,7 +65,7 @@ from hwq.layout.program import Program, Tensor, Window
 from hwq.layout.tiling import WEIGHT_PLACES, external_needs, tile_descriptors
 from hwq.layout.words import FMT_CODEBOOK, FMT_INT, KIND_MATMUL, KIND_POOL, core_words
 
-__all__ = ["compile", "core_config", "network_cycles"]
+__all__ = ["PACK_CHOICES", "compile", "core_config", "network_cycles"]
 
 
 @dataclass(eq=False)
@@ -288,9 +288,13 @@ def _fitted_depth(field: str, need: int) -> int:
     return max(low, 1 << max(0, need - 1).bit_length())
 
 
+#: ``core_config``'s choices of K packing (:attr:`~hwq.config.CoreConfig.pack`).
+PACK_CHOICES = ("auto", "on", "off")
+
+
 def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
                 dsp: str = "inferred", weights: str = "auto", activations: str = "auto",
-                **fields: int) -> CoreConfig:
+                pack: str | bool = "off", **fields: int) -> CoreConfig:
     """The narrowest :class:`~hwq.config.CoreConfig` of ``pe`` that runs ``network``.
 
     Weight bits: the widest layer's, within the PE's range. Codebook entries
@@ -306,8 +310,14 @@ def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
     and the descriptors of the tiles; with activations in external memory
     (``activations="external"``, or ``"auto"`` on a core with ``ext_bits`` when ``act_depth``
     is given and too small), the descriptors of the row tiles (:mod:`hwq.layout.acttiles`)
-    and the activation memory they use. ``fields`` set any other field (or override these).
+    and the activation memory they use. K packing (``pack``, :mod:`hwq.layout.kpack`):
+    ``"on"`` (or True), ``"off"`` (or False, the default: packing costs a second copy of the
+    activation memory), ``"auto"``: on when it lowers the network's modelled cycles
+    (:func:`network_cycles`; the fetch stage it adds costs every layer one cycle). ``fields``
+    set any other field (or override these).
     """
+    if pack not in (*PACK_CHOICES, True, False):
+        raise ValueError(f"Packing must be one of {', '.join(PACK_CHOICES)}, not {pack!r}")
     ops = network.weight_ops()
     low, high = CoreConfig.WEIGHT_BITS[pe]
     wbits = min(max(max((int(op.spec.max_bits()) for op in ops), default=low), low), high)
@@ -338,6 +348,12 @@ def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
             base["table_bits"] = max(base["table_bits"], min(need, 8))
             probe = replace(probe, table_bits=base["table_bits"])
             plan = _plan(network, probe)
+    if pack == "auto":
+        pack = _packing_gains(network, probe) and simd >= 2
+    base["pack"] = pack in ("on", True)
+    if base["pack"]:
+        probe = replace(probe, pack=True)
+        plan = _plan(network, probe)
     if "pool_words" not in fields:
         need = _fused_need(network, probe)
         base["pool_words"] = 1 << max(0, need - 1).bit_length() if need else 0
@@ -392,6 +408,15 @@ def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
     for field, need in needs.items():
         base.setdefault(field, _fitted_depth(field, need))
     return CoreConfig(**base)
+
+
+def _packing_gains(network: QuantizedNetwork, config: CoreConfig) -> bool:
+    """Whether ``network`` takes fewer model cycles on ``config`` with K packing."""
+    if config.simd < 2:
+        return False
+    cycles = [sum(e["cycles"] for e in network_cycles(network, replace(config, pack=on)))
+              for on in (False, True)]
+    return cycles[1] < cycles[0]
 
 
 def compile(network: QuantizedNetwork, config: CoreConfig, *,  # noqa: A001
@@ -493,6 +518,7 @@ def _pack(network: QuantizedNetwork, config: CoreConfig, plan: _Plan, *,
           external: bool = False, tiles: TilePlan | None = None) -> Program:
     words = core_words(config)
     s = config.simd
+    overheads = cyc.core_overheads(config.pack)
     bases, peak = (tiles.bases, tiles.peak) if tiles is not None else allocate(plan.intervals)
     act_base = 0        # the first external activation word (after the weight image): below
     shapes = network.tensor_shapes()
@@ -535,7 +561,7 @@ def _pack(network: QuantizedNetwork, config: CoreConfig, plan: _Plan, *,
                      dy_step=w * src.ct, stride_h=sh, stride_w=sw, pad_t=pt, pad_l=pl,
                      kernel_h=kh, kernel_w=kw)
             info["cycles"] = cyc.maxpool_cycles(channels=c_in, out_positions=oh * ow, simd=s,
-                                                taps=kh * kw)
+                                                taps=kh * kw, overheads=overheads)
             layer_imgs.append(None)
         else:
             prim = layer.prim
@@ -573,7 +599,8 @@ def _pack(network: QuantizedNetwork, config: CoreConfig, plan: _Plan, *,
             info.update(meta, positions=positions, w_base=w_base, w_words=int(img.shape[0]),
                         p_base=p_base,
                         cycles=cyc.matmul_cycles(positions=positions, steps=meta["steps"],
-                                                 lanes=config.lanes, simd=s)
+                                                 lanes=config.lanes, simd=s,
+                                                 overheads=overheads)
                         + (FUSED_WRITE_STAGES if layer.pool is not None else 0))
         if tiles is not None and i in tiles.tiles:
             kept = [t for t in (layer.sources[0], layer.out) if t not in tiles.external]
@@ -657,6 +684,8 @@ def _pack(network: QuantizedNetwork, config: CoreConfig, plan: _Plan, *,
 
 def _address_order(srcs: list[Tensor], terms: MatmulTerms) -> tuple[list[Tensor], MatmulTerms]:
     """Sources sorted by base address, the terms' channel tiles permuted to match."""
+    if terms.pairs is not None:
+        raise AssertionError("a matmul over several sources is never packed")
     order = sorted(range(len(srcs)), key=lambda j: srcs[j].base)
     starts = np.concatenate([[0], np.cumsum(terms.source_tiles)])
     perm = np.concatenate([np.arange(starts[j], starts[j + 1]) for j in order])
@@ -710,6 +739,15 @@ def _matmul_image(name: str, prim: Matmul, terms: MatmulTerms, srcs: list[Tensor
     key = np.lexsort((k, t, v, u, g)) if len(g) else np.zeros(0, np.int64)
     cols = {"g": np.concatenate([g[key], fg]), "u": np.concatenate([u[key], 0 * fg]),
             "v": np.concatenate([v[key], 0 * fg]), "t": np.concatenate([t[key], 0 * fg])}
+    if config.pack:     # the second word: the paired tap's last tile, or the first word again
+        q = (terms.pairs[g, u, v, t] if terms.pairs is not None
+             else np.full(len(g), -1, np.int64))
+        q = np.concatenate([q[key], np.full(len(fg), -1, np.int64)])
+        paired = q >= 0
+        cols.update(u2=np.where(paired, q // kw, cols["u"]),
+                    v2=np.where(paired, q % kw, cols["v"]),
+                    t2=np.where(paired, ct_n - 1, cols["t"]),
+                    split=np.where(paired, terms.split, 0))
     payload = np.concatenate([payload[key], np.full((len(fg), p * s), zero, np.int64)])
     extra = {n: np.concatenate([e[key], 0 * fg]) for n, e in extra.items()}
     order = np.argsort(cols["g"], kind="stable")
@@ -728,9 +766,14 @@ def _matmul_image(name: str, prim: Matmul, terms: MatmulTerms, srcs: list[Tensor
     (dh, dw), ct0 = prim.dilation, srcs[0].ct
     du, dv = cols["u"] * dh, cols["v"] * dw
     off = dist[src_of[cols["t"]]] + (du * in_w + dv) * ct0 + local[cols["t"]]
-    for field, val in (("off", off), ("u", du), ("v", dv)):
+    fields2 = {"off": off, "u": du, "v": dv}
+    if config.pack:
+        du2, dv2 = cols["u2"] * dh, cols["v2"] * dw
+        fields2.update(off2=dist[src_of[cols["t2"]]] + (du2 * in_w + dv2) * ct0
+                       + local[cols["t2"]], u2=du2, v2=dv2, split=cols["split"])
+    for field, val in fields2.items():
         words.weight.check(field, val, f"{name}: micro-op field {field}")
-    img = words.weight.pack(n, off=off, u=du, v=dv, glast=glast, w=payload, **extra)
+    img = words.weight.pack(n, glast=glast, w=payload, **fields2, **extra)
     meta: dict[str, Any] = {"groups": g_n, "k_tiles": kh * kw * ct_n,
                             "steps": counts.tolist(),
                             "tile_mask": stored.reshape(g_n, -1).tolist()}
@@ -763,6 +806,7 @@ def network_cycles(network: QuantizedNetwork, config: CoreConfig) -> list[dict[s
     width) and ``fused`` (the max pool in its write-back, if any).
     """
     plan = _plan(network, config)
+    overheads = cyc.core_overheads(config.pack)
     by_op = {layer.op.name: layer for layer in plan.layers}
     fused = {layer.pool_name: layer.op.name for layer in plan.layers if layer.pool is not None}
     out = []
@@ -775,7 +819,8 @@ def network_cycles(network: QuantizedNetwork, config: CoreConfig) -> list[dict[s
             kh, kw = layer.prim.kernel
             entry["cycles"] = cyc.maxpool_cycles(channels=layer.in_chw[0], simd=config.simd,
                                                  out_positions=layer.out_chw[1] *
-                                                 layer.out_chw[2], taps=kh * kw)
+                                                 layer.out_chw[2], taps=kh * kw,
+                                                 overheads=overheads)
         elif layer is not None:
             steps = layer.terms.group_steps(config.pe)
             positions = layer.out_chw[1] * layer.out_chw[2]
@@ -785,7 +830,8 @@ def network_cycles(network: QuantizedNetwork, config: CoreConfig) -> list[dict[s
             w = layer.prim.weight[layer.prim.weight != 0]
             entry.update(steps=steps.tolist(), positions=positions,
                          cycles=cyc.matmul_cycles(positions=positions, steps=steps,
-                                                  lanes=config.lanes, simd=config.simd)
+                                                  lanes=config.lanes, simd=config.simd,
+                                                  overheads=overheads)
                          + (FUSED_WRITE_STAGES if layer.pool is not None else 0),
                          macs=positions * int(w.size),
                          bit_ops=positions * int(cyc.bit_ops(w)))

@@ -23,7 +23,7 @@ the cycle model counts it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -32,6 +32,7 @@ from hwq.golden import cycles as cyc
 from hwq.golden._checks import signed_range
 from hwq.golden.formats import PotFormat
 from hwq.ir.lowering import Matmul
+from hwq.layout.kpack import pack_pairs, packable
 
 __all__ = ["MatmulTerms", "matmul_terms", "padded_weight"]
 
@@ -51,12 +52,19 @@ class MatmulTerms:
         the codebook (multiply PE, ``kind == "codebook"``), ``table[0..]`` the entries.
     source_tiles : list of int
         channel tiles ``ct`` of each source, in source order.
+    pairs : int64 array ``(G, KH, KW, CT)`` or None
+        K packing (:mod:`hwq.layout.kpack`): the tap whose last channel tile is the second
+        word of the micro-ops at each place (-1: none); None when nothing is packed.
+    split : int
+        the lane where a packed micro-op's second word starts (0: nothing packed).
     """
 
     terms: np.ndarray
     kind: str
     table: np.ndarray | None
     source_tiles: list[int]
+    pairs: np.ndarray | None = None
+    split: int = 0
 
     @property
     def tiles(self) -> np.ndarray:
@@ -89,7 +97,8 @@ def padded_weight(prim: Matmul, channels: list[int], simd: int) -> np.ndarray:
 
 def matmul_terms(prim: Matmul, channels: list[int], config: CoreConfig, name: str
                  ) -> MatmulTerms:
-    """Tiles and terms of ``prim`` whose sources have ``channels`` channels each.
+    """Tiles and terms of ``prim`` whose sources have ``channels`` channels each; on a core
+    with ``pack``, the partial channel tiles of its taps paired (:mod:`hwq.layout.kpack`).
 
     Raises
     ------
@@ -97,6 +106,17 @@ def matmul_terms(prim: Matmul, channels: list[int], config: CoreConfig, name: st
         naming ``name``: a stored format the PE does not take, or wider than the datapath;
         synthesized weights the PE cannot encode.
     """
+    terms = _terms(prim, channels, config, name)
+    rem = packable(channels, config.simd) if config.pack else 0
+    if not rem:
+        return terms
+    packed, pairs = pack_pairs(terms.terms, rem, config.pe)
+    if (pairs < 0).all():
+        return terms
+    return replace(terms, terms=packed, pairs=pairs, split=rem)
+
+
+def _terms(prim: Matmul, channels: list[int], config: CoreConfig, name: str) -> MatmulTerms:
     pe, p, s = config.pe, config.lanes, config.simd
     tiles = cyc.weight_tiles(padded_weight(prim, channels, s), p, s)
     source_tiles = [math.ceil(c / s) for c in channels]

@@ -323,11 +323,12 @@ def layer_cycles(config: CoreConfig, desc: Mapping[str, object],
         # ceil(C / simd) words per position is the descriptor's in_ct
         return cyc.maxpool_cycles(channels=int(desc["in_ct"]) * config.simd,
                                   out_positions=positions, simd=config.simd,
-                                  taps=int(desc["kernel_h"]) * int(desc["kernel_w"])) + check
+                                  taps=int(desc["kernel_h"]) * int(desc["kernel_w"]),
+                                  overheads=cyc.core_overheads(config.pack)) + check
     if desc.get("fuse", 0):             # a fused pool's registered write
         check += FUSED_WRITE_STAGES
     return cyc.matmul_cycles(positions=positions, steps=list(group_steps), lanes=config.lanes,
-                             simd=config.simd) + check
+                             simd=config.simd, overheads=cyc.core_overheads(config.pack)) + check
 
 
 def _group_steps(glast: np.ndarray) -> tuple[int, ...]:
@@ -424,9 +425,9 @@ def _matmul_accesses(d: dict, micro: dict, config: CoreConfig) -> tuple[np.ndarr
     out = np.unique(out)
     reads = []
     for k in range(micro["glast"].shape[0]):
-        u, v = micro["u"][k], micro["v"][k]
-        inb = (ih0 + u >= 0) & (ih0 + u < d["in_h"]) & (iw0 + v >= 0) & (iw0 + v < d["in_w"])
-        reads.append((pos + micro["off"][k])[inb])
+        for off, u, v in _words_read(micro, k):
+            inb = _inside(d, ih0 + u, iw0 + v)
+            reads.append((pos + off)[inb])
     groups = np.arange(int(micro["glast"].sum()))
     if p >= s:
         cts = (groups[:, None] * (p // s) + np.arange(p // s)).ravel()
@@ -466,6 +467,28 @@ def _decode(config: CoreConfig, d: dict, micro: dict, k: int) -> np.ndarray:
     return IntFormat(config.weight_bits).decode(w)
 
 
+def _inside(d: dict, ih: np.ndarray, iw: np.ndarray) -> np.ndarray:
+    """Whether input rows ``ih`` and columns ``iw`` are inside the input (not padding)."""
+    return (ih >= 0) & (ih < d["in_h"]) & (iw >= 0) & (iw < d["in_w"])
+
+
+def _words_read(micro: dict, k: int) -> list[tuple[int, int, int]]:
+    """``(off, u, v)`` of the activation words micro-op ``k`` reads: A, and on a core with
+    K packing B (``off2``, ``u2``, ``v2``; read even when ``split`` is 0, as the core does)."""
+    reads = [(int(micro["off"][k]), int(micro["u"][k]), int(micro["v"][k]))]
+    if "split" in micro:
+        reads.append((int(micro["off2"][k]), int(micro["u2"][k]), int(micro["v2"][k])))
+    return reads
+
+
+def _word(mem: np.ndarray, d: dict, pos: np.ndarray, ih0: np.ndarray, iw0: np.ndarray,
+          off: int, u: int, v: int) -> np.ndarray:
+    """The activation word at ``pos + off`` of every position ``(N, positions, simd)``, 0
+    where tap ``(u, v)`` is in the padding."""
+    inb = _inside(d, ih0 + u, iw0 + v)
+    return mem[:, np.where(inb, pos + off, 0)] * inb[None, :, None]
+
+
 def _matmul(mem: np.ndarray, d: dict, micro: dict, params: dict, config: CoreConfig) -> None:
     """One matmul descriptor; ``micro`` and ``params`` are its own words (from index 0)."""
     p, s = config.lanes, config.simd
@@ -477,10 +500,14 @@ def _matmul(mem: np.ndarray, d: dict, micro: dict, params: dict, config: CoreCon
     half = 1 << (config.acc_bits - 1)
     mask = (1 << config.acc_bits) - 1
     g = 0
+    lane = np.arange(s)
     for k in range(micro["glast"].shape[0]):
-        u, v = micro["u"][k], micro["v"][k]
-        inb = (ih0 + u >= 0) & (ih0 + u < d["in_h"]) & (iw0 + v >= 0) & (iw0 + v < d["in_w"])
-        a = mem[:, np.where(inb, pos + micro["off"][k], 0)] * inb[None, :, None]
+        reads = _words_read(micro, k)
+        a = _word(mem, d, pos, ih0, iw0, *reads[0])
+        split = int(micro["split"][k]) if len(reads) > 1 else 0
+        if split:                   # K packing: lanes from ``split`` up are B's, shifted up
+            b = _word(mem, d, pos, ih0, iw0, *reads[1])
+            a = np.where(lane < split, a, b[:, :, np.maximum(lane - split, 0)])
         acc += a @ _decode(config, d, micro, k).T
         acc = ((acc + half) & mask) - half  # the accumulator wraps at acc_bits
         if not micro["glast"][k]:

@@ -40,14 +40,15 @@ from hwq.serialize import atomic_write, parse_json
 
 MAGIC = b"HWQPROG\0"
 FORMAT = "hwq.Program"
-FORMAT_VERSION = 7
+FORMAT_VERSION = 8
 #: version 2: descriptors carry stride_h, stride_w, pad_t, pad_l (graph IR); matmuls may
 #: read several tensors. Version 3: the input tensor may be stored in im2col order
 #: (``input.window``, see :class:`Window`). Version 5: activation loads and stores over
 #: ``m_axi``. Version 6: the network input and output may live in external memory
 #: (``Tensor.external``). Version 7: a max pool may be fused into a matmul's descriptor (``fuse``,
 #: ``tap_sh``, ``tap_sw`` on cores with ``pool_words``; the layer's ``fused`` names the pool
-#: op).
+#: op). Version 8: a core with ``pack`` (K packing) has micro-ops that read two
+#: activation words (``off2``, ``u2``, ``v2``, ``split``; :mod:`hwq.layout.kpack`).
 #: Images of a Program, in container order (the activation memory holds no image).
 IMAGES = ("desc", "weight", "param")
 #: Sections of the container: the memory images, then the external memory image (weight
@@ -425,6 +426,8 @@ class _HeaderCheck:
         probe = CoreConfig(pe=d["pe"])
         for key in CoreConfig.INT_FIELDS:
             self.integer(d, key, "config", *probe.int_range(key))
+        if type(d["pack"]) is not bool:
+            raise self.fail("config.pack", d["pack"], "true or false")
         try:
             return CoreConfig.from_dict(d)
         except ValueError as exc:  # what no one field shows (lanes and simd must divide)

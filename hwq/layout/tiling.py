@@ -149,7 +149,9 @@ def tile_descriptors(descs: list[dict[str, Any]], infos: list[dict[str, Any]],
                          "p_base": int(info["p_base"]) + g0,
                          "wait": int(info.get("wait", 0) or not again),
                          "cycles": cyc.matmul_cycles(positions=info["positions"],
-                                                     steps=steps[g0:g1], lanes=p, simd=s)
+                                                     steps=steps[g0:g1], lanes=p, simd=s,
+                                                     overheads=cyc.core_overheads(
+                                                         config.pack))
                          + LOAD_CHECK_STAGES
                          + (FUSED_WRITE_STAGES if "fused" in info else 0)}
             for key in ("tile_mask", "tile_bits"):

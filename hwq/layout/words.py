@@ -14,6 +14,12 @@ Memories and their words (``P`` lanes, ``S`` SIMD, ``A`` activation address bits
             ``shift``/``neg`` on bit_serial) and the payload ``w`` of ``P*S`` codes, lane
             major (``w[l*S + s]``). POT codes (shift_add), INT codes or CODEBOOK indices
             of ``weight_bits`` (multiply), or one bit-plane (bit_serial).
+            A core with ``pack`` adds ``off2``, ``u2``, ``v2`` (a second activation word and
+            its tap) and ``split`` (0..S-1) after ``glast``: the micro-op's activation
+            vector is ``a[j] = A[j]`` for ``split == 0`` or ``j < split``, else
+            ``B[j - split]``, A the word at ``off`` and B the word at ``off2``, each zero
+            in the padding; its weights at lanes no activation fills are 0
+            (:mod:`hwq.layout.kpack`).
 ``param``   per group of ``P`` output channels: ``bias`` (int32), ``m`` (24-bit), ``s``
             (6-bit) for each lane.
 ``desc``    one layer descriptor (see :func:`desc_layout`).
@@ -262,6 +268,9 @@ def core_words(config: CoreConfig) -> CoreWords:
     pos = a_bits + 2          # signed position addresses (negative in the padding)
     act = WordLayout("act", [Field("a", config.act_bits, signed=True, count=s, array=True)])
     header = [Field("off", a_bits), Field("u", dim), Field("v", dim), Field("glast", 1)]
+    if config.pack:
+        header += [Field("off2", a_bits), Field("u2", dim), Field("v2", dim),
+                   Field("split", (s - 1).bit_length())]
     if config.pe == "bit_serial":
         weight = WordLayout("weight", header + [Field("shift", 3), Field("neg", 1),
                                                 Field("w", 1, count=p * s, array=True)])

@@ -109,8 +109,8 @@ HEADER = "format, format_version, hwq_version, config, fingerprint, input, outpu
 
 @pytest.mark.parametrize("edit, expect", [
     # the version inside the header
-    (_set("format_version", 6), "field format_version must be 7 (the version hwq 0.1.0 reads), not 6"),
-    (_set("format_version", "7"), "field format_version must be 7 (the version hwq 0.1.0 reads), not '7'"),
+    (_set("format_version", 6), "field format_version must be 8 (the version hwq 0.1.0 reads), not 6"),
+    (_set("format_version", "7"), "field format_version must be 8 (the version hwq 0.1.0 reads), not '7'"),
     # keys missing or unknown
     (_drop("layers"), "field layers must be present, not missing"),
     (_set("extra", 1), f"field extra must be left out (the fields are {HEADER}), not 1"),
