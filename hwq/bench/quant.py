@@ -268,10 +268,11 @@ def bench_quant(
         "peer": peer,
         "runs": [],
     }
-    done = _resumed(json_path, result) if resume else set()
-    if done:
-        result["runs"] = [r for r in json.loads(json_path.read_text())["runs"]]
-        result["resumed_runs"] = len(result["runs"])
+    kept = _resumed(json_path, result) if resume else []
+    done = {(r["seed"], r["bits"], r["row"]) for r in kept}
+    if kept:
+        result["runs"] = kept
+        result["resumed_runs"] = len(kept)
         _log(progress, f"resuming {json_path}: {len(result['runs'])} runs kept")
     for row in rows:
         if not any(row.bits[0] <= b <= row.bits[1] for b in bits):
@@ -381,13 +382,13 @@ def _check_ints(name: str, values: Sequence[int], lo: int, hi: int | None) -> li
     return out
 
 
-def _resumed(path: Path, result: dict[str, Any]) -> set[tuple[int, int, str]]:
-    """``(seed, bits, row)`` of the runs kept from ``path``, an earlier bench of the same
-    workload and settings (an absent file: none)."""
+def _resumed(path: Path, result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runs kept from ``path``, an earlier bench of the same workload and settings (an
+    absent file: none)."""
     try:
         old = json.loads(path.read_text())
     except FileNotFoundError:
-        return set()
+        return []
     except (OSError, ValueError) as exc:
         raise ValueError(f"Cannot resume from {path}: {exc}") from None
     if not isinstance(old, dict) or old.get("bench") != "quant" or not isinstance(
@@ -400,7 +401,7 @@ def _resumed(path: Path, result: dict[str, Any]) -> set[tuple[int, int, str]]:
     if old["runs"] and old.get("fp32_accuracy") != result["fp32_accuracy"]:
         raise ValueError(f"Cannot resume from {path}: its fp32 model differs "
                          f"({old.get('fp32_accuracy')} vs {result['fp32_accuracy']} %)")
-    return {(r["seed"], r["bits"], r["row"]) for r in old["runs"]}
+    return old["runs"]
 
 
 def _json_path(out: str | os.PathLike[str] | None) -> Path:
