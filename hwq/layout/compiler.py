@@ -228,7 +228,7 @@ def _fusable(pool: _Layer, producer: _Layer | None, readers: int, network_output
     if sh < kh or sw < kw:
         return "its windows overlap"
     groups = math.ceil(producer.out_chw[0] / config.lanes)
-    if groups * max(1, config.lanes // config.simd) < 2:
+    if groups * cyc.min_group_steps(config.lanes, config.simd) < 2:
         return ("its matmul has one group of output channels (a position in one cycle: the "
                 "buffer's running maximum would be read before it is written back)")
     need = math.ceil(producer.out_chw[0] / config.simd)
