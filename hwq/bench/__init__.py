@@ -35,6 +35,7 @@ Modules: :mod:`hwq.bench.cli` is the command, :mod:`hwq.bench.all` runs every se
 and each benchmark has its own module (golden, sim, quant, tq, joint, hw, asic).
 """
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,12 @@ def save_figure(fig: Any, path: str | Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def log_line(progress: bool, text: str) -> None:
+    """A benchmark's progress line on stderr (one per run), when ``progress``."""
+    if progress:
+        print(text, file=sys.stderr, flush=True)
 
 
 def cell(value: Any, digits: int = 1) -> str:

@@ -45,7 +45,6 @@ import math
 import os
 import platform
 import statistics
-import sys
 import time
 import warnings
 from collections.abc import Sequence
@@ -57,7 +56,7 @@ import torch
 from torch import nn
 
 from hwq import __version__
-from hwq.bench import DEFAULT_OUT, save_figure
+from hwq.bench import DEFAULT_OUT, log_line, save_figure
 from hwq.serialize import atomic_write
 
 __all__ = [
@@ -273,7 +272,7 @@ def bench_quant(
     if kept:
         result["runs"] = kept
         result["resumed_runs"] = len(kept)
-        _log(progress, f"resuming {json_path}: {len(result['runs'])} runs kept")
+        log_line(progress, f"resuming {json_path}: {len(result['runs'])} runs kept")
     for row in rows:
         if not any(row.bits[0] <= b <= row.bits[1] for b in bits):
             continue
@@ -298,7 +297,7 @@ def bench_quant(
                                       spec.method_options.get("uniform-qat", {}))
             except Exception as exc:  # the peer is optional: record why and drop it
                 peer.update(available=False, error=f"{type(exc).__name__}: {exc}")
-                _log(progress, f"[{i}/{len(plan)}] Brevitas failed, peer rows skipped: "
+                log_line(progress, f"[{i}/{len(plan)}] Brevitas failed, peer rows skipped: "
                                f"{peer['error']}")
                 result["runs"] = [r for r in result["runs"] if r["row"] not in PEER_ROWS]
                 for name in PEER_ROWS:
@@ -328,7 +327,7 @@ def bench_quant(
                 "seconds": time.perf_counter() - t,
             })
             line = f"{row.name} {res.accuracy:.2f}"
-        _log(progress, f"[{i}/{len(plan)}] {b}b seed {seed}: {line} % "
+        log_line(progress, f"[{i}/{len(plan)}] {b}b seed {seed}: {line} % "
                        f"({time.perf_counter() - t:.1f} s)")
         _write_json(json_path, result)
 
@@ -417,11 +416,6 @@ def _write_json(path: Path, result: dict[str, Any]) -> None:
 
 def _jsonable(options: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
-
-
-def _log(progress: bool, text: str) -> None:
-    if progress:
-        print(text, file=sys.stderr, flush=True)
 
 
 # --- the Brevitas peer ----------------------------------------------------------------------

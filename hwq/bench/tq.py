@@ -15,7 +15,7 @@ Retraining budgets are equal in epochs over the training set: TQ retrains ``E`` 
 uniform QAT ``E`` epochs, INQ ``ceil(E / 3)`` epochs after each of its three partition steps
 (schedule 0.5, 0.75, 0.875, 1). The baselines store ``b`` bits per weight for every weight
 (``b * 15248`` bits on digits), TQ at most its target average (basis included; see
-:mod:`hwq.quant.tq`).
+:mod:`hwq.quant.tq`). With ``progress``, one line per run goes to stderr.
 
 The seeds redraw TQ's calibration subset, random projections and training orders on the one
 reference fp32 model (:func:`hwq.workloads.digits.pretrained`). With ``model_seeds`` the
@@ -42,8 +42,8 @@ import torch
 import torch.nn.functional as F
 
 from hwq import golden
-from hwq.bench import DEFAULT_OUT, save_figure
-from hwq.quant.base import fold_batchnorm
+from hwq.bench import DEFAULT_OUT, log_line, save_figure
+from hwq.quant.base import fold_batchnorm, weight_layers
 from hwq.quant.integerize import fake_quant_model
 from hwq.quant.tq import analyze_tq, quantize_tq
 from hwq.quant.transforms import TRANSFORMS, check_transform
@@ -153,6 +153,16 @@ def bench_tq(
     fp32_by_model: dict[str, float] = {}
     runs: list[dict[str, Any]] = []
     gains: dict[str, Any] = {}
+    base_bits = [int(b) for b in bits if float(b) == int(b) and 2 <= int(b) <= 7]
+    total = len(seeds) * len(retrain_epochs) * (
+        len(transforms) * len(bits) + (2 * len(base_bits) if baselines else 0))
+    done = [0]
+
+    def log(run: dict[str, Any]) -> None:
+        done[0] += 1
+        log_line(progress, f"[{done[0]}/{total}] {_label(run)} {run['target_bits']:g}b "
+                       f"E={run['retrain_epochs']} seed {run['seed']}: "
+                       f"{run['accuracy']:.2f} % ({run['seconds']:.1f} s)")
 
     for seed in seeds:
         if reference is None:  # one model per seed
@@ -185,9 +195,10 @@ def bench_tq(
                                             for n, v in res.info["layers"].items()},
                         "seconds": time.perf_counter() - t + t_analysis,
                     })
+                    log(runs[-1])
         if baselines:
-            runs.extend(_baselines(model, data, bits, retrain_epochs, seed, progress,
-                                   fp32_pred, extra))
+            runs.extend(_baselines(model, data, base_bits, retrain_epochs, seed, progress,
+                                   fp32_pred, extra, log))
 
     if reference is not None:
         fp32 = reference[1]
@@ -261,16 +272,16 @@ def _fp32(model: torch.nn.Module, data: Any
     return model, evaluate(model, data.x_test, data.y_test), pred
 
 
-def _baselines(model, data, bits, retrain_epochs, seed, progress, fp32_pred, extra
-               ) -> list[dict[str, Any]]:
+def _baselines(model, data, bits, retrain_epochs, seed, progress, fp32_pred, extra,
+               log=None) -> list[dict[str, Any]]:
+    """uniform / uniform-qat and inq at each width of ``bits``; ``average_bits`` is the
+    stored weight bits over ``model``'s conv/linear weights; ``log`` is called per run."""
     from hwq.quant.inq import quantize_inq
     from hwq.quant.uniform import quantize_uniform, quantize_uniform_qat
 
+    n_weights = sum(mod.weight.numel() for _, mod in weight_layers(model))
     runs = []
     for b in bits:
-        if float(b) != int(b) or not 2 <= int(b) <= 7:
-            continue
-        b = int(b)
         for epochs in retrain_epochs:
             for method in ("uniform", "inq"):
                 t = time.perf_counter()
@@ -288,11 +299,13 @@ def _baselines(model, data, bits, retrain_epochs, seed, progress, fp32_pred, ext
                 metrics = _network_metrics(folded, q, data, fp32_pred)
                 runs.append({
                     "method": name, "transform": None, "target_bits": float(b),
-                    "average_bits": metrics["weight_bits_total"] / 15248,
+                    "average_bits": metrics["weight_bits_total"] / n_weights,
                     "retrain_epochs": epochs, "seed": seed, **extra, **metrics,
                     "weight_only_accuracy": evaluate(folded, data.x_test, data.y_test),
                     "seconds": time.perf_counter() - t,
                 })
+                if log is not None:
+                    log(runs[-1])
     return runs
 
 

@@ -267,3 +267,18 @@ def test_cli_checks_the_budget_against_the_chosen_model(monkeypatch, tmp_path, c
     assert capsys.readouterr().err == (
         f"hwq bench: error: TQ average bits must be at least {need / weights:.4g} for the "
         "lenet5 model (its smallest allocation), not 0.001\n")
+
+
+def test_baselines_average_bits_over_the_models_own_weights(digits_data, monkeypatch):
+    """Regression: the baselines' average bits were divided by the digits network's 15,248
+    weights whatever the workload."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(144, 10))
+    weights = 4 * 9 + 144 * 10
+    monkeypatch.setattr(bt, "_network_metrics", lambda *a: {
+        "accuracy": 50.0, "test_nll": 1.0, "flips": 3, "weight_bits_total": 4 * weights,
+        "mismatches": 0})
+    logged = []
+    runs = bt._baselines(model, digits_data, [4], [0], 0, False, None, {}, logged.append)
+    assert [(r["method"], r["average_bits"]) for r in runs] == [("uniform", 4.0), ("inq", 4.0)]
+    assert logged == runs
