@@ -23,7 +23,7 @@ those activations never reach a sum. A pool beat has ``split`` 0.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -263,34 +263,54 @@ class ActFetch(wiring.Component):
         lane ``l``, SIMD ``j`` = element ``l`` of slot ``j`` (SIMD 0: slot 8 with ``hi``)."""
         cfg = self.config
         s, cols = cfg.simd, 3
-        flags = data.StructLayout({"a": unsigned(9), "b": unsigned(9), "first": unsigned(1),
-                                   "row": unsigned(1), "hi": unsigned(1), "dw": unsigned(1)})
+        # per slot, decided at stage 0 and registered along: whether the beat changes it
+        # (``ld``), clears it (``zero``: a row's first position, or a shift past column 2;
+        # a write wins) and else which source it takes (``src``: 0 word B, 1 word A, 2 the
+        # slot one column right, 3 two columns right), so that the update is a small
+        # multiplexer behind the flip-flops' enable and synchronous reset
+        flags = data.StructLayout({"ld": unsigned(9), "zero": unsigned(9),
+                                   "src": data.ArrayLayout(unsigned(2), 9),
+                                   "hi": unsigned(1), "dw": unsigned(1)})
         f0, fa, fb = Signal(flags), Signal(flags), Signal(flags)
         hi_c = Signal()
-        # stage 0: the slots the two words go to (one-hot; a tap outside 3x3: none)
-        one_a = [(word.u == r) & (word.v == c) for r in range(cols) for c in range(cols)]
-        one_b = [(word.u2 == r) & (word.v2 == c) for r in range(cols) for c in range(cols)]
+        sw1 = self.stride_w == 1
+        sw2 = self.stride_w == 2
+        first, row = op.pfirst, op.rfirst
         dw = self.dw & ~pool
         with m.If(advance):
-            m.d.sync += [f0.a.eq(Cat(*one_a)), f0.b.eq(Cat(*one_b)), f0.first.eq(op.pfirst),
-                         f0.row.eq(op.rfirst), f0.hi.eq(word.hi), f0.dw.eq(dw),
-                         fa.eq(f0), fb.eq(fa), self.o.payload.dw.eq(fb.dw)]
+            for r in range(cols):
+                for c in range(cols):
+                    j = r * cols + c
+                    wa = (word.u == r) & (word.v == c)
+                    wb = (word.u2 == r) & (word.v2 == c)
+                    shift1 = sw1 if c + 1 < cols else 0
+                    shift2 = sw2 if c + 2 < cols else 0
+                    m.d.sync += [
+                        f0.ld[j].eq(wa | wb | first),
+                        f0.zero[j].eq(~wa & ~wb & first & (row | ~(shift1 | shift2))),
+                        f0.src[j].eq(Mux(wb, 0, Mux(wa, 1, Mux(shift1, 2, 3))))]
+            m.d.sync += [f0.hi.eq(word.hi), f0.dw.eq(dw), fa.eq(f0), fb.eq(fa),
+                         self.o.payload.dw.eq(fb.dw)]
         word_a = o.a
         win = [Signal(data.ArrayLayout(signed(cfg.act_bits), s), name=f"win{j}")
                for j in range(9)]
-        sw1 = self.stride_w == 1
-        sw2 = self.stride_w == 2
         with m.If(advance & o_valid & fb.dw):
             m.d.sync += hi_c.eq(fb.hi)
             for r in range(cols):
                 for c in range(cols):
                     j = r * cols + c
-                    s1 = win[j + 1].as_value() if c + 1 < cols else 0
-                    s2 = win[j + 2].as_value() if c + 2 < cols else 0
-                    shifted = Mux(sw1, s1, Mux(sw2, s2, 0))
-                    base = Mux(fb.first, Mux(fb.row, 0, shifted), win[j].as_value())
-                    new = Mux(fb.b[j], word_b.as_value(), Mux(fb.a[j], word_a.as_value(), base))
-                    m.d.sync += win[j].eq(new)
+                    srcs = [word_b.as_value(), word_a.as_value()]
+                    srcs += [win[j + 1].as_value()] if c + 1 < cols else []
+                    srcs += [win[j + 2].as_value()] if c + 2 < cols else []
+                    sel = fb.src[j]
+                    value = srcs[0]
+                    for k in range(1, len(srcs)):
+                        value = Mux(sel == k, srcs[k], value)
+                    with m.If(fb.ld[j]):
+                        with m.If(fb.zero[j]):
+                            m.d.sync += win[j].eq(0)
+                        with m.Else():
+                            m.d.sync += win[j].eq(value)
         for lane in range(cfg.lanes):
             for j in range(s):
                 if j == 0:
