@@ -208,16 +208,15 @@ def _micro_ops(ops: list[DwOp], taps: np.ndarray, terms: Any, config: CoreConfig
                 codes = tile[k] & ((1 << max(int(bits[k]), 1)) - 1)
                 for pl in np.flatnonzero(planes[k]):
                     rows.append({**base, "w": ((codes >> pl) & 1).ravel(), "shift": int(pl),
-                                 "neg": int(pl == bits[k] - 1), "raw": False})
+                                 "neg": int(pl == bits[k] - 1)})
                     made += 1
         else:
             for k in range(tile.shape[0]):
                 if tile[k].any():
-                    rows.append({**base, "w": tile[k].ravel(), "raw": True})
+                    rows.append({**base, "w": tile[k].ravel()})
                     made += 1
         if not made:                              # the reads fill the window: never dropped
-            rows.append({**base, "w": np.zeros(p * s, np.int64), "shift": 0, "neg": 0,
-                         "raw": config.pe != "bit_serial"})
+            rows.append({**base, "w": np.zeros(p * s, np.int64), "shift": 0, "neg": 0})
     out = {k: np.array([r[k] for r in rows], np.int64) for k in ("u", "v", "u2", "v2", "hi")}
     w = np.stack([r["w"] for r in rows])
     if config.pe == "bit_serial":

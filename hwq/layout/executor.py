@@ -250,10 +250,12 @@ class _Loads:
                              "descriptor")
         if self.flight is not None and computes and d["kind"] != KIND_POOL:
             lo, hi = self.flight
-            if d["w_base"] <= hi and lo <= d["w_last"]:
-                raise ValueError(f"Descriptor {i}: reads weight words {d['w_base']}.."
-                                 f"{d['w_last']} while a load into {lo}..{hi} is in flight "
-                                 "(it must wait)")
+            ranges = [("w_base", "w_last")] + ([("w_base2", "w_last2")] if d.get("dw") else [])
+            for first, last in ranges:      # a depthwise descriptor: both programs
+                if d[first] <= hi and lo <= d[last]:
+                    raise ValueError(f"Descriptor {i}: reads weight words {d[first]}.."
+                                     f"{d[last]} while a load into {lo}..{hi} is in flight "
+                                     "(it must wait)")
 
     def _span(self, i: int, what: str, first: int, n: int, size: int, where: str) -> None:
         if first + n > size:
