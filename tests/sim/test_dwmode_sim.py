@@ -64,3 +64,16 @@ def test_sepnet_with_the_depthwise_mode():
     x = quantize_input(data.x_test[:3].numpy(), net.input_scale, net.act_bits)
     _check(simulate(program, None, x, backend="compiled", jobs=1, progress=False),
            program, net, x)
+
+
+def test_depthwise_layer_on_both_backends():
+    # cocotb (the protocol-checked testbench) and the compiled harness agree exactly
+    from .test_core_sim import on_both_backends
+
+    config = CoreConfig(pe="shift_add", weight_bits=4, **{**CORE, "act_depth": 256,
+                                                          "weight_depth": 64})
+    rng = np.random.default_rng(43)
+    net = depthwise_network(rng, channels=12, stride=2, hw=(5, 7), kind="pot", bits=[3, 4])
+    program = compile_network(net, config)
+    x = random_inputs(rng, net, 1)
+    _check(on_both_backends(program, x), program, net, x)
