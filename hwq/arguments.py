@@ -47,8 +47,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, *,
 
 
 def add_pack_argument(parser: argparse.ArgumentParser, *, network: bool = True) -> None:
-    """``--pack``: K packing (:attr:`CoreConfig.pack`); ``auto`` only where a network sizes
-    the core (:func:`hwq.layout.compiler.core_config`)."""
+    """``--pack``: K packing (:attr:`CoreConfig.pack`) and ``--depthwise``, the depthwise
+    mode (:attr:`CoreConfig.depthwise`, which turns packing on); ``auto`` only where a
+    network sizes the core (:func:`hwq.layout.compiler.core_config`)."""
     choices = ("auto", "on", "off") if network else ("on", "off")
     parser.add_argument("--pack", choices=choices, default="off",
                         help="K packing: a second activation read port (a second copy of the "
@@ -56,11 +57,18 @@ def add_pack_argument(parser: argparse.ArgumentParser, *, network: bool = True) 
                              "tiles of two kernel taps share a micro-op"
                              + ("; auto: on when it lowers the network's modelled cycles"
                                 if network else "") + " (default off)")
+    parser.add_argument("--depthwise", choices=choices, default="off",
+                        help="the MAC array's depthwise mode (needs lanes == simd >= 8; turns "
+                             "--pack on): depthwise convs with channels in the lanes and "
+                             "kernel taps in the SIMD inputs through a window register file"
+                             + ("; auto: on when it lowers the network's modelled cycles"
+                                if network else "") + " (default off)")
 
 
 def config_from_arguments(args: argparse.Namespace) -> CoreConfig:
     """The :class:`CoreConfig` of options added by :func:`add_config_arguments`."""
-    return CoreConfig(pe=args.pe, dsp=args.dsp, pack=args.pack == "on",
+    dw = args.depthwise == "on"
+    return CoreConfig(pe=args.pe, dsp=args.dsp, pack=args.pack == "on" or dw, depthwise=dw,
                       **{name: getattr(args, name) for name in CLI_FIELDS
                          if getattr(args, name) is not None})
 

@@ -72,6 +72,12 @@ class CoreConfig:
         taps share one micro-op (:mod:`hwq.layout.kpack`). Costs a second copy of the
         activation memory's block RAMs and one activation fetch stage. False (default): the
         core, its Verilog, fingerprint and programs are those without packing.
+    depthwise : bool
+        the depthwise mode of the MAC array (needs ``pack``, ``lanes == simd >= 8``, and on
+        ``multiply`` ``dsp="inferred"``): a depthwise conv maps channels to lanes and kernel
+        taps to SIMD through a window register file in the activation fetch
+        (:mod:`hwq.layout.dwmode`). False (default): the core, its Verilog, fingerprint and
+        programs are those without it.
 
     ``lanes`` and ``simd`` must divide one another (``max % min == 0``) so that a group of
     ``lanes`` outputs fills whole activation words or a whole fraction of one. Integer fields
@@ -95,6 +101,7 @@ class CoreConfig:
     ext_outstanding: int = 4
     pool_words: int = 0
     pack: bool = False
+    depthwise: bool = False
 
     #: Range of ``weight_bits`` per PE type (:data:`hwq.hardware.PES`).
     WEIGHT_BITS: ClassVar[dict[str, tuple[int, int]]] = {
@@ -151,6 +158,20 @@ class CoreConfig:
         if self.pack and self.simd < 2:
             raise ValueError("K packing (pack) needs a SIMD width of at least 2, not "
                              f"simd={self.simd!r}")
+        if not isinstance(self.depthwise, bool | np.bool_):
+            raise ValueError("Depthwise mode (depthwise) must be True or False, not "
+                             f"{self.depthwise!r}")
+        object.__setattr__(self, "depthwise", bool(self.depthwise))
+        if self.depthwise and not self.pack:
+            raise ValueError("Depthwise mode (depthwise) needs the second activation read port "
+                             "of K packing (pack=True), not pack=False")
+        if self.depthwise and not self.lanes == self.simd >= 8:
+            raise ValueError("Depthwise mode (depthwise) needs lanes == simd >= 8, not "
+                             f"lanes={self.lanes!r}, simd={self.simd!r}")
+        if self.depthwise and self.pe == "multiply" and self.dsp != "inferred":
+            raise ValueError("Depthwise mode (depthwise) on the multiply PE needs "
+                             f"dsp='inferred' (ECP5 lanes share DSP blocks and one activation "
+                             f"word), not dsp={self.dsp!r}")
         if max(self.lanes, self.simd) % min(self.lanes, self.simd):
             raise ValueError(
                 "Lanes and SIMD width must divide one another, not "
@@ -201,5 +222,7 @@ class CoreConfig:
             del d["pool_words"]
         if not self.pack:        # cores without packing keep their fingerprints
             del d["pack"]
+        if not self.depthwise:   # cores without the depthwise mode keep their fingerprints
+            del d["depthwise"]
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]

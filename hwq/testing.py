@@ -407,3 +407,31 @@ def kpack_network(rng: np.random.Generator, *, c_in: int, c_out: int = 6,
         g.linear(x, 5, relu=False)
     return QuantizedNetwork(input_shape=(2, *hw), act_bits=act_bits, input_scale=1.0,
                             ops=g.ops, meta={"generator": "hwq.testing.kpack_network"})
+
+
+def depthwise_network(rng: np.random.Generator, *, channels: int,
+                      kernel: tuple[int, int] = (3, 3), stride: int = 1, padding: int = 1,
+                      hw: tuple[int, int] = (7, 7), kind: str = "pot",
+                      bits: int | Sequence[int] = (3, 4), act_bits: int = 8,
+                      zero_taps: float = 0.0, tail: bool = True) -> QuantizedNetwork:
+    """A 1x1 stem conv to ``channels``, the depthwise conv under test (``groups ==
+    channels``, ``kernel``, ``stride``, ``padding``) and, with ``tail``, a 1x1 conv after it:
+    the layers of the array's depthwise mode (:mod:`hwq.layout.dwmode`).
+
+    ``zero_taps``: the fraction of the depthwise conv's (channel, tap) weights set to 0
+    (whole taps of a channel tile become zero: their micro-ops must still read).
+    """
+    choices = np.atleast_1d(np.asarray(bits, dtype=np.int64))
+    g = _GraphBuilder(rng, kind, choices, act_bits, False, (3, *hw))
+    x = g.conv(INPUT, channels, kernel=(1, 1), relu=False)
+    x = g.conv(x, channels, kernel=kernel, stride=stride, padding=padding, groups=channels,
+               relu=bool(rng.random() < 0.5))
+    if zero_taps:
+        conv = g.ops[-1]
+        w = conv.weight.copy()
+        w[rng.random(w.shape) < zero_taps] = 0
+        g.ops[-1] = replace(conv, weight=w)
+    if tail:
+        g.conv(x, 5, kernel=(1, 1), relu=False)
+    return QuantizedNetwork(input_shape=(3, *hw), act_bits=act_bits, input_scale=1.0,
+                            ops=g.ops, meta={"generator": "hwq.testing.depthwise_network"})

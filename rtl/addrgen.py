@@ -15,6 +15,9 @@
   (row-major), for each of the ``kernel_h x kernel_w`` conv positions of its pool window
   (row by row), every weight micro-op; ``pool_first``/``pool_last`` mark the window's
   first and last conv position, ``out`` is the pooled output's address.
+* depthwise matmul (``dw``, cores with ``depthwise``, :mod:`hwq.layout.dwmode`): as a
+  matmul, but the micro-ops ``w_base .. w_last`` at the first position of each output row
+  (``rfirst``) and ``w_base2 .. w_last2`` at the others.
 
 Timing: no comparator sits between the loop counters and the enables and muxes of the
 position registers. The loop-end tests (last weight micro-op or pool tap of a position,
@@ -42,6 +45,7 @@ __all__ = ["AddressGenerator", "op_layout"]
 def op_layout(config: CoreConfig) -> data.StructLayout:
     """Payload of the address generator's stream (one micro-op)."""
     w = core_words(config)
+    extra = {"rfirst": unsigned(1)} if config.depthwise else {}
     return data.StructLayout({
         "w_addr": unsigned(w.weight_addr_bits),
         "pos": signed(w.pos_bits),
@@ -52,6 +56,7 @@ def op_layout(config: CoreConfig) -> data.StructLayout:
         "llast": unsigned(1),
         "pool_first": unsigned(1),
         "pool_last": unsigned(1),
+        **extra,
     })
 
 
@@ -125,6 +130,16 @@ class AddressGenerator(wiring.Component):
         col_pen = Signal(signed(w.dim_bits + 1))    # d.out_w - 2
         row_pen = Signal(signed(w.dim_bits + 1))    # d.out_h - 2
         one_word = d.w_base == d.w_last
+        dwm = bool(self.config.depthwise)
+        if dwm:
+            # the depthwise mode: w_base .. w_last at a row's first position, w_base2 ..
+            # w_last2 at the others (``rowp``: this position is a row's first; ``w_penr``:
+            # the next-to-last micro-op of this position's range)
+            dwl = Signal()                          # d.dw (a matmul)
+            rowp = Signal()                         # ow == 0
+            w_pen2 = Signal(w.weight_addr_bits)     # d.w_last2 - 1
+            w_penr = Signal(w.weight_addr_bits)     # w_pen or w_pen2
+            one_word2 = Signal()                    # d.w_base2 == d.w_last2
         one_kw = d.kernel_w == 1
         one_kh = d.kernel_h == 1
         one_ct = d.in_ct == 1
@@ -151,6 +166,8 @@ class AddressGenerator(wiring.Component):
             p.pool_first.eq(tap_first),
             p.pool_last.eq(taps_last),
         ]
+        if dwm:
+            m.d.comb += p.rfirst.eq(rowp)
         with m.If(self.start):
             kind_pool = d.kind == KIND_POOL
             m.d.sync += [running.eq(1), w_addr.eq(d.w_base), oh.eq(0), ow.eq(0), ct.eq(0),
@@ -166,6 +183,9 @@ class AddressGenerator(wiring.Component):
                          kw_pen.eq(d.kernel_w - 2), kh_pen.eq(d.kernel_h - 2),
                          ct_pen.eq(d.in_ct - 2), col_pen.eq(d.out_w - 2),
                          row_pen.eq(d.out_h - 2)]
+            if dwm:
+                m.d.sync += [dwl.eq(~kind_pool & d.dw), rowp.eq(1), w_pen2.eq(d.w_last2 - 1),
+                             w_penr.eq(d.w_last - 1), one_word2.eq(d.w_base2 == d.w_last2)]
         with m.Elif(self.o.valid & self.o.ready):
             def step_taps():
                 """Window taps: tv fastest, then tu; back to (0, 0) after the last."""
@@ -200,9 +220,20 @@ class AddressGenerator(wiring.Component):
                                  end_pos.eq(one_kw & one_kh & next_end_ct)]
             with m.Else():
                 # weight micro-ops; in a fused matmul, then the window's conv positions
-                m.d.sync += [w_addr.eq(Mux(end_pos, d.w_base, w_addr + 1)),
-                             pfirst.eq(end_pos),
-                             end_pos.eq(Mux(end_pos, one_word, w_addr == w_pen))]
+                if dwm:     # the next position's range: a row's first, or the others
+                    steady = dwl & ~last_col
+                    m.d.sync += [w_addr.eq(Mux(end_pos, Mux(steady, d.w_base2, d.w_base),
+                                               w_addr + 1)),
+                                 pfirst.eq(end_pos),
+                                 end_pos.eq(Mux(end_pos, Mux(steady, one_word2, one_word),
+                                                w_addr == w_penr))]
+                    with m.If(end_pos):
+                        m.d.sync += [rowp.eq(last_col),
+                                     w_penr.eq(Mux(steady, w_pen2, w_pen))]
+                else:
+                    m.d.sync += [w_addr.eq(Mux(end_pos, d.w_base, w_addr + 1)),
+                                 pfirst.eq(end_pos),
+                                 end_pos.eq(Mux(end_pos, one_word, w_addr == w_pen))]
                 if fusing:
                     with m.If(fuse & end_pos):
                         step_taps()

@@ -70,11 +70,13 @@ def _config(args: argparse.Namespace):
         if args.preload:
             raise ValueError("--preload applies with --network (the program it preloads)")
         check_board(args.board)
-        if args.pack == "auto":
-            raise ValueError("--pack auto applies with --network (it compares the network's "
-                             "cycles); give on or off")
+        for opt in ("pack", "depthwise"):
+            if getattr(args, opt) == "auto":
+                raise ValueError(f"--{opt} auto applies with --network (it compares the "
+                                 "network's cycles); give on or off")
+        dw = args.depthwise == "on"
         config = CoreConfig(pe=args.pe, **({"dsp": args.dsp} if args.dsp else {}),
-                            pack=args.pack == "on", **given)
+                            pack=args.pack == "on" or dw, depthwise=dw, **given)
         if not any(k.endswith("_depth") for k in given):
             config = fit_memories(config, platform_for(check_board(args.board)).device)
         return config, None
@@ -89,7 +91,8 @@ def _config(args: argparse.Namespace):
 
     extra = {"dsp": args.dsp} if args.dsp else {}
     return core_config(network, pe=args.pe or _pe_for(network), lanes=given.get("lanes", 8),
-                       simd=given.get("simd", 8), pack=args.pack, **extra), network
+                       simd=given.get("simd", 8), pack=args.pack, depthwise=args.depthwise,
+                       **extra), network
 
 
 def run(args: argparse.Namespace) -> int:

@@ -192,6 +192,9 @@ class Core(wiring.Component):
             mp.i.payload.a.eq(f.a), mp.i.payload.first.eq(f.pool_first),
             mp.i.payload.last.eq(f.pool_last), mp.i.payload.side.eq(f.group),
         ]
+        if cfg.depthwise:       # the depthwise mode's window (:mod:`hwq.layout.dwmode`)
+            m.d.comb += [af.dw.eq(layer.dw), af.stride_w.eq(layer.stride_w),
+                         mac.i.payload.dw.eq(f.dw), mac.i.payload.al.eq(af.al)]
         if cfg.pe == "multiply":
             m.d.comb += [mac.table.eq(layer.table), mac.fmt.eq(layer.fmt)]
         ms = mac.o.payload

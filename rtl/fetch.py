@@ -101,14 +101,23 @@ def fetched_layout(config: CoreConfig) -> data.StructLayout:
         "group": group_side_layout(config),
         "pool_first": unsigned(1),
         "pool_last": unsigned(1),
+        **({"dw": unsigned(1)} if config.depthwise else {}),
     })
+
+
+def window_layout(config: CoreConfig) -> data.ArrayLayout:
+    """The depthwise mode's per-lane activations: ``lanes`` arrays of ``simd`` values."""
+    return data.ArrayLayout(data.ArrayLayout(signed(config.act_bits), config.simd),
+                            config.lanes)
 
 
 class ActFetch(wiring.Component):
     """``{op, word}`` in; the activation word, the parameters and the group's write-back
     facts out three cycles later (see the module docstring).
 
-    Ports ``kind`` and ``p_base`` come from the layer descriptor; ``in_h``/``in_w`` too.
+    Ports ``kind`` and ``p_base`` come from the layer descriptor; ``in_h``/``in_w`` too
+    (and ``dw``, ``stride_w`` on a core with ``depthwise``, whose output ``al`` holds the
+    per-lane activations of the beat on the output, :mod:`hwq.layout.dwmode`).
     """
 
     def __init__(self, *, config: CoreConfig) -> None:
@@ -130,6 +139,8 @@ class ActFetch(wiring.Component):
             "param_addr": Out(w.param_addr_bits),
             "param_en": Out(1),
             "param_data": In(struct_layout(w.param)),
+            **({"dw": In(1), "stride_w": In(w.dim_bits), "al": Out(window_layout(config))}
+               if config.depthwise else {}),
         })
 
     def elaborate(self, platform):
@@ -216,6 +227,8 @@ class ActFetch(wiring.Component):
                     m.d.sync += self.o.payload.a[j].eq(lane)
         else:
             o, o_valid = self.o.payload, self.o.valid
+        if cfg.depthwise:
+            self._window(m, advance, op, word, pool, o, o_valid, word_b)
         with m.If(advance):
             m.d.sync += [valid0.eq(self.i.valid), inb0.eq(inb),
                          act_addr0.eq(Mux(inb, addr, 0)),
@@ -241,3 +254,69 @@ class ActFetch(wiring.Component):
             pad_value = Mux(pool, -(1 << (cfg.act_bits - 1)), 0)
             m.d.sync += [o.a[j].eq(Mux(inb_a, self.act_data.a[j], pad_value)) for j in range(s)]
         return m
+
+    def _window(self, m: Module, advance: object, op: object, word: object, pool: object,
+                o: object, o_valid: object, word_b: object) -> None:
+        """The depthwise mode's window register file (:mod:`hwq.layout.dwmode`): 9 slots of
+        one word, updated when a beat moves from stage B (words A ``o.a`` and B ``word_b``
+        registered there) to the output, so that the output beat's ``al`` is wiring from it:
+        lane ``l``, SIMD ``j`` = element ``l`` of slot ``j`` (SIMD 0: slot 8 with ``hi``)."""
+        cfg = self.config
+        s, cols = cfg.simd, 3
+        # per slot, decided at stage 0 and registered along: whether the beat changes it
+        # (``ld``), clears it (``zero``: a row's first position, or a shift past column 2;
+        # a write wins) and else which source it takes (``src``: 0 word B, 1 word A, 2 the
+        # slot one column right, 3 two columns right), so that the update is a small
+        # multiplexer behind the flip-flops' enable and synchronous reset
+        flags = data.StructLayout({"ld": unsigned(9), "zero": unsigned(9),
+                                   "src": data.ArrayLayout(unsigned(2), 9),
+                                   "hi": unsigned(1), "dw": unsigned(1)})
+        f0, fa, fb = Signal(flags), Signal(flags), Signal(flags)
+        hi_c = Signal()
+        sw1 = self.stride_w == 1
+        sw2 = self.stride_w == 2
+        first, row = op.pfirst, op.rfirst
+        dw = self.dw & ~pool
+        with m.If(advance):
+            for r in range(cols):
+                for c in range(cols):
+                    j = r * cols + c
+                    wa = (word.u == r) & (word.v == c)
+                    wb = (word.u2 == r) & (word.v2 == c)
+                    shift1 = sw1 if c + 1 < cols else 0
+                    shift2 = sw2 if c + 2 < cols else 0
+                    m.d.sync += [
+                        f0.ld[j].eq(wa | wb | first),
+                        f0.zero[j].eq(~wa & ~wb & first & (row | ~(shift1 | shift2))),
+                        f0.src[j].eq(Mux(wb, 0, Mux(wa, 1, Mux(shift1, 2, 3))))]
+            m.d.sync += [f0.hi.eq(word.hi), f0.dw.eq(dw), fa.eq(f0), fb.eq(fa),
+                         self.o.payload.dw.eq(fb.dw)]
+        word_a = o.a
+        win = [Signal(data.ArrayLayout(signed(cfg.act_bits), s), name=f"win{j}")
+               for j in range(9)]
+        with m.If(advance & o_valid & fb.dw):
+            m.d.sync += hi_c.eq(fb.hi)
+            for r in range(cols):
+                for c in range(cols):
+                    j = r * cols + c
+                    srcs = [word_b.as_value(), word_a.as_value()]
+                    srcs += [win[j + 1].as_value()] if c + 1 < cols else []
+                    srcs += [win[j + 2].as_value()] if c + 2 < cols else []
+                    sel = fb.src[j]
+                    value = srcs[0]
+                    for k in range(1, len(srcs)):
+                        value = Mux(sel == k, srcs[k], value)
+                    with m.If(fb.ld[j]):
+                        with m.If(fb.zero[j]):
+                            m.d.sync += win[j].eq(0)
+                        with m.Else():
+                            m.d.sync += win[j].eq(value)
+        for lane in range(cfg.lanes):
+            for j in range(s):
+                if j == 0:
+                    v = Mux(hi_c, win[8][lane], win[0][lane])
+                elif j < 9:
+                    v = win[j][lane]
+                else:
+                    v = 0
+                m.d.comb += self.al[lane][j].eq(v)

@@ -349,6 +349,8 @@ def mac_input_layout(config: CoreConfig, side: object) -> data.StructLayout:
         "neg": unsigned(1),
         "glast": unsigned(1),
         "side": side,
+        **({"dw": unsigned(1), "al": data.ArrayLayout(data.ArrayLayout(
+            signed(config.act_bits), s), p)} if config.depthwise else {}),
     })
 
 
@@ -371,6 +373,10 @@ class MacArray(wiring.Component):
 
     With ``dsp="ecp5"`` and narrow enough values (:func:`pair_shift`) the multiply lanes
     share their DSP blocks two by two (:class:`MultiplyPairPE`; an odd last lane has its own).
+
+    A core with ``depthwise`` adds ``dw`` and ``al`` to the input beat: with ``dw`` lane
+    ``l`` multiplies ``al[l]`` instead of ``a`` (:mod:`hwq.layout.dwmode`); lanes that share
+    DSP blocks (:meth:`paired`) share one activation word, so the mode refuses them.
 
     Ports ``table`` and ``fmt`` (multiply only) select codebook decoding for the layer. They
     are constant during a layer and registered once per lane: set them at least one cycle
@@ -411,7 +417,12 @@ class MacArray(wiring.Component):
             pe = MultiplyPE(simd=s, act_bits=cfg.act_bits, value_bits=vb, dsp=cfg.dsp)
             m.submodules[f"pe{lane}"] = pe
             m.d.comb += [pe.w[j].eq(v) for j, v in enumerate(self._decoded(m, lane, payload))]
-        m.d.comb += [pe.a.eq(payload.a), pe.en.eq(en)]
+        if cfg.depthwise:   # the depthwise mode: the lane's own activations (a 2:1 mux)
+            m.d.comb += [pe.a[j].eq(Mux(payload.dw, payload.al[lane][j], payload.a[j]))
+                         for j in range(s)]
+        else:
+            m.d.comb += pe.a.eq(payload.a)
+        m.d.comb += pe.en.eq(en)
         return pe.dot, pe.carry
 
     def _decoded(self, m: Module, lane: int, payload: data.View) -> list[Value]:
@@ -462,6 +473,9 @@ class MacArray(wiring.Component):
         advance = Signal()
         m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
         # stage A: dot products, DOT_STAGES registers inside the PEs
+        if self.paired() and cfg.depthwise:
+            raise ValueError("The depthwise mode needs a word of activations per lane; lanes "
+                             "that share DSP blocks (dsp='ecp5') share one")
         if self.paired():
             lanes = self._pairs(m, self.i.payload, advance)
         else:

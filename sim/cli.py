@@ -86,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
                  if getattr(args, name) is not None]
         given += [f"--{name}" for name, place in places.items() if place != "auto"]
         given += ["--pack"] if args.pack != "off" else []
+        given += ["--depthwise"] if args.depthwise != "off" else []
         if given:
             verb = "applies" if len(given) == 1 else "apply"
             raise ValueError(f"{' and '.join(given)} {verb} to a network, not to the Program "
@@ -95,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
     if network is not None:
         pe = args.pe or _pe_for(network)
         config = core_config(network, pe=pe, lanes=args.lanes or 8, simd=args.simd or 8,
-                             dsp=args.dsp or "inferred", pack=args.pack, **places,
+                             dsp=args.dsp or "inferred", pack=args.pack,
+                             depthwise=args.depthwise, **places,
                              **ext_fields)
         program = compile_network(network, config, **places)
     else:

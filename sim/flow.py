@@ -114,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         waves=args.waves, free_run=args.free_run, backend=args.backend, jobs=args.jobs,
         progress=not args.no_progress, cache_dir=args.cache_dir,
         log=lambda text: _say(args, text), ext=ext_fields, memory=memory, pack=args.pack,
+        depthwise=args.depthwise,
         **places,
         after_run=lambda program, x: kept.update(program=program, x=x),
     )
@@ -236,6 +237,7 @@ def flow(
     ext: dict[str, int] | None = None,
     memory: MemoryTiming | None = None,
     pack: str = "off",
+    depthwise: str = "off",
     after_run: Callable[[Any, Any], None] | None = None,
 ) -> dict[str, Any]:
     """Run the whole flow; returns the report (see :func:`format_report`).
@@ -249,7 +251,7 @@ def flow(
     tensors (:data:`hwq.layout.acttiles.ACT_PLACES`), ``ext`` gives the core's external
     memory port (``ext_bits``, ``ext_burst``, ``ext_outstanding``; ``act_depth``) and
     ``memory`` the simulated memory on it; ``pack`` K packing (``auto``, ``on``, ``off``:
-    :func:`hwq.layout.compiler.core_config`);
+    :func:`hwq.layout.compiler.core_config`) and ``depthwise`` the depthwise mode (likewise);
     ``after_run(program, x)`` receives the compiled Program and the quantized inputs
     after the simulation.
     """
@@ -304,7 +306,8 @@ def flow(
     timings["quantize_s"] = time.perf_counter() - t0
 
     config = core_config(network, pe=pe, lanes=lanes, simd=simd, dsp=dsp, weights=weights,
-                         activations=activations, pack=pack, **(ext or {}))
+                         activations=activations, pack=pack, depthwise=depthwise,
+                         **(ext or {}))
     t0 = time.perf_counter()
     program = compile_network(network, config, weights=weights, activations=activations)
     timings["compile_s"] = time.perf_counter() - t0

@@ -193,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
 
         result = bench_util(networks=tuple(args.networks), pes=tuple(args.pe), lanes=args.lanes,
                             simd=args.simd, bits=args.bits, fmax=args.fmax,
-                            hw_json=args.hw_json, pack=args.pack)
+                            hw_json=args.hw_json, pack=args.pack, depthwise=args.depthwise)
         text = format_util(result)
     elif args.bench == "offchip":
         from hwq.bench.offchip import NETWORKS as OFFCHIP

@@ -53,7 +53,7 @@ def routed_fmax(hw_json: Path, pe: str, lanes: int, simd: int) -> float | None:
 
 
 def network_util(network: Any, *, pe: str, lanes: int, simd: int,
-                 pack: str = "off") -> dict[str, Any]:
+                 pack: str = "off", depthwise: str = "off") -> dict[str, Any]:
     """Per-layer and whole-network utilization of ``network`` on a ``pe`` core.
 
     ``macs``: the products of the layer's own weights, zeros included (``positions *
@@ -62,11 +62,13 @@ def network_util(network: Any, *, pe: str, lanes: int, simd: int,
     the products of nonzero weights (``bit_serial``: their one-bits). Utilization is
     ``macs / (cycles * lanes * simd)``, and ``nonzero_utilization`` likewise. ``pack``: K
     packing (``auto``, ``on``, ``off``; :func:`hwq.layout.compiler.core_config`); ``packed``
-    in the result says whether the core has it.
+    in the result says whether the core has it; ``depthwise`` likewise the depthwise mode
+    (``dw`` in the result, and on each layer that runs in it).
     """
     from hwq.layout.compiler import core_config, network_cycles
 
-    config = core_config(network, pe=pe, lanes=lanes, simd=simd, pack=pack)
+    config = core_config(network, pe=pe, lanes=lanes, simd=simd, pack=pack,
+                         depthwise=depthwise)
     ops = {op.name: op for op in network.ops}
     layers = []
     total = {"macs": 0, "nonzero": 0, "cycles": 0}
@@ -80,10 +82,13 @@ def network_util(network: Any, *, pe: str, lanes: int, simd: int,
                  "cycles": e["cycles"]}
         if "fused" in e:                 # a max pool in its write-back, no cycles of its own
             layer["fused"] = e["fused"]
+        if e.get("dw"):                  # in the depthwise mode
+            layer["dw"] = True
         layers.append(_ratios(layer, lanes * simd))
         for k in total:
             total[k] += layer[k]
-    return {"layers": layers, "packed": config.pack, **_ratios(total, lanes * simd)}
+    return {"layers": layers, "packed": config.pack, "dw": config.depthwise,
+            **_ratios(total, lanes * simd)}
 
 
 def _ratios(d: dict[str, Any], per_cycle: int) -> dict[str, Any]:
@@ -96,7 +101,8 @@ def _ratios(d: dict[str, Any], per_cycle: int) -> dict[str, Any]:
 def bench_util(*, networks: tuple[str, ...] = NETWORKS,
                pes: tuple[str, ...] = PE_TYPES, lanes: int = 8, simd: int = 8, bits: int = 4,
                fmax: float | None = None, hw_json: Path | None = None,
-               progress: bool = False, pack: str = "off") -> dict[str, Any]:
+               progress: bool = False, pack: str = "off",
+               depthwise: str = "off") -> dict[str, Any]:
     """Utilization of every network on every PE type (see the module docstring).
 
     ``fmax`` (MHz) is used where ``hw_json`` has no routed Fmax for a core; with neither,
@@ -123,7 +129,8 @@ def bench_util(*, networks: tuple[str, ...] = NETWORKS,
             method, options = PTQ[pe]
             net = quantize(model, method, bits=bits, data=data, seed=0, progress=progress,
                            **options).network
-            r = network_util(net, pe=pe, lanes=lanes, simd=simd, pack=pack)
+            r = network_util(net, pe=pe, lanes=lanes, simd=simd, pack=pack,
+                             depthwise=depthwise)
             clock = routed_fmax(hw_json, pe, lanes, simd) if hw_json else None
             source = "hwq bench hw (routed)" if clock else "given" if fmax else None
             clock = clock or fmax
@@ -131,6 +138,7 @@ def bench_util(*, networks: tuple[str, ...] = NETWORKS,
                      inferences_per_s=clock * 1e6 / r["cycles"] if clock else None)
             rows.append(r)
     return {"bench": "util", "lanes": lanes, "simd": simd, "bits": bits, "pack": pack,
+            "depthwise": depthwise,
             "definition": "utilization = MACs / (cycles x lanes x simd), MACs of the layers' "
                           "own weights zeros included; nonzero_utilization counts nonzero-"
                           "weight MACs (shift_add, multiply) or the 1-bits of nonzero weights' "
@@ -141,7 +149,8 @@ def bench_util(*, networks: tuple[str, ...] = NETWORKS,
 def format_util(result: dict[str, Any]) -> str:
     """Markdown tables: one summary, then per-layer figures of every network and PE."""
     out = [f"MAC utilization on {result['lanes']}x{result['simd']} cores (cycle model, K "
-           f"packing {result.get('pack', 'off')})", "",
+           f"packing {result.get('pack', 'off')}, depthwise mode "
+           f"{result.get('depthwise', 'off')})", "",
            "| network | PE | packed | cycles | ideal | utilization | nonzero util. | "
            "inferences/s |",
            "|---|---|---|---|---|---|---|---|"]
@@ -156,7 +165,8 @@ def format_util(result: dict[str, Any]) -> str:
                 "| layer | op | MACs | ideal | cycles | utilization | nonzero util. |",
                 "|---|---|---|---|---|---|---|"]
         for lay in r["layers"]:
-            kind = lay["kind"] + (f" + pool {lay['fused']}" if "fused" in lay else "")
+            kind = lay["kind"] + (f" + pool {lay['fused']}" if "fused" in lay else "") \
+                + (" (depthwise mode)" if lay.get("dw") else "")
             out.append(f"| {lay['name']} | {kind} | {lay['macs']} "
                        f"| {lay['ideal_cycles']:.0f} | {lay['cycles']} "
                        f"| {_pct(lay['utilization'])} | {_pct(lay['nonzero_utilization'])} |")

@@ -41,6 +41,9 @@ K packing (``CoreConfig.pack``, :mod:`hwq.layout.kpack`): a micro-op may carry t
 partial last channel tiles of two taps; ``steps(g)`` then counts the packed micro-ops
 (the merged tile is one tile: one micro-op per non-zero term, bit_serial one per non-zero
 bit-plane of the merged tile).
+
+Depthwise mode (``CoreConfig.depthwise``, :mod:`hwq.layout.dwmode`): one descriptor per
+channel tile, :func:`depthwise_cycles` each (a row's first position runs its own program).
 """
 
 from __future__ import annotations
@@ -165,6 +168,24 @@ def matmul_cycles(*, positions: int, steps: np.ndarray | list[int], lanes: int, 
     w = np.maximum(np.asarray(steps, dtype=np.int64), floor)
     # the write-back of the layer's last group takes `floor` cycles
     return positions * int(w.sum()) + overheads.matmul + floor - 1
+
+
+def depthwise_cycles(*, out_h: int, out_w: int, row_steps: int, steps: int,
+                     overheads: Overheads = OVERHEADS) -> int:
+    """Cycles of one channel tile of a depthwise conv in the array's depthwise mode
+    (:mod:`hwq.layout.dwmode`): ``row_steps`` micro-ops at the first position of each
+    output row, ``steps`` at the others, one group (``lanes == simd``)::
+
+        cycles = out_h * (row_steps + (out_w - 1) * steps) + matmul_overhead
+
+    >>> depthwise_cycles(out_h=28, out_w=28, row_steps=5, steps=2, overheads=Overheads())
+    1652
+    """
+    out_h = check_int(out_h, "Output rows", 1, 1 << 30)
+    out_w = check_int(out_w, "Output columns", 1, 1 << 30)
+    row_steps = check_int(row_steps, "Micro-ops of a row's first position", 1, 1 << 30)
+    steps = check_int(steps, "Micro-ops of a position", 1, 1 << 30)
+    return out_h * (row_steps + (out_w - 1) * steps) + overheads.matmul
 
 
 def maxpool_cycles(*, channels: int, out_positions: int, simd: int, taps: int = 4,

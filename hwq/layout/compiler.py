@@ -60,6 +60,9 @@ from hwq.layout.acttiles import (
     tile_layer,
 )
 from hwq.layout.alloc import Interval, allocate
+from hwq.layout.dwmode import DwLayer, plan_layer
+from hwq.layout.dwmode import descriptors as dw_descriptors
+from hwq.layout.dwmode import image as dw_image
 from hwq.layout.encode import MatmulTerms, matmul_terms
 from hwq.layout.program import Program, Tensor, Window
 from hwq.layout.tiling import WEIGHT_PLACES, external_needs, tile_descriptors
@@ -81,6 +84,7 @@ class _Layer:
     terms: MatmulTerms | None = None
     pool: Pool | None = None      # a max pool fused into this matmul's write-back
     pool_name: str | None = None  # its op
+    dw: DwLayer | None = None     # the depthwise mode's mapping (:mod:`hwq.layout.dwmode`)
 
 
 @dataclass(eq=False)
@@ -96,19 +100,22 @@ class _Plan:
     window: Window | None = None           # the input's im2col order, if it has one
 
 
-def _plan(network: QuantizedNetwork, config: CoreConfig, *, fuse: bool = True) -> _Plan:
+def _plan(network: QuantizedNetwork, config: CoreConfig, *, fuse: bool = True,
+          dw: bool = True) -> _Plan:
     """The plan of ``network`` on ``config``: with the input in im2col order when that packs
     the first layer's taps (:func:`_input_window`) and the activation memory holds it, else
     with the input as stored; with the max pools :func:`_fusable` allows fused unless
-    ``fuse`` is False (a program with activation tiles, :mod:`hwq.layout.acttiles`)."""
-    plan = _plan_with(network, config, window=True, fuse=fuse)
+    ``fuse`` is False (a program with activation tiles, :mod:`hwq.layout.acttiles`); with
+    the depthwise mode's layers (:mod:`hwq.layout.dwmode`) unless ``dw`` is False (weight or
+    activation tiles)."""
+    plan = _plan_with(network, config, window=True, fuse=fuse, dw=dw)
     if plan.window is not None and _needs(plan)["act_depth"] > config.act_depth:
-        return _plan_with(network, config, window=False, fuse=fuse)
+        return _plan_with(network, config, window=False, fuse=fuse, dw=dw)
     return plan
 
 
 def _plan_with(network: QuantizedNetwork, config: CoreConfig, *, window: bool,
-               fuse: bool = True) -> _Plan:
+               fuse: bool = True, dw: bool = True) -> _Plan:
     shapes = network.tensor_shapes()
     storage = {INPUT: Storage.of_shape(network.input_shape)}
     owner = {INPUT: INPUT}
@@ -160,7 +167,16 @@ def _plan_with(network: QuantizedNetwork, config: CoreConfig, *, window: bool,
             chans = [storage[t].chw[0] for t in layer.sources]
             layer.terms = matmul_terms(layer.prim, chans, config, layer.op.name)
             floor = cyc.min_group_steps(config.lanes, s)
-            weight_words += int(np.maximum(layer.terms.group_steps(config.pe), floor).sum())
+            steps = np.maximum(layer.terms.group_steps(config.pe), floor)
+            if dw and config.depthwise and layer.pool is None:
+                plain = matmul_terms(layer.prim, chans, replace(config, pack=False,
+                                                                depthwise=False), layer.op.name)
+                layer.dw = plan_layer(layer.prim, chans, config, plain, layer.out_chw[1:],
+                                      steps)
+            if layer.dw is not None:
+                weight_words += sum(sum(layer.dw.steps(t)) for t in range(layer.dw.tiles))
+            else:
+                weight_words += int(steps.sum())
             param_words += math.ceil(layer.out_chw[0] / config.lanes)
     return _Plan(layers=layers, owner=owner, storage=storage, intervals=intervals,
                  weight_words=weight_words, param_words=param_words, window=window)
@@ -274,7 +290,8 @@ def _words(st: Storage, simd: int) -> int:
 def _needs(plan: _Plan) -> dict[str, int]:
     """Words (descriptors) each memory must hold."""
     _, peak = allocate(plan.intervals)
-    return {"desc_depth": len(plan.layers), "act_depth": peak,
+    descs = sum(1 if lay.dw is None else lay.dw.tiles for lay in plan.layers)
+    return {"desc_depth": descs, "act_depth": peak,
             "weight_depth": plan.weight_words, "param_depth": plan.param_words}
 
 
@@ -294,7 +311,8 @@ PACK_CHOICES = ("auto", "on", "off")
 
 def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
                 dsp: str = "inferred", weights: str = "auto", activations: str = "auto",
-                pack: str | bool = "off", **fields: int) -> CoreConfig:
+                pack: str | bool = "off", depthwise: str | bool = "off",
+                **fields: int) -> CoreConfig:
     """The narrowest :class:`~hwq.config.CoreConfig` of ``pe`` that runs ``network``.
 
     Weight bits: the widest layer's, within the PE's range. Codebook entries
@@ -313,11 +331,17 @@ def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
     and the activation memory they use. K packing (``pack``, :mod:`hwq.layout.kpack`):
     ``"on"`` (or True), ``"off"`` (or False, the default: packing costs a second copy of the
     activation memory), ``"auto"``: on when it lowers the network's modelled cycles
-    (:func:`network_cycles`; the fetch stage it adds costs every layer one cycle). ``fields``
-    set any other field (or override these).
+    (:func:`network_cycles`; the fetch stage it adds costs every layer one cycle). The
+    depthwise mode (``depthwise``, :mod:`hwq.layout.dwmode`): ``"on"`` (it turns packing
+    on: it needs the second read port), ``"off"`` (the default), ``"auto"``: on when the
+    core can have it (``lanes == simd >= 8``; multiply with ``dsp="inferred"``) and it
+    lowers the modelled cycles. ``fields`` set any other field (or override these).
     """
     if pack not in (*PACK_CHOICES, True, False):
         raise ValueError(f"Packing must be one of {', '.join(PACK_CHOICES)}, not {pack!r}")
+    if depthwise not in (*PACK_CHOICES, True, False):
+        raise ValueError(f"Depthwise mode must be one of {', '.join(PACK_CHOICES)}, not "
+                         f"{depthwise!r}")
     ops = network.weight_ops()
     low, high = CoreConfig.WEIGHT_BITS[pe]
     wbits = min(max(max((int(op.spec.max_bits()) for op in ops), default=low), low), high)
@@ -354,6 +378,13 @@ def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
     if base["pack"]:
         probe = replace(probe, pack=True)
         plan = _plan(network, probe)
+    if depthwise == "auto":
+        depthwise = (lanes == simd >= 8 and (pe != "multiply" or dsp == "inferred")
+                     and _dw_gains(network, probe))
+    if depthwise in ("on", True):
+        base.update(pack=True, depthwise=True)
+        probe = replace(probe, pack=True, depthwise=True)
+        plan = _plan(network, probe)
     if "pool_words" not in fields:
         need = _fused_need(network, probe)
         base["pool_words"] = 1 << max(0, need - 1).bit_length() if need else 0
@@ -377,6 +408,7 @@ def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
         needs.update(weight_depth=ext_needs["weight_depth"], desc_depth=ext_needs["desc_depth"])
 
     if ext_weights:
+        plan = _plan(network, probe, dw=False)      # weight tiles: no depthwise mode
         weight_buffers()
     if activations not in ACT_PLACES:
         raise ValueError(f"Activations must be one of {', '.join(ACT_PLACES)}, not "
@@ -392,7 +424,7 @@ def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
             base["pool_words"] = 0
         probe = replace(probe, act_depth=depth, ext_bits=ext, pool_words=base["pool_words"])
         # the input as stored if its windows do not fit; the pools unfused
-        plan = _plan(network, probe, fuse=False)
+        plan = _plan(network, probe, fuse=False, dw=False)
         tiles = _spill(network, plan, probe, every=activations == "external")
         if ext_weights:
             weight_buffers()            # of this plan (the first layer's taps may be unpacked)
@@ -416,6 +448,14 @@ def _packing_gains(network: QuantizedNetwork, config: CoreConfig) -> bool:
         return False
     cycles = [sum(e["cycles"] for e in network_cycles(network, replace(config, pack=on)))
               for on in (False, True)]
+    return cycles[1] < cycles[0]
+
+
+def _dw_gains(network: QuantizedNetwork, config: CoreConfig) -> bool:
+    """Whether ``network`` takes fewer model cycles with the depthwise mode (and the
+    packing it needs) than on ``config``."""
+    cycles = [sum(e["cycles"] for e in network_cycles(network, c))
+              for c in (config, replace(config, pack=True, depthwise=True))]
     return cycles[1] < cycles[0]
 
 
@@ -470,11 +510,14 @@ def compile(network: QuantizedNetwork, config: CoreConfig, *,  # noqa: A001
         activations == "auto" and config.external and needs["act_depth"] > config.act_depth)
     tiles = None
     if spill:
-        plan = _plan(network, config, fuse=False)    # row tiles run their pools unfused
+        # row tiles run their pools unfused, and no layer in the depthwise mode
+        plan = _plan(network, config, fuse=False, dw=False)
         tiles = _spill(network, plan, config, every=activations == "external")
         del needs["act_depth"]          # the tiles' staging buffers: fitted by _spill
         needs["desc_depth"] = 0         # the tiles' descriptors: checked after cutting them
     if external:
+        if not spill and any(lay.dw is not None for lay in plan.layers):
+            plan = _plan(network, config, dw=False)     # weight tiles: no depthwise mode
         del needs["weight_depth"]       # the tiles' buffers: checked when cutting the tiles
         needs["desc_depth"] = 0         # the tiles' descriptors: checked after cutting them
     short = {f: n for f, n in needs.items() if n > getattr(config, f)}
@@ -570,7 +613,11 @@ def _pack(network: QuantizedNetwork, config: CoreConfig, plan: _Plan, *,
             if need > config.acc_bits:
                 raise ValueError(f"{op.name}: the accumulator needs {need} bits for this layer, "
                                  f"the core has {config.acc_bits} (raise acc_bits)")
-            img, fields, meta = _matmul_image(op.name, prim, terms, srcs, w, config, words)
+            if layer.dw is not None:     # the depthwise mode: its own micro-ops
+                img, fields = dw_image(layer.dw, w, srcs[0].ct, words), layer.dw.fields
+                meta = {"groups": layer.dw.tiles, "steps": []}
+            else:
+                img, fields, meta = _matmul_image(op.name, prim, terms, srcs, w, config, words)
             prm = _params(prim, config, words)
             layer_imgs.append(img)
             if external:                 # each layer's micro-ops from 0; tiled below
@@ -602,6 +649,12 @@ def _pack(network: QuantizedNetwork, config: CoreConfig, plan: _Plan, *,
                                                  lanes=config.lanes, simd=s,
                                                  overheads=overheads)
                         + (FUSED_WRITE_STAGES if layer.pool is not None else 0))
+        if layer.dw is not None:
+            dw_descs, dw_infos = dw_descriptors(d, info, layer.dw, w_base, overheads)
+            descs += dw_descs
+            infos += dw_infos
+            desc_imgs += [layer_imgs[-1]] * len(dw_descs)
+            continue
         if tiles is not None and i in tiles.tiles:
             kept = [t for t in (layer.sources[0], layer.out) if t not in tiles.external]
             t_descs, t_infos = tile_layer(
@@ -803,7 +856,10 @@ def network_cycles(network: QuantizedNetwork, config: CoreConfig) -> list[dict[s
     which names that matmul in ``fused_into``) and, for matmul layers, ``words`` (micro-ops
     per group), ``positions`` (that it computes), ``macs`` (products of nonzero weights per
     inference), ``bit_ops`` (their one-bits at each weight's narrowest two's complement
-    width) and ``fused`` (the max pool in its write-back, if any).
+    width) and ``fused`` (the max pool in its write-back, if any); a layer in the depthwise
+    mode (:mod:`hwq.layout.dwmode`) has ``dw`` and, as ``steps``, each channel tile's
+    micro-ops of a row's first position and of the others (its ``cycles``: the sum of its
+    descriptors').
     """
     plan = _plan(network, config)
     overheads = cyc.core_overheads(config.pack)
@@ -829,11 +885,17 @@ def network_cycles(network: QuantizedNetwork, config: CoreConfig) -> list[dict[s
                 entry["fused"] = layer.pool_name
             w = layer.prim.weight[layer.prim.weight != 0]
             entry.update(steps=steps.tolist(), positions=positions,
-                         cycles=cyc.matmul_cycles(positions=positions, steps=steps,
-                                                  lanes=config.lanes, simd=config.simd,
-                                                  overheads=overheads)
-                         + (FUSED_WRITE_STAGES if layer.pool is not None else 0),
                          macs=positions * int(w.size),
                          bit_ops=positions * int(cyc.bit_ops(w)))
+            if layer.dw is not None:        # the depthwise mode: one descriptor per tile
+                entry.update(steps=[list(layer.dw.steps(t)) for t in range(layer.dw.tiles)],
+                             dw=True, cycles=sum(layer.dw.cycles(*layer.out_chw[1:],
+                                                                 overheads)))
+                out.append(entry)
+                continue
+            entry["cycles"] = cyc.matmul_cycles(positions=positions, steps=steps,
+                                                lanes=config.lanes, simd=config.simd,
+                                                overheads=overheads) \
+                + (FUSED_WRITE_STAGES if layer.pool is not None else 0)
         out.append(entry)
     return out

@@ -28,6 +28,7 @@ from hwq.golden.formats import IntFormat, PotFormat
 from hwq.golden.memory import store_cycles
 from hwq.golden.requant import requantize
 from hwq.hardware import FUSED_WRITE_STAGES, LOAD_CHECK_STAGES, LOAD_DESCRIPTOR_CYCLES
+from hwq.layout.dwmode import SLOTS, window_macs, window_step
 from hwq.layout.program import Program
 from hwq.layout.words import FMT_CODEBOOK, KIND_POOL, CoreWords, core_words
 
@@ -173,6 +174,15 @@ def run_images(config: CoreConfig, images: Mapping[str, np.ndarray],
             positions = int(d["out_h"] * d["out_w"])
             runs.append(LayerRun(index=i, kind="pool", positions=positions, steps=(),
                                  cycles=layer_cycles(config, d)))
+        elif d.get("dw", 0):
+            progs, params = _dw_words(config, words, images, d, i)
+            reads = _matmul_accesses(d, _join(progs), config)[0]
+            groups = max(int(prog["glast"].sum()) for prog in progs)
+            _check_disjoint(i, reads, (_matmul_walk(d)[3][:, None] + np.arange(groups)).ravel())
+            _dw_matmul(act, d, progs, params, config)
+            steps = tuple(len(prog["glast"]) for prog in progs)
+            runs.append(LayerRun(index=i, kind="matmul", positions=int(d["out_h"] * d["out_w"]),
+                                 steps=steps, cycles=layer_cycles(config, d, steps)))
         else:
             micro, params = _layer_words(config, words, images, d, i)
             _check_disjoint(i, *_matmul_accesses(d, micro, config))
@@ -240,10 +250,12 @@ class _Loads:
                              "descriptor")
         if self.flight is not None and computes and d["kind"] != KIND_POOL:
             lo, hi = self.flight
-            if d["w_base"] <= hi and lo <= d["w_last"]:
-                raise ValueError(f"Descriptor {i}: reads weight words {d['w_base']}.."
-                                 f"{d['w_last']} while a load into {lo}..{hi} is in flight "
-                                 "(it must wait)")
+            ranges = [("w_base", "w_last")] + ([("w_base2", "w_last2")] if d.get("dw") else [])
+            for first, last in ranges:      # a depthwise descriptor: both programs
+                if d[first] <= hi and lo <= d[last]:
+                    raise ValueError(f"Descriptor {i}: reads weight words {d[first]}.."
+                                     f"{d[last]} while a load into {lo}..{hi} is in flight "
+                                     "(it must wait)")
 
     def _span(self, i: int, what: str, first: int, n: int, size: int, where: str) -> None:
         if first + n > size:
@@ -300,7 +312,8 @@ def layer_cycles(config: CoreConfig, desc: Mapping[str, object],
         one decoded descriptor (field name -> value, see :func:`hwq.layout.words.core_words`).
     group_steps : sequence of int
         matmul: the micro-ops stored for each output-channel group, in order (the compiler's
-        padding included); ignored for a pool.
+        padding included); a depthwise descriptor (``dw``): the micro-ops of a row's first
+        position and of the others; ignored for a pool.
 
     Returns
     -------
@@ -325,6 +338,11 @@ def layer_cycles(config: CoreConfig, desc: Mapping[str, object],
                                   out_positions=positions, simd=config.simd,
                                   taps=int(desc["kernel_h"]) * int(desc["kernel_w"]),
                                   overheads=cyc.core_overheads(config.pack)) + check
+    if desc.get("dw", 0):               # the depthwise mode: a row's first position, the others
+        row, steady = group_steps
+        return cyc.depthwise_cycles(out_h=int(desc["out_h"]), out_w=int(desc["out_w"]),
+                                    row_steps=row, steps=steady,
+                                    overheads=cyc.core_overheads(config.pack)) + check
     if desc.get("fuse", 0):             # a fused pool's registered write
         check += FUSED_WRITE_STAGES
     return cyc.matmul_cycles(positions=positions, steps=list(group_steps), lanes=config.lanes,
@@ -525,3 +543,65 @@ def _matmul(mem: np.ndarray, d: dict, micro: dict, params: dict, config: CoreCon
             mem[:, out + g // r, (g % r) * p:(g % r + 1) * p] = y
         acc[:] = 0
         g += 1
+
+
+def _dw_words(config: CoreConfig, words: CoreWords, images: Mapping[str, np.ndarray],
+              d: dict, i: int) -> tuple[list[dict], dict]:
+    """Decoded micro-ops of a depthwise descriptor's two programs (a row's first position:
+    ``w_base .. w_last``; the others: ``w_base2 .. w_last2``) and its parameter words."""
+    if d.get("fuse", 0):
+        raise ValueError(f"Descriptor {i}: the depthwise mode (dw) and a fused pool (fuse) "
+                         "cannot be combined")
+    progs, groups = [], 1
+    for lo, hi in (("w_base", "w_last"), ("w_base2", "w_last2")):
+        micro, params = _layer_words(config, words, images,
+                                     {**d, "w_base": d[lo], "w_last": d[hi]}, i)
+        if not micro["glast"][-1]:
+            raise ValueError(f"Descriptor {i}: a depthwise program ({lo} .. {hi}) must end "
+                             "with glast (a group does not span output positions)")
+        progs.append(micro)
+        if int(micro["glast"].sum()) > groups:
+            groups = int(micro["glast"].sum())
+    p_base, param = int(d["p_base"]), images["param"]
+    return progs, words.param.unpack(param[p_base:p_base + groups])
+
+
+def _join(progs: list[dict]) -> dict:
+    """Both programs' micro-op fields as one (for the accesses they make)."""
+    return {k: np.concatenate([p[k] for p in progs]) for k in progs[0]}
+
+
+def _dw_matmul(mem: np.ndarray, d: dict, progs: list[dict], params: dict,
+               config: CoreConfig) -> None:
+    """One depthwise descriptor (:mod:`hwq.layout.dwmode`): the output rows side by side,
+    column by column; per micro-op the window's update, then the array's products of it."""
+    p, s = config.lanes, config.simd
+    oh_n, ow_n = int(d["out_h"]), int(d["out_w"])
+    n = mem.shape[0]
+    rows = np.arange(oh_n)
+    window = np.zeros((n, oh_n, SLOTS, s), np.int64)
+    acc = np.zeros((n, oh_n, p), np.int64)
+    half = 1 << (config.acc_bits - 1)
+    mask = (1 << config.acc_bits) - 1
+    ih0 = rows * d["stride_h"] - d["pad_t"]
+    for ow in range(ow_n):
+        micro = progs[0] if ow == 0 else progs[1]
+        pos = d["pos0"] + rows * d["row_step"] + ow * d["col_step"]
+        iw0 = np.full(oh_n, ow * d["stride_w"] - d["pad_l"])
+        out = d["out_base"] + (rows * d["out_w"] + ow) * d["out_ct"]
+        g = 0
+        for k in range(micro["glast"].shape[0]):
+            writes = [(u, v, _word(mem, d, pos, ih0, iw0, off, u, v))
+                      for off, u, v in _words_read(micro, k)]
+            window_step(window, first=k == 0, row_first=ow == 0, stride_w=int(d["stride_w"]),
+                        writes=writes)
+            acc += window_macs(window, _decode(config, d, micro, k), int(micro["hi"][k]))
+            acc = ((acc + half) & mask) - half  # the accumulator wraps at acc_bits
+            if not micro["glast"][k]:
+                continue
+            y = requantize(acc.reshape(-1, p), params["bias"][g], params["m"][g],
+                           params["s"][g], lo=int(d["lo"]), hi=int(d["hi"])).reshape(n, oh_n, p)
+            if g < _out_lim(d):
+                mem[:, out + g] = y
+            acc[:] = 0
+            g += 1

@@ -40,7 +40,7 @@ from hwq.serialize import atomic_write, parse_json
 
 MAGIC = b"HWQPROG\0"
 FORMAT = "hwq.Program"
-FORMAT_VERSION = 8
+FORMAT_VERSION = 9
 #: version 2: descriptors carry stride_h, stride_w, pad_t, pad_l (graph IR); matmuls may
 #: read several tensors. Version 3: the input tensor may be stored in im2col order
 #: (``input.window``, see :class:`Window`). Version 5: activation loads and stores over
@@ -49,6 +49,8 @@ FORMAT_VERSION = 8
 #: ``tap_sh``, ``tap_sw`` on cores with ``pool_words``; the layer's ``fused`` names the pool
 #: op). Version 8: a core with ``pack`` (K packing) has micro-ops that read two
 #: activation words (``off2``, ``u2``, ``v2``, ``split``; :mod:`hwq.layout.kpack`).
+#: Version 9: a core with ``depthwise`` has the micro-op field ``hi`` and the descriptor
+#: fields ``dw``, ``w_base2``, ``w_last2`` (:mod:`hwq.layout.dwmode`).
 #: Images of a Program, in container order (the activation memory holds no image).
 IMAGES = ("desc", "weight", "param")
 #: Sections of the container: the memory images, then the external memory image (weight
@@ -62,7 +64,7 @@ SECTION_FIELDS = ("name", "words", "chunks", "offset", "nbytes", "crc32")
 LAYER_FIELDS = ("name", "kind", "op", "cycles")
 LAYER_FACTS = ("steps", "positions", "w_base", "w_words", "p_base", "groups", "k_tiles",
                "tile_mask", "tile_bits", "tile", "wait", "ld_words", "ld_src", "ld_act",
-               "st_words", "st_dst", "rows", "fused")
+               "st_words", "st_dst", "rows", "fused", "dw_tile")
 LAYER_LISTS = ("steps", "tile_mask", "tile_bits", "tile", "rows")
 
 
@@ -426,8 +428,9 @@ class _HeaderCheck:
         probe = CoreConfig(pe=d["pe"])
         for key in CoreConfig.INT_FIELDS:
             self.integer(d, key, "config", *probe.int_range(key))
-        if type(d["pack"]) is not bool:
-            raise self.fail("config.pack", d["pack"], "true or false")
+        for key in ("pack", "depthwise"):
+            if type(d[key]) is not bool:
+                raise self.fail(f"config.{key}", d[key], "true or false")
         try:
             return CoreConfig.from_dict(d)
         except ValueError as exc:  # what no one field shows (lanes and simd must divide)

@@ -20,6 +20,9 @@ Memories and their words (``P`` lanes, ``S`` SIMD, ``A`` activation address bits
             ``B[j - split]``, A the word at ``off`` and B the word at ``off2``, each zero
             in the padding; its weights at lanes no activation fills are 0
             (:mod:`hwq.layout.kpack`).
+            A core with ``depthwise`` adds ``hi`` after ``split``: in a depthwise descriptor
+            (``dw``) SIMD 0 then multiplies window slot 8 instead of slot 0
+            (:mod:`hwq.layout.dwmode`).
 ``param``   per group of ``P`` output channels: ``bias`` (int32), ``m`` (24-bit), ``s``
             (6-bit) for each lane.
 ``desc``    one layer descriptor (see :func:`desc_layout`).
@@ -49,6 +52,12 @@ positions of each max-pool window (``kernel_h x kernel_w`` taps, the conv positi
 window's requantized outputs. Its ``out_h``, ``out_w``, ``stride_*``, ``*_step`` and
 ``out_*`` fields then describe the pooled positions (:func:`hwq.layout.compiler.compile`).
 A pool descriptor ignores ``fuse``, ``tap_sh`` and ``tap_sw`` (its taps step by 1).
+
+Depthwise mode (cores with ``depthwise``, :mod:`hwq.layout.dwmode`): a matmul descriptor
+with ``dw`` runs the micro-ops ``w_base .. w_last`` at the first position of each output
+row and ``w_base2 .. w_last2`` at the others; its micro-ops write the words they read into
+the window register file and the array multiplies the window (lane ``l``, SIMD ``j``:
+element ``l`` of slot ``j``), not the read word.
 """
 
 from __future__ import annotations
@@ -271,6 +280,8 @@ def core_words(config: CoreConfig) -> CoreWords:
     if config.pack:
         header += [Field("off2", a_bits), Field("u2", dim), Field("v2", dim),
                    Field("split", (s - 1).bit_length())]
+    if config.depthwise:
+        header.append(Field("hi", 1))
     if config.pe == "bit_serial":
         weight = WordLayout("weight", header + [Field("shift", 3), Field("neg", 1),
                                                 Field("w", 1, count=p * s, array=True)])
@@ -304,6 +315,8 @@ def core_words(config: CoreConfig) -> CoreWords:
                         Field("st_src", a_bits), Field("st_dst", EXT_SRC_BITS)]
     if config.pool_words:
         desc_fields += [Field("fuse", 1), Field("tap_sh", dim), Field("tap_sw", dim)]
+    if config.depthwise:
+        desc_fields += [Field("dw", 1), Field("w_base2", w_bits), Field("w_last2", w_bits)]
     desc = WordLayout("desc", desc_fields)
     return CoreWords(act=act, weight=weight, param=param, desc=desc, act_addr_bits=a_bits,
                      weight_addr_bits=w_bits, param_addr_bits=p_bits, desc_addr_bits=d_bits,

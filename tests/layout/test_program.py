@@ -109,8 +109,8 @@ HEADER = "format, format_version, hwq_version, config, fingerprint, input, outpu
 
 @pytest.mark.parametrize("edit, expect", [
     # the version inside the header
-    (_set("format_version", 6), "field format_version must be 8 (the version hwq 0.1.0 reads), not 6"),
-    (_set("format_version", "7"), "field format_version must be 8 (the version hwq 0.1.0 reads), not '7'"),
+    (_set("format_version", 6), "field format_version must be 9 (the version hwq 0.1.0 reads), not 6"),
+    (_set("format_version", "7"), "field format_version must be 9 (the version hwq 0.1.0 reads), not '7'"),
     # keys missing or unknown
     (_drop("layers"), "field layers must be present, not missing"),
     (_set("extra", 1), f"field extra must be left out (the fields are {HEADER}), not 1"),
@@ -120,7 +120,7 @@ HEADER = "format, format_version, hwq_version, config, fingerprint, input, outpu
     (_set("layers.0.colour", "red"), "field layers[0].colour must be left out (the fields are "
      "name, kind, op, cycles, steps, positions, w_base, w_words, p_base, groups, k_tiles, "
      "tile_mask, tile_bits, tile, wait, ld_words, ld_src, ld_act, st_words, st_dst, rows, "
-     "fused), not 'red'"),
+     "fused, dw_tile), not 'red'"),
     # types: no coercion
     (_set("config.act_bits", "8"), "field config.act_bits must be an integer in 2..16, not '8'"),
     (_set("config.act_bits", 8.9), "field config.act_bits must be an integer in 2..16, not 8.9"),
