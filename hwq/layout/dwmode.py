@@ -18,8 +18,9 @@ The micro-op then multiplies the window after its writes: lane ``l``, SIMD ``j``
 element ``l`` of slot ``j`` (SIMD 0: slot 8 when the micro-op's ``hi`` is set; SIMD ``j >=
 9``: 0). Accumulators, requant and write-back are those of any group.
 
-Programs (:func:`programs`): a row's first position reads all the kernel's taps, two per
-micro-op (``ceil(KH * KW / 2)``); the others read only the columns the shift did not bring
+Programs (:func:`programs`): a row's first position reads the kernel's taps right of the
+left padding, two per micro-op (``ceil(KH * (KW - pad_l) / 2)``: 3 for 3x3 with padding 1,
+the cleared window holding the padding's zeros); the others read only the columns the shift did not bring
 (stride 1, 3x3: 3 words in 2 micro-ops; stride 2: 6 words in 3). The address generator
 runs ``w_base .. w_last`` at the first position of a row, ``w_base2 .. w_last2`` at the
 others. Each program's micro-ops multiply the taps once each: tap 8 (with ``hi``) and taps
@@ -84,7 +85,10 @@ def _program(new: list[tuple[int, int]], taps: list[tuple[int, int]]) -> list[Dw
     mid = [j for j in slots if j not in (0, 8)]
     if not hi8:
         return [DwOp(r, 0, tuple(slots) if k == n - 1 else ()) for k, r in enumerate(reads)]
-    if n - 2 >= max(written.get(0, -1), 0):   # tap 0 one micro-op before the last
+    if 0 not in written:                      # taps 1..8 in the last micro-op
+        return [DwOp(r, int(k == n - 1), tuple([8, *mid]) if k == n - 1 else ())
+                for k, r in enumerate(reads)]
+    if n - 2 >= max(written[0], 0):           # tap 0 one micro-op before the last
         return [DwOp(r, int(k == n - 1), (0,) if k == n - 2 else
                      tuple([8, *mid]) if k == n - 1 else ()) for k, r in enumerate(reads)]
     # tap 0 is written by the last read: multiply it there, tap 8 in one micro-op more
@@ -92,22 +96,32 @@ def _program(new: list[tuple[int, int]], taps: list[tuple[int, int]]) -> list[Dw
     return [*ops, DwOp(reads[-1], 1, tuple([8, *mid]))]
 
 
-def programs(kh: int, kw: int, stride_w: int) -> tuple[list[DwOp], list[DwOp]]:
+def programs(kh: int, kw: int, stride_w: int, pad_l: int = 0
+             ) -> tuple[list[DwOp], list[DwOp]]:
     """The programs of a ``kh x kw`` kernel: a row's first position, then the others.
+
+    A row's first position reads (and multiplies) only the taps right of the left padding
+    (``v >= pad_l``): the window was cleared, so the padding columns hold 0 and the shift
+    carries those zeros to later positions exactly where they are padding again.
 
     >>> row, steady = programs(3, 3, 1)
     >>> len(row), [op.reads for op in steady], [(op.hi, op.macs) for op in steady]
     (5, [((0, 2), (1, 2)), ((2, 2), (2, 2))], [(0, (0,)), (1, (8, 1, 2, 3, 4, 5, 6, 7))])
     >>> len(programs(3, 3, 2)[1]), len(programs(3, 3, 3)[1]), len(programs(1, 1, 1)[1])
     (3, 5, 1)
+    >>> [len(p) for p in programs(3, 3, 1, pad_l=1)], [len(p) for p in programs(3, 3, 2, 1)]
+    ([3, 2], [3, 3])
     """
     if not (1 <= kh <= COLS and 1 <= kw <= COLS):
         raise ValueError(f"Depthwise kernels must be 1x1 .. 3x3, not {kh}x{kw}")
     if stride_w < 1:
         raise ValueError(f"Stride must be a positive integer, not {stride_w!r}")
+    if pad_l < 0:
+        raise ValueError(f"Left padding must be a non-negative integer, not {pad_l!r}")
     taps = [(u, v) for u in range(kh) for v in range(kw)]
+    live = [(u, v) for u, v in taps if v >= pad_l] or taps
     new = [(u, v) for u, v in taps if v + stride_w >= kw]
-    return _program(taps, taps), _program(new, taps)
+    return _program(live, live), _program(new, taps)
 
 
 def window_step(window: np.ndarray, *, first: bool, row_first: bool, stride_w: int,
@@ -238,7 +252,7 @@ def plan_layer(prim: Matmul, channels: list[int], config: CoreConfig, terms: Any
     n_terms, g_n, kh, kw, ct_n, p, s = t_all.shape
     if g_n != ct_n or p != s:
         return None
-    row, steady = programs(kh, kw, prim.stride[1])
+    row, steady = programs(kh, kw, prim.stride[1], prim.padding[2])
     lane = np.arange(p)
     micro = []
     for t in range(ct_n):

@@ -67,32 +67,40 @@ def test_depthwise_program_equals_golden_and_the_cycle_model(pe, kind, layer):
 
 
 def test_steady_positions_take_two_micro_ops_and_utilization_passes_half():
-    # 16 channels at 28x28, 3x3, stride 1, padding 1 (sepnet's first depthwise conv): a row's
-    # first position loads 9 taps in 5 micro-ops, the others 3 new words in 2
+    # 3x3, stride 1, padding 1 (sepnet's stride-1 depthwise convs: 16 channels at 28x28, 32
+    # at 14x14): a row's first position loads the 6 taps right of the padding in 3
+    # micro-ops, the others 3 new words in 2
     rng = np.random.default_rng(9)
-    net = depthwise_network(rng, channels=16, hw=(28, 28), tail=False)
     config = CoreConfig(pe="shift_add", **DW)
-    program = compile(net, config)
-    dw = program.layers[1:]
-    assert [lay["steps"] for lay in dw] == [[5, 2], [5, 2]]
-    per_tile = 28 * (5 + 27 * 2) + cyc.core_overheads(True).matmul
-    assert [lay["cycles"] for lay in dw] == [per_tile] * 2
-    macs = 16 * 9 * 28 * 28
-    assert macs / (64 * sum(lay["cycles"] for lay in dw)) > 0.5
-    plain = compile(net, CoreConfig(pe="shift_add", pack=True)).layers[1]
-    assert plain["cycles"] == 28 * 28 * 2 * 9 + cyc.core_overheads(True).matmul   # 12.5 %
+    for channels, side in ((16, 28), (32, 14)):
+        net = depthwise_network(rng, channels=channels, hw=(side, side), tail=False)
+        program = compile(net, config)
+        dw = program.layers[1:]
+        tiles = channels // 8
+        assert [lay["steps"] for lay in dw] == [[3, 2]] * tiles
+        per_tile = side * (3 + (side - 1) * 2) + cyc.core_overheads(True).matmul
+        assert [lay["cycles"] for lay in dw] == [per_tile] * tiles
+        macs = channels * 9 * side * side
+        assert macs / (64 * sum(lay["cycles"] for lay in dw)) > 0.5
+        plain = compile(net, CoreConfig(pe="shift_add", pack=True)).layers[1]
+        assert plain["cycles"] == (side * side * tiles * 9
+                                   + cyc.core_overheads(True).matmul)     # 12.5 %
 
 
 def test_programs_read_each_tap_once_per_position_and_multiply_it_once():
-    for (kh, kw), sw in itertools.product(itertools.product((1, 2, 3), repeat=2), (1, 2, 3)):
-        row, steady = programs(kh, kw, sw)
+    for (kh, kw), sw, pad in itertools.product(itertools.product((1, 2, 3), repeat=2),
+                                               (1, 2, 3), (0, 1, 2)):
+        row, steady = programs(kh, kw, sw, pad)
         taps = {u * 3 + v for u in range(kh) for v in range(kw)}
-        for ops, carried in ((row, set()), (steady, {u * 3 + v for u in range(kh)
-                                                     for v in range(kw - sw)})):
+        # a row's first position: the taps right of the left padding (all if none is)
+        live = {u * 3 + v for u in range(kh) for v in range(kw) if v >= pad} or taps
+        for ops, want, carried in ((row, live, set()),
+                                   (steady, taps, {u * 3 + v for u in range(kh)
+                                                   for v in range(kw - sw)})):
             read = {u * 3 + v for op in ops for u, v in op.reads}
-            assert read | carried == taps and not read & carried
+            assert read | carried == want and not read & carried
             macs = [j for op in ops for j in op.macs]
-            assert sorted(macs) == sorted(taps)
+            assert sorted(macs) == sorted(want)
             for k, op in enumerate(ops):         # multiplied at or after its read
                 for j in op.macs:
                     assert j in carried or any(u * 3 + v == j for o in ops[:k + 1]
@@ -100,6 +108,12 @@ def test_programs_read_each_tap_once_per_position_and_multiply_it_once():
                 assert (8 in op.macs) <= op.hi and not (0 in op.macs and op.hi)
     assert [len(p) for p in programs(3, 3, 1)] == [5, 2]
     assert [len(p) for p in programs(3, 3, 2)] == [5, 3]
+    # padding 1: a row's first position reads 6 taps in 3 micro-ops, not 9 in 5
+    assert [len(p) for p in programs(3, 3, 1, 1)] == [3, 2]
+    assert [len(p) for p in programs(3, 3, 2, 1)] == [3, 3]
+    with pytest.raises(ValueError, match="^Left padding must be a non-negative integer, "
+                                         "not -1$"):
+        programs(3, 3, 1, -1)
 
 
 def test_window_shifts_clears_and_feeds_lanes():
