@@ -148,9 +148,11 @@ def bench_util(*, networks: tuple[str, ...] = NETWORKS,
 
 def format_util(result: dict[str, Any]) -> str:
     """Markdown tables: one summary, then per-layer figures of every network and PE."""
+    pack, dw = result.get("pack", "off"), result.get("depthwise", "off")
+    if dw == "on" and pack == "off":
+        pack = "on: the depthwise mode needs it"
     out = [f"MAC utilization on {result['lanes']}x{result['simd']} cores (cycle model, K "
-           f"packing {result.get('pack', 'off')}, depthwise mode "
-           f"{result.get('depthwise', 'off')})", "",
+           f"packing {pack}, depthwise mode {dw})", "",
            "| network | PE | packed | cycles | ideal | utilization | nonzero util. | "
            "inferences/s |",
            "|---|---|---|---|---|---|---|---|"]

@@ -20,14 +20,14 @@ element ``l`` of slot ``j`` (SIMD 0: slot 8 when the micro-op's ``hi`` is set; S
 
 Programs (:func:`programs`): a row's first position reads the kernel's taps right of the
 left padding, two per micro-op (``ceil(KH * (KW - pad_l) / 2)``: 3 for 3x3 with padding 1,
-the cleared window holding the padding's zeros); the others read only the columns the shift did not bring
-(stride 1, 3x3: 3 words in 2 micro-ops; stride 2: 6 words in 3). The address generator
-runs ``w_base .. w_last`` at the first position of a row, ``w_base2 .. w_last2`` at the
-others. Each program's micro-ops multiply the taps once each: tap 8 (with ``hi``) and taps
-1..7 at the last micro-op, tap 0 at the one before (a micro-op more when tap 0 is written
-by the last read). A micro-op is repeated per non-zero term or bit-plane of its weights
-(the shift happens once, rewrites are idempotent) and never dropped for zero weights: its
-reads fill the window. One descriptor per channel tile (``pos0``, ``out_base`` and
+the cleared window holding the padding's zeros); the others read only the columns the
+shift did not bring (stride 1, 3x3: 3 words in 2 micro-ops; stride 2: 6 words in 3). The
+address generator runs ``w_base .. w_last`` at the first position of a row, ``w_base2 ..
+w_last2`` at the others. Each program's micro-ops multiply the taps once each: tap 8 (with
+``hi``) and taps 1..7 at the last micro-op, tap 0 at the one before (a micro-op more when
+tap 0 is written by the last read). A micro-op is repeated per non-zero term or bit-plane
+of its weights (the shift happens once, rewrites are idempotent) and never dropped for zero
+weights: its reads fill the window. One descriptor per channel tile (``pos0``, ``out_base`` and
 ``p_base`` offset by the tile), one group each.
 
 Used for single-source matmuls whose dense weight is diagonal in its channels, with a kernel
