@@ -44,6 +44,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                    help="TQ target average bits, basis included (default 2.0 3.0)")
     t.add_argument("--retrain-epochs", type=integer(0), nargs="+", default=[0, 3], metavar="E",
                    help="retraining budgets in epochs, 0 = post-training (default 0 3)")
+    t.add_argument("--resume", action="store_true",
+                   help="keep the runs already in the output folder's tq.json (an "
+                        "interrupted bench with the same settings; it is written after every "
+                        "run) and run only the missing ones")
     j = sub.add_parser("joint", help="joint sparsity-quantization: accuracy vs compression")
     j.add_argument("--model", default="digits", choices=list(WORKLOADS),
                    help="the workload whose pretrained model and data are compressed "
@@ -227,7 +231,8 @@ def run(args: argparse.Namespace) -> int:
                 full=True, out_dir=folder, bits=tuple(args.bits),
                 seeds=None if args.seeds is None else tuple(args.seeds),
                 model_seeds=None if args.model_seeds is None else tuple(args.model_seeds),
-                retrain_epochs=tuple(args.retrain_epochs), workload=args.model)
+                retrain_epochs=tuple(args.retrain_epochs), workload=args.model,
+                resume=args.resume)
         else:
             result, text = _joint_section(
                 full=True, out_dir=folder, seeds=tuple(args.seeds), workload=args.model,

@@ -89,6 +89,7 @@ def bench_tq(
     plot: bool = True,
     progress: bool = False,
     workload: str = "digits",
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Accuracy vs average bits of TQ (each transform, with and without retraining).
 
@@ -118,6 +119,10 @@ def bench_tq(
     progress : bool
     workload : str, default "digits"
         a :data:`hwq.workloads.WORKLOADS` name: its pretrained model(s) and data.
+    resume : bool, default False
+        keep the runs of ``out_dir/tq.json`` (written after every run, ``complete: false``
+        until the end) when it holds a bench of the same workload and settings, and run only
+        the missing ones; without it an existing file is overwritten.
 
     Returns
     -------
@@ -150,19 +155,54 @@ def bench_tq(
     data = spec.load_data()
     reference = None if model_seeds is not None else _fp32(spec.pretrained(progress=progress),
                                                            data)
+    settings = {"bits": list(bits), "transforms": list(transforms),
+                "retrain_epochs": list(retrain_epochs), "seeds": list(seeds),
+                "calib_size": calib_size, "act_bits": 8, "test_images": len(data.y_test),
+                "average_bits": "weight code bits of the integer network (basis "
+                                "included) / weights of the original network"}
+    if model_seeds is not None:
+        settings["model_seeds"] = list(model_seeds)
+        settings["fp32_models"] = (f"the {workload} model trained with seed s per model seed "
+                                   "s (its recipe with seed s); TQ and baseline seed s")
+    json_path = None if out_dir is None else Path(out_dir) / "tq.json"
+    kept = _resumed(json_path, workload, settings) if resume and json_path else {}
     fp32_by_model: dict[str, float] = {}
-    runs: list[dict[str, Any]] = []
-    gains: dict[str, Any] = {}
+    runs: list[dict[str, Any]] = list(kept.get("runs", []))
+    gains: dict[str, Any] = dict(kept.get("coding_gain_db", {}))
+    done_keys = {_run_key(r) for r in runs}
     base_bits = [int(b) for b in bits if float(b) == int(b) and 2 <= int(b) <= 7]
     total = len(seeds) * len(retrain_epochs) * (
         len(transforms) * len(bits) + (2 * len(base_bits) if baselines else 0))
-    done = [0]
+    done = [len(runs)]
+    if runs:
+        log_line(progress, f"resuming {json_path}: {len(runs)} runs kept")
+
+    def result_dict(complete: bool) -> dict[str, Any]:
+        fp32 = reference[1] if reference is not None else (
+            statistics.fmean(fp32_by_model.values()) if fp32_by_model else None)
+        result: dict[str, Any] = {
+            "benchmark": "tq",
+            "workload": workload,
+            "complete": complete,
+            "fp32_accuracy": fp32,
+            "settings": settings,
+            "coding_gain_db": gains,
+            "summary": _summarize(runs),
+            "runs": runs,
+            "timings": {"total": time.perf_counter() - t0},
+        }
+        if model_seeds is not None:
+            result["fp32_accuracy_by_model_seed"] = fp32_by_model
+        return result
 
     def log(run: dict[str, Any]) -> None:
         done[0] += 1
+        done_keys.add(_run_key(run))
         log_line(progress, f"[{done[0]}/{total}] {_label(run)} {run['target_bits']:g}b "
-                       f"E={run['retrain_epochs']} seed {run['seed']}: "
-                       f"{run['accuracy']:.2f} % ({run['seconds']:.1f} s)")
+                           f"E={run['retrain_epochs']} seed {run['seed']}: "
+                           f"{run['accuracy']:.2f} % ({run['seconds']:.1f} s)")
+        if json_path is not None:          # each run saved: an interrupted bench resumes
+            _write(json_path, result_dict(False))
 
     for seed in seeds:
         if reference is None:  # one model per seed
@@ -174,62 +214,70 @@ def bench_tq(
             model, fp32, fp32_pred = reference
             extra = {}
         for transform in transforms:
+            todo = [(b, e) for b in bits for e in retrain_epochs
+                    if ("tq", transform, float(b), e, seed) not in done_keys]
+            if not todo:
+                continue
             t = time.perf_counter()
             analysis = analyze_tq(model, data, transform=transform, seed=seed,
                                   calib_size=calib_size)
             t_analysis = time.perf_counter() - t
             gains[str(seed)] = analysis.gains
-            for b in bits:
-                for epochs in retrain_epochs:
-                    t = time.perf_counter()
-                    res = quantize_tq(model, data, bits=b, transform=transform, seed=seed,
-                                      retrain_epochs=epochs, analysis=analysis,
-                                      calib_size=calib_size, progress=progress)
-                    metrics = _network_metrics(res.model, res.qweights, data, fp32_pred)
-                    runs.append({
-                        "method": "tq", "transform": transform, "target_bits": float(b),
-                        "average_bits": res.info["average_bits"], "retrain_epochs": epochs,
-                        "seed": seed, **extra, **metrics,
-                        "weight_only_accuracy": evaluate(res.model, data.x_test, data.y_test),
-                        "pruned_channels": {n: v["pruned_channels"]
-                                            for n, v in res.info["layers"].items()},
-                        "seconds": time.perf_counter() - t + t_analysis,
-                    })
-                    log(runs[-1])
+            for b, epochs in todo:
+                t = time.perf_counter()
+                res = quantize_tq(model, data, bits=b, transform=transform, seed=seed,
+                                  retrain_epochs=epochs, analysis=analysis,
+                                  calib_size=calib_size, progress=progress)
+                metrics = _network_metrics(res.model, res.qweights, data, fp32_pred)
+                runs.append({
+                    "method": "tq", "transform": transform, "target_bits": float(b),
+                    "average_bits": res.info["average_bits"], "retrain_epochs": epochs,
+                    "seed": seed, **extra, **metrics,
+                    "weight_only_accuracy": evaluate(res.model, data.x_test, data.y_test),
+                    "pruned_channels": {n: v["pruned_channels"]
+                                        for n, v in res.info["layers"].items()},
+                    "seconds": time.perf_counter() - t + t_analysis,
+                })
+                log(runs[-1])
         if baselines:
             runs.extend(_baselines(model, data, base_bits, retrain_epochs, seed, progress,
-                                   fp32_pred, extra, log))
+                                   fp32_pred, extra, log, done_keys))
 
-    if reference is not None:
-        fp32 = reference[1]
-    else:
-        fp32 = statistics.fmean(fp32_by_model.values())
-    settings = {"bits": list(bits), "transforms": list(transforms),
-                "retrain_epochs": list(retrain_epochs), "seeds": list(seeds),
-                "calib_size": calib_size, "act_bits": 8, "test_images": len(data.y_test),
-                "average_bits": "weight code bits of the integer network (basis "
-                                "included) / weights of the original network"}
-    result: dict[str, Any] = {
-        "benchmark": "tq",
-        "workload": workload,
-        "fp32_accuracy": fp32,
-        "settings": settings,
-        "coding_gain_db": gains,
-        "summary": _summarize(runs),
-        "runs": runs,
-        "timings": {"total": time.perf_counter() - t0},
-    }
-    if model_seeds is not None:
-        settings["model_seeds"] = list(model_seeds)
-        settings["fp32_models"] = (f"the {workload} model trained with seed s per model seed "
-                                   "s (its recipe with seed s); TQ and baseline seed s")
-        result["fp32_accuracy_by_model_seed"] = fp32_by_model
-    if out_dir is not None:
-        out = Path(out_dir)
-        atomic_write(out / "tq.json", (json.dumps(result, indent=2) + "\n").encode())
+    result = result_dict(True)
+    if json_path is not None:
+        _write(json_path, result)
         if plot:
-            plot_tq(result, out / "tq.png")
+            plot_tq(result, Path(out_dir) / "tq.png")
     return result
+
+
+def _run_key(run: dict[str, Any]) -> tuple[Any, ...]:
+    """What identifies a run: method, transform, target bits, retraining epochs, seed."""
+    return (run["method"], run["transform"], float(run["target_bits"]),
+            run["retrain_epochs"], run["seed"])
+
+
+def _write(path: Path, result: dict[str, Any]) -> None:
+    atomic_write(path, (json.dumps(result, indent=2) + "\n").encode())
+
+
+def _resumed(path: Path, workload: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """The result kept in ``path``, an earlier bench of the same workload and settings (an
+    absent file: nothing)."""
+    try:
+        old = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"Cannot resume from {path}: {exc}") from None
+    if not isinstance(old, dict) or old.get("benchmark") != "tq" or not isinstance(
+            old.get("runs"), list):
+        raise ValueError(f"Cannot resume from {path}: not a tq bench result")
+    for key, want in (("workload", workload), ("settings", settings)):
+        if old.get(key) != json.loads(json.dumps(want)):
+            raise ValueError(f"Cannot resume from {path}: it was written with other {key} "
+                             f"({old.get(key)!r}); remove it or run without --resume")
+    return old
 
 
 def _check_model_seeds(model_seeds: Sequence[int]) -> None:
@@ -273,9 +321,10 @@ def _fp32(model: torch.nn.Module, data: Any
 
 
 def _baselines(model, data, bits, retrain_epochs, seed, progress, fp32_pred, extra,
-               log=None) -> list[dict[str, Any]]:
-    """uniform / uniform-qat and inq at each width of ``bits``; ``average_bits`` is the
-    stored weight bits over ``model``'s conv/linear weights; ``log`` is called per run."""
+               log=None, done=frozenset()) -> list[dict[str, Any]]:
+    """uniform / uniform-qat and inq at each width of ``bits``, but the runs whose
+    :func:`_run_key` is in ``done``; ``average_bits`` is the stored weight bits over
+    ``model``'s conv/linear weights; ``log`` is called per run."""
     from hwq.quant.inq import quantize_inq
     from hwq.quant.uniform import quantize_uniform, quantize_uniform_qat
 
@@ -284,6 +333,9 @@ def _baselines(model, data, bits, retrain_epochs, seed, progress, fp32_pred, ext
     for b in bits:
         for epochs in retrain_epochs:
             for method in ("uniform", "inq"):
+                name = "inq" if method == "inq" else "uniform-qat" if epochs else "uniform"
+                if (name, None, float(b), epochs, seed) in done:
+                    continue
                 t = time.perf_counter()
                 folded = fold_batchnorm(model)
                 if method == "uniform" and epochs == 0:

@@ -24,8 +24,8 @@ from hwq.workloads.train import evaluate
 from .stubs import StubFit
 
 #: The keys written before model seeds existed: the default mode keeps exactly these.
-RESULT_KEYS = {"benchmark", "workload", "fp32_accuracy", "settings", "coding_gain_db",
-               "summary", "runs", "timings"}
+RESULT_KEYS = {"benchmark", "workload", "complete", "fp32_accuracy", "settings",
+               "coding_gain_db", "summary", "runs", "timings"}
 SETTINGS_KEYS = {"bits", "transforms", "retrain_epochs", "seeds", "calib_size", "act_bits",
                  "test_images",
                  "average_bits"}
@@ -162,6 +162,35 @@ def test_default_mode_keeps_one_model_and_the_keys(fake, digits_reference):
     assert [p.name for p in fake.cache.iterdir()] == [digits.CACHE_FILE]
 
 
+def test_an_interrupted_bench_resumes_with_the_runs_it_saved(fake, tmp_path, capsys):
+    options = dict(seeds=(0, 1), bits=(2.0,), transforms=("elt",), retrain_epochs=(0,),
+                   plot=False, out_dir=tmp_path)
+    full = bt.bench_tq(**options)
+    assert full["complete"] is True and len(full["runs"]) == 6   # 2 seeds x (TQ + 2)
+    assert len(fake.tq.analyses) == 2
+    # as a bench stopped after its second run left it: every run is saved as it ends
+    saved = json.loads((tmp_path / "tq.json").read_text())
+    saved.update(complete=False, runs=saved["runs"][:2])
+    (tmp_path / "tq.json").write_text(json.dumps(saved))
+    fake.tq.analyses.clear()
+    fake.tq.metrics_calls.clear()
+    resumed = bt.bench_tq(resume=True, progress=True, **options)
+    assert "resuming " in capsys.readouterr().err
+    # seed 0's TQ run is done (no analysis again); its inq and all of seed 1 run
+    assert [(t, s) for _, t, s in fake.tq.analyses] == [("elt", 1)]
+    assert len(fake.tq.metrics_calls) == 4
+    assert [bt._run_key(r) for r in resumed["runs"]] == [bt._run_key(r) for r in full["runs"]]
+    assert resumed["runs"][:2] == saved["runs"] and resumed["complete"] is True
+    assert json.loads((tmp_path / "tq.json").read_text())["complete"] is True
+    # other settings are refused by name; without resume the file is overwritten
+    with pytest.raises(ValueError, match=r"^Cannot resume from .*tq\.json: it was written "
+                                         r"with other settings"):
+        bt.bench_tq(resume=True, **{**options, "bits": (3.0,)})
+    (tmp_path / "tq.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"not a tq bench result$"):
+        bt.bench_tq(resume=True, **options)
+
+
 def test_default_seeds(fake):
     bt.bench_tq(baselines=False, out_dir=None, **TINY)
     assert [s for _, _, s in fake.tq.analyses] == list(bt.DEFAULT_SEEDS) == [0, 1, 2]
@@ -216,7 +245,7 @@ def test_cli_passes_model_seeds_and_retrain_epochs(recorded, tmp_path, capsys):
                  "--bits", "2", "-o", str(out)]) == 0
     assert recorded == [dict(bits=(2.0,), seeds=None, model_seeds=(0, 1, 2),
                              retrain_epochs=(0,), out_dir=out.parent, progress=True,
-                             workload="digits")]
+                             workload="digits", resume=False)]
     assert json.loads(out.read_text()) == {"fp32_accuracy": 99.0, "summary": {}}
     assert capsys.readouterr().out.endswith(f"wrote {out}\n")
 
@@ -225,7 +254,9 @@ def test_cli_defaults_are_unchanged(recorded, tmp_path):
     assert main(["bench", "tq", "-o", str(tmp_path / "tq.json")]) == 0
     assert recorded == [dict(bits=(2.0, 3.0), seeds=(0, 1, 2), model_seeds=None,
                              retrain_epochs=(0, 3), out_dir=tmp_path, progress=True,
-                             workload="digits")]
+                             workload="digits", resume=False)]
+    assert main(["bench", "tq", "-o", str(tmp_path / "tq.json"), "--resume"]) == 0
+    assert recorded[-1]["resume"] is True
 
 
 @pytest.mark.parametrize(("argv", "message"), [
