@@ -7,12 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hwq import golden
 from hwq.config import CoreConfig
 from hwq.layout.compiler import compile as compile_network
 from hwq.layout.compiler import core_config
 from hwq.sim.simulate import simulate
 from hwq.testing import depthwise_network, random_inputs
+
+from .exact import assert_exact_run
 
 #: one 8x8 core per PE type for every layer (one Verilator build each)
 CORE = dict(lanes=8, simd=8, act_depth=2048, weight_depth=1024, param_depth=64, desc_depth=16,
@@ -21,14 +22,6 @@ CORE = dict(lanes=8, simd=8, act_depth=2048, weight_depth=1024, param_depth=64, 
 LAYERS = [(8, (3, 3), 1, 1, (7, 7)), (16, (3, 3), 2, 1, (14, 14)), (12, (3, 3), 1, 0, (5, 5)),
           (8, (3, 3), 2, 0, (7, 5)), (16, (2, 2), 1, 1, (5, 14)), (12, (1, 3), 1, 1, (5, 7))]
 CASES = [("shift_add", "pot"), ("bit_serial", "int"), ("multiply", "int")]
-
-
-def _check(sim, program, net, x):
-    np.testing.assert_array_equal(sim.outputs, golden.run(net, x))
-    np.testing.assert_array_equal(sim.layer_cycles,
-                                  np.broadcast_to(sim.model_layer_cycles, sim.layer_cycles.shape))
-    np.testing.assert_array_equal(sim.cycles, np.full(len(x), program.cycles()))
-    assert sim.cycle_model_mismatches() == []
 
 
 @pytest.mark.parametrize("pe, kind", CASES, ids=[p for p, _ in CASES])
@@ -43,8 +36,8 @@ def test_depthwise_layers_on_the_core(pe, kind):
         program = compile_network(net, config)
         assert sum("dw_tile" in lay for lay in program.layers) == -(-c // 8)
         x = random_inputs(rng, net, 2)
-        _check(simulate(program, None, x, backend="compiled", jobs=1, progress=False),
-               program, net, x)
+        assert_exact_run(simulate(program, None, x, backend="compiled", jobs=1, progress=False),
+                         program, net, x)
 
 
 @pytest.mark.slow
@@ -62,8 +55,8 @@ def test_sepnet_with_the_depthwise_mode():
     dw = {lay["name"] for lay in program.layers if "dw_tile" in lay}
     assert len(dw) == 4                 # 16ch@28x28 s1, 32ch s2, 32ch@14x14 s1, 64ch s2
     x = quantize_input(data.x_test[:3].numpy(), net.input_scale, net.act_bits)
-    _check(simulate(program, None, x, backend="compiled", jobs=1, progress=False),
-           program, net, x)
+    assert_exact_run(simulate(program, None, x, backend="compiled", jobs=1, progress=False),
+                     program, net, x)
 
 
 def test_depthwise_layer_on_both_backends():
@@ -76,4 +69,4 @@ def test_depthwise_layer_on_both_backends():
     net = depthwise_network(rng, channels=12, stride=2, hw=(5, 7), kind="pot", bits=[3, 4])
     program = compile_network(net, config)
     x = random_inputs(rng, net, 1)
-    _check(on_both_backends(program, x), program, net, x)
+    assert_exact_run(on_both_backends(program, x), program, net, x)

@@ -13,6 +13,7 @@ from hwq.layout.compiler import compile as compile_network
 from hwq.sim.simulate import simulate
 from hwq.testing import kpack_network, random_graph_network, random_inputs
 
+from .exact import assert_exact_run
 from .test_core_sim import on_both_backends
 
 #: one core per PE type for both networks (one Verilator build each)
@@ -31,14 +32,6 @@ def _packed_layers(program) -> int:
     return n
 
 
-def _check(sim, program, net, x):
-    np.testing.assert_array_equal(sim.outputs, golden.run(net, x))
-    np.testing.assert_array_equal(sim.layer_cycles,
-                                  np.broadcast_to(sim.model_layer_cycles, sim.layer_cycles.shape))
-    np.testing.assert_array_equal(sim.cycles, np.full(len(x), program.cycles()))
-    assert sim.cycle_model_mismatches() == []
-
-
 def _compiled(program, x):
     return simulate(program, None, x, backend="compiled", jobs=1, progress=False)
 
@@ -54,7 +47,7 @@ def test_packed_core_on_a_graph_and_on_lenet5_shapes(pe, kind):
     program = compile_network(net, config)
     assert _packed_layers(program) >= 1
     x = random_inputs(rng, net, 3)
-    _check(_compiled(program, x), program, net, x)
+    assert_exact_run(_compiled(program, x), program, net, x)
     # LeNet-5's conv2 and fc1 shapes: 20 channels (rem 0 on simd 4: nothing to pack), so on
     # this core 22 channels (rem 2) and 50 channels after it (rem 2)
     net = kpack_network(rng, c_in=22, c_out=50, kernel=(5, 5), padding=0, hw=(12, 12),
@@ -62,7 +55,7 @@ def test_packed_core_on_a_graph_and_on_lenet5_shapes(pe, kind):
     program = compile_network(net, config)
     assert _packed_layers(program) == 2
     x = random_inputs(rng, net, 2)
-    _check(_compiled(program, x), program, net, x)
+    assert_exact_run(_compiled(program, x), program, net, x)
 
 
 def test_lenet5_conv2_on_an_8x8_packed_core():
@@ -76,7 +69,7 @@ def test_lenet5_conv2_on_an_8x8_packed_core():
     program = compile_network(net, config)
     assert program.layers[1]["steps"] == [63] * 7
     x = random_inputs(rng, net, 2)
-    _check(_compiled(program, x), program, net, x)
+    assert_exact_run(_compiled(program, x), program, net, x)
 
 
 def test_packed_core_on_both_backends():
@@ -89,7 +82,7 @@ def test_packed_core_on_both_backends():
     program = compile_network(net, config)
     assert _packed_layers(program) == 2
     x = random_inputs(rng, net, 2)
-    _check(on_both_backends(program, x), program, net, x)
+    assert_exact_run(on_both_backends(program, x), program, net, x)
 
 
 def test_packed_core_with_weights_and_activations_in_external_memory():
