@@ -23,6 +23,7 @@ from hwq.arguments import integer, positive_number
 from hwq.cli import check_output, emit
 from hwq.quant.api import WORKLOADS, quantize
 from hwq.quant.fakequant import CALIBRATIONS
+from hwq.quant.inq import check_schedule
 from hwq.quant.methods import METHODS, get_method
 from hwq.serialize import save
 
@@ -61,6 +62,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--percentile", type=_percentile, default=None,
                         help="percentile of |activation| for --calibration percentile, in "
                              "(0, 100] (default: 99.99)")
+    parser.add_argument("--schedule", type=float, nargs="+", default=None, metavar="P",
+                        help="inq and slq: the accumulated portions quantized per step, "
+                             "increasing, in (0, 1], ending in 1 (default: the method's; "
+                             "inq at 2 bits: the paper's ten-step ternary schedule)")
     tq = parser.add_argument_group("tq (transform quantization)")
     tq.add_argument("--transform", default=None, choices=["elt", "klt", "identity"],
                     help="transform (default: elt)")
@@ -159,6 +164,11 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError(f"--{name.replace('_', '-')} applies only to --method "
                                  f"{owner}, not {args.method!r}")
             options[name] = value
+    if args.schedule is not None:
+        if args.method not in ("inq", "slq"):
+            raise ValueError(f"--schedule applies only to --method inq or slq, not "
+                             f"{args.method!r}")
+        options["schedule"] = check_schedule(args.schedule, args.method.upper())
     if args.method == "joint" and "compression" not in options and "budget_bits" not in options:
         raise ValueError("Method 'joint' needs --compression X or --budget-bits BITS")
     if {"epochs", "lr"} & set(options) and not method.retrains:

@@ -184,6 +184,9 @@ def test_quantize_api_result(digits_model, digits_data):
     (["--method", "joint"], "Method 'joint' needs --compression X or --budget-bits BITS"),
     (["--method", "inq", "--bits", "4", "--anneal-epochs", "5"], "--anneal-epochs applies only to --method joint, not 'inq'"),
     (["--method", "joint", "--compression", "9", "--epochs", "4", "--anneal-epochs", "5"], "Joint anneal epochs must be at most the ADMM epochs (4), not 5"),
+    (["--method", "uniform", "--bits", "4", "--schedule", "0.5", "1"], "--schedule applies only to --method inq or slq, not 'uniform'"),
+    (["--method", "inq", "--bits", "4", "--schedule", "0.5", "0.4", "1"], "INQ schedule must be an increasing list of portions in (0, 1] ending in 1, not [0.5, 0.4, 1.0]"),
+    (["--method", "slq", "--bits", "3", "--schedule", "0.5"], "SLQ schedule must be an increasing list of portions in (0, 1] ending in 1, not [0.5]"),
     (["--bits", "4", "--percentile", "99"], "--percentile applies to --calibration percentile, not 'max'"),
     (["--bits", "4", "--seed", "-1"], "argument --seed: must be an integer >= 0, not '-1' (see hwq quantize --help)"),
     (["--bits", "4", "--act-bits", "99"], "argument --act-bits: must be an integer in 2..16, not '99' (see hwq quantize --help)"),
@@ -299,3 +302,14 @@ def test_compressed_option_writes_a_file_that_loads_as_the_network(cli, tmp_path
     # a bad --compressed target is bad usage before any work
     code, out, err = cli("--bits", "3", "-o", str(path), "--compressed", str(tmp_path))
     assert code == 2 and "--compressed" in err and err.count("\n") == 1
+
+
+def test_schedule_reaches_the_method(cli, tmp_path):
+    """``--schedule 1``: INQ in one step, every weight rounded to its power of two at once
+    (the bench's post-training ``pot`` row); the method receives it (unknown options raise)."""
+    path = tmp_path / "pot.safetensors"
+    code, out, _ = cli("--method", "inq", "--bits", "4", "--schedule", "1", "-o", str(path),
+                       "--json", "--no-progress")
+    assert code == 0
+    data = json.loads(out)
+    assert data["options"]["schedule"] == [1.0]
