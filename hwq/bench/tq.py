@@ -198,8 +198,7 @@ def bench_tq(
     def log(run: dict[str, Any]) -> None:
         done[0] += 1
         done_keys.add(_run_key(run))
-        log_line(progress, f"[{done[0]}/{total}] {_label(run)} {run['target_bits']:g}b "
-                           f"E={run['retrain_epochs']} seed {run['seed']}: "
+        log_line(progress, f"[{done[0]}/{total}] {_label(run)} seed {run['seed']}: "
                            f"{run['accuracy']:.2f} % ({run['seconds']:.1f} s)")
         if json_path is not None:          # each run saved: an interrupted bench resumes
             _write(json_path, result_dict(False))
