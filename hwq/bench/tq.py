@@ -331,20 +331,17 @@ def _baselines(model, data, bits, retrain_epochs, seed, progress, fp32_pred, ext
     runs = []
     for b in bits:
         for epochs in retrain_epochs:
-            for method in ("uniform", "inq"):
-                name = "inq" if method == "inq" else "uniform-qat" if epochs else "uniform"
+            for name in ("uniform-qat" if epochs else "uniform", "inq"):
                 if (name, None, float(b), epochs, seed) in done:
                     continue
                 t = time.perf_counter()
                 folded = fold_batchnorm(model)
-                if method == "uniform" and epochs == 0:
-                    name, q = "uniform", quantize_uniform(folded, data, bits=b)
-                elif method == "uniform":
-                    name = "uniform-qat"
+                if name == "uniform":
+                    q = quantize_uniform(folded, data, bits=b)
+                elif name == "uniform-qat":
                     q = quantize_uniform_qat(folded, data, bits=b, epochs=epochs, seed=seed,
                                              progress=progress)
                 else:
-                    name = "inq"
                     q = quantize_inq(folded, data, bits=b, epochs=math.ceil(epochs / 3),
                                      seed=seed, progress=progress)
                 metrics = _network_metrics(folded, q, data, fp32_pred)
