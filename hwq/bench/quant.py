@@ -260,6 +260,8 @@ def bench_quant(
                      "test_images": len(data.y_test),
                      "retrain_budget_epochs": epochs, "act_bits": ACT_BITS,
                      "weight_layers": layers,
+                     "method_options": {m: _jsonable(o) for m, o in
+                                        sorted(spec.method_options.items())},
                      "budget_rule": "uniform-qat and brevitas-qat train E epochs; inq, slq "
                                     "and mlq train round(E / steps) (>= 1) epochs after each "
                                     "of their retraining steps; post-training rows 0"},

@@ -159,7 +159,9 @@ def bench_tq(
                 "retrain_epochs": list(retrain_epochs), "seeds": list(seeds),
                 "calib_size": calib_size, "act_bits": 8, "test_images": len(data.y_test),
                 "average_bits": "weight code bits of the integer network (basis "
-                                "included) / weights of the original network"}
+                                "included) / weights of the original network",
+                "baseline_options": {m: dict(spec.method_options.get(m, {}))
+                                     for m in ("uniform-qat", "inq")}}
     if model_seeds is not None:
         settings["model_seeds"] = list(model_seeds)
         settings["fp32_models"] = (f"the {workload} model trained with seed s per model seed "
@@ -240,7 +242,7 @@ def bench_tq(
                 log(runs[-1])
         if baselines:
             runs.extend(_baselines(model, data, base_bits, retrain_epochs, seed, progress,
-                                   fp32_pred, extra, log, done_keys))
+                                   fp32_pred, extra, log, done_keys, spec.method_options))
 
     result = result_dict(True)
     if json_path is not None:
@@ -320,14 +322,17 @@ def _fp32(model: torch.nn.Module, data: Any
 
 
 def _baselines(model, data, bits, retrain_epochs, seed, progress, fp32_pred, extra,
-               log=None, done=frozenset()) -> list[dict[str, Any]]:
+               log=None, done=frozenset(), method_options=None) -> list[dict[str, Any]]:
     """uniform / uniform-qat and inq at each width of ``bits``, but the runs whose
     :func:`_run_key` is in ``done``; ``average_bits`` is the stored weight bits over
-    ``model``'s conv/linear weights; ``log`` is called per run."""
+    ``model``'s conv/linear weights; ``log`` is called per run; ``method_options`` are the
+    workload's defaults per method (:attr:`hwq.workloads.Workload.method_options`, for example
+    the residual nets' lower retraining lr)."""
     from hwq.quant.inq import quantize_inq
     from hwq.quant.uniform import quantize_uniform, quantize_uniform_qat
 
     n_weights = sum(mod.weight.numel() for _, mod in weight_layers(model))
+    defaults = method_options or {}
     runs = []
     for b in bits:
         for epochs in retrain_epochs:
@@ -340,10 +345,11 @@ def _baselines(model, data, bits, retrain_epochs, seed, progress, fp32_pred, ext
                     q = quantize_uniform(folded, data, bits=b)
                 elif name == "uniform-qat":
                     q = quantize_uniform_qat(folded, data, bits=b, epochs=epochs, seed=seed,
-                                             progress=progress)
+                                             progress=progress,
+                                             **defaults.get("uniform-qat", {}))
                 else:
                     q = quantize_inq(folded, data, bits=b, epochs=math.ceil(epochs / 3),
-                                     seed=seed, progress=progress)
+                                     seed=seed, progress=progress, **defaults.get("inq", {}))
                 metrics = _network_metrics(folded, q, data, fp32_pred)
                 runs.append({
                     "method": name, "transform": None, "target_bits": float(b),

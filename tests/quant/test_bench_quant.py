@@ -27,6 +27,7 @@ def test_structure_and_files(tiny):
     result, out = tiny
     assert result["bench"] == "quant" and result["complete"] is True
     assert result["settings"]["bits"] == [4] and result["settings"]["seeds"] == [0]
+    assert result["settings"]["method_options"] == {}       # digits: the methods' defaults
     assert list(result["rows"]) == ["uniform"]
     assert result["rows"]["uniform"]["regime"] == "post-training"
     assert result["peer"]["available"] is False and "not requested" in result["peer"]["reason"]
@@ -163,6 +164,13 @@ def test_resume_runs_only_the_missing_runs(digits_reference, digits_data, tmp_pa
     assert calls == []
     with pytest.raises(ValueError, match="written with other settings"):
         bench_quant(resume=True, **{**kwargs, "seeds": (0, 2)})
+    # a workload's method defaults (the retraining lr) are settings too: runs made with other
+    # defaults are not kept
+    from hwq.workloads import WORKLOADS
+    monkeypatch.setitem(WORKLOADS["digits"].method_options, "inq", {"lr": 0.001})
+    with pytest.raises(ValueError, match="written with other settings"):
+        bench_quant(resume=True, **kwargs)
+    monkeypatch.delitem(WORKLOADS["digits"].method_options, "inq")
     out.write_text('{"bench": "tq"}')
     with pytest.raises(ValueError, match="not a quant bench result"):
         bench_quant(resume=True, **kwargs)

@@ -28,7 +28,7 @@ RESULT_KEYS = {"benchmark", "workload", "complete", "fp32_accuracy", "settings",
                "coding_gain_db", "summary", "runs", "timings"}
 SETTINGS_KEYS = {"bits", "transforms", "retrain_epochs", "seeds", "calib_size", "act_bits",
                  "test_images",
-                 "average_bits"}
+                 "average_bits", "baseline_options"}
 TQ_RUN_KEYS = {"method", "transform", "target_bits", "average_bits", "retrain_epochs", "seed",
                "accuracy", "test_nll", "flips", "weight_bits_total", "mismatches",
                "weight_only_accuracy", "pruned_channels", "seconds"}
@@ -313,3 +313,37 @@ def test_baselines_average_bits_over_the_models_own_weights(digits_data, monkeyp
     runs = bt._baselines(model, digits_data, [4], [0], 0, False, None, {}, logged.append)
     assert [(r["method"], r["average_bits"]) for r in runs] == [("uniform", 4.0), ("inq", 4.0)]
     assert logged == runs
+
+
+def test_baselines_retrain_with_the_workloads_options(digits_data, monkeypatch):
+    """Regression: the retraining baselines ran at the methods' default lr, which diverges on
+    the BatchNorm-folded residual net, instead of the workload's (``Workload.method_options``)."""
+    import hwq.quant.inq as inq_mod
+    import hwq.quant.uniform as uniform_mod
+
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(144, 10))
+    seen = []
+
+    def record(name):
+        def quantize(folded, data, **kw):
+            seen.append((name, kw.get("lr"), kw["epochs"]))
+            return uniform_mod.quantize_uniform(folded, data, bits=kw["bits"])
+        return quantize
+
+    monkeypatch.setattr(uniform_mod, "quantize_uniform_qat", record("uniform-qat"))
+    monkeypatch.setattr(inq_mod, "quantize_inq", record("inq"))
+    monkeypatch.setattr(bt, "_network_metrics", lambda *a: {
+        "accuracy": 50.0, "test_nll": 1.0, "flips": 3, "weight_bits_total": 1, "mismatches": 0})
+    bt._baselines(model, digits_data, [4], [3], 0, False, None, {},
+                  method_options={"uniform-qat": {"lr": 0.001}, "inq": {"lr": 0.002},
+                                  "slq": {"lr": 0.5}})
+    assert seen == [("uniform-qat", 0.001, 3), ("inq", 0.002, 1)]
+    seen.clear()
+    bt._baselines(model, digits_data, [4], [3], 0, False, None, {})
+    assert seen == [("uniform-qat", None, 3), ("inq", None, 1)]
+
+
+def test_settings_record_the_baselines_options(fake):
+    result = bt.bench_tq(bits=[3.0], transforms=["identity"], retrain_epochs=[0], seeds=[0],
+                         baselines=False, out_dir=None, plot=False)
+    assert result["settings"]["baseline_options"] == {"uniform-qat": {}, "inq": {}}
