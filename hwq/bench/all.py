@@ -38,15 +38,14 @@ def _tq_section(*, full: bool, out_dir: Path, seeds: tuple[int, ...] | None = No
                 bits: tuple[float, ...] | None = None,
                 model_seeds: tuple[int, ...] | None = None,
                 retrain_epochs: tuple[int, ...] = (0, 3), workload: str = "digits",
-                resume: bool = False, **_: Any) -> tuple[dict, str]:
+                resume: bool = False, jobs: int = 1, **_: Any) -> tuple[dict, str]:
     from hwq.bench.tq import bench_tq, format_tq
 
     if seeds is None and model_seeds is None:
         seeds = (0, 1, 2) if full else (0,)
     r = bench_tq(bits=bits or ((2.0, 3.0) if full else (2.0,)), seeds=seeds,
                  model_seeds=model_seeds, retrain_epochs=retrain_epochs, out_dir=out_dir,
-                 workload=workload, resume=resume,
-                 progress=True)
+                 workload=workload, resume=resume, jobs=jobs, progress=True)
     return r, format_tq(r)
 
 

@@ -48,6 +48,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                    help="keep the runs already in the output folder's tq.json (an "
                         "interrupted bench with the same settings; it is written after every "
                         "run) and run only the missing ones")
+    t.add_argument("--jobs", type=integer(1), default=1, metavar="N",
+                   help="N worker processes, one per (seed, transform) analysis with its runs "
+                        "or per seed's baselines (default 1); the same runs as with 1")
     j = sub.add_parser("joint", help="joint sparsity-quantization: accuracy vs compression")
     j.add_argument("--model", default="digits", choices=list(WORKLOADS),
                    help="the workload whose pretrained model and data are compressed "
@@ -101,6 +104,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     q.add_argument("--resume", action="store_true",
                    help="keep the runs already in the output file (an interrupted bench with "
                         "the same settings) and run only the missing ones")
+    q.add_argument("--jobs", type=integer(1), default=1, metavar="N",
+                   help="runs at once in N worker processes, one torch thread each (default "
+                        "1); the runs and the file are the same as with 1")
     u = sub.add_parser("util", help="MAC utilization per layer of the reference networks "
                                      "(cycle model)")
     u.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=list(NETWORKS),
@@ -188,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
                              methods=args.methods, peers=args.peers,
                              epochs=pick(args.epochs, "epochs", DEFAULT_EPOCHS),
                              out=args.out or DEFAULT_OUT / "quant.json", progress=True,
-                             workload=args.model, resume=args.resume)
+                             workload=args.model, resume=args.resume, jobs=args.jobs)
         files = result["files"]
         text = format_quant(result) + "\n\nwrote " + ", ".join(
             str(f) for k, f in files.items() if k != "json" and f)
@@ -232,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
                 seeds=None if args.seeds is None else tuple(args.seeds),
                 model_seeds=None if args.model_seeds is None else tuple(args.model_seeds),
                 retrain_epochs=tuple(args.retrain_epochs), workload=args.model,
-                resume=args.resume)
+                resume=args.resume, jobs=args.jobs)
         else:
             result, text = _joint_section(
                 full=True, out_dir=folder, seeds=tuple(args.seeds), workload=args.model,

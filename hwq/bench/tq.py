@@ -43,6 +43,7 @@ import torch.nn.functional as F
 
 from hwq import golden
 from hwq.bench import DEFAULT_OUT, log_line, save_figure
+from hwq.bench.pool import check_jobs, run_tasks
 from hwq.quant.base import fold_batchnorm, weight_layers
 from hwq.quant.integerize import fake_quant_model
 from hwq.quant.tq import analyze_tq, quantize_tq
@@ -90,6 +91,7 @@ def bench_tq(
     progress: bool = False,
     workload: str = "digits",
     resume: bool = False,
+    jobs: int = 1,
 ) -> dict[str, Any]:
     """Accuracy vs average bits of TQ (each transform, with and without retraining).
 
@@ -123,6 +125,10 @@ def bench_tq(
         keep the runs of ``out_dir/tq.json`` (written after every run, ``complete: false``
         until the end) when it holds a bench of the same workload and settings, and run only
         the missing ones; without it an existing file is overwritten.
+    jobs : int, default 1
+        worker processes (:func:`hwq.bench.pool.run_tasks`), one task per (seed, transform)
+        analysis with its runs and one per seed's baselines; the runs equal those of
+        ``jobs=1``. With ``jobs > 1`` a task's runs are logged and saved when it ends.
 
     Returns
     -------
@@ -139,6 +145,7 @@ def bench_tq(
     """
     for t in transforms:
         check_transform(t)
+    jobs = check_jobs(jobs)
     if seeds is not None and model_seeds is not None:
         raise ValueError("bench_tq takes seeds or model_seeds, not both (with model_seeds "
                          "each model's training seed is also its TQ seed)")
@@ -205,6 +212,7 @@ def bench_tq(
         if json_path is not None:          # each run saved: an interrupted bench resumes
             _write(json_path, result_dict(False))
 
+    tasks = []
     for seed in seeds:
         if reference is None:  # one model per seed
             model, fp32, fp32_pred = _fp32(spec.pretrained(seed=seed, progress=progress),
@@ -217,32 +225,36 @@ def bench_tq(
         for transform in transforms:
             todo = [(b, e) for b in bits for e in retrain_epochs
                     if ("tq", transform, float(b), e, seed) not in done_keys]
-            if not todo:
-                continue
-            t = time.perf_counter()
-            analysis = analyze_tq(model, data, transform=transform, seed=seed,
-                                  calib_size=calib_size)
-            t_analysis = time.perf_counter() - t
-            gains[str(seed)] = analysis.gains
-            for b, epochs in todo:
-                t = time.perf_counter()
-                res = quantize_tq(model, data, bits=b, transform=transform, seed=seed,
-                                  retrain_epochs=epochs, analysis=analysis,
-                                  calib_size=calib_size, progress=progress)
-                metrics = _network_metrics(res.model, res.qweights, data, fp32_pred)
-                runs.append({
-                    "method": "tq", "transform": transform, "target_bits": float(b),
-                    "average_bits": res.info["average_bits"], "retrain_epochs": epochs,
-                    "seed": seed, **extra, **metrics,
-                    "weight_only_accuracy": evaluate(res.model, data.x_test, data.y_test),
-                    "pruned_channels": {n: v["pruned_channels"]
-                                        for n, v in res.info["layers"].items()},
-                    "seconds": time.perf_counter() - t + t_analysis,
-                })
-                log(runs[-1])
-        if baselines:
-            runs.extend(_baselines(model, data, base_bits, retrain_epochs, seed, progress,
-                                   fp32_pred, extra, log, done_keys, spec.method_options))
+            if todo:
+                tasks.append((seed, transform, todo, model, fp32_pred, extra))
+        if baselines and any(
+                (name, None, float(b), e, seed) not in done_keys
+                for b in base_bits for e in retrain_epochs
+                for name in ("uniform-qat" if e else "uniform", "inq")):
+            tasks.append((seed, None, base_bits, model, fp32_pred, extra))
+    shared = (data, retrain_epochs, calib_size, frozenset(done_keys), spec.method_options,
+              progress and jobs == 1)
+
+    def accept(run: dict[str, Any], seed_gains: dict[str, Any] | None) -> None:
+        if seed_gains is not None:
+            gains[str(run["seed"])] = seed_gains
+        runs.append(run)
+        log(run)
+
+    if jobs == 1:   # in this process: every run is logged and saved as it ends
+        for task in tasks:
+            _group(shared, task, accept)
+    else:
+        log_line(progress and len(tasks) > 1,
+                 f"{len(tasks)} groups of runs over {min(jobs, len(tasks))} worker processes "
+                 f"(a (seed, transform) analysis with its runs, or a seed's baselines)")
+        for _, (group_runs, seed_gains) in run_tasks(_group, tasks, shared, jobs):
+            for run in group_runs:
+                accept(run, seed_gains)
+    # plan order (seed, then transform, then the baselines), whatever order the tasks ended in
+    runs.sort(key=lambda r: (list(seeds).index(r["seed"]),
+                             list(transforms).index(r["transform"]) if r["method"] == "tq"
+                             else len(transforms)))
 
     result = result_dict(True)
     if json_path is not None:
@@ -250,6 +262,44 @@ def bench_tq(
         if plot:
             plot_tq(result, Path(out_dir) / "tq.png")
     return result
+
+
+def _group(shared: tuple[Any, ...], task: tuple[Any, ...],
+           on_run: Any = None) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """One task of :func:`bench_tq`: a (seed, transform) analysis and its runs, or (transform
+    ``None``) a seed's baselines; ``on_run(run, gains)`` is called as each run ends (in this
+    process). Returns the runs and the analysis's coding gains (``None`` for baselines)."""
+    data, retrain_epochs, calib_size, done_keys, method_options, progress = shared
+    seed, transform, todo, model, fp32_pred, extra = task
+    out: list[dict[str, Any]] = []
+    if transform is None:
+        def each(run: dict[str, Any]) -> None:
+            out.append(run)
+            if on_run is not None:
+                on_run(run, None)
+        _baselines(model, data, todo, retrain_epochs, seed, progress, fp32_pred, extra, each,
+                   done_keys, method_options)
+        return out, None
+    t = time.perf_counter()
+    analysis = analyze_tq(model, data, transform=transform, seed=seed, calib_size=calib_size)
+    t_analysis = time.perf_counter() - t
+    for b, epochs in todo:
+        t = time.perf_counter()
+        res = quantize_tq(model, data, bits=b, transform=transform, seed=seed,
+                          retrain_epochs=epochs, analysis=analysis, calib_size=calib_size,
+                          progress=progress)
+        metrics = _network_metrics(res.model, res.qweights, data, fp32_pred)
+        out.append({
+            "method": "tq", "transform": transform, "target_bits": float(b),
+            "average_bits": res.info["average_bits"], "retrain_epochs": epochs,
+            "seed": seed, **extra, **metrics,
+            "weight_only_accuracy": evaluate(res.model, data.x_test, data.y_test),
+            "pruned_channels": {n: v["pruned_channels"] for n, v in res.info["layers"].items()},
+            "seconds": time.perf_counter() - t + t_analysis,
+        })
+        if on_run is not None:
+            on_run(out[-1], analysis.gains)
+    return out, analysis.gains
 
 
 def _run_key(run: dict[str, Any]) -> tuple[Any, ...]:

@@ -178,3 +178,49 @@ def test_resume_runs_only_the_missing_runs(digits_reference, digits_data, tmp_pa
     (tmp_path / "none").mkdir()
     fresh = bench_quant(resume=True, **{**kwargs, "out": tmp_path / "none" / "q.json"})
     assert "resumed_runs" not in fresh and len(fresh["runs"]) == 4
+
+
+def test_jobs_give_the_same_runs_in_plan_order(digits_reference, digits_data, tmp_path, capsys):
+    """Runs in two worker processes equal the in-process runs, and the file lists them in
+    plan order whatever order they finished in."""
+    kwargs = dict(bits=(3, 4), seeds=(0, 1), methods=("uniform", "slq-ptq"), peers=False,
+                  model=digits_reference, data=digits_data, plot=False)
+    one = bench_quant(out=tmp_path / "one.json", progress=False, **kwargs)
+    two = bench_quant(out=tmp_path / "two.json", progress=True, jobs=2, **kwargs)
+
+    def same(r):
+        return {k: v for k, v in r.items() if k not in ("timings", "seconds")}
+
+    assert [same(r) for r in two["runs"]] == [same(r) for r in one["runs"]]
+    assert [(r["seed"], r["bits"], r["row"]) for r in two["runs"]] == [
+        (s, b, row) for s in (0, 1) for b in (3, 4) for row in ("uniform", "slq-ptq")]
+    err = capsys.readouterr().err
+    assert "8 runs over 2 worker processes" in err
+    assert sorted(line.split("]")[0] for line in err.splitlines() if line.startswith("[")) == [
+        f"[{i}/8" for i in range(1, 9)]
+
+
+@pytest.mark.parametrize("jobs", [0, -1, 1.5, True, "2"])
+def test_bad_jobs_are_refused_before_any_work(jobs, monkeypatch):
+    from hwq.workloads import Workload
+
+    monkeypatch.setattr(Workload, "pretrained", None)      # never reached
+    with pytest.raises(ValueError, match=f"Bench jobs must be an integer >= 1, not {jobs!r}"):
+        bench_quant(jobs=jobs, out=None, progress=False)
+
+
+def test_cli_jobs(monkeypatch, tmp_path, capsys):
+    from hwq.bench import quant as bq
+    from hwq.cli import main
+
+    seen = {}
+
+    def record(**kw):
+        seen.update(kw)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(bq, "bench_quant", record)
+    assert main(["bench", "quant", "--jobs", "3", "-o", str(tmp_path / "q.json")]) == 2
+    assert seen["jobs"] == 3
+    assert main(["bench", "quant", "--jobs", "0"]) == 2
+    assert "--jobs" in capsys.readouterr().err

@@ -245,7 +245,7 @@ def test_cli_passes_model_seeds_and_retrain_epochs(recorded, tmp_path, capsys):
                  "--bits", "2", "-o", str(out)]) == 0
     assert recorded == [dict(bits=(2.0,), seeds=None, model_seeds=(0, 1, 2),
                              retrain_epochs=(0,), out_dir=out.parent, progress=True,
-                             workload="digits", resume=False)]
+                             workload="digits", resume=False, jobs=1)]
     assert json.loads(out.read_text()) == {"fp32_accuracy": 99.0, "summary": {}}
     assert capsys.readouterr().out.endswith(f"wrote {out}\n")
 
@@ -254,9 +254,9 @@ def test_cli_defaults_are_unchanged(recorded, tmp_path):
     assert main(["bench", "tq", "-o", str(tmp_path / "tq.json")]) == 0
     assert recorded == [dict(bits=(2.0, 3.0), seeds=(0, 1, 2), model_seeds=None,
                              retrain_epochs=(0, 3), out_dir=tmp_path, progress=True,
-                             workload="digits", resume=False)]
-    assert main(["bench", "tq", "-o", str(tmp_path / "tq.json"), "--resume"]) == 0
-    assert recorded[-1]["resume"] is True
+                             workload="digits", resume=False, jobs=1)]
+    assert main(["bench", "tq", "-o", str(tmp_path / "tq.json"), "--resume", "--jobs", "2"]) == 0
+    assert recorded[-1]["resume"] is True and recorded[-1]["jobs"] == 2
 
 
 @pytest.mark.parametrize(("argv", "message"), [
@@ -347,3 +347,28 @@ def test_settings_record_the_baselines_options(fake):
     result = bt.bench_tq(bits=[3.0], transforms=["identity"], retrain_epochs=[0], seeds=[0],
                          baselines=False, out_dir=None, plot=False)
     assert result["settings"]["baseline_options"] == {"uniform-qat": {}, "inq": {}}
+
+
+def test_jobs_give_the_same_runs_in_plan_order(digits_cache_dir, monkeypatch, tmp_path,
+                                               capsys):
+    """Real TQ on digits in two worker processes: the runs equal the in-process ones and are
+    listed in plan order (seed, transform, baselines)."""
+    monkeypatch.setenv(digits.CACHE_ENV, str(digits_cache_dir))   # workers inherit it
+    kwargs = dict(bits=(3.0,), transforms=("identity",), retrain_epochs=(0,), seeds=(0, 1),
+                  calib_size=64, plot=False)
+    one = bt.bench_tq(out_dir=tmp_path / "one", **kwargs)
+    two = bt.bench_tq(out_dir=tmp_path / "two", jobs=2, progress=True, **kwargs)
+
+    def same(run):
+        return {k: v for k, v in run.items() if k != "seconds"}
+
+    assert [same(r) for r in two["runs"]] == [same(r) for r in one["runs"]]
+    assert [(r["seed"], r["method"]) for r in two["runs"]] == [
+        (s, m) for s in (0, 1) for m in ("tq", "uniform", "inq")]
+    assert two["coding_gain_db"] == one["coding_gain_db"]
+    err = capsys.readouterr().err
+    assert "4 groups of runs over 2 worker processes" in err
+    assert sorted(line.split("]")[0] for line in err.splitlines() if line.startswith("[")) == [
+        f"[{i}/6" for i in range(1, 7)]
+    with pytest.raises(ValueError, match="Bench jobs must be an integer >= 1, not 0"):
+        bt.bench_tq(jobs=0, out_dir=None, **kwargs)
