@@ -20,6 +20,8 @@ from hwq.quant.tq import (
     quantize_tq,
     uniform_quantize,
 )
+from hwq.quant.tq import plan as tq_plan
+from hwq.quant.tq.allocation import _choose
 from hwq.quant.transforms import coding_gain_db, damp, elt, klt
 from hwq.workloads.train import evaluate
 
@@ -41,7 +43,7 @@ def _golden(net, x: torch.Tensor) -> np.ndarray:
 
 
 def test_doctests():
-    for module in (transforms, tq):
+    for module in (transforms, tq_plan):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.failed == 0 and result.attempted > 0, module.__name__
 
@@ -157,7 +159,7 @@ def test_allocation_hits_the_target_and_is_monotone_in_lambda(analysis):
         total = allocation_bits(plans, choice)
         assert total <= target * n
         assert target * n - total <= largest_block, (target, total / n)
-    totals = [allocation_bits(plans, tq._choose(plans, curves, lam))
+    totals = [allocation_bits(plans, _choose(plans, curves, lam))
               for lam in np.logspace(-12, 2, 40)]
     assert all(a >= b for a, b in zip(totals, totals[1:], strict=False))
     assert totals[0] > totals[-1]
@@ -337,7 +339,7 @@ def test_smallest_bits_from_the_shapes_is_the_smallest_allocation(digits_referen
                                      basis_bits=s["basis_bits"])
     assert weights == analysis.original_weights
     assert need == allocation_bits(analysis.plans,
-                                   tq._choose(analysis.plans, analysis.curves, 1e40))
+                                   _choose(analysis.plans, analysis.curves, 1e40))
     # an untrained model of the same shapes gives the same figure: no training needed
     from hwq.workloads import digits
 
