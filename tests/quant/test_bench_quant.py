@@ -79,14 +79,15 @@ def test_rejects_bad_settings():
 
 def test_peer_failure_is_skipped_with_a_note(digits_reference, digits_data, tmp_path,
                                              monkeypatch):
+    from hwq.bench import peer
     from hwq.bench import quant as bq
 
     def broken(*args, **kwargs):
         raise RuntimeError("incompatible torch")
 
-    monkeypatch.setattr(bq, "_peer_status", lambda peers: {"available": True, "version": "x",
-                                                           "evaluated_by": "", "setup": ""})
-    monkeypatch.setattr(bq, "_brevitas_runs", broken)
+    monkeypatch.setattr(peer, "peer_status", lambda peers: {"available": True, "version": "x",
+                                                            "evaluated_by": "", "setup": ""})
+    monkeypatch.setattr(peer, "brevitas_runs", broken)
     result = bq.bench_quant(bits=(4,), seeds=(0,), methods=("uniform",), peers=True,
                             progress=False, out=tmp_path, plot=False, model=digits_reference,
                             data=digits_data)
@@ -104,13 +105,13 @@ def test_the_brevitas_peer_takes_graph_models(build):
     import torch
     from torch import nn
 
-    from hwq.bench import quant as bq
+    from hwq.bench import peer
     from hwq.quant.base import fold_batchnorm
     from hwq.workloads import models
 
     torch.manual_seed(0)
     folded = fold_batchnorm(getattr(models, build)(1).eval())
-    net = bq._brevitas_model(folded, 4)
+    net = peer.brevitas_model(folded, 4)
     replaced = {"Conv2d": "QuantConv2d", "Linear": "QuantLinear", "ReLU": "QuantReLU",
                 "Hardtanh": "QuantHardTanh"}
     swapped = {name: type(net[1].get_submodule(name)).__name__
