@@ -36,3 +36,17 @@ def test_bad_jobs(jobs):
         check_jobs(jobs)
     with pytest.raises(ValueError):
         list(run_tasks(_power, [1], 1, jobs=jobs))
+
+
+def test_time_left_doctests():
+    import doctest
+
+    import hwq.bench
+
+    finder = doctest.DocTestFinder()
+    runner = doctest.DocTestRunner()
+    tests = [t for t in finder.find(hwq.bench.time_left) if t.examples]
+    assert tests
+    for t in tests:
+        runner.run(t)
+    assert runner.failures == 0 and runner.tries == 3

@@ -26,13 +26,19 @@ all
     every benchmark above at a size that fits about 15 minutes on a 2-core machine (``--full``
     for the complete sweeps); one ``all.json`` with every figure and ``summary.md``.
 quant
-    the quantization results table on digits: accuracy at 2..5 weight bits of every
-    ``hwq.quant`` method (post-training and at an equal retraining budget) and the Brevitas
-    peer, mean/std/min/max over seeds; also writes a Markdown table and a plot
+    the quantization results table on a workload (digits by default; lenet5, resnet8,
+    sepnet): accuracy at 2..5 weight bits of every ``hwq.quant`` method (post-training and at
+    an equal retraining budget) and the Brevitas peer (:mod:`hwq.bench.peer`),
+    mean/std/min/max over seeds; also writes a Markdown table and a plot
     (:mod:`hwq.bench.quant`).
 
+The accuracy tables (quant, tq) save their file after every run, resume an interrupted
+bench (``--resume``) and spread their independent runs over worker processes (``--jobs``,
+:mod:`hwq.bench.pool`); their progress lines estimate the time left.
+
 Modules: :mod:`hwq.bench.cli` is the command, :mod:`hwq.bench.all` runs every section,
-and each benchmark has its own module (golden, sim, quant, tq, joint, hw, asic).
+and each benchmark has its own module (golden, sim, quant, tq, joint, hw, asic, util,
+offchip).
 """
 
 import sys
@@ -59,6 +65,26 @@ def log_line(progress: bool, text: str) -> None:
     """A benchmark's progress line on stderr (one per run), when ``progress``."""
     if progress:
         print(text, file=sys.stderr, flush=True)
+
+
+def time_left(elapsed: float, finished: int, remaining: int) -> str:
+    """An estimate of a bench's remaining wall time, for its progress line: ``elapsed`` seconds
+    since this process started its first run, ``finished`` runs done in them (runs kept from
+    an earlier sitting do not count), ``remaining`` to go.
+
+    >>> time_left(600.0, 4, 6)
+    'about 15 min left'
+    >>> time_left(7200.0, 2, 3)
+    'about 3 h 00 min left'
+    >>> time_left(10.0, 0, 3), time_left(10.0, 3, 0)
+    ('', '')
+    """
+    if finished <= 0 or remaining <= 0:
+        return ""
+    minutes = round(elapsed / finished * remaining / 60)
+    if minutes < 60:
+        return f"about {max(minutes, 1)} min left"
+    return f"about {minutes // 60} h {minutes % 60:02d} min left"
 
 
 def cell(value: Any, digits: int = 1) -> str:

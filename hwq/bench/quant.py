@@ -51,7 +51,7 @@ import torch
 from torch import nn
 
 from hwq import __version__
-from hwq.bench import DEFAULT_OUT, log_line, save_figure
+from hwq.bench import DEFAULT_OUT, log_line, save_figure, time_left
 from hwq.bench import peer as brevitas_peer
 from hwq.bench.pool import check_jobs, run_tasks
 from hwq.serialize import atomic_write
@@ -301,6 +301,7 @@ def bench_quant(
         tasks.append((i, seed, b, row, budget, options))
     shared = (model, data, epochs, spec.method_options.get("uniform-qat", {}))
     count = len(plan) - len(tasks)
+    started = time.perf_counter()
     if jobs > 1 and len(tasks) > 1:
         log_line(progress, f"{len(tasks)} runs over {min(jobs, len(tasks))} worker processes")
     for (_, seed, b, row, _, _), (runs, error) in run_tasks(_cell, tasks, shared, jobs):
@@ -317,8 +318,10 @@ def bench_quant(
             continue
         result["runs"].extend(runs)
         line = ", ".join(f"{r['row']} {r['accuracy']:.2f}" for r in runs)
+        left = time_left(time.perf_counter() - started, count - len(plan) + len(tasks),
+                         len(plan) - count)
         log_line(progress, f"[{count}/{len(plan)}] {b}b seed {seed}: {line} % "
-                           f"({runs[-1]['seconds']:.1f} s)")
+                           f"({runs[-1]['seconds']:.1f} s)" + (f"; {left}" if left else ""))
         _write_json(json_path, result)
 
     order = {(seed, b, row.name): i for i, (seed, b, row) in enumerate(plan)}

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from hwq import golden
-from hwq.bench import DEFAULT_OUT, log_line, save_figure
+from hwq.bench import DEFAULT_OUT, log_line, save_figure, time_left
 from hwq.bench.pool import check_jobs, run_tasks
 from hwq.quant.base import fold_batchnorm, weight_layers
 from hwq.quant.integerize import fake_quant_model
@@ -183,6 +183,7 @@ def bench_tq(
     total = len(seeds) * len(retrain_epochs) * (
         len(transforms) * len(bits) + (2 * len(base_bits) if baselines else 0))
     done = [len(runs)]
+    kept_runs, started = len(runs), time.perf_counter()
     if runs:
         log_line(progress, f"resuming {json_path}: {len(runs)} runs kept")
 
@@ -207,8 +208,10 @@ def bench_tq(
     def log(run: dict[str, Any]) -> None:
         done[0] += 1
         done_keys.add(_run_key(run))
+        left = time_left(time.perf_counter() - started, done[0] - kept_runs, total - done[0])
         log_line(progress, f"[{done[0]}/{total}] {_label(run)} seed {run['seed']}: "
-                           f"{run['accuracy']:.2f} % ({run['seconds']:.1f} s)")
+                           f"{run['accuracy']:.2f} % ({run['seconds']:.1f} s)"
+                           + (f"; {left}" if left else ""))
         if json_path is not None:          # each run saved: an interrupted bench resumes
             _write(json_path, result_dict(False))
 
