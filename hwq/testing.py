@@ -344,7 +344,7 @@ def pool_fusion_network(rng: np.random.Generator, *, kind: str = "int",
                         bits: int | Sequence[int] = 4, act_bits: int = 8,
                         per_channel_bits: bool = False) -> QuantizedNetwork:
     """A graph of max pools that the layout compiler fuses into the write-back of the
-    matmul before them and pools it must not fuse (:func:`hwq.layout.compiler._fusable`).
+    matmul before them and pools it must not fuse (:func:`hwq.layout.plan.fusable`).
 
     Fused: ``pool1`` (2x2/2 after a padded conv of 10x10: whole windows), ``pool4`` (a 2x1
     window, stride 2 after an add: positions in no window, a row and every other column,

@@ -23,23 +23,14 @@ output position's first input word (``off``), and the tap's row and column offse
 ``v``, dilation included) for the padding test. A matmul over several tensors (an add)
 reads the others at their distance from the first in the activation memory.
 
-Fused pooling (:func:`_fuse_pools`): on a core with a pool buffer (``pool_words``), a max
-pool runs in the write-back of the matmul that produces its input, as one descriptor that
-computes only the conv positions of the pool windows, in window order, and writes the
-pooled tensor; the conv's own output is never stored. The standalone pool descriptor stays
-for every pool the rule of :func:`_fusable` refuses, and for every pool of a program whose
-activations run in row tiles (:mod:`hwq.layout.acttiles`).
-
-Activations: every stored tensor gets a region by liveness (:mod:`hwq.layout.alloc`). The
-network input is stored in im2col order when that packs the first layer's kernel taps into
-the SIMD lanes and the memory holds it (:func:`_input_window`,
-:class:`~hwq.layout.program.Window`); the first layer is then a 1x1 convolution.
+What a program holds before its words are packed -- descriptors, storage, liveness, fused
+pools, the input's im2col window -- is planned in :mod:`hwq.layout.plan`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -49,7 +40,7 @@ from hwq.golden import cycles as cyc
 from hwq.golden.formats import CodebookFormat, IntFormat, PotFormat
 from hwq.golden.ops import accumulator_bits
 from hwq.hardware import FUSED_WRITE_STAGES, LOAD_CHECK_STAGES
-from hwq.ir import INPUT, Alias, Matmul, Pool, QuantizedNetwork, Storage
+from hwq.ir import INPUT, Matmul, Pool, QuantizedNetwork
 from hwq.layout.acttiles import (
     ACT_PLACES,
     TilePlan,
@@ -59,240 +50,16 @@ from hwq.layout.acttiles import (
     store_descriptor_cycles,
     tile_layer,
 )
-from hwq.layout.alloc import Interval, allocate
-from hwq.layout.dwmode import DwLayer, plan_layer
+from hwq.layout.alloc import allocate
 from hwq.layout.dwmode import descriptors as dw_descriptors
 from hwq.layout.dwmode import image as dw_image
-from hwq.layout.encode import MatmulTerms, matmul_terms
-from hwq.layout.program import Program, Tensor, Window
+from hwq.layout.encode import MatmulTerms
+from hwq.layout.plan import Plan, fused_need, memory_needs, plan_network
+from hwq.layout.program import Program, Tensor
 from hwq.layout.tiling import WEIGHT_PLACES, external_needs, tile_descriptors
 from hwq.layout.words import FMT_CODEBOOK, FMT_INT, KIND_MATMUL, KIND_POOL, core_words
 
 __all__ = ["PACK_CHOICES", "compile", "core_config", "network_cycles"]
-
-
-@dataclass(eq=False)
-class _Layer:
-    """One descriptor: an op, its primitive, the stored tensors it reads and writes."""
-
-    op: Any
-    prim: Matmul | Pool
-    sources: list[str]            # storage owners read, in the primitive's source order
-    out: str                      # storage owner written (the op's own tensor)
-    in_chw: tuple[int, int, int]
-    out_chw: tuple[int, int, int]
-    terms: MatmulTerms | None = None
-    pool: Pool | None = None      # a max pool fused into this matmul's write-back
-    pool_name: str | None = None  # its op
-    dw: DwLayer | None = None     # the depthwise mode's mapping (:mod:`hwq.layout.dwmode`)
-
-
-@dataclass(eq=False)
-class _Plan:
-    """Everything :func:`compile` decides before packing: layers, storage, memory needs."""
-
-    layers: list[_Layer]
-    owner: dict[str, str]                  # tensor -> the tensor whose storage it shares
-    storage: dict[str, Storage]
-    intervals: list[Interval]
-    weight_words: int
-    param_words: int
-    window: Window | None = None           # the input's im2col order, if it has one
-
-
-def _plan(network: QuantizedNetwork, config: CoreConfig, *, fuse: bool = True,
-          dw: bool = True) -> _Plan:
-    """The plan of ``network`` on ``config``: with the input in im2col order when that packs
-    the first layer's taps (:func:`_input_window`) and the activation memory holds it, else
-    with the input as stored; with the max pools :func:`_fusable` allows fused unless
-    ``fuse`` is False (a program with activation tiles, :mod:`hwq.layout.acttiles`); with
-    the depthwise mode's layers (:mod:`hwq.layout.dwmode`) unless ``dw`` is False (weight or
-    activation tiles)."""
-    plan = _plan_with(network, config, window=True, fuse=fuse, dw=dw)
-    if plan.window is not None and _needs(plan)["act_depth"] > config.act_depth:
-        return _plan_with(network, config, window=False, fuse=fuse, dw=dw)
-    return plan
-
-
-def _plan_with(network: QuantizedNetwork, config: CoreConfig, *, window: bool,
-               fuse: bool = True, dw: bool = True) -> _Plan:
-    shapes = network.tensor_shapes()
-    storage = {INPUT: Storage.of_shape(network.input_shape)}
-    owner = {INPUT: INPUT}
-    layers: list[_Layer] = []
-    s = config.simd
-    for op in network.ops:
-        prim = op.lower([storage[t] for t in op.inputs])
-        if isinstance(prim, Alias):
-            storage[op.name] = storage[op.inputs[0]]
-            owner[op.name] = owner[op.inputs[0]]
-            continue
-        owner[op.name] = op.name
-        c, h, w = storage[op.inputs[0]].chw
-        if isinstance(prim, Pool):
-            out = (c, *prim.out_hw(h, w))
-            sources = [owner[op.inputs[0]]]
-        else:
-            out = (int(prim.weight.shape[0]), *prim.out_hw(h, w))
-            sources = [owner[op.inputs[i]] for i in prim.sources]
-            chws = {storage[op.inputs[i]].chw[1:] for i in prim.sources}
-            if len(chws) != 1:
-                raise ValueError(f"{op.name}: the core reads tensors of one height and width "
-                                 f"together, not {sorted(chws)}")
-        storage[op.name] = Storage(out)
-        if len(shapes[op.name]) == 3 and out != shapes[op.name]:
-            raise AssertionError(f"{op.name}: lowered shape {out} != {shapes[op.name]}")
-        layers.append(_Layer(op=op, prim=prim, sources=sources, out=op.name,
-                             in_chw=(c, h, w), out_chw=out))
-    if not layers:
-        raise ValueError("Network has no conv2d, linear or maxpool2d layer for the core to run")
-    window = _input_window(network, layers, owner, storage, s) if window else None
-    if fuse:
-        layers = _fuse_pools(network, layers, owner, config)
-
-    # liveness: a storage owner lives from the layer writing it to the last layer reading it
-    index = {layer.out: i for i, layer in enumerate(layers)}
-    last = {INPUT: -1, **{layer.out: i for i, layer in enumerate(layers)}}
-    for i, layer in enumerate(layers):
-        for t in layer.sources:
-            last[t] = max(last[t], i)
-    out_owner = owner[network.output]
-    last[out_owner] = len(layers)
-    intervals = [Interval(name=t, words=_words(storage[t], s), start=index.get(t, -1),
-                          end=last[t]) for t in [INPUT] + [layer.out for layer in layers]]
-
-    weight_words = param_words = 0
-    for layer in layers:
-        if isinstance(layer.prim, Matmul):
-            chans = [storage[t].chw[0] for t in layer.sources]
-            layer.terms = matmul_terms(layer.prim, chans, config, layer.op.name)
-            floor = cyc.min_group_steps(config.lanes, s)
-            steps = np.maximum(layer.terms.group_steps(config.pe), floor)
-            if dw and config.depthwise and layer.pool is None:
-                plain = matmul_terms(layer.prim, chans, replace(config, pack=False,
-                                                                depthwise=False), layer.op.name)
-                layer.dw = plan_layer(layer.prim, chans, config, plain, layer.out_chw[1:],
-                                      steps)
-            if layer.dw is not None:
-                weight_words += sum(sum(layer.dw.steps(t)) for t in range(layer.dw.tiles))
-            else:
-                weight_words += int(steps.sum())
-            param_words += math.ceil(layer.out_chw[0] / config.lanes)
-    return _Plan(layers=layers, owner=owner, storage=storage, intervals=intervals,
-                 weight_words=weight_words, param_words=param_words, window=window)
-
-
-def _input_window(network: QuantizedNetwork, layers: list[_Layer], owner: dict[str, str],
-                  storage: dict[str, Storage], simd: int) -> Window | None:
-    """Store the network input in im2col order when that packs the first layer's taps.
-
-    When the first layer is a matmul that alone reads the network input and its
-    ``KH * KW * ceil(C / simd)`` channel tiles per group exceed ``ceil(KH * KW * C / simd)``,
-    the input is stored as its windows (:class:`~hwq.layout.program.Window`, written by the
-    host) and the layer becomes a 1x1 convolution over them with the weight's taps and
-    channels in the same ``(u, v, c)`` order. Updates ``layers[0]`` and the input's storage;
-    returns the window, or None (nothing changed).
-    """
-    first = layers[0]
-    readers = [lay for lay in layers if INPUT in lay.sources]
-    if (not isinstance(first.prim, Matmul) or readers != [first] or first.sources != [INPUT]
-            or owner[network.output] == INPUT):
-        return None
-    prim = first.prim
-    c, h, w = storage[INPUT].chw
-    kh, kw = prim.kernel
-    if kh * kw * math.ceil(c / simd) <= math.ceil(kh * kw * c / simd):
-        return None
-    win = Window(chw=(c, h, w), kernel=(kh, kw), stride=prim.stride, padding=prim.padding,
-                 dilation=prim.dilation)
-    c_out = prim.weight.shape[0]
-    weight = prim.weight.transpose(0, 2, 3, 1).reshape(c_out, kh * kw * c, 1, 1)
-    first.prim = replace(prim, weight=np.ascontiguousarray(weight), stride=(1, 1),
-                         padding=(0, 0, 0, 0), dilation=(1, 1))
-    storage[INPUT] = Storage(win.stored_chw())
-    first.in_chw = win.stored_chw()
-    if first.prim.out_hw(*first.in_chw[1:]) != first.out_chw[1:]:
-        raise AssertionError(f"{first.op.name}: im2col positions {first.in_chw[1:]} != "
-                             f"{first.out_chw[1:]}")
-    return win
-
-
-def _fusable(pool: _Layer, producer: _Layer | None, readers: int, network_output: bool,
-             config: CoreConfig) -> str | None:
-    """Why max pool ``pool`` cannot run in ``producer``'s write-back, or None if it can.
-
-    The rule: the pool's input is written by a matmul (conv, linear, add, average pool) and
-    read by nothing else (not by another layer, not the network's output); the pool has no
-    padding and its windows do not overlap (``stride >= kernel`` in both directions, so each
-    conv position is in at most one window: computing it once per window costs no more
-    than the standalone walk); the matmul is not already fused; the core has a pool buffer
-    of at least the matmul's output channel tiles (``pool_words >= ceil(C / simd)``); a conv
-    position takes two cycles or more (``ceil(C / lanes) * max(1, lanes // simd) >= 2``: the
-    write-back writes a running maximum into the buffer a cycle after reading it, so the
-    same word's next read must come two cycles later, :mod:`hwq.rtl.writeback`). Conv
-    positions in no window (a floor-mode remainder, a stride past the kernel) are skipped.
-    """
-    if producer is None or not isinstance(producer.prim, Matmul):
-        return "its input is not a matmul's output"
-    if producer.pool is not None:
-        return "its producer already has a pool"
-    if readers != 1 or network_output:
-        return "its input is also read elsewhere"
-    (kh, kw), (sh, sw) = pool.prim.kernel, pool.prim.stride
-    if any(pool.prim.padding):
-        return "it has padding"
-    if sh < kh or sw < kw:
-        return "its windows overlap"
-    groups = math.ceil(producer.out_chw[0] / config.lanes)
-    if groups * cyc.min_group_steps(config.lanes, config.simd) < 2:
-        return ("its matmul has one group of output channels (a position in one cycle: the "
-                "buffer's running maximum would be read before it is written back)")
-    need = math.ceil(producer.out_chw[0] / config.simd)
-    if config.pool_words < need:
-        return (f"the pool buffer holds {config.pool_words} words, the matmul writes {need} "
-                "per position")
-    return None
-
-
-def _fuse_pools(network: QuantizedNetwork, layers: list[_Layer], owner: dict[str, str],
-                config: CoreConfig) -> list[_Layer]:
-    """``layers`` with every max pool that :func:`_fusable` allows folded into the matmul
-    before it: the matmul writes the pool's tensor over the pooled positions, the pool has
-    no layer of its own."""
-    producers = {layer.out: layer for layer in layers}
-    kept = []
-    for layer in layers:
-        if isinstance(layer.prim, Pool):
-            src = layer.sources[0]
-            readers = sum(src in lay.sources for lay in layers)
-            producer = producers.get(src)
-            if _fusable(layer, producer, readers, owner[network.output] == src,
-                        config) is None:
-                producer.pool, producer.pool_name = layer.prim, layer.op.name
-                producer.out, producer.out_chw = layer.out, layer.out_chw
-                continue
-        kept.append(layer)
-    return kept
-
-
-def _fused_need(network: QuantizedNetwork, config: CoreConfig) -> int:
-    """The pool buffer words the pools that may fuse on ``config`` need (0: none may)."""
-    plan = _plan(network, replace(config, pool_words=CoreConfig.INT_FIELDS["pool_words"][2]))
-    return max((math.ceil(lay.out_chw[0] / config.simd) for lay in plan.layers
-                if lay.pool is not None), default=0)
-
-
-def _words(st: Storage, simd: int) -> int:
-    c, h, w = st.chw
-    return h * w * math.ceil(c / simd)
-
-
-def _needs(plan: _Plan) -> dict[str, int]:
-    """Words (descriptors) each memory must hold."""
-    _, peak = allocate(plan.intervals)
-    descs = sum(1 if lay.dw is None else lay.dw.tiles for lay in plan.layers)
-    return {"desc_depth": descs, "act_depth": peak,
-            "weight_depth": plan.weight_words, "param_depth": plan.param_words}
 
 
 _MEMORY = {"desc_depth": ("descriptor", "descriptors"), "act_depth": ("activation", "words"),
@@ -321,8 +88,8 @@ def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
     ``dsp="ecp5"``, 4-bit values let two lanes share each DSP block); wide enough for the
     values of synthesized weights (add multipliers) when they need a table. Memory depths:
     the smallest powers of two that hold the program; the pool buffer (``pool_words``) the
-    smallest power of two that lets every max pool :func:`_fusable` allows fuse (0 if none
-    can); with external weights
+    smallest power of two that lets every max pool :func:`hwq.layout.plan.fusable` allows
+    fuse (0 if none can); with external weights
     (``weights="external"``, or ``"auto"`` on a core with ``ext_bits`` when ``weight_depth``
     is given and too small), the weight buffers of :func:`hwq.layout.tiling.external_needs`
     and the descriptors of the tiles; with activations in external memory
@@ -351,7 +118,7 @@ def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
     base.update(fields)
     probe = CoreConfig(**{**base, "act_depth": 1 << 20, "weight_depth": 1 << 22,
                           "param_depth": 1 << 20, "desc_depth": 1024})
-    plan = _plan(network, probe)
+    plan = plan_network(network, probe)
     synthesized = [int(np.abs(lay.prim.weight).max()) for lay in plan.layers
                    if isinstance(lay.prim, Matmul) and lay.prim.spec is None]
     if pe == "shift_add" and synthesized and "weight_bits" not in fields:
@@ -361,7 +128,7 @@ def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
         while (1 << (base["weight_bits"] - 1)) - 2 < need and base["weight_bits"] < high:
             base["weight_bits"] += 1
         probe = replace(probe, weight_bits=base["weight_bits"])
-        plan = _plan(network, probe)
+        plan = plan_network(network, probe)
     if pe == "multiply":
         books = [lay.terms.table for lay in plan.layers
                  if lay.terms is not None and lay.terms.table is not None
@@ -371,27 +138,27 @@ def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
                        for b in books)
             base["table_bits"] = max(base["table_bits"], min(need, 8))
             probe = replace(probe, table_bits=base["table_bits"])
-            plan = _plan(network, probe)
+            plan = plan_network(network, probe)
     if pack == "auto":
         pack = _packing_gains(network, probe) and simd >= 2
     base["pack"] = pack in ("on", True)
     if base["pack"]:
         probe = replace(probe, pack=True)
-        plan = _plan(network, probe)
+        plan = plan_network(network, probe)
     if depthwise == "auto":
         depthwise = (lanes == simd >= 8 and (pe != "multiply" or dsp == "inferred")
                      and _dw_gains(network, probe))
     if depthwise in ("on", True):
         base.update(pack=True, depthwise=True)
         probe = replace(probe, pack=True, depthwise=True)
-        plan = _plan(network, probe)
+        plan = plan_network(network, probe)
     if "pool_words" not in fields:
-        need = _fused_need(network, probe)
+        need = fused_need(network, probe)
         base["pool_words"] = 1 << max(0, need - 1).bit_length() if need else 0
         if base["pool_words"]:
             probe = replace(probe, pool_words=base["pool_words"])
-            plan = _plan(network, probe)
-    needs = _needs(plan)
+            plan = plan_network(network, probe)
+    needs = memory_needs(plan)
     ext = base.get("ext_bits", 0)
     ext_weights = weights == "external" or (weights == "auto" and ext and
                                             base.get("weight_depth", needs["weight_depth"])
@@ -408,7 +175,7 @@ def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
         needs.update(weight_depth=ext_needs["weight_depth"], desc_depth=ext_needs["desc_depth"])
 
     if ext_weights:
-        plan = _plan(network, probe, dw=False)      # weight tiles: no depthwise mode
+        plan = plan_network(network, probe, dw=False)      # weight tiles: no depthwise mode
         weight_buffers()
     if activations not in ACT_PLACES:
         raise ValueError(f"Activations must be one of {', '.join(ACT_PLACES)}, not "
@@ -424,7 +191,7 @@ def core_config(network: QuantizedNetwork, *, pe: str, lanes: int, simd: int,
             base["pool_words"] = 0
         probe = replace(probe, act_depth=depth, ext_bits=ext, pool_words=base["pool_words"])
         # the input as stored if its windows do not fit; the pools unfused
-        plan = _plan(network, probe, fuse=False, dw=False)
+        plan = plan_network(network, probe, fuse=False, dw=False)
         tiles = _spill(network, plan, probe, every=activations == "external")
         if ext_weights:
             weight_buffers()            # of this plan (the first layer's taps may be unpacked)
@@ -502,8 +269,8 @@ def compile(network: QuantizedNetwork, config: CoreConfig, *,  # noqa: A001
     if activations == "external" and not config.external:
         raise ValueError("External activations need a core with the m_axi port (ext_bits 32, "
                          "64 or 128), not ext_bits=0")
-    plan = _plan(network, config)
-    needs = _needs(plan)
+    plan = plan_network(network, config)
+    needs = memory_needs(plan)
     external = weights == "external" or (
         weights == "auto" and config.external and needs["weight_depth"] > config.weight_depth)
     spill = activations == "external" or (
@@ -511,13 +278,13 @@ def compile(network: QuantizedNetwork, config: CoreConfig, *,  # noqa: A001
     tiles = None
     if spill:
         # row tiles run their pools unfused, and no layer in the depthwise mode
-        plan = _plan(network, config, fuse=False, dw=False)
+        plan = plan_network(network, config, fuse=False, dw=False)
         tiles = _spill(network, plan, config, every=activations == "external")
         del needs["act_depth"]          # the tiles' staging buffers: fitted by _spill
         needs["desc_depth"] = 0         # the tiles' descriptors: checked after cutting them
     if external:
         if not spill and any(lay.dw is not None for lay in plan.layers):
-            plan = _plan(network, config, dw=False)     # weight tiles: no depthwise mode
+            plan = plan_network(network, config, dw=False)     # weight tiles: no depthwise mode
         del needs["weight_depth"]       # the tiles' buffers: checked when cutting the tiles
         needs["desc_depth"] = 0         # the tiles' descriptors: checked after cutting them
     short = {f: n for f, n in needs.items() if n > getattr(config, f)}
@@ -534,7 +301,7 @@ def compile(network: QuantizedNetwork, config: CoreConfig, *,  # noqa: A001
     return _pack(network, config, plan, external=external, tiles=tiles)
 
 
-def _spill(network: QuantizedNetwork, plan: _Plan, config: CoreConfig, *,
+def _spill(network: QuantizedNetwork, plan: Plan, config: CoreConfig, *,
            every: bool) -> TilePlan:
     """The tensors in external memory and the row tiles (:mod:`hwq.layout.acttiles`): every
     one that can go, or the largest first until the rest fits."""
@@ -557,7 +324,7 @@ def _spill(network: QuantizedNetwork, plan: _Plan, config: CoreConfig, *,
                      f"{', '.join(order)} in external memory: {error}")
 
 
-def _pack(network: QuantizedNetwork, config: CoreConfig, plan: _Plan, *,
+def _pack(network: QuantizedNetwork, config: CoreConfig, plan: Plan, *,
           external: bool = False, tiles: TilePlan | None = None) -> Program:
     words = core_words(config)
     s = config.simd
@@ -861,7 +628,7 @@ def network_cycles(network: QuantizedNetwork, config: CoreConfig) -> list[dict[s
     micro-ops of a row's first position and of the others (its ``cycles``: the sum of its
     descriptors').
     """
-    plan = _plan(network, config)
+    plan = plan_network(network, config)
     overheads = cyc.core_overheads(config.pack)
     by_op = {layer.op.name: layer for layer in plan.layers}
     fused = {layer.pool_name: layer.op.name for layer in plan.layers if layer.pool is not None}
