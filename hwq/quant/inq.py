@@ -370,7 +370,7 @@ def quantize_inq(
     lr : float, default 0.05
         Learning rate at the start of each step (reset each step): the digits training's
         peak rate, annealed by ``lr_schedule`` within the step.
-    lr_schedule : {"cosine", "constant"}, default "cosine"
+    lr_schedule : {"cosine", "constant", "warmup-cosine"}, default "cosine"
         Decay within a step (:func:`hwq.workloads.train.fit`'s ``schedule``).
     batch_size, momentum, weight_decay
         Passed to :func:`hwq.workloads.train.fit`.

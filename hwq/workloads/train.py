@@ -34,7 +34,7 @@ __all__ = ["OPTIMIZERS", "SCHEDULES", "evaluate", "fit"]
 #: Optimizers accepted by :func:`fit`.
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
 #: Learning-rate schedules accepted by :func:`fit` (applied per optimizer step).
-SCHEDULES: tuple[str, ...] = ("constant", "cosine")
+SCHEDULES: tuple[str, ...] = ("constant", "cosine", "warmup-cosine")
 
 Hook = Callable[[nn.Module], None]
 
@@ -84,9 +84,14 @@ def fit(
         L2 penalty coefficient added to the gradient by the optimizer, >= 0.
     optimizer : {"sgd", "adam"}, default "sgd"
         SGD with (non-Nesterov) momentum, or Adam with default betas.
-    schedule : {"constant", "cosine"}, default "constant"
+    schedule : {"constant", "cosine", "warmup-cosine"}, default "constant"
         ``"cosine"`` anneals the learning rate per step from ``lr`` to 0:
         ``lr_t = lr * (1 + cos(pi * t / T)) / 2`` for step ``t`` of ``T``.
+        ``"warmup-cosine"`` first rises linearly over the first epoch's ``W`` steps
+        (``lr_t = lr * (t + 1) / W``; at most half of ``T``), then anneals as ``"cosine"``
+        over the remaining ``T - W``: a retraining step that starts far from a minimum (a
+        network just snapped to its quantized weights) does not take full-size steps on its
+        first, largest gradients.
     seed : int, default 0
         Seed of the shuffling order and of the global RNG inside the call.
     num_threads : int or None, default None
@@ -157,11 +162,18 @@ def fit(
         )
     else:
         opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    sched = (
-        torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
-        if schedule == "cosine"
-        else None
-    )
+    sched: torch.optim.lr_scheduler.LRScheduler | None = None
+    if schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
+    elif schedule == "warmup-cosine":
+        warm = max(1, min(len(starts), total_steps // 2))
+
+        def factor(t: int) -> float:
+            if t < warm:
+                return (t + 1) / warm
+            return (1 + math.cos(math.pi * (t - warm) / max(1, total_steps - warm))) / 2
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     loss_fn = nn.CrossEntropyLoss()
     shuffle = torch.Generator().manual_seed(seed)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import doctest
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -155,6 +156,38 @@ def test_fit_is_deterministic(digits_data):
     assert not torch.equal(a[0].weight, c[0].weight)
 
 
+@pytest.mark.parametrize(("epochs", "warm"), [(3, 5), (1, 2)])
+def test_warmup_cosine_rises_over_the_first_epoch_then_anneals(epochs, warm):
+    """The lr of every optimizer step: linear to the peak over the first epoch (at most half
+    of the steps), then the cosine from the peak towards 0 over the rest."""
+    x = torch.linspace(-1, 1, 20).reshape(10, 2)            # 5 steps of 2 samples per epoch
+    y = (x[:, 0] > 0).long()
+    model = nn.Linear(2, 2)
+    seen = []
+
+    def record(_model):
+        seen.append(opt_lr[0].param_groups[0]["lr"])
+
+    opt_lr = []
+    real_step = torch.optim.SGD.step
+
+    def step(self, *a, **k):
+        opt_lr[:] = [self]
+        return real_step(self, *a, **k)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.optim.SGD, "step", step)
+        train.fit(model, x, y, epochs=epochs, lr=0.1, batch_size=2, schedule="warmup-cosine",
+                  after_step=record, progress=False)
+    total = 5 * epochs
+    # seen[t] is the lr after step t's scheduler update, i.e. the lr of step t + 1
+    want = [0.1 * (t + 1) / warm if t < warm else
+            0.1 * (1 + math.cos(math.pi * (t - warm) / (total - warm))) / 2
+            for t in range(1, total + 1)]
+    assert seen == pytest.approx(want)
+    assert max(seen) == pytest.approx(0.1)
+
+
 def test_fit_restores_global_state(digits_data):
     rng = torch.get_rng_state()
     threads = torch.get_num_threads()
@@ -226,7 +259,7 @@ def test_fit_skips_a_final_batch_of_one(digits_data):
         ({"momentum": 1.0}, r"Momentum must be a number in \[0, 1\), not 1.0"),
         ({"weight_decay": -1}, "Weight decay must be a non-negative finite number, not -1"),
         ({"optimizer": "rmsprop"}, r"Optimizer must be one of \('sgd', 'adam'\), not 'rmsprop'"),
-        ({"schedule": "step"}, r"Schedule must be one of \('constant', 'cosine'\), not 'step'"),
+        ({"schedule": "step"}, r"Schedule must be one of \('constant', 'cosine', 'warmup-cosine'\), not 'step'"),
         ({"seed": -1}, "Seed must be an integer >= 0, not -1"),
         ({"num_threads": 0}, "Number of threads must be an integer >= 1, not 0"),
     ],
