@@ -42,7 +42,7 @@ def peer_status(peers: bool) -> dict[str, Any]:
                  "weights; activation scales calibrated on the training set "
                  "(calibration_mode); QAT with hwq.workloads.train.fit using uniform-qat's "
                  "settings (SGD lr 0.01, momentum 0.9, weight decay 5e-4, batch 64, cosine, "
-                 "1 thread)",
+                 "1 thread) and the workload's overrides of them (each run's options)",
     }
     if not peers:
         status["reason"] = "not requested (--no-peers)"
