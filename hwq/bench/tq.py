@@ -233,7 +233,7 @@ def bench_tq(
         if baselines and any(
                 (name, None, float(b), e, seed) not in done_keys
                 for b in base_bits for e in retrain_epochs
-                for name in ("uniform-qat" if e else "uniform", "inq")):
+                for name in _baseline_names(e)):
             tasks.append((seed, None, base_bits, model, fp32_pred, extra))
     shared = (data, retrain_epochs, calib_size, frozenset(done_keys), spec.method_options,
               progress and jobs == 1)
@@ -374,6 +374,11 @@ def _fp32(model: torch.nn.Module, data: Any
     return model, evaluate(model, data.x_test, data.y_test), pred
 
 
+def _baseline_names(epochs: int) -> tuple[str, str]:
+    """The baseline methods at a retraining budget: uniform PTQ or QAT, and INQ."""
+    return ("uniform-qat" if epochs else "uniform", "inq")
+
+
 def _baselines(model, data, bits, retrain_epochs, seed, progress, fp32_pred, extra,
                log=None, done=frozenset(), method_options=None) -> list[dict[str, Any]]:
     """uniform / uniform-qat and inq at each width of ``bits``, but the runs whose
@@ -389,7 +394,7 @@ def _baselines(model, data, bits, retrain_epochs, seed, progress, fp32_pred, ext
     runs = []
     for b in bits:
         for epochs in retrain_epochs:
-            for name in ("uniform-qat" if epochs else "uniform", "inq"):
+            for name in _baseline_names(epochs):
                 if (name, None, float(b), epochs, seed) in done:
                     continue
                 t = time.perf_counter()
