@@ -66,6 +66,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="inq and slq: the accumulated portions quantized per step, "
                              "increasing, in (0, 1], ending in 1 (default: the method's; "
                              "inq at 2 bits: the paper's ten-step ternary schedule)")
+    parser.add_argument("--codebook-scale", default=None, choices=["layer", "channel"],
+                        help="slq and mlq: shared values per layer (the paper; default) or "
+                             "per layer in units of each output channel's largest |w| (one "
+                             "table, per-channel scales; for BatchNorm-folded networks)")
     tq = parser.add_argument_group("tq (transform quantization)")
     tq.add_argument("--transform", default=None, choices=["elt", "klt", "identity"],
                     help="transform (default: elt)")
@@ -169,6 +173,11 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--schedule applies only to --method inq or slq, not "
                              f"{args.method!r}")
         options["schedule"] = check_schedule(args.schedule, args.method.upper())
+    if args.codebook_scale is not None:
+        if args.method not in ("slq", "mlq"):
+            raise ValueError(f"--codebook-scale applies only to --method slq or mlq, not "
+                             f"{args.method!r}")
+        options["scale"] = args.codebook_scale
     if args.method == "joint" and "compression" not in options and "budget_bits" not in options:
         raise ValueError("Method 'joint' needs --compression X or --budget-bits BITS")
     if {"epochs", "lr"} & set(options) and not method.retrains:

@@ -18,6 +18,13 @@ The result is the hardware's ``CODEBOOK`` format: per layer, the float centroids
 of 8-bit integers (``scale = max|centroid| / 127``, ``entry = round(centroid / scale)``, 0 first),
 each weight is its cluster's integer entry, and the index width is
 ``ceil(log2(table size))``: ``b`` bits for SLQ at ``b`` bits (``2**(b-1) + 1`` entries), 2 for MLQ.
+
+``scale="channel"`` (an hwq option; the paper shares values per layer, the default
+``"layer"``) clusters each output channel's weights divided by the channel's largest ``|w|``
+at the start: the layer keeps one table of shared values, and the per-channel factor joins
+the weight scale, which the integer network folds into its per-channel requantization (no
+hardware cost). It is for networks whose channels differ in range by orders of magnitude
+(BatchNorm-folded ones), where a per-layer codebook of a few values zeroes whole channels.
 """
 
 from __future__ import annotations
@@ -52,7 +59,9 @@ __all__ = [
     "LOSSES",
     "ORDERS",
     "RECLUSTER",
+    "SCALES",
     "ClusterState",
+    "channel_scale",
     "cluster_count",
     "codebook_weight",
     "group_counts",
@@ -77,6 +86,8 @@ LOSSES: tuple[str, ...] = ("network", "weight")
 ORDERS: tuple[str, ...] = ("descending", "ascending")
 #: How MLQ re-clusters a layer after retraining its zero cluster.
 RECLUSTER: tuple[str, ...] = ("refit", "assign")
+#: What the shared values are relative to: the layer (the paper) or each output channel.
+SCALES: tuple[str, ...] = ("layer", "channel")
 #: Entry width of the integer codebook tables.
 TABLE_BITS = 8
 #: SLQ bit widths: ``2**(b-1) + 1`` clusters need ``b``-bit indices; CODEBOOK allows 1..8.
@@ -95,19 +106,49 @@ class ClusterState:
         bool, shape ``(k,)``: the cluster is quantized (its centroid no longer moves).
     labels : np.ndarray
         int64, one per weight (flattened): its cluster if quantized, else ``-1``.
+    channel_scale : np.ndarray or None
+        float64, one per output channel: the centroids are in units of it (a weight of
+        cluster ``j`` in channel ``c`` is ``centroids[j] * channel_scale[c]``); ``None`` for
+        the paper's per-layer values (a unit scale).
     """
 
     centroids: np.ndarray
     frozen: np.ndarray
     labels: np.ndarray
+    channel_scale: np.ndarray | None = None
 
     @property
     def mask(self) -> np.ndarray:
         """Quantized (frozen) weights, flattened."""
         return self.labels >= 0
 
+    @property
+    def unit(self) -> np.ndarray:
+        """Each weight's unit (flattened): its channel's scale, or 1.0."""
+        if self.channel_scale is None:
+            return np.ones(self.labels.size)
+        return np.repeat(self.channel_scale, self.labels.size // self.channel_scale.size)
+
     def copy(self) -> ClusterState:
-        return ClusterState(self.centroids.copy(), self.frozen.copy(), self.labels.copy())
+        scale = None if self.channel_scale is None else self.channel_scale.copy()
+        return ClusterState(self.centroids.copy(), self.frozen.copy(), self.labels.copy(),
+                            scale)
+
+
+def channel_scale(weight: torch.Tensor, scale: str) -> np.ndarray | None:
+    """The unit of each output channel for ``scale``: ``None`` for ``"layer"``, else max ``|w|``.
+
+    A channel of zeros gets 1.0.
+
+    >>> channel_scale(torch.tensor([[0.5, -2.0], [0.0, 0.0]]), "channel").tolist()
+    [2.0, 1.0]
+    """
+    if scale not in SCALES:
+        raise ValueError(f"Codebook scale must be one of {SCALES}, not {scale!r}")
+    if scale == "layer":
+        return None
+    top = np.abs(weight.detach().double().reshape(weight.shape[0], -1).numpy()).max(axis=1)
+    return np.where(top > 0, top, 1.0)
 
 
 StageCallback = Callable[[int, nn.Module, dict[str, ClusterState]], None]
@@ -145,14 +186,19 @@ def group_counts(k: int, schedule: Sequence[float]) -> list[int]:
 def weight_cluster_losses(
     w: np.ndarray, state: ClusterState, labels: np.ndarray, candidates: Sequence[int]
 ) -> np.ndarray:
-    """Weight-space error of snapping each candidate cluster: ``sum_i (w_i - c_j)**2``.
+    """Weight-space error of snapping each candidate cluster: ``sum_i (w_i - c_j u_i)**2``.
 
-    Over the free weights ``i`` that ``labels`` puts in cluster ``j``.
+    Over the free weights ``i`` that ``labels`` puts in cluster ``j``; ``u_i`` is the weight's
+    unit (:attr:`ClusterState.unit`, 1 for per-layer values).
     """
     w = np.asarray(w, dtype=np.float64).reshape(-1)
     free = ~state.mask
-    return np.array([float(np.sum((w[free & (labels == j)] - state.centroids[j]) ** 2))
-                     for j in candidates])
+    unit = state.unit
+    out = []
+    for j in candidates:
+        sel = free & (labels == j)
+        out.append(float(np.sum((w[sel] - state.centroids[j] * unit[sel]) ** 2)))
+    return np.array(out)
 
 
 @torch.no_grad()
@@ -167,7 +213,7 @@ def network_cluster_losses(
 ) -> np.ndarray:
     """Network-loss increase of snapping each candidate cluster, one cluster at a time.
 
-    ``L(W with the free weights of cluster j set to c_j) - L(W)``, ``L`` the mean
+    ``L(W with the free weights of cluster j set to c_j u_i) - L(W)``, ``L`` the mean
     cross-entropy of ``model`` on ``(x, y)`` in eval mode; ``weight`` (a parameter of
     ``model``) is restored bit-exactly after each trial.
     """
@@ -180,10 +226,11 @@ def network_cluster_losses(
         flat = weight.view(-1)
         free = torch.from_numpy(~state.mask)
         lab = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+        unit = torch.from_numpy(state.unit)
         out = []
         for j in candidates:
             sel = free & (lab == j)
-            flat[sel] = float(state.centroids[j])
+            flat[sel] = (float(state.centroids[j]) * unit[sel]).to(flat.dtype)
             out.append(float(loss_fn(model(x), y)) - base)
             weight.copy_(saved)
     finally:
@@ -267,8 +314,10 @@ def _finish(model: nn.Module, layers: list[tuple[str, nn.Module]],
     for name, module in layers:
         st = states[name]
         q = codebook_weight(st.centroids, st.labels, tuple(module.weight.shape))
+        if st.channel_scale is not None:
+            q = QuantizedWeight(q.values, q.scale * st.channel_scale, q.spec)
         with torch.no_grad():
-            module.weight.copy_(torch.from_numpy(q.values * q.scale[0]))
+            module.weight.copy_(torch.from_numpy(q.dequantize()))
         out[name] = q
     return out
 
@@ -278,13 +327,22 @@ def _snap(weight: torch.Tensor, state: ClusterState, labels: np.ndarray,
     """Quantize the weights ``which`` (flattened bool) into their clusters ``labels``."""
     state.labels[which] = labels[which]
     idx = torch.from_numpy(np.flatnonzero(which))
-    vals = torch.from_numpy(state.centroids[labels[which]]).to(weight.dtype)
+    vals = state.centroids[labels[which]]
+    if state.channel_scale is not None:
+        vals = vals * state.unit[which]
+    vals = torch.from_numpy(vals).to(weight.dtype)
     with torch.no_grad():
         weight.view(-1)[idx] = vals
 
 
 def _flat(weight: torch.Tensor) -> np.ndarray:
     return weight.detach().reshape(-1).double().numpy()
+
+
+def _units(weight: torch.Tensor, state: ClusterState) -> np.ndarray:
+    """The weights in units of their channel's scale (flattened), what k-means clusters."""
+    w = _flat(weight)
+    return w if state.channel_scale is None else w / state.unit
 
 
 def _masks(layers: list[tuple[str, nn.Module]],
@@ -306,6 +364,7 @@ def quantize_slq(
     schedule: Sequence[float] = DEFAULT_SCHEDULE,
     loss: str = "network",
     order: str = "descending",
+    scale: str = "layer",
     loss_samples: int = 512,
     iterations: int = 10,
     epochs: int = DEFAULT_EPOCHS,
@@ -361,6 +420,9 @@ def quantize_slq(
         (:func:`network_cluster_losses`); ``"weight"``: ``sum (w - c)**2`` over them.
     order : {"descending", "ascending"}, default "descending"
         Larger-loss clusters first (the paper), or smaller first.
+    scale : {"layer", "channel"}, default "layer"
+        Shared values per layer (the paper), or per layer in units of each output channel's
+        largest initial ``|w|`` (:func:`channel_scale`; one table, per-channel scales).
     loss_samples : int, default 512
         Training images (a seeded random subset) in the network-loss batch.
     iterations : int, default 10
@@ -387,8 +449,8 @@ def quantize_slq(
     Raises
     ------
     ValueError
-        For a bit width outside 2..8, a bad schedule, an unknown loss or order, or bad
-        retraining arguments.
+        For a bit width outside 2..8, a bad schedule, an unknown loss, order or scale, or
+        bad retraining arguments.
     """
     k = cluster_count(bits)
     sigmas = check_schedule(schedule, "SLQ")
@@ -398,6 +460,8 @@ def quantize_slq(
         raise ValueError(f"SLQ cluster order must be one of {ORDERS}, not {order!r}")
     if isinstance(loss_samples, bool) or not isinstance(loss_samples, int) or loss_samples < 1:
         raise ValueError(f"SLQ loss samples must be an integer >= 1, not {loss_samples!r}")
+    if scale not in SCALES:
+        raise ValueError(f"SLQ codebook scale must be one of {SCALES}, not {scale!r}")
     check_training("SLQ", epochs=epochs, lr=lr, seed=seed)
     layers = weight_layers(model)
     if not layers:
@@ -412,18 +476,19 @@ def quantize_slq(
 
     states: dict[str, ClusterState] = {}
     for name, module in layers:
-        w = _flat(module.weight)
         frozen = np.zeros(k, bool)
         frozen[0] = True  # the zero cluster: fixed at 0, quantized in the first stage
-        states[name] = ClusterState(pot_ladder(float(np.abs(w).max()), k), frozen,
-                                    np.full(w.size, -1, np.int64))
+        st = ClusterState(np.zeros(k), frozen, np.full(module.weight.numel(), -1, np.int64),
+                          channel_scale(module.weight, scale))
+        st.centroids = pot_ladder(float(np.abs(_units(module.weight, st)).max()), k)
+        states[name] = st
 
     for stage, target in enumerate(counts):
         labels: dict[str, np.ndarray] = {}
         chosen: dict[str, list[int]] = {}
         for name, module in layers:
             st = states[name]
-            st.centroids, labels[name] = kmeans_1d(_flat(module.weight), st.centroids,
+            st.centroids, labels[name] = kmeans_1d(_units(module.weight, st), st.centroids,
                                                    frozen=st.frozen, fixed=st.labels,
                                                    iterations=iterations)
             cand = [j for j in range(1, k) if not st.frozen[j]]
@@ -465,6 +530,7 @@ def quantize_mlq(
     seed: int = 0,
     progress: bool = True,
     recluster: str = "refit",
+    scale: str = "layer",
     iterations: int = 10,
     epochs: int = DEFAULT_EPOCHS,
     lr: float = DEFAULT_LR,
@@ -503,6 +569,8 @@ def quantize_mlq(
         Seeds the shuffling of every retraining step.
     progress : bool, default True
     recluster : {"refit", "assign"}, default "refit"
+    scale : {"layer", "channel"}, default "layer"
+        As :func:`quantize_slq`.
     iterations : int, default 10
     epochs : int, default 8
         Retraining epochs per layer (0: none).
@@ -522,12 +590,15 @@ def quantize_mlq(
     Raises
     ------
     ValueError
-        For a bit width other than 2, an unknown ``recluster``, or bad retraining arguments.
+        For a bit width other than 2, an unknown ``recluster`` or ``scale``, or bad retraining
+        arguments.
     """
     if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or bits != 2:
         raise ValueError(f"MLQ is ternary: its bit width must be 2, not {bits!r}")
     if recluster not in RECLUSTER:
         raise ValueError(f"MLQ recluster must be one of {RECLUSTER}, not {recluster!r}")
+    if scale not in SCALES:
+        raise ValueError(f"MLQ codebook scale must be one of {SCALES}, not {scale!r}")
     check_training("MLQ", epochs=epochs, lr=lr, seed=seed)
     layers = weight_layers(model)
     if not layers:
@@ -536,11 +607,12 @@ def quantize_mlq(
     was_training = model.training
 
     states = {name: ClusterState(np.zeros(3), np.array([True, False, False]),
-                                 np.full(module.weight.numel(), -1, np.int64))
+                                 np.full(module.weight.numel(), -1, np.int64),
+                                 channel_scale(module.weight, scale))
               for name, module in layers}
     for index, (name, module) in enumerate(layers):
         st = states[name]
-        w = _flat(module.weight)
+        w = _units(module.weight, st)
         st.centroids, labels = kmeans_1d(w, pot_ladder(float(np.abs(w).max()), 3),
                                          iterations=iterations)
         st.frozen[:] = True
@@ -553,7 +625,7 @@ def quantize_mlq(
                        desc=f"MLQ layer {index + 1}/{len(layers)}", schedule=lr_schedule,
                        batch_size=batch_size, momentum=momentum, weight_decay=weight_decay,
                        num_threads=num_threads)
-        w = _flat(module.weight)
+        w = _units(module.weight, st)
         if recluster == "refit":
             st.centroids, labels = kmeans_1d(w, st.centroids, iterations=iterations)
             st.labels[:] = -1

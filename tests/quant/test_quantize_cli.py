@@ -187,6 +187,7 @@ def test_quantize_api_result(digits_model, digits_data):
     (["--method", "uniform", "--bits", "4", "--schedule", "0.5", "1"], "--schedule applies only to --method inq or slq, not 'uniform'"),
     (["--method", "inq", "--bits", "4", "--schedule", "0.5", "0.4", "1"], "INQ schedule must be an increasing list of portions in (0, 1] ending in 1, not [0.5, 0.4, 1.0]"),
     (["--method", "slq", "--bits", "3", "--schedule", "0.5"], "SLQ schedule must be an increasing list of portions in (0, 1] ending in 1, not [0.5]"),
+    (["--method", "inq", "--bits", "4", "--codebook-scale", "channel"], "--codebook-scale applies only to --method slq or mlq, not 'inq'"),
     (["--bits", "4", "--percentile", "99"], "--percentile applies to --calibration percentile, not 'max'"),
     (["--bits", "4", "--seed", "-1"], "argument --seed: must be an integer >= 0, not '-1' (see hwq quantize --help)"),
     (["--bits", "4", "--act-bits", "99"], "argument --act-bits: must be an integer in 2..16, not '99' (see hwq quantize --help)"),
@@ -313,3 +314,18 @@ def test_schedule_reaches_the_method(cli, tmp_path):
     assert code == 0
     data = json.loads(out)
     assert data["options"]["schedule"] == [1.0]
+
+
+def test_codebook_scale_reaches_slq(cli, tmp_path, digits_data):
+    """``--codebook-scale channel``: per-channel scales behind one table, bit-exact."""
+    path = tmp_path / "slq.safetensors"
+    code, out, _ = cli("--method", "slq", "--bits", "2", "--epochs", "1",
+                       "--codebook-scale", "channel", "-o", str(path), "--json",
+                       "--no-progress")
+    assert code == 0
+    data = json.loads(out)
+    assert data["options"]["scale"] == "channel" and data["output_mismatches"] == 0
+    network = load(path)
+    tables = [op.spec.table for op in network.ops if hasattr(op, "spec")]
+    assert tables and all(t.size <= 3 for t in tables)
+    assert _golden_accuracy(path, digits_data) == data["accuracy"]

@@ -214,6 +214,75 @@ def test_slq_4bit_keeps_accuracy(folded, digits_data):
     assert train.evaluate(folded, digits_data.x_test, digits_data.y_test) >= 98.0
 
 
+def _check_channel_codebook(q, weight, unit):
+    """One shared table per layer, the channel's unit in its scale, the weights exact."""
+    ratio = q.scale / unit
+    assert np.allclose(ratio, ratio[0], rtol=1e-12, atol=0)  # the table's scale, shared
+    assert np.isin(q.values, q.spec.table).all()
+    np.testing.assert_array_equal(weight.detach().numpy(), q.dequantize().astype(np.float32))
+
+
+def test_channel_scale_units():
+    w = torch.tensor([[[[0.5]], [[-2.0]]], [[[0.0]], [[0.0]]], [[[0.25]], [[0.125]]]])
+    assert slq.channel_scale(w, "channel").tolist() == [2.0, 1.0, 0.25]
+    assert slq.channel_scale(w, "layer") is None
+    with pytest.raises(ValueError, match=r"^Codebook scale must be one of \('layer', "
+                                         r"'channel'\), not 'row'$"):
+        slq.channel_scale(w, "row")
+
+
+def test_slq_channel_scale_clusters_each_channel_in_its_units(folded, digits_data,
+                                                              digits_reference):
+    """Frozen weights sit on ``centroid * unit[c]``; one table, per-channel scales."""
+    units = {n: np.abs(m.weight.detach().double().reshape(m.weight.shape[0], -1).numpy())
+             .max(axis=1) for n, m in weight_layers(folded)}
+    stages: list = []
+    qweights = quantize_slq(folded, digits_data, bits=3, epochs=1, loss="weight",
+                            scale="channel", progress=False, on_step=_record(stages))
+    for _, states, weights in stages:
+        for name, st in states.items():
+            np.testing.assert_array_equal(st.channel_scale, units[name])
+            unit = np.repeat(units[name], st.labels.size // units[name].size)
+            assert np.abs(st.centroids).max() <= 1.0  # the ladder starts at 2**floor(log2 1)
+            np.testing.assert_array_equal(
+                weights[name].numpy().reshape(-1)[st.mask],
+                (st.centroids[st.labels[st.mask]] * unit[st.mask]).astype(np.float32))
+    for name, module in weight_layers(folded):
+        q = qweights[name]
+        assert int(q.spec.bits) == 3 and q.spec.table.size <= 5
+        _check_channel_codebook(q, module.weight, units[name])
+    # the per-layer default on the same model differs: one scale for every channel
+    layer = quantize_slq(fold_batchnorm(digits_reference), digits_data, bits=3, epochs=0,
+                         loss="weight", progress=False)
+    assert all(np.unique(q.scale).size == 1 for q in layer.values())
+    assert any(np.unique(q.scale).size > 1 for q in qweights.values())
+
+
+def test_slq_channel_scale_network_loss_snaps_in_units(folded, digits_data):
+    """The network-loss trial of a cluster sets its weights to ``c_j * unit`` and restores them."""
+    name, module = weight_layers(folded)[0]
+    unit = slq.channel_scale(module.weight, "channel")
+    w = module.weight.detach().double().reshape(-1).numpy()
+    state = ClusterState(np.array([0.0, 0.5, -0.5]), np.array([True, False, False]),
+                         np.full(w.size, -1), unit)
+    labels = kmeans.assign(w / state.unit, state.centroids)
+    before = module.weight.detach().clone()
+    x, y = digits_data.x_train[:64], digits_data.y_train[:64]
+    losses = network_cluster_losses(folded, module.weight, state, labels, [1, 2], x, y)
+    assert torch.equal(module.weight, before)
+    loss_fn = nn.CrossEntropyLoss()
+    folded.eval()
+    with torch.no_grad():
+        base = float(loss_fn(folded(x), y))
+        for j, got in zip([1, 2], losses):
+            trial = before.clone().reshape(-1)
+            sel = torch.from_numpy(labels == j)
+            trial[sel] = torch.from_numpy(0.5 * (1 if j == 1 else -1) * state.unit)[sel].float()
+            module.weight.copy_(trial.reshape(before.shape))
+            assert float(loss_fn(folded(x), y)) - base == got
+            module.weight.copy_(before)
+
+
 # --- MLQ ------------------------------------------------------------------------------------
 
 
@@ -238,6 +307,15 @@ def test_mlq_is_ternary_layer_by_layer(folded, digits_data):
         assert (q.spec.table[1:] != 0).all()
 
 
+def test_mlq_channel_scale(folded, digits_data):
+    units = {n: slq.channel_scale(m.weight, "channel") for n, m in weight_layers(folded)}
+    qweights = quantize_mlq(folded, digits_data, epochs=1, scale="channel", progress=False)
+    for name, module in weight_layers(folded):
+        q = qweights[name]
+        assert q.spec.table.size == 3 and int(q.spec.bits) == 2
+        _check_channel_codebook(q, module.weight, units[name])
+
+
 # --- errors ---------------------------------------------------------------------------------
 
 
@@ -256,6 +334,10 @@ def test_mlq_is_ternary_layer_by_layer(folded, digits_data):
         (lambda m, d: quantize_slq(m, d, bits=4, epochs=1.5),
          "SLQ epochs per step must be an integer >= 0, not 1.5"),
         (lambda m, d: quantize_mlq(m, d, bits=3), "MLQ is ternary: its bit width must be 2, not 3"),
+        (lambda m, d: quantize_slq(m, d, bits=4, scale="row"),
+         r"SLQ codebook scale must be one of \('layer', 'channel'\), not 'row'"),
+        (lambda m, d: quantize_mlq(m, d, scale=None),
+         r"MLQ codebook scale must be one of \('layer', 'channel'\), not None"),
         (lambda m, d: quantize_mlq(m, d, recluster="never"),
          r"MLQ recluster must be one of \('refit', 'assign'\), not 'never'"),
     ],
@@ -265,7 +347,7 @@ def test_rejects(folded, digits_data, call, message):
         call(folded, digits_data)
 
 
-@pytest.mark.parametrize(("module", "count"), [(kmeans, 4), (slq, 6)])
+@pytest.mark.parametrize(("module", "count"), [(kmeans, 4), (slq, 7)])
 def test_doctests_pass(module, count):
     result = doctest.testmod(module)
     assert result.attempted >= count and result.failed == 0
