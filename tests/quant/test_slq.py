@@ -274,7 +274,7 @@ def test_slq_channel_scale_network_loss_snaps_in_units(folded, digits_data):
     folded.eval()
     with torch.no_grad():
         base = float(loss_fn(folded(x), y))
-        for j, got in zip([1, 2], losses):
+        for j, got in zip([1, 2], losses, strict=True):
             trial = before.clone().reshape(-1)
             sel = torch.from_numpy(labels == j)
             trial[sel] = torch.from_numpy(0.5 * (1 if j == 1 else -1) * state.unit)[sel].float()
