@@ -118,7 +118,7 @@ def brevitas_runs(model: nn.Module, data: Any, bits: int, seed: int, epochs: int
     # uniform QAT's training settings (its signature's defaults), so the budgets match
     defaults = {k: p.default for k, p in inspect.signature(quantize_uniform_qat).parameters.items()
                 if k in ("lr", "batch_size", "momentum", "weight_decay", "schedule",
-                         "num_threads")}
+                         "clip_norm", "num_threads")}
     defaults.update({k: v for k, v in overrides.items() if k in defaults})
     t0 = time.perf_counter()
     net = brevitas_model(fold_batchnorm(model), bits, act_bits)

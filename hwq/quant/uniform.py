@@ -91,6 +91,7 @@ def quantize_uniform_qat(
     momentum: float = 0.9,
     weight_decay: float = 5e-4,
     schedule: str = "cosine",
+    clip_norm: float | None = None,
     num_threads: int | None = 1,
 ) -> dict[str, QuantizedWeight]:
     """Quantization-aware training of per-channel INT(``bits``) weights, then rounding.
@@ -117,7 +118,7 @@ def quantize_uniform_qat(
         seed of :func:`hwq.workloads.train.fit` (shuffling).
     progress : bool
         progress bar on stderr.
-    epochs, lr, batch_size, momentum, weight_decay, schedule, num_threads
+    epochs, lr, batch_size, momentum, weight_decay, schedule, clip_norm, num_threads
         training settings passed to :func:`~hwq.workloads.train.fit` (SGD with momentum,
         cosine decay by default).
     act_bits : int or None, default 8
@@ -133,8 +134,9 @@ def quantize_uniform_qat(
     bits = _check_bits(bits)
     quants = _quantizers(model, bits)
     settings = dict(epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum,
-                    weight_decay=weight_decay, schedule=schedule, seed=seed,
-                    num_threads=num_threads, progress=progress, desc=f"uniform-qat {bits}b")
+                    weight_decay=weight_decay, schedule=schedule, clip_norm=clip_norm,
+                    seed=seed, num_threads=num_threads, progress=progress,
+                    desc=f"uniform-qat {bits}b")
     if act_bits is not None:
         if not isinstance(model, GraphModel):
             raise ValueError("uniform-qat with act_bits needs the folded GraphModel "

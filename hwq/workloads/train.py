@@ -51,6 +51,7 @@ def fit(
     weight_decay: float = 5e-4,
     optimizer: str = "sgd",
     schedule: str = "constant",
+    clip_norm: float | None = None,
     seed: int = 0,
     num_threads: int | None = None,
     after_step: Hook | None = None,
@@ -92,6 +93,11 @@ def fit(
         over the remaining ``T - W``: a retraining step that starts far from a minimum (a
         network just snapped to its quantized weights) does not take full-size steps on its
         first, largest gradients.
+    clip_norm : float or None, default None
+        If given, the gradient of all parameters together is scaled down to this L2 norm
+        whenever it is longer (``torch.nn.utils.clip_grad_norm_``, after ``grad_hook``): one
+        outlier batch cannot throw a network without normalization layers (a BatchNorm-folded
+        one) into a state where every ReLU is dead.
     seed : int, default 0
         Seed of the shuffling order and of the global RNG inside the call.
     num_threads : int or None, default None
@@ -140,6 +146,10 @@ def fit(
         raise ValueError(f"Momentum must be a number in [0, 1), not {momentum!r}")
     if not (_is_real(weight_decay) and math.isfinite(weight_decay) and weight_decay >= 0):
         raise ValueError(f"Weight decay must be a non-negative finite number, not {weight_decay!r}")
+    if clip_norm is not None and not (_is_real(clip_norm) and math.isfinite(clip_norm)
+                                      and clip_norm > 0):
+        raise ValueError(f"Gradient clip norm must be a positive finite number or None, "
+                         f"not {clip_norm!r}")
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"Optimizer must be one of {OPTIMIZERS}, not {optimizer!r}")
     if schedule not in SCHEDULES:
@@ -199,6 +209,8 @@ def fit(
                 loss.backward()
                 if grad_hook is not None:
                     grad_hook(model)
+                if clip_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(params, clip_norm)
                 opt.step()
                 if sched is not None:
                     sched.step()

@@ -188,6 +188,31 @@ def test_warmup_cosine_rises_over_the_first_epoch_then_anneals(epochs, warm):
     assert max(seen) == pytest.approx(0.1)
 
 
+@pytest.mark.parametrize("clip", [None, 0.5, 100.0])
+def test_clip_norm_bounds_the_step(clip):
+    """Plain SGD (lr 1, no momentum or decay), one step: the parameters move by the gradient,
+    scaled to ``clip_norm`` when it is longer; a bound above the norm changes nothing."""
+    x = torch.tensor([[3.0, -4.0], [-3.0, 4.0]])
+    y = torch.tensor([1, 0])
+    model = nn.Linear(2, 2)
+    with torch.no_grad():
+        model.weight.zero_()
+        model.bias.zero_()
+    before = [p.detach().clone() for p in model.parameters()]
+    train.fit(model, x, y, epochs=1, lr=1.0, momentum=0.0, weight_decay=0.0, batch_size=2,
+              clip_norm=clip, progress=False)
+    # zero weights: softmax 1/2 everywhere; dL/dW = mean((p - onehot) x^T), dL/db = mean(p - onehot)
+    grad_w = 0.5 * (torch.outer(torch.tensor([0.5, -0.5]), x[0])
+                    + torch.outer(torch.tensor([-0.5, 0.5]), x[1]))
+    norm = float(grad_w.norm())  # the bias gradient is 0 here
+    assert norm == pytest.approx(math.sqrt(12.5))
+    scale = 1.0 if clip is None or clip >= norm else clip / norm
+    moved = torch.cat([(b - p.detach()).reshape(-1) for b, p in zip(before, model.parameters(),
+                                                                    strict=True)])
+    assert moved[:4].reshape(2, 2) == pytest.approx(grad_w * scale, rel=1e-6)
+    assert float(moved.norm()) == pytest.approx(norm * scale, rel=1e-6)
+
+
 def test_fit_restores_global_state(digits_data):
     rng = torch.get_rng_state()
     threads = torch.get_num_threads()
@@ -260,6 +285,8 @@ def test_fit_skips_a_final_batch_of_one(digits_data):
         ({"weight_decay": -1}, "Weight decay must be a non-negative finite number, not -1"),
         ({"optimizer": "rmsprop"}, r"Optimizer must be one of \('sgd', 'adam'\), not 'rmsprop'"),
         ({"schedule": "step"}, r"Schedule must be one of \('constant', 'cosine', 'warmup-cosine'\), not 'step'"),
+        ({"clip_norm": 0}, "Gradient clip norm must be a positive finite number or None, not 0"),
+        ({"clip_norm": float("inf")}, "Gradient clip norm must be a positive finite number or None, not inf"),
         ({"seed": -1}, "Seed must be an integer >= 0, not -1"),
         ({"num_threads": 0}, "Number of threads must be an integer >= 1, not 0"),
     ],
